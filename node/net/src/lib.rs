@@ -1,0 +1,1 @@
+//! libp2p data plane (issue: data plane part 1).

@@ -1,0 +1,1 @@
+//! Embedded segment store (issue: data plane part 1).

@@ -1,0 +1,173 @@
+//! Types shared by `pallet-sync-registry`, the runtime and the sync node.
+//!
+//! Everything here is `no_std` and SCALE-encoded, so the pallet stores exactly what the node
+//! reads through the runtime API and what polkadot.js sees in metadata.
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
+use scale_info::TypeInfo;
+
+/// Identifier of a segment (a bucket of objects that is owned, synced and proven as one unit).
+pub type SegmentId = u64;
+
+/// Maximum length in bytes of a data-plane peer id (a libp2p `PeerId` is a multihash of at
+/// most 42 bytes for Ed25519/secp256k1 identities; the slack allows other key types).
+pub const MAX_PEER_ID_LEN: u32 = 64;
+/// Maximum length in bytes of one multiaddr (e.g. `/ip4/1.2.3.4/tcp/30333/p2p/<id>` in binary
+/// form is well under 100 bytes; text forms used by polkadot.js users fit easily too).
+pub const MAX_MULTIADDR_LEN: u32 = 128;
+/// Maximum number of multiaddrs a node advertises.
+pub const MAX_MULTIADDRS: u32 = 8;
+
+/// What a node does for the segments it holds.
+#[derive(
+	Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq,
+	Debug,
+)]
+#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
+pub enum NodeRole {
+	/// Accepts writes for the segments it owns or co-owns and commits their roots.
+	Primary,
+	/// Mirrors segments to scale reads and redundancy; serves other replicas.
+	Replica,
+}
+
+/// Life-cycle of a node in the registry.
+///
+/// `Joining → Syncing → Active → Lagging → Leaving → Retired`. The per-segment states
+/// (`Syncing`, `Active`, `Lagging`) are tracked per holding; a node's own status is the
+/// summary the network sees.
+#[derive(
+	Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq,
+	Debug,
+)]
+#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
+pub enum NodeStatus {
+	/// Registered, holds nothing yet.
+	Joining,
+	/// Fetching at least one segment, no accepted proof for it yet.
+	Syncing,
+	/// Every held segment has an accepted Proof-of-Sync for a retained root.
+	Active,
+	/// At least one held segment is more than `MaxLag` committed roots behind.
+	Lagging,
+	/// Announced its departure; deregistration is possible after the leave delay.
+	Leaving,
+	/// Deregistered. Kept only in events: the registry deletes retired nodes.
+	Retired,
+}
+
+/// Public facts about a registered node, as the runtime API returns them.
+///
+/// The pallet stores a bounded variant of this; the API flattens bounded vectors to `Vec`s so
+/// that clients need no knowledge of the bounds.
+#[derive(Encode, Decode, TypeInfo, Clone, PartialEq, Eq, Debug)]
+pub struct NodeSummary<AccountId, Balance, BlockNumber> {
+	/// The account that registered (and signs for) the node.
+	pub account: AccountId,
+	/// Primary or Replica.
+	pub role: NodeRole,
+	/// Current life-cycle status.
+	pub status: NodeStatus,
+	/// libp2p peer id bytes of the node's data plane.
+	pub peer_id: alloc::vec::Vec<u8>,
+	/// Data-plane listen addresses (multiaddr bytes, text or binary as registered).
+	pub multiaddrs: alloc::vec::Vec<alloc::vec::Vec<u8>>,
+	/// Deposit held while registered.
+	pub deposit: Balance,
+	/// Block of registration.
+	pub registered_at: BlockNumber,
+}
+
+sp_api::decl_runtime_apis! {
+	/// Read access to the sync registry for the node's sync service and for RPC clients.
+	pub trait SyncRegistryApi<AccountId, Balance, BlockNumber>
+	where
+		AccountId: codec::Codec,
+		Balance: codec::Codec,
+		BlockNumber: codec::Codec,
+	{
+		/// The node registered by `account`, if any.
+		fn node_info(account: AccountId) -> Option<NodeSummary<AccountId, Balance, BlockNumber>>;
+		/// The account a data-plane peer id is registered to, if any.
+		fn node_by_peer_id(peer_id: alloc::vec::Vec<u8>) -> Option<AccountId>;
+	}
+}
+
+/// Data-plane peer id bytes as stored on chain (a libp2p `PeerId` in its binary multihash form).
+pub type PeerIdBytes = sp_runtime::BoundedVec<u8, sp_core::ConstU32<MAX_PEER_ID_LEN>>;
+/// One multiaddr in text form, e.g. `/ip4/127.0.0.1/tcp/30433`.
+pub type MultiaddrBytes = sp_runtime::BoundedVec<u8, sp_core::ConstU32<MAX_MULTIADDR_LEN>>;
+/// The multiaddrs a node advertises for its data plane.
+pub type Multiaddrs = sp_runtime::BoundedVec<MultiaddrBytes, sp_core::ConstU32<MAX_MULTIADDRS>>;
+
+/// Why a peer id or multiaddr was refused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum AddressError {
+	/// The peer id is not a well-formed identity or sha2-256 multihash.
+	InvalidPeerId,
+	/// A multiaddr is empty, does not start with `/`, or has non-printable bytes.
+	InvalidMultiaddr,
+}
+
+/// Checks that `bytes` has the shape of a libp2p `PeerId`: a multihash with code `0x00`
+/// (identity, public keys up to 42 bytes such as Ed25519) or `0x12` (sha2-256, 32 bytes), a
+/// one-byte length and exactly that many digest bytes.
+///
+/// This is a structural check only; the data plane verifies the key during its handshake.
+pub fn validate_peer_id(bytes: &[u8]) -> Result<(), AddressError> {
+	match bytes {
+		[0x00, len, digest @ ..] if (*len as usize) == digest.len() && !digest.is_empty() && *len <= 42 => Ok(()),
+		[0x12, 32, digest @ ..] if digest.len() == 32 => Ok(()),
+		_ => Err(AddressError::InvalidPeerId),
+	}
+}
+
+/// Checks that a multiaddr is in text form: starts with `/`, printable ASCII, no spaces.
+///
+/// Text form is what operators type in polkadot.js and what `sync-node` prints, so the chain
+/// stores exactly that; the node parses it with libp2p before dialling.
+pub fn validate_multiaddr(bytes: &[u8]) -> Result<(), AddressError> {
+	if bytes.len() < 2 || bytes[0] != b'/' || !bytes.iter().all(|b| (0x21..=0x7e).contains(b)) {
+		return Err(AddressError::InvalidMultiaddr);
+	}
+	Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	fn ed25519_peer_id() -> alloc::vec::Vec<u8> {
+		// identity multihash of a protobuf-encoded Ed25519 public key: 0x00, 36, 08 01 12 20, key
+		let mut v = alloc::vec![0x00, 36, 0x08, 0x01, 0x12, 0x20];
+		v.extend_from_slice(&[7u8; 32]);
+		v
+	}
+
+	#[test]
+	fn peer_id_shapes() {
+		assert_eq!(validate_peer_id(&ed25519_peer_id()), Ok(()));
+		let mut sha = alloc::vec![0x12, 32];
+		sha.extend_from_slice(&[1u8; 32]);
+		assert_eq!(validate_peer_id(&sha), Ok(()));
+		// truncated, wrong length byte, unknown code, empty
+		let id = ed25519_peer_id();
+		assert_eq!(validate_peer_id(&id[..id.len() - 1]), Err(AddressError::InvalidPeerId));
+		assert_eq!(validate_peer_id(&[0x12, 31, 0]), Err(AddressError::InvalidPeerId));
+		assert_eq!(validate_peer_id(&[0x13, 1, 0]), Err(AddressError::InvalidPeerId));
+		assert_eq!(validate_peer_id(&[]), Err(AddressError::InvalidPeerId));
+		assert_eq!(validate_peer_id(&[0x00, 0]), Err(AddressError::InvalidPeerId));
+	}
+
+	#[test]
+	fn multiaddr_shapes() {
+		assert_eq!(validate_multiaddr(b"/ip4/127.0.0.1/tcp/30433"), Ok(()));
+		assert_eq!(validate_multiaddr(b"ip4/127.0.0.1"), Err(AddressError::InvalidMultiaddr));
+		assert_eq!(validate_multiaddr(b"/"), Err(AddressError::InvalidMultiaddr));
+		assert_eq!(validate_multiaddr(b"/ip4/1.2.3.4 /tcp/1"), Err(AddressError::InvalidMultiaddr));
+		assert_eq!(validate_multiaddr(&[b'/', 0xff]), Err(AddressError::InvalidMultiaddr));
+	}
+}
