@@ -33,8 +33,13 @@ case "$route" in
   debian) { [ -x /usr/lib/llvm-19/bin/wasm-ld ] && rustup toolchain list | grep -q '^debian-wasm'; } || route="" ;;
 esac
 
+[ -n "${SYNC_WASM_ROUTE:-}" ] && [ "${SYNC_WASM_ROUTE}" != "$route" ] && route=""
 if [ -z "$route" ]; then
-  if wasm_ready_rustup; then
+  if [ "${SYNC_WASM_ROUTE:-}" = debian ]; then
+    route=debian
+    [ -x /usr/bin/rustc ] && [ -d /usr/lib/rustlib/src/rust ] || need_apt+=(rustc-web rust-web-src)
+    [ -x /usr/lib/llvm-19/bin/wasm-ld ] || need_apt+=(lld-19)
+  elif wasm_ready_rustup; then
     route=rustup
   elif timeout 60 rustup target add wasm32v1-none >/dev/null 2>&1 &&
        timeout 60 rustup component add rust-src >/dev/null 2>&1; then

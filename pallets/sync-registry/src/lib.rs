@@ -96,7 +96,7 @@ pub mod pallet {
 	/// A registered node as stored on chain.
 	#[derive(
 		Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq,
-		RuntimeDebug,
+		Debug,
 	)]
 	pub struct NodeInfo<Balance, BlockNumber> {
 		/// Primary (accepts writes) or Replica (mirrors).

@@ -1,0 +1,720 @@
+//! Segment commitments: the hash, tree and proof format shared by the chain and the node.
+//!
+//! # Scheme (v1)
+//! - **Objects** are addressed by their BLAKE3 hash (the *CID*). BLAKE3 is itself a Merkle tree
+//!   over 1 KiB chunks, so any chunk — or any aligned 16 KiB *chunk group*, which is a subtree —
+//!   can be verified against the CID with the sibling chaining values on its path
+//!   ([`verify_subtree`]). The data plane verifies transfers per group; Proof-of-Sync samples
+//!   single chunks (1 KiB keeps proofs small).
+//! - **Index entries** `(key, cid, size)` are the leaves of a binary *crit-bit trie* keyed by
+//!   `blake3(0x03 ‖ key)`. The shape of such a trie depends only on the set of keys, never on the
+//!   order of writes, so every node that replays the same ops computes the same root, and a
+//!   write touches only the `O(log n)` nodes on its path.
+//! - Every trie node carries a **weight**: the number of 1 KiB chunks below it (an object of
+//!   `size` bytes has `max(1, ceil(size / 1024))` chunks). Weights make "the `j`-th chunk of the
+//!   segment" well defined, so a challenge can name `k` uniformly random chunks of the whole
+//!   segment by index, and a proof can be checked to land exactly there.
+//! - The **segment root** commits to the trie top, total chunks (*leaf count*), entry count and
+//!   total bytes: `blake3(0x02 ‖ top ‖ leaves ‖ entries ‖ bytes)`.
+//!
+//! Hash inputs are domain separated by a leading tag byte (leaf `0x00`, inner `0x01`, root
+//! `0x02`, key path `0x03`, challenge `0x04`); integers are little endian.
+use alloc::{boxed::Box, vec::Vec};
+use blake3::hazmat::{left_subtree_len, merge_subtrees_non_root, merge_subtrees_root, HasherExt, Mode};
+use codec::{Decode, DecodeWithMemTracking, Encode};
+use scale_info::TypeInfo;
+use sp_runtime::BoundedVec;
+
+/// A 32-byte BLAKE3 digest (CIDs, chaining values, tree hashes, roots).
+pub type Hash32 = [u8; 32];
+
+/// Bytes per chunk: the BLAKE3 chunk and the Proof-of-Sync leaf.
+pub const CHUNK_LEN: u64 = 1024;
+/// Bytes per chunk group: the unit the data plane verifies before writing.
+pub const GROUP_LEN: u64 = 16 * 1024;
+/// Longest object key, in bytes.
+pub const MAX_KEY_LEN: u32 = 256;
+/// Most sibling chaining values on a BLAKE3 path (objects up to 2^64 bytes).
+pub const MAX_CHUNK_DEPTH: u32 = 54;
+/// Most steps on a trie path (one per bit of the 256-bit key path).
+pub const MAX_TRIE_DEPTH: u32 = 256;
+/// Most chunk proofs in one Proof-of-Sync.
+pub const MAX_CHALLENGE_LEAVES: u32 = 16;
+
+/// Object key bytes.
+pub type KeyBytes = BoundedVec<u8, sp_core::ConstU32<MAX_KEY_LEN>>;
+
+/// Number of 1 KiB chunks (Proof-of-Sync leaves) of an object of `size` bytes; at least one,
+/// because an empty object still has one (empty) chunk that hashes to its CID.
+pub fn chunks_of(size: u64) -> u64 {
+	size.div_ceil(CHUNK_LEN).max(1)
+}
+
+/// The CID of an object: its BLAKE3 hash.
+pub fn cid_of(content: &[u8]) -> Hash32 {
+	*blake3::hash(content).as_bytes()
+}
+
+/// Position of a key in the trie: `blake3(0x03 ‖ key)`.
+pub fn key_path(key: &[u8]) -> Hash32 {
+	let mut h = blake3::Hasher::new();
+	h.update(&[0x03]);
+	h.update(key);
+	*h.finalize().as_bytes()
+}
+
+/// Hash of a trie leaf (one index entry).
+pub fn leaf_hash(key: &[u8], cid: &Hash32, size: u64) -> Hash32 {
+	let mut h = blake3::Hasher::new();
+	h.update(&[0x00]);
+	h.update(&(key.len() as u32).to_le_bytes());
+	h.update(key);
+	h.update(cid);
+	h.update(&size.to_le_bytes());
+	*h.finalize().as_bytes()
+}
+
+/// Hash of an inner trie node splitting at `bit`.
+pub fn inner_hash(bit: u16, left: &Hash32, left_weight: u64, right: &Hash32, right_weight: u64) -> Hash32 {
+	let mut buf = [0u8; 1 + 2 + 32 + 8 + 32 + 8];
+	buf[0] = 0x01;
+	buf[1..3].copy_from_slice(&bit.to_le_bytes());
+	buf[3..35].copy_from_slice(left);
+	buf[35..43].copy_from_slice(&left_weight.to_le_bytes());
+	buf[43..75].copy_from_slice(right);
+	buf[75..83].copy_from_slice(&right_weight.to_le_bytes());
+	*blake3::hash(&buf).as_bytes()
+}
+
+/// The committed root of a segment.
+pub fn segment_root(top: &Hash32, leaves: u64, entries: u64, bytes: u64) -> Hash32 {
+	let mut buf = [0u8; 1 + 32 + 24];
+	buf[0] = 0x02;
+	buf[1..33].copy_from_slice(top);
+	buf[33..41].copy_from_slice(&leaves.to_le_bytes());
+	buf[41..49].copy_from_slice(&entries.to_le_bytes());
+	buf[49..57].copy_from_slice(&bytes.to_le_bytes());
+	*blake3::hash(&buf).as_bytes()
+}
+
+/// Root of the empty segment.
+pub fn empty_root() -> Hash32 {
+	segment_root(&[0u8; 32], 0, 0, 0)
+}
+
+/// Bit `i` (0 = most significant bit of byte 0) of a key path.
+pub fn bit_at(path: &Hash32, i: u16) -> bool {
+	(path[(i / 8) as usize] >> (7 - (i % 8))) & 1 == 1
+}
+
+/// First bit at which two different paths differ.
+fn crit_bit(a: &Hash32, b: &Hash32) -> Option<u16> {
+	for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
+		let d = x ^ y;
+		if d != 0 {
+			return Some((i as u16) * 8 + d.leading_zeros() as u16);
+		}
+	}
+	None
+}
+
+/// `k` leaf indexes in `0..leaves` derived from a challenge seed (the hash of a block that did
+/// not exist when the claim was made, plus claim-specific data).
+pub fn challenge_indexes(seed: &Hash32, leaves: u64, k: u32) -> Vec<u64> {
+	if leaves == 0 {
+		return Vec::new();
+	}
+	(0..k)
+		.map(|i| {
+			let mut h = blake3::Hasher::new();
+			h.update(&[0x04]);
+			h.update(seed);
+			h.update(&i.to_le_bytes());
+			let d = h.finalize();
+			let mut n = [0u8; 8];
+			n.copy_from_slice(&d.as_bytes()[..8]);
+			// 64-bit modulo: bias below 2^-40 for any segment under 2^24 TiB.
+			u64::from_le_bytes(n) % leaves
+		})
+		.collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// BLAKE3 subtree proofs (object level)
+// ---------------------------------------------------------------------------------------------
+
+/// Direction of each step from the object root down to the subtree `[start, start+len)` that
+/// holds byte offset `index * unit`, where `unit` is a power of two ≥ 1 KiB. Returns the steps
+/// (true = go right) and the covered range.
+fn object_descent(size: u64, unit: u64, index: u64) -> Option<(Vec<bool>, u64, u64)> {
+	let offset = index.checked_mul(unit)?;
+	if offset >= size.max(1) {
+		return None;
+	}
+	let (mut start, mut len) = (0u64, size);
+	let mut steps = Vec::new();
+	while len > unit {
+		let left = left_subtree_len(len);
+		if offset < start + left {
+			steps.push(false);
+			len = left;
+		} else {
+			steps.push(true);
+			start += left;
+			len -= left;
+		}
+	}
+	Some((steps, start, len))
+}
+
+/// Why a proof was rejected.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ProofError {
+	/// The index lies outside the object or segment.
+	IndexOutOfRange,
+	/// The data has the wrong length for its position.
+	BadLength,
+	/// The number of siblings does not match the tree shape.
+	BadPathLength,
+	/// The recomputed hash differs from the committed one.
+	HashMismatch,
+	/// The trie path is not consistent with the challenged index or the key.
+	BadTriePath,
+	/// The proof has the wrong number of leaves for the challenge.
+	WrongLeafCount,
+}
+
+/// Verifies that `data` is the subtree number `index` (units of `unit` bytes, a power of two
+/// ≥ 1 KiB) of the object with CID `cid` and length `size`, given the sibling chaining values on
+/// the path, root first.
+pub fn verify_subtree(
+	cid: &Hash32,
+	size: u64,
+	unit: u64,
+	index: u64,
+	data: &[u8],
+	siblings: &[Hash32],
+) -> Result<(), ProofError> {
+	let (steps, start, len) =
+		object_descent(size, unit, index).ok_or(ProofError::IndexOutOfRange)?;
+	if data.len() as u64 != len {
+		return Err(ProofError::BadLength);
+	}
+	if siblings.len() != steps.len() {
+		return Err(ProofError::BadPathLength);
+	}
+	if steps.is_empty() {
+		return if cid_of(data) == *cid { Ok(()) } else { Err(ProofError::HashMismatch) };
+	}
+	let mut cv = blake3::Hasher::new().set_input_offset(start).update(data).finalize_non_root();
+	for (depth, (right, sib)) in steps.iter().zip(siblings).enumerate().rev() {
+		let (l, r) = if *right { (sib, &cv) } else { (&cv, sib) };
+		if depth == 0 {
+			let root = merge_subtrees_root(l, r, Mode::Hash);
+			return if root.as_bytes() == cid { Ok(()) } else { Err(ProofError::HashMismatch) };
+		}
+		cv = merge_subtrees_non_root(l, r, Mode::Hash);
+	}
+	unreachable!("steps is non-empty, so the loop returns at depth 0")
+}
+
+/// Chaining value of the subtree `[start, start + len)` of `content`.
+fn subtree_cv(content: &[u8], start: u64, len: u64) -> Hash32 {
+	let (s, e) = (start as usize, (start + len) as usize);
+	blake3::Hasher::new().set_input_offset(start).update(&content[s..e]).finalize_non_root()
+}
+
+/// Sibling chaining values (root first) proving subtree `index` of `content`, computed from the
+/// content itself. `O(size)`; the node's store uses precomputed outboards instead.
+pub fn subtree_siblings(content: &[u8], unit: u64, index: u64) -> Option<Vec<Hash32>> {
+	let size = content.len() as u64;
+	let offset = index.checked_mul(unit)?;
+	if offset >= size.max(1) {
+		return None;
+	}
+	let (mut start, mut len) = (0u64, size);
+	let mut sibs = Vec::new();
+	while len > unit {
+		let left = left_subtree_len(len);
+		if offset < start + left {
+			sibs.push(subtree_cv(content, start + left, len - left));
+			len = left;
+		} else {
+			sibs.push(subtree_cv(content, start, left));
+			start += left;
+			len -= left;
+		}
+	}
+	Some(sibs)
+}
+
+/// Byte range of subtree `index` (units of `unit` bytes) of an object of `size` bytes.
+pub fn subtree_range(size: u64, unit: u64, index: u64) -> Option<(u64, u64)> {
+	let start = index.checked_mul(unit)?;
+	if start >= size.max(1) {
+		return None;
+	}
+	Some((start, (start + unit).min(size)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proof-of-Sync
+// ---------------------------------------------------------------------------------------------
+
+/// One step of a trie path, from the root down.
+#[derive(Encode, Decode, DecodeWithMemTracking, TypeInfo, Clone, PartialEq, Eq, Debug)]
+pub struct TrieStep {
+	/// Bit of the key path at which this inner node splits.
+	pub bit: u16,
+	/// Whether the proven leaf is in the right subtree.
+	pub right: bool,
+	/// Hash of the other subtree.
+	pub sibling: Hash32,
+	/// Weight (chunks) of the other subtree.
+	pub sibling_weight: u64,
+}
+
+/// Proof that the segment holds the chunk at one challenged index.
+#[derive(Encode, Decode, DecodeWithMemTracking, TypeInfo, Clone, PartialEq, Eq, Debug)]
+pub struct ChunkProof {
+	/// Key of the object the chunk belongs to.
+	pub key: KeyBytes,
+	/// CID of that object.
+	pub cid: Hash32,
+	/// Size of that object in bytes.
+	pub size: u64,
+	/// The chunk (1 KiB, or less for an object's last chunk).
+	pub chunk: BoundedVec<u8, sp_core::ConstU32<{ CHUNK_LEN as u32 }>>,
+	/// BLAKE3 siblings from the object root down to the chunk.
+	pub chunk_siblings: BoundedVec<Hash32, sp_core::ConstU32<MAX_CHUNK_DEPTH>>,
+	/// Trie steps from the segment top down to the object's leaf.
+	pub trie_path: BoundedVec<TrieStep, sp_core::ConstU32<MAX_TRIE_DEPTH>>,
+}
+
+/// A Proof-of-Sync: one [`ChunkProof`] per challenged index, in challenge order.
+#[derive(Encode, Decode, DecodeWithMemTracking, TypeInfo, Clone, PartialEq, Eq, Debug)]
+pub struct SyncProof {
+	/// The chunk proofs.
+	pub chunks: BoundedVec<ChunkProof, sp_core::ConstU32<MAX_CHALLENGE_LEAVES>>,
+}
+
+/// What a segment root commits to besides the trie top.
+#[derive(Encode, Decode, DecodeWithMemTracking, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
+pub struct RootFacts {
+	/// The root hash.
+	pub root: Hash32,
+	/// Total chunks (Proof-of-Sync leaves).
+	pub leaves: u64,
+	/// Number of objects.
+	pub entries: u64,
+	/// Total bytes of all objects.
+	pub bytes: u64,
+}
+
+/// Verifies one chunk proof for global chunk `index` against `facts`.
+pub fn verify_chunk_proof(facts: &RootFacts, index: u64, proof: &ChunkProof) -> Result<(), ProofError> {
+	if index >= facts.leaves {
+		return Err(ProofError::IndexOutOfRange);
+	}
+	// Top-down: follow weights to the leaf, checking the index lands inside it.
+	let path = key_path(&proof.key);
+	let (mut weight, mut idx) = (facts.leaves, index);
+	let mut last_bit: Option<u16> = None;
+	for step in proof.trie_path.iter() {
+		if last_bit.is_some_and(|b| step.bit <= b) || bit_at(&path, step.bit) != step.right {
+			return Err(ProofError::BadTriePath);
+		}
+		last_bit = Some(step.bit);
+		if step.sibling_weight == 0 || step.sibling_weight >= weight {
+			return Err(ProofError::BadTriePath);
+		}
+		let own = weight - step.sibling_weight;
+		if step.right {
+			if idx < step.sibling_weight {
+				return Err(ProofError::BadTriePath);
+			}
+			idx -= step.sibling_weight;
+		} else if idx >= own {
+			return Err(ProofError::BadTriePath);
+		}
+		weight = own;
+	}
+	if weight != chunks_of(proof.size) {
+		return Err(ProofError::BadTriePath);
+	}
+	verify_subtree(&proof.cid, proof.size, CHUNK_LEN, idx, &proof.chunk, &proof.chunk_siblings)?;
+	// Bottom-up: recompute the top and the root.
+	let mut h = leaf_hash(&proof.key, &proof.cid, proof.size);
+	let mut w = weight;
+	for step in proof.trie_path.iter().rev() {
+		h = if step.right {
+			inner_hash(step.bit, &step.sibling, step.sibling_weight, &h, w)
+		} else {
+			inner_hash(step.bit, &h, w, &step.sibling, step.sibling_weight)
+		};
+		w += step.sibling_weight;
+	}
+	if segment_root(&h, w, facts.entries, facts.bytes) != facts.root {
+		return Err(ProofError::HashMismatch);
+	}
+	Ok(())
+}
+
+/// Verifies a whole Proof-of-Sync for the challenge `seed` with `k` leaves.
+pub fn verify_sync_proof(facts: &RootFacts, seed: &Hash32, k: u32, proof: &SyncProof) -> Result<(), ProofError> {
+	let indexes = challenge_indexes(seed, facts.leaves, k);
+	if indexes.len() != proof.chunks.len() {
+		return Err(ProofError::WrongLeafCount);
+	}
+	for (i, p) in indexes.iter().zip(proof.chunks.iter()) {
+		verify_chunk_proof(facts, *i, p)?;
+	}
+	Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The trie itself (no_std + alloc: used by the node's store, by tests and by benchmarks)
+// ---------------------------------------------------------------------------------------------
+
+/// One index entry.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Entry {
+	/// Object key.
+	pub key: Vec<u8>,
+	/// Object CID.
+	pub cid: Hash32,
+	/// Object size in bytes.
+	pub size: u64,
+}
+
+#[derive(Clone, Debug)]
+enum Node {
+	Leaf { path: Hash32, hash: Hash32, weight: u64, entry: Entry },
+	Inner(Box<Inner>),
+}
+
+#[derive(Clone, Debug)]
+struct Inner {
+	bit: u16,
+	left: Node,
+	right: Node,
+	hash: Hash32,
+	weight: u64,
+}
+
+impl Node {
+	fn hash(&self) -> &Hash32 {
+		match self {
+			Node::Leaf { hash, .. } => hash,
+			Node::Inner(i) => &i.hash,
+		}
+	}
+	fn weight(&self) -> u64 {
+		match self {
+			Node::Leaf { weight, .. } => *weight,
+			Node::Inner(i) => i.weight,
+		}
+	}
+	fn leaf(entry: Entry) -> Node {
+		Node::Leaf {
+			path: key_path(&entry.key),
+			hash: leaf_hash(&entry.key, &entry.cid, entry.size),
+			weight: chunks_of(entry.size),
+			entry,
+		}
+	}
+}
+
+impl Inner {
+	fn rehash(&mut self) {
+		self.weight = self.left.weight() + self.right.weight();
+		self.hash = inner_hash(
+			self.bit,
+			self.left.hash(),
+			self.left.weight(),
+			self.right.hash(),
+			self.right.weight(),
+		);
+	}
+}
+
+/// The authenticated index of one segment: a weighted crit-bit trie over `blake3(key)`.
+///
+/// Inserts, updates and removals rehash only the path to the root (`O(log n)` expected), and the
+/// root depends only on the set of entries, not on the order they arrived in.
+#[derive(Clone, Debug, Default)]
+pub struct SegmentTrie {
+	top: Option<Node>,
+	entries: u64,
+	bytes: u64,
+}
+
+impl SegmentTrie {
+	/// An empty trie.
+	pub fn new() -> Self {
+		Self::default()
+	}
+
+	/// Number of entries.
+	pub fn len(&self) -> u64 {
+		self.entries
+	}
+
+	/// Whether the trie has no entries.
+	pub fn is_empty(&self) -> bool {
+		self.entries == 0
+	}
+
+	/// Root facts (root hash, leaves, entries, bytes).
+	pub fn facts(&self) -> RootFacts {
+		let (top, leaves) =
+			self.top.as_ref().map(|n| (*n.hash(), n.weight())).unwrap_or(([0u8; 32], 0));
+		RootFacts {
+			root: segment_root(&top, leaves, self.entries, self.bytes),
+			leaves,
+			entries: self.entries,
+			bytes: self.bytes,
+		}
+	}
+
+	/// The entry stored under `key`.
+	pub fn get(&self, key: &[u8]) -> Option<&Entry> {
+		let path = key_path(key);
+		let mut node = self.top.as_ref()?;
+		loop {
+			match node {
+				Node::Leaf { path: p, entry, .. } => return (p == &path).then_some(entry),
+				Node::Inner(i) => node = if bit_at(&path, i.bit) { &i.right } else { &i.left },
+			}
+		}
+	}
+
+	/// Inserts or replaces the entry for `entry.key`; returns the previous entry.
+	pub fn insert(&mut self, entry: Entry) -> Option<Entry> {
+		let new = Node::leaf(entry);
+		let Node::Leaf { path, .. } = &new else { unreachable!() };
+		let path = *path;
+		let size = match &new {
+			Node::Leaf { entry, .. } => entry.size,
+			_ => unreachable!(),
+		};
+		let Some(top) = self.top.as_mut() else {
+			self.top = Some(new);
+			self.entries = 1;
+			self.bytes = size;
+			return None;
+		};
+		// Find the closest existing path, then the crit bit against it.
+		let mut probe = &*top;
+		let closest = loop {
+			match probe {
+				Node::Leaf { path: p, .. } => break *p,
+				Node::Inner(i) => probe = if bit_at(&path, i.bit) { &i.right } else { &i.left },
+			}
+		};
+		let old = match crit_bit(&path, &closest) {
+			None => Self::replace(top, new),
+			Some(bit) => {
+				Self::insert_at(top, new, &path, bit);
+				None
+			},
+		};
+		match &old {
+			Some(prev) => {
+				self.bytes = self.bytes - prev.size + size;
+			},
+			None => {
+				self.entries += 1;
+				self.bytes += size;
+			},
+		}
+		old
+	}
+
+	fn replace(node: &mut Node, new: Node) -> Option<Entry> {
+		let Node::Leaf { path, .. } = &new else { unreachable!() };
+		let path = *path;
+		match node {
+			Node::Leaf { .. } => match core::mem::replace(node, new) {
+				Node::Leaf { entry, .. } => Some(entry),
+				Node::Inner(_) => unreachable!(),
+			},
+			Node::Inner(i) => {
+				let child = if bit_at(&path, i.bit) { &mut i.right } else { &mut i.left };
+				let old = Self::replace(child, new);
+				i.rehash();
+				old
+			},
+		}
+	}
+
+	fn insert_at(node: &mut Node, new: Node, path: &Hash32, bit: u16) {
+		if let Node::Inner(i) = node {
+			if i.bit < bit {
+				let child = if bit_at(path, i.bit) { &mut i.right } else { &mut i.left };
+				Self::insert_at(child, new, path, bit);
+				i.rehash();
+				return;
+			}
+		}
+		let existing = core::mem::replace(node, Node::Leaf {
+			path: [0; 32],
+			hash: [0; 32],
+			weight: 0,
+			entry: Entry { key: Vec::new(), cid: [0; 32], size: 0 },
+		});
+		let (left, right) = if bit_at(path, bit) { (existing, new) } else { (new, existing) };
+		let mut inner = Inner { bit, left, right, hash: [0; 32], weight: 0 };
+		inner.rehash();
+		*node = Node::Inner(Box::new(inner));
+	}
+
+	/// Removes the entry under `key`; returns it.
+	pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+		let path = key_path(key);
+		let top = self.top.as_mut()?;
+		let removed = match top {
+			Node::Leaf { path: p, .. } if *p == path => match self.top.take() {
+				Some(Node::Leaf { entry, .. }) => Some(entry),
+				_ => unreachable!(),
+			},
+			Node::Leaf { .. } => None,
+			Node::Inner(_) => Self::remove_in(top, &path),
+		}?;
+		self.entries -= 1;
+		self.bytes -= removed.size;
+		Some(removed)
+	}
+
+	/// Removes the leaf with `path` below the inner node `node`, collapsing its parent.
+	fn remove_in(node: &mut Node, path: &Hash32) -> Option<Entry> {
+		let Node::Inner(i) = node else { return None };
+		let go_right = bit_at(path, i.bit);
+		let child = if go_right { &mut i.right } else { &mut i.left };
+		match child {
+			Node::Leaf { path: p, .. } if p == path => {
+				// Replace this inner node by the other child.
+				let Node::Inner(inner) = core::mem::replace(node, Node::Leaf {
+					path: [0; 32],
+					hash: [0; 32],
+					weight: 0,
+					entry: Entry { key: Vec::new(), cid: [0; 32], size: 0 },
+				}) else {
+					unreachable!()
+				};
+				let Inner { left, right, .. } = *inner;
+				let (gone, keep) = if go_right { (right, left) } else { (left, right) };
+				*node = keep;
+				match gone {
+					Node::Leaf { entry, .. } => Some(entry),
+					Node::Inner(_) => unreachable!(),
+				}
+			},
+			Node::Leaf { .. } => None,
+			Node::Inner(_) => {
+				let out = Self::remove_in(child, path);
+				if out.is_some() {
+					i.rehash();
+				}
+				out
+			},
+		}
+	}
+
+	/// Locates global chunk `index`: the entry, the chunk index within it and the trie path.
+	pub fn locate(&self, index: u64) -> Option<(&Entry, u64, Vec<TrieStep>)> {
+		let mut node = self.top.as_ref()?;
+		if index >= node.weight() {
+			return None;
+		}
+		let mut idx = index;
+		let mut steps = Vec::new();
+		loop {
+			match node {
+				Node::Leaf { entry, .. } => return Some((entry, idx, steps)),
+				Node::Inner(i) => {
+					let lw = i.left.weight();
+					if idx < lw {
+						steps.push(TrieStep {
+							bit: i.bit,
+							right: false,
+							sibling: *i.right.hash(),
+							sibling_weight: i.right.weight(),
+						});
+						node = &i.left;
+					} else {
+						idx -= lw;
+						steps.push(TrieStep {
+							bit: i.bit,
+							right: true,
+							sibling: *i.left.hash(),
+							sibling_weight: lw,
+						});
+						node = &i.right;
+					}
+				},
+			}
+		}
+	}
+
+	/// Builds the proof for global chunk `index`, reading object content through `content`
+	/// (`key, cid → bytes`). Returns `None` if the index is out of range or content is missing.
+	pub fn prove_chunk(
+		&self,
+		index: u64,
+		mut content: impl FnMut(&Entry) -> Option<Vec<u8>>,
+	) -> Option<ChunkProof> {
+		let (entry, chunk_idx, steps) = self.locate(index)?;
+		let data = content(entry)?;
+		if cid_of(&data) != entry.cid {
+			return None;
+		}
+		let (s, e) = subtree_range(entry.size, CHUNK_LEN, chunk_idx)?;
+		let sibs = subtree_siblings(&data, CHUNK_LEN, chunk_idx)?;
+		Some(ChunkProof {
+			key: entry.key.clone().try_into().ok()?,
+			cid: entry.cid,
+			size: entry.size,
+			chunk: data[s as usize..e as usize].to_vec().try_into().ok()?,
+			chunk_siblings: sibs.try_into().ok()?,
+			trie_path: steps.try_into().ok()?,
+		})
+	}
+
+	/// Builds a whole Proof-of-Sync for `seed` and `k`.
+	pub fn prove(
+		&self,
+		seed: &Hash32,
+		k: u32,
+		mut content: impl FnMut(&Entry) -> Option<Vec<u8>>,
+	) -> Option<SyncProof> {
+		let facts = self.facts();
+		let mut chunks = Vec::new();
+		for i in challenge_indexes(seed, facts.leaves, k) {
+			chunks.push(self.prove_chunk(i, &mut content)?);
+		}
+		Some(SyncProof { chunks: chunks.try_into().ok()? })
+	}
+
+	/// All entries in trie order.
+	pub fn entries(&self) -> Vec<&Entry> {
+		let mut out = Vec::new();
+		fn walk<'a>(n: &'a Node, out: &mut Vec<&'a Entry>) {
+			match n {
+				Node::Leaf { entry, .. } => out.push(entry),
+				Node::Inner(i) => {
+					walk(&i.left, out);
+					walk(&i.right, out);
+				},
+			}
+		}
+		if let Some(t) = &self.top {
+			walk(t, &mut out);
+		}
+		out
+	}
+}
+
+#[cfg(test)]
+#[path = "commitment_tests.rs"]
+mod tests;

@@ -1,0 +1,173 @@
+// Starts and stops `sync-node` processes for the suite. Every process started here is killed
+// when its test ends, when the runner exits, and on SIGINT/SIGTERM, so a failing test never
+// leaves a node behind.
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { ApiPromise, WsProvider } from '@polkadot/api';
+
+const running = new Set();
+
+function killAll() {
+  for (const child of running) {
+    try { child.kill('SIGKILL'); } catch { /* already gone */ }
+  }
+  running.clear();
+}
+process.on('exit', killAll);
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => { killAll(); process.exit(130); });
+}
+
+/** Path of the node binary: $SYNC_NODE_BIN, else the release build in $CARGO_TARGET_DIR. */
+export function nodeBinary() {
+  if (process.env.SYNC_NODE_BIN) return process.env.SYNC_NODE_BIN;
+  const target = process.env.CARGO_TARGET_DIR || join(homedir(), '.cache/sync-registry/target');
+  const bin = join(target, 'release', 'sync-node');
+  if (!existsSync(bin)) throw new Error(`sync-node not found at ${bin}; build it or set SYNC_NODE_BIN`);
+  return bin;
+}
+
+/** A TCP port that was free a moment ago (the OS picks it). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts `sync-node` with `args` plus free RPC and p2p ports, and connects polkadot.js to it.
+ * Returns { api, child, rpcPort, p2pPort, logs, stop }.
+ */
+export async function startNode(args = ['--dev', '--tmp'], { readyTimeoutMs = 180_000 } = {}) {
+  const rpcPort = await freePort();
+  const p2pPort = await freePort();
+  const fullArgs = [
+    ...args,
+    '--rpc-port', String(rpcPort),
+    '--port', String(p2pPort),
+    '--no-prometheus',
+    '--no-telemetry',
+    '--no-mdns',
+    '--rpc-cors', 'all',
+  ];
+  const child = spawn(nodeBinary(), fullArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  const logs = [];
+  const keep = (chunk) => {
+    logs.push(chunk.toString());
+    if (logs.length > 400) logs.shift();
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  let exited = null;
+  child.on('exit', (code, signal) => { exited = { code, signal }; running.delete(child); });
+
+  const stop = async () => {
+    if (exited) return;
+    child.kill('SIGINT');
+    const deadline = Date.now() + 10_000;
+    while (!exited && Date.now() < deadline) await sleep(100);
+    if (!exited) child.kill('SIGKILL');
+    running.delete(child);
+  };
+
+  const deadline = Date.now() + readyTimeoutMs;
+  let api;
+  while (!api) {
+    if (exited) {
+      throw new Error(`sync-node exited early (${JSON.stringify(exited)}):\n${logs.join('').slice(-4000)}`);
+    }
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`sync-node RPC not ready after ${readyTimeoutMs} ms:\n${logs.join('').slice(-4000)}`);
+    }
+    try {
+      const provider = new WsProvider(`ws://127.0.0.1:${rpcPort}`, false);
+      await provider.connect();
+      await waitFor(() => provider.isConnected, 2_000);
+      api = await ApiPromise.create({ provider, throwOnConnect: true, noInitWarn: true });
+    } catch {
+      await sleep(500);
+    }
+  }
+  return {
+    api, child, rpcPort, p2pPort, logs,
+    stop: async () => { try { await api.disconnect(); } catch { /* ignore */ } await stop(); },
+  };
+}
+
+export function sleep(ms) {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+async function waitFor(pred, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error('timeout');
+    await sleep(50);
+  }
+}
+
+/** Resolves with the first best-block number >= n (via subscription). */
+export function waitForBlock(api, n, timeoutMs = 60_000) {
+  return subscribeUntil(api.rpc.chain.subscribeNewHeads, (h) => h.number.toNumber() >= n, timeoutMs, 'block');
+}
+
+/** Resolves with the first finalized block number >= n. */
+export function waitForFinalized(api, n, timeoutMs = 90_000) {
+  return subscribeUntil(api.rpc.chain.subscribeFinalizedHeads, (h) => h.number.toNumber() >= n, timeoutMs, 'finalized block');
+}
+
+function subscribeUntil(subscribe, pred, timeoutMs, what) {
+  return new Promise((resolve, reject) => {
+    let unsub;
+    const timer = setTimeout(() => { unsub?.(); reject(new Error(`timeout waiting for ${what}`)); }, timeoutMs);
+    subscribe((h) => {
+      if (pred(h)) {
+        clearTimeout(timer);
+        unsub?.();
+        resolve(h.number.toNumber());
+      }
+    }).then((u) => { unsub = u; }, reject);
+  });
+}
+
+/**
+ * Signs and submits `tx`, resolving when it is in a block with
+ * { events, dispatchError: {section, name, docs} | null, blockHash }.
+ */
+export function submit(api, tx, signer, timeoutMs = 60_000) {
+  return new Promise((resolve, reject) => {
+    let unsub;
+    const timer = setTimeout(() => { unsub?.(); reject(new Error('timeout waiting for inclusion')); }, timeoutMs);
+    tx.signAndSend(signer, ({ status, events, dispatchError }) => {
+      if (status.isInBlock) {
+        clearTimeout(timer);
+        unsub?.();
+        let err = null;
+        if (dispatchError) {
+          if (dispatchError.isModule) {
+            const meta = api.registry.findMetaError(dispatchError.asModule);
+            err = { section: meta.section, name: meta.name, docs: meta.docs.join(' ') };
+          } else {
+            err = { section: 'dispatch', name: dispatchError.toString(), docs: '' };
+          }
+        }
+        resolve({ events, dispatchError: err, blockHash: status.asInBlock.toHex() });
+      } else if (status.isInvalid || status.isDropped || status.isUsurped) {
+        clearTimeout(timer);
+        unsub?.();
+        reject(new Error(`transaction ${status.type}`));
+      }
+    }).then((u) => { unsub = u; }, (e) => { clearTimeout(timer); reject(e); });
+  });
+}
