@@ -340,6 +340,7 @@ pub mod pallet {
 		/// - every stored address passes validation.
 		#[cfg(any(feature = "try-runtime", test))]
 		pub fn do_try_state() -> Result<(), sp_runtime::TryRuntimeError> {
+			use frame_support::traits::fungible::InspectHold;
 			let mut count = 0u32;
 			for (who, info) in Nodes::<T>::iter() {
 				count += 1;

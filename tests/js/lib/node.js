@@ -47,9 +47,9 @@ export function freePort() {
  * Starts `sync-node` with `args` plus free RPC and p2p ports, and connects polkadot.js to it.
  * Returns { api, child, rpcPort, p2pPort, logs, stop }.
  */
-export async function startNode(args = ['--dev', '--tmp'], { readyTimeoutMs = 180_000 } = {}) {
+export async function startNode(args = ['--dev', '--tmp'], { readyTimeoutMs = 180_000, p2pPort: fixedP2p } = {}) {
   const rpcPort = await freePort();
-  const p2pPort = await freePort();
+  const p2pPort = fixedP2p ?? await freePort();
   const fullArgs = [
     ...args,
     '--rpc-port', String(rpcPort),
