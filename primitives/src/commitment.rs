@@ -21,7 +21,7 @@
 //! `0x02`, key path `0x03`, challenge `0x04`); integers are little endian.
 use alloc::{boxed::Box, vec::Vec};
 use blake3::hazmat::{left_subtree_len, merge_subtrees_non_root, merge_subtrees_root, HasherExt, Mode};
-use codec::{Decode, DecodeWithMemTracking, Encode};
+use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
 use scale_info::TypeInfo;
 use sp_runtime::BoundedVec;
 
@@ -299,7 +299,7 @@ pub struct SyncProof {
 }
 
 /// What a segment root commits to besides the trie top.
-#[derive(Encode, Decode, DecodeWithMemTracking, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
 pub struct RootFacts {
 	/// The root hash.
 	pub root: Hash32,

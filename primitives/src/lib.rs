@@ -93,6 +93,12 @@ sp_api::decl_runtime_apis! {
 		fn node_info(account: AccountId) -> Option<NodeSummary<AccountId, Balance, BlockNumber>>;
 		/// The account a data-plane peer id is registered to, if any.
 		fn node_by_peer_id(peer_id: alloc::vec::Vec<u8>) -> Option<AccountId>;
+		/// A segment: owner, Primaries, holders with their state, retained roots, migration.
+		fn segment_info(segment: SegmentId) -> Option<SegmentSummary<AccountId>>;
+		/// Segments the account owns, is a Primary of, or holds.
+		fn node_segments(account: AccountId) -> alloc::vec::Vec<SegmentId>;
+		/// Open challenges of the account, with seed and chunk indexes once known.
+		fn open_challenges(account: AccountId) -> alloc::vec::Vec<ChallengeSummary<BlockNumber>>;
 	}
 }
 
@@ -134,6 +140,102 @@ pub fn validate_multiaddr(bytes: &[u8]) -> Result<(), AddressError> {
 		return Err(AddressError::InvalidMultiaddr);
 	}
 	Ok(())
+}
+
+
+pub mod commitment;
+
+/// Keys and formats of the offchain local storage shared by the node service and the pallet's
+/// off-chain worker.
+pub mod offchain {
+	/// Where the node service stores the SCALE-encoded
+	/// [`SyncProof`](crate::commitment::SyncProof) answering challenge `id`.
+	pub fn proof_key(id: u64) -> alloc::vec::Vec<u8> {
+		let mut k = b"sync-registry::proof::".to_vec();
+		k.extend_from_slice(&id.to_le_bytes());
+		k
+	}
+
+	/// Where the off-chain worker records the block at which it last submitted a proof for
+	/// challenge `id` (a `u32`).
+	pub fn sent_key(id: u64) -> alloc::vec::Vec<u8> {
+		let mut k = b"sync-registry::sent::".to_vec();
+		k.extend_from_slice(&id.to_le_bytes());
+		k
+	}
+}
+
+/// The key type of the node keys that sign Proof-of-Sync transactions.
+pub const KEY_TYPE: sp_core::crypto::KeyTypeId = sp_core::crypto::KeyTypeId(*b"sync");
+
+/// sr25519 application crypto for [`KEY_TYPE`]: the node's account key.
+pub mod crypto {
+	use super::KEY_TYPE;
+	use sp_runtime::app_crypto::{app_crypto, sr25519};
+	app_crypto!(sr25519, KEY_TYPE);
+}
+
+/// Sync state of one holder for one segment.
+#[derive(
+	Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq,
+	Debug,
+)]
+pub enum HoldingStatus {
+	/// Fetching; no accepted proof for a root it claims.
+	Syncing,
+	/// Has an accepted Proof-of-Sync for a root within `MaxLag` commits of the latest.
+	Active,
+	/// Its last proven root is more than `MaxLag` commits behind the latest.
+	Lagging,
+}
+
+/// A committed root as the runtime API returns it.
+#[derive(Encode, Decode, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
+pub struct RootSummary {
+	/// Seq of the last op included.
+	pub seq: u64,
+	/// Commit number within the segment (1-based).
+	pub index: u32,
+	/// Root hash, leaves, entries, bytes.
+	pub facts: commitment::RootFacts,
+}
+
+/// A segment as the runtime API returns it.
+#[derive(Encode, Decode, TypeInfo, Clone, PartialEq, Eq, Debug)]
+pub struct SegmentSummary<AccountId> {
+	/// Segment id.
+	pub id: SegmentId,
+	/// Current provider.
+	pub owner: AccountId,
+	/// Owner and co-Primaries.
+	pub primaries: alloc::vec::Vec<AccountId>,
+	/// Non-owner holders with their state and last proven seq.
+	pub holders: alloc::vec::Vec<(AccountId, HoldingStatus, Option<u64>)>,
+	/// Retained roots, oldest first.
+	pub roots: alloc::vec::Vec<RootSummary>,
+	/// Pending migration target (`Some((to, completed))`).
+	pub migration: Option<(AccountId, bool)>,
+}
+
+/// An open challenge as the runtime API returns it: everything a prover needs.
+#[derive(Encode, Decode, TypeInfo, Clone, PartialEq, Eq, Debug)]
+pub struct ChallengeSummary<BlockNumber> {
+	/// Challenge id (the `submit_proof` argument).
+	pub id: u64,
+	/// Segment to prove.
+	pub segment: SegmentId,
+	/// Seq of the root to prove.
+	pub seq: u64,
+	/// The root to prove against.
+	pub facts: commitment::RootFacts,
+	/// Seed, once the seed block is known.
+	pub seed: Option<commitment::Hash32>,
+	/// The chunk indexes to prove (empty until the seed is known).
+	pub indexes: alloc::vec::Vec<u64>,
+	/// Last block in which the proof is accepted.
+	pub deadline: BlockNumber,
+	/// Whether this is a periodic re-challenge (else a claim).
+	pub rechallenge: bool,
 }
 
 #[cfg(test)]

@@ -204,6 +204,18 @@ impl_runtime_apis! {
 		fn node_by_peer_id(peer_id: Vec<u8>) -> Option<AccountId> {
 			SyncRegistry::account_of_peer(peer_id)
 		}
+
+		fn segment_info(segment: sync_primitives::SegmentId) -> Option<sync_primitives::SegmentSummary<AccountId>> {
+			SyncRegistry::segment_summary(segment)
+		}
+
+		fn node_segments(account: AccountId) -> Vec<sync_primitives::SegmentId> {
+			SyncRegistry::segments_of(account)
+		}
+
+		fn open_challenges(account: AccountId) -> Vec<sync_primitives::ChallengeSummary<BlockNumber>> {
+			SyncRegistry::open_challenges_of(account)
+		}
 	}
 
 	#[cfg(feature = "runtime-benchmarks")]

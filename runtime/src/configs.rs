@@ -11,6 +11,7 @@ use frame_support::{
 use frame_system::limits::{BlockLength, BlockWeights};
 use pallet_transaction_payment::{ConstFeeMultiplier, FungibleAdapter, Multiplier};
 use sp_consensus_aura::sr25519::AuthorityId as AuraId;
+use codec::Encode;
 use sp_runtime::{traits::One, Perbill};
 use sp_version::RuntimeVersion;
 
@@ -114,11 +115,94 @@ impl pallet_sudo::Config for Runtime {
 parameter_types! {
 	/// 10 UNIT per registered node.
 	pub const NodeDeposit: Balance = 10 * UNIT;
+	/// 5 % of the deposit per missed challenge.
+	pub const FailurePenalty: Perbill = Perbill::from_percent(5);
+}
+
+/// Proof-of-Sync and life-cycle timing, in 6-second blocks.
+pub mod sync_timing {
+	use crate::{BlockNumber, MINUTES};
+	/// The challenge seed is the hash of the block after the claim's.
+	pub const CHALLENGE_DELAY: BlockNumber = 1;
+	/// Two minutes to build and land a proof once the seed is known.
+	pub const PROOF_WINDOW: BlockNumber = 2 * MINUTES;
+	/// Active holders are re-checked every hour.
+	pub const RECHALLENGE_PERIOD: BlockNumber = 60 * MINUTES;
+	/// Leaving takes three challenge windows.
+	pub const LEAVE_DELAY: BlockNumber = 3 * (CHALLENGE_DELAY + PROOF_WINDOW);
+	/// A migration target has a day to sync and prove.
+	pub const MIGRATION_TIMEOUT: BlockNumber = 24 * 60 * MINUTES;
+	/// The old provider stays a Primary for 10 minutes after a migration.
+	pub const MIGRATION_RETENTION: BlockNumber = 10 * MINUTES;
 }
 
 impl pallet_sync_registry::Config for Runtime {
 	type Currency = Balances;
 	type RuntimeHoldReason = RuntimeHoldReason;
+	type AuthorityId = pallet_sync_registry::ocw::SyncAuthId;
 	type NodeDeposit = NodeDeposit;
+	type FailurePenalty = FailurePenalty;
+	type MaxFailures = ConstU32<3>;
+	type MaxPrimaries = ConstU32<4>;
+	type MaxHolders = ConstU32<32>;
+	type MaxSegmentsPerNode = ConstU32<64>;
+	type RootRetention = ConstU32<16>;
+	type MaxLag = ConstU32<2>;
+	type ChallengeLeaves = ConstU32<6>;
+	type MaxProofBytes = ConstU32<{ 16 * 1024 }>;
+	type ChallengeDelay = ConstU32<{ sync_timing::CHALLENGE_DELAY }>;
+	type ProofWindow = ConstU32<{ sync_timing::PROOF_WINDOW }>;
+	type ReChallengePeriod = ConstU32<{ sync_timing::RECHALLENGE_PERIOD }>;
+	type LeaveDelay = ConstU32<{ sync_timing::LEAVE_DELAY }>;
+	type MigrationTimeout = ConstU32<{ sync_timing::MIGRATION_TIMEOUT }>;
+	type MigrationRetention = ConstU32<{ sync_timing::MIGRATION_RETENTION }>;
+	type MaxScheduledPerBlock = ConstU32<16>;
 	type WeightInfo = pallet_sync_registry::weights::SubstrateWeight<Runtime>;
+}
+
+impl frame_system::offchain::SigningTypes for Runtime {
+	type Public = <Signature as sp_runtime::traits::Verify>::Signer;
+	type Signature = Signature;
+}
+
+impl<C> frame_system::offchain::CreateTransactionBase<C> for Runtime
+where
+	RuntimeCall: From<C>,
+{
+	type Extrinsic = UncheckedExtrinsic;
+	type RuntimeCall = RuntimeCall;
+}
+
+impl<C> frame_system::offchain::CreateSignedTransaction<C> for Runtime
+where
+	RuntimeCall: From<C>,
+{
+	/// Builds the same transaction a wallet would: mortal, nonce-checked, fee-paying.
+	fn create_signed_transaction<A: frame_system::offchain::AppCrypto<Self::Public, Self::Signature>>(
+		call: RuntimeCall,
+		public: <Signature as sp_runtime::traits::Verify>::Signer,
+		account: AccountId,
+		nonce: Nonce,
+	) -> Option<UncheckedExtrinsic> {
+		use sp_runtime::{generic::Era, traits::StaticLookup, SaturatedConversion};
+		let period = BlockHashCount::get().checked_next_power_of_two().map(|c| c / 2).unwrap_or(2) as u64;
+		let current_block = System::block_number().saturated_into::<u64>().saturating_sub(1);
+		let extension: TxExtension = (
+			frame_system::AuthorizeCall::<Runtime>::new(),
+			frame_system::CheckNonZeroSender::<Runtime>::new(),
+			frame_system::CheckSpecVersion::<Runtime>::new(),
+			frame_system::CheckTxVersion::<Runtime>::new(),
+			frame_system::CheckGenesis::<Runtime>::new(),
+			frame_system::CheckEra::<Runtime>::from(Era::mortal(period, current_block)),
+			frame_system::CheckNonce::<Runtime>::from(nonce),
+			frame_system::CheckWeight::<Runtime>::new(),
+			pallet_transaction_payment::ChargeTransactionPayment::<Runtime>::from(0),
+			frame_system::WeightReclaim::<Runtime>::new(),
+		);
+		let payload = SignedPayload::new(call, extension).ok()?;
+		let signature = payload.using_encoded(|p| A::sign(p, public))?;
+		let address = <Runtime as frame_system::Config>::Lookup::unlookup(account);
+		let (call, extension, _) = payload.deconstruct();
+		Some(UncheckedExtrinsic::new_signed(call, address, signature, extension))
+	}
 }

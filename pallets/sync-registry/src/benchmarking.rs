@@ -1,18 +1,32 @@
-//! Benchmarks of `pallet-sync-registry` (frame-benchmarking v2). Each benchmark takes the
-//! most expensive path of its call: maximum address list, an occupied reverse index.
+//! Benchmarks of `pallet-sync-registry` (frame-benchmarking v2). Each takes the most expensive
+//! path of its call: longest address lists, fullest segments, a proof of `k` chunks from a
+//! deep trie and a multi-level BLAKE3 object, a full node segment list.
 use super::*;
 use crate::Pallet as SyncRegistry;
-use alloc::vec;
+use alloc::{vec, vec::Vec};
 use frame_benchmarking::v2::*;
-use frame_support::traits::fungible::Mutate;
-use frame_system::RawOrigin;
-use sp_runtime::traits::Bounded;
-use sync_primitives::{MultiaddrBytes, NodeRole, MAX_MULTIADDRS};
+use frame_support::traits::{fungible::Mutate, Get, Hooks};
+use frame_system::{pallet_prelude::BlockNumberFor, RawOrigin};
+use sp_runtime::traits::{One, Saturating};
+use sync_primitives::{
+	commitment::{cid_of, Entry, SegmentTrie},
+	MultiaddrBytes, MAX_MULTIADDRS,
+};
 
-fn peer_id(seed: u8) -> PeerIdBytes {
+/// A well-formed Ed25519 peer id, distinct for each `(name, index)`.
+fn peer_id_of(name: &str, i: u32) -> PeerIdBytes {
 	let mut v = vec![0x00, 36, 0x08, 0x01, 0x12, 0x20];
-	v.extend_from_slice(&[seed; 32]);
+	v.extend_from_slice(&sp_io::hashing::blake2_256(&codec::Encode::encode(&(name, i))));
 	v.try_into().expect("38 bytes fit")
+}
+
+fn peer_id(seed: u32) -> PeerIdBytes {
+	peer_id_of("seed", seed)
+}
+
+/// Enough to pay any number of deposits in a benchmark.
+fn endowment<T: Config>() -> BalanceOf<T> {
+	T::NodeDeposit::get().saturating_mul(1_000u32.into())
 }
 
 fn max_addrs() -> Multiaddrs {
@@ -24,13 +38,89 @@ fn max_addrs() -> Multiaddrs {
 	vec![addr; MAX_MULTIADDRS as usize].try_into().expect("exactly max count")
 }
 
-fn funded<T: Config>(name: &'static str) -> T::AccountId
+fn node<T: Config>(name: &'static str, i: u32, role: NodeRole) -> T::AccountId
 where
 	T::Currency: Mutate<T::AccountId>,
 {
-	let who: T::AccountId = account(name, 0, 0);
-	T::Currency::set_balance(&who, BalanceOf::<T>::max_value() / 4u32.into());
+	let who: T::AccountId = account(name, i, 0);
+	T::Currency::set_balance(&who, endowment::<T>());
+	SyncRegistry::<T>::register_node(RawOrigin::Signed(who.clone()).into(), role, peer_id_of(name, i), max_addrs())
+		.expect("registers");
 	who
+}
+
+/// Segment data whose proofs are large: many keys (deep trie) and a multi-level object.
+struct Data {
+	objects: Vec<(Vec<u8>, Vec<u8>)>,
+	trie: SegmentTrie,
+}
+
+impl Data {
+	fn build() -> Self {
+		let mut objects = Vec::new();
+		for i in 0..2048u32 {
+			let key = {
+				let mut k = b"bench/object/".to_vec();
+				k.extend_from_slice(&i.to_le_bytes());
+				k.resize(sync_primitives::commitment::MAX_KEY_LEN as usize, b'k');
+				k
+			};
+			objects.push((key, vec![(i % 251) as u8; 1000]));
+		}
+		objects.push((b"bench/large".to_vec(), (0..256 * 1024u32).map(|i| (i % 253) as u8).collect()));
+		let mut trie = SegmentTrie::new();
+		for (k, v) in &objects {
+			trie.insert(Entry { key: k.clone(), cid: cid_of(v), size: v.len() as u64 });
+		}
+		Data { objects, trie }
+	}
+}
+
+fn prove_for<T: Config>(data: &Data, id: ChallengeId) -> SyncProof {
+	let ch = Challenges::<T>::get(id).expect("open");
+	let seed = SyncRegistry::<T>::challenge_seed(id, ch.seed_block);
+	data.trie
+		.prove(&seed, T::ChallengeLeaves::get(), |e| {
+			data.objects.iter().find(|(k, _)| *k == e.key).map(|(_, v)| v.clone())
+		})
+		.expect("complete data")
+}
+
+/// Owner with one committed root (and `holders` non-owner holders).
+fn segment<T: Config>(facts: RootFacts, holders: u32) -> (T::AccountId, SegmentId)
+where
+	T::Currency: Mutate<T::AccountId>,
+{
+	let owner = node::<T>("owner", 0, NodeRole::Primary);
+	SyncRegistry::<T>::create_segment(RawOrigin::Signed(owner.clone()).into()).expect("creates");
+	SyncRegistry::<T>::commit_root(RawOrigin::Signed(owner.clone()).into(), 0, 1, facts).expect("commits");
+	for i in 0..holders {
+		let h = node::<T>("holder", i, NodeRole::Replica);
+		SyncRegistry::<T>::join_segment(RawOrigin::Signed(h).into(), 0).expect("joins");
+	}
+	(owner, 0)
+}
+
+fn small_facts() -> RootFacts {
+	let mut t = SegmentTrie::new();
+	t.insert(Entry { key: b"k".to_vec(), cid: cid_of(b"v"), size: 1 });
+	t.facts()
+}
+
+/// Advances to `n`, recording a parent hash so challenge seeds exist.
+fn go_to<T: Config>(n: BlockNumberFor<T>) {
+	let parent = n - One::one();
+	frame_system::BlockHash::<T>::insert(parent, T::Hash::default());
+	frame_system::Pallet::<T>::set_block_number(n);
+}
+
+/// `who` holds segment 0 with an accepted proof of seq 1.
+fn proven_holder<T: Config>(who: &T::AccountId, facts: RootFacts) {
+	Holdings::<T>::mutate(0, who, |h| {
+		let h = h.as_mut().expect("holder");
+		h.status = HoldingStatus::Active;
+		h.proven = Some(ProvenRoot { seq: 1, index: 1, facts });
+	});
 }
 
 #[benchmarks(where T::Currency: Mutate<T::AccountId>)]
@@ -39,7 +129,8 @@ mod benches {
 
 	#[benchmark]
 	fn register_node() {
-		let who = funded::<T>("node");
+		let who: T::AccountId = account("node", 0, 0);
+		T::Currency::set_balance(&who, endowment::<T>());
 		#[extrinsic_call]
 		_(RawOrigin::Signed(who.clone()), NodeRole::Primary, peer_id(1), max_addrs());
 		assert!(Nodes::<T>::contains_key(&who));
@@ -47,47 +138,232 @@ mod benches {
 
 	#[benchmark]
 	fn update_node() {
-		let who = funded::<T>("node");
-		SyncRegistry::<T>::register_node(
-			RawOrigin::Signed(who.clone()).into(),
-			NodeRole::Replica,
-			peer_id(1),
-			max_addrs(),
-		)
-		.expect("registers");
+		let who = node::<T>("node", 0, NodeRole::Replica);
 		#[extrinsic_call]
-		_(RawOrigin::Signed(who.clone()), Some(peer_id(2)), Some(max_addrs()));
-		assert_eq!(Nodes::<T>::get(&who).map(|n| n.peer_id), Some(peer_id(2)));
+		_(RawOrigin::Signed(who.clone()), Some(peer_id(99)), Some(max_addrs()));
+		assert_eq!(Nodes::<T>::get(&who).map(|n| n.peer_id), Some(peer_id(99)));
 	}
 
+	/// A leaving node holding `s` segments.
 	#[benchmark]
-	fn deregister_node() {
-		let who = funded::<T>("node");
-		SyncRegistry::<T>::register_node(
-			RawOrigin::Signed(who.clone()).into(),
-			NodeRole::Replica,
-			peer_id(1),
-			max_addrs(),
-		)
-		.expect("registers");
+	fn deregister_node(s: Linear<0, { T::MaxSegmentsPerNode::get() }>) {
+		let owner = node::<T>("owner", 0, NodeRole::Primary);
+		let who = node::<T>("node", 0, NodeRole::Replica);
+		for i in 0..s {
+			SyncRegistry::<T>::create_segment(RawOrigin::Signed(owner.clone()).into()).ok();
+			SyncRegistry::<T>::join_segment(RawOrigin::Signed(who.clone()).into(), i as u64).expect("joins");
+		}
+		if s > 0 {
+			SyncRegistry::<T>::announce_leave(RawOrigin::Signed(who.clone()).into()).expect("announces");
+			go_to::<T>(frame_system::Pallet::<T>::block_number() + T::LeaveDelay::get() + One::one());
+		}
 		#[extrinsic_call]
 		_(RawOrigin::Signed(who.clone()));
 		assert!(!Nodes::<T>::contains_key(&who));
 	}
 
 	#[benchmark]
-	fn force_deregister() {
-		let who = funded::<T>("node");
-		SyncRegistry::<T>::register_node(
-			RawOrigin::Signed(who.clone()).into(),
-			NodeRole::Primary,
-			peer_id(1),
-			max_addrs(),
-		)
-		.expect("registers");
+	fn announce_leave(s: Linear<0, { T::MaxSegmentsPerNode::get() }>) {
+		let owner = node::<T>("owner", 0, NodeRole::Primary);
+		let who = node::<T>("node", 0, NodeRole::Replica);
+		for i in 0..s {
+			SyncRegistry::<T>::create_segment(RawOrigin::Signed(owner.clone()).into()).ok();
+			SyncRegistry::<T>::join_segment(RawOrigin::Signed(who.clone()).into(), i as u64).expect("joins");
+		}
 		#[extrinsic_call]
-		_(RawOrigin::Root, who.clone());
-		assert!(!Nodes::<T>::contains_key(&who));
+		_(RawOrigin::Signed(who.clone()));
+		assert!(Nodes::<T>::get(&who).unwrap().leave_at.is_some());
+	}
+
+	#[benchmark]
+	fn create_segment() {
+		let who = node::<T>("owner", 0, NodeRole::Primary);
+		#[extrinsic_call]
+		_(RawOrigin::Signed(who.clone()));
+		assert!(Segments::<T>::contains_key(0));
+	}
+
+	#[benchmark]
+	fn add_primary() {
+		let (owner, s) = segment::<T>(small_facts(), T::MaxHolders::get() - 1);
+		let who = node::<T>("primary", 0, NodeRole::Primary);
+		#[extrinsic_call]
+		_(RawOrigin::Signed(owner), s, who.clone());
+		assert!(Segments::<T>::get(s).unwrap().primaries.contains(&who));
+	}
+
+	#[benchmark]
+	fn remove_primary() {
+		let (owner, s) = segment::<T>(small_facts(), 0);
+		let who = node::<T>("primary", 0, NodeRole::Primary);
+		SyncRegistry::<T>::add_primary(RawOrigin::Signed(owner.clone()).into(), s, who.clone()).expect("adds");
+		#[extrinsic_call]
+		_(RawOrigin::Signed(owner), s, who.clone());
+		assert!(!Segments::<T>::get(s).unwrap().primaries.contains(&who));
+	}
+
+	#[benchmark]
+	fn join_segment() {
+		let (_owner, s) = segment::<T>(small_facts(), T::MaxHolders::get() - 1);
+		let who = node::<T>("node", 0, NodeRole::Replica);
+		#[extrinsic_call]
+		_(RawOrigin::Signed(who.clone()), s);
+		assert!(Holdings::<T>::contains_key(s, &who));
+	}
+
+	#[benchmark]
+	fn leave_segment() {
+		let (_owner, s) = segment::<T>(small_facts(), T::MaxHolders::get());
+		let who: T::AccountId = account("holder", T::MaxHolders::get() - 1, 0);
+		#[extrinsic_call]
+		_(RawOrigin::Signed(who.clone()), s);
+		assert!(!Holdings::<T>::contains_key(s, &who));
+	}
+
+	/// Commit with `h` Active holders that all become Lagging.
+	#[benchmark]
+	fn commit_root(h: Linear<0, { T::MaxHolders::get() }>) {
+		let facts = small_facts();
+		let (owner, s) = segment::<T>(facts, h);
+		for i in 0..h {
+			proven_holder::<T>(&account("holder", i, 0), facts);
+		}
+		for seq in 2..=(T::MaxLag::get() as u64 + 1) {
+			SyncRegistry::<T>::commit_root(RawOrigin::Signed(owner.clone()).into(), s, seq, facts).expect("commits");
+		}
+		let seq = T::MaxLag::get() as u64 + 2;
+		#[extrinsic_call]
+		_(RawOrigin::Signed(owner), s, seq, facts);
+		assert_eq!(Roots::<T>::get(s).last().unwrap().seq, seq);
+	}
+
+	#[benchmark]
+	fn attest_root() {
+		let facts = small_facts();
+		let (owner, s) = segment::<T>(facts, 0);
+		let mut last = owner.clone();
+		for i in 1..T::MaxPrimaries::get() {
+			let p = node::<T>("primary", i, NodeRole::Primary);
+			SyncRegistry::<T>::add_primary(RawOrigin::Signed(owner.clone()).into(), s, p.clone()).expect("adds");
+			last = p;
+		}
+		SyncRegistry::<T>::commit_root(RawOrigin::Signed(owner.clone()).into(), s, 2, facts).expect("commits");
+		for i in 1..T::MaxPrimaries::get() - 1 {
+			SyncRegistry::<T>::attest_root(RawOrigin::Signed(account("primary", i, 0)).into(), s, 2, facts.root).expect("attests");
+		}
+		#[extrinsic_call]
+		_(RawOrigin::Signed(last), s, 2, facts.root);
+	}
+
+	#[benchmark]
+	fn claim_sync() {
+		let (_owner, s) = segment::<T>(small_facts(), 1);
+		let who: T::AccountId = account("holder", 0, 0);
+		#[extrinsic_call]
+		_(RawOrigin::Signed(who.clone()), s, 1);
+		assert!(OpenChallenge::<T>::contains_key(&who, s));
+	}
+
+	/// The largest proof the pallet verifies, which also completes a migration.
+	#[benchmark]
+	fn submit_proof() {
+		let data = Data::build();
+		let (owner, s) = segment::<T>(data.trie.facts(), 0);
+		let who = node::<T>("target", 0, NodeRole::Primary);
+		SyncRegistry::<T>::request_migration(RawOrigin::Signed(owner).into(), s, who.clone()).expect("requests");
+		SyncRegistry::<T>::claim_sync(RawOrigin::Signed(who.clone()).into(), s, 1).expect("claims");
+		let id = OpenChallenge::<T>::get(&who, s).expect("open");
+		let ch = Challenges::<T>::get(id).expect("open");
+		go_to::<T>(ch.seed_block + One::one());
+		let proof = prove_for::<T>(&data, id);
+		#[extrinsic_call]
+		_(RawOrigin::Signed(who.clone()), id, proof);
+		assert_eq!(Segments::<T>::get(s).unwrap().owner, who);
+	}
+
+	#[benchmark]
+	fn request_migration() {
+		let (owner, s) = segment::<T>(small_facts(), T::MaxHolders::get() - 1);
+		let to = node::<T>("target", 0, NodeRole::Primary);
+		#[extrinsic_call]
+		_(RawOrigin::Signed(owner), s, to.clone());
+		assert!(Migrations::<T>::contains_key(s));
+	}
+
+	#[benchmark]
+	fn cancel_migration() {
+		let (owner, s) = segment::<T>(small_facts(), 0);
+		let to = node::<T>("target", 0, NodeRole::Primary);
+		SyncRegistry::<T>::request_migration(RawOrigin::Signed(owner.clone()).into(), s, to).expect("requests");
+		#[extrinsic_call]
+		_(RawOrigin::Signed(owner), s);
+		assert!(!Migrations::<T>::contains_key(s));
+	}
+
+	#[benchmark]
+	fn force_set_owner() {
+		let (_owner, s) = segment::<T>(small_facts(), 1);
+		let to = node::<T>("target", 0, NodeRole::Primary);
+		#[extrinsic_call]
+		_(RawOrigin::Root, s, to.clone());
+		assert_eq!(Segments::<T>::get(s).unwrap().owner, to);
+	}
+
+	/// `on_initialize` with nothing due.
+	#[benchmark]
+	fn on_initialize_base() {
+		let now: BlockNumberFor<T> = 10u32.into();
+		#[block]
+		{
+			SyncRegistry::<T>::on_initialize(now);
+		}
+	}
+
+	/// Expiring one challenge whose holder is dropped after its last allowed failure.
+	#[benchmark]
+	fn expire_challenge() {
+		let (_owner, s) = segment::<T>(small_facts(), 1);
+		let who: T::AccountId = account("holder", 0, 0);
+		Holdings::<T>::mutate(s, &who, |h| h.as_mut().unwrap().failures = T::MaxFailures::get().saturating_sub(1));
+		SyncRegistry::<T>::claim_sync(RawOrigin::Signed(who.clone()).into(), s, 1).expect("claims");
+		let ch = Challenges::<T>::get(OpenChallenge::<T>::get(&who, s).unwrap()).unwrap();
+		let at = ch.deadline + One::one();
+		#[block]
+		{
+			SyncRegistry::<T>::expire_challenges(at);
+		}
+		assert!(!OpenChallenge::<T>::contains_key(&who, s));
+	}
+
+	/// Issuing one re-challenge.
+	#[benchmark]
+	fn rechallenge() {
+		let facts = small_facts();
+		let (_owner, s) = segment::<T>(facts, 1);
+		let who: T::AccountId = account("holder", 0, 0);
+		proven_holder::<T>(&who, facts);
+		let at: BlockNumberFor<T> = 5u32.into();
+		ReChallenges::<T>::mutate(at, |b| b.try_push((s, who.clone())).expect("room"));
+		#[block]
+		{
+			SyncRegistry::<T>::issue_rechallenges(at);
+		}
+		assert!(OpenChallenge::<T>::contains_key(&who, s));
+	}
+
+	/// Releasing the old provider after a completed migration.
+	#[benchmark]
+	fn migration_deadline() {
+		let (owner, s) = segment::<T>(small_facts(), 0);
+		let to = node::<T>("target", 0, NodeRole::Primary);
+		SyncRegistry::<T>::request_migration(RawOrigin::Signed(owner.clone()).into(), s, to.clone()).expect("requests");
+		let m = Migrations::<T>::get(s).unwrap();
+		let at = m.until;
+		#[block]
+		{
+			SyncRegistry::<T>::process_migration_deadlines(at);
+		}
+		assert!(!Migrations::<T>::contains_key(s));
 	}
 
 	impl_benchmark_test_suite!(SyncRegistry, crate::mock::new_test_ext(), crate::mock::Test);

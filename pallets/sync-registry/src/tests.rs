@@ -1,8 +1,16 @@
-//! Unit tests: every call, every error, and the invariants after each scenario.
-use crate::{mock::*, Error, Event, HoldReason, Nodes, PeerIds};
+//! Unit tests: every call, every error, every hook path, the off-chain worker, and random call
+//! sequences with the invariants (`do_try_state`) checked after each step.
+use crate::{mock::*, *};
+use alloc::collections::BTreeMap;
+use codec::{Decode, Encode};
 use frame_support::{assert_noop, assert_ok, traits::fungible::InspectHold};
 use sp_runtime::DispatchError;
-use sync_primitives::{Multiaddrs, NodeRole, NodeStatus, PeerIdBytes};
+use sync_primitives::{
+	commitment::{cid_of, Entry, SegmentTrie},
+	HoldingStatus, Multiaddrs, NodeRole, NodeStatus, PeerIdBytes,
+};
+
+type E = Error<Test>;
 
 fn pid(seed: u8) -> PeerIdBytes {
 	let mut v = vec![0x00, 36, 0x08, 0x01, 0x12, 0x20];
@@ -22,13 +30,83 @@ fn held(who: AccountId) -> Balance {
 	Balances::balance_on_hold(&RuntimeHoldReason::SyncRegistry(HoldReason::NodeDeposit), &who)
 }
 
-fn register(who: AccountId, role: NodeRole, seed: u8) {
+fn register(who: AccountId, role: NodeRole) {
+	let seed = who.0[0];
 	assert_ok!(SyncRegistry::register_node(
 		RuntimeOrigin::signed(who),
 		role,
 		pid(seed),
 		addrs(&["/ip4/127.0.0.1/tcp/30433"])
 	));
+}
+
+fn events() -> Vec<Event<Test>> {
+	System::events()
+		.into_iter()
+		.filter_map(|r| match r.event {
+			RuntimeEvent::SyncRegistry(e) => Some(e),
+			_ => None,
+		})
+		.collect()
+}
+
+fn has_event(e: Event<Test>) -> bool {
+	events().contains(&e)
+}
+
+/// A segment's data: object bytes by key and the trie over them.
+#[derive(Clone, Default)]
+struct Data {
+	objects: BTreeMap<Vec<u8>, Vec<u8>>,
+	trie: SegmentTrie,
+}
+
+impl Data {
+	fn with(n: usize, salt: u8) -> Self {
+		let mut d = Data::default();
+		for i in 0..n {
+			let bytes: Vec<u8> = (0..(i * 700 + 100)).map(|j| (j as u8) ^ salt ^ (i as u8)).collect();
+			d.put(format!("obj/{i}").as_bytes(), bytes);
+		}
+		d
+	}
+	fn put(&mut self, key: &[u8], bytes: Vec<u8>) {
+		self.trie.insert(Entry { key: key.to_vec(), cid: cid_of(&bytes), size: bytes.len() as u64 });
+		self.objects.insert(key.to_vec(), bytes);
+	}
+	fn facts(&self) -> RootFacts {
+		self.trie.facts()
+	}
+	fn prove(&self, id: ChallengeId) -> SyncProof {
+		let ch = Challenges::<Test>::get(id).expect("open challenge");
+		let seed = SyncRegistry::challenge_seed(id, ch.seed_block);
+		self.trie.prove(&seed, K, |e| self.objects.get(&e.key).cloned()).expect("data complete")
+	}
+}
+
+/// Alice (Primary) owns segment 0 with `data` committed at seq 1.
+fn segment_with(data: &Data) -> SegmentId {
+	register(alice(), NodeRole::Primary);
+	assert_ok!(SyncRegistry::create_segment(RuntimeOrigin::signed(alice())));
+	assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 1, data.facts()));
+	0
+}
+
+/// `who` joins segment 0, claims `seq`, and proves it with `data`; returns the challenge id.
+fn join_and_prove(who: AccountId, seq: u64, data: &Data) -> ChallengeId {
+	if !Holdings::<Test>::contains_key(0, who) {
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(who), 0));
+	}
+	claim_and_prove(who, seq, data)
+}
+
+fn claim_and_prove(who: AccountId, seq: u64, data: &Data) -> ChallengeId {
+	assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(who), 0, seq));
+	let id = OpenChallenge::<Test>::get(who, 0).unwrap();
+	let ch = Challenges::<Test>::get(id).unwrap();
+	run_to(ch.seed_block + 1);
+	assert_ok!(SyncRegistry::submit_proof(RuntimeOrigin::signed(who), id, data.prove(id)));
+	id
 }
 
 /// Runs a test body and then checks the pallet's invariants.
@@ -39,68 +117,40 @@ fn run(test: impl FnOnce()) {
 	});
 }
 
+// ------------------------------------------------------------------ registration
+
 #[test]
 fn register_holds_deposit_and_emits() {
 	run(|| {
-		register(ALICE, NodeRole::Primary, 1);
-		let info = Nodes::<Test>::get(ALICE).unwrap();
-		assert_eq!(info.role, NodeRole::Primary);
-		assert_eq!(info.status, NodeStatus::Joining);
-		assert_eq!(info.deposit, DEPOSIT);
-		assert_eq!(info.registered_at, 1);
-		assert_eq!(PeerIds::<Test>::get(pid(1)), Some(ALICE));
-		assert_eq!(held(ALICE), DEPOSIT);
-		assert_eq!(Balances::free_balance(ALICE), 1_000 - DEPOSIT);
-		System::assert_last_event(
-			Event::NodeRegistered { who: ALICE, role: NodeRole::Primary, peer_id: pid(1), deposit: DEPOSIT }
-				.into(),
-		);
-		assert_eq!(SyncRegistry::node_summary(ALICE).unwrap().peer_id, pid(1).into_inner());
-		assert_eq!(SyncRegistry::account_of_peer(pid(1).into_inner()), Some(ALICE));
+		register(alice(), NodeRole::Primary);
+		let info = Nodes::<Test>::get(alice()).unwrap();
+		assert_eq!((info.role, info.status, info.deposit, info.registered_at), (NodeRole::Primary, NodeStatus::Joining, DEPOSIT, 1));
+		assert_eq!(PeerIds::<Test>::get(pid(1)), Some(alice()));
+		assert_eq!(held(alice()), DEPOSIT);
+		assert!(has_event(Event::NodeRegistered { who: alice(), role: NodeRole::Primary, peer_id: pid(1), deposit: DEPOSIT }));
+		assert_eq!(SyncRegistry::node_summary(alice()).unwrap().peer_id, pid(1).into_inner());
+		assert_eq!(SyncRegistry::account_of_peer(pid(1).into_inner()), Some(alice()));
 	});
 }
 
 #[test]
 fn register_rejects_bad_input_without_changes() {
 	run(|| {
-		register(ALICE, NodeRole::Primary, 1);
-		// twice
+		register(alice(), NodeRole::Primary);
+		let a = addrs(&["/dns/a/tcp/1"]);
+		let r = |who, p, ad| SyncRegistry::register_node(RuntimeOrigin::signed(who), NodeRole::Replica, p, ad);
+		assert_noop!(r(alice(), pid(9), a.clone()), E::AlreadyRegistered);
+		assert_noop!(r(bob(), pid(1), a.clone()), E::PeerIdTaken);
+		assert_noop!(r(bob(), vec![0x00, 36, 1, 2].try_into().unwrap(), a.clone()), E::InvalidPeerId);
+		assert_noop!(r(bob(), pid(2), addrs(&[])), E::InvalidMultiaddr);
+		assert_noop!(r(bob(), pid(2), addrs(&["/ok/1", "tcp 1"])), E::InvalidMultiaddr);
+		assert_noop!(r(poor(), pid(3), a.clone()), E::InsufficientDeposit);
 		assert_noop!(
-			SyncRegistry::register_node(RuntimeOrigin::signed(ALICE), NodeRole::Replica, pid(9), addrs(&["/dns/a/tcp/1"])),
-			Error::<Test>::AlreadyRegistered
-		);
-		// taken peer id
-		assert_noop!(
-			SyncRegistry::register_node(RuntimeOrigin::signed(BOB), NodeRole::Replica, pid(1), addrs(&["/dns/a/tcp/1"])),
-			Error::<Test>::PeerIdTaken
-		);
-		// malformed peer id
-		let bad: PeerIdBytes = vec![0x00, 36, 1, 2].try_into().unwrap();
-		assert_noop!(
-			SyncRegistry::register_node(RuntimeOrigin::signed(BOB), NodeRole::Replica, bad, addrs(&["/dns/a/tcp/1"])),
-			Error::<Test>::InvalidPeerId
-		);
-		// no or malformed addresses
-		assert_noop!(
-			SyncRegistry::register_node(RuntimeOrigin::signed(BOB), NodeRole::Replica, pid(2), addrs(&[])),
-			Error::<Test>::InvalidMultiaddr
-		);
-		assert_noop!(
-			SyncRegistry::register_node(RuntimeOrigin::signed(BOB), NodeRole::Replica, pid(2), addrs(&["/ok/1", "tcp 1"])),
-			Error::<Test>::InvalidMultiaddr
-		);
-		// too poor for the deposit
-		assert_noop!(
-			SyncRegistry::register_node(RuntimeOrigin::signed(POOR), NodeRole::Replica, pid(3), addrs(&["/dns/a/tcp/1"])),
-			Error::<Test>::InsufficientDeposit
-		);
-		// unsigned / root
-		assert_noop!(
-			SyncRegistry::register_node(RuntimeOrigin::none(), NodeRole::Replica, pid(4), addrs(&["/dns/a/tcp/1"])),
+			SyncRegistry::register_node(RuntimeOrigin::none(), NodeRole::Replica, pid(4), a.clone()),
 			DispatchError::BadOrigin
 		);
 		assert_noop!(
-			SyncRegistry::register_node(RuntimeOrigin::root(), NodeRole::Replica, pid(4), addrs(&["/dns/a/tcp/1"])),
+			SyncRegistry::register_node(RuntimeOrigin::root(), NodeRole::Replica, pid(4), a),
 			DispatchError::BadOrigin
 		);
 	});
@@ -109,99 +159,646 @@ fn register_rejects_bad_input_without_changes() {
 #[test]
 fn update_changes_identity_and_reindexes() {
 	run(|| {
-		register(ALICE, NodeRole::Replica, 1);
-		assert_ok!(SyncRegistry::update_node(RuntimeOrigin::signed(ALICE), Some(pid(2)), None));
+		register(alice(), NodeRole::Replica);
+		assert_ok!(SyncRegistry::update_node(RuntimeOrigin::signed(alice()), Some(pid(7)), None));
 		assert_eq!(PeerIds::<Test>::get(pid(1)), None);
-		assert_eq!(PeerIds::<Test>::get(pid(2)), Some(ALICE));
-		System::assert_last_event(
-			Event::NodeUpdated { who: ALICE, peer_id: pid(2), multiaddrs: addrs(&["/ip4/127.0.0.1/tcp/30433"]) }
-				.into(),
-		);
+		assert_eq!(PeerIds::<Test>::get(pid(7)), Some(alice()));
 		let new = addrs(&["/ip4/10.0.0.1/tcp/1", "/ip6/::1/tcp/2"]);
-		assert_ok!(SyncRegistry::update_node(RuntimeOrigin::signed(ALICE), None, Some(new.clone())));
-		assert_eq!(Nodes::<Test>::get(ALICE).unwrap().multiaddrs, new);
+		assert_ok!(SyncRegistry::update_node(RuntimeOrigin::signed(alice()), None, Some(new.clone())));
+		assert!(has_event(Event::NodeUpdated { who: alice(), peer_id: pid(7), multiaddrs: new }));
 		// the old peer id is free again
-		register(BOB, NodeRole::Replica, 1);
+		assert_ok!(SyncRegistry::register_node(RuntimeOrigin::signed(bob()), NodeRole::Replica, pid(1), addrs(&["/a/1"])));
 	});
 }
 
 #[test]
 fn update_errors() {
 	run(|| {
+		assert_noop!(SyncRegistry::update_node(RuntimeOrigin::signed(alice()), Some(pid(2)), None), E::NotRegistered);
+		register(alice(), NodeRole::Replica);
+		register(bob(), NodeRole::Replica);
+		assert_noop!(SyncRegistry::update_node(RuntimeOrigin::signed(alice()), None, None), E::NothingToUpdate);
+		assert_noop!(SyncRegistry::update_node(RuntimeOrigin::signed(alice()), Some(pid(1)), None), E::NothingToUpdate);
+		assert_noop!(SyncRegistry::update_node(RuntimeOrigin::signed(alice()), Some(pid(2)), None), E::PeerIdTaken);
+		assert_noop!(SyncRegistry::update_node(RuntimeOrigin::signed(alice()), None, Some(addrs(&["nope"]))), E::InvalidMultiaddr);
 		assert_noop!(
-			SyncRegistry::update_node(RuntimeOrigin::signed(ALICE), Some(pid(2)), None),
-			Error::<Test>::NotRegistered
-		);
-		register(ALICE, NodeRole::Replica, 1);
-		register(BOB, NodeRole::Replica, 2);
-		assert_noop!(
-			SyncRegistry::update_node(RuntimeOrigin::signed(ALICE), None, None),
-			Error::<Test>::NothingToUpdate
-		);
-		assert_noop!(
-			SyncRegistry::update_node(RuntimeOrigin::signed(ALICE), Some(pid(1)), None),
-			Error::<Test>::NothingToUpdate
-		);
-		assert_noop!(
-			SyncRegistry::update_node(RuntimeOrigin::signed(ALICE), Some(pid(2)), None),
-			Error::<Test>::PeerIdTaken
-		);
-		assert_noop!(
-			SyncRegistry::update_node(RuntimeOrigin::signed(ALICE), None, Some(addrs(&["nope"]))),
-			Error::<Test>::InvalidMultiaddr
-		);
-		let bad: PeerIdBytes = vec![0x12, 32, 0].try_into().unwrap();
-		assert_noop!(
-			SyncRegistry::update_node(RuntimeOrigin::signed(ALICE), Some(bad), None),
-			Error::<Test>::InvalidPeerId
+			SyncRegistry::update_node(RuntimeOrigin::signed(alice()), Some(vec![0x12, 32, 0].try_into().unwrap()), None),
+			E::InvalidPeerId
 		);
 	});
 }
 
 #[test]
-fn deregister_releases_deposit() {
+fn joining_node_deregisters_at_once() {
 	run(|| {
-		register(ALICE, NodeRole::Primary, 1);
-		assert_ok!(SyncRegistry::deregister_node(RuntimeOrigin::signed(ALICE)));
-		assert!(Nodes::<Test>::get(ALICE).is_none());
-		assert_eq!(PeerIds::<Test>::get(pid(1)), None);
-		assert_eq!(held(ALICE), 0);
-		assert_eq!(Balances::free_balance(ALICE), 1_000);
-		System::assert_last_event(Event::NodeDeregistered { who: ALICE, released: DEPOSIT, forced: false }.into());
-		assert_noop!(SyncRegistry::deregister_node(RuntimeOrigin::signed(ALICE)), Error::<Test>::NotRegistered);
+		register(alice(), NodeRole::Primary);
+		assert_ok!(SyncRegistry::deregister_node(RuntimeOrigin::signed(alice())));
+		assert!(Nodes::<Test>::get(alice()).is_none());
+		assert_eq!(held(alice()), 0);
+		assert!(has_event(Event::NodeDeregistered { who: alice(), released: DEPOSIT, forced: false }));
+		assert_noop!(SyncRegistry::deregister_node(RuntimeOrigin::signed(alice())), E::NotRegistered);
+	});
+}
+
+// ------------------------------------------------------------------ segments, roots, parity
+
+#[test]
+fn create_segment_requires_an_active_primary() {
+	run(|| {
+		assert_noop!(SyncRegistry::create_segment(RuntimeOrigin::signed(alice())), E::NotRegistered);
+		register(bob(), NodeRole::Replica);
+		assert_noop!(SyncRegistry::create_segment(RuntimeOrigin::signed(bob())), E::WrongRole);
+		register(alice(), NodeRole::Primary);
+		assert_ok!(SyncRegistry::create_segment(RuntimeOrigin::signed(alice())));
+		assert!(has_event(Event::SegmentCreated { segment: 0, owner: alice() }));
+		assert!(has_event(Event::NodeStatusChanged { who: alice(), status: NodeStatus::Active }));
+		assert_eq!(NodeSegments::<Test>::get(alice()).into_inner(), vec![0]);
+		assert_ok!(SyncRegistry::create_segment(RuntimeOrigin::signed(alice())));
+		assert_eq!(NextSegmentId::<Test>::get(), 2);
+		// a node at its segment limit (4) cannot create more
+		assert_ok!(SyncRegistry::create_segment(RuntimeOrigin::signed(alice())));
+		assert_ok!(SyncRegistry::create_segment(RuntimeOrigin::signed(alice())));
+		assert_noop!(SyncRegistry::create_segment(RuntimeOrigin::signed(alice())), E::TooManySegments);
 	});
 }
 
 #[test]
-fn deregister_refused_while_busy() {
+fn commit_root_checks_primary_seq_and_facts_and_prunes_window() {
 	run(|| {
-		register(ALICE, NodeRole::Primary, 1);
-		Nodes::<Test>::mutate(ALICE, |n| n.as_mut().unwrap().status = NodeStatus::Active);
-		assert_noop!(SyncRegistry::deregister_node(RuntimeOrigin::signed(ALICE)), Error::<Test>::NodeBusy);
+		let data = Data::with(3, 1);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		assert_noop!(SyncRegistry::commit_root(RuntimeOrigin::signed(bob()), 0, 2, data.facts()), E::NotPrimary);
+		assert_noop!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 1, data.facts()), E::StaleSeq);
+		assert_noop!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 9, 2, data.facts()), E::UnknownSegment);
+		let mut bad = data.facts();
+		bad.leaves = 0;
+		assert_noop!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 2, bad), E::InvalidRootFacts);
+		let mut bad = data.facts();
+		bad.leaves = bad.bytes; // far more chunks than bytes allow
+		assert_noop!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 2, bad), E::InvalidRootFacts);
+		for seq in 2..=6 {
+			assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, seq * 10, data.facts()));
+		}
+		let roots = Roots::<Test>::get(0);
+		assert_eq!(roots.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![30, 40, 50, 60]);
+		assert_eq!(roots.last().unwrap().index, 6);
+		let f = data.facts();
+		assert!(has_event(Event::RootCommitted {
+			segment: 0, seq: 60, root: f.root, leaves: f.leaves, entries: f.entries, bytes: f.bytes, index: 6, committer: alice()
+		}));
 	});
 }
 
 #[test]
-fn force_deregister_is_root_only() {
+fn primaries_attest_until_parity() {
 	run(|| {
-		register(ALICE, NodeRole::Primary, 1);
-		Nodes::<Test>::mutate(ALICE, |n| n.as_mut().unwrap().status = NodeStatus::Active);
-		assert_noop!(
-			SyncRegistry::force_deregister(RuntimeOrigin::signed(BOB), ALICE),
-			DispatchError::BadOrigin
+		let data = Data::with(2, 2);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		register(charlie(), NodeRole::Replica);
+		// origins and roles
+		assert_noop!(SyncRegistry::add_primary(RuntimeOrigin::signed(bob()), 0, bob()), E::NotOwner);
+		assert_noop!(SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, charlie()), E::WrongRole);
+		assert_noop!(SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, dave()), E::NotRegistered);
+		assert_ok!(SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, bob()));
+		assert!(has_event(Event::PrimaryAdded { segment: 0, who: bob() }));
+		assert!(has_event(Event::HolderJoined { segment: 0, who: bob() }));
+		assert_noop!(SyncRegistry::add_primary(RuntimeOrigin::root(), 0, bob()), E::AlreadyPrimary);
+		// attest
+		let f = data.facts();
+		assert_noop!(SyncRegistry::attest_root(RuntimeOrigin::signed(charlie()), 0, 1, f.root), E::NotPrimary);
+		assert_noop!(SyncRegistry::attest_root(RuntimeOrigin::signed(bob()), 0, 2, f.root), E::UnknownRoot);
+		assert_noop!(SyncRegistry::attest_root(RuntimeOrigin::signed(bob()), 0, 1, [0; 32]), E::RootMismatch);
+		assert_noop!(SyncRegistry::attest_root(RuntimeOrigin::signed(alice()), 0, 1, f.root), E::AlreadyAttested);
+		assert_ok!(SyncRegistry::attest_root(RuntimeOrigin::signed(bob()), 0, 1, f.root));
+		assert!(has_event(Event::RootAttested { segment: 0, seq: 1, who: bob() }));
+		assert!(has_event(Event::ParityReached { segment: 0, seq: 1, root: f.root }));
+		// a new commit resets the votes
+		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(bob()), 0, 2, f));
+		assert_eq!(ParityVotes::<Test>::get(0).unwrap().2.into_inner(), vec![bob()]);
+		// removal
+		assert_noop!(SyncRegistry::remove_primary(RuntimeOrigin::signed(alice()), 0, alice()), E::IsOwner);
+		assert_noop!(SyncRegistry::remove_primary(RuntimeOrigin::signed(alice()), 0, charlie()), E::NotPrimary);
+		assert_ok!(SyncRegistry::remove_primary(RuntimeOrigin::root(), 0, bob()));
+		assert!(has_event(Event::PrimaryRemoved { segment: 0, who: bob() }));
+		assert!(Holdings::<Test>::contains_key(0, bob()), "stays a holder");
+	});
+}
+
+#[test]
+fn segment_limits_are_enforced() {
+	run(|| {
+		let data = Data::with(1, 3);
+		segment_with(&data);
+		for i in 2..=5 {
+			register(account(i), NodeRole::Primary);
+		}
+		assert_ok!(SyncRegistry::add_primary(RuntimeOrigin::root(), 0, account(2)));
+		assert_ok!(SyncRegistry::add_primary(RuntimeOrigin::root(), 0, account(3)));
+		assert_noop!(SyncRegistry::add_primary(RuntimeOrigin::root(), 0, account(4)), E::TooManyPrimaries);
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(account(4)), 0));
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(account(5)), 0));
+		register(account(6), NodeRole::Replica);
+		assert_noop!(SyncRegistry::join_segment(RuntimeOrigin::signed(account(6)), 0), E::TooManyHolders);
+		assert_noop!(SyncRegistry::join_segment(RuntimeOrigin::signed(account(5)), 0), E::AlreadyHolder);
+		assert_noop!(SyncRegistry::join_segment(RuntimeOrigin::signed(alice()), 0), E::IsOwner);
+		assert_noop!(SyncRegistry::join_segment(RuntimeOrigin::signed(account(6)), 7), E::UnknownSegment);
+		assert_noop!(SyncRegistry::join_segment(RuntimeOrigin::signed(account(7)), 0), E::NotRegistered);
+		assert_noop!(SyncRegistry::leave_segment(RuntimeOrigin::signed(account(6)), 0), E::NotHolder);
+		// a co-Primary leaving also gives up its seat
+		assert_ok!(SyncRegistry::leave_segment(RuntimeOrigin::signed(account(2)), 0));
+		assert!(has_event(Event::HolderLeft { segment: 0, who: account(2) }));
+		assert!(!Segments::<Test>::get(0).unwrap().primaries.contains(&account(2)));
+		assert_eq!(Nodes::<Test>::get(account(2)).unwrap().status, NodeStatus::Joining);
+	});
+}
+
+// ------------------------------------------------------------------ Proof-of-Sync
+
+#[test]
+fn proof_of_sync_makes_a_holder_active() {
+	run(|| {
+		let data = Data::with(5, 4);
+		segment_with(&data);
+		register(bob(), NodeRole::Replica);
+		assert_noop!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1), E::NotHolder);
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
+		assert_eq!(Nodes::<Test>::get(bob()).unwrap().status, NodeStatus::Syncing);
+		assert_noop!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 5), E::UnknownRoot);
+		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1));
+		assert_noop!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1), E::ChallengeAlreadyOpen);
+		let id = OpenChallenge::<Test>::get(bob(), 0).unwrap();
+		let ch = Challenges::<Test>::get(id).unwrap();
+		assert_eq!(ch.seed_block, 1 + CHALLENGE_DELAY);
+		assert_eq!(ch.deadline, 1 + CHALLENGE_DELAY + PROOF_WINDOW);
+		assert!(has_event(Event::ChallengeIssued {
+			id, segment: 0, who: bob(), seq: 1, kind: ChallengeKind::Claim, seed_block: ch.seed_block, deadline: ch.deadline
+		}));
+		// before the seed block exists nobody can answer
+		assert_noop!(SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, SyncProof { chunks: Default::default() }), E::ChallengeNotReady);
+		run_to(ch.seed_block + 1);
+		let proof = data.prove(id);
+		// wrong signer, unknown challenge, tampered, truncated, proof for another seed
+		assert_noop!(SyncRegistry::submit_proof(RuntimeOrigin::signed(alice()), id, proof.clone()), E::NotChallenged);
+		assert_noop!(SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id + 1, proof.clone()), E::UnknownChallenge);
+		let mut bad = proof.clone();
+		bad.chunks[0].chunk[0] ^= 1;
+		assert_noop!(SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, bad), E::InvalidProof);
+		let mut short = proof.clone();
+		short.chunks.pop();
+		assert_noop!(SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, short), E::InvalidProof);
+		let other = data.trie.prove(&[7u8; 32], K, |e| data.objects.get(&e.key).cloned()).unwrap();
+		if other != proof {
+			assert_noop!(SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, other), E::InvalidProof);
+		}
+		// a holder with the wrong data cannot prove
+		let wrong = Data::with(5, 99);
+		let seed = SyncRegistry::challenge_seed(id, ch.seed_block);
+		if let Some(p) = wrong.trie.prove(&seed, K, |e| wrong.objects.get(&e.key).cloned()) {
+			assert_noop!(SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, p), E::InvalidProof);
+		}
+		assert_ok!(SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, proof));
+		assert!(has_event(Event::SyncProven { id, segment: 0, who: bob(), seq: 1, root: data.facts().root, kind: ChallengeKind::Claim }));
+		let h = Holdings::<Test>::get(0, bob()).unwrap();
+		assert_eq!((h.status, h.proven.map(|p| p.seq), h.failures), (HoldingStatus::Active, Some(1), 0));
+		assert_eq!(Nodes::<Test>::get(bob()).unwrap().status, NodeStatus::Active);
+		assert!(Challenges::<Test>::get(id).is_none());
+		assert_noop!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1), E::AlreadyProven);
+	});
+}
+
+#[test]
+fn oversized_proof_is_refused() {
+	run(|| {
+		let data = Data::with(3, 5);
+		segment_with(&data);
+		register(bob(), NodeRole::Replica);
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
+		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1));
+		let id = OpenChallenge::<Test>::get(bob(), 0).unwrap();
+		run_to(1 + CHALLENGE_DELAY + 1);
+		let mut proof = data.prove(id);
+		while proof.encoded_size() <= 16 * 1024 {
+			let c = proof.chunks[0].clone();
+			if proof.chunks.try_push(c).is_err() {
+				break;
+			}
+		}
+		assert_noop!(SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, proof), E::ProofTooLarge);
+	});
+}
+
+#[test]
+fn missed_deadline_expires_penalises_and_finally_drops() {
+	run(|| {
+		let data = Data::with(2, 6);
+		segment_with(&data);
+		register(bob(), NodeRole::Replica);
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
+		let penalty = DEPOSIT / 10;
+		for round in 1..=3u32 {
+			assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1));
+			let id = OpenChallenge::<Test>::get(bob(), 0).unwrap();
+			let ch = Challenges::<Test>::get(id).unwrap();
+			run_to(ch.deadline);
+			assert!(Challenges::<Test>::get(id).is_some(), "still open at the deadline");
+			run_to(ch.deadline + 1);
+			assert!(Challenges::<Test>::get(id).is_none());
+			assert!(has_event(Event::ChallengeExpired { id, segment: 0, who: bob(), failures: round }));
+			assert!(has_event(Event::Penalized { who: bob(), amount: penalty }));
+			assert_eq!(held(bob()), DEPOSIT - penalty * round as u64);
+			assert_eq!(Nodes::<Test>::get(bob()).unwrap().deposit, DEPOSIT - penalty * round as u64);
+			if round < 3 {
+				let h = Holdings::<Test>::get(0, bob()).unwrap();
+				assert_eq!((h.status, h.failures), (HoldingStatus::Syncing, round));
+			}
+		}
+		assert!(has_event(Event::HolderDropped { segment: 0, who: bob() }));
+		assert!(Holdings::<Test>::get(0, bob()).is_none());
+		assert_eq!(Nodes::<Test>::get(bob()).unwrap().status, NodeStatus::Joining);
+	});
+}
+
+#[test]
+fn active_holders_are_rechallenged() {
+	run(|| {
+		let data = Data::with(4, 7);
+		segment_with(&data);
+		register(bob(), NodeRole::Replica);
+		let first = join_and_prove(bob(), 1, &data);
+		let proven_at = System::block_number();
+		run_to(proven_at + RECHALLENGE_PERIOD);
+		let id = OpenChallenge::<Test>::get(bob(), 0).expect("re-challenged");
+		assert_ne!(id, first);
+		let ch = Challenges::<Test>::get(id).unwrap();
+		assert_eq!((ch.kind, ch.seq), (ChallengeKind::ReChallenge, 1));
+		// answered: stays Active, failures stay 0
+		run_to(ch.seed_block + 1);
+		assert_ok!(SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, data.prove(id)));
+		assert_eq!(Holdings::<Test>::get(0, bob()).unwrap().status, HoldingStatus::Active);
+		// the next one is left unanswered: back to Syncing
+		let now = System::block_number();
+		run_to(now + RECHALLENGE_PERIOD);
+		let id = OpenChallenge::<Test>::get(bob(), 0).unwrap();
+		let ch = Challenges::<Test>::get(id).unwrap();
+		run_to(ch.deadline + 1);
+		let h = Holdings::<Test>::get(0, bob()).unwrap();
+		assert_eq!((h.status, h.failures), (HoldingStatus::Syncing, 1));
+		assert_eq!(Nodes::<Test>::get(bob()).unwrap().status, NodeStatus::Syncing);
+	});
+}
+
+#[test]
+fn holder_lags_after_max_lag_commits_and_recovers_by_proving() {
+	run(|| {
+		let mut data = Data::with(3, 8);
+		segment_with(&data);
+		register(bob(), NodeRole::Replica);
+		join_and_prove(bob(), 1, &data);
+		// two more commits: still within MaxLag = 2
+		for seq in 2..=3 {
+			data.put(format!("new/{seq}").as_bytes(), vec![seq as u8; 3000]);
+			assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, seq, data.facts()));
+		}
+		assert_eq!(Holdings::<Test>::get(0, bob()).unwrap().status, HoldingStatus::Active);
+		data.put(b"new/4", vec![4; 10]);
+		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 4, data.facts()));
+		assert!(has_event(Event::HolderLagging { segment: 0, who: bob(), proven_seq: 1, latest_seq: 4 }));
+		assert_eq!(Nodes::<Test>::get(bob()).unwrap().status, NodeStatus::Lagging);
+		// proving the newest root makes it Active again
+		claim_and_prove(bob(), 4, &data);
+		assert_eq!(Holdings::<Test>::get(0, bob()).unwrap().status, HoldingStatus::Active);
+		assert_eq!(Nodes::<Test>::get(bob()).unwrap().status, NodeStatus::Active);
+	});
+}
+
+#[test]
+fn proving_a_root_that_went_stale_meanwhile_leaves_the_holder_lagging() {
+	run(|| {
+		let mut data = Data::with(3, 16);
+		segment_with(&data);
+		let old = data.clone();
+		register(bob(), NodeRole::Replica);
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
+		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1));
+		let id = OpenChallenge::<Test>::get(bob(), 0).unwrap();
+		// three commits while the challenge is open: seq 1 is now beyond MaxLag = 2
+		for seq in 2..=4 {
+			data.put(format!("late/{seq}").as_bytes(), vec![seq as u8; 100]);
+			assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, seq, data.facts()));
+		}
+		run_to(Challenges::<Test>::get(id).unwrap().seed_block + 1);
+		assert_ok!(SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, old.prove(id)));
+		let h = Holdings::<Test>::get(0, bob()).unwrap();
+		assert_eq!((h.status, h.proven.map(|p| p.seq)), (HoldingStatus::Lagging, Some(1)));
+		assert_eq!(Nodes::<Test>::get(bob()).unwrap().status, NodeStatus::Lagging);
+	});
+}
+
+#[test]
+fn expiries_beyond_the_per_block_bound_move_to_later_blocks() {
+	run(|| {
+		let data = Data::with(2, 9);
+		segment_with(&data);
+		for i in 2..=4 {
+			register(account(i), NodeRole::Replica);
+			assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(account(i)), 0));
+			assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(account(i)), 0, 1));
+		}
+		let deadlines: Vec<u64> = (2..=4)
+			.map(|i| Challenges::<Test>::get(OpenChallenge::<Test>::get(account(i), 0).unwrap()).unwrap().deadline)
+			.collect();
+		let base = 1 + CHALLENGE_DELAY + PROOF_WINDOW;
+		assert_eq!(deadlines, vec![base, base, base + 1], "bucket of 2 per block");
+		assert_eq!(Expiries::<Test>::get(base + 1).len(), 2);
+	});
+}
+
+// ------------------------------------------------------------------ leaving
+
+#[test]
+fn leaving_waits_out_the_delay() {
+	run(|| {
+		let data = Data::with(2, 10);
+		segment_with(&data);
+		assert_noop!(SyncRegistry::announce_leave(RuntimeOrigin::signed(alice())), E::OwnsSegments);
+		register(bob(), NodeRole::Replica);
+		join_and_prove(bob(), 1, &data);
+		assert_noop!(SyncRegistry::deregister_node(RuntimeOrigin::signed(bob())), E::NodeBusy);
+		assert_ok!(SyncRegistry::announce_leave(RuntimeOrigin::signed(bob())));
+		let leave_at = System::block_number() + LEAVE_DELAY;
+		assert!(has_event(Event::NodeLeaving { who: bob(), leave_at }));
+		assert_eq!(Nodes::<Test>::get(bob()).unwrap().status, NodeStatus::Leaving);
+		assert_noop!(SyncRegistry::announce_leave(RuntimeOrigin::signed(bob())), E::AlreadyLeaving);
+		assert_noop!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0), E::NodeLeaving);
+		assert_noop!(SyncRegistry::deregister_node(RuntimeOrigin::signed(bob())), E::LeaveDelayNotPassed);
+		run_to(leave_at);
+		assert_ok!(SyncRegistry::deregister_node(RuntimeOrigin::signed(bob())));
+		assert!(has_event(Event::HolderLeft { segment: 0, who: bob() }));
+		assert!(Holdings::<Test>::get(0, bob()).is_none());
+		assert!(OpenChallenge::<Test>::iter_prefix(bob()).next().is_none());
+		assert_eq!(held(bob()), 0);
+	});
+}
+
+#[test]
+fn force_deregister_is_root_only_and_spares_owners() {
+	run(|| {
+		let data = Data::with(1, 11);
+		segment_with(&data);
+		register(bob(), NodeRole::Replica);
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
+		assert_noop!(SyncRegistry::force_deregister(RuntimeOrigin::signed(alice()), bob()), DispatchError::BadOrigin);
+		assert_noop!(SyncRegistry::force_deregister(RuntimeOrigin::root(), charlie()), E::NotRegistered);
+		assert_noop!(SyncRegistry::force_deregister(RuntimeOrigin::root(), alice()), E::OwnsSegments);
+		assert_ok!(SyncRegistry::force_deregister(RuntimeOrigin::root(), bob()));
+		assert!(has_event(Event::NodeDeregistered { who: bob(), released: DEPOSIT, forced: true }));
+		assert!(Segments::<Test>::get(0).unwrap().holders.is_empty());
+	});
+}
+
+// ------------------------------------------------------------------ migration
+
+#[test]
+fn migration_moves_ownership_only_after_the_proof() {
+	run(|| {
+		let data = Data::with(4, 12);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		register(charlie(), NodeRole::Replica);
+		assert_noop!(SyncRegistry::request_migration(RuntimeOrigin::signed(bob()), 0, bob()), E::NotOwner);
+		assert_noop!(SyncRegistry::request_migration(RuntimeOrigin::signed(alice()), 0, charlie()), E::WrongRole);
+		assert_noop!(SyncRegistry::request_migration(RuntimeOrigin::signed(alice()), 0, alice()), E::AlreadyOwner);
+		assert_noop!(SyncRegistry::cancel_migration(RuntimeOrigin::signed(alice()), 0), E::NoMigration);
+		assert_ok!(SyncRegistry::request_migration(RuntimeOrigin::signed(alice()), 0, bob()));
+		let until = 1 + MIGRATION_TIMEOUT;
+		assert!(has_event(Event::MigrationRequested { segment: 0, from: alice(), to: bob(), until }));
+		assert_noop!(SyncRegistry::request_migration(RuntimeOrigin::root(), 0, bob()), E::MigrationPending);
+		assert_noop!(SyncRegistry::announce_leave(RuntimeOrigin::signed(bob())), E::MigrationPending);
+		assert_eq!(Segments::<Test>::get(0).unwrap().owner, alice(), "nothing moves before the proof");
+		// a bad proof changes nothing
+		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1));
+		let id = OpenChallenge::<Test>::get(bob(), 0).unwrap();
+		run_to(System::block_number() + CHALLENGE_DELAY + 1);
+		let mut bad = data.prove(id);
+		bad.chunks[0].cid[0] ^= 1;
+		assert_noop!(SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, bad), E::InvalidProof);
+		assert_ok!(SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, data.prove(id)));
+		let seg = Segments::<Test>::get(0).unwrap();
+		assert_eq!(seg.owner, bob());
+		assert!(seg.primaries.contains(&alice()) && seg.primaries.contains(&bob()));
+		assert!(!seg.holders.contains(&bob()));
+		assert!(has_event(Event::MigrationCompleted { segment: 0, from: alice(), to: bob(), seq: 1 }));
+		// the new owner commits; the old one is retained, then released
+		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(bob()), 0, 2, data.facts()));
+		let release = System::block_number() + MIGRATION_RETENTION;
+		run_to(release);
+		assert!(has_event(Event::ProviderReleased { segment: 0, who: alice() }));
+		assert!(!Segments::<Test>::get(0).unwrap().primaries.contains(&alice()));
+		assert!(Migrations::<Test>::get(0).is_none());
+		assert_eq!(Nodes::<Test>::get(alice()).unwrap().status, NodeStatus::Joining);
+		assert_ok!(SyncRegistry::announce_leave(RuntimeOrigin::signed(alice())));
+	});
+}
+
+#[test]
+fn migration_can_be_cancelled_or_time_out() {
+	run(|| {
+		let data = Data::with(2, 13);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		register(charlie(), NodeRole::Primary);
+		assert_ok!(SyncRegistry::request_migration(RuntimeOrigin::signed(alice()), 0, bob()));
+		assert_noop!(SyncRegistry::cancel_migration(RuntimeOrigin::signed(charlie()), 0), E::NotOwner);
+		assert_ok!(SyncRegistry::cancel_migration(RuntimeOrigin::signed(alice()), 0));
+		assert!(has_event(Event::MigrationCancelled { segment: 0, to: bob() }));
+		assert!(Holdings::<Test>::get(0, bob()).is_none(), "target added for the migration is removed");
+		assert_eq!(Segments::<Test>::get(0).unwrap().owner, alice());
+		// timeout
+		assert_ok!(SyncRegistry::request_migration(RuntimeOrigin::root(), 0, charlie()));
+		let until = Migrations::<Test>::get(0).unwrap().until;
+		run_to(until);
+		assert!(has_event(Event::MigrationTimedOut { segment: 0, to: charlie() }));
+		assert!(Migrations::<Test>::get(0).is_none());
+		assert_eq!(Segments::<Test>::get(0).unwrap().owner, alice());
+	});
+}
+
+#[test]
+fn force_set_owner_moves_ownership() {
+	run(|| {
+		let data = Data::with(1, 14);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		assert_noop!(SyncRegistry::force_set_owner(RuntimeOrigin::signed(alice()), 0, bob()), DispatchError::BadOrigin);
+		assert_noop!(SyncRegistry::force_set_owner(RuntimeOrigin::root(), 0, alice()), E::AlreadyOwner);
+		assert_ok!(SyncRegistry::force_set_owner(RuntimeOrigin::root(), 0, bob()));
+		assert!(has_event(Event::OwnerForced { segment: 0, from: alice(), to: bob() }));
+		let seg = Segments::<Test>::get(0).unwrap();
+		assert_eq!(seg.owner, bob());
+		assert!(seg.holders.contains(&alice()), "old owner must prove like any holder");
+	});
+}
+
+// ------------------------------------------------------------------ off-chain worker
+
+#[test]
+fn offchain_worker_submits_the_stored_proof_once() {
+	use sp_core::offchain::{testing, OffchainDbExt, OffchainWorkerExt, TransactionPoolExt};
+	use sp_keystore::{testing::MemoryKeystore, Keystore, KeystoreExt};
+
+	let (offchain, _state) = testing::TestOffchainExt::new();
+	let (pool, pool_state) = testing::TestTransactionPoolExt::new();
+	let keystore = MemoryKeystore::new();
+	let public = keystore.sr25519_generate_new(sync_primitives::KEY_TYPE, Some("//SyncNode")).unwrap();
+	let mut ext = new_test_ext();
+	ext.register_extension(OffchainWorkerExt::new(offchain.clone()));
+	ext.register_extension(OffchainDbExt::new(offchain));
+	ext.register_extension(TransactionPoolExt::new(pool));
+	ext.register_extension(KeystoreExt::new(keystore));
+	ext.execute_with(|| {
+		let data = Data::with(3, 15);
+		segment_with(&data);
+		let node: AccountId = public;
+		<Balances as frame_support::traits::fungible::Mutate<_>>::set_balance(&node, 100_000);
+		register(node, NodeRole::Replica);
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(node), 0));
+		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(node), 0, 1));
+		let id = OpenChallenge::<Test>::get(node, 0).unwrap();
+		let ch = Challenges::<Test>::get(id).unwrap();
+
+		// seed block not produced yet
+		assert_eq!(crate::ocw::run::<Test>(ch.seed_block), vec![(id, crate::ocw::Outcome::NotReady)]);
+		run_to(ch.seed_block + 1);
+		// the node service has not stored a proof yet
+		let now = System::block_number();
+		assert_eq!(crate::ocw::run::<Test>(now), vec![(id, crate::ocw::Outcome::NoProof)]);
+		// the node service stores it (as sync-node does)
+		let proof = data.prove(id);
+		sp_io::offchain::local_storage_set(
+			sp_core::offchain::StorageKind::PERSISTENT,
+			&sync_primitives::offchain::proof_key(id),
+			&proof.encode().encode(),
 		);
-		assert_noop!(SyncRegistry::force_deregister(RuntimeOrigin::root(), BOB), Error::<Test>::NotRegistered);
-		assert_ok!(SyncRegistry::force_deregister(RuntimeOrigin::root(), ALICE));
-		assert_eq!(held(ALICE), 0);
-		System::assert_last_event(Event::NodeDeregistered { who: ALICE, released: DEPOSIT, forced: true }.into());
+		assert_eq!(crate::ocw::run::<Test>(now), vec![(id, crate::ocw::Outcome::Submitted)]);
+		let tx = pool_state.write().transactions.pop().unwrap();
+		let tx = Extrinsic::decode(&mut &*tx).unwrap();
+		assert_eq!(tx.function, RuntimeCall::SyncRegistry(crate::Call::submit_proof { id, proof: proof.clone() }));
+		// not re-sent while it may still be included
+		assert_eq!(crate::ocw::run::<Test>(now + 1), vec![(id, crate::ocw::Outcome::Pending)]);
+		assert!(pool_state.read().transactions.is_empty());
+		// and the submitted call is accepted on chain
+		assert_ok!(SyncRegistry::submit_proof(RuntimeOrigin::signed(node), id, proof));
+		assert!(crate::ocw::run::<Test>(now + 1).is_empty());
 	});
 }
 
-#[test]
-fn try_state_detects_broken_index() {
-	new_test_ext().execute_with(|| {
-		register(ALICE, NodeRole::Primary, 1);
-		PeerIds::<Test>::remove(pid(1));
-		assert!(SyncRegistry::do_try_state().is_err());
-	});
+// ------------------------------------------------------------------ random sequences
+
+mod sequences {
+	use super::*;
+	use proptest::prelude::*;
+
+	#[derive(Clone, Debug)]
+	enum Op {
+		Register(u8, bool),
+		Create(u8),
+		Join(u8),
+		Leave(u8),
+		AddPrimary(u8),
+		Commit(u8),
+		Claim(u8),
+		Prove(u8),
+		BadProof(u8),
+		Advance(u8),
+		Announce(u8),
+		Deregister(u8),
+		Migrate(u8),
+		Cancel,
+	}
+
+	fn op() -> impl Strategy<Value = Op> {
+		let who = 1u8..=5;
+		prop_oneof![
+			(who.clone(), any::<bool>()).prop_map(|(w, p)| Op::Register(w, p)),
+			who.clone().prop_map(Op::Create),
+			who.clone().prop_map(Op::Join),
+			who.clone().prop_map(Op::Leave),
+			who.clone().prop_map(Op::AddPrimary),
+			who.clone().prop_map(Op::Commit),
+			who.clone().prop_map(Op::Claim),
+			who.clone().prop_map(Op::Prove),
+			who.clone().prop_map(Op::BadProof),
+			(1u8..12).prop_map(Op::Advance),
+			who.clone().prop_map(Op::Announce),
+			who.clone().prop_map(Op::Deregister),
+			who.clone().prop_map(Op::Migrate),
+			Just(Op::Cancel),
+		]
+	}
+
+	proptest! {
+		#![proptest_config(ProptestConfig::with_cases(48))]
+		#[test]
+		fn invariants_hold_after_every_call(ops in proptest::collection::vec(op(), 1..60)) {
+			new_test_ext().execute_with(|| {
+				// data of every committed seq of segment 0
+				let mut versions: BTreeMap<u64, Data> = BTreeMap::new();
+				let mut seq = 0u64;
+				for op in ops {
+					let o = |w: u8| RuntimeOrigin::signed(account(w));
+					let _ = match op {
+						Op::Register(w, p) => SyncRegistry::register_node(o(w), if p { NodeRole::Primary } else { NodeRole::Replica }, pid(w), addrs(&["/a/1"])),
+						Op::Create(w) => SyncRegistry::create_segment(o(w)),
+						Op::Join(w) => SyncRegistry::join_segment(o(w), 0),
+						Op::Leave(w) => SyncRegistry::leave_segment(o(w), 0),
+						Op::AddPrimary(w) => Segments::<Test>::get(0).map(|s| SyncRegistry::add_primary(o(s.owner.0[0]), 0, account(w))).unwrap_or(Ok(())),
+						Op::Commit(w) => {
+							seq += 1;
+							let d = Data::with((seq % 4) as usize + 1, seq as u8);
+							let r = SyncRegistry::commit_root(o(w), 0, seq, d.facts()).map(|_| ()).map_err(|e| e.error);
+							versions.insert(seq, d);
+							r
+						},
+						Op::Claim(w) => {
+							let latest = Roots::<Test>::get(0).last().map(|r| r.seq).unwrap_or(0);
+							SyncRegistry::claim_sync(o(w), 0, latest)
+						},
+						Op::Prove(w) | Op::BadProof(w) => match OpenChallenge::<Test>::get(account(w), 0) {
+							Some(id) if System::block_number() > Challenges::<Test>::get(id).unwrap().seed_block => {
+								let ch = Challenges::<Test>::get(id).unwrap();
+								let mut p = versions[&ch.seq].prove(id);
+								if matches!(op, Op::BadProof(_)) {
+									p.chunks[0].chunk[0] ^= 1;
+									let before = sp_io::storage::root(sp_runtime::StateVersion::V1);
+									let r = SyncRegistry::submit_proof(o(w), id, p);
+									prop_assert_eq!(r, Err(E::InvalidProof.into()));
+									prop_assert_eq!(before, sp_io::storage::root(sp_runtime::StateVersion::V1));
+									Ok(())
+								} else {
+									let r = SyncRegistry::submit_proof(o(w), id, p);
+									prop_assert!(r.is_ok(), "valid proof refused: {:?}", r);
+									Ok(())
+								}
+							},
+							_ => Ok(()),
+						},
+						Op::Advance(n) => {
+							run_to(System::block_number() + n as u64);
+							Ok(())
+						},
+						Op::Announce(w) => SyncRegistry::announce_leave(o(w)),
+						Op::Deregister(w) => SyncRegistry::deregister_node(o(w)).map(|_| ()).map_err(|e| e.error),
+						Op::Migrate(w) => Segments::<Test>::get(0).map(|s| SyncRegistry::request_migration(o(s.owner.0[0]), 0, account(w))).unwrap_or(Ok(())),
+						Op::Cancel => SyncRegistry::cancel_migration(RuntimeOrigin::root(), 0),
+					};
+					if let Err(e) = SyncRegistry::do_try_state() {
+						prop_assert!(false, "invariant broken after {:?}: {:?}", op, e);
+					}
+				}
+				Ok(())
+			})?;
+		}
+	}
 }

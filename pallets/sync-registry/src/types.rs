@@ -1,0 +1,132 @@
+//! Records the pallet stores. Each is bounded (`MaxEncodedLen`) so storage stays bounded.
+use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
+use frame_support::{pallet_prelude::*, BoundedVec};
+use scale_info::TypeInfo;
+pub use sync_primitives::HoldingStatus;
+use sync_primitives::{
+	commitment::RootFacts, Multiaddrs, NodeRole, NodeStatus, PeerIdBytes, SegmentId,
+};
+
+/// A registered node as stored on chain.
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug)]
+pub struct NodeInfo<Balance, BlockNumber> {
+	/// Primary (accepts writes) or Replica (mirrors).
+	pub role: NodeRole,
+	/// Life-cycle status, summarised from the node's holdings.
+	pub status: NodeStatus,
+	/// libp2p peer id bytes of the node's data plane.
+	pub peer_id: PeerIdBytes,
+	/// Data-plane listen multiaddrs in text form.
+	pub multiaddrs: Multiaddrs,
+	/// Amount held under the node-deposit hold reason (penalties reduce it).
+	pub deposit: Balance,
+	/// Block in which the node registered.
+	pub registered_at: BlockNumber,
+	/// When leaving: the first block at which the node may deregister.
+	pub leave_at: Option<BlockNumber>,
+}
+
+/// A committed segment root.
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
+pub struct CommittedRoot<AccountId, BlockNumber> {
+	/// Sequence number of the last op included (strictly increasing per segment).
+	pub seq: u64,
+	/// Root, leaf count, entry count and byte size.
+	pub facts: RootFacts,
+	/// Number of this commit in the segment's history (1 for the first commit). Lag is
+	/// measured in commits, so it does not depend on how many ops a commit covers.
+	pub index: u32,
+	/// The Primary that committed it.
+	pub committer: AccountId,
+	/// Block of the commit.
+	pub at: BlockNumber,
+}
+
+/// A segment: a bucket of objects owned by one Primary.
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug)]
+#[scale_info(skip_type_params(MaxPrimaries, MaxHolders))]
+pub struct SegmentInfo<AccountId, BlockNumber, MaxPrimaries: Get<u32>, MaxHolders: Get<u32>> {
+	/// The provider: the Primary whose op log defines the segment.
+	pub owner: AccountId,
+	/// The owner and its co-Primaries.
+	pub primaries: BoundedVec<AccountId, MaxPrimaries>,
+	/// Every non-owner holder (co-Primaries, Replicas, a migration target), in join order.
+	pub holders: BoundedVec<AccountId, MaxHolders>,
+	/// Block of creation.
+	pub created_at: BlockNumber,
+	/// Number of roots committed so far.
+	pub commits: u32,
+}
+
+/// One node's holding of one segment.
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug)]
+pub struct Holding<BlockNumber> {
+	/// Sync state.
+	pub status: HoldingStatus,
+	/// The last root this holder proved: commit seq, commit index, facts.
+	pub proven: Option<ProvenRoot>,
+	/// Consecutive missed challenges.
+	pub failures: u32,
+	/// Block the holder joined.
+	pub joined_at: BlockNumber,
+}
+
+/// A root a holder proved.
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ProvenRoot {
+	/// Seq of the root.
+	pub seq: u64,
+	/// Commit index of the root.
+	pub index: u32,
+	/// The root's facts (kept so re-challenges work after the root leaves the window).
+	pub facts: RootFacts,
+}
+
+/// Why a challenge was issued.
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ChallengeKind {
+	/// The holder claimed to hold a root.
+	Claim,
+	/// Periodic check of an Active holder.
+	ReChallenge,
+}
+
+/// An open Proof-of-Sync challenge.
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug)]
+pub struct Challenge<AccountId, BlockNumber> {
+	/// Segment being proven.
+	pub segment: SegmentId,
+	/// The challenged node.
+	pub who: AccountId,
+	/// Seq of the root to prove.
+	pub seq: u64,
+	/// Commit index of that root.
+	pub index: u32,
+	/// The root to prove against (copied, so pruning the window cannot break the challenge).
+	pub facts: RootFacts,
+	/// The block whose hash seeds the leaf selection; unknown when the challenge is made.
+	pub seed_block: BlockNumber,
+	/// Last block in which a proof is accepted.
+	pub deadline: BlockNumber,
+	/// Claim or re-challenge.
+	pub kind: ChallengeKind,
+}
+
+/// A pending or completed provider migration.
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug)]
+pub struct Migration<AccountId, BlockNumber> {
+	/// The current owner.
+	pub from: AccountId,
+	/// The new provider.
+	pub to: AccountId,
+	/// Block of the request.
+	pub requested_at: BlockNumber,
+	/// The target must prove a root with at least this commit index (the latest at request).
+	pub min_index: u32,
+	/// Requested: the block after which it times out. Completed: when `from` is released.
+	pub until: BlockNumber,
+	/// Whether ownership has moved (then `from` is retained until `until`).
+	pub completed: bool,
+	/// Whether `to` became a holder because of this migration (removed again on cancel).
+	pub target_added: bool,
+}
