@@ -1,0 +1,162 @@
+// End-to-end: segments, committed roots, parity, Proof-of-Sync challenges, provider migration
+// requests and leaving — driven through @polkadot/api on a dev chain of `sync-node`.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Keyring } from '@polkadot/keyring';
+import { u8aToHex } from '@polkadot/util';
+import { cryptoWaitReady } from '@polkadot/util-crypto';
+import { startNode, submit, waitForBlock } from './lib/node.js';
+
+function peerId(seed) {
+  const bytes = new Uint8Array(38);
+  bytes.set([0x00, 36, 0x08, 0x01, 0x12, 0x20]);
+  bytes.fill(seed, 6);
+  return u8aToHex(bytes);
+}
+
+const ROOT1 = '0x' + '11'.repeat(32);
+const ROOT2 = '0x' + '22'.repeat(32);
+
+describe('segments, roots, challenges and migration', () => {
+  let node;
+  let api;
+  let alice; let bob; let charlie; let dave;
+
+  /** Submits, asserts success, returns the events of this pallet as { method: data }. */
+  async function ok(tx, signer) {
+    const { events, dispatchError } = await submit(api, tx, signer);
+    assert.equal(dispatchError, null, `unexpected error ${JSON.stringify(dispatchError)}`);
+    return events.filter(({ event }) => event.section === 'syncRegistry').map(({ event }) => event);
+  }
+
+  /** Submits, asserts it failed with `name`, and that the pallet's storage did not change. */
+  async function fails(tx, signer, name) {
+    const before = await palletState();
+    const { dispatchError } = await submit(api, tx, signer);
+    assert.equal(dispatchError?.name, name);
+    assert.deepEqual(await palletState(), before, `${name}: storage unchanged`);
+  }
+
+  async function palletState() {
+    const [nodes, segments, roots, holdings, challenges, migrations] = await Promise.all([
+      api.query.syncRegistry.nodes.entries(),
+      api.query.syncRegistry.segments.entries(),
+      api.query.syncRegistry.roots.entries(),
+      api.query.syncRegistry.holdings.entries(),
+      api.query.syncRegistry.challenges.entries(),
+      api.query.syncRegistry.migrations.entries(),
+    ]);
+    const flat = (es) => es.map(([k, v]) => [k.toHex(), v.toHex()]).sort();
+    return [nodes, segments, roots, holdings, challenges, migrations].map(flat);
+  }
+
+  const find = (events, method) => events.find((e) => e.method === method);
+
+  before(async () => {
+    await cryptoWaitReady();
+    const keyring = new Keyring({ type: 'sr25519' });
+    [alice, bob, charlie, dave] = ['//Alice', '//Bob', '//Charlie', '//Dave'].map((u) => keyring.addFromUri(u));
+    node = await startNode(['--dev', '--tmp']);
+    api = node.api;
+    await waitForBlock(api, 1);
+    const reg = (who, role, seed) => ok(api.tx.syncRegistry.registerNode(role, peerId(seed), [`/ip4/127.0.0.1/tcp/${30400 + seed}`]), who);
+    await Promise.all([reg(alice, 'Primary', 1), reg(bob, 'Primary', 2), reg(charlie, 'Replica', 3), reg(dave, 'Primary', 4)]);
+  });
+
+  after(async () => {
+    await node?.stop();
+  });
+
+  test('a Primary creates a segment and adds a co-Primary', async () => {
+    const created = await ok(api.tx.syncRegistry.createSegment(), alice);
+    const ev = find(created, 'SegmentCreated');
+    assert.ok(ev, 'SegmentCreated');
+    assert.equal(ev.data.segment.toNumber(), 0);
+    assert.equal(ev.data.owner.toString(), alice.address);
+    await fails(api.tx.syncRegistry.createSegment(), charlie, 'WrongRole');
+    await fails(api.tx.syncRegistry.addPrimary(0, bob.address), charlie, 'NotOwner');
+
+    const added = await ok(api.tx.syncRegistry.addPrimary(0, bob.address), alice);
+    assert.ok(find(added, 'PrimaryAdded'));
+    assert.ok(find(added, 'HolderJoined'));
+    const seg = (await api.query.syncRegistry.segments(0)).unwrap();
+    assert.deepEqual(seg.primaries.map(String), [alice.address, bob.address]);
+  });
+
+  test('roots are committed with checks, and co-Primaries reach parity', async () => {
+    await fails(api.tx.syncRegistry.commitRoot(0, 1, { root: ROOT1, leaves: 1, entries: 2, bytes: 10 }), alice, 'InvalidRootFacts');
+    await fails(api.tx.syncRegistry.commitRoot(0, 1, { root: ROOT1, leaves: 3, entries: 2, bytes: 2000 }), charlie, 'NotPrimary');
+    const committed = await ok(api.tx.syncRegistry.commitRoot(0, 1, { root: ROOT1, leaves: 3, entries: 2, bytes: 2000 }), alice);
+    const rc = find(committed, 'RootCommitted');
+    assert.ok(rc);
+    assert.equal(rc.data.root.toHex(), ROOT1);
+    assert.equal(rc.data.index.toNumber(), 1);
+    await fails(api.tx.syncRegistry.commitRoot(0, 1, { root: ROOT2, leaves: 3, entries: 2, bytes: 2000 }), alice, 'StaleSeq');
+
+    await fails(api.tx.syncRegistry.attestRoot(0, 1, ROOT2), bob, 'RootMismatch');
+    const attested = await ok(api.tx.syncRegistry.attestRoot(0, 1, ROOT1), bob);
+    assert.ok(find(attested, 'RootAttested'));
+    const parity = find(attested, 'ParityReached');
+    assert.ok(parity, 'ParityReached');
+    assert.equal(parity.data.root.toHex(), ROOT1);
+
+    const info = (await api.call.syncRegistryApi.segmentInfo(0)).unwrap();
+    assert.equal(info.owner.toString(), alice.address);
+    assert.equal(info.roots.length, 1);
+    assert.equal(info.roots[0].facts.root.toHex(), ROOT1);
+  });
+
+  test('a migration is requested and cancelled, with the target removed again', async () => {
+    await fails(api.tx.syncRegistry.requestMigration(0, charlie.address), alice, 'WrongRole');
+    const requested = await ok(api.tx.syncRegistry.requestMigration(0, dave.address), alice);
+    const ev = find(requested, 'MigrationRequested');
+    assert.ok(ev);
+    assert.equal(ev.data.to.toString(), dave.address);
+    assert.ok((await api.query.syncRegistry.holdings(0, dave.address)).isSome, 'target became a holder');
+    await fails(api.tx.syncRegistry.requestMigration(0, bob.address), alice, 'MigrationPending');
+    await fails(api.tx.syncRegistry.cancelMigration(0), bob, 'NotOwner');
+
+    const cancelled = await ok(api.tx.syncRegistry.cancelMigration(0), alice);
+    assert.ok(find(cancelled, 'MigrationCancelled'));
+    assert.ok((await api.query.syncRegistry.migrations(0)).isNone);
+    assert.ok((await api.query.syncRegistry.holdings(0, dave.address)).isNone, 'target removed');
+    assert.equal((await api.query.syncRegistry.segments(0)).unwrap().owner.toString(), alice.address);
+  });
+
+  test('a Replica joins, claims a root and gets a challenge; a bad proof is refused', async () => {
+    await ok(api.tx.syncRegistry.joinSegment(0), charlie);
+    assert.equal((await api.query.syncRegistry.nodes(charlie.address)).unwrap().status.toString(), 'Syncing');
+    const claimed = await ok(api.tx.syncRegistry.claimSync(0, 1), charlie);
+    const issued = find(claimed, 'ChallengeIssued');
+    assert.ok(issued, 'ChallengeIssued');
+    const id = issued.data.id.toNumber();
+    const seedBlock = issued.data.seedBlock.toNumber();
+    await fails(api.tx.syncRegistry.claimSync(0, 1), charlie, 'ChallengeAlreadyOpen');
+
+    await waitForBlock(api, seedBlock + 1);
+    const open = await api.call.syncRegistryApi.openChallenges(charlie.address);
+    assert.equal(open.length, 1);
+    assert.equal(open[0].id.toNumber(), id);
+    assert.ok(open[0].seed.isSome, 'seed known after the seed block');
+    assert.equal(open[0].indexes.length, api.consts.syncRegistry.challengeLeaves.toNumber());
+    open[0].indexes.forEach((i) => assert.ok(i.toNumber() < 3, 'index within the root\'s leaves'));
+
+    await fails(api.tx.syncRegistry.submitProof(id, { chunks: [] }), charlie, 'InvalidProof');
+    await fails(api.tx.syncRegistry.submitProof(id, { chunks: [] }), bob, 'NotChallenged');
+  });
+
+  test('owners cannot leave; a Replica announces leave and cannot deregister early', async () => {
+    await fails(api.tx.syncRegistry.announceLeave(), alice, 'OwnsSegments');
+    const left = await ok(api.tx.syncRegistry.announceLeave(), charlie);
+    const ev = find(left, 'NodeLeaving');
+    assert.ok(ev);
+    const leaveAt = ev.data.leaveAt.toNumber();
+    const delay = api.consts.syncRegistry.leaveDelay.toNumber();
+    const window = api.consts.syncRegistry.challengeDelay.toNumber() + api.consts.syncRegistry.proofWindow.toNumber();
+    assert.ok(delay > window, 'leave delay exceeds a challenge window');
+    assert.ok(leaveAt > (await api.query.system.number()).toNumber());
+    assert.equal((await api.query.syncRegistry.nodes(charlie.address)).unwrap().status.toString(), 'Leaving');
+    await fails(api.tx.syncRegistry.deregisterNode(), charlie, 'LeaveDelayNotPassed');
+    await fails(api.tx.syncRegistry.joinSegment(0), charlie, 'NodeLeaving');
+  });
+});
