@@ -143,10 +143,18 @@ pub fn challenge_indexes(seed: &Hash32, leaves: u64, k: u32) -> Vec<u64> {
 // BLAKE3 subtree proofs (object level)
 // ---------------------------------------------------------------------------------------------
 
-/// Direction of each step from the object root down to the subtree `[start, start+len)` that
-/// holds byte offset `index * unit`, where `unit` is a power of two ≥ 1 KiB. Returns the steps
-/// (true = go right) and the covered range.
-fn object_descent(size: u64, unit: u64, index: u64) -> Option<(Vec<bool>, u64, u64)> {
+/// One step from a BLAKE3 parent node down towards a subtree.
+struct Step {
+	/// Whether the target is in the right child.
+	right: bool,
+	/// Byte range of the other child, whose chaining value is the proof's sibling.
+	sibling_start: u64,
+	sibling_len: u64,
+}
+
+/// The steps from the root of an object of `size` bytes down to the subtree that holds byte
+/// offset `index * unit` (`unit` a power of two ≥ 1 KiB), and that subtree's range.
+fn object_descent(size: u64, unit: u64, index: u64) -> Option<(Vec<Step>, u64, u64)> {
 	let offset = index.checked_mul(unit)?;
 	if offset >= size.max(1) {
 		return None;
@@ -156,10 +164,10 @@ fn object_descent(size: u64, unit: u64, index: u64) -> Option<(Vec<bool>, u64, u
 	while len > unit {
 		let left = left_subtree_len(len);
 		if offset < start + left {
-			steps.push(false);
+			steps.push(Step { right: false, sibling_start: start + left, sibling_len: len - left });
 			len = left;
 		} else {
-			steps.push(true);
+			steps.push(Step { right: true, sibling_start: start, sibling_len: left });
 			start += left;
 			len -= left;
 		}
@@ -207,8 +215,8 @@ pub fn verify_subtree(
 		return if cid_of(data) == *cid { Ok(()) } else { Err(ProofError::HashMismatch) };
 	}
 	let mut cv = blake3::Hasher::new().set_input_offset(start).update(data).finalize_non_root();
-	for (depth, (right, sib)) in steps.iter().zip(siblings).enumerate().rev() {
-		let (l, r) = if *right { (sib, &cv) } else { (&cv, sib) };
+	for (depth, (step, sib)) in steps.iter().zip(siblings).enumerate().rev() {
+		let (l, r) = if step.right { (sib, &cv) } else { (&cv, sib) };
 		if depth == 0 {
 			let root = merge_subtrees_root(l, r, Mode::Hash);
 			return if root.as_bytes() == cid { Ok(()) } else { Err(ProofError::HashMismatch) };
@@ -227,25 +235,8 @@ fn subtree_cv(content: &[u8], start: u64, len: u64) -> Hash32 {
 /// Sibling chaining values (root first) proving subtree `index` of `content`, computed from the
 /// content itself. `O(size)`; the node's store uses precomputed outboards instead.
 pub fn subtree_siblings(content: &[u8], unit: u64, index: u64) -> Option<Vec<Hash32>> {
-	let size = content.len() as u64;
-	let offset = index.checked_mul(unit)?;
-	if offset >= size.max(1) {
-		return None;
-	}
-	let (mut start, mut len) = (0u64, size);
-	let mut sibs = Vec::new();
-	while len > unit {
-		let left = left_subtree_len(len);
-		if offset < start + left {
-			sibs.push(subtree_cv(content, start + left, len - left));
-			len = left;
-		} else {
-			sibs.push(subtree_cv(content, start, left));
-			start += left;
-			len -= left;
-		}
-	}
-	Some(sibs)
+	let (steps, _, _) = object_descent(content.len() as u64, unit, index)?;
+	Some(steps.iter().map(|s| subtree_cv(content, s.sibling_start, s.sibling_len)).collect())
 }
 
 /// Byte range of subtree `index` (units of `unit` bytes) of an object of `size` bytes.

@@ -3,7 +3,7 @@
 use crate::{mock::*, *};
 use alloc::collections::BTreeMap;
 use codec::{Decode, Encode};
-use frame_support::{assert_noop, assert_ok, traits::fungible::InspectHold};
+use frame_support::{assert_noop, assert_ok, traits::fungible::InspectHold, BoundedVec};
 use sp_runtime::DispatchError;
 use sync_primitives::{
 	commitment::{cid_of, Entry, SegmentTrie},
@@ -512,6 +512,31 @@ fn expiries_beyond_the_per_block_bound_move_to_later_blocks() {
 		let base = 1 + CHALLENGE_DELAY + PROOF_WINDOW;
 		assert_eq!(deadlines, vec![base, base, base + 1], "bucket of 2 per block");
 		assert_eq!(Expiries::<Test>::get(base + 1).len(), 2);
+	});
+}
+
+#[test]
+fn claims_are_refused_when_every_expiry_bucket_is_full() {
+	run(|| {
+		let data = Data::with(1, 17);
+		segment_with(&data);
+		register(bob(), NodeRole::Replica);
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
+		let first = 1 + CHALLENGE_DELAY + PROOF_WINDOW + 1;
+		for at in first..first + 32 {
+			Expiries::<Test>::insert(at, BoundedVec::truncate_from(vec![u64::MAX, u64::MAX - 1]));
+		}
+		assert_noop!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1), E::ScheduleFull);
+		// one free slot at the end of the span is found
+		Expiries::<Test>::mutate(first + 31, |b| {
+			b.pop();
+		});
+		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1));
+		let ch = Challenges::<Test>::get(OpenChallenge::<Test>::get(bob(), 0).unwrap()).unwrap();
+		assert_eq!(ch.deadline, first + 30);
+		for at in first..first + 32 {
+			Expiries::<Test>::mutate(at, |b| b.retain(|id| *id < u64::MAX - 1));
+		}
 	});
 }
 
