@@ -16,7 +16,9 @@ if [ ! -x "$tools/bin/frame-omni-bencher" ]; then
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libclang-dev clang; }
   cargo install frame-omni-bencher --version 0.28.0 --root "$tools"
 fi
-cargo build --release --locked -p sync-runtime --features runtime-benchmarks
+if [ "${SKIP_RUNTIME_BUILD:-}" != 1 ]; then
+  cargo build --release --locked -p sync-runtime --features runtime-benchmarks
+fi
 wasm="$CARGO_TARGET_DIR/release/wbuild/sync-runtime/sync_runtime.compact.compressed.wasm"
 "$tools/bin/frame-omni-bencher" v1 benchmark pallet \
   --runtime "$wasm" \
@@ -25,6 +27,7 @@ wasm="$CARGO_TARGET_DIR/release/wbuild/sync-runtime/sync_runtime.compact.compres
   --heap-pages 4096 \
   --output pallets/sync-registry/src/weights.rs \
   --header scripts/weights-header.txt \
+  --template scripts/frame-weight-template.hbs \
   | tee /tmp/sync-registry-bench.txt
 # Block compute: 2 s of ref time (runtime/src/configs.rs), 75 % for normal extrinsics.
 awk '/Extrinsic: "submit_proof"/{f=1} f && /Time ~=/{print "submit_proof: " $0; exit}' /tmp/sync-registry-bench.txt || true
