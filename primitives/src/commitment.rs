@@ -406,9 +406,13 @@ impl Node {
 			Node::Inner(i) => i.weight,
 		}
 	}
-	fn leaf(entry: Entry) -> Node {
+	/// A throw-away value to move a node out of a `&mut` slot before putting its successor in.
+	fn placeholder() -> Node {
+		Node::Leaf { path: [0; 32], hash: [0; 32], weight: 0, entry: Entry { key: Vec::new(), cid: [0; 32], size: 0 } }
+	}
+	fn leaf(path: Hash32, entry: Entry) -> Node {
 		Node::Leaf {
-			path: key_path(&entry.key),
+			path,
 			hash: leaf_hash(&entry.key, &entry.cid, entry.size),
 			weight: chunks_of(entry.size),
 			entry,
@@ -482,13 +486,9 @@ impl SegmentTrie {
 
 	/// Inserts or replaces the entry for `entry.key`; returns the previous entry.
 	pub fn insert(&mut self, entry: Entry) -> Option<Entry> {
-		let new = Node::leaf(entry);
-		let Node::Leaf { path, .. } = &new else { unreachable!() };
-		let path = *path;
-		let size = match &new {
-			Node::Leaf { entry, .. } => entry.size,
-			_ => unreachable!(),
-		};
+		let path = key_path(&entry.key);
+		let size = entry.size;
+		let new = Node::leaf(path, entry);
 		let Some(top) = self.top.as_mut() else {
 			self.top = Some(new);
 			self.entries = 1;
@@ -548,12 +548,7 @@ impl SegmentTrie {
 				return;
 			}
 		}
-		let existing = core::mem::replace(node, Node::Leaf {
-			path: [0; 32],
-			hash: [0; 32],
-			weight: 0,
-			entry: Entry { key: Vec::new(), cid: [0; 32], size: 0 },
-		});
+		let existing = core::mem::replace(node, Node::placeholder());
 		let (left, right) = if bit_at(path, bit) { (existing, new) } else { (new, existing) };
 		let mut inner = Inner { bit, left, right, hash: [0; 32], weight: 0 };
 		inner.rehash();
@@ -585,12 +580,7 @@ impl SegmentTrie {
 		match child {
 			Node::Leaf { path: p, .. } if p == path => {
 				// Replace this inner node by the other child.
-				let Node::Inner(inner) = core::mem::replace(node, Node::Leaf {
-					path: [0; 32],
-					hash: [0; 32],
-					weight: 0,
-					entry: Entry { key: Vec::new(), cid: [0; 32], size: 0 },
-				}) else {
+				let Node::Inner(inner) = core::mem::replace(node, Node::placeholder()) else {
 					unreachable!()
 				};
 				let Inner { left, right, .. } = *inner;

@@ -817,12 +817,7 @@ pub mod pallet {
 		pub fn leave_segment(origin: OriginFor<T>, segment: SegmentId) -> DispatchResult {
 			let who = ensure_signed(origin)?;
 			ensure!(Holdings::<T>::contains_key(segment, &who), Error::<T>::NotHolder);
-			if let Some(m) = Migrations::<T>::get(segment) {
-				if !m.completed && m.to == who {
-					Migrations::<T>::remove(segment);
-					Self::deposit_event(Event::MigrationCancelled { segment, to: who.clone() });
-				}
-			}
+			Self::forget_migration_to(segment, &who);
 			Self::drop_holder(segment, &who, true);
 			Self::refresh_status(&who);
 			Ok(())
@@ -1178,6 +1173,14 @@ pub mod pallet {
 			}
 		}
 
+		/// Cancels a pending migration of `segment` whose target is `who` (who is leaving it).
+		fn forget_migration_to(segment: SegmentId, who: &T::AccountId) {
+			if Migrations::<T>::get(segment).is_some_and(|m| !m.completed && &m.to == who) {
+				Migrations::<T>::remove(segment);
+				Self::deposit_event(Event::MigrationCancelled { segment, to: who.clone() });
+			}
+		}
+
 		/// Removes a node and everything it holds; returns how many segments it had.
 		fn remove_node(who: T::AccountId, info: NodeInfoOf<T>, forced: bool) -> Result<u32, DispatchError> {
 			let segments = NodeSegments::<T>::get(&who);
@@ -1186,12 +1189,7 @@ pub mod pallet {
 				ensure!(seg.owner != who, Error::<T>::OwnsSegments);
 			}
 			for s in segments.iter() {
-				if let Some(m) = Migrations::<T>::get(s) {
-					if !m.completed && m.to == who {
-						Migrations::<T>::remove(s);
-						Self::deposit_event(Event::MigrationCancelled { segment: *s, to: who.clone() });
-					}
-				}
+				Self::forget_migration_to(*s, &who);
 				Self::drop_holder(*s, &who, true);
 			}
 			NodeSegments::<T>::remove(&who);
