@@ -144,6 +144,7 @@ pub fn validate_multiaddr(bytes: &[u8]) -> Result<(), AddressError> {
 
 
 pub mod commitment;
+pub mod outboard;
 
 /// Keys and formats of the offchain local storage shared by the node service and the pallet's
 /// off-chain worker.

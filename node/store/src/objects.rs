@@ -1,0 +1,462 @@
+//! Objects by CID: small ones inline in the database, large ones as files with outboards, and
+//! partial (downloading) large objects written in place with a lazily persisted bitfield.
+use crate::{hex, Cid, Result, Store, StoreError, BITS_FLUSH_GROUPS, BLOBS, SMALL_BATCH_BYTES};
+use parking_lot::Mutex;
+use redb::{Database, Durability, ReadableDatabase, WriteTransaction};
+use std::{
+	collections::HashMap,
+	fs::{self, File, OpenOptions},
+	io::{ErrorKind, Write},
+	os::unix::fs::FileExt,
+	path::PathBuf,
+	sync::Arc,
+};
+use sync_primitives::{
+	commitment::{cid_of, Hash32, GROUP_LEN},
+	outboard::{group_range, groups_of, verify_group, Outboard},
+};
+
+/// What the store has of an object.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ObjectState {
+	/// Nothing.
+	Absent,
+	/// All of it, verified.
+	Complete,
+	/// Some verified groups; `missing` lists the others in order.
+	Partial {
+		/// Groups still to fetch.
+		missing: Vec<u64>,
+	},
+}
+
+/// One group as read for serving.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum GroupRead {
+	/// The verified bytes of the group.
+	Data(Vec<u8>),
+	/// This store does not have the group (yet).
+	Missing,
+}
+
+/// A large object being downloaded.
+struct Partial {
+	size: u64,
+	leaves: Vec<Hash32>,
+	data: File,
+	bits_path: PathBuf,
+	state: Mutex<PartialState>,
+}
+
+struct PartialState {
+	have: Vec<u8>,
+	missing: u64,
+	dirty: u32,
+	done: bool,
+}
+
+pub(crate) struct Objects {
+	dir: PathBuf,
+	pending: Mutex<Pending>,
+	partials: Mutex<HashMap<Hash32, Arc<Partial>>>,
+}
+
+#[derive(Default)]
+struct Pending {
+	blobs: HashMap<Hash32, Vec<u8>>,
+	bytes: usize,
+}
+
+/// Whether an object of `size` bytes is stored inline in the database.
+pub(crate) fn is_small(size: u64) -> bool {
+	groups_of(size) == 1
+}
+
+impl Objects {
+	pub(crate) fn new(dir: PathBuf) -> Self {
+		Objects { dir, pending: Mutex::new(Pending::default()), partials: Mutex::new(HashMap::new()) }
+	}
+
+	fn object_path(&self, cid: &Hash32) -> PathBuf {
+		let h = hex(cid);
+		self.dir.join("objects").join(&h[..2]).join(h)
+	}
+	fn complete_outboard_path(&self, cid: &Hash32) -> PathBuf {
+		let mut p = self.object_path(cid);
+		p.set_extension("obao");
+		p
+	}
+	fn partial_path(&self, cid: &Hash32, ext: &str) -> PathBuf {
+		let p = self.dir.join("partial").join(hex(cid));
+		if ext.is_empty() {
+			p
+		} else {
+			p.with_extension(ext)
+		}
+	}
+
+	/// Commits pending small objects and writes dirty bitfields.
+	pub(crate) fn flush(&self, db: &Database) -> Result<()> {
+		let batch = {
+			let mut p = self.pending.lock();
+			if p.blobs.is_empty() {
+				None
+			} else {
+				p.bytes = 0;
+				Some(p.blobs.clone())
+			}
+		};
+		if let Some(batch) = batch {
+			let mut tx = db.begin_write()?;
+			tx.set_durability(Durability::Immediate).map_err(|e| StoreError::Db(e.into()))?;
+			{
+				let mut t = tx.open_table(BLOBS)?;
+				for (cid, data) in &batch {
+					t.insert(cid, data.as_slice())?;
+				}
+			}
+			tx.commit()?;
+			let mut p = self.pending.lock();
+			for cid in batch.keys() {
+				p.blobs.remove(cid);
+			}
+		}
+		let partials: Vec<_> = self.partials.lock().values().cloned().collect();
+		for p in partials {
+			p.write_bits(true)?;
+		}
+		Ok(())
+	}
+
+	/// Stores a small object inside `tx` (the caller's segment transaction).
+	pub(crate) fn put_small_in(&self, tx: &WriteTransaction, cid: &Hash32, data: &[u8]) -> Result<()> {
+		tx.open_table(BLOBS)?.insert(cid, data)?;
+		Ok(())
+	}
+
+	/// Writes a complete large object (already hashed by the caller) durably.
+	pub(crate) fn put_large(&self, cid: &Hash32, data: &[u8], outboard: &Outboard) -> Result<()> {
+		let path = self.object_path(cid);
+		if path.exists() {
+			return Ok(());
+		}
+		fs::create_dir_all(path.parent().expect("objects/xx"))?;
+		write_durable(&self.complete_outboard_path(cid), &outboard.to_bytes())?;
+		write_durable(&path, data)?;
+		Ok(())
+	}
+}
+
+/// Writes `data` to a temporary file, fsyncs it and renames it into place.
+fn write_durable(path: &PathBuf, data: &[u8]) -> Result<()> {
+	let tmp = path.with_extension("tmp");
+	let mut f = File::create(&tmp)?;
+	f.write_all(data)?;
+	f.sync_data()?;
+	fs::rename(&tmp, path)?;
+	Ok(())
+}
+
+impl Partial {
+	/// Writes the bitfield if enough groups changed (or `force`).
+	fn write_bits(&self, force: bool) -> Result<()> {
+		let snapshot = {
+			let mut s = self.state.lock();
+			if s.done || s.dirty == 0 || (!force && s.dirty < BITS_FLUSH_GROUPS) {
+				return Ok(());
+			}
+			s.dirty = 0;
+			s.have.clone()
+		};
+		// Data was pwritten before its bit was set, so the file never claims unwritten groups.
+		OpenOptions::new().write(true).open(&self.bits_path)?.write_all_at(&snapshot, 0)?;
+		Ok(())
+	}
+}
+
+impl Store {
+	fn objects(&self) -> &Objects {
+		&self.inner.objects
+	}
+
+	/// Whether the complete object is present.
+	pub fn has_object(&self, cid: &Hash32) -> Result<bool> {
+		let o = self.objects();
+		if o.pending.lock().blobs.contains_key(cid) || o.object_path(cid).exists() {
+			return Ok(true);
+		}
+		let tx = self.inner.db.begin_read()?;
+		Ok(tx.open_table(BLOBS)?.get(cid)?.is_some())
+	}
+
+	/// What the store has of object `(cid, size)`, resuming a partial download left on disk.
+	pub fn object_state(&self, cid: &Hash32, size: u64) -> Result<ObjectState> {
+		if self.has_object(cid)? {
+			return Ok(ObjectState::Complete);
+		}
+		if is_small(size) {
+			return Ok(ObjectState::Absent);
+		}
+		match self.partial(cid, size)? {
+			None => Ok(ObjectState::Absent),
+			Some(p) => {
+				let s = p.state.lock();
+				let missing = s.have.iter().enumerate().filter(|(_, h)| **h == 0).map(|(i, _)| i as u64).collect();
+				Ok(ObjectState::Partial { missing })
+			},
+		}
+	}
+
+	/// The partial object in memory, or reloaded from disk (re-verifying every flagged group).
+	fn partial(&self, cid: &Hash32, size: u64) -> Result<Option<Arc<Partial>>> {
+		let o = self.objects();
+		if let Some(p) = o.partials.lock().get(cid) {
+			return Ok(Some(p.clone()));
+		}
+		let data_path = o.partial_path(cid, "");
+		let Ok(data) = OpenOptions::new().read(true).write(true).open(&data_path) else { return Ok(None) };
+		if data.metadata()?.len() != size {
+			// A partial for a different size claim: discard it.
+			drop(data);
+			self.discard_partial(cid);
+			return Ok(None);
+		}
+		let ob_bytes = match fs::read(o.partial_path(cid, "obao")) {
+			Ok(b) => b,
+			Err(e) if e.kind() == ErrorKind::NotFound => fs::read(o.complete_outboard_path(cid))?,
+			Err(e) => return Err(e.into()),
+		};
+		let ob = Outboard::from_bytes(size, &ob_bytes).map_err(|reason| StoreError::BadData { cid: Cid(*cid), reason })?;
+		if let Err(reason) = ob.verify(cid) {
+			self.discard_partial(cid);
+			return Err(StoreError::BadData { cid: Cid(*cid), reason });
+		}
+		let leaves = ob.group_cvs();
+		let groups = groups_of(size);
+		let bits_path = o.partial_path(cid, "bits");
+		let mut have = fs::read(&bits_path).unwrap_or_default();
+		have.resize(groups as usize, 0);
+		// The bits are a hint: re-verify every flagged group before trusting it.
+		let mut buf = vec![0u8; GROUP_LEN as usize];
+		for g in 0..groups {
+			if have[g as usize] != 0 {
+				let (s, e) = group_range(size, g).expect("g < groups");
+				let b = &mut buf[..(e - s) as usize];
+				let ok = data.read_exact_at(b, s).is_ok() && verify_group(cid, size, leaves.get(g as usize), g, b).is_ok();
+				have[g as usize] = ok as u8;
+			}
+		}
+		let missing = have.iter().filter(|h| **h == 0).count() as u64;
+		let p = Arc::new(Partial {
+			size,
+			leaves,
+			data,
+			bits_path,
+			state: Mutex::new(PartialState { have, missing, dirty: BITS_FLUSH_GROUPS, done: false }),
+		});
+		p.write_bits(true)?;
+		Ok(Some(o.partials.lock().entry(*cid).or_insert(p).clone()))
+	}
+
+	fn discard_partial(&self, cid: &Hash32) {
+		let o = self.objects();
+		o.partials.lock().remove(cid);
+		for ext in ["", "obao", "bits"] {
+			let _ = fs::remove_file(o.partial_path(cid, ext));
+		}
+	}
+
+	/// Prepares to receive object `(cid, size)`: checks `outboard` against the CID and creates
+	/// the partial files. Not needed (and `outboard` ignored) for small objects.
+	pub fn begin_object(&self, cid: &Hash32, size: u64, outboard: &[u8]) -> Result<()> {
+		if is_small(size) || self.has_object(cid)? || self.partial(cid, size)?.is_some() {
+			return Ok(());
+		}
+		let ob = Outboard::from_bytes(size, outboard).map_err(|reason| StoreError::BadData { cid: Cid(*cid), reason })?;
+		ob.verify(cid).map_err(|reason| StoreError::BadData { cid: Cid(*cid), reason })?;
+		let o = self.objects();
+		fs::write(o.partial_path(cid, "obao"), outboard)?;
+		let groups = groups_of(size);
+		fs::write(o.partial_path(cid, "bits"), vec![0u8; groups as usize])?;
+		let data = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(o.partial_path(cid, ""))?;
+		data.set_len(size)?;
+		let p = Arc::new(Partial {
+			size,
+			leaves: ob.group_cvs(),
+			data,
+			bits_path: o.partial_path(cid, "bits"),
+			state: Mutex::new(PartialState { have: vec![0; groups as usize], missing: groups, dirty: 0, done: false }),
+		});
+		o.partials.lock().entry(*cid).or_insert(p);
+		Ok(())
+	}
+
+	/// Verifies group `index` of object `(cid, size)` and writes it. Returns `true` when this
+	/// write completed the object. Data that does not verify is rejected and nothing is written.
+	pub fn write_group(&self, cid: &Hash32, size: u64, index: u64, data: &[u8]) -> Result<bool> {
+		let bad = |reason| StoreError::BadData { cid: Cid(*cid), reason };
+		if group_range(size, index).is_none() {
+			return Err(StoreError::OutOfRange { cid: Cid(*cid), index });
+		}
+		if is_small(size) {
+			verify_group(cid, size, None, 0, data).map_err(bad)?;
+			if self.has_object(cid)? {
+				return Ok(false);
+			}
+			let full = {
+				let mut p = self.objects().pending.lock();
+				if p.blobs.insert(*cid, data.to_vec()).is_none() {
+					p.bytes += data.len().max(64);
+				}
+				p.bytes >= SMALL_BATCH_BYTES
+			};
+			if full {
+				self.flush()?;
+			}
+			return Ok(true);
+		}
+		if self.has_object(cid)? {
+			return Ok(false);
+		}
+		let p = self.partial(cid, size)?.ok_or(StoreError::UnknownObject(Cid(*cid)))?;
+		verify_group(cid, size, p.leaves.get(index as usize), index, data).map_err(bad)?;
+		if p.state.lock().have[index as usize] != 0 {
+			return Ok(false);
+		}
+		p.data.write_all_at(data, index * GROUP_LEN)?;
+		let (complete, flush_bits) = {
+			let mut s = p.state.lock();
+			if s.have[index as usize] != 0 {
+				return Ok(false);
+			}
+			s.have[index as usize] = 1;
+			s.missing -= 1;
+			s.dirty += 1;
+			(s.missing == 0, s.dirty >= BITS_FLUSH_GROUPS)
+		};
+		if complete {
+			self.finish_partial(cid, &p)?;
+		} else if flush_bits {
+			p.write_bits(false)?;
+		}
+		Ok(complete)
+	}
+
+	/// Moves a fully verified partial object into `objects/` (fsync, then rename = commit).
+	fn finish_partial(&self, cid: &Hash32, p: &Partial) -> Result<()> {
+		p.data.sync_data()?;
+		let o = self.objects();
+		let dest = o.object_path(cid);
+		fs::create_dir_all(dest.parent().expect("objects/xx"))?;
+		fs::rename(o.partial_path(cid, "obao"), o.complete_outboard_path(cid))?;
+		fs::rename(o.partial_path(cid, ""), &dest)?;
+		p.state.lock().done = true;
+		let _ = fs::remove_file(&p.bits_path);
+		o.partials.lock().remove(cid);
+		Ok(())
+	}
+
+	/// Reads `count` groups of object `cid` from `first`, for serving: complete objects in full,
+	/// partial objects only where verified.
+	pub fn read_groups(&self, cid: &Hash32, first: u64, count: u64) -> Result<Vec<GroupRead>> {
+		let o = self.objects();
+		let small = o.pending.lock().blobs.get(cid).cloned();
+		let small = match small {
+			Some(d) => Some(d),
+			None => self.inner.db.begin_read()?.open_table(BLOBS)?.get(cid)?.map(|v| v.value().to_vec()),
+		};
+		if let Some(d) = small {
+			if first != 0 || count == 0 {
+				return Err(StoreError::OutOfRange { cid: Cid(*cid), index: first });
+			}
+			return Ok(vec![GroupRead::Data(d)]);
+		}
+		if let Ok(f) = File::open(o.object_path(cid)) {
+			let size = f.metadata()?.len();
+			return read_file_groups(&f, size, first, count, |_| true).map_err(|e| match e {
+				None => StoreError::OutOfRange { cid: Cid(*cid), index: first },
+				Some(e) => e.into(),
+			});
+		}
+		let partial = o.partials.lock().get(cid).cloned();
+		let Some(p) = partial else { return Err(StoreError::UnknownObject(Cid(*cid))) };
+		let have = p.state.lock().have.clone();
+		read_file_groups(&p.data, p.size, first, count, |g| have[g as usize] != 0).map_err(|e| match e {
+			None => StoreError::OutOfRange { cid: Cid(*cid), index: first },
+			Some(e) => e.into(),
+		})
+	}
+
+	/// The outboard of a complete or partial large object (empty for small objects).
+	pub fn outboard(&self, cid: &Hash32) -> Result<Vec<u8>> {
+		let o = self.objects();
+		for path in [o.complete_outboard_path(cid), o.partial_path(cid, "obao")] {
+			match fs::read(&path) {
+				Ok(b) => return Ok(b),
+				Err(e) if e.kind() == ErrorKind::NotFound => continue,
+				Err(e) => return Err(e.into()),
+			}
+		}
+		if self.has_object(cid)? {
+			return Ok(Vec::new());
+		}
+		Err(StoreError::UnknownObject(Cid(*cid)))
+	}
+
+	/// Reads a whole complete object (checked against its CID).
+	pub fn read_object(&self, cid: &Hash32) -> Result<Vec<u8>> {
+		let o = self.objects();
+		let data = match fs::read(o.object_path(cid)) {
+			Ok(d) => d,
+			Err(e) if e.kind() == ErrorKind::NotFound => {
+				match self.read_groups(cid, 0, 1) {
+					Ok(mut v) if self.has_object(cid)? => match v.pop() {
+						Some(GroupRead::Data(d)) => d,
+						_ => return Err(StoreError::UnknownObject(Cid(*cid))),
+					},
+					_ => return Err(StoreError::UnknownObject(Cid(*cid))),
+				}
+			},
+			Err(e) => return Err(e.into()),
+		};
+		if cid_of(&data) != *cid {
+			return Err(StoreError::Corrupt(format!("object {} does not hash to its CID", Cid(*cid))));
+		}
+		Ok(data)
+	}
+
+	/// Verified groups of a partial object (`None` if not partial): for "have" reports.
+	pub fn partial_progress(&self, cid: &Hash32) -> Option<(u64, u64)> {
+		let p = self.objects().partials.lock().get(cid).cloned()?;
+		let s = p.state.lock();
+		Some((s.have.len() as u64 - s.missing, s.have.len() as u64))
+	}
+}
+
+/// Reads groups `[first, first + count)` of a file of `size` bytes in one `pread`, returning
+/// `Missing` where `have` says no. `Err(None)` when the range is outside the object.
+fn read_file_groups(
+	f: &File,
+	size: u64,
+	first: u64,
+	count: u64,
+	have: impl Fn(u64) -> bool,
+) -> std::result::Result<Vec<GroupRead>, Option<std::io::Error>> {
+	let groups = groups_of(size);
+	if count == 0 || first >= groups || first.saturating_add(count) > groups {
+		return Err(None);
+	}
+	let start = first * GROUP_LEN;
+	let end = ((first + count) * GROUP_LEN).min(size);
+	let mut buf = vec![0u8; (end - start) as usize];
+	f.read_exact_at(&mut buf, start).map_err(Some)?;
+	Ok((first..first + count)
+		.map(|g| {
+			if !have(g) {
+				return GroupRead::Missing;
+			}
+			let (s, e) = group_range(size, g).expect("in range");
+			GroupRead::Data(buf[(s - start) as usize..(e - start) as usize].to_vec())
+		})
+		.collect())
+}

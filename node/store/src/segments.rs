@@ -1,0 +1,330 @@
+//! Segments: the authenticated index, heads and roots by seq, writes, and the staged index of a
+//! snapshot transfer that becomes the segment's index only once every object is present and
+//! the recomputed root equals the target.
+use crate::{
+	objects::is_small, Cid, Result, SegmentState, Store, StoreError, HEADS, INDEX, ROOTS, STAGED,
+	TRANSFERS,
+};
+use redb::{Durability, ReadableDatabase, ReadableTable, WriteTransaction};
+use std::sync::Arc;
+use sync_primitives::{
+	commitment::{Entry, Hash32, RootFacts, SegmentTrie, MAX_KEY_LEN},
+	outboard::Outboard,
+	SegmentId,
+};
+
+/// A segment's state at a sequence number.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Head {
+	/// Sequence number of the last applied write.
+	pub seq: u64,
+	/// Root facts at that seq.
+	pub facts: RootFacts,
+}
+
+/// A snapshot transfer in progress.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Transfer {
+	/// The target state.
+	pub target: Head,
+	/// Whether the index for the target has been fetched and verified.
+	pub index_staged: bool,
+}
+
+type FactsRow = ([u8; 32], u64, u64, u64);
+
+fn facts_row(f: &RootFacts) -> FactsRow {
+	(f.root, f.leaves, f.entries, f.bytes)
+}
+fn row_facts((root, leaves, entries, bytes): FactsRow) -> RootFacts {
+	RootFacts { root, leaves, entries, bytes }
+}
+
+fn durable(db: &redb::Database) -> Result<WriteTransaction> {
+	let mut tx = db.begin_write()?;
+	tx.set_durability(Durability::Immediate).map_err(|e| StoreError::Db(e.into()))?;
+	Ok(tx)
+}
+
+fn write_head(tx: &WriteTransaction, segment: SegmentId, head: &Head) -> Result<()> {
+	let (r, l, e, b) = facts_row(&head.facts);
+	tx.open_table(HEADS)?.insert(segment, (head.seq, r, l, e, b))?;
+	tx.open_table(ROOTS)?.insert((segment, head.seq), facts_row(&head.facts))?;
+	Ok(())
+}
+
+/// A write to a segment.
+#[derive(Clone, Debug)]
+pub enum SegmentWrite {
+	/// Store `data` under `key`.
+	Put {
+		/// Object key.
+		key: Vec<u8>,
+		/// Object bytes.
+		data: Vec<u8>,
+	},
+	/// Remove `key`.
+	Delete {
+		/// Object key.
+		key: Vec<u8>,
+	},
+}
+
+impl Store {
+	pub(crate) fn load_segments(&self) -> Result<()> {
+		let tx = self.inner.db.begin_read()?;
+		let heads = tx.open_table(HEADS)?;
+		let index = tx.open_table(INDEX)?;
+		let mut segments = self.inner.segments.lock();
+		for row in heads.iter()? {
+			let (seg, v) = row?;
+			let (seq, r, l, e, b) = v.value();
+			let seg = seg.value();
+			let mut trie = SegmentTrie::new();
+			for row in index.range((seg, &[][..])..(seg + 1, &[][..]))? {
+				let (k, v) = row?;
+				let (cid, size) = v.value();
+				trie.insert(Entry { key: k.value().1.to_vec(), cid, size });
+			}
+			let facts = row_facts((r, l, e, b));
+			if trie.facts() != facts {
+				return Err(StoreError::Corrupt(format!("segment {seg}: index does not hash to its head")));
+			}
+			segments.insert(seg, SegmentState { trie, head: Some(Head { seq, facts }), listing: None });
+		}
+		Ok(())
+	}
+
+	/// Segments with a head in this store.
+	pub fn segments(&self) -> Vec<SegmentId> {
+		let mut v: Vec<_> = self.inner.segments.lock().iter().filter(|(_, s)| s.head.is_some()).map(|(k, _)| *k).collect();
+		v.sort();
+		v
+	}
+
+	/// The segment's current head.
+	pub fn head(&self, segment: SegmentId) -> Option<Head> {
+		self.inner.segments.lock().get(&segment).and_then(|s| s.head)
+	}
+
+	/// The root the segment had at `seq` (kept for every applied seq).
+	pub fn root_at(&self, segment: SegmentId, seq: u64) -> Result<Option<RootFacts>> {
+		let tx = self.inner.db.begin_read()?;
+		Ok(tx.open_table(ROOTS)?.get((segment, seq))?.map(|v| row_facts(v.value())))
+	}
+
+	/// The index entry for `key`.
+	pub fn lookup(&self, segment: SegmentId, key: &[u8]) -> Option<Entry> {
+		self.inner.segments.lock().get(&segment)?.trie.get(key).cloned()
+	}
+
+	/// Applies writes to a segment in one durable transaction (each write is one seq) and
+	/// returns the new head. Large objects are written as files before the index refers to them.
+	pub fn apply(&self, segment: SegmentId, writes: Vec<SegmentWrite>) -> Result<Head> {
+		for w in &writes {
+			let key = match w {
+				SegmentWrite::Put { key, .. } | SegmentWrite::Delete { key } => key,
+			};
+			if key.len() > MAX_KEY_LEN as usize {
+				return Err(StoreError::KeyTooLong(key.len()));
+			}
+		}
+		let mut segs = self.inner.segments.lock();
+		let state = segs.entry(segment).or_default();
+		let mut trie = state.trie.clone();
+		let mut seq = state.head.map(|h| h.seq).unwrap_or(0);
+		let tx = durable(&self.inner.db)?;
+		{
+			let mut index = tx.open_table(INDEX)?;
+			for w in &writes {
+				seq += 1;
+				match w {
+					SegmentWrite::Put { key, data } => {
+						let (cid, ob) = Outboard::compute(data);
+						let size = data.len() as u64;
+						if is_small(size) {
+							self.inner.objects.put_small_in(&tx, &cid, data)?;
+						} else {
+							self.inner.objects.put_large(&cid, data, &ob)?;
+						}
+						index.insert((segment, key.as_slice()), (cid, size))?;
+						trie.insert(Entry { key: key.clone(), cid, size });
+					},
+					SegmentWrite::Delete { key } => {
+						index.remove((segment, key.as_slice()))?;
+						trie.remove(key);
+					},
+				}
+				tx.open_table(ROOTS)?.insert((segment, seq), facts_row(&trie.facts()))?;
+			}
+		}
+		let head = Head { seq, facts: trie.facts() };
+		write_head(&tx, segment, &head)?;
+		tx.commit()?;
+		state.trie = trie;
+		state.head = Some(head);
+		state.listing = None;
+		Ok(head)
+	}
+
+	/// Entries `[start, start + count)` of the segment's index in trie order, if this store
+	/// holds the segment at `root` (as its head, or as the verified index of a transfer), plus
+	/// the total number of entries.
+	pub fn index_page(&self, segment: SegmentId, root: &Hash32, start: u64, count: u64) -> Result<(Vec<Entry>, u64)> {
+		let listing = self.listing(segment, root)?;
+		let total = listing.len() as u64;
+		let s = start.min(total) as usize;
+		let e = start.saturating_add(count).min(total) as usize;
+		Ok((listing[s..e].to_vec(), total))
+	}
+
+	/// The full entry list of the segment at `root` (head or staged), cached.
+	pub fn listing(&self, segment: SegmentId, root: &Hash32) -> Result<Arc<Vec<Entry>>> {
+		{
+			let mut segs = self.inner.segments.lock();
+			if let Some(state) = segs.get_mut(&segment) {
+				if state.head.is_some_and(|h| h.facts.root == *root) {
+					if let Some((r, l)) = &state.listing {
+						if r == root {
+							return Ok(l.clone());
+						}
+					}
+					let l: Arc<Vec<Entry>> = Arc::new(state.trie.entries().into_iter().cloned().collect());
+					state.listing = Some((*root, l.clone()));
+					return Ok(l);
+				}
+			}
+		}
+		match self.staged_index(segment)? {
+			Some((facts, l)) if facts.root == *root => Ok(l),
+			_ => Err(StoreError::UnknownSegment(segment)),
+		}
+	}
+
+	// --- transfers --------------------------------------------------------------------------
+
+	/// The transfer in progress for `segment`, if any (survives restarts).
+	pub fn transfer(&self, segment: SegmentId) -> Result<Option<Transfer>> {
+		let tx = self.inner.db.begin_read()?;
+		Ok(tx.open_table(TRANSFERS)?.get(segment)?.map(|v| {
+			let (seq, r, l, e, b, staged) = v.value();
+			Transfer { target: Head { seq, facts: row_facts((r, l, e, b)) }, index_staged: staged }
+		}))
+	}
+
+	/// Starts (or resumes, if the target is unchanged) a snapshot transfer of `segment` to
+	/// `target`. A different target replaces the old transfer; objects already fetched stay.
+	pub fn begin_transfer(&self, segment: SegmentId, target: Head) -> Result<Transfer> {
+		if let Some(t) = self.transfer(segment)? {
+			if t.target == target {
+				return Ok(t);
+			}
+		}
+		let tx = durable(&self.inner.db)?;
+		{
+			let mut staged = tx.open_table(STAGED)?;
+			staged.retain_in((segment, &[][..])..(segment + 1, &[][..]), |_, _| false)?;
+			let (r, l, e, b) = facts_row(&target.facts);
+			tx.open_table(TRANSFERS)?.insert(segment, (target.seq, r, l, e, b, false))?;
+		}
+		tx.commit()?;
+		self.inner.staged.lock().remove(&segment);
+		Ok(Transfer { target, index_staged: false })
+	}
+
+	/// Verifies a fetched index against the transfer's target root and stages it durably.
+	pub fn stage_index(&self, segment: SegmentId, entries: Vec<Entry>) -> Result<()> {
+		let t = self.transfer(segment)?.ok_or(StoreError::NoTransfer(segment))?;
+		let mut trie = SegmentTrie::new();
+		for e in &entries {
+			if e.key.len() > MAX_KEY_LEN as usize {
+				return Err(StoreError::KeyTooLong(e.key.len()));
+			}
+			if trie.insert(e.clone()).is_some() {
+				return Err(StoreError::IndexMismatch { segment, expected: Cid(t.target.facts.root) });
+			}
+		}
+		if trie.facts() != t.target.facts {
+			return Err(StoreError::IndexMismatch { segment, expected: Cid(t.target.facts.root) });
+		}
+		let tx = durable(&self.inner.db)?;
+		{
+			let mut staged = tx.open_table(STAGED)?;
+			for e in &entries {
+				staged.insert((segment, e.key.as_slice()), (e.cid, e.size))?;
+			}
+			let (r, l, en, b) = facts_row(&t.target.facts);
+			tx.open_table(TRANSFERS)?.insert(segment, (t.target.seq, r, l, en, b, true))?;
+		}
+		tx.commit()?;
+		let listing: Arc<Vec<Entry>> = Arc::new(trie.entries().into_iter().cloned().collect());
+		self.inner.staged.lock().insert(segment, (t.target.facts, listing));
+		Ok(())
+	}
+
+	/// The verified index of the transfer in progress, in trie order.
+	pub fn staged_index(&self, segment: SegmentId) -> Result<Option<(RootFacts, Arc<Vec<Entry>>)>> {
+		if let Some(s) = self.inner.staged.lock().get(&segment) {
+			return Ok(Some(s.clone()));
+		}
+		let Some(t) = self.transfer(segment)? else { return Ok(None) };
+		if !t.index_staged {
+			return Ok(None);
+		}
+		let tx = self.inner.db.begin_read()?;
+		let mut trie = SegmentTrie::new();
+		for row in tx.open_table(STAGED)?.range((segment, &[][..])..(segment + 1, &[][..]))? {
+			let (k, v) = row?;
+			let (cid, size) = v.value();
+			trie.insert(Entry { key: k.value().1.to_vec(), cid, size });
+		}
+		if trie.facts() != t.target.facts {
+			return Err(StoreError::Corrupt(format!("segment {segment}: staged index does not hash to its target")));
+		}
+		let listing: Arc<Vec<Entry>> = Arc::new(trie.entries().into_iter().cloned().collect());
+		self.inner.staged.lock().insert(segment, (t.target.facts, listing.clone()));
+		Ok(Some((t.target.facts, listing)))
+	}
+
+	/// Completes the transfer: every object must be present and the staged index must hash to
+	/// the target; then the index and head are swapped in one durable transaction.
+	pub fn finish_transfer(&self, segment: SegmentId) -> Result<Head> {
+		self.flush()?;
+		let t = self.transfer(segment)?.ok_or(StoreError::NoTransfer(segment))?;
+		let (_, listing) = self.staged_index(segment)?.ok_or(StoreError::NoTransfer(segment))?;
+		let mut missing = 0;
+		let mut trie = SegmentTrie::new();
+		for e in listing.iter() {
+			if !self.has_object(&e.cid)? {
+				missing += 1;
+			}
+			trie.insert(e.clone());
+		}
+		if missing > 0 {
+			return Err(StoreError::Incomplete { segment, missing });
+		}
+		if trie.facts() != t.target.facts {
+			return Err(StoreError::IndexMismatch { segment, expected: Cid(t.target.facts.root) });
+		}
+		let tx = durable(&self.inner.db)?;
+		{
+			let mut index = tx.open_table(INDEX)?;
+			index.retain_in((segment, &[][..])..(segment + 1, &[][..]), |_, _| false)?;
+			for e in listing.iter() {
+				index.insert((segment, e.key.as_slice()), (e.cid, e.size))?;
+			}
+			tx.open_table(STAGED)?.retain_in((segment, &[][..])..(segment + 1, &[][..]), |_, _| false)?;
+			tx.open_table(TRANSFERS)?.remove(segment)?;
+		}
+		write_head(&tx, segment, &t.target)?;
+		tx.commit()?;
+		self.inner.staged.lock().remove(&segment);
+		let mut segs = self.inner.segments.lock();
+		let state = segs.entry(segment).or_default();
+		state.trie = trie;
+		state.head = Some(t.target);
+		state.listing = Some((t.target.facts.root, listing));
+		Ok(t.target)
+	}
+}
+

@@ -1,0 +1,232 @@
+use super::*;
+use std::{io::{BufRead, BufReader}, os::unix::fs::FileExt};
+use sync_primitives::{
+	commitment::{cid_of, GROUP_LEN},
+	outboard::{group_range, groups_of},
+};
+
+fn blob(seed: u64, len: usize) -> Vec<u8> {
+	let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+	(0..len)
+		.map(|_| {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			x as u8
+		})
+		.collect()
+}
+
+const BIG: usize = 10 << 20;
+
+fn put(key: &str, data: Vec<u8>) -> SegmentWrite {
+	SegmentWrite::Put { key: key.as_bytes().to_vec(), data }
+}
+
+/// A source store with small and large objects in segment 7.
+fn source(dir: &Path) -> (Store, Head) {
+	let s = Store::open(dir).unwrap();
+	let mut w = vec![put("big", blob(1, BIG)), put("odd", blob(2, 100_001)), put("empty", vec![])];
+	for i in 0..40 {
+		w.push(put(&format!("small/{i}"), blob(100 + i, 1 + (i as usize * 397) % 16_000)));
+	}
+	let head = s.apply(7, w).unwrap();
+	(s, head)
+}
+
+/// Copies every object of `head` from `src` into `dst` through the verified transfer API.
+fn copy_all(src: &Store, dst: &Store, head: Head) {
+	dst.begin_transfer(7, head).unwrap();
+	let listing = src.listing(7, &head.facts.root).unwrap();
+	dst.stage_index(7, listing.to_vec()).unwrap();
+	for e in listing.iter() {
+		dst.begin_object(&e.cid, e.size, &src.outboard(&e.cid).unwrap()).unwrap();
+		for g in 0..groups_of(e.size) {
+			let GroupRead::Data(d) = src.read_groups(&e.cid, g, 1).unwrap().remove(0) else { panic!() };
+			dst.write_group(&e.cid, e.size, g, &d).unwrap();
+		}
+	}
+}
+
+#[test]
+fn writes_update_root_incrementally_and_survive_reopen() {
+	let dir = tempfile::tempdir().unwrap();
+	let (s, head) = source(dir.path());
+	assert_eq!(head.seq, 43);
+	let mut trie = SegmentTrie::new();
+	for e in s.listing(7, &head.facts.root).unwrap().iter() {
+		trie.insert(e.clone());
+	}
+	assert_eq!(trie.facts(), head.facts);
+	let h2 = s.apply(7, vec![SegmentWrite::Delete { key: b"odd".to_vec() }]).unwrap();
+	assert_eq!(h2.seq, 44);
+	assert_ne!(h2.facts.root, head.facts.root);
+	assert_eq!(s.root_at(7, 43).unwrap(), Some(head.facts));
+	assert!(s.lookup(7, b"odd").is_none());
+	let big = s.lookup(7, b"big").unwrap();
+	assert_eq!(s.read_object(&big.cid).unwrap(), blob(1, BIG));
+	drop(s);
+	let s = Store::open(dir.path()).unwrap();
+	assert_eq!(s.head(7), Some(h2));
+	assert_eq!(s.segments(), vec![7]);
+	assert_eq!(s.read_object(&big.cid).unwrap(), blob(1, BIG));
+	assert!(matches!(
+		s.apply(7, vec![put(&"k".repeat(300), vec![1])]),
+		Err(StoreError::KeyTooLong(300))
+	));
+	assert_eq!(s.head(7), Some(h2), "a rejected write changes nothing");
+}
+
+#[test]
+fn transfer_verifies_everything_and_swaps_atomically() {
+	let a = tempfile::tempdir().unwrap();
+	let b = tempfile::tempdir().unwrap();
+	let (src, head) = source(a.path());
+	let dst = Store::open(b.path()).unwrap();
+	dst.begin_transfer(7, head).unwrap();
+	let listing = src.listing(7, &head.facts.root).unwrap();
+
+	// A tampered index is rejected and nothing is staged.
+	let mut bad = listing.to_vec();
+	bad[0].size += 1;
+	assert!(matches!(dst.stage_index(7, bad), Err(StoreError::IndexMismatch { .. })));
+	assert!(!dst.transfer(7).unwrap().unwrap().index_staged);
+	dst.stage_index(7, listing.to_vec()).unwrap();
+	assert!(matches!(dst.finish_transfer(7), Err(StoreError::Incomplete { missing: 43, .. })));
+
+	let big = src.lookup(7, b"big").unwrap();
+	// A wrong outboard is rejected.
+	let mut ob = src.outboard(&big.cid).unwrap();
+	ob[5] ^= 1;
+	assert!(matches!(dst.begin_object(&big.cid, big.size, &ob), Err(StoreError::BadData { .. })));
+	dst.begin_object(&big.cid, big.size, &src.outboard(&big.cid).unwrap()).unwrap();
+	// Corrupt group: rejected, not written, still missing.
+	let GroupRead::Data(mut g) = src.read_groups(&big.cid, 3, 1).unwrap().remove(0) else { panic!() };
+	g[100] ^= 0xff;
+	assert!(matches!(dst.write_group(&big.cid, big.size, 3, &g), Err(StoreError::BadData { .. })));
+	assert_eq!(dst.read_groups(&big.cid, 3, 1).unwrap(), vec![GroupRead::Missing]);
+	assert!(matches!(dst.write_group(&big.cid, big.size, 9999, &g), Err(StoreError::OutOfRange { .. })));
+	// Small object with wrong bytes.
+	let small = src.lookup(7, b"small/3").unwrap();
+	assert!(matches!(dst.write_group(&small.cid, small.size, 0, b"nope"), Err(StoreError::BadData { .. })));
+	assert!(!dst.has_object(&small.cid).unwrap());
+
+	copy_all(&src, &dst, head);
+	let h = dst.finish_transfer(7).unwrap();
+	assert_eq!(h, head);
+	assert_eq!(dst.head(7), Some(head));
+	assert!(dst.transfer(7).unwrap().is_none());
+	for e in listing.iter() {
+		assert_eq!(cid_of(&dst.read_object(&e.cid).unwrap()), e.cid);
+	}
+	drop(dst);
+	let dst = Store::open(b.path()).unwrap();
+	assert_eq!(dst.head(7), Some(head));
+}
+
+#[test]
+fn partial_objects_resume_after_reopen_and_distrust_bits() {
+	let a = tempfile::tempdir().unwrap();
+	let b = tempfile::tempdir().unwrap();
+	let (src, head) = source(a.path());
+	let big = src.lookup(7, b"big").unwrap();
+	{
+		let dst = Store::open(b.path()).unwrap();
+		dst.begin_transfer(7, head).unwrap();
+		dst.begin_object(&big.cid, big.size, &src.outboard(&big.cid).unwrap()).unwrap();
+		for g in (0..groups_of(big.size)).step_by(2) {
+			let GroupRead::Data(d) = src.read_groups(&big.cid, g, 1).unwrap().remove(0) else { panic!() };
+			dst.write_group(&big.cid, big.size, g, &d).unwrap();
+		}
+	}
+	// Flip a byte of a verified group on disk: reopening must notice and refetch it.
+	let part = b.path().join("partial").join(hex(&big.cid));
+	let f = std::fs::OpenOptions::new().write(true).open(&part).unwrap();
+	f.write_all_at(&[0xAA], 2 * GROUP_LEN + 5).unwrap();
+	drop(f);
+	let dst = Store::open(b.path()).unwrap();
+	let ObjectState::Partial { missing } = dst.object_state(&big.cid, big.size).unwrap() else { panic!() };
+	let odd: Vec<u64> = (0..groups_of(big.size)).filter(|g| g % 2 == 1 || *g == 2).collect();
+	assert_eq!(missing, odd);
+	// Serving a partial object: verified groups yes, others missing.
+	let r = dst.read_groups(&big.cid, 0, 3).unwrap();
+	assert!(matches!(r[0], GroupRead::Data(_)));
+	assert_eq!(r[1], GroupRead::Missing);
+	assert_eq!(r[2], GroupRead::Missing);
+}
+
+/// Child half of the kill -9 test: runs only when `SYNC_STORE_CRASH_DIR` is set.
+#[test]
+fn crash_child() {
+	let Ok(dir) = std::env::var("SYNC_STORE_CRASH_DIR") else { return };
+	let dir = PathBuf::from(dir);
+	let src = Store::open(dir.join("src")).unwrap();
+	let head = src.head(7).unwrap();
+	let dst = Store::open(dir.join("dst")).unwrap();
+	dst.begin_transfer(7, head).unwrap();
+	dst.stage_index(7, src.listing(7, &head.facts.root).unwrap().to_vec()).unwrap();
+	let big = src.lookup(7, b"big").unwrap();
+	dst.begin_object(&big.cid, big.size, &src.outboard(&big.cid).unwrap()).unwrap();
+	let mut n = 0;
+	for g in 0..groups_of(big.size) {
+		let GroupRead::Data(d) = src.read_groups(&big.cid, g, 1).unwrap().remove(0) else { panic!() };
+		dst.write_group(&big.cid, big.size, g, &d).unwrap();
+		n += 1;
+		println!("written {n}");
+		if n == groups_of(big.size) / 2 {
+			// Park here; the parent kills us with SIGKILL (no destructors, no flush).
+			std::thread::sleep(std::time::Duration::from_secs(60));
+		}
+	}
+}
+
+#[test]
+fn kill_9_mid_transfer_loses_at_most_unflushed_bits() {
+	let dir = tempfile::tempdir().unwrap();
+	let (src, head) = source(&dir.path().join("src"));
+	let big = src.lookup(7, b"big").unwrap();
+	drop(src);
+	let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+		.args(["--exact", "tests::crash_child", "--nocapture", "--test-threads=1"])
+		.env("SYNC_STORE_CRASH_DIR", dir.path())
+		.stdout(std::process::Stdio::piped())
+		.spawn()
+		.unwrap();
+	let half = groups_of(big.size) / 2;
+	let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+	let target = format!("written {half}");
+	loop {
+		let l = lines.next().expect("child exited early").unwrap();
+		if l.contains(&target) {
+			break;
+		}
+	}
+	child.kill().unwrap(); // SIGKILL
+	child.wait().unwrap();
+
+	let src = Store::open(dir.path().join("src")).unwrap();
+	let dst = Store::open(dir.path().join("dst")).unwrap();
+	let t = dst.transfer(7).unwrap().unwrap();
+	assert!(t.index_staged, "the staged index was committed durably");
+	let ObjectState::Partial { missing } = dst.object_state(&big.cid, big.size).unwrap() else { panic!() };
+	let kept = groups_of(big.size) - missing.len() as u64;
+	// Bits are written every BITS_FLUSH_GROUPS groups: at most that many are refetched.
+	assert!(kept <= half && kept + BITS_FLUSH_GROUPS as u64 >= half, "kept {kept} of {half}");
+	assert_eq!(kept, (half / BITS_FLUSH_GROUPS as u64) * BITS_FLUSH_GROUPS as u64);
+	// Finish: only the missing groups are written, and the root matches.
+	for e in src.listing(7, &head.facts.root).unwrap().iter() {
+		dst.begin_object(&e.cid, e.size, &src.outboard(&e.cid).unwrap()).unwrap();
+		let todo: Vec<u64> = match dst.object_state(&e.cid, e.size).unwrap() {
+			ObjectState::Complete => vec![],
+			ObjectState::Absent => (0..groups_of(e.size)).collect(),
+			ObjectState::Partial { missing } => missing,
+		};
+		for g in todo {
+			let GroupRead::Data(d) = src.read_groups(&e.cid, g, 1).unwrap().remove(0) else { panic!() };
+			dst.write_group(&e.cid, e.size, g, &d).unwrap();
+		}
+	}
+	assert_eq!(dst.finish_transfer(7).unwrap(), head);
+	let (s, e) = group_range(big.size, 0).unwrap();
+	assert_eq!(&dst.read_object(&big.cid).unwrap()[s as usize..e as usize], &blob(1, BIG)[..GROUP_LEN as usize]);
+}
