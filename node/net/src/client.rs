@@ -1,0 +1,190 @@
+//! Client side of the transfer protocol: one stream per peer, one request at a time, every
+//! response checked against the protocol limits before anything is allocated.
+use crate::{protocol::*, SyncNetwork};
+use codec::DecodeAll;
+use futures::{io::BufReader, AsyncWriteExt};
+use libp2p::{PeerId, Stream};
+use std::time::Duration;
+use sync_primitives::{
+	commitment::{Entry, Hash32},
+	outboard::{group_range, outboard_len},
+	SegmentId,
+};
+
+/// How a peer failed a request.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+	/// Connection, stream or timeout failure: the peer may be gone; try it again later.
+	#[error("transport: {0}")]
+	Transport(String),
+	/// The peer refused the request.
+	#[error("refused: {0}")]
+	Refused(ErrorCode),
+	/// The peer broke the protocol or sent data that does not verify: ban it.
+	#[error("misbehaved: {0}")]
+	Misbehaved(String),
+}
+
+impl From<WireError> for PeerError {
+	fn from(e: WireError) -> Self {
+		match e {
+			WireError::Io(e) => PeerError::Transport(e.to_string()),
+			other => PeerError::Misbehaved(other.to_string()),
+		}
+	}
+}
+
+/// What a peer can serve of a segment.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PeerHead {
+	/// Complete state.
+	pub complete: Option<WireHead>,
+	/// Target of a transfer in progress with a verified index.
+	pub syncing: Option<WireHead>,
+}
+
+/// One group as received.
+pub enum Received<'a> {
+	/// Bytes (not yet verified: the caller verifies against the outboard/CID before writing).
+	Data(&'a [u8]),
+	/// The peer does not have it.
+	Missing,
+}
+
+/// An open request stream to one peer.
+pub struct Session {
+	peer: PeerId,
+	io: BufReader<Stream>,
+	buf: Vec<u8>,
+	timeout: Duration,
+}
+
+impl Session {
+	/// Opens a stream to `peer` (dialling it if needed, with the addresses the swarm knows).
+	pub async fn open(net: &SyncNetwork, peer: PeerId) -> Result<Session, PeerError> {
+		let mut control = net.inner.control.clone();
+		let stream = tokio::time::timeout(net.inner.config.connect_timeout, control.open_stream(peer, PROTOCOL))
+			.await
+			.map_err(|_| PeerError::Transport("open timed out".into()))?
+			.map_err(|e| PeerError::Transport(e.to_string()))?;
+		Ok(Session {
+			peer,
+			io: BufReader::with_capacity(128 * 1024, stream),
+			buf: Vec::with_capacity(MAX_DATA_FRAME),
+			timeout: net.inner.config.request_timeout,
+		})
+	}
+
+	/// The peer this session talks to.
+	pub fn peer(&self) -> PeerId {
+		self.peer
+	}
+
+	async fn send(&mut self, request: Request) -> Result<Response, PeerError> {
+		write_msg(&mut self.io, &Envelope { version: VERSION, request }).await?;
+		self.io.flush().await.map_err(|e| PeerError::Transport(e.to_string()))?;
+		read_frame_into(&mut self.io, MAX_HEADER_BYTES, &mut self.buf).await?;
+		let resp = Response::decode_all(&mut &self.buf[..]).map_err(|e| PeerError::Misbehaved(e.to_string()))?;
+		if let Response::Error(code) = resp {
+			return Err(PeerError::Refused(code));
+		}
+		Ok(resp)
+	}
+
+	/// What the peer has of `segment`.
+	pub async fn head(&mut self, segment: SegmentId) -> Result<PeerHead, PeerError> {
+		let t = self.timeout;
+		let f = self.send(Request::Head { segment });
+		match tokio::time::timeout(t, f).await.map_err(|_| PeerError::Transport("timed out".into()))?? {
+			Response::Head { complete, syncing } => Ok(PeerHead { complete, syncing }),
+			other => Err(PeerError::Misbehaved(format!("unexpected {other:?}"))),
+		}
+	}
+
+	/// The whole index of `segment` at `root`, paged.
+	pub async fn index(&mut self, segment: SegmentId, root: Hash32, expected: u64) -> Result<Vec<Entry>, PeerError> {
+		let mut out = Vec::with_capacity(expected.min(1 << 20) as usize);
+		while (out.len() as u64) < expected {
+			let start = out.len() as u64;
+			let t = self.timeout;
+			let f = self.send(Request::Index { segment, root, start, count: MAX_INDEX_PAGE });
+			match tokio::time::timeout(t, f).await.map_err(|_| PeerError::Transport("timed out".into()))?? {
+				Response::Index { entries, total } => {
+					if total != expected || entries.is_empty() || entries.len() > MAX_INDEX_PAGE as usize {
+						return Err(PeerError::Misbehaved("index page inconsistent with the root facts".into()));
+					}
+					out.extend(entries.into_iter().map(Entry::from));
+				},
+				other => return Err(PeerError::Misbehaved(format!("unexpected {other:?}"))),
+			}
+		}
+		if out.len() as u64 != expected {
+			return Err(PeerError::Misbehaved("index longer than the root facts".into()));
+		}
+		Ok(out)
+	}
+
+	/// The outboard of object `(cid, size)` (unverified; the store checks it against the CID).
+	pub async fn outboard(&mut self, cid: Hash32, size: u64) -> Result<Vec<u8>, PeerError> {
+		let want = outboard_len(size) * 32;
+		let t = self.timeout;
+		let f = async {
+			match self.send(Request::Outboard { cid }).await? {
+				Response::Outboard { len } if len == want => {},
+				Response::Outboard { len } => {
+					return Err(PeerError::Misbehaved(format!("outboard of {len} bytes, expected {want}")))
+				},
+				other => return Err(PeerError::Misbehaved(format!("unexpected {other:?}"))),
+			}
+			let mut out = Vec::with_capacity(want as usize);
+			while (out.len() as u64) < want {
+				read_frame_into(&mut self.io, MAX_DATA_FRAME, &mut self.buf).await?;
+				if self.buf.first() != Some(&TAG_DATA) || out.len() + self.buf.len() - 1 > want as usize {
+					return Err(PeerError::Misbehaved("bad outboard frame".into()));
+				}
+				out.extend_from_slice(&self.buf[1..]);
+			}
+			Ok(out)
+		};
+		tokio::time::timeout(t, f).await.map_err(|_| PeerError::Transport("timed out".into()))?
+	}
+
+	/// Requests groups; `sizes[i]` is the size of `ranges[i]`'s object (from the verified
+	/// index). Calls `on_group(range index, group, data)` for each group as it arrives; an error
+	/// from `on_group` aborts the request and is returned.
+	pub async fn groups(
+		&mut self,
+		ranges: Vec<GroupRange>,
+		sizes: &[u64],
+		mut on_group: impl FnMut(usize, u64, Received<'_>) -> Result<(), PeerError>,
+	) -> Result<(), PeerError> {
+		let plan: Vec<(usize, u64)> =
+			ranges.iter().enumerate().flat_map(|(i, r)| (r.first..r.first + r.count as u64).map(move |g| (i, g))).collect();
+		let t = self.timeout;
+		let f = async {
+			match self.send(Request::Groups { ranges }).await? {
+				Response::Groups => {},
+				other => return Err(PeerError::Misbehaved(format!("unexpected {other:?}"))),
+			}
+			for (i, g) in plan {
+				read_frame_into(&mut self.io, MAX_DATA_FRAME, &mut self.buf).await?;
+				let (s, e) = group_range(sizes[i], g).ok_or_else(|| PeerError::Misbehaved("group out of range".into()))?;
+				match self.buf.first() {
+					Some(&TAG_DATA) if (self.buf.len() - 1) as u64 == e - s => on_group(i, g, Received::Data(&self.buf[1..]))?,
+					Some(&TAG_MISSING) if self.buf.len() == 1 => on_group(i, g, Received::Missing)?,
+					_ => return Err(PeerError::Misbehaved("bad group frame".into())),
+				}
+			}
+			Ok(())
+		};
+		tokio::time::timeout(t, f).await.map_err(|_| PeerError::Transport("request timed out".into()))?
+	}
+
+	/// Sends raw bytes as one frame and reads the response header (tests of malformed input).
+	pub async fn raw_request(&mut self, payload: &[u8]) -> Result<Response, PeerError> {
+		write_frame(&mut self.io, payload).await?;
+		self.io.flush().await.map_err(|e| PeerError::Transport(e.to_string()))?;
+		read_frame_into(&mut self.io, MAX_HEADER_BYTES, &mut self.buf).await?;
+		Response::decode_all(&mut &self.buf[..]).map_err(|e| PeerError::Misbehaved(e.to_string()))
+	}
+}

@@ -1,0 +1,66 @@
+//! Data-plane configuration with the defaults an operator gets when passing nothing.
+use libp2p::{identity::Keypair, Multiaddr, PeerId};
+use std::time::Duration;
+
+/// Limits on the serving side, protecting a holder from any one downloader.
+#[derive(Clone, Debug)]
+pub struct ServeLimits {
+	/// Inbound transfer streams served at once, over all peers (bounds memory: each holds at
+	/// most one 1 MiB response in flight). Default 64.
+	pub max_streams: usize,
+	/// Inbound transfer streams per peer. Default 4.
+	pub max_streams_per_peer: usize,
+	/// Bytes per second served to one peer (`None` = unlimited). Default `None`.
+	pub bytes_per_sec_per_peer: Option<u64>,
+	/// Bytes per second served in total (`None` = unlimited). Default `None`.
+	pub bytes_per_sec_total: Option<u64>,
+}
+
+impl Default for ServeLimits {
+	fn default() -> Self {
+		ServeLimits { max_streams: 64, max_streams_per_peer: 4, bytes_per_sec_per_peer: None, bytes_per_sec_total: None }
+	}
+}
+
+/// Everything the data plane needs to start.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+	/// The node's identity (Ed25519; the node passes its network key).
+	pub keypair: Keypair,
+	/// Addresses to listen on. Default `/ip4/127.0.0.1/tcp/0`.
+	pub listen: Vec<Multiaddr>,
+	/// Peers to connect to at start (also added to the DHT).
+	pub bootnodes: Vec<(PeerId, Multiaddr)>,
+	/// Yamux per-stream receive window. `Some(n)` fixes it (bulk transfer wants it well above
+	/// the 256 KiB default, so a 1 MiB response is never stalled on window updates); `None`
+	/// uses yamux's auto-tuning. Default 16 MiB.
+	pub yamux_window: Option<u32>,
+	/// Serving-side limits.
+	pub limits: ServeLimits,
+	/// Timeout of one request (including the whole streamed response). Default 30 s.
+	pub request_timeout: Duration,
+	/// Timeout for dialling and opening a stream. Default 10 s.
+	pub connect_timeout: Duration,
+	/// How long a group range stays untried at a peer that said it does not have it. Default 25 ms.
+	pub missing_retry: Duration,
+	/// Times a range is asked of other downloaders before a Primary is asked for it out of turn
+	/// (see the snapshot module on Primary egress). Default 4.
+	pub primary_after_misses: u32,
+}
+
+impl NetConfig {
+	/// Defaults with the given identity.
+	pub fn new(keypair: Keypair) -> Self {
+		NetConfig {
+			keypair,
+			listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")],
+			bootnodes: Vec::new(),
+			yamux_window: Some(16 << 20),
+			limits: ServeLimits::default(),
+			request_timeout: Duration::from_secs(30),
+			connect_timeout: Duration::from_secs(10),
+			missing_retry: Duration::from_millis(25),
+			primary_after_misses: 4,
+		}
+	}
+}

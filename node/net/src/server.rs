@@ -1,0 +1,224 @@
+//! Serving side of the transfer protocol: bounded streams (global and per peer), optional
+//! byte-rate limits, and requests answered straight from the store in streamed frames.
+use crate::{
+	protocol::*,
+	NetInner,
+};
+use codec::DecodeAll;
+use futures::{io::BufWriter, AsyncWriteExt, StreamExt};
+use libp2p::{PeerId, Stream};
+use parking_lot::Mutex;
+use std::{
+	collections::HashMap,
+	sync::{atomic::Ordering, Arc},
+	time::{Duration, Instant},
+};
+use sync_store::{GroupRead, StoreError};
+
+/// A token bucket of bytes per second (bursts of a quarter second).
+pub(crate) struct Bucket {
+	rate: u64,
+	burst: f64,
+	tokens: f64,
+	last: Instant,
+}
+
+impl Bucket {
+	pub(crate) fn new(rate: u64) -> Self {
+		let burst = rate as f64 / 4.0;
+		Bucket { rate, burst, tokens: burst, last: Instant::now() }
+	}
+	/// Takes `n` tokens; returns how long to wait before sending.
+	fn take(&mut self, n: u64) -> Duration {
+		let now = Instant::now();
+		self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate as f64).min(self.burst);
+		self.last = now;
+		self.tokens -= n as f64;
+		if self.tokens >= 0.0 {
+			Duration::ZERO
+		} else {
+			Duration::from_secs_f64(-self.tokens / self.rate as f64)
+		}
+	}
+}
+
+async fn throttle(bucket: Option<&Mutex<Bucket>>, n: u64) {
+	if let Some(b) = bucket {
+		let wait = b.lock().take(n);
+		if !wait.is_zero() {
+			tokio::time::sleep(wait).await;
+		}
+	}
+}
+
+/// Releases a peer's stream slot when a served stream ends.
+struct Slot {
+	net: Arc<NetInner>,
+	peer: PeerId,
+}
+impl Drop for Slot {
+	fn drop(&mut self) {
+		let mut open = self.net.serving.lock();
+		if let Some(n) = open.get_mut(&self.peer) {
+			*n -= 1;
+			if *n == 0 {
+				open.remove(&self.peer);
+			}
+		}
+	}
+}
+
+/// Accepts inbound transfer streams until the network shuts down.
+pub(crate) async fn accept_loop(net: Arc<NetInner>, mut incoming: libp2p_stream::IncomingStreams) {
+	while let Some((peer, stream)) = incoming.next().await {
+		if net.bans.lock().contains(&peer) {
+			continue;
+		}
+		let limits = &net.config.limits;
+		let global = net.stream_permits.clone().try_acquire_owned();
+		let admitted = {
+			let mut open = net.serving.lock();
+			let n = open.entry(peer).or_insert(0);
+			if global.is_ok() && *n < limits.max_streams_per_peer {
+				*n += 1;
+				true
+			} else {
+				if *n == 0 {
+					open.remove(&peer);
+				}
+				false
+			}
+		};
+		if !admitted {
+			tokio::spawn(async move {
+				let mut s = stream;
+				let _ = write_msg(&mut s, &Response::Error(ErrorCode::Busy)).await;
+				let _ = s.close().await;
+			});
+			continue;
+		}
+		let slot = Slot { net: net.clone(), peer };
+		let permit = global.expect("checked above");
+		tokio::spawn(async move {
+			if let Err(e) = serve_stream(&slot.net, peer, stream).await {
+				log::debug!(target: "sync-net", "stream from {peer} ended: {e}");
+			}
+			drop(permit);
+			drop(slot);
+		});
+	}
+}
+
+async fn serve_stream(net: &Arc<NetInner>, peer: PeerId, stream: Stream) -> Result<(), WireError> {
+	let mut io = BufWriter::with_capacity(256 * 1024, stream);
+	let mut buf = Vec::new();
+	let peer_bucket = net.config.limits.bytes_per_sec_per_peer.map(|r| {
+		net.peer_buckets.lock().entry(peer).or_insert_with(|| Arc::new(Mutex::new(Bucket::new(r)))).clone()
+	});
+	loop {
+		match read_frame_into(&mut io, MAX_REQUEST_BYTES, &mut buf).await {
+			Ok(()) => {},
+			Err(WireError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+			Err(WireError::TooLarge { .. }) => {
+				net.stats.refused.fetch_add(1, Ordering::Relaxed);
+				write_msg(&mut io, &Response::Error(ErrorCode::TooLarge)).await?;
+				io.close().await?;
+				return Ok(());
+			},
+			Err(e) => return Err(e),
+		}
+		if buf.first() != Some(&VERSION) {
+			net.stats.refused.fetch_add(1, Ordering::Relaxed);
+			write_msg(&mut io, &Response::Error(ErrorCode::UnsupportedVersion)).await?;
+			io.close().await?;
+			return Ok(());
+		}
+		let Ok(env) = Envelope::decode_all(&mut &buf[..]) else {
+			net.stats.refused.fetch_add(1, Ordering::Relaxed);
+			write_msg(&mut io, &Response::Error(ErrorCode::Malformed)).await?;
+			io.close().await?;
+			return Ok(());
+		};
+		if let Err(code) = check_limits(&env.request) {
+			net.stats.refused.fetch_add(1, Ordering::Relaxed);
+			write_msg(&mut io, &Response::Error(code)).await?;
+			io.flush().await?;
+			continue;
+		}
+		answer(net, peer, peer_bucket.as_deref(), &mut io, env.request).await?;
+		io.flush().await?;
+	}
+}
+
+async fn answer(
+	net: &Arc<NetInner>,
+	peer: PeerId,
+	peer_bucket: Option<&Mutex<Bucket>>,
+	io: &mut BufWriter<Stream>,
+	request: Request,
+) -> Result<(), WireError> {
+	let store = &net.store;
+	match request {
+		Request::Head { segment } => {
+			let complete = store.head(segment).map(|h| WireHead { seq: h.seq, facts: h.facts });
+			let syncing = match store.transfer(segment) {
+				Ok(Some(t)) if t.index_staged => Some(WireHead { seq: t.target.seq, facts: t.target.facts }),
+				_ => None,
+			};
+			write_msg(io, &Response::Head { complete, syncing }).await
+		},
+		Request::Index { segment, root, start, count } => match store.index_page(segment, &root, start, count as u64) {
+			Ok((entries, total)) => {
+				let entries = entries.into_iter().map(WireEntry::from).collect();
+				write_msg(io, &Response::Index { entries, total }).await
+			},
+			Err(_) => write_msg(io, &Response::Error(ErrorCode::NotHeld)).await,
+		},
+		Request::Outboard { cid } => match store.outboard(&cid) {
+			Ok(ob) => {
+				write_msg(io, &Response::Outboard { len: ob.len() as u64 }).await?;
+				for part in ob.chunks(MAX_DATA_FRAME - 1) {
+					write_data_frame(io, TAG_DATA, part).await?;
+				}
+				count_served(net, peer, ob.len() as u64);
+				Ok(())
+			},
+			Err(_) => write_msg(io, &Response::Error(ErrorCode::NotHeld)).await,
+		},
+		Request::Groups { ranges } => {
+			write_msg(io, &Response::Groups).await?;
+			for r in ranges {
+				let groups = match store.read_groups(&r.cid, r.first, r.count as u64) {
+					Ok(g) => g,
+					Err(StoreError::UnknownObject(_)) | Err(StoreError::OutOfRange { .. }) => {
+						vec![GroupRead::Missing; r.count as usize]
+					},
+					Err(e) => {
+						log::warn!(target: "sync-net", "serving {:?}: {e}", r.cid);
+						vec![GroupRead::Missing; r.count as usize]
+					},
+				};
+				for g in groups {
+					match g {
+						GroupRead::Data(d) => {
+							throttle(peer_bucket, d.len() as u64).await;
+							throttle(net.total_bucket.as_ref(), d.len() as u64).await;
+							write_data_frame(io, TAG_DATA, &d).await?;
+							count_served(net, peer, d.len() as u64);
+						},
+						GroupRead::Missing => write_data_frame(io, TAG_MISSING, &[]).await?,
+					}
+				}
+			}
+			Ok(())
+		},
+	}
+}
+
+fn count_served(net: &NetInner, peer: PeerId, n: u64) {
+	net.stats.served.fetch_add(n, Ordering::Relaxed);
+	*net.served_to.lock().entry(peer).or_insert(0) += n;
+}
+
+/// Bytes served per peer (for reports and benchmarks).
+pub(crate) type ServedTo = Mutex<HashMap<PeerId, u64>>;

@@ -1,0 +1,165 @@
+//! The libp2p swarm: TCP + Noise + Yamux, one behaviour per concern (transfer streams,
+//! identify, Kademlia provider records, ping, a block list for banned peers), driven by one task
+//! that the rest of the crate talks to through [`Command`]s.
+use crate::config::NetConfig;
+use futures::StreamExt;
+use libp2p::{
+	allow_block_list, identify, kad, noise, ping,
+	swarm::{dial_opts::DialOpts, NetworkBehaviour, SwarmEvent},
+	tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm,
+};
+use std::{collections::HashMap, time::Duration};
+use sync_primitives::SegmentId;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Kademlia protocol of the sync network (separate from the chain's DHT).
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/sync-registry/kad/1");
+
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+	stream: libp2p_stream::Behaviour,
+	identify: identify::Behaviour,
+	kad: kad::Behaviour<kad::store::MemoryStore>,
+	ping: ping::Behaviour,
+	blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+}
+
+/// Requests to the swarm task.
+pub(crate) enum Command {
+	AddAddresses(PeerId, Vec<Multiaddr>),
+	Dial(PeerId, Vec<Multiaddr>, oneshot::Sender<Result<(), String>>),
+	Ban(PeerId),
+	Provide(SegmentId),
+	FindProviders(SegmentId, oneshot::Sender<Vec<PeerId>>),
+}
+
+/// DHT key under which holders of a segment announce themselves.
+pub fn segment_key(segment: SegmentId) -> kad::RecordKey {
+	kad::RecordKey::new(&format!("/sync-registry/segment/{segment}"))
+}
+
+pub(crate) fn build(config: &NetConfig) -> Result<(Swarm<Behaviour>, libp2p_stream::Control), String> {
+	let window = config.yamux_window;
+	let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
+		.with_tokio()
+		.with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, move || {
+			let mut c = yamux::Config::default();
+			if let Some(w) = window {
+				#[allow(deprecated)]
+				c.set_receive_window_size(w).set_max_buffer_size(w as usize);
+			}
+			c
+		})
+		.map_err(|e| e.to_string())?
+		.with_behaviour(|key| {
+			let peer = key.public().to_peer_id();
+			let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
+			kad_cfg.set_query_timeout(Duration::from_secs(10));
+			let mut kad = kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad_cfg);
+			kad.set_mode(Some(kad::Mode::Server));
+			Behaviour {
+				stream: libp2p_stream::Behaviour::new(),
+				identify: identify::Behaviour::new(identify::Config::new("/sync-registry/id/1".into(), key.public())),
+				kad,
+				ping: ping::Behaviour::new(ping::Config::new()),
+				blocked: Default::default(),
+			}
+		})
+		.map_err(|e| e.to_string())?
+		.with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+		.build();
+	for addr in &config.listen {
+		swarm.listen_on(addr.clone()).map_err(|e| e.to_string())?;
+	}
+	for (peer, addr) in &config.bootnodes {
+		swarm.behaviour_mut().kad.add_address(peer, addr.clone());
+		let _ = swarm.dial(DialOpts::peer_id(*peer).addresses(vec![addr.clone()]).build());
+	}
+	let control = swarm.behaviour().stream.new_control();
+	Ok((swarm, control))
+}
+
+/// Runs the swarm until the command channel closes.
+pub(crate) async fn run(
+	mut swarm: Swarm<Behaviour>,
+	mut commands: mpsc::UnboundedReceiver<Command>,
+	listen: watch::Sender<Vec<Multiaddr>>,
+) {
+	let mut providers: HashMap<kad::QueryId, (Vec<PeerId>, oneshot::Sender<Vec<PeerId>>)> = HashMap::new();
+	let mut dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>> = HashMap::new();
+	loop {
+		tokio::select! {
+			cmd = commands.recv() => {
+				let Some(cmd) = cmd else { return };
+				match cmd {
+					Command::AddAddresses(peer, addrs) => {
+						for a in addrs {
+							swarm.behaviour_mut().kad.add_address(&peer, a);
+						}
+					},
+					Command::Dial(peer, addrs, reply) => {
+						if swarm.is_connected(&peer) {
+							let _ = reply.send(Ok(()));
+							continue;
+						}
+						for a in &addrs {
+							swarm.behaviour_mut().kad.add_address(&peer, a.clone());
+						}
+						match swarm.dial(DialOpts::peer_id(peer).addresses(addrs).build()) {
+							Ok(()) => dials.entry(peer).or_default().push(reply),
+							Err(e) => { let _ = reply.send(Err(e.to_string())); },
+						}
+					},
+					Command::Ban(peer) => {
+						swarm.behaviour_mut().blocked.block_peer(peer);
+						swarm.behaviour_mut().kad.remove_peer(&peer);
+					},
+					Command::Provide(segment) => {
+						let _ = swarm.behaviour_mut().kad.start_providing(segment_key(segment));
+					},
+					Command::FindProviders(segment, reply) => {
+						let id = swarm.behaviour_mut().kad.get_providers(segment_key(segment));
+						providers.insert(id, (Vec::new(), reply));
+					},
+				}
+			},
+			event = swarm.select_next_some() => match event {
+				SwarmEvent::NewListenAddr { .. } | SwarmEvent::ExpiredListenAddr { .. } => {
+					let _ = listen.send(swarm.listeners().cloned().collect());
+				},
+				SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+					for r in dials.remove(&peer_id).unwrap_or_default() {
+						let _ = r.send(Ok(()));
+					}
+				},
+				SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
+					for r in dials.remove(&peer).unwrap_or_default() {
+						let _ = r.send(Err(error.to_string()));
+					}
+				},
+				SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+					for a in info.listen_addrs {
+						swarm.behaviour_mut().kad.add_address(&peer_id, a);
+					}
+				},
+				SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed { id, result, step, .. })) => {
+					if let kad::QueryResult::GetProviders(res) = result {
+						if let Some((found, _)) = providers.get_mut(&id) {
+							if let Ok(kad::GetProvidersOk::FoundProviders { providers: p, .. }) = res {
+								found.extend(p);
+							}
+						}
+						if step.last {
+							if let Some((mut found, reply)) = providers.remove(&id) {
+								found.sort();
+								found.dedup();
+								let _ = reply.send(found);
+							}
+						}
+					}
+				},
+				_ => {},
+			},
+		}
+	}
+}

@@ -1,0 +1,375 @@
+//! In-process multi-node tests of snapshot sync: real stores on disk, real libp2p on loopback.
+use std::{sync::Arc, time::Duration};
+use sync_net::{
+	fixtures::populate, Holder, Keypair, Multiaddr, NetConfig, PeerId, ServeLimits, SyncNetwork,
+};
+use sync_primitives::commitment::cid_of;
+use sync_store::{Head, Store};
+use tempfile::TempDir;
+use tokio::sync::watch;
+
+const SEG: u64 = 1;
+const MIB: u64 = 1 << 20;
+
+struct Node {
+	net: SyncNetwork,
+	addrs: Vec<Multiaddr>,
+	_dir: Arc<TempDir>,
+	dir: Arc<TempDir>,
+}
+
+impl Node {
+	async fn start_in(dir: Arc<TempDir>, limits: ServeLimits) -> Node {
+		let store = Store::open(dir.path()).unwrap();
+		let mut cfg = NetConfig::new(Keypair::generate_ed25519());
+		cfg.limits = limits;
+		let net = SyncNetwork::start(cfg, store).await.unwrap();
+		let addrs = net.listen_addrs().await;
+		Node { net, addrs, _dir: dir.clone(), dir }
+	}
+	async fn start() -> Node {
+		Self::start_in(Arc::new(tempfile::tempdir().unwrap()), ServeLimits::default()).await
+	}
+	fn holder(&self, primary: bool) -> Holder {
+		Holder { peer: self.net.peer_id(), addrs: self.addrs.clone(), primary }
+	}
+	fn store(&self) -> &Store {
+		self.net.store()
+	}
+}
+
+/// A Primary with ≈ `total` bytes of mixed objects plus one large object.
+async fn primary(total: u64, large: u64, limits: ServeLimits) -> (Node, Head) {
+	let p = Node::start_in(Arc::new(tempfile::tempdir().unwrap()), limits).await;
+	let head = populate(p.store(), SEG, total, large).unwrap();
+	(p, head)
+}
+
+/// Every object of the segment at `head` reads back and hashes to its CID.
+fn assert_holds(store: &Store, head: Head) {
+	assert_eq!(store.head(SEG), Some(head));
+	for e in store.listing(SEG, &head.facts.root).unwrap().iter() {
+		let data = store.read_object(&e.cid).unwrap();
+		assert_eq!(cid_of(&data), e.cid);
+		assert_eq!(data.len() as u64, e.size);
+	}
+}
+
+fn limit(bytes_per_sec: u64) -> ServeLimits {
+	ServeLimits { bytes_per_sec_per_peer: Some(bytes_per_sec), ..Default::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_primary_five_replicas_converge_and_share_the_load() {
+	let (p, head) = primary(24 * MIB, 8 * MIB, limit(40 * MIB)).await;
+	let mut replicas = Vec::new();
+	for _ in 0..5 {
+		replicas.push(Node::start_in(Arc::new(tempfile::tempdir().unwrap()), limit(40 * MIB)).await);
+	}
+	let mut holders = vec![p.holder(true)];
+	holders.extend(replicas.iter().map(|r| r.holder(false)));
+	let (_tx, rx) = watch::channel(holders);
+	let syncs: Vec<_> = replicas
+		.iter()
+		.map(|r| {
+			let (net, rx) = (r.net.clone(), rx.clone());
+			tokio::spawn(async move { net.sync_segment(SEG, head, rx).await })
+		})
+		.collect();
+	let mut from_replicas = 0;
+	for s in syncs {
+		let report = s.await.unwrap().unwrap();
+		assert_eq!(report.head, Some(head));
+		assert!(report.banned.is_empty());
+		from_replicas += report.by_peer.iter().filter(|(peer, _)| **peer != p.net.peer_id()).map(|(_, b)| b).sum::<u64>();
+	}
+	for r in &replicas {
+		assert_holds(r.store(), head);
+	}
+	let data = head.facts.bytes;
+	let copies = p.net.served() as f64 / data as f64;
+	println!("primary served {copies:.2} copies to 5 replicas; replicas served each other {} MiB", from_replicas / MIB);
+	assert!(copies < 2.5, "the Primary served {copies:.2} copies; replicas must serve each other");
+	assert!(from_replicas as f64 > 2.0 * data as f64, "replicas served each other only {from_replicas} bytes");
+}
+
+/// Flips one byte in every large object file of a store (disk rot on a serving node).
+fn corrupt_large_objects(dir: &std::path::Path) -> usize {
+	let mut n = 0;
+	for sub in std::fs::read_dir(dir.join("objects")).unwrap() {
+		for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+			let path = f.unwrap().path();
+			if path.extension().is_none() {
+				let mut bytes = std::fs::read(&path).unwrap();
+				for i in (0..bytes.len()).step_by(16 * 1024) {
+					bytes[i] ^= 0x5a;
+				}
+				std::fs::write(&path, bytes).unwrap();
+				n += 1;
+			}
+		}
+	}
+	n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_peer_is_banned_and_nothing_corrupt_is_stored() {
+	let (p, head) = primary(6 * MIB, 4 * MIB, ServeLimits::default()).await;
+	// A complete Replica whose disk rotted: it serves bad bytes for every large object.
+	let c = Node::start().await;
+	let (tx, rx) = watch::channel(vec![p.holder(true)]);
+	c.net.sync_segment(SEG, head, rx).await.unwrap();
+	assert!(corrupt_large_objects(c.dir.path()) > 0);
+	drop(tx);
+
+	let d = Node::start().await;
+	// The complete Replica is preferred over the Primary, so it is asked first.
+	let (_tx, rx) = watch::channel(vec![p.holder(true), c.holder(false)]);
+	let report = d.net.sync_segment(SEG, head, rx).await.unwrap();
+	assert_eq!(report.banned, vec![c.net.peer_id()]);
+	assert_eq!(report.rejected_groups, 1, "detected within one chunk group");
+	assert!(d.net.is_banned(&c.net.peer_id()));
+	assert_holds(d.store(), head);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_transfer_resumes_without_refetching_verified_data() {
+	let (p, head) = primary(16 * MIB, 12 * MIB, limit(24 * MIB)).await;
+	let dir = Arc::new(tempfile::tempdir().unwrap());
+	let total = head.facts.bytes;
+	let first = {
+		let r = Node::start_in(dir.clone(), ServeLimits::default()).await;
+		let (_tx, rx) = watch::channel(vec![p.holder(true)]);
+		let net = r.net.clone();
+		let task = tokio::spawn(async move { net.sync_segment(SEG, head, rx).await });
+		while r.net.stats().received.load(std::sync::atomic::Ordering::Relaxed) < total / 2 {
+			tokio::time::sleep(Duration::from_millis(10)).await;
+		}
+		task.abort();
+		let _ = task.await;
+		r.net.shutdown();
+		r.net.stats().received.load(std::sync::atomic::Ordering::Relaxed)
+	};
+	// Let the aborted tasks drop their store handles, then reopen the same directory.
+	tokio::time::sleep(Duration::from_millis(300)).await;
+	let r = Node::start_in(dir.clone(), ServeLimits::default()).await;
+	let (_tx, rx) = watch::channel(vec![p.holder(true)]);
+	let report = r.net.sync_segment(SEG, head, rx).await.unwrap();
+	assert_holds(r.store(), head);
+	println!(
+		"first run verified {} KiB; resume found {} KiB, fetched {} KiB of {} KiB",
+		first / 1024,
+		report.resumed_bytes / 1024,
+		report.fetched_bytes / 1024,
+		total / 1024
+	);
+	assert!(first >= total / 2 && first < total);
+	// Everything verified before the stop is kept; only the rest (plus the one unit that was in
+	// flight, ≤ 1 MiB) is fetched again.
+	assert!(report.resumed_bytes + MIB >= first, "resume kept {} of {first}", report.resumed_bytes);
+	assert!(report.fetched_bytes <= total - first + MIB, "fetched {} again", report.fetched_bytes);
+	assert_eq!(report.resumed_bytes + report.fetched_bytes, total);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_holders_leave_and_join_mid_sync() {
+	let (p, head) = primary(12 * MIB, 4 * MIB, ServeLimits::default()).await;
+	let mut complete = Vec::new();
+	for _ in 0..3 {
+		let r = Node::start_in(Arc::new(tempfile::tempdir().unwrap()), limit(8 * MIB)).await;
+		let (_tx, rx) = watch::channel(vec![p.holder(true)]);
+		r.net.sync_segment(SEG, head, rx).await.unwrap();
+		complete.push(r);
+	}
+	p.net.shutdown();
+	let (r1, r2, r3) = (&complete[0], &complete[1], &complete[2]);
+	let d = Node::start().await;
+	let (tx, rx) = watch::channel(vec![r1.holder(false), r2.holder(false)]);
+	let net = d.net.clone();
+	let task = tokio::spawn(async move { net.sync_segment(SEG, head, rx).await });
+	let received = || d.net.stats().received.load(std::sync::atomic::Ordering::Relaxed);
+	while received() < head.facts.bytes / 4 {
+		tokio::time::sleep(Duration::from_millis(5)).await;
+	}
+	// r1 leaves, r3 joins.
+	r1.net.shutdown();
+	tx.send(vec![r2.holder(false), r3.holder(false)]).unwrap();
+	while received() < head.facts.bytes * 6 / 10 {
+		tokio::time::sleep(Duration::from_millis(5)).await;
+	}
+	// r2 leaves: r3 alone finishes.
+	r2.net.shutdown();
+	tx.send(vec![r3.holder(false)]).unwrap();
+	let report = task.await.unwrap().unwrap();
+	assert_holds(d.store(), head);
+	let from = |r: &Node| report.by_peer.get(&r.net.peer_id()).copied().unwrap_or(0);
+	println!("r1 {} r2 {} r3 {} bytes", from(r1), from(r2), from(r3));
+	// r3 is the only holder after r2 left at 60 %: it served at least the rest.
+	assert!(from(r3) >= head.facts.bytes * 3 / 10, "r3 finished the sync");
+	assert!(from(r1) + from(r2) >= head.facts.bytes / 4);
+	assert_eq!(report.fetched_bytes, head.facts.bytes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_are_refused_and_the_server_keeps_serving() {
+	use codec::Encode;
+	use sync_net::{
+		client::Session,
+		protocol::{Envelope, ErrorCode, GroupRange, Request, Response, MAX_REQUEST_BYTES},
+	};
+	let (p, head) = primary(2 * MIB, 0, ServeLimits::default()).await;
+	let c = Node::start().await;
+	c.net.dial(p.net.peer_id(), p.addrs.clone()).await.unwrap();
+
+	let req = |version: u8, request: Request| Envelope { version, request }.encode();
+	// Unknown version: refused, stream closed.
+	let mut s = Session::open(&c.net, p.net.peer_id()).await.unwrap();
+	let r = s.raw_request(&req(9, Request::Head { segment: SEG })).await.unwrap();
+	assert_eq!(r, Response::Error(ErrorCode::UnsupportedVersion));
+	// Garbage: refused.
+	let mut s = Session::open(&c.net, p.net.peer_id()).await.unwrap();
+	assert_eq!(s.raw_request(&[1, 0xff, 0xee]).await.unwrap(), Response::Error(ErrorCode::Malformed));
+	// Truncated (valid prefix of a request): refused.
+	let mut s = Session::open(&c.net, p.net.peer_id()).await.unwrap();
+	let full = req(1, Request::Index { segment: SEG, root: head.facts.root, start: 0, count: 10 });
+	assert_eq!(s.raw_request(&full[..full.len() - 3]).await.unwrap(), Response::Error(ErrorCode::Malformed));
+	// Oversized frame: refused before it is read.
+	let mut s = Session::open(&c.net, p.net.peer_id()).await.unwrap();
+	let big = vec![1u8; MAX_REQUEST_BYTES + 1];
+	assert_eq!(s.raw_request(&big).await.unwrap(), Response::Error(ErrorCode::TooLarge));
+	// Over the limits: refused, but the stream stays usable.
+	let mut s = Session::open(&c.net, p.net.peer_id()).await.unwrap();
+	let too_many = Request::Groups { ranges: vec![GroupRange { cid: [0; 32], first: 0, count: 65 }] };
+	assert_eq!(s.raw_request(&req(1, too_many)).await.unwrap(), Response::Error(ErrorCode::TooLarge));
+	let too_long = Request::Index { segment: SEG, root: head.facts.root, start: 0, count: 5000 };
+	assert_eq!(s.raw_request(&req(1, too_long)).await.unwrap(), Response::Error(ErrorCode::TooLarge));
+	let h = s.head(SEG).await.unwrap();
+	assert_eq!(h.complete.map(|h| h.facts), Some(head.facts));
+	// Unknown segment / wrong root: NotHeld.
+	let r = s.raw_request(&req(1, Request::Index { segment: 99, root: [1; 32], start: 0, count: 1 })).await.unwrap();
+	assert_eq!(r, Response::Error(ErrorCode::NotHeld));
+	assert!(p.net.stats().refused.load(std::sync::atomic::Ordering::Relaxed) >= 6);
+
+	// The server still serves a normal sync.
+	let d = Node::start().await;
+	let (_tx, rx) = watch::channel(vec![p.holder(true)]);
+	d.net.sync_segment(SEG, head, rx).await.unwrap();
+	assert_holds(d.store(), head);
+}
+
+mod rogue {
+	//! A bare libp2p node speaking the transfer protocol badly, to test the client side.
+	use super::*;
+	use codec::{Decode, Encode};
+	use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+	use libp2p::{noise, tcp, yamux};
+	use sync_net::protocol::{Envelope, Request, Response, WireHead, PROTOCOL};
+
+	#[derive(Clone, Copy)]
+	pub enum Mode {
+		/// Announces a 100 MiB response header.
+		Oversized,
+		/// Sends a group frame of the wrong length.
+		WrongLength,
+		/// Sends half a frame and closes.
+		Truncated,
+	}
+
+	pub async fn start(head: Head, mode: Mode) -> Holder {
+		let kp = Keypair::generate_ed25519();
+		let mut swarm = libp2p::SwarmBuilder::with_existing_identity(kp)
+			.with_tokio()
+			.with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+			.unwrap()
+			.with_behaviour(|_| libp2p_stream::Behaviour::new())
+			.unwrap()
+			.with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+			.build();
+		swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+		let addr = loop {
+			if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+				break address;
+			}
+		};
+		let peer = *swarm.local_peer_id();
+		let mut incoming = swarm.behaviour().new_control().accept(PROTOCOL).unwrap();
+		tokio::spawn(async move {
+			loop {
+				swarm.select_next_some().await;
+			}
+		});
+		tokio::spawn(async move {
+			while let Some((_, mut s)) = incoming.next().await {
+				tokio::spawn(async move {
+					loop {
+						let mut len = [0u8; 4];
+						if s.read_exact(&mut len).await.is_err() {
+							return;
+						}
+						let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
+						s.read_exact(&mut buf).await.unwrap();
+						let env = Envelope::decode(&mut &buf[..]).unwrap();
+						let reply = match env.request {
+							Request::Head { .. } => {
+								let h = WireHead { seq: head.seq, facts: head.facts };
+								Response::Head { complete: Some(h), syncing: None }.encode()
+							},
+							_ => match mode {
+								Mode::Oversized => {
+									let _ = s.write_all(&(100u32 << 20).to_le_bytes()).await;
+									let _ = s.write_all(&[0u8; 1024]).await;
+									let _ = s.flush().await;
+									tokio::time::sleep(Duration::from_secs(5)).await;
+									return;
+								},
+								Mode::Truncated => {
+									let _ = s.write_all(&100u32.to_le_bytes()).await;
+									let _ = s.write_all(&[0u8; 10]).await;
+									let _ = s.close().await;
+									return;
+								},
+								Mode::WrongLength => match env.request {
+									Request::Groups { .. } => {
+										let mut out = Vec::new();
+										let hdr = Response::Groups.encode();
+										out.extend((hdr.len() as u32).to_le_bytes());
+										out.extend(hdr);
+										out.extend(8u32.to_le_bytes());
+										out.extend([0u8; 8]);
+										let _ = s.write_all(&out).await;
+										let _ = s.flush().await;
+										continue;
+									},
+									_ => Response::Error(sync_net::protocol::ErrorCode::NotHeld).encode(),
+								},
+							},
+						};
+						let _ = s.write_all(&(reply.len() as u32).to_le_bytes()).await;
+						let _ = s.write_all(&reply).await;
+						let _ = s.flush().await;
+					}
+				});
+			}
+		});
+		Holder { peer, addrs: vec![addr], primary: false }
+	}
+
+	pub fn peer_of(h: &Holder) -> PeerId {
+		h.peer
+	}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_responses_are_rejected_and_sync_completes_elsewhere() {
+	// A slow Primary, so the rogue (a "complete Replica", preferred) gets work.
+	let (p, head) = primary(3 * MIB, 2 * MIB, limit(4 * MIB)).await;
+	for (mode, banned) in [(rogue::Mode::Oversized, true), (rogue::Mode::WrongLength, true), (rogue::Mode::Truncated, false)] {
+		let bad = rogue::start(head, mode).await;
+		let d = Node::start().await;
+		let (_tx, rx) = watch::channel(vec![p.holder(true), bad.clone()]);
+		let report = d.net.sync_segment(SEG, head, rx).await.unwrap();
+		assert_holds(d.store(), head);
+		assert_eq!(report.banned.contains(&rogue::peer_of(&bad)), banned);
+		assert_eq!(report.by_peer.get(&bad.peer).copied().unwrap_or(0), 0);
+	}
+}
