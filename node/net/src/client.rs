@@ -69,7 +69,7 @@ impl Session {
 			.map_err(|e| PeerError::Transport(e.to_string()))?;
 		Ok(Session {
 			peer,
-			io: BufReader::with_capacity(128 * 1024, stream),
+			io: BufReader::with_capacity(4 * 1024, stream),
 			buf: Vec::with_capacity(MAX_DATA_FRAME),
 			timeout: net.inner.config.request_timeout,
 		})

@@ -131,6 +131,8 @@ struct Sched {
 	open: usize,
 	dead: HashSet<PeerId>,
 	assign: Vec<PeerId>,
+	pack: Vec<(Hash32, u64, u64)>,
+	outboards_open: usize,
 	report: SyncReport,
 }
 
@@ -253,6 +255,7 @@ impl Engine {
 				ObjectState::Absent => {
 					let id = s.push(Work::Outboard { cid: e.cid, size: e.size }, self.me);
 					s.outboards.push(id);
+					s.outboards_open += 1;
 				},
 				ObjectState::Partial { missing } => {
 					s.report.resumed_bytes += e.size - missing.iter().map(|g| group_len(e.size, *g)).sum::<u64>();
@@ -369,6 +372,7 @@ impl Engine {
 						let mut s = self.sched.lock();
 						s.report.outboard_bytes += ob.len() as u64;
 						s.finish(id);
+						s.outboards_open -= 1;
 						let groups = (0..groups_of(size)).map(|g| (cid, size, g)).collect();
 						s.push_groups(groups);
 						drop(s);
@@ -445,6 +449,7 @@ impl Engine {
 			}
 		}
 		let store = self.net.store().clone();
+		let received = &self.net.inner.stats.received;
 		let mut got: HashSet<(Hash32, u64)> = HashSet::new();
 		let mut missing = false;
 		let mut bytes = 0u64;
@@ -456,6 +461,7 @@ impl Engine {
 					Received::Data(d) => match store.write_group(&cid, size, g, d) {
 						Ok(_) => {
 							bytes += d.len() as u64;
+							received.fetch_add(d.len() as u64, Ordering::Relaxed);
 							got.insert((cid, g));
 							Ok(())
 						},
@@ -478,7 +484,6 @@ impl Engine {
 			s.report.rejected_groups += rejected;
 			*s.report.by_peer.entry(peer).or_insert(0) += bytes;
 		}
-		self.net.inner.stats.received.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
 		let rest: Vec<_> = list.into_iter().filter(|(c, _, g)| !got.contains(&(*c, *g))).collect();
 		if rest.is_empty() {
 			self.sched.lock().finish(id);
@@ -573,9 +578,15 @@ impl Sched {
 		self.units.len() - 1
 	}
 
-	/// Splits groups into units of at most 64 and files them under their owners.
+	/// Packs groups (across objects) into units of [`MAX_GROUPS_PER_REQUEST`] and files them
+	/// under their owners. A short remainder waits for more groups until no outboard is pending,
+	/// so small objects share requests instead of paying a round trip each.
 	fn push_groups(&mut self, groups: Vec<(Hash32, u64, u64)>) {
-		for chunk in groups.chunks(MAX_GROUPS_PER_REQUEST as usize) {
+		self.pack.extend(groups);
+		let max = MAX_GROUPS_PER_REQUEST as usize;
+		let full = if self.outboards_open == 0 { self.pack.len() } else { self.pack.len() / max * max };
+		let ready: Vec<_> = self.pack.drain(..full).collect();
+		for chunk in ready.chunks(max) {
 			let (cid, _, g) = chunk[0];
 			let owner = self.assign[(unit_hash(&cid, g) % self.assign.len() as u64) as usize];
 			let id = self.push(Work::Groups(chunk.to_vec()), owner);

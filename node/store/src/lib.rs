@@ -5,24 +5,25 @@
 //! - `db.redb` ([redb]: a pure-Rust, copy-on-write B-tree with ACID transactions and no
 //!   background threads): segment indexes, heads, roots by seq, staged indexes of transfers, and
 //!   *small* objects (≤ one 16 KiB chunk group) inline, so a segment of many small objects does
-//!   not become a directory of tiny files.
-//! - `objects/xx/<cid>` + `<cid>.obao`: complete large objects as plain files with their
-//!   [outboard](sync_primitives::outboard), so serving is a `pread` and bulk data never goes
-//!   through the B-tree (the 2×–3× write amplification of a page store is what large objects
-//!   would otherwise pay).
-//! - `partial/<cid>` + `.obao` + `.bits`: large objects being downloaded, written in place at
-//!   their offsets; `.bits` holds one byte per group, set only after the group was verified
-//!   and written.
+//!   not become a directory of tiny files, and the [outboards](sync_primitives::outboard) of
+//!   large objects (0.4 % of their size).
+//! - `objects/xx/<cid>`: complete large objects as plain files, so serving is one `pread` and
+//!   bulk data never goes through the B-tree (the 2×–3× write amplification of a page store is
+//!   what large objects would otherwise pay).
+//! - `partial/<cid>` + `.bits`: large objects being downloaded, written in place at their
+//!   offsets; `.bits` holds one byte per group, set only after the group was verified and
+//!   written.
 //!
 //! # Crash safety
 //! Nothing is fsynced per chunk. Group data is `pwrite`n before its bit; bits are written
-//! lazily (every [`BITS_FLUSH_GROUPS`] groups and on [`Store::flush`]); small objects are
-//! committed to the database in batches of [`SMALL_BATCH_BYTES`]. After `kill -9` the page cache
+//! lazily (every [`BITS_FLUSH_GROUPS`] groups over all objects, and on [`Store::flush`]); small objects and
+//! outboards are committed to the database in batches of [`SMALL_BATCH_BYTES`] (a partial
+//! object whose outboard was not committed yet is discarded on reopen). After `kill -9` the page cache
 //! still holds every completed write, so at most the unflushed bits and the unflushed small
 //! batch are fetched again. The bits are only a hint: reopening a partial object re-hashes every
 //! flagged group against the outboard, so even a torn write after power loss costs a refetch,
 //! never a corrupt byte. A finished object is fsynced and then renamed into `objects/` (the
-//! rename is the commit point); a finished segment swaps its index and head in one durable
+//! rename is the commit point) by a background thread, so disk flushes overlap the transfer; a finished segment swaps its index and head in one durable
 //! database transaction.
 //!
 //! # Roots
@@ -50,10 +51,13 @@ pub use segments::{Head, SegmentWrite, Transfer};
 pub use sync_primitives::commitment::Entry;
 
 /// Small objects are committed to the database once this many bytes are pending.
-pub const SMALL_BATCH_BYTES: usize = 4 << 20;
-/// A partial object's bits are written after this many newly verified groups (4 MiB).
-pub const BITS_FLUSH_GROUPS: u32 = 256;
+pub const SMALL_BATCH_BYTES: usize = 2 << 20;
+/// Bits of partial objects are written after this many newly verified groups (2 MiB), over all
+/// objects in progress.
+pub const BITS_FLUSH_GROUPS: u32 = 128;
 
+/// Outboards of large objects (complete or partial): CID → outboard bytes.
+const OUTBOARDS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("outboards");
 /// Inline small objects: CID → bytes.
 const BLOBS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blobs");
 /// Segment index: (segment, key) → (CID, size).
@@ -199,12 +203,15 @@ impl Store {
 	/// Opens (or creates) the store in `dir`, loading and checking every segment's index.
 	pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
 		let dir = dir.as_ref().to_path_buf();
-		std::fs::create_dir_all(dir.join("objects"))?;
+		for i in 0..=255u8 {
+			std::fs::create_dir_all(dir.join("objects").join(hex(&[i])))?;
+		}
 		std::fs::create_dir_all(dir.join("partial"))?;
 		let db = Database::create(dir.join("db.redb"))?;
 		{
 			let tx = db.begin_write()?;
 			tx.open_table(BLOBS)?;
+			tx.open_table(OUTBOARDS)?;
 			tx.open_table(INDEX)?;
 			tx.open_table(HEADS)?;
 			tx.open_table(ROOTS)?;

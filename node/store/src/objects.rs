@@ -1,7 +1,7 @@
 //! Objects by CID: small ones inline in the database, large ones as files with outboards, and
 //! partial (downloading) large objects written in place with a lazily persisted bitfield.
-use crate::{hex, Cid, Result, Store, StoreError, BITS_FLUSH_GROUPS, BLOBS, SMALL_BATCH_BYTES};
-use parking_lot::Mutex;
+use crate::{hex, Cid, Result, Store, StoreError, BITS_FLUSH_GROUPS, BLOBS, OUTBOARDS, SMALL_BATCH_BYTES};
+use parking_lot::{Condvar, Mutex};
 use redb::{Database, Durability, ReadableDatabase, WriteTransaction};
 use std::{
 	collections::HashMap,
@@ -9,7 +9,10 @@ use std::{
 	io::{ErrorKind, Write},
 	os::unix::fs::FileExt,
 	path::PathBuf,
-	sync::Arc,
+	sync::{
+		atomic::{AtomicU32, Ordering},
+		Arc,
+	},
 };
 use sync_primitives::{
 	commitment::{cid_of, Hash32, GROUP_LEN},
@@ -58,12 +61,17 @@ struct PartialState {
 pub(crate) struct Objects {
 	dir: PathBuf,
 	pending: Mutex<Pending>,
-	partials: Mutex<HashMap<Hash32, Arc<Partial>>>,
+	partials: Arc<Mutex<HashMap<Hash32, Arc<Partial>>>>,
+	finisher: Mutex<Option<std::sync::mpsc::Sender<(Hash32, Arc<Partial>)>>>,
+	finishing: Arc<(Mutex<usize>, Condvar)>,
+	/// Verified groups whose bits are not written yet, over all partial objects.
+	dirty_groups: AtomicU32,
 }
 
 #[derive(Default)]
 struct Pending {
 	blobs: HashMap<Hash32, Vec<u8>>,
+	outboards: HashMap<Hash32, Vec<u8>>,
 	bytes: usize,
 }
 
@@ -74,17 +82,64 @@ pub(crate) fn is_small(size: u64) -> bool {
 
 impl Objects {
 	pub(crate) fn new(dir: PathBuf) -> Self {
-		Objects { dir, pending: Mutex::new(Pending::default()), partials: Mutex::new(HashMap::new()) }
+		Objects {
+			dir,
+			pending: Mutex::new(Pending::default()),
+			partials: Arc::new(Mutex::new(HashMap::new())),
+			finisher: Mutex::new(None),
+			finishing: Arc::new((Mutex::new(0), Condvar::new())),
+			dirty_groups: AtomicU32::new(0),
+		}
+	}
+
+	/// Hands a fully verified partial object to the finisher thread, which fsyncs it and then
+	/// renames it into `objects/` (the commit point), off the transfer's hot path.
+	fn finish_later(&self, cid: Hash32, p: Arc<Partial>) -> Result<()> {
+		*self.finishing.0.lock() += 1;
+		let mut tx = self.finisher.lock();
+		if tx.is_none() {
+			let (send, recv) = std::sync::mpsc::channel::<(Hash32, Arc<Partial>)>();
+			let (partials, finishing) = (self.partials.clone(), self.finishing.clone());
+			let paths = Objects::new(self.dir.clone());
+			std::thread::Builder::new().name("sync-store-finisher".into()).spawn(move || {
+				for (cid, p) in recv {
+					if let Err(e) = paths.commit_partial(&cid, &p) {
+						log::error!(target: "sync-store", "finishing object {}: {e}", Cid(cid));
+					} else {
+						partials.lock().remove(&cid);
+					}
+					let mut n = finishing.0.lock();
+					*n -= 1;
+					finishing.1.notify_all();
+				}
+			})?;
+			*tx = Some(send);
+		}
+		tx.as_ref().expect("set above").send((cid, p)).map_err(|_| std::io::Error::other("finisher stopped"))?;
+		Ok(())
+	}
+
+	/// Waits until every handed-over object is committed.
+	fn wait_finished(&self) {
+		let mut n = self.finishing.0.lock();
+		while *n > 0 {
+			self.finishing.1.wait(&mut n);
+		}
+	}
+
+	/// fsync, then rename data and outboard into `objects/`.
+	fn commit_partial(&self, cid: &Hash32, p: &Partial) -> Result<()> {
+		p.data.sync_data()?;
+		let dest = self.object_path(cid);
+		fs::rename(self.partial_path(cid, ""), &dest)?;
+		p.state.lock().done = true;
+		let _ = fs::remove_file(&p.bits_path);
+		Ok(())
 	}
 
 	fn object_path(&self, cid: &Hash32) -> PathBuf {
 		let h = hex(cid);
 		self.dir.join("objects").join(&h[..2]).join(h)
-	}
-	fn complete_outboard_path(&self, cid: &Hash32) -> PathBuf {
-		let mut p = self.object_path(cid);
-		p.set_extension("obao");
-		p
 	}
 	fn partial_path(&self, cid: &Hash32, ext: &str) -> PathBuf {
 		let p = self.dir.join("partial").join(hex(cid));
@@ -95,35 +150,52 @@ impl Objects {
 		}
 	}
 
-	/// Commits pending small objects and writes dirty bitfields.
+	/// Commits pending small objects and outboards, writes dirty bitfields and waits for
+	/// finishing objects.
 	pub(crate) fn flush(&self, db: &Database) -> Result<()> {
-		let batch = {
+		self.wait_finished();
+		self.commit_pending(db)?;
+		self.write_all_bits()
+	}
+
+	/// Commits the pending batch of small objects and outboards (one durable transaction).
+	fn commit_pending(&self, db: &Database) -> Result<()> {
+		let (blobs, outboards) = {
 			let mut p = self.pending.lock();
-			if p.blobs.is_empty() {
-				None
-			} else {
-				p.bytes = 0;
-				Some(p.blobs.clone())
-			}
+			p.bytes = 0;
+			(p.blobs.clone(), p.outboards.clone())
 		};
-		if let Some(batch) = batch {
+		if !blobs.is_empty() || !outboards.is_empty() {
 			let mut tx = db.begin_write()?;
 			tx.set_durability(Durability::Immediate).map_err(|e| StoreError::Db(e.into()))?;
 			{
 				let mut t = tx.open_table(BLOBS)?;
-				for (cid, data) in &batch {
+				for (cid, data) in &blobs {
 					t.insert(cid, data.as_slice())?;
+				}
+				let mut t = tx.open_table(OUTBOARDS)?;
+				for (cid, ob) in &outboards {
+					t.insert(cid, ob.as_slice())?;
 				}
 			}
 			tx.commit()?;
 			let mut p = self.pending.lock();
-			for cid in batch.keys() {
+			for cid in blobs.keys() {
 				p.blobs.remove(cid);
 			}
+			for cid in outboards.keys() {
+				p.outboards.remove(cid);
+			}
 		}
+		Ok(())
+	}
+
+	/// Writes the bits of every partial object that changed. Outboards must be committed first:
+	/// bits without their outboard are worthless after a crash.
+	fn write_all_bits(&self) -> Result<()> {
 		let partials: Vec<_> = self.partials.lock().values().cloned().collect();
 		for p in partials {
-			p.write_bits(true)?;
+			p.write_bits()?;
 		}
 		Ok(())
 	}
@@ -134,16 +206,23 @@ impl Objects {
 		Ok(())
 	}
 
-	/// Writes a complete large object (already hashed by the caller) durably.
-	pub(crate) fn put_large(&self, cid: &Hash32, data: &[u8], outboard: &Outboard) -> Result<()> {
+	/// Writes a complete large object (already hashed by the caller) durably; its outboard goes
+	/// into `tx`, the caller's segment transaction.
+	pub(crate) fn put_large_in(&self, tx: &WriteTransaction, cid: &Hash32, data: &[u8], outboard: &Outboard) -> Result<()> {
 		let path = self.object_path(cid);
-		if path.exists() {
-			return Ok(());
+		if !path.exists() {
+			write_durable(&path, data)?;
 		}
-		fs::create_dir_all(path.parent().expect("objects/xx"))?;
-		write_durable(&self.complete_outboard_path(cid), &outboard.to_bytes())?;
-		write_durable(&path, data)?;
+		tx.open_table(OUTBOARDS)?.insert(cid, outboard.to_bytes().as_slice())?;
 		Ok(())
+	}
+
+	/// Outboard bytes, pending or committed.
+	fn outboard_bytes(&self, db: &Database, cid: &Hash32) -> Result<Option<Vec<u8>>> {
+		if let Some(ob) = self.pending.lock().outboards.get(cid) {
+			return Ok(Some(ob.clone()));
+		}
+		Ok(db.begin_read()?.open_table(OUTBOARDS)?.get(cid)?.map(|v| v.value().to_vec()))
 	}
 }
 
@@ -158,18 +237,18 @@ fn write_durable(path: &PathBuf, data: &[u8]) -> Result<()> {
 }
 
 impl Partial {
-	/// Writes the bitfield if enough groups changed (or `force`).
-	fn write_bits(&self, force: bool) -> Result<()> {
+	/// Writes the bitfield if any group changed since the last write.
+	fn write_bits(&self) -> Result<()> {
 		let snapshot = {
 			let mut s = self.state.lock();
-			if s.done || s.dirty == 0 || (!force && s.dirty < BITS_FLUSH_GROUPS) {
+			if s.done || s.dirty == 0 {
 				return Ok(());
 			}
 			s.dirty = 0;
 			s.have.clone()
 		};
 		// Data was pwritten before its bit was set, so the file never claims unwritten groups.
-		OpenOptions::new().write(true).open(&self.bits_path)?.write_all_at(&snapshot, 0)?;
+		OpenOptions::new().write(true).create(true).truncate(false).open(&self.bits_path)?.write_all_at(&snapshot, 0)?;
 		Ok(())
 	}
 }
@@ -221,10 +300,11 @@ impl Store {
 			self.discard_partial(cid);
 			return Ok(None);
 		}
-		let ob_bytes = match fs::read(o.partial_path(cid, "obao")) {
-			Ok(b) => b,
-			Err(e) if e.kind() == ErrorKind::NotFound => fs::read(o.complete_outboard_path(cid))?,
-			Err(e) => return Err(e.into()),
+		let Some(ob_bytes) = o.outboard_bytes(&self.inner.db, cid)? else {
+			// Crashed before the outboard was committed: nothing of this object can be trusted.
+			drop(data);
+			self.discard_partial(cid);
+			return Ok(None);
 		};
 		let ob = Outboard::from_bytes(size, &ob_bytes).map_err(|reason| StoreError::BadData { cid: Cid(*cid), reason })?;
 		if let Err(reason) = ob.verify(cid) {
@@ -254,14 +334,14 @@ impl Store {
 			bits_path,
 			state: Mutex::new(PartialState { have, missing, dirty: BITS_FLUSH_GROUPS, done: false }),
 		});
-		p.write_bits(true)?;
+		p.write_bits()?;
 		Ok(Some(o.partials.lock().entry(*cid).or_insert(p).clone()))
 	}
 
 	fn discard_partial(&self, cid: &Hash32) {
 		let o = self.objects();
 		o.partials.lock().remove(cid);
-		for ext in ["", "obao", "bits"] {
+		for ext in ["", "bits"] {
 			let _ = fs::remove_file(o.partial_path(cid, ext));
 		}
 	}
@@ -275,9 +355,8 @@ impl Store {
 		let ob = Outboard::from_bytes(size, outboard).map_err(|reason| StoreError::BadData { cid: Cid(*cid), reason })?;
 		ob.verify(cid).map_err(|reason| StoreError::BadData { cid: Cid(*cid), reason })?;
 		let o = self.objects();
-		fs::write(o.partial_path(cid, "obao"), outboard)?;
+		o.pending.lock().outboards.insert(*cid, outboard.to_vec());
 		let groups = groups_of(size);
-		fs::write(o.partial_path(cid, "bits"), vec![0u8; groups as usize])?;
 		let data = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(o.partial_path(cid, ""))?;
 		data.set_len(size)?;
 		let p = Arc::new(Partial {
@@ -300,9 +379,7 @@ impl Store {
 		}
 		if is_small(size) {
 			verify_group(cid, size, None, 0, data).map_err(bad)?;
-			if self.has_object(cid)? {
-				return Ok(false);
-			}
+			// (A duplicate is harmless: the batch overwrites the same bytes under the same CID.)
 			let full = {
 				let mut p = self.objects().pending.lock();
 				if p.blobs.insert(*cid, data.to_vec()).is_none() {
@@ -311,20 +388,22 @@ impl Store {
 				p.bytes >= SMALL_BATCH_BYTES
 			};
 			if full {
-				self.flush()?;
+				self.objects().commit_pending(&self.inner.db)?;
 			}
 			return Ok(true);
 		}
-		if self.has_object(cid)? {
-			return Ok(false);
-		}
-		let p = self.partial(cid, size)?.ok_or(StoreError::UnknownObject(Cid(*cid)))?;
+		let known = self.objects().partials.lock().get(cid).cloned();
+		let p = match known {
+			Some(p) => p,
+			None if self.has_object(cid)? => return Ok(false),
+			None => self.partial(cid, size)?.ok_or(StoreError::UnknownObject(Cid(*cid)))?,
+		};
 		verify_group(cid, size, p.leaves.get(index as usize), index, data).map_err(bad)?;
 		if p.state.lock().have[index as usize] != 0 {
 			return Ok(false);
 		}
 		p.data.write_all_at(data, index * GROUP_LEN)?;
-		let (complete, flush_bits) = {
+		let complete = {
 			let mut s = p.state.lock();
 			if s.have[index as usize] != 0 {
 				return Ok(false);
@@ -332,28 +411,22 @@ impl Store {
 			s.have[index as usize] = 1;
 			s.missing -= 1;
 			s.dirty += 1;
-			(s.missing == 0, s.dirty >= BITS_FLUSH_GROUPS)
+			s.missing == 0
 		};
+		let o = self.objects();
 		if complete {
-			self.finish_partial(cid, &p)?;
-		} else if flush_bits {
-			p.write_bits(false)?;
+			o.finish_later(*cid, p)?;
+		}
+		// Bits are written once per BITS_FLUSH_GROUPS verified groups over all objects, so a
+		// crash loses at most that much however many objects are in progress.
+		if o.dirty_groups.fetch_add(1, Ordering::Relaxed) + 1 >= BITS_FLUSH_GROUPS {
+			o.dirty_groups.store(0, Ordering::Relaxed);
+			if !o.pending.lock().outboards.is_empty() {
+				o.commit_pending(&self.inner.db)?;
+			}
+			o.write_all_bits()?;
 		}
 		Ok(complete)
-	}
-
-	/// Moves a fully verified partial object into `objects/` (fsync, then rename = commit).
-	fn finish_partial(&self, cid: &Hash32, p: &Partial) -> Result<()> {
-		p.data.sync_data()?;
-		let o = self.objects();
-		let dest = o.object_path(cid);
-		fs::create_dir_all(dest.parent().expect("objects/xx"))?;
-		fs::rename(o.partial_path(cid, "obao"), o.complete_outboard_path(cid))?;
-		fs::rename(o.partial_path(cid, ""), &dest)?;
-		p.state.lock().done = true;
-		let _ = fs::remove_file(&p.bits_path);
-		o.partials.lock().remove(cid);
-		Ok(())
 	}
 
 	/// Reads `count` groups of object `cid` from `first`, for serving: complete objects in full,
@@ -389,13 +462,8 @@ impl Store {
 
 	/// The outboard of a complete or partial large object (empty for small objects).
 	pub fn outboard(&self, cid: &Hash32) -> Result<Vec<u8>> {
-		let o = self.objects();
-		for path in [o.complete_outboard_path(cid), o.partial_path(cid, "obao")] {
-			match fs::read(&path) {
-				Ok(b) => return Ok(b),
-				Err(e) if e.kind() == ErrorKind::NotFound => continue,
-				Err(e) => return Err(e.into()),
-			}
+		if let Some(ob) = self.objects().outboard_bytes(&self.inner.db, cid)? {
+			return Ok(ob);
 		}
 		if self.has_object(cid)? {
 			return Ok(Vec::new());

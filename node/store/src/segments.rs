@@ -145,7 +145,7 @@ impl Store {
 						if is_small(size) {
 							self.inner.objects.put_small_in(&tx, &cid, data)?;
 						} else {
-							self.inner.objects.put_large(&cid, data, &ob)?;
+							self.inner.objects.put_large_in(&tx, &cid, data, &ob)?;
 						}
 						index.insert((segment, key.as_slice()), (cid, size))?;
 						trie.insert(Entry { key: key.clone(), cid, size });

@@ -1,1 +1,354 @@
-fn main() {}
+//! `sync-bench`: data-plane figures on loopback, printed as a table (never asserted).
+//!
+//! 1. Verified snapshot sync of a segment (default 1 GiB: mixed objects plus one 256 MiB
+//!    object) from a Primary in a child process to this process, in MB/s, and this process's
+//!    peak RSS during it (the receiving node alone).
+//! 2. Primary egress when n = 1, 2, 4, 8 Replicas join at once (in-process), as a fraction of
+//!    the data per Replica (goal ≤ 1.5/n).
+//! 3. Resume after `kill -9` at 50 %: a child process syncs, is killed, this process reopens its
+//!    store and finishes; bytes fetched twice, as a fraction of the data (goal ≤ 1 %).
+//!
+//! `sync-bench [--size-mib N] [--large-mib N] [--egress-mib N] [--dir PATH]`
+use codec::{Decode, Encode};
+use std::{
+	io::{BufRead, BufReader, Write},
+	process::{Command, Stdio},
+	sync::atomic::Ordering,
+	time::{Duration, Instant},
+};
+use sync_net::{fixtures::populate, protocol::WireHead, Holder, Keypair, Multiaddr, NetConfig, PeerId, SyncNetwork};
+use sync_store::{Head, Store};
+use tokio::sync::watch;
+
+const MIB: u64 = 1 << 20;
+const SEG: u64 = 1;
+
+fn arg(name: &str, default: u64) -> u64 {
+	let args: Vec<String> = std::env::args().collect();
+	args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn hex(b: &[u8]) -> String {
+	b.iter().map(|x| format!("{x:02x}")).collect()
+}
+fn unhex(s: &str) -> Vec<u8> {
+	(0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
+}
+
+/// CPU seconds (user + system) this process has used.
+fn cpu_secs() -> f64 {
+	let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+	let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+	let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
+		+ fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+	ticks / 100.0
+}
+
+fn rss_peak_kib() -> u64 {
+	std::fs::read_to_string("/proc/self/status")
+		.ok()
+		.and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0)))
+		.unwrap_or(0)
+}
+
+async fn start(dir: &std::path::Path) -> SyncNetwork {
+	let store = Store::open(dir).expect("open store");
+	let mut cfg = NetConfig::new(Keypair::generate_ed25519());
+	if let Ok(w) = std::env::var("SYNC_BENCH_YAMUX_WINDOW") {
+		cfg.yamux_window = w.parse().ok();
+	}
+	SyncNetwork::start(cfg, store).await.expect("start network")
+}
+
+/// Child: a Primary with generated data; prints `READY peer addr head` and serves until stdin closes.
+async fn child_serve(dir: String, size: u64, large: u64) {
+	let net = start(dir.as_ref()).await;
+	let t = Instant::now();
+	let head = match net.store().head(SEG) {
+		Some(h) => h,
+		None => populate(net.store(), SEG, size, large).expect("populate"),
+	};
+	eprintln!("primary: {} MiB generated and stored in {:.1} s", head.facts.bytes / MIB, t.elapsed().as_secs_f64());
+	let addr = net.listen_addrs().await[0].clone();
+	let wire = WireHead { seq: head.seq, facts: head.facts }.encode();
+	println!("READY {} {} {}", net.peer_id(), addr, hex(&wire));
+	std::io::stdout().flush().unwrap();
+	let _ = tokio::task::spawn_blocking(|| {
+		let mut s = String::new();
+		let _ = std::io::stdin().read_line(&mut s);
+	})
+	.await;
+}
+
+/// Child: syncs from the Primary, printing bytes received every millisecond (until killed).
+async fn child_fetch(dir: String, peer: String, addr: String, head: String) {
+	let net = start(dir.as_ref()).await;
+	let (head, holder) = parse_primary(&peer, &addr, &head);
+	let (_tx, rx) = watch::channel(vec![holder]);
+	let n = net.clone();
+	tokio::spawn(async move {
+		let mut out = std::io::stdout();
+		loop {
+			let _ = writeln!(out, "{}", n.stats().received.load(Ordering::Relaxed));
+			let _ = out.flush();
+			tokio::time::sleep(Duration::from_millis(1)).await;
+		}
+	});
+	net.sync_segment(SEG, head, rx).await.expect("sync");
+}
+
+fn parse_primary(peer: &str, addr: &str, head: &str) -> (Head, Holder) {
+	let w = WireHead::decode(&mut &unhex(head)[..]).expect("head");
+	let peer: PeerId = peer.parse().expect("peer id");
+	let addr: Multiaddr = addr.parse().expect("multiaddr");
+	(Head { seq: w.seq, facts: w.facts }, Holder { peer, addrs: vec![addr], primary: true })
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+	let args: Vec<String> = std::env::args().collect();
+	match args.get(1).map(String::as_str) {
+		Some("serve") => return child_serve(args[2].clone(), args[3].parse().unwrap(), args[4].parse().unwrap()).await,
+		Some("fetch") => return child_fetch(args[2].clone(), args[3].clone(), args[4].clone(), args[5].clone()).await,
+		Some("raw-serve") => return raw::serve(args[2].parse().unwrap()).await,
+		_ => {},
+	}
+	let size = arg("--size-mib", 1024) * MIB;
+	let large = arg("--large-mib", 256) * MIB;
+	let egress_size = arg("--egress-mib", 128) * MIB;
+	let base = std::env::args()
+		.collect::<Vec<_>>()
+		.windows(2)
+		.find(|w| w[0] == "--dir")
+		.map(|w| std::path::PathBuf::from(&w[1]))
+		.unwrap_or_else(std::env::temp_dir)
+		.join(format!("sync-bench-{}", std::process::id()));
+	std::fs::create_dir_all(&base).unwrap();
+	let exe = std::env::current_exe().unwrap();
+	println!("sync-bench: segment {} MiB (one object of {} MiB), {} cores", size / MIB, large / MIB, num_cpus());
+
+	// (0) Transport ceiling: one stream, no store.
+	let raw_mbps = {
+		let mut child = Command::new(&exe).args(["raw-serve", &size.to_string()]).stdout(Stdio::piped()).spawn().expect("spawn");
+		let line = BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap();
+		let p: Vec<&str> = line.split_whitespace().collect();
+		let r = raw::fetch(p[1], p[2], size).await;
+		let _ = child.kill();
+		let _ = child.wait();
+		r
+	};
+	println!("(0) transport ceiling (one libp2p stream, TCP+Noise+Yamux, no store): {raw_mbps:.0} MB/s");
+
+	// The Primary, in its own process.
+	let mut primary = Command::new(&exe)
+		.args(["serve", base.join("primary").to_str().unwrap(), &size.to_string(), &large.to_string()])
+		.stdin(Stdio::piped())
+		.stdout(Stdio::piped())
+		.spawn()
+		.expect("spawn primary");
+	let mut lines = BufReader::new(primary.stdout.take().unwrap()).lines();
+	let ready = lines.next().expect("primary output").unwrap();
+	let parts: Vec<&str> = ready.split_whitespace().collect();
+	assert_eq!(parts[0], "READY");
+	let (head, holder) = parse_primary(parts[1], parts[2], parts[3]);
+	let data = head.facts.bytes;
+
+	// (1) + (4): verified sync into this process.
+	let rss_before = rss_peak_kib();
+	let node = start(&base.join("replica")).await;
+	let (_tx, rx) = watch::channel(vec![holder.clone()]);
+	let t = Instant::now();
+	let cpu0 = cpu_secs();
+	let report = node.sync_segment(SEG, head, rx).await.expect("sync");
+	let secs = t.elapsed().as_secs_f64();
+	let cpu = cpu_secs() - cpu0;
+	let mbps = data as f64 / 1e6 / secs;
+	let rss = rss_peak_kib();
+	println!(
+		"(1) verified sync: {} MiB in {:.2} s = {:.0} MB/s ({} objects; {:.2} % outboard overhead)",
+		data / MIB,
+		secs,
+		mbps,
+		head.facts.entries,
+		100.0 * report.outboard_bytes as f64 / data as f64
+	);
+	println!("    receiver CPU: {cpu:.2} s ({:.2} cores busy on average)", cpu / secs);
+	node.shutdown();
+	drop(node);
+	if std::env::args().any(|a| a == "--only-sync") {
+		drop(primary.stdin.take());
+		let _ = primary.wait();
+		let _ = std::fs::remove_dir_all(&base);
+		return;
+	}
+
+	// (3): kill -9 at 50 %, resume here.
+	let fetch_dir = base.join("killed");
+	let mut child = Command::new(&exe)
+		.args(["fetch", fetch_dir.to_str().unwrap(), parts[1], parts[2], parts[3]])
+		.stdout(Stdio::piped())
+		.spawn()
+		.expect("spawn fetcher");
+	let mut progress = BufReader::new(child.stdout.take().unwrap()).lines();
+	let mut last = 0u64;
+	while last < data / 2 {
+		last = progress.next().expect("fetcher output").unwrap().parse().unwrap_or(last);
+	}
+	child.kill().expect("SIGKILL");
+	for l in progress.map_while(Result::ok) {
+		last = l.parse().unwrap_or(last);
+	}
+	let _ = child.wait();
+	let node = start(&fetch_dir).await;
+	let (_tx3, rx) = watch::channel(vec![holder.clone()]);
+	let resumed = node.sync_segment(SEG, head, rx).await.expect("resume");
+	let refetched = (last + resumed.fetched_bytes).saturating_sub(data);
+	println!(
+		"(3) resume after kill -9 at {:.0} %: kept {} MiB, fetched {} MiB, re-fetched {:.2} MiB = {:.3} % of the data",
+		100.0 * last as f64 / data as f64,
+		resumed.resumed_bytes / MIB,
+		resumed.fetched_bytes / MIB,
+		refetched as f64 / MIB as f64,
+		100.0 * refetched as f64 / data as f64
+	);
+	node.shutdown();
+	drop(node);
+	drop(primary.stdin.take());
+	let _ = primary.wait();
+
+	// (2): Primary egress with n Replicas joining at once (all in this process).
+	let mut egress = Vec::new();
+	let pdir = base.join("egress-primary");
+	let p = start(&pdir).await;
+	let ehead = populate(p.store(), SEG, egress_size, egress_size / 8).expect("populate");
+	let paddr = p.listen_addrs().await;
+	for n in [1usize, 2, 4, 8] {
+		let before = p.served();
+		let mut replicas = Vec::new();
+		for i in 0..n {
+			let r = start(&base.join(format!("egress-{n}-{i}"))).await;
+			let a = r.listen_addrs().await;
+			replicas.push((r, a));
+		}
+		let mut holders = vec![Holder { peer: p.peer_id(), addrs: paddr.clone(), primary: true }];
+		holders.extend(replicas.iter().map(|(r, a)| Holder { peer: r.peer_id(), addrs: a.clone(), primary: false }));
+		let (_tx, rx) = watch::channel(holders);
+		let tasks: Vec<_> = replicas
+			.iter()
+			.map(|(r, _)| {
+				let (r, rx) = (r.clone(), rx.clone());
+				tokio::spawn(async move { r.sync_segment(SEG, ehead, rx).await })
+			})
+			.collect();
+		for t in tasks {
+			t.await.unwrap().expect("replica sync");
+		}
+		let served = (p.served() - before) as f64 / ehead.facts.bytes as f64;
+		egress.push((n, served));
+		for (r, _) in replicas {
+			r.shutdown();
+		}
+		for i in 0..n {
+			let _ = std::fs::remove_dir_all(base.join(format!("egress-{n}-{i}")));
+		}
+	}
+	println!("(2) Primary egress, {} MiB segment:", ehead.facts.bytes / MIB);
+	println!("    n  copies served  per Replica  goal (1.5/n)");
+	for (n, c) in &egress {
+		println!("    {n}  {c:>13.2}  {:>11.3}  {:>12.3}", c / *n as f64, 1.5 / *n as f64);
+	}
+	println!();
+	println!("| figure | measured | goal |");
+	println!("|---|---|---|");
+	println!("| (1) verified sync, {} MiB, loopback | {:.0} MB/s | ≥ 500 MB/s |", data / MIB, mbps);
+	for (n, c) in &egress {
+		println!("| (2) Primary egress per Replica, n = {n} | {:.3} × data | ≤ {:.3} |", c / *n as f64, 1.5 / *n as f64);
+	}
+	println!("| (3) re-fetched after kill -9 at 50 % | {:.3} % | ≤ 1 % |", 100.0 * refetched as f64 / data as f64);
+	println!("| (4) peak RSS of the receiving node during (1) | {} MiB (process before: {} MiB) | — |", rss / 1024, rss_before / 1024);
+	p.shutdown();
+	let _ = std::fs::remove_dir_all(&base);
+}
+
+fn num_cpus() -> usize {
+	std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Transport ceiling: one libp2p stream (TCP + Noise + Yamux as configured by sync-net) pushing
+/// `bytes` from a child process to this one, nothing else.
+mod raw {
+	use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+	use libp2p::{noise, tcp, yamux, StreamProtocol};
+	use std::time::{Duration, Instant};
+	const P: StreamProtocol = StreamProtocol::new("/raw/1");
+
+	fn swarm(window: Option<u32>) -> libp2p::Swarm<libp2p_stream::Behaviour> {
+		libp2p::SwarmBuilder::with_new_identity()
+			.with_tokio()
+			.with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, move || {
+				let mut c = yamux::Config::default();
+				if let Some(w) = window {
+					#[allow(deprecated)]
+					c.set_receive_window_size(w).set_max_buffer_size(w as usize);
+				}
+				c
+			})
+			.unwrap()
+			.with_quic()
+			.with_behaviour(|_| libp2p_stream::Behaviour::new())
+			.unwrap()
+			.with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+			.build()
+	}
+
+	pub async fn serve(bytes: u64) {
+		let mut s = swarm(Some(16 << 20));
+		let listen = if std::env::var("RAW_QUIC").is_ok() { "/ip4/127.0.0.1/udp/0/quic-v1" } else { "/ip4/127.0.0.1/tcp/0" };
+		s.listen_on(listen.parse().unwrap()).unwrap();
+		let mut incoming = s.behaviour().new_control().accept(P).unwrap();
+		let addr = loop {
+			if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } = s.select_next_some().await {
+				break address;
+			}
+		};
+		println!("RAW {} {}", s.local_peer_id(), addr);
+		tokio::spawn(async move {
+			while let Some((_, mut st)) = incoming.next().await {
+				let buf = vec![7u8; 1 << 20];
+				let mut left = bytes;
+				while left > 0 {
+					st.write_all(&buf).await.unwrap();
+					left -= buf.len() as u64;
+				}
+				st.close().await.unwrap();
+			}
+		});
+		loop {
+			s.select_next_some().await;
+		}
+	}
+
+	pub async fn fetch(peer: &str, addr: &str, bytes: u64) -> f64 {
+		let mut s = swarm(Some(16 << 20));
+		let mut control = s.behaviour().new_control();
+		let peer: libp2p::PeerId = peer.parse().unwrap();
+		s.dial(libp2p::swarm::dial_opts::DialOpts::peer_id(peer).addresses(vec![addr.parse().unwrap()]).build()).unwrap();
+		tokio::spawn(async move {
+			loop {
+				s.select_next_some().await;
+			}
+		});
+		let mut st = control.open_stream(peer, P).await.unwrap();
+		let t = Instant::now();
+		let mut buf = vec![0u8; 1 << 20];
+		let mut got = 0u64;
+		while got < bytes {
+			let n = st.read(&mut buf).await.unwrap();
+			if n == 0 {
+				break;
+			}
+			got += n as u64;
+		}
+		got as f64 / 1e6 / t.elapsed().as_secs_f64()
+	}
+}
