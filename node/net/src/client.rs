@@ -41,6 +41,8 @@ pub struct PeerHead {
 	pub complete: Option<WireHead>,
 	/// Target of a transfer in progress with a verified index.
 	pub syncing: Option<WireHead>,
+	/// Verified bytes the peer has received so far.
+	pub received: u64,
 }
 
 /// One group as received.
@@ -96,7 +98,7 @@ impl Session {
 		let t = self.timeout;
 		let f = self.send(Request::Head { segment });
 		match tokio::time::timeout(t, f).await.map_err(|_| PeerError::Transport("timed out".into()))?? {
-			Response::Head { complete, syncing } => Ok(PeerHead { complete, syncing }),
+			Response::Head { complete, syncing, received } => Ok(PeerHead { complete, syncing, received }),
 			other => Err(PeerError::Misbehaved(format!("unexpected {other:?}"))),
 		}
 	}

@@ -43,9 +43,9 @@ pub struct NetConfig {
 	pub connect_timeout: Duration,
 	/// How long a group range stays untried at a peer that said it does not have it. Default 25 ms.
 	pub missing_retry: Duration,
-	/// Times a range is asked of other downloaders before a Primary is asked for it out of turn
-	/// (see the snapshot module on Primary egress). Default 4.
-	pub primary_after_misses: u32,
+	/// How long another downloader may deliver nothing before its share is asked of a Primary
+	/// out of turn (see the snapshot module on Primary egress). Default 1 s.
+	pub primary_fallback: Duration,
 }
 
 impl NetConfig {
@@ -60,7 +60,7 @@ impl NetConfig {
 			request_timeout: Duration::from_secs(30),
 			connect_timeout: Duration::from_secs(10),
 			missing_retry: Duration::from_millis(25),
-			primary_after_misses: 4,
+			primary_fallback: Duration::from_secs(1),
 		}
 	}
 }

@@ -142,6 +142,8 @@ pub enum Response {
 		complete: Option<WireHead>,
 		/// The target of a transfer in progress whose index is verified (partial data).
 		syncing: Option<WireHead>,
+		/// Verified bytes this server has received so far (a progress signal for co-downloaders).
+		received: u64,
 	},
 	/// Answer to [`Request::Index`].
 	Index {

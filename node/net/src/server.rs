@@ -165,7 +165,8 @@ async fn answer(
 				Ok(Some(t)) if t.index_staged => Some(WireHead { seq: t.target.seq, facts: t.target.facts }),
 				_ => None,
 			};
-			write_msg(io, &Response::Head { complete, syncing }).await
+			let received = net.stats.received.load(Ordering::Relaxed);
+			write_msg(io, &Response::Head { complete, syncing, received }).await
 		},
 		Request::Index { segment, root, start, count } => match store.index_page(segment, &root, start, count as u64) {
 			Ok((entries, total)) => {

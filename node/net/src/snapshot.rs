@@ -18,11 +18,12 @@
 //! among the non-Primary holders (a hash of the unit over the sorted peer ids, so every
 //! Replica computes the same split). A Replica fetches the units it owns from the Primary and
 //! everything else from the Replicas that own it (which serve it as soon as they verified it).
-//! The Primary is asked for someone else's unit only when that owner is gone, or when this
-//! node's own share is exhausted and the unit has been missing at other holders
-//! [`NetConfig::primary_after_misses`](crate::NetConfig) times — so with `n` Replicas the
-//! Primary serves about one copy in total, not `n`. While a complete non-Primary holder is
-//! connected, the Primary is not asked at all.
+//! The Primary is asked for someone else's unit only when that owner is gone (disconnected,
+//! banned, or unable to serve the target), or when this node's own share is exhausted and the
+//! owner has made no progress (its verified byte count, polled through `Head`, did not grow)
+//! for [`NetConfig::primary_fallback`](crate::NetConfig) — so with `n` Replicas the Primary
+//! serves about one copy in total, not `n`, and a stuck Replica delays the others by at most
+//! that fallback. While a complete non-Primary holder is connected, the Primary is not asked.
 use crate::{
 	client::{PeerError, PeerHead, Received, Session},
 	protocol::{ErrorCode, GroupRange, MAX_GROUPS_PER_REQUEST},
@@ -90,6 +91,9 @@ pub enum SyncError {
 	Stalled(Duration),
 }
 
+/// How often an idle worker asks a co-downloader how far it got.
+const PROGRESS_POLL: Duration = Duration::from_millis(100);
+
 /// How long a sync waits without any usable holder before giving up.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -103,7 +107,6 @@ enum Work {
 struct Unit {
 	work: Work,
 	owner: PeerId,
-	misses: u32,
 	missing_at: HashMap<PeerId, Instant>,
 }
 
@@ -131,8 +134,10 @@ struct Sched {
 	open: usize,
 	dead: HashSet<PeerId>,
 	assign: Vec<PeerId>,
-	pack: Vec<(Hash32, u64, u64)>,
+	packs: HashMap<PeerId, Vec<(Hash32, u64, u64)>>,
 	outboards_open: usize,
+	/// Each co-downloader's last reported verified bytes, and when that number last grew.
+	progress: HashMap<PeerId, (u64, Instant)>,
 	report: SyncReport,
 }
 
@@ -224,8 +229,8 @@ impl SyncNetwork {
 	}
 }
 
-fn unit_hash(cid: &Hash32, g: u64) -> u64 {
-	u64::from_le_bytes(cid[..8].try_into().expect("8 bytes")) ^ g.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+fn unit_hash(cid: &Hash32, run: u64) -> u64 {
+	u64::from_le_bytes(cid[..8].try_into().expect("8 bytes")) ^ run.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 impl Engine {
@@ -246,6 +251,10 @@ impl Engine {
 		assign.sort();
 		assign.dedup();
 		let mut s = self.sched.lock();
+		let now = Instant::now();
+		for p in &assign {
+			s.progress.entry(*p).or_insert((0, now));
+		}
 		s.assign = assign;
 		let mut small = Vec::new();
 		for e in listing {
@@ -311,6 +320,15 @@ impl Engine {
 		self.owner_lost(peer);
 	}
 
+	/// Records a co-downloader's verified byte count; growth counts as progress.
+	fn note_progress(&self, peer: PeerId, received: u64) {
+		let mut s = self.sched.lock();
+		let e = s.progress.entry(peer).or_insert((received, Instant::now()));
+		if received > e.0 {
+			*e = (received, Instant::now());
+		}
+	}
+
 	/// Moves a gone peer's share to the pool anyone (including a Primary) may serve.
 	fn owner_lost(&self, peer: PeerId) {
 		let mut s = self.sched.lock();
@@ -324,11 +342,14 @@ impl Engine {
 
 	async fn drive(self: &Arc<Self>, mut session: Session, primary: bool) -> Result<(), PeerError> {
 		let peer = session.peer();
+		let since = Instant::now();
+		let mut given_up = false;
 		let source = loop {
 			if self.finished.load(Ordering::SeqCst) {
 				return Ok(());
 			}
-			let PeerHead { complete, syncing } = session.head(self.segment).await?;
+			let PeerHead { complete, syncing, received } = session.head(self.segment).await?;
+			self.note_progress(peer, received);
 			let root = self.target.facts.root;
 			let source = match (complete, syncing) {
 				(Some(h), _) if h.facts.root == root && primary => Some(Source::Primary),
@@ -339,16 +360,28 @@ impl Engine {
 			if let Some(s) = source {
 				break s;
 			}
-			// Not (yet) able to serve this target: ask again shortly.
+			// Not (yet) able to serve this target: ask again shortly. Past the fallback its share
+			// goes to the pool (a Replica starting at the same time stages its index in ms).
+			if !given_up && since.elapsed() >= self.net.inner.config.primary_fallback {
+				given_up = true;
+				self.owner_lost(peer);
+			}
 			tokio::time::sleep(Duration::from_millis(100)).await;
 		};
 		self.sched.lock().dead.remove(&peer);
 		let _guard = (source == Source::Complete).then(|| CompleteGuard::new(self));
 		self.ensure_index(&mut session).await?;
 		let retry = self.net.inner.config.missing_retry;
+		let mut last_poll = Instant::now();
 		loop {
 			if self.finished.load(Ordering::SeqCst) || self.is_done() {
 				return Ok(());
+			}
+			// A co-downloader is polled for its progress (see the module docs on Primary egress).
+			if source == Source::Syncing && last_poll.elapsed() >= PROGRESS_POLL {
+				last_poll = Instant::now();
+				let h = session.head(self.segment).await?;
+				self.note_progress(peer, h.received);
 			}
 			let notified = self.wake.notified();
 			let Some(id) = self.pick(peer, source) else {
@@ -480,6 +513,11 @@ impl Engine {
 			.await;
 		{
 			let mut s = self.sched.lock();
+			if bytes > 0 {
+				if let Some(p) = s.progress.get_mut(&peer) {
+					p.1 = Instant::now();
+				}
+			}
 			s.report.fetched_bytes += bytes;
 			s.report.rejected_groups += rejected;
 			*s.report.by_peer.entry(peer).or_insert(0) += bytes;
@@ -501,7 +539,6 @@ impl Engine {
 		let unit = s.units[id].as_mut().expect("in flight");
 		unit.work = work;
 		if let Some(p) = missing_at {
-			unit.misses += 1;
 			unit.missing_at.insert(p, Instant::now());
 		}
 		let owner = unit.owner;
@@ -520,7 +557,7 @@ impl Engine {
 	/// Picks the next unit for `peer` (see the module docs for the Primary rule).
 	fn pick(&self, peer: PeerId, source: Source) -> Option<UnitId> {
 		let retry = self.net.inner.config.missing_retry;
-		let limit = self.net.inner.config.primary_after_misses;
+		let fallback = self.net.inner.config.primary_fallback;
 		let me = self.me;
 		let others_complete = self.complete_replicas.load(Ordering::SeqCst) > 0;
 		let mut s = self.sched.lock();
@@ -536,8 +573,13 @@ impl Engine {
 				// Own share first, then shares of gone owners, then (own share exhausted) ranges
 				// other holders keep missing.
 				s.take_from(Queue::Owned(me), |_| true).or_else(|| s.take_from(Queue::Stale, |_| true)).or_else(|| {
-					let owners: Vec<PeerId> = s.owned.keys().copied().collect();
-					owners.into_iter().find_map(|o| s.take_from(Queue::Owned(o), |u| u.misses >= limit))
+					let quiet: Vec<PeerId> = s
+						.owned
+						.keys()
+						.copied()
+						.filter(|o| s.progress.get(o).is_none_or(|(_, t)| t.elapsed() >= fallback))
+						.collect();
+					quiet.into_iter().find_map(|o| s.take_from(Queue::Owned(o), |_| true))
 				})
 			},
 			Source::Complete | Source::Syncing => {
@@ -573,7 +615,7 @@ enum Queue {
 
 impl Sched {
 	fn push(&mut self, work: Work, owner: PeerId) -> UnitId {
-		self.units.push(Some(Unit { work, owner, misses: 0, missing_at: HashMap::new() }));
+		self.units.push(Some(Unit { work, owner, missing_at: HashMap::new() }));
 		self.open += 1;
 		self.units.len() - 1
 	}
@@ -581,19 +623,28 @@ impl Sched {
 	/// Packs groups (across objects) into units of [`MAX_GROUPS_PER_REQUEST`] and files them
 	/// under their owners. A short remainder waits for more groups until no outboard is pending,
 	/// so small objects share requests instead of paying a round trip each.
+	///
+	/// Ownership is decided per aligned run of groups (`cid`, `g / MAX_GROUPS_PER_REQUEST`), never
+	/// per packed unit, so every co-downloader agrees on who owns each group whatever order its
+	/// outboards arrived in.
 	fn push_groups(&mut self, groups: Vec<(Hash32, u64, u64)>) {
-		self.pack.extend(groups);
 		let max = MAX_GROUPS_PER_REQUEST as usize;
-		let full = if self.outboards_open == 0 { self.pack.len() } else { self.pack.len() / max * max };
-		let ready: Vec<_> = self.pack.drain(..full).collect();
-		for chunk in ready.chunks(max) {
-			let (cid, _, g) = chunk[0];
-			let owner = self.assign[(unit_hash(&cid, g) % self.assign.len() as u64) as usize];
-			let id = self.push(Work::Groups(chunk.to_vec()), owner);
-			if self.dead.contains(&owner) {
-				self.stale.push(id);
-			} else {
-				self.owned.entry(owner).or_default().push(id);
+		for grp in groups {
+			let owner = self.assign[(unit_hash(&grp.0, grp.2 / max as u64) % self.assign.len() as u64) as usize];
+			self.packs.entry(owner).or_default().push(grp);
+		}
+		let owners: Vec<PeerId> = self.packs.keys().copied().collect();
+		for owner in owners {
+			let pack = self.packs.get_mut(&owner).expect("listed");
+			let full = if self.outboards_open == 0 { pack.len() } else { pack.len() / max * max };
+			let ready: Vec<_> = pack.drain(..full).collect();
+			for chunk in ready.chunks(max) {
+				let id = self.push(Work::Groups(chunk.to_vec()), owner);
+				if self.dead.contains(&owner) {
+					self.stale.push(id);
+				} else {
+					self.owned.entry(owner).or_default().push(id);
+				}
 			}
 		}
 	}

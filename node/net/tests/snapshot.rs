@@ -312,7 +312,7 @@ mod rogue {
 						let reply = match env.request {
 							Request::Head { .. } => {
 								let h = WireHead { seq: head.seq, facts: head.facts };
-								Response::Head { complete: Some(h), syncing: None }.encode()
+								Response::Head { complete: Some(h), syncing: None, received: 0 }.encode()
 							},
 							_ => match mode {
 								Mode::Oversized => {

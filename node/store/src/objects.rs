@@ -335,7 +335,12 @@ impl Store {
 			state: Mutex::new(PartialState { have, missing, dirty: BITS_FLUSH_GROUPS, done: false }),
 		});
 		p.write_bits()?;
-		Ok(Some(o.partials.lock().entry(*cid).or_insert(p).clone()))
+		let p = o.partials.lock().entry(*cid).or_insert(p).clone();
+		if missing == 0 {
+			// Every group was verified before a crash, but the object was never committed.
+			o.finish_later(*cid, p.clone())?;
+		}
+		Ok(Some(p))
 	}
 
 	fn discard_partial(&self, cid: &Hash32) {

@@ -230,3 +230,38 @@ fn kill_9_mid_transfer_loses_at_most_unflushed_bits() {
 	let (s, e) = group_range(big.size, 0).unwrap();
 	assert_eq!(&dst.read_object(&big.cid).unwrap()[s as usize..e as usize], &blob(1, BIG)[..GROUP_LEN as usize]);
 }
+
+#[test]
+fn object_fully_verified_but_not_committed_before_a_crash_is_committed_on_reopen() {
+	let a = tempfile::tempdir().unwrap();
+	let b = tempfile::tempdir().unwrap();
+	let (src, head) = source(a.path());
+	let big = src.lookup(7, b"big").unwrap();
+	let last = groups_of(big.size) - 1;
+	let read = |g| match src.read_groups(&big.cid, g, 1).unwrap().remove(0) {
+		GroupRead::Data(d) => d,
+		GroupRead::Missing => panic!(),
+	};
+	{
+		let dst = Store::open(b.path()).unwrap();
+		dst.begin_transfer(7, head).unwrap();
+		dst.begin_object(&big.cid, big.size, &src.outboard(&big.cid).unwrap()).unwrap();
+		for g in 0..last {
+			dst.write_group(&big.cid, big.size, g, &read(g)).unwrap();
+		}
+	}
+	// The crash window: the last group and its bit reached the page cache, the rename did not.
+	let part = b.path().join("partial").join(hex(&big.cid));
+	let f = std::fs::OpenOptions::new().write(true).open(&part).unwrap();
+	f.write_all_at(&read(last), last * GROUP_LEN).unwrap();
+	let bits = part.with_extension("bits");
+	let f = std::fs::OpenOptions::new().write(true).open(&bits).unwrap();
+	f.write_all_at(&[1], last).unwrap();
+	drop(f);
+	let dst = Store::open(b.path()).unwrap();
+	assert_eq!(dst.object_state(&big.cid, big.size).unwrap(), ObjectState::Partial { missing: vec![] });
+	dst.flush().unwrap();
+	assert!(dst.has_object(&big.cid).unwrap());
+	assert_eq!(dst.read_object(&big.cid).unwrap(), blob(1, BIG));
+	assert!(!part.exists());
+}

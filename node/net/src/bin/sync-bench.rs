@@ -241,7 +241,11 @@ async fn main() {
 			})
 			.collect();
 		for t in tasks {
-			t.await.unwrap().expect("replica sync");
+			let r = t.await.unwrap().expect("replica sync");
+			if std::env::var("SYNC_TRACE").is_ok() {
+				let fromp = r.by_peer.get(&p.peer_id()).copied().unwrap_or(0);
+				eprintln!("n={n} from primary {:.2} fetched {:.2} outboards {}", fromp as f64 / ehead.facts.bytes as f64, r.fetched_bytes as f64 / ehead.facts.bytes as f64, r.outboard_bytes);
+			}
 		}
 		let served = (p.served() - before) as f64 / ehead.facts.bytes as f64;
 		egress.push((n, served));
