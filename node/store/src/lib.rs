@@ -10,9 +10,10 @@
 //! - `objects/xx/<cid>`: complete large objects as plain files, so serving is one `pread` and
 //!   bulk data never goes through the B-tree (the 2×–3× write amplification of a page store is
 //!   what large objects would otherwise pay).
-//! - `partial/<cid>` + `.bits`: large objects being downloaded, written in place at their
-//!   offsets; `.bits` holds one byte per group, set only after the group was verified and
-//!   written.
+//! - `partial/<cid>`: a large object being downloaded, written in place at its offsets, followed
+//!   by one byte per group that is set only after the group was verified and written (one file
+//!   per object: no side files to create and delete, which on ext4 costs more than the data).
+//!   Finishing truncates the bytes away and renames the file into `objects/`.
 //!
 //! # Crash safety
 //! Nothing is fsynced per chunk. Group data is `pwrite`n before its bit; bits are written

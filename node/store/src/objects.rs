@@ -47,7 +47,6 @@ struct Partial {
 	size: u64,
 	leaves: Vec<Hash32>,
 	data: File,
-	bits_path: PathBuf,
 	state: Mutex<PartialState>,
 }
 
@@ -127,13 +126,12 @@ impl Objects {
 		}
 	}
 
-	/// fsync, then rename data and outboard into `objects/`.
+	/// Drops the trailing bits, fsyncs, then renames the data into `objects/`.
 	fn commit_partial(&self, cid: &Hash32, p: &Partial) -> Result<()> {
-		p.data.sync_data()?;
-		let dest = self.object_path(cid);
-		fs::rename(self.partial_path(cid, ""), &dest)?;
 		p.state.lock().done = true;
-		let _ = fs::remove_file(&p.bits_path);
+		p.data.set_len(p.size)?;
+		p.data.sync_data()?;
+		fs::rename(self.partial_path(cid), self.object_path(cid))?;
 		Ok(())
 	}
 
@@ -141,13 +139,9 @@ impl Objects {
 		let h = hex(cid);
 		self.dir.join("objects").join(&h[..2]).join(h)
 	}
-	fn partial_path(&self, cid: &Hash32, ext: &str) -> PathBuf {
-		let p = self.dir.join("partial").join(hex(cid));
-		if ext.is_empty() {
-			p
-		} else {
-			p.with_extension(ext)
-		}
+	/// A partial object: its data, followed by one byte per group set once the group verified.
+	fn partial_path(&self, cid: &Hash32) -> PathBuf {
+		self.dir.join("partial").join(hex(cid))
 	}
 
 	/// Commits pending small objects and outboards, writes dirty bitfields and waits for
@@ -248,7 +242,7 @@ impl Partial {
 			s.have.clone()
 		};
 		// Data was pwritten before its bit was set, so the file never claims unwritten groups.
-		OpenOptions::new().write(true).create(true).truncate(false).open(&self.bits_path)?.write_all_at(&snapshot, 0)?;
+		self.data.write_all_at(&snapshot, self.size)?;
 		Ok(())
 	}
 }
@@ -292,9 +286,9 @@ impl Store {
 		if let Some(p) = o.partials.lock().get(cid) {
 			return Ok(Some(p.clone()));
 		}
-		let data_path = o.partial_path(cid, "");
-		let Ok(data) = OpenOptions::new().read(true).write(true).open(&data_path) else { return Ok(None) };
-		if data.metadata()?.len() != size {
+		let Ok(data) = OpenOptions::new().read(true).write(true).open(o.partial_path(cid)) else { return Ok(None) };
+		let groups = groups_of(size);
+		if data.metadata()?.len() != size + groups {
 			// A partial for a different size claim: discard it.
 			drop(data);
 			self.discard_partial(cid);
@@ -312,10 +306,8 @@ impl Store {
 			return Err(StoreError::BadData { cid: Cid(*cid), reason });
 		}
 		let leaves = ob.group_cvs();
-		let groups = groups_of(size);
-		let bits_path = o.partial_path(cid, "bits");
-		let mut have = fs::read(&bits_path).unwrap_or_default();
-		have.resize(groups as usize, 0);
+		let mut have = vec![0u8; groups as usize];
+		data.read_exact_at(&mut have, size)?;
 		// The bits are a hint: re-verify every flagged group before trusting it.
 		let mut buf = vec![0u8; GROUP_LEN as usize];
 		for g in 0..groups {
@@ -331,7 +323,6 @@ impl Store {
 			size,
 			leaves,
 			data,
-			bits_path,
 			state: Mutex::new(PartialState { have, missing, dirty: BITS_FLUSH_GROUPS, done: false }),
 		});
 		p.write_bits()?;
@@ -346,9 +337,7 @@ impl Store {
 	fn discard_partial(&self, cid: &Hash32) {
 		let o = self.objects();
 		o.partials.lock().remove(cid);
-		for ext in ["", "bits"] {
-			let _ = fs::remove_file(o.partial_path(cid, ext));
-		}
+		let _ = fs::remove_file(o.partial_path(cid));
 	}
 
 	/// Prepares to receive object `(cid, size)`: checks `outboard` against the CID and creates
@@ -362,13 +351,13 @@ impl Store {
 		let o = self.objects();
 		o.pending.lock().outboards.insert(*cid, outboard.to_vec());
 		let groups = groups_of(size);
-		let data = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(o.partial_path(cid, ""))?;
-		data.set_len(size)?;
+		let data = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(o.partial_path(cid))?;
+		// Data, then one "verified" byte per group (zero = not yet); see `Partial::write_bits`.
+		data.set_len(size + groups)?;
 		let p = Arc::new(Partial {
 			size,
 			leaves: ob.group_cvs(),
 			data,
-			bits_path: o.partial_path(cid, "bits"),
 			state: Mutex::new(PartialState { have: vec![0; groups as usize], missing: groups, dirty: 0, done: false }),
 		});
 		o.partials.lock().entry(*cid).or_insert(p);

@@ -254,9 +254,7 @@ fn object_fully_verified_but_not_committed_before_a_crash_is_committed_on_reopen
 	let part = b.path().join("partial").join(hex(&big.cid));
 	let f = std::fs::OpenOptions::new().write(true).open(&part).unwrap();
 	f.write_all_at(&read(last), last * GROUP_LEN).unwrap();
-	let bits = part.with_extension("bits");
-	let f = std::fs::OpenOptions::new().write(true).open(&bits).unwrap();
-	f.write_all_at(&[1], last).unwrap();
+	f.write_all_at(&[1], big.size + last).unwrap();
 	drop(f);
 	let dst = Store::open(b.path()).unwrap();
 	assert_eq!(dst.object_state(&big.cid, big.size).unwrap(), ObjectState::Partial { missing: vec![] });

@@ -132,7 +132,10 @@ async fn main() {
 		let mut child = Command::new(&exe).args(["raw-serve", &size.to_string()]).stdout(Stdio::piped()).spawn().expect("spawn");
 		let line = BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap();
 		let p: Vec<&str> = line.split_whitespace().collect();
+		let c0 = cpu_secs();
+		let t0 = Instant::now();
 		let r = raw::fetch(p[1], p[2], size).await;
+		println!("    (receiver CPU {:.2} s for {:.2} s)", cpu_secs() - c0, t0.elapsed().as_secs_f64());
 		let _ = child.kill();
 		let _ = child.wait();
 		r
