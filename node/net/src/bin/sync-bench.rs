@@ -127,21 +127,25 @@ async fn main() {
 	let exe = std::env::current_exe().unwrap();
 	println!("sync-bench: segment {} MiB (one object of {} MiB), {} cores", size / MIB, large / MIB, num_cpus());
 
-	// (0) Transport ceiling: one stream, no store.
-	let raw_mbps = {
-		let mut child = Command::new(&exe).args(["raw-serve", &size.to_string()]).stdout(Stdio::piped()).spawn().expect("spawn");
+	// (0) Transport ceilings: one stream, no store, over TCP (what sync-net uses) and QUIC.
+	for quic in [false, true] {
+		let mut cmd = Command::new(&exe);
+		cmd.args(["raw-serve", &size.to_string()]).stdout(Stdio::piped());
+		if quic {
+			cmd.env("RAW_QUIC", "1");
+		}
+		let mut child = cmd.spawn().expect("spawn");
 		let line = BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap();
 		let p: Vec<&str> = line.split_whitespace().collect();
 		let c0 = cpu_secs();
 		let t0 = Instant::now();
 		let r = raw::fetch(p[1], p[2], size).await;
-		println!("    (receiver CPU {:.2} s for {:.2} s)", cpu_secs() - c0, t0.elapsed().as_secs_f64());
+		let (cpu, secs) = (cpu_secs() - c0, t0.elapsed().as_secs_f64());
 		let _ = child.kill();
 		let _ = child.wait();
-		r
-	};
-	println!("(0) transport ceiling (one libp2p stream, TCP+Noise+Yamux, no store): {raw_mbps:.0} MB/s");
-
+		let name = if quic { "QUIC (quinn, TLS 1.3)" } else { "TCP + Noise + Yamux" };
+		println!("(0) transport ceiling, one libp2p stream over {name}, no store: {r:.0} MB/s (receiver CPU {cpu:.2} s in {secs:.2} s)");
+	}
 	// The Primary, in its own process.
 	let mut primary = Command::new(&exe)
 		.args(["serve", base.join("primary").to_str().unwrap(), &size.to_string(), &large.to_string()])
