@@ -113,7 +113,12 @@ impl SyncNetwork {
 		let swarm_task = tokio::spawn(swarm::run(swarm, rx, listen_tx));
 		let server_task = tokio::spawn(server::accept_loop(inner.clone(), incoming));
 		inner.tasks.lock().extend([swarm_task, server_task]);
-		Ok(SyncNetwork { inner })
+		let net = SyncNetwork { inner };
+		// Announce what this node already holds, so others find it through the DHT.
+		for segment in net.store().segments() {
+			net.provide(segment);
+		}
+		Ok(net)
 	}
 
 	/// This node's peer id.

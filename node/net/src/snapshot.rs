@@ -222,6 +222,7 @@ impl SyncNetwork {
 		}
 		drop(workers);
 		let head = store.finish_transfer(segment)?;
+		self.provide(segment);
 		let mut report = std::mem::take(&mut engine.sched.lock().report);
 		report.head = Some(head);
 		report.elapsed = started.elapsed();

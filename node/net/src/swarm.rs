@@ -5,7 +5,7 @@ use crate::config::NetConfig;
 use futures::StreamExt;
 use libp2p::{
 	allow_block_list, identify, kad, noise, ping,
-	swarm::{dial_opts::DialOpts, NetworkBehaviour, SwarmEvent},
+	swarm::{dial_opts::DialOpts, DialError, NetworkBehaviour, SwarmEvent},
 	tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm,
 };
 use std::{collections::HashMap, time::Duration};
@@ -106,7 +106,8 @@ pub(crate) async fn run(
 							swarm.behaviour_mut().kad.add_address(&peer, a.clone());
 						}
 						match swarm.dial(DialOpts::peer_id(peer).addresses(addrs).build()) {
-							Ok(()) => dials.entry(peer).or_default().push(reply),
+							// Already being dialled: wait for that attempt.
+							Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => dials.entry(peer).or_default().push(reply),
 							Err(e) => { let _ = reply.send(Err(e.to_string())); },
 						}
 					},

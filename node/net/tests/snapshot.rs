@@ -373,3 +373,35 @@ async fn malformed_responses_are_rejected_and_sync_completes_elsewhere() {
 		assert_eq!(report.by_peer.get(&bad.peer).copied().unwrap_or(0), 0);
 	}
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holders_are_discovered_through_kademlia_provider_records() {
+	let (p, head) = primary(2 * MIB, 0, ServeLimits::default()).await;
+	// R knows P; C knows only R.
+	let start_with = |boot: Vec<(PeerId, Multiaddr)>| async move {
+		let dir = tempfile::tempdir().unwrap();
+		let mut cfg = NetConfig::new(Keypair::generate_ed25519());
+		cfg.bootnodes = boot;
+		let net = SyncNetwork::start(cfg, Store::open(dir.path()).unwrap()).await.unwrap();
+		let addrs = net.listen_addrs().await;
+		(net, addrs, dir)
+	};
+	let (r, raddrs, _rd) = start_with(vec![(p.net.peer_id(), p.addrs[0].clone())]).await;
+	r.dial(p.net.peer_id(), p.addrs.clone()).await.unwrap();
+	p.net.provide(SEG);
+	let (c, _, _cd) = start_with(vec![(r.peer_id(), raddrs[0].clone())]).await;
+	let mut found = Vec::new();
+	for _ in 0..50 {
+		found = c.find_providers(SEG).await;
+		if found.contains(&p.net.peer_id()) {
+			break;
+		}
+		tokio::time::sleep(Duration::from_millis(100)).await;
+	}
+	assert!(found.contains(&p.net.peer_id()), "found {found:?}");
+	// Sync from the discovered holder, dialled by peer id alone (addresses from the DHT).
+	let holders = found.into_iter().map(|peer| Holder { peer, addrs: vec![], primary: false }).collect();
+	let (_tx, rx) = watch::channel(holders);
+	c.sync_segment(SEG, head, rx).await.unwrap();
+	assert_holds(c.store(), head);
+}
