@@ -13,7 +13,7 @@ use std::{
 	sync::{atomic::Ordering, Arc},
 	time::{Duration, Instant},
 };
-use sync_store::{GroupRead, StoreError};
+use sync_store::StoreError;
 
 /// A token bucket of bytes per second (bursts of a quarter second).
 pub(crate) struct Bucket {
@@ -188,26 +188,32 @@ async fn answer(
 		},
 		Request::Groups { ranges } => {
 			write_msg(io, &Response::Groups).await?;
+			let mut buf = Vec::with_capacity(MAX_DATA_FRAME);
 			for r in ranges {
-				let groups = match store.read_groups(&r.cid, r.first, r.count as u64) {
-					Ok(g) => g,
-					Err(StoreError::UnknownObject(_)) | Err(StoreError::OutOfRange { .. }) => {
-						vec![GroupRead::Missing; r.count as usize]
-					},
+				// Each group is written as soon as it is read: the first bytes leave at once.
+				let src = match store.open_groups(&r.cid) {
+					Ok(src) => Some(src),
+					Err(StoreError::UnknownObject(_)) => None,
 					Err(e) => {
 						log::warn!(target: "sync-net", "serving {:?}: {e}", r.cid);
-						vec![GroupRead::Missing; r.count as usize]
+						None
 					},
 				};
-				for g in groups {
-					match g {
-						GroupRead::Data(d) => {
-							throttle(peer_bucket, d.len() as u64).await;
-							throttle(net.total_bucket.as_ref(), d.len() as u64).await;
-							write_data_frame(io, TAG_DATA, &d).await?;
-							count_served(net, peer, d.len() as u64);
-						},
-						GroupRead::Missing => write_data_frame(io, TAG_MISSING, &[]).await?,
+				for g in r.first..r.first + r.count as u64 {
+					let held = match &src {
+						Some(src) => src.read_into(g, &mut buf).unwrap_or_else(|e| {
+							log::warn!(target: "sync-net", "serving {:?}/{g}: {e}", r.cid);
+							false
+						}),
+						None => false,
+					};
+					if held {
+						throttle(peer_bucket, buf.len() as u64).await;
+						throttle(net.total_bucket.as_ref(), buf.len() as u64).await;
+						write_data_frame(io, TAG_DATA, &buf).await?;
+						count_served(net, peer, buf.len() as u64);
+					} else {
+						write_data_frame(io, TAG_MISSING, &[]).await?;
 					}
 				}
 			}

@@ -47,7 +47,7 @@ use sync_primitives::{
 	SegmentId,
 };
 
-pub use objects::{GroupRead, ObjectState};
+pub use objects::{GroupRead, GroupSource, ObjectState};
 pub use segments::{Head, SegmentWrite, Transfer};
 pub use sync_primitives::commitment::Entry;
 

@@ -426,6 +426,21 @@ impl Store {
 	/// Reads `count` groups of object `cid` from `first`, for serving: complete objects in full,
 	/// partial objects only where verified.
 	pub fn read_groups(&self, cid: &Hash32, first: u64, count: u64) -> Result<Vec<GroupRead>> {
+		let src = self.open_groups(cid)?;
+		if count == 0 || first.saturating_add(count) > src.groups() {
+			return Err(StoreError::OutOfRange { cid: Cid(*cid), index: first });
+		}
+		let mut out = Vec::with_capacity(count as usize);
+		for g in first..first + count {
+			let mut buf = Vec::new();
+			out.push(if src.read_into(g, &mut buf)? { GroupRead::Data(buf) } else { GroupRead::Missing });
+		}
+		Ok(out)
+	}
+
+	/// Opens object `cid` for serving its groups one at a time (a server streams each group as
+	/// soon as it is read instead of reading a whole range first).
+	pub fn open_groups(&self, cid: &Hash32) -> Result<GroupSource> {
 		let o = self.objects();
 		let small = o.pending.lock().blobs.get(cid).cloned();
 		let small = match small {
@@ -433,25 +448,16 @@ impl Store {
 			None => self.inner.db.begin_read()?.open_table(BLOBS)?.get(cid)?.map(|v| v.value().to_vec()),
 		};
 		if let Some(d) = small {
-			if first != 0 || count == 0 {
-				return Err(StoreError::OutOfRange { cid: Cid(*cid), index: first });
-			}
-			return Ok(vec![GroupRead::Data(d)]);
+			return Ok(GroupSource { size: d.len() as u64, kind: SourceKind::Inline(d) });
 		}
 		if let Ok(f) = File::open(o.object_path(cid)) {
-			let size = f.metadata()?.len();
-			return read_file_groups(&f, size, first, count, |_| true).map_err(|e| match e {
-				None => StoreError::OutOfRange { cid: Cid(*cid), index: first },
-				Some(e) => e.into(),
-			});
+			return Ok(GroupSource { size: f.metadata()?.len(), kind: SourceKind::File(f) });
 		}
 		let partial = o.partials.lock().get(cid).cloned();
-		let Some(p) = partial else { return Err(StoreError::UnknownObject(Cid(*cid))) };
-		let have = p.state.lock().have.clone();
-		read_file_groups(&p.data, p.size, first, count, |g| have[g as usize] != 0).map_err(|e| match e {
-			None => StoreError::OutOfRange { cid: Cid(*cid), index: first },
-			Some(e) => e.into(),
-		})
+		match partial {
+			Some(p) => Ok(GroupSource { size: p.size, kind: SourceKind::Partial(p) }),
+			None => Err(StoreError::UnknownObject(Cid(*cid))),
+		}
 	}
 
 	/// The outboard of a complete or partial large object (empty for small objects).
@@ -495,30 +501,51 @@ impl Store {
 	}
 }
 
-/// Reads groups `[first, first + count)` of a file of `size` bytes in one `pread`, returning
-/// `Missing` where `have` says no. `Err(None)` when the range is outside the object.
-fn read_file_groups(
-	f: &File,
+/// An object opened for serving (see [`Store::open_groups`]).
+pub struct GroupSource {
 	size: u64,
-	first: u64,
-	count: u64,
-	have: impl Fn(u64) -> bool,
-) -> std::result::Result<Vec<GroupRead>, Option<std::io::Error>> {
-	let groups = groups_of(size);
-	if count == 0 || first >= groups || first.saturating_add(count) > groups {
-		return Err(None);
+	kind: SourceKind,
+}
+
+enum SourceKind {
+	Inline(Vec<u8>),
+	File(File),
+	Partial(Arc<Partial>),
+}
+
+impl GroupSource {
+	/// Number of groups of the object.
+	pub fn groups(&self) -> u64 {
+		groups_of(self.size)
 	}
-	let start = first * GROUP_LEN;
-	let end = ((first + count) * GROUP_LEN).min(size);
-	let mut buf = vec![0u8; (end - start) as usize];
-	f.read_exact_at(&mut buf, start).map_err(Some)?;
-	Ok((first..first + count)
-		.map(|g| {
-			if !have(g) {
-				return GroupRead::Missing;
-			}
-			let (s, e) = group_range(size, g).expect("in range");
-			GroupRead::Data(buf[(s - start) as usize..(e - start) as usize].to_vec())
-		})
-		.collect())
+
+	/// Object size in bytes.
+	pub fn size(&self) -> u64 {
+		self.size
+	}
+
+	/// Reads group `g` into `buf` (replacing its contents). `Ok(false)` if the group is not
+	/// held (a partial object's unverified group, or out of range).
+	pub fn read_into(&self, g: u64, buf: &mut Vec<u8>) -> Result<bool> {
+		let Some((s, e)) = group_range(self.size, g) else { return Ok(false) };
+		let (s, e) = (s as usize, e as usize);
+		match &self.kind {
+			SourceKind::Inline(d) => {
+				buf.clear();
+				buf.extend_from_slice(&d[s..e]);
+			},
+			SourceKind::File(f) => {
+				buf.resize(e - s, 0);
+				f.read_exact_at(buf, s as u64)?;
+			},
+			SourceKind::Partial(p) => {
+				if p.state.lock().have[g as usize] == 0 {
+					return Ok(false);
+				}
+				buf.resize(e - s, 0);
+				p.data.read_exact_at(buf, s as u64)?;
+			},
+		}
+		Ok(true)
+	}
 }
