@@ -290,6 +290,9 @@ impl Engine {
 		let peer = holder.peer;
 		self.net.add_addresses(peer, holder.addrs.clone());
 		let mut backoff = Duration::from_millis(100);
+		// Since when this peer has been unreachable: a transient failure (say, a handshake lost
+		// to a simultaneous dial) must not hand its whole share to the Primary.
+		let mut down_since: Option<Instant> = None;
 		while !self.finished.load(Ordering::SeqCst) && self.holder_listed(&peer) && !self.net.is_banned(&peer) {
 			let connect = tokio::time::timeout(self.net.inner.config.connect_timeout, self.net.dial(peer, holder.addrs.clone()));
 			let opened = match connect.await {
@@ -297,6 +300,9 @@ impl Engine {
 				Ok(Err(e)) => Err(PeerError::Transport(e)),
 				Err(_) => Err(PeerError::Transport("dial timed out".into())),
 			};
+			if opened.is_ok() {
+				down_since = None;
+			}
 			let result = match opened {
 				Ok(session) => self.drive(session, holder.primary).await,
 				Err(e) => Err(e),
@@ -312,7 +318,9 @@ impl Engine {
 				},
 				Err(e) => {
 					log::debug!(target: "sync-net", "segment {}: {peer}: {e}", self.segment);
-					self.owner_lost(peer);
+					if down_since.get_or_insert_with(Instant::now).elapsed() >= self.net.inner.config.primary_fallback {
+						self.owner_lost(peer);
+					}
 					tokio::time::sleep(backoff).await;
 					backoff = (backoff * 2).min(Duration::from_secs(2));
 				},

@@ -89,7 +89,7 @@ async fn one_primary_five_replicas_converge_and_share_the_load() {
 	let data = head.facts.bytes;
 	let copies = p.net.served() as f64 / data as f64;
 	println!("primary served {copies:.2} copies to 5 replicas; replicas served each other {} MiB", from_replicas / MIB);
-	assert!(copies < 2.5, "the Primary served {copies:.2} copies; replicas must serve each other");
+	assert!(copies < 2.0, "the Primary served {copies:.2} copies; replicas must serve each other");
 	assert!(from_replicas as f64 > 2.0 * data as f64, "replicas served each other only {from_replicas} bytes");
 }
 
