@@ -38,18 +38,23 @@ pub fn segment_key(segment: SegmentId) -> kad::RecordKey {
 	kad::RecordKey::new(&format!("/sync-registry/segment/{segment}"))
 }
 
+/// Yamux as the data plane uses it: `Some(window)` fixes the per-stream receive window (and
+/// buffer) so bulk responses are not stalled on window updates; `None` keeps auto-tuning.
+pub fn yamux_config(window: Option<u32>) -> yamux::Config {
+	let mut c = yamux::Config::default();
+	if let Some(w) = window {
+		// The only way to size the window in libp2p-yamux 0.46 (it selects yamux 0.12).
+		#[allow(deprecated)]
+		c.set_receive_window_size(w).set_max_buffer_size(w as usize);
+	}
+	c
+}
+
 pub(crate) fn build(config: &NetConfig) -> Result<(Swarm<Behaviour>, libp2p_stream::Control), String> {
 	let window = config.yamux_window;
 	let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
 		.with_tokio()
-		.with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, move || {
-			let mut c = yamux::Config::default();
-			if let Some(w) = window {
-				#[allow(deprecated)]
-				c.set_receive_window_size(w).set_max_buffer_size(w as usize);
-			}
-			c
-		})
+		.with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, move || yamux_config(window))
 		.map_err(|e| e.to_string())?
 		.with_behaviour(|key| {
 			let peer = key.public().to_peer_id();

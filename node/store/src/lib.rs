@@ -130,31 +130,17 @@ pub enum StoreError {
 	Corrupt(String),
 }
 
-impl From<redb::DatabaseError> for StoreError {
-	fn from(e: redb::DatabaseError) -> Self {
-		StoreError::Db(e.into())
-	}
+/// redb's per-operation error types all convert into `redb::Error`.
+macro_rules! from_redb {
+	($($t:ty),*) => {$(
+		impl From<$t> for StoreError {
+			fn from(e: $t) -> Self {
+				StoreError::Db(e.into())
+			}
+		}
+	)*};
 }
-impl From<redb::TransactionError> for StoreError {
-	fn from(e: redb::TransactionError) -> Self {
-		StoreError::Db(e.into())
-	}
-}
-impl From<redb::TableError> for StoreError {
-	fn from(e: redb::TableError) -> Self {
-		StoreError::Db(e.into())
-	}
-}
-impl From<redb::StorageError> for StoreError {
-	fn from(e: redb::StorageError) -> Self {
-		StoreError::Db(e.into())
-	}
-}
-impl From<redb::CommitError> for StoreError {
-	fn from(e: redb::CommitError) -> Self {
-		StoreError::Db(e.into())
-	}
-}
+from_redb!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
 
 /// Result of store operations.
 pub type Result<T> = std::result::Result<T, StoreError>;

@@ -34,6 +34,14 @@ fn source(dir: &Path) -> (Store, Head) {
 	(s, head)
 }
 
+/// Group `g` of a complete object in `store`.
+fn group(store: &Store, cid: &Hash32, g: u64) -> Vec<u8> {
+	match store.read_groups(cid, g, 1).unwrap().remove(0) {
+		GroupRead::Data(d) => d,
+		GroupRead::Missing => panic!("group {g} missing"),
+	}
+}
+
 /// Copies every object of `head` from `src` into `dst` through the verified transfer API.
 fn copy_all(src: &Store, dst: &Store, head: Head) {
 	dst.begin_transfer(7, head).unwrap();
@@ -42,7 +50,7 @@ fn copy_all(src: &Store, dst: &Store, head: Head) {
 	for e in listing.iter() {
 		dst.begin_object(&e.cid, e.size, &src.outboard(&e.cid).unwrap()).unwrap();
 		for g in 0..groups_of(e.size) {
-			let GroupRead::Data(d) = src.read_groups(&e.cid, g, 1).unwrap().remove(0) else { panic!() };
+			let d = group(&src, &e.cid, g);
 			dst.write_group(&e.cid, e.size, g, &d).unwrap();
 		}
 	}
@@ -135,7 +143,7 @@ fn partial_objects_resume_after_reopen_and_distrust_bits() {
 		dst.begin_transfer(7, head).unwrap();
 		dst.begin_object(&big.cid, big.size, &src.outboard(&big.cid).unwrap()).unwrap();
 		for g in (0..groups_of(big.size)).step_by(2) {
-			let GroupRead::Data(d) = src.read_groups(&big.cid, g, 1).unwrap().remove(0) else { panic!() };
+			let d = group(&src, &big.cid, g);
 			dst.write_group(&big.cid, big.size, g, &d).unwrap();
 		}
 	}
@@ -169,7 +177,7 @@ fn crash_child() {
 	dst.begin_object(&big.cid, big.size, &src.outboard(&big.cid).unwrap()).unwrap();
 	let mut n = 0;
 	for g in 0..groups_of(big.size) {
-		let GroupRead::Data(d) = src.read_groups(&big.cid, g, 1).unwrap().remove(0) else { panic!() };
+		let d = group(&src, &big.cid, g);
 		dst.write_group(&big.cid, big.size, g, &d).unwrap();
 		n += 1;
 		println!("written {n}");
@@ -222,7 +230,7 @@ fn kill_9_mid_transfer_loses_at_most_unflushed_bits() {
 			ObjectState::Partial { missing } => missing,
 		};
 		for g in todo {
-			let GroupRead::Data(d) = src.read_groups(&e.cid, g, 1).unwrap().remove(0) else { panic!() };
+			let d = group(&src, &e.cid, g);
 			dst.write_group(&e.cid, e.size, g, &d).unwrap();
 		}
 	}
@@ -238,10 +246,7 @@ fn object_fully_verified_but_not_committed_before_a_crash_is_committed_on_reopen
 	let (src, head) = source(a.path());
 	let big = src.lookup(7, b"big").unwrap();
 	let last = groups_of(big.size) - 1;
-	let read = |g| match src.read_groups(&big.cid, g, 1).unwrap().remove(0) {
-		GroupRead::Data(d) => d,
-		GroupRead::Missing => panic!(),
-	};
+	let read = |g| group(&src, &big.cid, g);
 	{
 		let dst = Store::open(b.path()).unwrap();
 		dst.begin_transfer(7, head).unwrap();

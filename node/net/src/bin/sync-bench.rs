@@ -310,7 +310,7 @@ fn num_cpus() -> usize {
 /// `bytes` from a child process to this one, nothing else.
 mod raw {
 	use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-	use libp2p::{noise, tcp, yamux, StreamProtocol};
+	use libp2p::{noise, tcp, StreamProtocol};
 	use std::time::{Duration, Instant};
 	const P: StreamProtocol = StreamProtocol::new("/raw/1");
 
@@ -318,12 +318,7 @@ mod raw {
 		libp2p::SwarmBuilder::with_new_identity()
 			.with_tokio()
 			.with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, move || {
-				let mut c = yamux::Config::default();
-				if let Some(w) = window {
-					#[allow(deprecated)]
-					c.set_receive_window_size(w).set_max_buffer_size(w as usize);
-				}
-				c
+				sync_net::swarm::yamux_config(window)
 			})
 			.unwrap()
 			.with_quic()
