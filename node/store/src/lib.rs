@@ -33,6 +33,7 @@
 #![warn(missing_docs)]
 
 mod objects;
+pub mod oplog;
 mod segments;
 
 use parking_lot::Mutex;
@@ -69,6 +70,8 @@ const HEADS: TableDefinition<u64, (u64, [u8; 32], u64, u64, u64)> = TableDefinit
 const ROOTS: TableDefinition<(u64, u64), ([u8; 32], u64, u64, u64)> = TableDefinition::new("roots");
 /// Transfer in progress: segment → (target seq, root, leaves, entries, bytes, index staged).
 const TRANSFERS: TableDefinition<u64, (u64, [u8; 32], u64, u64, u64, bool)> = TableDefinition::new("transfers");
+/// Op log: (segment, seq) → SCALE-encoded [`oplog::SignedOp`].
+const OPS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("ops");
 /// Staged (verified) index of a transfer: (segment, key) → (CID, size).
 const STAGED: TableDefinition<(u64, &[u8]), ([u8; 32], u64)> = TableDefinition::new("staged");
 
@@ -125,6 +128,41 @@ pub enum StoreError {
 	/// A key longer than the protocol allows.
 	#[error("key of {0} bytes exceeds the limit")]
 	KeyTooLong(usize),
+	/// An op whose seq does not follow the segment's head (`expected` is head + 1).
+	#[error("segment {segment}: op seq {got}, expected {expected}")]
+	OutOfOrder {
+		/// The segment.
+		segment: SegmentId,
+		/// Seq of the rejected op.
+		got: u64,
+		/// The seq that would be accepted.
+		expected: u64,
+	},
+	/// An op not signed by a Primary of the segment, or whose signature does not verify.
+	#[error("segment {segment}: op {seq} has a bad signature")]
+	BadSignature {
+		/// The segment.
+		segment: SegmentId,
+		/// Seq of the rejected op.
+		seq: u64,
+	},
+	/// An op built on another root than the segment's current one, or leading to another root
+	/// than it claims.
+	#[error("segment {segment}: op {seq} does not match the segment's root")]
+	RootMismatch {
+		/// The segment.
+		segment: SegmentId,
+		/// Seq of the rejected op.
+		seq: u64,
+	},
+	/// A seq already applied with a different op (a conflicting replay).
+	#[error("segment {segment}: op {seq} conflicts with the applied one")]
+	Conflict {
+		/// The segment.
+		segment: SegmentId,
+		/// Seq of the rejected op.
+		seq: u64,
+	},
 	/// On-disk state contradicts itself (e.g. an index that does not hash to its head).
 	#[error("store corrupt: {0}")]
 	Corrupt(String),
@@ -204,6 +242,7 @@ impl Store {
 			tx.open_table(ROOTS)?;
 			tx.open_table(TRANSFERS)?;
 			tx.open_table(STAGED)?;
+			tx.open_table(OPS)?;
 			tx.commit()?;
 		}
 		let inner = Inner {

@@ -2,9 +2,11 @@
 //! snapshot transfer that becomes the segment's index only once every object is present and
 //! the recomputed root equals the target.
 use crate::{
-	objects::is_small, Cid, Result, SegmentState, Store, StoreError, HEADS, INDEX, ROOTS, STAGED,
-	TRANSFERS,
+	objects::is_small,
+	oplog::{Op, OpKind, OpSigner, SignedOp},
+	Cid, Result, SegmentState, Store, StoreError, HEADS, INDEX, OPS, ROOTS, STAGED, TRANSFERS,
 };
+use codec::Encode;
 use redb::{Durability, ReadableDatabase, ReadableTable, WriteTransaction};
 use std::sync::Arc;
 use sync_primitives::{
@@ -33,20 +35,20 @@ pub struct Transfer {
 
 type FactsRow = ([u8; 32], u64, u64, u64);
 
-fn facts_row(f: &RootFacts) -> FactsRow {
+pub(crate) fn facts_row(f: &RootFacts) -> FactsRow {
 	(f.root, f.leaves, f.entries, f.bytes)
 }
 fn row_facts((root, leaves, entries, bytes): FactsRow) -> RootFacts {
 	RootFacts { root, leaves, entries, bytes }
 }
 
-fn durable(db: &redb::Database) -> Result<WriteTransaction> {
+pub(crate) fn durable(db: &redb::Database) -> Result<WriteTransaction> {
 	let mut tx = db.begin_write()?;
 	tx.set_durability(Durability::Immediate).map_err(|e| StoreError::Db(e.into()))?;
 	Ok(tx)
 }
 
-fn write_head(tx: &WriteTransaction, segment: SegmentId, head: &Head) -> Result<()> {
+pub(crate) fn write_head(tx: &WriteTransaction, segment: SegmentId, head: &Head) -> Result<()> {
 	let (r, l, e, b) = facts_row(&head.facts);
 	tx.open_table(HEADS)?.insert(segment, (head.seq, r, l, e, b))?;
 	tx.open_table(ROOTS)?.insert((segment, head.seq), facts_row(&head.facts))?;
@@ -120,7 +122,17 @@ impl Store {
 
 	/// Applies writes to a segment in one durable transaction (each write is one seq) and
 	/// returns the new head. Large objects are written as files before the index refers to them.
+	/// No op log is kept (see [`Store::apply_signed`] for the Primary's write path).
 	pub fn apply(&self, segment: SegmentId, writes: Vec<SegmentWrite>) -> Result<Head> {
+		self.apply_inner(segment, writes, None).map(|(head, _)| head)
+	}
+
+	pub(crate) fn apply_inner(
+		&self,
+		segment: SegmentId,
+		writes: Vec<SegmentWrite>,
+		signer: Option<&dyn OpSigner>,
+	) -> Result<(Head, Vec<SignedOp>)> {
 		for w in &writes {
 			let key = match w {
 				SegmentWrite::Put { key, .. } | SegmentWrite::Delete { key } => key,
@@ -133,12 +145,15 @@ impl Store {
 		let state = segs.entry(segment).or_default();
 		let mut trie = state.trie.clone();
 		let mut seq = state.head.map(|h| h.seq).unwrap_or(0);
+		let mut signed = Vec::new();
 		let tx = durable(&self.inner.db)?;
 		{
 			let mut index = tx.open_table(INDEX)?;
+			let mut ops = tx.open_table(OPS)?;
 			for w in &writes {
 				seq += 1;
-				match w {
+				let prev_root = trie.facts().root;
+				let kind = match w {
 					SegmentWrite::Put { key, data } => {
 						let (cid, ob) = Outboard::compute(data);
 						let size = data.len() as u64;
@@ -149,13 +164,22 @@ impl Store {
 						}
 						index.insert((segment, key.as_slice()), (cid, size))?;
 						trie.insert(Entry { key: key.clone(), cid, size });
+						OpKind::Put { key: key.clone(), cid, size }
 					},
 					SegmentWrite::Delete { key } => {
 						index.remove((segment, key.as_slice()))?;
 						trie.remove(key);
+						OpKind::Delete { key: key.clone() }
 					},
+				};
+				let facts = trie.facts();
+				tx.open_table(ROOTS)?.insert((segment, seq), facts_row(&facts))?;
+				if let Some(signer) = signer {
+					let op = Op { segment, seq, kind, prev_root, new_root: facts.root };
+					let op = SignedOp { signature: signer.sign(&op.signing_payload()), signer: signer.public(), op };
+					ops.insert((segment, seq), op.encode().as_slice())?;
+					signed.push(op);
 				}
-				tx.open_table(ROOTS)?.insert((segment, seq), facts_row(&trie.facts()))?;
 			}
 		}
 		let head = Head { seq, facts: trie.facts() };
@@ -164,7 +188,7 @@ impl Store {
 		state.trie = trie;
 		state.head = Some(head);
 		state.listing = None;
-		Ok(head)
+		Ok((head, signed))
 	}
 
 	/// Entries `[start, start + count)` of the segment's index in trie order, if this store

@@ -1,0 +1,193 @@
+//! The delta log: every write the owning Primary accepts becomes an [`Op`] with the next
+//! per-segment seq, the root before and after it, signed by the Primary. Ops are stored in the
+//! same durable transaction as the index change they describe, so the log and the index never
+//! disagree after a crash. Followers [`Store::replay`] ops in seq order, exactly once: a seq
+//! already applied is skipped if it is the same op and refused if it is not, a gap is refused,
+//! and every op must start from the current root and end at the root it claims.
+//!
+//! The store does not know key types: signing and checking go through [`OpSigner`] and
+//! [`OpVerifier`], which the data plane implements with the node's network key and the chain's
+//! list of Primaries of the segment.
+use crate::{
+	segments::{durable, facts_row, write_head},
+	Head, Result, Store, StoreError, INDEX, OPS, ROOTS,
+};
+use codec::{Decode, Encode};
+use redb::{ReadableDatabase, ReadableTable};
+use sync_primitives::{
+	commitment::{Entry, Hash32, MAX_KEY_LEN},
+	SegmentId,
+};
+
+/// What an op does to the index.
+#[derive(Encode, Decode, Clone, PartialEq, Eq, Debug)]
+pub enum OpKind {
+	/// `key` now maps to the object `(cid, size)`.
+	Put {
+		/// Object key.
+		key: Vec<u8>,
+		/// Object CID.
+		cid: Hash32,
+		/// Object size in bytes.
+		size: u64,
+	},
+	/// `key` is removed.
+	Delete {
+		/// Object key.
+		key: Vec<u8>,
+	},
+}
+
+/// One write, as the owning Primary ordered it.
+#[derive(Encode, Decode, Clone, PartialEq, Eq, Debug)]
+pub struct Op {
+	/// The segment.
+	pub segment: SegmentId,
+	/// Its position in the segment's log (the first write is 1).
+	pub seq: u64,
+	/// The change.
+	pub kind: OpKind,
+	/// Segment root before the op.
+	pub prev_root: Hash32,
+	/// Segment root after the op.
+	pub new_root: Hash32,
+}
+
+impl Op {
+	/// The bytes a Primary signs (domain separated).
+	pub fn signing_payload(&self) -> Vec<u8> {
+		(b"sync-registry/op/v1", self).encode()
+	}
+
+	/// Hash of the op (what gossip announces).
+	pub fn hash(&self) -> Hash32 {
+		*blake3::hash(&self.signing_payload()).as_bytes()
+	}
+}
+
+/// An op with its Primary's signature.
+#[derive(Encode, Decode, Clone, PartialEq, Eq, Debug)]
+pub struct SignedOp {
+	/// The op.
+	pub op: Op,
+	/// The signer's public key, in the encoding the verifier understands.
+	pub signer: Vec<u8>,
+	/// The signature over [`Op::signing_payload`].
+	pub signature: Vec<u8>,
+}
+
+/// Signs ops on the owning Primary.
+pub trait OpSigner {
+	/// The public key recorded with each op.
+	fn public(&self) -> Vec<u8>;
+	/// Signs `payload`.
+	fn sign(&self, payload: &[u8]) -> Vec<u8>;
+}
+
+/// Decides whether an op's signature is valid and its signer a Primary of the segment.
+pub trait OpVerifier {
+	/// `true` if `signature` over `payload` by `signer` is valid and `signer` may write `segment`.
+	fn verify(&self, segment: SegmentId, signer: &[u8], payload: &[u8], signature: &[u8]) -> bool;
+}
+
+impl Store {
+	/// Applies writes on the owning Primary: like [`Store::apply`], and records each write as a
+	/// signed op in the same transaction. Returns the new head and the ops (for gossip).
+	pub fn apply_signed(
+		&self,
+		segment: SegmentId,
+		writes: Vec<crate::SegmentWrite>,
+		signer: &dyn OpSigner,
+	) -> Result<(Head, Vec<SignedOp>)> {
+		self.apply_inner(segment, writes, Some(signer))
+	}
+
+	/// Up to `max` logged ops of `segment` from seq `from` on (for peers filling a gap).
+	pub fn ops(&self, segment: SegmentId, from: u64, max: usize) -> Result<Vec<SignedOp>> {
+		let tx = self.inner.db.begin_read()?;
+		let table = tx.open_table(OPS)?;
+		let mut out = Vec::new();
+		for row in table.range((segment, from)..(segment, u64::MAX))?.take(max) {
+			let (_, v) = row?;
+			let op = SignedOp::decode(&mut v.value())
+				.map_err(|e| StoreError::Corrupt(format!("segment {segment}: undecodable op: {e}")))?;
+			out.push(op);
+		}
+		Ok(out)
+	}
+
+	/// Replays `ops` (in seq order) on top of the segment's head, all or nothing, in one durable
+	/// transaction. Ops at or below the head are skipped when identical to the logged ones (so a
+	/// replay after a restart applies nothing twice) and refused otherwise. Objects of `Put`
+	/// ops must already be in the store (fetched by CID before replay).
+	pub fn replay(&self, segment: SegmentId, ops: &[SignedOp], verifier: &dyn OpVerifier) -> Result<Head> {
+		let mut segs = self.inner.segments.lock();
+		let state = segs.entry(segment).or_default();
+		let mut trie = state.trie.clone();
+		let mut head = state.head.unwrap_or(Head { seq: 0, facts: trie.facts() });
+		let start = head;
+		let tx = durable(&self.inner.db)?;
+		{
+			let mut index = tx.open_table(INDEX)?;
+			let mut log = tx.open_table(OPS)?;
+			let mut roots = tx.open_table(ROOTS)?;
+			for signed in ops {
+				let op = &signed.op;
+				let seq = op.seq;
+				if op.segment != segment {
+					return Err(StoreError::RootMismatch { segment, seq });
+				}
+				if seq <= head.seq {
+					let same = log.get((segment, seq))?.is_some_and(|v| v.value() == signed.encode().as_slice());
+					if same {
+						continue;
+					}
+					return Err(StoreError::Conflict { segment, seq });
+				}
+				if seq != head.seq + 1 {
+					return Err(StoreError::OutOfOrder { segment, got: seq, expected: head.seq + 1 });
+				}
+				if !verifier.verify(segment, &signed.signer, &op.signing_payload(), &signed.signature) {
+					return Err(StoreError::BadSignature { segment, seq });
+				}
+				if op.prev_root != head.facts.root {
+					return Err(StoreError::RootMismatch { segment, seq });
+				}
+				match &op.kind {
+					OpKind::Put { key, cid, size } => {
+						if key.len() > MAX_KEY_LEN as usize {
+							return Err(StoreError::KeyTooLong(key.len()));
+						}
+						if !self.has_object(cid)? {
+							return Err(StoreError::UnknownObject(crate::Cid(*cid)));
+						}
+						index.insert((segment, key.as_slice()), (*cid, *size))?;
+						trie.insert(Entry { key: key.clone(), cid: *cid, size: *size });
+					},
+					OpKind::Delete { key } => {
+						index.remove((segment, key.as_slice()))?;
+						trie.remove(key);
+					},
+				}
+				let facts = trie.facts();
+				if facts.root != op.new_root {
+					return Err(StoreError::RootMismatch { segment, seq });
+				}
+				roots.insert((segment, seq), facts_row(&facts))?;
+				log.insert((segment, seq), signed.encode().as_slice())?;
+				head = Head { seq, facts };
+			}
+		}
+		if head == start {
+			// Nothing new: drop the transaction unapplied.
+			tx.abort()?;
+			return Ok(head);
+		}
+		write_head(&tx, segment, &head)?;
+		tx.commit()?;
+		state.trie = trie;
+		state.head = Some(head);
+		state.listing = None;
+		Ok(head)
+	}
+}
