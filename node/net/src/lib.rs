@@ -17,6 +17,7 @@
 pub mod client;
 pub mod config;
 pub mod fixtures;
+pub mod peers;
 pub mod protocol;
 mod server;
 pub mod snapshot;

@@ -1,0 +1,299 @@
+//! Peer management (Harmony stream-sync knobs): which peers a sync may use, for how long a
+//! failing peer rests, who is never dropped, and what survives a restart.
+//!
+//! Time is always passed in (`now`), so the rules are tested without sleeping, and no rule
+//! compares wall clocks between nodes.
+use codec::{Decode, Encode};
+use libp2p::PeerId;
+use std::{
+	collections::{HashMap, HashSet},
+	time::{Duration, Instant},
+};
+
+/// The peer manager's knobs, with the defaults an operator gets.
+#[derive(Clone, Debug)]
+pub struct PeerManagerConfig {
+	/// Peers one sync downloads from at once. Default 16.
+	pub concurrency: usize,
+	/// Below this many usable peers a sync does not start a segment (it waits for discovery).
+	/// Default 1.
+	pub min_peers: usize,
+	/// Soft low cap: below it, discovery runs in the background. Default 8.
+	pub low_cap_soft: usize,
+	/// Hard low cap: below it, discovery runs at once and reserved peers are promoted. Default 3.
+	pub low_cap_hard: usize,
+	/// High cap: no more sync peers than this are kept. Default 64.
+	pub high_cap: usize,
+	/// Peers asked for per discovery round. Default 8.
+	pub discovery_batch: usize,
+	/// Peers never removed or cooled down (an operator's own nodes).
+	pub trusted: HashSet<PeerId>,
+	/// Standby peers promoted as soon as the pool is below the hard low cap.
+	pub reserved: HashSet<PeerId>,
+	/// Cooldown per failure after the first (the first failure is free). Default 5 min.
+	pub cooldown_step: Duration,
+	/// Longest cooldown. Default 60 min.
+	pub cooldown_max: Duration,
+	/// Ban a peer for the session when it sends data that does not verify. Default `true`.
+	pub ban_on_invalid: bool,
+}
+
+impl Default for PeerManagerConfig {
+	fn default() -> Self {
+		PeerManagerConfig {
+			concurrency: 16,
+			min_peers: 1,
+			low_cap_soft: 8,
+			low_cap_hard: 3,
+			high_cap: 64,
+			discovery_batch: 8,
+			trusted: HashSet::new(),
+			reserved: HashSet::new(),
+			cooldown_step: Duration::from_secs(5 * 60),
+			cooldown_max: Duration::from_secs(60 * 60),
+			ban_on_invalid: true,
+		}
+	}
+}
+
+/// What the manager knows of one peer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerRecord {
+	/// Consecutive failures (reset by a success).
+	pub failures: u32,
+	/// Resting until then.
+	pub cooldown_until: Option<Instant>,
+	/// Banned for this session (invalid data).
+	pub banned: bool,
+	/// Successful requests minus failures, for ordering (saturating).
+	pub score: i32,
+}
+
+/// What to do about discovery, given the current pool.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Discovery {
+	/// Enough peers.
+	Idle,
+	/// Below the soft low cap: look for this many more in the background.
+	Background(usize),
+	/// Below the hard low cap: look now (reserved peers were promoted already).
+	Urgent(usize),
+}
+
+/// The peer book.
+#[derive(Clone, Debug)]
+pub struct PeerBook {
+	config: PeerManagerConfig,
+	peers: HashMap<PeerId, PeerRecord>,
+	promoted: HashSet<PeerId>,
+}
+
+impl PeerBook {
+	/// An empty book.
+	pub fn new(config: PeerManagerConfig) -> Self {
+		PeerBook { config, peers: HashMap::new(), promoted: HashSet::new() }
+	}
+
+	/// The configuration.
+	pub fn config(&self) -> &PeerManagerConfig {
+		&self.config
+	}
+
+	/// The record of `peer`.
+	pub fn record(&self, peer: &PeerId) -> Option<&PeerRecord> {
+		self.peers.get(peer)
+	}
+
+	/// A request to `peer` succeeded.
+	pub fn success(&mut self, peer: PeerId) {
+		let r = self.peers.entry(peer).or_default();
+		r.failures = 0;
+		r.cooldown_until = None;
+		r.score = r.score.saturating_add(1);
+	}
+
+	/// A request to `peer` failed (timeout, disconnect, refusal). The first failure in a row is
+	/// free; the n-th rests the peer `(n − 1) × cooldown_step`, at most `cooldown_max`. Trusted
+	/// peers never rest.
+	pub fn failure(&mut self, peer: PeerId, now: Instant) {
+		let trusted = self.config.trusted.contains(&peer);
+		let (step, max) = (self.config.cooldown_step, self.config.cooldown_max);
+		let r = self.peers.entry(peer).or_default();
+		r.failures = r.failures.saturating_add(1);
+		r.score = r.score.saturating_sub(1);
+		if trusted || r.failures < 2 {
+			return;
+		}
+		let rest = step.saturating_mul(r.failures - 1).min(max);
+		r.cooldown_until = Some(now + rest);
+	}
+
+	/// `peer` sent data that does not verify: banned for the session if so configured (trusted
+	/// peers too — a trusted peer serving corrupt data is a fault to surface, not to retry).
+	pub fn invalid(&mut self, peer: PeerId) {
+		let ban = self.config.ban_on_invalid;
+		let r = self.peers.entry(peer).or_default();
+		r.score = r.score.saturating_sub(10);
+		if ban {
+			r.banned = true;
+		}
+	}
+
+	/// Whether `peer` may be asked now.
+	pub fn usable(&self, peer: &PeerId, now: Instant) -> bool {
+		match self.peers.get(peer) {
+			None => true,
+			Some(r) => !r.banned && r.cooldown_until.is_none_or(|t| now >= t),
+		}
+	}
+
+	/// The peers a sync should use among `candidates`: usable ones, trusted first, then
+	/// promoted reserved ones, then by score; at most `concurrency`. Reserved peers join the
+	/// pool as soon as it falls below the hard low cap.
+	pub fn select(&mut self, candidates: &[PeerId], now: Instant) -> Vec<PeerId> {
+		let mut pool: Vec<PeerId> = candidates
+			.iter()
+			.copied()
+			.filter(|p| self.usable(p, now) && (!self.config.reserved.contains(p) || self.promoted.contains(p)))
+			.collect();
+		if pool.len() < self.config.low_cap_hard {
+			for p in candidates {
+				if self.config.reserved.contains(p) && self.usable(p, now) && self.promoted.insert(*p) {
+					pool.push(*p);
+				}
+			}
+		}
+		pool.sort_by_key(|p| {
+			(
+				!self.config.trusted.contains(p),
+				!self.promoted.contains(p),
+				-self.peers.get(p).map_or(0, |r| r.score),
+			)
+		});
+		pool.dedup();
+		pool.truncate(self.config.concurrency.min(self.config.high_cap));
+		pool
+	}
+
+	/// Whether discovery should run, given how many usable peers there are.
+	pub fn discovery(&self, usable: usize) -> Discovery {
+		let want = self.config.discovery_batch.min(self.config.high_cap.saturating_sub(usable));
+		if usable < self.config.low_cap_hard {
+			Discovery::Urgent(want)
+		} else if usable < self.config.low_cap_soft {
+			Discovery::Background(want)
+		} else {
+			Discovery::Idle
+		}
+	}
+
+	/// The book in a form that survives a restart: failures, scores and remaining cooldowns
+	/// (bans are for the session only and are not saved).
+	pub fn save(&self, now: Instant) -> Vec<u8> {
+		let rows: Vec<(Vec<u8>, u32, i32, u64)> = self
+			.peers
+			.iter()
+			.map(|(p, r)| {
+				let rest = r.cooldown_until.map_or(0, |t| t.saturating_duration_since(now).as_millis() as u64);
+				(p.to_bytes(), r.failures, r.score, rest)
+			})
+			.collect();
+		rows.encode()
+	}
+
+	/// Restores a saved book (unknown or undecodable entries are skipped).
+	pub fn load(config: PeerManagerConfig, bytes: &[u8], now: Instant) -> Self {
+		let mut book = PeerBook::new(config);
+		let rows = Vec::<(Vec<u8>, u32, i32, u64)>::decode(&mut &bytes[..]).unwrap_or_default();
+		for (peer, failures, score, rest_ms) in rows {
+			let Ok(peer) = PeerId::from_bytes(&peer) else { continue };
+			let cooldown_until = (rest_ms > 0).then(|| now + Duration::from_millis(rest_ms));
+			book.peers.insert(peer, PeerRecord { failures, cooldown_until, banned: false, score });
+		}
+		book
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	const MIN: Duration = Duration::from_secs(60);
+
+	#[test]
+	fn cooldown_grows_five_minutes_per_failure_capped_at_an_hour_first_free() {
+		let mut book = PeerBook::new(PeerManagerConfig::default());
+		let p = PeerId::random();
+		let t0 = Instant::now();
+		book.failure(p, t0);
+		assert!(book.usable(&p, t0), "the first failure is free");
+		let expect = [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 60, 60];
+		for (i, m) in expect.iter().enumerate() {
+			book.failure(p, t0);
+			assert_eq!(book.record(&p).unwrap().cooldown_until, Some(t0 + MIN * *m), "failure {}", i + 2);
+			assert!(!book.usable(&p, t0 + MIN * *m - Duration::from_secs(1)));
+			assert!(book.usable(&p, t0 + MIN * *m));
+		}
+		book.success(p);
+		book.failure(p, t0);
+		assert!(book.usable(&p, t0), "a success resets the count");
+	}
+
+	#[test]
+	fn trusted_peers_survive_failures_that_remove_others() {
+		let trusted = PeerId::random();
+		let other = PeerId::random();
+		let cfg = PeerManagerConfig { trusted: [trusted].into(), ..Default::default() };
+		let mut book = PeerBook::new(cfg);
+		let t0 = Instant::now();
+		for _ in 0..5 {
+			book.failure(trusted, t0);
+			book.failure(other, t0);
+		}
+		assert!(book.usable(&trusted, t0));
+		assert!(!book.usable(&other, t0));
+		assert_eq!(book.select(&[other, trusted], t0), vec![trusted]);
+		// Invalid data still bans.
+		let liar = PeerId::random();
+		book.invalid(liar);
+		assert!(!book.usable(&liar, t0 + MIN * 1000));
+	}
+
+	#[test]
+	fn reserved_peers_are_promoted_below_the_hard_low_cap() {
+		let reserved = PeerId::random();
+		let a = PeerId::random();
+		let cfg = PeerManagerConfig { reserved: [reserved].into(), low_cap_hard: 2, concurrency: 4, ..Default::default() };
+		let mut book = PeerBook::new(cfg);
+		let t0 = Instant::now();
+		let (b, c) = (PeerId::random(), PeerId::random());
+		assert!(!book.select(&[a, b, c, reserved], t0).contains(&reserved), "enough peers: reserve stays out");
+		let pool = book.select(&[a, reserved], t0);
+		assert_eq!(pool.len(), 2);
+		assert_eq!(pool[0], reserved, "promoted instantly, ahead of ordinary peers");
+		assert_eq!(book.discovery(1), Discovery::Urgent(8));
+		assert_eq!(book.discovery(5), Discovery::Background(8));
+		assert_eq!(book.discovery(8), Discovery::Idle);
+	}
+
+	#[test]
+	fn scores_and_cooldowns_survive_a_restart_bans_do_not() {
+		let mut book = PeerBook::new(PeerManagerConfig::default());
+		let t0 = Instant::now();
+		let (good, bad, liar) = (PeerId::random(), PeerId::random(), PeerId::random());
+		for _ in 0..3 {
+			book.success(good);
+			book.failure(bad, t0);
+		}
+		book.invalid(liar);
+		let saved = book.save(t0 + MIN);
+		let t1 = Instant::now() + MIN * 100;
+		let back = PeerBook::load(PeerManagerConfig::default(), &saved, t1);
+		assert_eq!(back.record(&good).unwrap().score, 3);
+		assert_eq!(back.record(&bad).unwrap().failures, 3);
+		// 10 min cooldown from t0, saved at t0 + 1 min: 9 min remain after the restart.
+		assert_eq!(back.record(&bad).unwrap().cooldown_until, Some(t1 + MIN * 9));
+		assert!(back.usable(&liar, t1));
+		assert!(PeerBook::load(PeerManagerConfig::default(), b"garbage", t1).record(&good).is_none());
+	}
+}
