@@ -55,10 +55,17 @@ pub enum Received<'a> {
 
 /// An open request stream to one peer.
 pub struct Session {
+	metrics: crate::metrics::Metrics,
 	peer: PeerId,
 	io: BufReader<Stream>,
 	buf: Vec<u8>,
 	timeout: Duration,
+}
+
+impl Drop for Session {
+	fn drop(&mut self) {
+		self.metrics.streams.with_label_values(&["outbound"]).dec();
+	}
 }
 
 impl Session {
@@ -69,7 +76,9 @@ impl Session {
 			.await
 			.map_err(|_| PeerError::Transport("open timed out".into()))?
 			.map_err(|e| PeerError::Transport(e.to_string()))?;
+		net.inner.metrics.streams.with_label_values(&["outbound"]).inc();
 		Ok(Session {
+			metrics: net.inner.metrics.clone(),
 			peer,
 			io: BufReader::with_capacity(4 * 1024, stream),
 			buf: Vec::with_capacity(MAX_DATA_FRAME),

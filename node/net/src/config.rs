@@ -43,9 +43,11 @@ pub struct NetConfig {
 	pub connect_timeout: Duration,
 	/// How long a group range stays untried at a peer that said it does not have it. Default 25 ms.
 	pub missing_retry: Duration,
-	/// How long another downloader may deliver nothing before its share is asked of a Primary
-	/// out of turn (see the snapshot module on Primary egress). Default 1 s.
+	/// How long another downloader may be unreachable or make no progress before its share is
+	/// asked of a Primary out of turn (see the snapshot module on Primary egress). Default 1 s.
 	pub primary_fallback: Duration,
+	/// Registry to export metrics to (the node passes Substrate's). `None`: counted, not exported.
+	pub registry: Option<prometheus::Registry>,
 }
 
 impl NetConfig {
@@ -61,6 +63,7 @@ impl NetConfig {
 			connect_timeout: Duration::from_secs(10),
 			missing_retry: Duration::from_millis(25),
 			primary_fallback: Duration::from_secs(1),
+			registry: None,
 		}
 	}
 }

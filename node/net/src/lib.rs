@@ -17,6 +17,7 @@
 pub mod client;
 pub mod config;
 pub mod fixtures;
+pub mod metrics;
 pub mod peers;
 pub mod protocol;
 mod server;
@@ -66,6 +67,7 @@ pub struct Stats {
 
 pub(crate) struct NetInner {
 	pub(crate) peer_id: PeerId,
+	pub(crate) metrics: metrics::Metrics,
 	pub(crate) config: NetConfig,
 	pub(crate) store: Store,
 	pub(crate) control: libp2p_stream::Control,
@@ -93,10 +95,15 @@ impl SyncNetwork {
 		let (swarm, mut control) = swarm::build(&config).map_err(NetError::Setup)?;
 		let peer_id = *swarm.local_peer_id();
 		let incoming = control.accept(protocol::PROTOCOL).map_err(|e| NetError::Setup(e.to_string()))?;
+		let metrics = match &config.registry {
+			Some(r) => metrics::Metrics::register(r).map_err(|e| NetError::Setup(format!("metrics: {e}")))?,
+			None => metrics::Metrics::unregistered(),
+		};
 		let (tx, rx) = mpsc::unbounded_channel();
 		let (listen_tx, listen_rx) = watch::channel(Vec::new());
 		let inner = Arc::new(NetInner {
 			peer_id,
+			metrics,
 			stream_permits: Arc::new(Semaphore::new(config.limits.max_streams)),
 			total_bucket: config.limits.bytes_per_sec_total.map(|r| Mutex::new(server::Bucket::new(r))),
 			config,
@@ -135,6 +142,11 @@ impl SyncNetwork {
 	/// Counters.
 	pub fn stats(&self) -> &Stats {
 		&self.inner.stats
+	}
+
+	/// Prometheus metrics (also exported if a registry was configured).
+	pub fn metrics(&self) -> &metrics::Metrics {
+		&self.inner.metrics
 	}
 
 	/// Bytes served to each peer so far.
@@ -177,6 +189,7 @@ impl SyncNetwork {
 	pub fn ban(&self, peer: PeerId) {
 		if self.inner.bans.lock().insert(peer) {
 			log::warn!(target: "sync-net", "banned {peer} for this session");
+			self.inner.metrics.bans.inc();
 			let _ = self.inner.commands.send(swarm::Command::Ban(peer));
 		}
 	}

@@ -58,6 +58,7 @@ struct Slot {
 }
 impl Drop for Slot {
 	fn drop(&mut self) {
+		self.net.metrics.streams.with_label_values(&["inbound"]).dec();
 		let mut open = self.net.serving.lock();
 		if let Some(n) = open.get_mut(&self.peer) {
 			*n -= 1;
@@ -97,6 +98,7 @@ pub(crate) async fn accept_loop(net: Arc<NetInner>, mut incoming: libp2p_stream:
 			});
 			continue;
 		}
+		net.metrics.streams.with_label_values(&["inbound"]).inc();
 		let slot = Slot { net: net.clone(), peer };
 		let permit = global.expect("checked above");
 		tokio::spawn(async move {
@@ -120,7 +122,7 @@ async fn serve_stream(net: &Arc<NetInner>, peer: PeerId, stream: Stream) -> Resu
 			Ok(()) => {},
 			Err(WireError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
 			Err(WireError::TooLarge { .. }) => {
-				net.stats.refused.fetch_add(1, Ordering::Relaxed);
+				count_refused(net);
 				write_msg(&mut io, &Response::Error(ErrorCode::TooLarge)).await?;
 				io.close().await?;
 				return Ok(());
@@ -128,24 +130,25 @@ async fn serve_stream(net: &Arc<NetInner>, peer: PeerId, stream: Stream) -> Resu
 			Err(e) => return Err(e),
 		}
 		if buf.first() != Some(&VERSION) {
-			net.stats.refused.fetch_add(1, Ordering::Relaxed);
+			count_refused(net);
 			write_msg(&mut io, &Response::Error(ErrorCode::UnsupportedVersion)).await?;
 			io.close().await?;
 			return Ok(());
 		}
 		let Ok(env) = Envelope::decode_all(&mut &buf[..]) else {
-			net.stats.refused.fetch_add(1, Ordering::Relaxed);
+			count_refused(net);
 			write_msg(&mut io, &Response::Error(ErrorCode::Malformed)).await?;
 			io.close().await?;
 			return Ok(());
 		};
 		if let Err(code) = check_limits(&env.request) {
-			net.stats.refused.fetch_add(1, Ordering::Relaxed);
+			count_refused(net);
 			write_msg(&mut io, &Response::Error(code)).await?;
 			io.flush().await?;
 			continue;
 		}
 		answer(net, peer, peer_bucket.as_deref(), &mut io, env.request).await?;
+		net.metrics.requests.with_label_values(&["server", "ok"]).inc();
 		io.flush().await?;
 	}
 }
@@ -222,7 +225,13 @@ async fn answer(
 	}
 }
 
+fn count_refused(net: &NetInner) {
+	net.stats.refused.fetch_add(1, Ordering::Relaxed);
+	net.metrics.requests.with_label_values(&["server", "refused"]).inc();
+}
+
 fn count_served(net: &NetInner, peer: PeerId, n: u64) {
+	net.metrics.bytes_out.inc_by(n);
 	net.stats.served.fetch_add(n, Ordering::Relaxed);
 	*net.served_to.lock().entry(peer).or_insert(0) += n;
 }

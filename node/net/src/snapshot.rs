@@ -26,6 +26,7 @@
 //! that fallback. While a complete non-Primary holder is connected, the Primary is not asked.
 use crate::{
 	client::{PeerError, PeerHead, Received, Session},
+	metrics::Stage,
 	protocol::{ErrorCode, GroupRange, MAX_GROUPS_PER_REQUEST},
 	SyncNetwork,
 };
@@ -171,6 +172,7 @@ impl SyncNetwork {
 			return Ok(SyncReport { head: Some(target), elapsed: started.elapsed(), ..Default::default() });
 		}
 		let transfer = store.begin_transfer(segment, target)?;
+		self.inner.metrics.set_stage(segment, Stage::Head);
 		let engine = Arc::new(Engine {
 			net: self.clone(),
 			segment,
@@ -188,6 +190,7 @@ impl SyncNetwork {
 			let (_, listing) = store.staged_index(segment)?.ok_or(StoreError::NoTransfer(segment))?;
 			engine.build_units(&listing)?;
 			*engine.index.lock() = IndexStage::Staged;
+			self.inner.metrics.set_stage(segment, Stage::Objects);
 		}
 		let mut workers = Workers(HashMap::new(), engine.clone());
 		let mut idle_since: Option<Instant> = None;
@@ -221,7 +224,10 @@ impl SyncNetwork {
 			}
 		}
 		drop(workers);
-		let head = store.finish_transfer(segment)?;
+		self.inner.metrics.set_stage(segment, Stage::Finish);
+		let finished = store.finish_transfer(segment);
+		self.inner.metrics.set_stage(segment, Stage::Idle);
+		let head = finished?;
 		self.provide(segment);
 		let mut report = std::mem::take(&mut engine.sched.lock().report);
 		report.head = Some(head);
@@ -310,6 +316,7 @@ impl Engine {
 			match result {
 				Ok(()) => return,
 				Err(PeerError::Misbehaved(why)) => {
+					self.net.inner.metrics.failures.with_label_values(&["misbehaved"]).inc();
 					log::warn!(target: "sync-net", "segment {}: {peer} misbehaved: {why}", self.segment);
 					self.net.ban(peer);
 					self.sched.lock().report.banned.push(peer);
@@ -317,6 +324,8 @@ impl Engine {
 					return;
 				},
 				Err(e) => {
+					let reason = if matches!(e, PeerError::Refused(_)) { "refused" } else { "transport" };
+					self.net.inner.metrics.failures.with_label_values(&[reason]).inc();
 					log::debug!(target: "sync-net", "segment {}: {peer}: {e}", self.segment);
 					if down_since.get_or_insert_with(Instant::now).elapsed() >= self.net.inner.config.primary_fallback {
 						self.owner_lost(peer);
@@ -445,6 +454,7 @@ impl Engine {
 				IndexStage::Staged => return Ok(()),
 				IndexStage::Fetching => tokio::time::sleep(Duration::from_millis(20)).await,
 				IndexStage::Missing => {
+					self.net.inner.metrics.set_stage(self.segment, Stage::Index);
 					let facts = self.target.facts;
 					let result = session.index(self.segment, facts.root, facts.entries).await;
 					let staged = match result {
@@ -469,6 +479,7 @@ impl Engine {
 						.expect("just staged");
 					self.build_units(&listing).map_err(|e| PeerError::Transport(e.to_string()))?;
 					*self.index.lock() = IndexStage::Staged;
+					self.net.inner.metrics.set_stage(self.segment, Stage::Objects);
 					self.done.notify_waiters();
 					return Ok(());
 				},
@@ -529,6 +540,17 @@ impl Engine {
 			}
 			s.report.fetched_bytes += bytes;
 			s.report.rejected_groups += rejected;
+			let m = &self.net.inner.metrics;
+			m.bytes_in.inc_by(bytes);
+			let outcome = match (&result, missing) {
+				(Err(_), _) => "error",
+				(Ok(()), true) => "missing",
+				(Ok(()), false) => "ok",
+			};
+			m.requests.with_label_values(&["client", outcome]).inc();
+			m.progress
+				.with_label_values(&[&self.segment.to_string()])
+				.set((s.report.fetched_bytes + s.report.resumed_bytes) as i64);
 			*s.report.by_peer.entry(peer).or_insert(0) += bytes;
 		}
 		let rest: Vec<_> = list.into_iter().filter(|(c, _, g)| !got.contains(&(*c, *g))).collect();

@@ -122,10 +122,42 @@ async fn corrupt_peer_is_banned_and_nothing_corrupt_is_stored() {
 	assert!(corrupt_large_objects(c.dir.path()) > 0);
 	drop(tx);
 
-	let d = Node::start().await;
+	let registry = prometheus::Registry::new();
+	let d = {
+		let dir = Arc::new(tempfile::tempdir().unwrap());
+		let mut cfg = NetConfig::new(Keypair::generate_ed25519());
+		cfg.registry = Some(registry.clone());
+		let net = SyncNetwork::start(cfg, Store::open(dir.path()).unwrap()).await.unwrap();
+		let addrs = net.listen_addrs().await;
+		Node { net, addrs, _dir: dir.clone(), dir }
+	};
 	// The complete Replica is preferred over the Primary, so it is asked first.
 	let (_tx, rx) = watch::channel(vec![p.holder(true), c.holder(false)]);
 	let report = d.net.sync_segment(SEG, head, rx).await.unwrap();
+	// The node's registry exports what happened.
+	let exported: std::collections::HashMap<String, f64> = registry
+		.gather()
+		.iter()
+		.flat_map(|f| {
+			f.get_metric().iter().map(move |m| {
+				let labels: Vec<String> = m.get_label().iter().map(|l| l.get_value().to_string()).collect();
+				let v = if f.get_field_type() == prometheus::proto::MetricType::COUNTER {
+					m.get_counter().get_value()
+				} else {
+					m.get_gauge().get_value()
+				};
+				(format!("{}{:?}", f.get_name(), labels), v)
+			})
+		})
+		.collect();
+	assert_eq!(exported["sync_net_bans_total[]"], 1.0);
+	assert_eq!(exported["sync_net_peer_failures_total[\"misbehaved\"]"], 1.0);
+	assert_eq!(exported["sync_net_bytes_received_total[]"], report.fetched_bytes as f64);
+	assert_eq!(exported["sync_net_segment_stage[\"1\"]"], 0.0, "idle after the sync");
+	assert_eq!(exported["sync_net_segment_verified_bytes[\"1\"]"], head.facts.bytes as f64);
+	// (labels in name order: outcome, side)
+	assert!(exported["sync_net_requests_total[\"ok\", \"client\"]"] > 0.0);
+	assert_eq!(exported["sync_net_streams[\"outbound\"]"], 0.0, "every stream closed");
 	assert_eq!(report.banned, vec![c.net.peer_id()]);
 	assert_eq!(report.rejected_groups, 1, "detected within one chunk group");
 	assert!(d.net.is_banned(&c.net.peer_id()));

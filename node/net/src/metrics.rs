@@ -1,0 +1,80 @@
+//! Prometheus metrics of the data plane, registered in the registry the node passes in
+//! (Substrate's, so they appear on its `/metrics` endpoint). Labels are low-cardinality: a
+//! side, an outcome, a reason, a direction, or a segment id (a node holds a bounded number).
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use sync_primitives::SegmentId;
+
+/// Stages of a segment sync, as the `sync_net_segment_stage` gauge reports them.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Stage {
+	/// Not syncing.
+	Idle = 0,
+	/// Asking holders what they serve.
+	Head = 1,
+	/// Fetching and verifying the index.
+	Index = 2,
+	/// Fetching outboards and chunk groups.
+	Objects = 3,
+	/// Recomputing the root and swapping the index in.
+	Finish = 4,
+}
+
+/// The data plane's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+	/// Verified chunk-group bytes received.
+	pub bytes_in: IntCounter,
+	/// Bytes of groups and outboards served.
+	pub bytes_out: IntCounter,
+	/// Requests by side (`client`/`server`) and outcome (`ok`, `missing`, `refused`, `error`).
+	pub requests: IntCounterVec,
+	/// Peer failures seen by the client, by reason (`transport`, `refused`, `misbehaved`).
+	pub failures: IntCounterVec,
+	/// Peers banned for the session.
+	pub bans: IntCounter,
+	/// Open transfer streams by direction (`inbound`, `outbound`).
+	pub streams: IntGaugeVec,
+	/// Stage of each segment's sync (see [`Stage`]).
+	pub stage: IntGaugeVec,
+	/// Verified bytes of the segment's sync target held so far.
+	pub progress: IntGaugeVec,
+}
+
+impl Metrics {
+	/// Creates the metrics and registers them in `registry`.
+	pub fn register(registry: &Registry) -> prometheus::Result<Metrics> {
+		let m = Metrics::unregistered();
+		registry.register(Box::new(m.bytes_in.clone()))?;
+		registry.register(Box::new(m.bytes_out.clone()))?;
+		registry.register(Box::new(m.requests.clone()))?;
+		registry.register(Box::new(m.failures.clone()))?;
+		registry.register(Box::new(m.bans.clone()))?;
+		registry.register(Box::new(m.streams.clone()))?;
+		registry.register(Box::new(m.stage.clone()))?;
+		registry.register(Box::new(m.progress.clone()))?;
+		Ok(m)
+	}
+
+	/// Metrics that count but are not exported (no registry given).
+	pub fn unregistered() -> Metrics {
+		let counter = |n: &str, h: &str| IntCounter::new(n, h).expect("valid metric");
+		let counter_vec =
+			|n: &str, h: &str, l: &[&str]| IntCounterVec::new(Opts::new(n, h), l).expect("valid metric");
+		let gauge_vec = |n: &str, h: &str, l: &[&str]| IntGaugeVec::new(Opts::new(n, h), l).expect("valid metric");
+		Metrics {
+			bytes_in: counter("sync_net_bytes_received_total", "Verified chunk-group bytes received"),
+			bytes_out: counter("sync_net_bytes_served_total", "Chunk-group and outboard bytes served"),
+			requests: counter_vec("sync_net_requests_total", "Transfer requests by side and outcome", &["side", "outcome"]),
+			failures: counter_vec("sync_net_peer_failures_total", "Peer failures by reason", &["reason"]),
+			bans: counter("sync_net_bans_total", "Peers banned for the session"),
+			streams: gauge_vec("sync_net_streams", "Open transfer streams by direction", &["direction"]),
+			stage: gauge_vec("sync_net_segment_stage", "Sync stage per segment (0 idle .. 4 finish)", &["segment"]),
+			progress: gauge_vec("sync_net_segment_verified_bytes", "Verified bytes of the sync target held", &["segment"]),
+		}
+	}
+
+	/// Sets a segment's stage.
+	pub fn set_stage(&self, segment: SegmentId, stage: Stage) {
+		self.stage.with_label_values(&[&segment.to_string()]).set(stage as i64);
+	}
+}
