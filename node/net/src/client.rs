@@ -5,6 +5,7 @@ use codec::DecodeAll;
 use futures::{io::BufReader, AsyncWriteExt};
 use libp2p::{PeerId, Stream};
 use std::time::Duration;
+use sync_store::oplog::SignedOp;
 use sync_primitives::{
 	commitment::{Entry, Hash32},
 	outboard::{group_range, outboard_len},
@@ -189,6 +190,23 @@ impl Session {
 			Ok(())
 		};
 		tokio::time::timeout(t, f).await.map_err(|_| PeerError::Transport("request timed out".into()))?
+	}
+
+	/// Up to `max` logged ops of `segment` from seq `from`; checks they are consecutive from
+	/// `from` (signatures and roots are checked by the store when they are replayed).
+	pub async fn ops(&mut self, segment: SegmentId, from: u64, max: u32) -> Result<Vec<SignedOp>, PeerError> {
+		let t = self.timeout;
+		let f = self.send(Request::Ops { segment, from, max });
+		match tokio::time::timeout(t, f).await.map_err(|_| PeerError::Transport("timed out".into()))?? {
+			Response::Ops { ops } => {
+				let consecutive = ops.iter().enumerate().all(|(i, o)| o.op.segment == segment && o.op.seq == from + i as u64);
+				if !consecutive || ops.len() > max as usize {
+					return Err(PeerError::Misbehaved("ops out of order".into()));
+				}
+				Ok(ops)
+			},
+			other => Err(PeerError::Misbehaved(format!("unexpected {other:?}"))),
+		}
 	}
 
 	/// Sends raw bytes as one frame and reads the response header (tests of malformed input).

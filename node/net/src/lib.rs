@@ -16,6 +16,7 @@
 
 pub mod client;
 pub mod config;
+pub mod deltas;
 pub mod fixtures;
 pub mod metrics;
 pub mod peers;

@@ -25,6 +25,8 @@ pub const MAX_HEADER_BYTES: usize = 512 * 1024;
 pub const MAX_DATA_FRAME: usize = GROUP_LEN as usize + 1;
 /// Most groups one request may ask for (1 MiB of data).
 pub const MAX_GROUPS_PER_REQUEST: u32 = 64;
+/// Most ops per request.
+pub const MAX_OPS_PER_REQUEST: u32 = 256;
 /// Most index entries per page.
 pub const MAX_INDEX_PAGE: u32 = 1024;
 
@@ -62,6 +64,15 @@ pub enum Request {
 	Outboard {
 		/// Object CID.
 		cid: Hash32,
+	},
+	/// Logged ops of `segment` from seq `from` on (gap fill).
+	Ops {
+		/// Segment id.
+		segment: SegmentId,
+		/// First seq wanted.
+		from: u64,
+		/// Most ops wanted (≤ [`MAX_OPS_PER_REQUEST`]).
+		max: u32,
 	},
 	/// Chunk groups (≤ [`MAX_GROUPS_PER_REQUEST`] in total).
 	Groups {
@@ -159,6 +170,11 @@ pub enum Response {
 	},
 	/// Answer to [`Request::Groups`]: one data frame per requested group follows, in order.
 	Groups,
+	/// Answer to [`Request::Ops`]: consecutive ops from the requested seq (empty if none).
+	Ops {
+		/// The ops, in seq order.
+		ops: Vec<sync_store::oplog::SignedOp>,
+	},
 	/// The request was refused.
 	Error(ErrorCode),
 }
@@ -234,6 +250,7 @@ pub async fn write_msg<W: AsyncWrite + Unpin, T: Encode>(w: &mut W, msg: &T) -> 
 pub fn check_limits(req: &Request) -> Result<(), ErrorCode> {
 	match req {
 		Request::Index { count, .. } if *count > MAX_INDEX_PAGE => Err(ErrorCode::TooLarge),
+		Request::Ops { max, .. } if *max > MAX_OPS_PER_REQUEST => Err(ErrorCode::TooLarge),
 		Request::Groups { ranges } => {
 			let total: u64 = ranges.iter().map(|r| r.count as u64).sum();
 			if total == 0 || total > MAX_GROUPS_PER_REQUEST as u64 || ranges.iter().any(|r| r.count == 0) {

@@ -189,6 +189,13 @@ async fn answer(
 			},
 			Err(_) => write_msg(io, &Response::Error(ErrorCode::NotHeld)).await,
 		},
+		Request::Ops { segment, from, max } => match store.ops(segment, from, max as usize) {
+			Ok(ops) => write_msg(io, &Response::Ops { ops }).await,
+			Err(e) => {
+				log::warn!(target: "sync-net", "serving ops of {segment}: {e}");
+				write_msg(io, &Response::Error(ErrorCode::Internal)).await
+			},
+		},
 		Request::Groups { ranges } => {
 			write_msg(io, &Response::Groups).await?;
 			let mut buf = Vec::with_capacity(MAX_DATA_FRAME);

@@ -437,3 +437,45 @@ async fn holders_are_discovered_through_kademlia_provider_records() {
 	c.sync_segment(SEG, head, rx).await.unwrap();
 	assert_holds(c.store(), head);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_behind_by_n_ops_catches_up_by_range_fetch_and_refuses_forged_ops() {
+	use sync_net::deltas::{KeypairSigner, PrimaryKeys};
+	use sync_store::SegmentWrite;
+	let key = Keypair::generate_ed25519();
+	let signer = KeypairSigner(key.clone());
+	let pdir = Arc::new(tempfile::tempdir().unwrap());
+	let p = {
+		let mut cfg = NetConfig::new(key.clone());
+		cfg.limits = ServeLimits::default();
+		let net = SyncNetwork::start(cfg, Store::open(pdir.path()).unwrap()).await.unwrap();
+		let addrs = net.listen_addrs().await;
+		Node { net, addrs, _dir: pdir.clone(), dir: pdir }
+	};
+	let write = |i: u64| SegmentWrite::Put { key: format!("k{i}").into_bytes(), data: sync_net::fixtures::blob(i, 500 + (i as usize % 7) * 9_000) };
+	let (snapshot, _) = p.store().apply_signed(SEG, (0..10).map(write).collect(), &signer).unwrap();
+	// The Replica takes the snapshot at seq 10 …
+	let r = Node::start().await;
+	let (_tx, rx) = watch::channel(vec![p.holder(true)]);
+	r.net.sync_segment(SEG, snapshot, rx).await.unwrap();
+	// … while the Primary keeps writing: 50 more ops, one a delete.
+	let mut more: Vec<SegmentWrite> = (10..60).map(write).collect();
+	more.push(SegmentWrite::Delete { key: b"k3".to_vec() });
+	let (head, _) = p.store().apply_signed(SEG, more, &signer).unwrap();
+	assert_eq!(head.seq, 61);
+	r.net.dial(p.net.peer_id(), p.addrs.clone()).await.unwrap();
+
+	// A verifier that does not list this Primary refuses the ops; nothing changes.
+	let nobody = PrimaryKeys(|_, _: &PeerId| false);
+	let err = r.net.catch_up(SEG, head.seq, p.net.peer_id(), &nobody).await.unwrap_err();
+	assert!(matches!(err, sync_net::deltas::DeltaError::Store(sync_store::StoreError::BadSignature { seq: 11, .. })), "{err}");
+	assert_eq!(r.store().head(SEG), Some(snapshot));
+
+	let primary = p.net.peer_id();
+	let chain = PrimaryKeys(move |seg, peer: &PeerId| seg == SEG && *peer == primary);
+	let caught = r.net.catch_up(SEG, head.seq, p.net.peer_id(), &chain).await.unwrap();
+	assert_eq!(caught, head);
+	assert_holds(r.store(), head);
+	// Asking again applies nothing twice.
+	assert_eq!(r.net.catch_up(SEG, head.seq, p.net.peer_id(), &chain).await.unwrap(), head);
+}
