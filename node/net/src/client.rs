@@ -36,7 +36,7 @@ impl From<WireError> for PeerError {
 }
 
 /// What a peer can serve of a segment.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct PeerHead {
 	/// Complete state.
 	pub complete: Option<WireHead>,
@@ -44,6 +44,8 @@ pub struct PeerHead {
 	pub syncing: Option<WireHead>,
 	/// Verified bytes the peer has received so far.
 	pub received: u64,
+	/// Older states (pinned snapshots) the peer still serves.
+	pub pinned: Vec<WireHead>,
 }
 
 /// One group as received.
@@ -108,7 +110,7 @@ impl Session {
 		let t = self.timeout;
 		let f = self.send(Request::Head { segment });
 		match tokio::time::timeout(t, f).await.map_err(|_| PeerError::Transport("timed out".into()))?? {
-			Response::Head { complete, syncing, received } => Ok(PeerHead { complete, syncing, received }),
+			Response::Head { complete, syncing, received, pinned } => Ok(PeerHead { complete, syncing, received, pinned }),
 			other => Err(PeerError::Misbehaved(format!("unexpected {other:?}"))),
 		}
 	}

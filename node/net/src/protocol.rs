@@ -155,6 +155,8 @@ pub enum Response {
 		syncing: Option<WireHead>,
 		/// Verified bytes this server has received so far (a progress signal for co-downloaders).
 		received: u64,
+		/// Older states it still serves (pinned snapshots, oldest first, at most a few).
+		pinned: Vec<WireHead>,
 	},
 	/// Answer to [`Request::Index`].
 	Index {

@@ -169,7 +169,8 @@ async fn answer(
 				_ => None,
 			};
 			let received = net.stats.received.load(Ordering::Relaxed);
-			write_msg(io, &Response::Head { complete, syncing, received }).await
+			let pinned = store.pinned(segment).into_iter().map(|h| WireHead { seq: h.seq, facts: h.facts }).collect();
+			write_msg(io, &Response::Head { complete, syncing, received, pinned }).await
 		},
 		Request::Index { segment, root, start, count } => match store.index_page(segment, &root, start, count as u64) {
 			Ok((entries, total)) => {

@@ -366,9 +366,11 @@ impl Engine {
 			if self.finished.load(Ordering::SeqCst) {
 				return Ok(());
 			}
-			let PeerHead { complete, syncing, received } = session.head(self.segment).await?;
+			let PeerHead { complete, syncing, received, pinned } = session.head(self.segment).await?;
 			self.note_progress(peer, received);
 			let root = self.target.facts.root;
+			// A pinned snapshot at the target serves like a complete copy.
+			let complete = pinned.into_iter().find(|h| h.facts.root == root).or(complete);
 			let source = match (complete, syncing) {
 				(Some(h), _) if h.facts.root == root && primary => Some(Source::Primary),
 				(Some(h), _) if h.facts.root == root => Some(Source::Complete),

@@ -344,7 +344,7 @@ mod rogue {
 						let reply = match env.request {
 							Request::Head { .. } => {
 								let h = WireHead { seq: head.seq, facts: head.facts };
-								Response::Head { complete: Some(h), syncing: None, received: 0 }.encode()
+								Response::Head { complete: Some(h), syncing: None, received: 0, pinned: vec![] }.encode()
 							},
 							_ => match mode {
 								Mode::Oversized => {
@@ -478,4 +478,56 @@ async fn a_replica_behind_by_n_ops_catches_up_by_range_fetch_and_refuses_forged_
 	assert_holds(r.store(), head);
 	// Asking again applies nothing twice.
 	assert_eq!(r.net.catch_up(SEG, head.seq, p.net.peer_id(), &chain).await.unwrap(), head);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_joins_while_the_primary_keeps_writing_and_converges() {
+	use std::sync::atomic::{AtomicBool, Ordering};
+	use sync_net::deltas::{KeypairSigner, PrimaryKeys};
+	use sync_store::SegmentWrite;
+	let key = Keypair::generate_ed25519();
+	let pdir = Arc::new(tempfile::tempdir().unwrap());
+	let p = {
+		let net = SyncNetwork::start(NetConfig::new(key.clone()), Store::open(pdir.path()).unwrap()).await.unwrap();
+		let addrs = net.listen_addrs().await;
+		Node { net, addrs, _dir: pdir.clone(), dir: pdir }
+	};
+	let signer = KeypairSigner(key);
+	let write = |i: u64| SegmentWrite::Put { key: format!("k{}", i % 40).into_bytes(), data: sync_net::fixtures::blob(i, 300 + (i as usize % 5) * 7_000) };
+	p.store().apply_signed(SEG, (0..40).map(write).collect(), &signer).unwrap();
+	// The Primary writes continuously (overwriting keys too) until told to stop.
+	let stop = Arc::new(AtomicBool::new(false));
+	let writer = {
+		let (store, stop) = (p.store().clone(), stop.clone());
+		std::thread::spawn(move || {
+			let mut i = 40;
+			while !stop.load(Ordering::SeqCst) {
+				store.apply_signed(SEG, vec![write(i)], &signer).unwrap();
+				i += 1;
+				std::thread::sleep(Duration::from_millis(2));
+			}
+		})
+	};
+	let r = Node::start().await;
+	let primary = p.net.peer_id();
+	let chain = PrimaryKeys(move |seg, peer: &PeerId| seg == SEG && *peer == primary);
+	// Snapshot at the root the Primary pinned (as it does for what it commits on chain), then
+	// follow with deltas while writes go on.
+	let snapshot = p.store().pin_snapshot(SEG).unwrap().unwrap();
+	let (_tx, rx) = watch::channel(vec![p.holder(true)]);
+	r.net.sync_segment(SEG, snapshot, rx).await.unwrap();
+	for _ in 0..3 {
+		let now = p.store().head(SEG).unwrap();
+		assert!(now.seq > snapshot.seq, "writes continued during the snapshot");
+		r.net.catch_up(SEG, now.seq, primary, &chain).await.unwrap();
+	}
+	stop.store(true, Ordering::SeqCst);
+	writer.join().unwrap();
+	let last = p.store().head(SEG).unwrap();
+	assert_eq!(r.net.catch_up(SEG, last.seq, primary, &chain).await.unwrap(), last);
+	assert_holds(r.store(), last);
+	// Every op is in the follower's log once, in order, after the snapshot.
+	let ops = r.store().ops(SEG, snapshot.seq + 1, 100_000).unwrap();
+	assert_eq!(ops.len() as u64, last.seq - snapshot.seq);
+	assert!(ops.iter().enumerate().all(|(i, o)| o.op.seq == snapshot.seq + 1 + i as u64));
 }

@@ -54,6 +54,8 @@ pub use sync_primitives::commitment::Entry;
 
 /// Small objects are committed to the database once this many bytes are pending.
 pub const SMALL_BATCH_BYTES: usize = 2 << 20;
+/// Snapshots kept servable per segment after the head moves on (see [`Store::pin_snapshot`]).
+pub const PINNED_SNAPSHOTS: usize = 4;
 /// Bits of partial objects are written after this many newly verified groups (2 MiB), over all
 /// objects in progress.
 pub const BITS_FLUSH_GROUPS: u32 = 128;
@@ -221,6 +223,7 @@ pub(crate) struct Inner {
 	pub(crate) db: Database,
 	pub(crate) segments: Mutex<HashMap<SegmentId, SegmentState>>,
 	pub(crate) staged: Mutex<HashMap<SegmentId, (RootFacts, Arc<Vec<Entry>>)>>,
+	pub(crate) pinned: Mutex<HashMap<SegmentId, std::collections::VecDeque<(Head, Arc<Vec<Entry>>)>>>,
 	pub(crate) objects: objects::Objects,
 }
 
@@ -251,6 +254,7 @@ impl Store {
 			db,
 			segments: Mutex::new(HashMap::new()),
 			staged: Mutex::new(HashMap::new()),
+			pinned: Mutex::new(HashMap::new()),
 		};
 		let store = Store { inner: Arc::new(inner) };
 		store.load_segments()?;

@@ -219,10 +219,37 @@ impl Store {
 				}
 			}
 		}
+		if let Some((_, l)) = self.inner.pinned.lock().get(&segment).and_then(|q| q.iter().find(|(h, _)| h.facts.root == *root)) {
+			return Ok(l.clone());
+		}
 		match self.staged_index(segment)? {
 			Some((facts, l)) if facts.root == *root => Ok(l),
 			_ => Err(StoreError::UnknownSegment(segment)),
 		}
+	}
+
+	/// Keeps the segment's current state servable (index pages at its root) after later writes,
+	/// so Replicas can snapshot-sync to a committed root while the Primary keeps writing. The
+	/// last [`PINNED_SNAPSHOTS`](crate::PINNED_SNAPSHOTS) pins are kept, in memory: a Primary
+	/// pins what it commits on chain and re-pins after a restart. Objects are never deleted
+	/// while pinned (objects are not garbage-collected at all yet).
+	pub fn pin_snapshot(&self, segment: SegmentId) -> Result<Option<Head>> {
+		let Some(head) = self.head(segment) else { return Ok(None) };
+		let listing = self.listing(segment, &head.facts.root)?;
+		let mut pinned = self.inner.pinned.lock();
+		let q = pinned.entry(segment).or_default();
+		if !q.iter().any(|(h, _)| *h == head) {
+			q.push_back((head, listing));
+			while q.len() > crate::PINNED_SNAPSHOTS {
+				q.pop_front();
+			}
+		}
+		Ok(Some(head))
+	}
+
+	/// The pinned snapshots of a segment, oldest first.
+	pub fn pinned(&self, segment: SegmentId) -> Vec<Head> {
+		self.inner.pinned.lock().get(&segment).map(|q| q.iter().map(|(h, _)| *h).collect()).unwrap_or_default()
 	}
 
 	// --- transfers --------------------------------------------------------------------------
