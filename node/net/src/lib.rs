@@ -32,10 +32,7 @@ pub use snapshot::{Holder, SyncError, SyncReport};
 use parking_lot::Mutex;
 use std::{
 	collections::{HashMap, HashSet},
-	sync::{
-		atomic::{AtomicU64, Ordering},
-		Arc,
-	},
+	sync::Arc,
 };
 use sync_primitives::SegmentId;
 use sync_store::Store;
@@ -55,17 +52,6 @@ pub enum NetError {
 	Stopped,
 }
 
-/// Counters of the data plane.
-#[derive(Default, Debug)]
-pub struct Stats {
-	/// Bytes of group data and outboards served to others.
-	pub served: AtomicU64,
-	/// Requests refused (malformed, oversized, unsupported version).
-	pub refused: AtomicU64,
-	/// Bytes of verified group data received.
-	pub received: AtomicU64,
-}
-
 pub(crate) struct NetInner {
 	pub(crate) peer_id: PeerId,
 	pub(crate) metrics: metrics::Metrics,
@@ -75,7 +61,6 @@ pub(crate) struct NetInner {
 	pub(crate) commands: mpsc::UnboundedSender<swarm::Command>,
 	pub(crate) listen: watch::Receiver<Vec<Multiaddr>>,
 	pub(crate) bans: Mutex<HashSet<PeerId>>,
-	pub(crate) stats: Stats,
 	pub(crate) served_to: server::ServedTo,
 	pub(crate) serving: Mutex<HashMap<PeerId, usize>>,
 	pub(crate) stream_permits: Arc<Semaphore>,
@@ -113,7 +98,6 @@ impl SyncNetwork {
 			commands: tx,
 			listen: listen_rx,
 			bans: Mutex::new(HashSet::new()),
-			stats: Stats::default(),
 			served_to: Mutex::new(HashMap::new()),
 			serving: Mutex::new(HashMap::new()),
 			peer_buckets: Mutex::new(HashMap::new()),
@@ -140,11 +124,6 @@ impl SyncNetwork {
 		&self.inner.store
 	}
 
-	/// Counters.
-	pub fn stats(&self) -> &Stats {
-		&self.inner.stats
-	}
-
 	/// Prometheus metrics (also exported if a registry was configured).
 	pub fn metrics(&self) -> &metrics::Metrics {
 		&self.inner.metrics
@@ -155,9 +134,14 @@ impl SyncNetwork {
 		self.inner.served_to.lock().clone()
 	}
 
-	/// Total bytes served.
+	/// Total bytes served (groups and outboards).
 	pub fn served(&self) -> u64 {
-		self.inner.stats.served.load(Ordering::Relaxed)
+		self.inner.metrics.bytes_out.get()
+	}
+
+	/// Total verified chunk-group bytes received (counted per group as it is written).
+	pub fn received(&self) -> u64 {
+		self.inner.metrics.bytes_in.get()
 	}
 
 	/// The addresses this node listens on, waiting for the first one.

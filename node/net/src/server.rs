@@ -10,7 +10,7 @@ use libp2p::{PeerId, Stream};
 use parking_lot::Mutex;
 use std::{
 	collections::HashMap,
-	sync::{atomic::Ordering, Arc},
+	sync::Arc,
 	time::{Duration, Instant},
 };
 use sync_store::StoreError;
@@ -168,7 +168,7 @@ async fn answer(
 				Ok(Some(t)) if t.index_staged => Some(WireHead { seq: t.target.seq, facts: t.target.facts }),
 				_ => None,
 			};
-			let received = net.stats.received.load(Ordering::Relaxed);
+			let received = net.metrics.bytes_in.get();
 			let pinned = store.pinned(segment).into_iter().map(|h| WireHead { seq: h.seq, facts: h.facts }).collect();
 			write_msg(io, &Response::Head { complete, syncing, received, pinned }).await
 		},
@@ -234,13 +234,11 @@ async fn answer(
 }
 
 fn count_refused(net: &NetInner) {
-	net.stats.refused.fetch_add(1, Ordering::Relaxed);
 	net.metrics.requests.with_label_values(&["server", "refused"]).inc();
 }
 
 fn count_served(net: &NetInner, peer: PeerId, n: u64) {
 	net.metrics.bytes_out.inc_by(n);
-	net.stats.served.fetch_add(n, Ordering::Relaxed);
 	*net.served_to.lock().entry(peer).or_insert(0) += n;
 }
 

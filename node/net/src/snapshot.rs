@@ -504,7 +504,7 @@ impl Engine {
 			}
 		}
 		let store = self.net.store().clone();
-		let received = &self.net.inner.stats.received;
+		let received = &self.net.inner.metrics.bytes_in;
 		let mut got: HashSet<(Hash32, u64)> = HashSet::new();
 		let mut missing = false;
 		let mut bytes = 0u64;
@@ -516,7 +516,7 @@ impl Engine {
 					Received::Data(d) => match store.write_group(&cid, size, g, d) {
 						Ok(_) => {
 							bytes += d.len() as u64;
-							received.fetch_add(d.len() as u64, Ordering::Relaxed);
+							received.inc_by(d.len() as u64);
 							got.insert((cid, g));
 							Ok(())
 						},
@@ -543,7 +543,6 @@ impl Engine {
 			s.report.fetched_bytes += bytes;
 			s.report.rejected_groups += rejected;
 			let m = &self.net.inner.metrics;
-			m.bytes_in.inc_by(bytes);
 			let outcome = match (&result, missing) {
 				(Err(_), _) => "error",
 				(Ok(()), true) => "missing",

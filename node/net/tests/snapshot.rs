@@ -174,13 +174,13 @@ async fn interrupted_transfer_resumes_without_refetching_verified_data() {
 		let (_tx, rx) = watch::channel(vec![p.holder(true)]);
 		let net = r.net.clone();
 		let task = tokio::spawn(async move { net.sync_segment(SEG, head, rx).await });
-		while r.net.stats().received.load(std::sync::atomic::Ordering::Relaxed) < total / 2 {
+		while r.net.received() < total / 2 {
 			tokio::time::sleep(Duration::from_millis(10)).await;
 		}
 		task.abort();
 		let _ = task.await;
 		r.net.shutdown();
-		r.net.stats().received.load(std::sync::atomic::Ordering::Relaxed)
+		r.net.received()
 	};
 	// Let the aborted tasks drop their store handles, then reopen the same directory.
 	tokio::time::sleep(Duration::from_millis(300)).await;
@@ -219,7 +219,7 @@ async fn churn_holders_leave_and_join_mid_sync() {
 	let (tx, rx) = watch::channel(vec![r1.holder(false), r2.holder(false)]);
 	let net = d.net.clone();
 	let task = tokio::spawn(async move { net.sync_segment(SEG, head, rx).await });
-	let received = || d.net.stats().received.load(std::sync::atomic::Ordering::Relaxed);
+	let received = || d.net.received();
 	while received() < head.facts.bytes / 4 {
 		tokio::time::sleep(Duration::from_millis(5)).await;
 	}
@@ -280,7 +280,7 @@ async fn malformed_requests_are_refused_and_the_server_keeps_serving() {
 	// Unknown segment / wrong root: NotHeld.
 	let r = s.raw_request(&req(1, Request::Index { segment: 99, root: [1; 32], start: 0, count: 1 })).await.unwrap();
 	assert_eq!(r, Response::Error(ErrorCode::NotHeld));
-	assert!(p.net.stats().refused.load(std::sync::atomic::Ordering::Relaxed) >= 6);
+	assert!(p.net.metrics().requests.with_label_values(&["server", "refused"]).get() >= 6);
 
 	// The server still serves a normal sync.
 	let d = Node::start().await;

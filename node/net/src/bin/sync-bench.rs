@@ -13,7 +13,6 @@ use codec::{Decode, Encode};
 use std::{
 	io::{BufRead, BufReader, Write},
 	process::{Command, Stdio},
-	sync::atomic::Ordering,
 	time::{Duration, Instant},
 };
 use sync_net::{fixtures::populate, protocol::WireHead, Holder, Keypair, Multiaddr, NetConfig, PeerId, SyncNetwork};
@@ -94,7 +93,7 @@ async fn child_fetch(dir: String, peer: String, addr: String, head: String) {
 	tokio::spawn(async move {
 		let mut out = std::io::stdout();
 		loop {
-			let _ = writeln!(out, "{}", n.stats().received.load(Ordering::Relaxed));
+			let _ = writeln!(out, "{}", n.received());
 			let _ = out.flush();
 			tokio::time::sleep(Duration::from_millis(1)).await;
 		}
