@@ -35,6 +35,17 @@ impl From<WireError> for PeerError {
 	}
 }
 
+impl From<sync_store::StoreError> for PeerError {
+	/// Data from the peer that the store rejects is the peer's fault; any other store failure
+	/// is this node's and does not blame the peer.
+	fn from(e: sync_store::StoreError) -> Self {
+		match e {
+			sync_store::StoreError::BadData { .. } => PeerError::Misbehaved(e.to_string()),
+			other => PeerError::Transport(format!("store: {other}")),
+		}
+	}
+}
+
 /// What a peer can serve of a segment.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct PeerHead {

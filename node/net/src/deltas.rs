@@ -107,10 +107,7 @@ impl SyncNetwork {
 			let range = GroupRange { cid, first, count };
 			session
 				.groups(vec![range], &[size], |_, g, data| match data {
-					Received::Data(d) => store.write_group(&cid, size, g, d).map(|_| ()).map_err(|e| match e {
-						StoreError::BadData { .. } => PeerError::Misbehaved(e.to_string()),
-						other => PeerError::Transport(format!("store: {other}")),
-					}),
+					Received::Data(d) => store.write_group(&cid, size, g, d).map(|_| ()).map_err(PeerError::from),
 					Received::Missing => Err(PeerError::Refused(crate::protocol::ErrorCode::NotHeld)),
 				})
 				.await?;

@@ -9,7 +9,7 @@ use codec::{Decode, Encode};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use sync_primitives::{
-	commitment::{Entry, Hash32, RootFacts, GROUP_LEN, MAX_KEY_LEN},
+	commitment::{Entry, Hash32, RootFacts, GROUP_LEN},
 	SegmentId,
 };
 
@@ -264,6 +264,3 @@ pub fn check_limits(req: &Request) -> Result<(), ErrorCode> {
 		_ => Ok(()),
 	}
 }
-
-/// Longest index entry on the wire (for sanity checks on received pages).
-pub const MAX_WIRE_ENTRY: usize = MAX_KEY_LEN as usize + 32 + 8 + 4;

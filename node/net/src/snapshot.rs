@@ -417,10 +417,7 @@ impl Engine {
 					Ok(ob) => {
 						if let Err(e) = self.net.store().begin_object(&cid, size, &ob) {
 							self.put_back(id, Work::Outboard { cid, size }, None);
-							return Err(match e {
-								StoreError::BadData { .. } => PeerError::Misbehaved(format!("outboard: {e}")),
-								other => PeerError::Transport(format!("store: {other}")),
-							});
+							return Err(e.into());
 						}
 						let mut s = self.sched.lock();
 						s.report.outboard_bytes += ob.len() as u64;
@@ -524,7 +521,7 @@ impl Engine {
 							rejected += 1;
 							Err(PeerError::Misbehaved(format!("group {g} of {} does not verify", sync_store::Cid(cid))))
 						},
-						Err(e) => Err(PeerError::Transport(format!("store: {e}"))),
+						Err(e) => Err(e.into()),
 					},
 					Received::Missing => {
 						missing = true;

@@ -8,14 +8,14 @@ use std::{
 	fs::{self, File, OpenOptions},
 	io::{ErrorKind, Write},
 	os::unix::fs::FileExt,
-	path::PathBuf,
+	path::{Path, PathBuf},
 	sync::{
 		atomic::{AtomicU32, Ordering},
 		Arc,
 	},
 };
 use sync_primitives::{
-	commitment::{cid_of, Hash32, GROUP_LEN},
+	commitment::{cid_of, Hash32, ProofError, GROUP_LEN},
 	outboard::{group_range, groups_of, verify_group, Outboard},
 };
 
@@ -53,7 +53,8 @@ struct Partial {
 struct PartialState {
 	have: Vec<u8>,
 	missing: u64,
-	dirty: u32,
+	/// Bits changed since they were last written.
+	dirty: bool,
 	done: bool,
 }
 
@@ -72,6 +73,11 @@ struct Pending {
 	blobs: HashMap<Hash32, Vec<u8>>,
 	outboards: HashMap<Hash32, Vec<u8>>,
 	bytes: usize,
+}
+
+/// Maps a proof failure on `cid`'s data or outboard to the store's error.
+fn bad_data(cid: &Hash32) -> impl Fn(ProofError) -> StoreError + '_ {
+	move |reason| StoreError::BadData { cid: Cid(*cid), reason }
 }
 
 /// Whether an object of `size` bytes is stored inline in the database.
@@ -98,11 +104,10 @@ impl Objects {
 		let mut tx = self.finisher.lock();
 		if tx.is_none() {
 			let (send, recv) = std::sync::mpsc::channel::<(Hash32, Arc<Partial>)>();
-			let (partials, finishing) = (self.partials.clone(), self.finishing.clone());
-			let paths = Objects::new(self.dir.clone());
+			let (partials, finishing, dir) = (self.partials.clone(), self.finishing.clone(), self.dir.clone());
 			std::thread::Builder::new().name("sync-store-finisher".into()).spawn(move || {
 				for (cid, p) in recv {
-					if let Err(e) = paths.commit_partial(&cid, &p) {
+					if let Err(e) = commit_partial(&dir, &cid, &p) {
 						log::error!(target: "sync-store", "finishing object {}: {e}", Cid(cid));
 					} else {
 						partials.lock().remove(&cid);
@@ -126,22 +131,11 @@ impl Objects {
 		}
 	}
 
-	/// Drops the trailing bits, fsyncs, then renames the data into `objects/`.
-	fn commit_partial(&self, cid: &Hash32, p: &Partial) -> Result<()> {
-		p.state.lock().done = true;
-		p.data.set_len(p.size)?;
-		p.data.sync_data()?;
-		fs::rename(self.partial_path(cid), self.object_path(cid))?;
-		Ok(())
-	}
-
 	fn object_path(&self, cid: &Hash32) -> PathBuf {
-		let h = hex(cid);
-		self.dir.join("objects").join(&h[..2]).join(h)
+		object_path(&self.dir, cid)
 	}
-	/// A partial object: its data, followed by one byte per group set once the group verified.
 	fn partial_path(&self, cid: &Hash32) -> PathBuf {
-		self.dir.join("partial").join(hex(cid))
+		partial_path(&self.dir, cid)
 	}
 
 	/// Commits pending small objects and outboards, writes dirty bitfields and waits for
@@ -220,6 +214,25 @@ impl Objects {
 	}
 }
 
+fn object_path(dir: &Path, cid: &Hash32) -> PathBuf {
+	let h = hex(cid);
+	dir.join("objects").join(&h[..2]).join(h)
+}
+
+/// A partial object: its data, followed by one byte per group set once the group verified.
+fn partial_path(dir: &Path, cid: &Hash32) -> PathBuf {
+	dir.join("partial").join(hex(cid))
+}
+
+/// Drops a finished partial object's trailing bits, fsyncs it, then renames it into `objects/`.
+fn commit_partial(dir: &Path, cid: &Hash32, p: &Partial) -> Result<()> {
+	p.state.lock().done = true;
+	p.data.set_len(p.size)?;
+	p.data.sync_data()?;
+	fs::rename(partial_path(dir, cid), object_path(dir, cid))?;
+	Ok(())
+}
+
 /// Writes `data` to a temporary file, fsyncs it and renames it into place.
 fn write_durable(path: &PathBuf, data: &[u8]) -> Result<()> {
 	let tmp = path.with_extension("tmp");
@@ -235,10 +248,10 @@ impl Partial {
 	fn write_bits(&self) -> Result<()> {
 		let snapshot = {
 			let mut s = self.state.lock();
-			if s.done || s.dirty == 0 {
+			if s.done || !s.dirty {
 				return Ok(());
 			}
-			s.dirty = 0;
+			s.dirty = false;
 			s.have.clone()
 		};
 		// Data was pwritten before its bit was set, so the file never claims unwritten groups.
@@ -300,7 +313,7 @@ impl Store {
 			self.discard_partial(cid);
 			return Ok(None);
 		};
-		let ob = Outboard::from_bytes(size, &ob_bytes).map_err(|reason| StoreError::BadData { cid: Cid(*cid), reason })?;
+		let ob = Outboard::from_bytes(size, &ob_bytes).map_err(bad_data(cid))?;
 		if let Err(reason) = ob.verify(cid) {
 			self.discard_partial(cid);
 			return Err(StoreError::BadData { cid: Cid(*cid), reason });
@@ -323,7 +336,7 @@ impl Store {
 			size,
 			leaves,
 			data,
-			state: Mutex::new(PartialState { have, missing, dirty: BITS_FLUSH_GROUPS, done: false }),
+			state: Mutex::new(PartialState { have, missing, dirty: true, done: false }),
 		});
 		p.write_bits()?;
 		let p = o.partials.lock().entry(*cid).or_insert(p).clone();
@@ -346,8 +359,8 @@ impl Store {
 		if is_small(size) || self.has_object(cid)? || self.partial(cid, size)?.is_some() {
 			return Ok(());
 		}
-		let ob = Outboard::from_bytes(size, outboard).map_err(|reason| StoreError::BadData { cid: Cid(*cid), reason })?;
-		ob.verify(cid).map_err(|reason| StoreError::BadData { cid: Cid(*cid), reason })?;
+		let ob = Outboard::from_bytes(size, outboard).map_err(bad_data(cid))?;
+		ob.verify(cid).map_err(bad_data(cid))?;
 		let o = self.objects();
 		o.pending.lock().outboards.insert(*cid, outboard.to_vec());
 		let groups = groups_of(size);
@@ -358,7 +371,7 @@ impl Store {
 			size,
 			leaves: ob.group_cvs(),
 			data,
-			state: Mutex::new(PartialState { have: vec![0; groups as usize], missing: groups, dirty: 0, done: false }),
+			state: Mutex::new(PartialState { have: vec![0; groups as usize], missing: groups, dirty: false, done: false }),
 		});
 		o.partials.lock().entry(*cid).or_insert(p);
 		Ok(())
@@ -367,12 +380,11 @@ impl Store {
 	/// Verifies group `index` of object `(cid, size)` and writes it. Returns `true` when this
 	/// write completed the object. Data that does not verify is rejected and nothing is written.
 	pub fn write_group(&self, cid: &Hash32, size: u64, index: u64, data: &[u8]) -> Result<bool> {
-		let bad = |reason| StoreError::BadData { cid: Cid(*cid), reason };
 		if group_range(size, index).is_none() {
 			return Err(StoreError::OutOfRange { cid: Cid(*cid), index });
 		}
 		if is_small(size) {
-			verify_group(cid, size, None, 0, data).map_err(bad)?;
+			verify_group(cid, size, None, 0, data).map_err(bad_data(cid))?;
 			// (A duplicate is harmless: the batch overwrites the same bytes under the same CID.)
 			let full = {
 				let mut p = self.objects().pending.lock();
@@ -392,7 +404,7 @@ impl Store {
 			None if self.has_object(cid)? => return Ok(false),
 			None => self.partial(cid, size)?.ok_or(StoreError::UnknownObject(Cid(*cid)))?,
 		};
-		verify_group(cid, size, p.leaves.get(index as usize), index, data).map_err(bad)?;
+		verify_group(cid, size, p.leaves.get(index as usize), index, data).map_err(bad_data(cid))?;
 		if p.state.lock().have[index as usize] != 0 {
 			return Ok(false);
 		}
@@ -404,7 +416,7 @@ impl Store {
 			}
 			s.have[index as usize] = 1;
 			s.missing -= 1;
-			s.dirty += 1;
+			s.dirty = true;
 			s.missing == 0
 		};
 		let o = self.objects();
@@ -491,13 +503,6 @@ impl Store {
 			return Err(StoreError::Corrupt(format!("object {} does not hash to its CID", Cid(*cid))));
 		}
 		Ok(data)
-	}
-
-	/// Verified groups of a partial object (`None` if not partial): for "have" reports.
-	pub fn partial_progress(&self, cid: &Hash32) -> Option<(u64, u64)> {
-		let p = self.objects().partials.lock().get(cid).cloned()?;
-		let s = p.state.lock();
-		Some((s.have.len() as u64 - s.missing, s.have.len() as u64))
 	}
 }
 

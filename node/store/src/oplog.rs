@@ -9,13 +9,13 @@
 //! [`OpVerifier`], which the data plane implements with the node's network key and the chain's
 //! list of Primaries of the segment.
 use crate::{
-	segments::{durable, facts_row, write_head},
+	segments::{commit_head, durable, facts_row, index_op},
 	Head, Result, Store, StoreError, INDEX, OPS, ROOTS,
 };
 use codec::{Decode, Encode};
 use redb::{ReadableDatabase, ReadableTable};
 use sync_primitives::{
-	commitment::{Entry, Hash32, MAX_KEY_LEN},
+	commitment::{Hash32, MAX_KEY_LEN},
 	SegmentId,
 };
 
@@ -134,11 +134,12 @@ impl Store {
 			for signed in ops {
 				let op = &signed.op;
 				let seq = op.seq;
+				let encoded = signed.encode();
 				if op.segment != segment {
 					return Err(StoreError::RootMismatch { segment, seq });
 				}
 				if seq <= head.seq {
-					let same = log.get((segment, seq))?.is_some_and(|v| v.value() == signed.encode().as_slice());
+					let same = log.get((segment, seq))?.is_some_and(|v| v.value() == encoded.as_slice());
 					if same {
 						continue;
 					}
@@ -153,28 +154,21 @@ impl Store {
 				if op.prev_root != head.facts.root {
 					return Err(StoreError::RootMismatch { segment, seq });
 				}
-				match &op.kind {
-					OpKind::Put { key, cid, size } => {
-						if key.len() > MAX_KEY_LEN as usize {
-							return Err(StoreError::KeyTooLong(key.len()));
-						}
-						if !self.has_object(cid)? {
-							return Err(StoreError::UnknownObject(crate::Cid(*cid)));
-						}
-						index.insert((segment, key.as_slice()), (*cid, *size))?;
-						trie.insert(Entry { key: key.clone(), cid: *cid, size: *size });
-					},
-					OpKind::Delete { key } => {
-						index.remove((segment, key.as_slice()))?;
-						trie.remove(key);
-					},
+				if let OpKind::Put { key, cid, .. } = &op.kind {
+					if key.len() > MAX_KEY_LEN as usize {
+						return Err(StoreError::KeyTooLong(key.len()));
+					}
+					if !self.has_object(cid)? {
+						return Err(StoreError::UnknownObject(crate::Cid(*cid)));
+					}
 				}
+				index_op(&mut index, &mut trie, segment, &op.kind)?;
 				let facts = trie.facts();
 				if facts.root != op.new_root {
 					return Err(StoreError::RootMismatch { segment, seq });
 				}
 				roots.insert((segment, seq), facts_row(&facts))?;
-				log.insert((segment, seq), signed.encode().as_slice())?;
+				log.insert((segment, seq), encoded.as_slice())?;
 				head = Head { seq, facts };
 			}
 		}
@@ -183,11 +177,7 @@ impl Store {
 			tx.abort()?;
 			return Ok(head);
 		}
-		write_head(&tx, segment, &head)?;
-		tx.commit()?;
-		state.trie = trie;
-		state.head = Some(head);
-		state.listing = None;
+		commit_head(tx, state, segment, trie, head)?;
 		Ok(head)
 	}
 }

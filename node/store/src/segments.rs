@@ -48,10 +48,36 @@ pub(crate) fn durable(db: &redb::Database) -> Result<WriteTransaction> {
 	Ok(tx)
 }
 
-pub(crate) fn write_head(tx: &WriteTransaction, segment: SegmentId, head: &Head) -> Result<()> {
+/// Makes `head` the segment's head in `tx` (its root row is written by whoever applied its seq),
+/// commits, and only then updates the in-memory state.
+pub(crate) fn commit_head(tx: WriteTransaction, state: &mut SegmentState, segment: SegmentId, trie: SegmentTrie, head: Head) -> Result<()> {
 	let (r, l, e, b) = facts_row(&head.facts);
 	tx.open_table(HEADS)?.insert(segment, (head.seq, r, l, e, b))?;
-	tx.open_table(ROOTS)?.insert((segment, head.seq), facts_row(&head.facts))?;
+	tx.commit()?;
+	state.trie = trie;
+	state.head = Some(head);
+	state.listing = None;
+	Ok(())
+}
+
+/// Applies one op's change to the segment's index table and trie: the one place where both a
+/// Primary's writes and a follower's replay change an index.
+pub(crate) fn index_op(
+	index: &mut redb::Table<(u64, &'static [u8]), ([u8; 32], u64)>,
+	trie: &mut SegmentTrie,
+	segment: SegmentId,
+	kind: &OpKind,
+) -> Result<()> {
+	match kind {
+		OpKind::Put { key, cid, size } => {
+			index.insert((segment, key.as_slice()), (*cid, *size))?;
+			trie.insert(Entry { key: key.clone(), cid: *cid, size: *size });
+		},
+		OpKind::Delete { key } => {
+			index.remove((segment, key.as_slice()))?;
+			trie.remove(key);
+		},
+	}
 	Ok(())
 }
 
@@ -150,6 +176,7 @@ impl Store {
 		{
 			let mut index = tx.open_table(INDEX)?;
 			let mut ops = tx.open_table(OPS)?;
+			let mut roots = tx.open_table(ROOTS)?;
 			for w in &writes {
 				seq += 1;
 				let prev_root = trie.facts().root;
@@ -162,18 +189,13 @@ impl Store {
 						} else {
 							self.inner.objects.put_large_in(&tx, &cid, data, &ob)?;
 						}
-						index.insert((segment, key.as_slice()), (cid, size))?;
-						trie.insert(Entry { key: key.clone(), cid, size });
 						OpKind::Put { key: key.clone(), cid, size }
 					},
-					SegmentWrite::Delete { key } => {
-						index.remove((segment, key.as_slice()))?;
-						trie.remove(key);
-						OpKind::Delete { key: key.clone() }
-					},
+					SegmentWrite::Delete { key } => OpKind::Delete { key: key.clone() },
 				};
+				index_op(&mut index, &mut trie, segment, &kind)?;
 				let facts = trie.facts();
-				tx.open_table(ROOTS)?.insert((segment, seq), facts_row(&facts))?;
+				roots.insert((segment, seq), facts_row(&facts))?;
 				if let Some(signer) = signer {
 					let op = Op { segment, seq, kind, prev_root, new_root: facts.root };
 					let op = SignedOp { signature: signer.sign(&op.signing_payload()), signer: signer.public(), op };
@@ -183,11 +205,7 @@ impl Store {
 			}
 		}
 		let head = Head { seq, facts: trie.facts() };
-		write_head(&tx, segment, &head)?;
-		tx.commit()?;
-		state.trie = trie;
-		state.head = Some(head);
-		state.listing = None;
+		commit_head(tx, state, segment, trie, head)?;
 		Ok((head, signed))
 	}
 
@@ -366,14 +384,12 @@ impl Store {
 			}
 			tx.open_table(STAGED)?.retain_in((segment, &[][..])..(segment + 1, &[][..]), |_, _| false)?;
 			tx.open_table(TRANSFERS)?.remove(segment)?;
+			tx.open_table(ROOTS)?.insert((segment, t.target.seq), facts_row(&t.target.facts))?;
 		}
-		write_head(&tx, segment, &t.target)?;
-		tx.commit()?;
-		self.inner.staged.lock().remove(&segment);
 		let mut segs = self.inner.segments.lock();
 		let state = segs.entry(segment).or_default();
-		state.trie = trie;
-		state.head = Some(t.target);
+		commit_head(tx, state, segment, trie, t.target)?;
+		self.inner.staged.lock().remove(&segment);
 		state.listing = Some((t.target.facts.root, listing));
 		Ok(t.target)
 	}
