@@ -74,6 +74,8 @@ const ROOTS: TableDefinition<(u64, u64), ([u8; 32], u64, u64, u64)> = TableDefin
 const TRANSFERS: TableDefinition<u64, (u64, [u8; 32], u64, u64, u64, bool)> = TableDefinition::new("transfers");
 /// Op log: (segment, seq) → SCALE-encoded [`oplog::SignedOp`].
 const OPS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("ops");
+/// Small named records of the node (e.g. the peer book): name → bytes.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Staged (verified) index of a transfer: (segment, key) → (CID, size).
 const STAGED: TableDefinition<(u64, &[u8]), ([u8; 32], u64)> = TableDefinition::new("staged");
 
@@ -165,6 +167,23 @@ pub enum StoreError {
 		/// Seq of the rejected op.
 		seq: u64,
 	},
+	/// A replayed batch that ends on an op without the Primary's checkpoint signature (the ops
+	/// after the last checkpoint are not yet authenticated).
+	#[error("segment {segment}: ops up to {seq} end without a checkpoint signature")]
+	Unsigned {
+		/// The segment.
+		segment: SegmentId,
+		/// Seq of the last op of the batch.
+		seq: u64,
+	},
+	/// Ops before `first` were pruned from the log (catch up through a snapshot instead).
+	#[error("segment {segment}: log starts at seq {first}")]
+	Pruned {
+		/// The segment.
+		segment: SegmentId,
+		/// First seq still logged.
+		first: u64,
+	},
 	/// On-disk state contradicts itself (e.g. an index that does not hash to its head).
 	#[error("store corrupt: {0}")]
 	Corrupt(String),
@@ -246,6 +265,7 @@ impl Store {
 			tx.open_table(TRANSFERS)?;
 			tx.open_table(STAGED)?;
 			tx.open_table(OPS)?;
+			tx.open_table(META)?;
 			tx.commit()?;
 		}
 		let inner = Inner {
@@ -264,6 +284,22 @@ impl Store {
 	/// The directory the store lives in.
 	pub fn dir(&self) -> &Path {
 		&self.inner.dir
+	}
+
+	/// Stores a small named record durably (state of the node that is not segment data, such
+	/// as peer scores).
+	pub fn put_meta(&self, name: &str, value: &[u8]) -> Result<()> {
+		let tx = segments::durable(&self.inner.db)?;
+		tx.open_table(META)?.insert(name, value)?;
+		tx.commit()?;
+		Ok(())
+	}
+
+	/// A record stored with [`Store::put_meta`].
+	pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
+		use redb::ReadableDatabase;
+		let tx = self.inner.db.begin_read()?;
+		Ok(tx.open_table(META)?.get(name)?.map(|v| v.value().to_vec()))
 	}
 
 	/// Makes everything written so far survive a crash: commits pending small objects and

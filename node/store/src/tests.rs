@@ -291,13 +291,24 @@ mod oplog {
 		}
 	}
 
-	/// A Primary that wrote `n` ops, and a follower holding every object but no index yet.
+	/// A Primary that wrote `n` puts and a delete, one write per batch (every op a checkpoint),
+	/// and a follower holding every object but no index yet.
 	fn setup(n: usize) -> (Store, Store, Vec<SignedOp>, TempDirs) {
+		setup_batched(n, 1)
+	}
+
+	/// Like [`setup`], writing in batches of `batch`.
+	fn setup_batched(n: usize, batch: usize) -> (Store, Store, Vec<SignedOp>, TempDirs) {
 		let dirs = TempDirs(tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
 		let p = Store::open(dirs.0.path()).unwrap();
-		let mut writes: Vec<SegmentWrite> = (0..n).map(|i| put(&format!("k{i}"), blob(i as u64, 100 + i * 3000))).collect();
+		let mut writes: Vec<SegmentWrite> =
+			(0..n).map(|i| put(&format!("k{i}"), blob(i as u64, 100 + (i % 40) * 3000))).collect();
 		writes.push(SegmentWrite::Delete { key: b"k1".to_vec() });
-		let (_, ops) = p.apply_signed(7, writes, &Key(1)).unwrap();
+		let mut ops = Vec::new();
+		while !writes.is_empty() {
+			let rest = writes.split_off(batch.min(writes.len()));
+			ops.extend(p.apply_signed(7, std::mem::replace(&mut writes, rest), &Key(1)).unwrap().1);
+		}
 		let f = Store::open(dirs.1.path()).unwrap();
 		for op in &ops {
 			if let OpKind::Put { cid, size, .. } = &op.op.kind {
@@ -363,6 +374,62 @@ mod oplog {
 		stale.signature = key.sign(&stale.op.signing_payload());
 		assert!(matches!(f.replay(7, &[stale], &ok), Err(StoreError::RootMismatch { seq: 3, .. })));
 		assert_eq!(f.head(7).unwrap().seq, 2);
+	}
+
+	#[test]
+	fn only_checkpoints_are_signed_and_a_batch_must_end_on_one() {
+		let (p, f, ops, _d) = setup_batched(299, 1000);
+		let ok = Primaries(vec![1]);
+		let signed: Vec<u64> = ops.iter().filter(|o| o.is_checkpoint()).map(|o| o.op.seq).collect();
+		assert_eq!(signed, vec![256, 300], "every 256th seq and the batch's last op");
+		// Ops past the last checkpoint are not authenticated: none of them is applied.
+		assert!(matches!(f.replay(7, &ops[..255], &ok), Err(StoreError::Unsigned { seq: 255, .. })));
+		assert_eq!(f.head(7), None);
+		// An altered op between checkpoints breaks the root chain.
+		let mut altered = ops[..256].to_vec();
+		if let OpKind::Put { size, .. } = &mut altered[10].op.kind {
+			*size += 1;
+		}
+		assert!(matches!(f.replay(7, &altered, &ok), Err(StoreError::RootMismatch { seq: 11, .. })));
+		// Even with the roots recomputed to match, the checkpoint's signature no longer does.
+		let mut trie = sync_primitives::commitment::SegmentTrie::new();
+		let mut rechained = altered.clone();
+		for o in rechained.iter_mut() {
+			o.op.prev_root = trie.facts().root;
+			match &o.op.kind {
+				OpKind::Put { key, cid, size } => {
+					trie.insert(sync_primitives::commitment::Entry { key: key.clone(), cid: *cid, size: *size });
+				},
+				OpKind::Delete { key } => {
+					trie.remove(key);
+				},
+			}
+			o.op.new_root = trie.facts().root;
+		}
+		assert!(matches!(f.replay(7, &rechained, &ok), Err(StoreError::BadSignature { seq: 256, .. })));
+		assert_eq!(f.head(7), None);
+		assert_eq!(f.replay(7, &ops[..256], &ok).unwrap().seq, 256);
+		assert_eq!(f.replay(7, &ops[256..], &ok).unwrap(), p.head(7).unwrap());
+	}
+
+	#[test]
+	fn pruned_logs_say_where_they_start() {
+		let (p, _f, ops, _d) = setup(20);
+		assert_eq!(p.ops(7, 30, 10).unwrap(), vec![], "past the head: nothing yet");
+		assert_eq!(p.prune_ops(7, 15).unwrap(), 14);
+		assert_eq!(p.first_logged(7).unwrap(), Some(15));
+		assert!(matches!(p.ops(7, 3, 10), Err(StoreError::Pruned { first: 15, .. })));
+		assert_eq!(p.ops(7, 15, 100).unwrap(), ops[14..].to_vec());
+		assert_eq!(p.root_at(7, 14).unwrap(), None);
+		// Retention never drops the head's op.
+		p.prune_ops(7, u64::MAX).unwrap();
+		assert_eq!(p.ops(7, 21, 10).unwrap(), ops[20..].to_vec());
+		// Named records (the peer book) survive a reopen.
+		p.put_meta("peers", b"x").unwrap();
+		drop(p);
+		let p = Store::open(_d.0.path()).unwrap();
+		assert_eq!(p.meta("peers").unwrap().as_deref(), Some(&b"x"[..]));
+		assert_eq!(p.meta("other").unwrap(), None);
 	}
 
 	#[test]
