@@ -1,4 +1,5 @@
 //! Data-plane configuration with the defaults an operator gets when passing nothing.
+use crate::peers::PeerManagerConfig;
 use libp2p::{identity::Keypair, Multiaddr, PeerId};
 use std::time::Duration;
 
@@ -14,11 +15,21 @@ pub struct ServeLimits {
 	pub bytes_per_sec_per_peer: Option<u64>,
 	/// Bytes per second served in total (`None` = unlimited). Default `None`.
 	pub bytes_per_sec_total: Option<u64>,
+	/// Requests answered at once. Waiting requests are served high priority first (`Head`,
+	/// `Index`, `Ops`: what live followers and new syncs need to start) then low priority
+	/// (`Outboard`, `Groups`: bulk snapshot data), each queue in arrival order. Default 16.
+	pub max_requests: usize,
 }
 
 impl Default for ServeLimits {
 	fn default() -> Self {
-		ServeLimits { max_streams: 64, max_streams_per_peer: 4, bytes_per_sec_per_peer: None, bytes_per_sec_total: None }
+		ServeLimits {
+			max_streams: 64,
+			max_streams_per_peer: 4,
+			bytes_per_sec_per_peer: None,
+			bytes_per_sec_total: None,
+			max_requests: 16,
+		}
 	}
 }
 
@@ -48,6 +59,19 @@ pub struct NetConfig {
 	pub primary_fallback: Duration,
 	/// Registry to export metrics to (the node passes Substrate's). `None`: counted, not exported.
 	pub registry: Option<prometheus::Registry>,
+	/// The peer manager's knobs (see [`PeerManagerConfig`] for each default).
+	pub peers: PeerManagerConfig,
+	/// Gossipsub heartbeat (mesh maintenance, lazy gossip of announcements). Default 1 s.
+	pub gossip_heartbeat: Duration,
+	/// How often a follower asks its holders for their heads, to notice announcements it
+	/// missed (say, while disconnected). Default 5 s.
+	pub head_poll: Duration,
+	/// Ops of each segment kept in the log for peers catching up; older ones are pruned and such
+	/// peers catch up through a snapshot. Default 262 144.
+	pub log_retention: u64,
+	/// A node pins its head as a servable snapshot (for nodes joining while writes continue)
+	/// every this many seqs; the last four pins are kept. Default 65 536.
+	pub pin_every: u64,
 }
 
 impl NetConfig {
@@ -64,6 +88,11 @@ impl NetConfig {
 			missing_retry: Duration::from_millis(25),
 			primary_fallback: Duration::from_secs(1),
 			registry: None,
+			peers: PeerManagerConfig::default(),
+			gossip_heartbeat: Duration::from_secs(1),
+			head_poll: Duration::from_secs(5),
+			log_retention: 262_144,
+			pin_every: 65_536,
 		}
 	}
 }

@@ -3,16 +3,22 @@
 //! a holder, then replaying them through the store (exactly once, in seq order).
 use crate::{
 	client::{PeerError, Received, Session},
-	protocol::{GroupRange, MAX_GROUPS_PER_REQUEST, MAX_OPS_PER_REQUEST},
+	gossip::Announcement,
+	protocol::{ErrorCode, GroupRange, MAX_GROUPS_PER_REQUEST, MAX_OPS_PER_REQUEST},
 	SyncNetwork,
 };
+use std::collections::HashSet;
 use libp2p::{
 	identity::{Keypair, PublicKey},
 	PeerId,
 };
-use sync_primitives::{outboard::groups_of, SegmentId};
+use sync_primitives::{
+	commitment::{Hash32, SegmentTrie},
+	outboard::groups_of,
+	SegmentId,
+};
 use sync_store::{
-	oplog::{OpKind, OpSigner, OpVerifier},
+	oplog::{OpKind, OpSigner, OpVerifier, SignedOp, CHECKPOINT_EVERY},
 	Head, StoreError,
 };
 
@@ -52,54 +58,126 @@ pub enum DeltaError {
 	/// The holder has no ops beyond this seq, short of the target.
 	#[error("holder's log ends at {0}")]
 	Short(u64),
+	/// The holder no longer logs the ops after this node's head: catch up through a snapshot.
+	#[error("holder pruned the ops after seq {0}")]
+	Pruned(u64),
+	/// The op at the announced seq is not the announced one (nothing of its batch was applied).
+	#[error("op {0} differs from the announced one")]
+	NotAnnounced(u64),
+}
+
+impl DeltaError {
+	/// Whether the holder sent data that cannot come from an honest holder (ban-worthy): ops
+	/// failing their signature or root chain, out of order, or a batch without checkpoint.
+	pub fn is_invalid(&self) -> bool {
+		match self {
+			DeltaError::Peer(PeerError::Misbehaved(_)) => true,
+			DeltaError::Store(e) => matches!(
+				e,
+				StoreError::BadSignature { .. } |
+					StoreError::RootMismatch { .. } |
+					StoreError::OutOfOrder { .. } |
+					StoreError::Conflict { .. } |
+					StoreError::Unsigned { .. } |
+					StoreError::KeyTooLong(_) |
+					StoreError::BadData { .. }
+			),
+			_ => false,
+		}
+	}
 }
 
 impl SyncNetwork {
 	/// Brings `segment` from its head up to seq `target` with ops (and their objects) fetched
-	/// from `holder`, replaying them through the store. Forged, replayed or out-of-order ops are
-	/// refused by the store and nothing of that batch is applied.
+	/// from `holder`, replaying them through the store, one durable batch per response. Each
+	/// batch ends on the Primary's last checkpoint in it (see [`sync_store::oplog`]); forged,
+	/// replayed or out-of-order ops are refused by the store and nothing of that batch is
+	/// applied. If `announced` is given, the op at its seq must be the announced one.
 	pub async fn catch_up(
 		&self,
 		segment: SegmentId,
 		target: u64,
 		holder: PeerId,
-		verifier: &dyn OpVerifier,
+		verifier: &(dyn OpVerifier + Sync),
+		announced: Option<&Announcement>,
 	) -> Result<Head, DeltaError> {
 		let store = self.store().clone();
 		let mut session = Session::open(self, holder).await?;
 		loop {
-			let head = store.head(segment).unwrap_or(Head { seq: 0, facts: sync_primitives::commitment::SegmentTrie::new().facts() });
+			let head = store.head(segment).unwrap_or(Head { seq: 0, facts: SegmentTrie::new().facts() });
 			if head.seq >= target {
 				return Ok(head);
 			}
-			let want = (target - head.seq).min(MAX_OPS_PER_REQUEST as u64) as u32;
-			let ops = session.ops(segment, head.seq + 1, want).await?;
+			let want = (target - head.seq).max(CHECKPOINT_EVERY).min(MAX_OPS_PER_REQUEST as u64) as u32;
+			let mut ops = match session.ops(segment, head.seq + 1, want).await {
+				Err(PeerError::Refused(ErrorCode::Pruned)) => return Err(DeltaError::Pruned(head.seq)),
+				other => other?,
+			};
 			if ops.is_empty() {
 				return Err(DeltaError::Short(head.seq));
 			}
-			for op in &ops {
-				if let OpKind::Put { cid, size, .. } = &op.op.kind {
-					if !store.has_object(cid)? {
-						self.fetch_object(&mut session, *cid, *size).await?;
+			// Apply up to the last checkpoint; the rest comes with the next response.
+			let Some(last_signed) = ops.iter().rposition(|o| o.is_checkpoint()) else {
+				return Err(PeerError::Misbehaved(format!("{} ops without a checkpoint", ops.len())).into());
+			};
+			ops.truncate(last_signed + 1);
+			if let Some(a) = announced {
+				if let Some(op) = ops.iter().find(|o| o.op.seq == a.seq) {
+					if op.op.hash() != a.op_hash {
+						return Err(DeltaError::NotAnnounced(a.seq));
 					}
 				}
 			}
+			self.fetch_objects(&mut session, &ops).await?;
 			// Objects finished by the background committer must be in place before replay.
 			store.flush()?;
-			store.replay(segment, &ops, verifier)?;
+			let before = head.seq;
+			let now = store.replay(segment, &ops, verifier)?;
+			self.inner.metrics.ops_replayed.inc_by(now.seq - before);
+			if let Some(f) = self.inner.follows.lock().get(&segment) {
+				f.stats.ops.fetch_add(now.seq - before, std::sync::atomic::Ordering::Relaxed);
+				f.head.send_replace(Some(now));
+			}
+			self.peer_succeeded(holder);
 		}
+	}
+
+	/// Fetches the objects `ops` put that the store lacks: single-group objects packed into
+	/// shared requests, larger ones with their outboard.
+	async fn fetch_objects(&self, session: &mut Session, ops: &[SignedOp]) -> Result<(), DeltaError> {
+		let store = self.store().clone();
+		let mut small: Vec<(Hash32, u64)> = Vec::new();
+		let mut seen = HashSet::new();
+		for op in ops {
+			if let OpKind::Put { cid, size, .. } = &op.op.kind {
+				if !seen.insert(*cid) || store.has_object(cid)? {
+					continue;
+				}
+				if groups_of(*size) > 1 {
+					self.fetch_object(session, *cid, *size).await?;
+				} else {
+					small.push((*cid, *size));
+				}
+			}
+		}
+		for batch in small.chunks(MAX_GROUPS_PER_REQUEST as usize) {
+			let ranges = batch.iter().map(|(cid, _)| GroupRange { cid: *cid, first: 0, count: 1 }).collect();
+			let sizes: Vec<u64> = batch.iter().map(|(_, s)| *s).collect();
+			session
+				.groups(ranges, &sizes, |i, g, data| match data {
+					Received::Data(d) => store.write_group(&batch[i].0, batch[i].1, g, d).map(|_| ()).map_err(PeerError::from),
+					Received::Missing => Err(PeerError::Refused(ErrorCode::NotHeld)),
+				})
+				.await?;
+		}
+		Ok(())
 	}
 
 	/// Fetches one whole object from the session's peer, verified group by group.
 	async fn fetch_object(&self, session: &mut Session, cid: [u8; 32], size: u64) -> Result<(), DeltaError> {
 		let store = self.store().clone();
-		if groups_of(size) > 1 {
-			let ob = session.outboard(cid, size).await?;
-			store.begin_object(&cid, size, &ob).map_err(|e| match e {
-				StoreError::BadData { .. } => DeltaError::Peer(PeerError::Misbehaved(e.to_string())),
-				other => DeltaError::Store(other),
-			})?;
-		}
+		let ob = session.outboard(cid, size).await?;
+		store.begin_object(&cid, size, &ob).map_err(PeerError::from)?;
 		let groups = groups_of(size);
 		let mut first = 0;
 		while first < groups {
@@ -108,7 +186,7 @@ impl SyncNetwork {
 			session
 				.groups(vec![range], &[size], |_, g, data| match data {
 					Received::Data(d) => store.write_group(&cid, size, g, d).map(|_| ()).map_err(PeerError::from),
-					Received::Missing => Err(PeerError::Refused(crate::protocol::ErrorCode::NotHeld)),
+					Received::Missing => Err(PeerError::Refused(ErrorCode::NotHeld)),
 				})
 				.await?;
 			first += count as u64;

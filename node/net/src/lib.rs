@@ -12,12 +12,19 @@
 //! - [`server`](crate::server): serving with bounded streams and rate limits.
 //! - [`client`]: one request-at-a-time session per peer.
 //! - [`snapshot`]: the multi-source download engine.
+//! - [`deltas`]: signed ops, range fetch and exactly-once replay.
+//! - [`gossip`]: signed announcements per segment, validated before they spread.
+//! - [`follow`]: keeping a segment in sync live (snapshot, then deltas), and the Primary's
+//!   write path.
+//! - [`peers`]: the peer manager (selection, cooldowns, trusted/reserved peers, persistence).
 #![warn(missing_docs)]
 
 pub mod client;
 pub mod config;
 pub mod deltas;
 pub mod fixtures;
+pub mod follow;
+pub mod gossip;
 pub mod metrics;
 pub mod peers;
 pub mod protocol;
@@ -27,12 +34,16 @@ pub mod swarm;
 
 pub use config::{NetConfig, ServeLimits};
 pub use libp2p::{identity::Keypair, Multiaddr, PeerId};
+pub use follow::Follower;
+pub use gossip::Announcement;
+pub use peers::PeerManagerConfig;
 pub use snapshot::{Holder, SyncError, SyncReport};
 
 use parking_lot::Mutex;
 use std::{
 	collections::{HashMap, HashSet},
 	sync::Arc,
+	time::{Duration, Instant},
 };
 use sync_primitives::SegmentId;
 use sync_store::Store;
@@ -67,7 +78,15 @@ pub(crate) struct NetInner {
 	pub(crate) peer_buckets: Mutex<HashMap<PeerId, Arc<Mutex<server::Bucket>>>>,
 	pub(crate) total_bucket: Option<Mutex<server::Bucket>>,
 	pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
+	pub(crate) book: Mutex<peers::PeerBook>,
+	pub(crate) follows: Mutex<HashMap<SegmentId, follow::Registration>>,
+	pub(crate) gate: Arc<server::Gate>,
 }
+
+/// Name of the peer book's record in the store.
+const PEER_BOOK: &str = "sync-net/peer-book";
+/// How often the peer book is saved and the peer gauges refreshed.
+const BOOK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A running data-plane node. Cheap to clone.
 #[derive(Clone)]
@@ -86,7 +105,14 @@ impl SyncNetwork {
 			None => metrics::Metrics::unregistered(),
 		};
 		let (tx, rx) = mpsc::unbounded_channel();
+		let (gossip_tx, mut gossip_rx) = mpsc::channel(1024);
 		let (listen_tx, listen_rx) = watch::channel(Vec::new());
+		let saved = store.meta(PEER_BOOK).map_err(|e| NetError::Setup(format!("store: {e}")))?;
+		let book = match saved {
+			Some(bytes) => peers::PeerBook::load(config.peers.clone(), &bytes, Instant::now()),
+			None => peers::PeerBook::new(config.peers.clone()),
+		};
+		let gate = Arc::new(server::Gate::new(config.limits.max_requests));
 		let inner = Arc::new(NetInner {
 			peer_id,
 			metrics,
@@ -102,11 +128,27 @@ impl SyncNetwork {
 			serving: Mutex::new(HashMap::new()),
 			peer_buckets: Mutex::new(HashMap::new()),
 			tasks: Mutex::new(Vec::new()),
+			book: Mutex::new(book),
+			follows: Mutex::new(HashMap::new()),
+			gate,
 		});
-		let swarm_task = tokio::spawn(swarm::run(swarm, rx, listen_tx));
+		let swarm_task = tokio::spawn(swarm::run(swarm, rx, listen_tx, gossip_tx));
 		let server_task = tokio::spawn(server::accept_loop(inner.clone(), incoming));
-		inner.tasks.lock().extend([swarm_task, server_task]);
 		let net = SyncNetwork { inner };
+		let gossip_net = net.clone();
+		let gossip_task = tokio::spawn(async move {
+			while let Some((source, id, msg)) = gossip_rx.recv().await {
+				gossip_net.on_gossip(source, id, msg);
+			}
+		});
+		let book_net = net.clone();
+		let book_task = tokio::spawn(async move {
+			loop {
+				tokio::time::sleep(BOOK_INTERVAL).await;
+				book_net.save_peer_book();
+			}
+		});
+		net.inner.tasks.lock().extend([swarm_task, server_task, gossip_task, book_task]);
 		// Announce what this node already holds, so others find it through the DHT.
 		for segment in net.store().segments() {
 			net.provide(segment);
@@ -170,6 +212,55 @@ impl SyncNetwork {
 		rx.await.map_err(|_| "network stopped".to_string())?
 	}
 
+	/// The peer manager's view of the peers this node has used.
+	pub fn peer_book(&self) -> peers::PeerBook {
+		self.inner.book.lock().clone()
+	}
+
+	/// Saves the peer book to the store (also done every few seconds and at shutdown) and
+	/// refreshes the peer gauges.
+	pub fn save_peer_book(&self) {
+		let (bytes, states) = {
+			let book = self.inner.book.lock();
+			let now = Instant::now();
+			(book.save(now), book.states(now))
+		};
+		for (state, n) in states {
+			self.inner.metrics.peers.with_label_values(&[state]).set(n as i64);
+		}
+		if let Err(e) = self.store().put_meta(PEER_BOOK, &bytes) {
+			log::warn!(target: "sync-net", "saving the peer book: {e}");
+		}
+	}
+
+	/// A peer sent data that does not verify or broke the protocol: the peer book records it
+	/// and, with `ban_on_invalid`, the peer is banned for the session.
+	pub(crate) fn penalise_invalid(&self, peer: PeerId) {
+		let ban = {
+			let mut book = self.inner.book.lock();
+			book.invalid(peer);
+			book.config().ban_on_invalid
+		};
+		if ban {
+			self.ban(peer);
+		}
+	}
+
+	/// A request to `peer` failed (timeout, disconnect, refusal): counts towards its cooldown.
+	pub(crate) fn peer_failed(&self, peer: PeerId) {
+		self.inner.book.lock().failure(peer, Instant::now());
+	}
+
+	/// A request to `peer` succeeded.
+	pub(crate) fn peer_succeeded(&self, peer: PeerId) {
+		self.inner.book.lock().success(peer);
+	}
+
+	/// Whether the peer manager lets this node ask `peer` now (not banned, not cooling down).
+	pub fn peer_usable(&self, peer: &PeerId) -> bool {
+		!self.is_banned(peer) && self.inner.book.lock().usable(peer, Instant::now())
+	}
+
 	/// Bans a peer for this session: disconnects it, refuses its connections and streams.
 	pub fn ban(&self, peer: PeerId) {
 		if self.inner.bans.lock().insert(peer) {
@@ -198,8 +289,10 @@ impl SyncNetwork {
 		rx.await.unwrap_or_default()
 	}
 
-	/// Stops the swarm and the server; connections close, in-flight transfers fail over.
+	/// Stops the swarm and the server (after saving the peer book); connections close,
+	/// in-flight transfers fail over.
 	pub fn shutdown(&self) {
+		self.save_peer_book();
 		for t in self.inner.tasks.lock().drain(..) {
 			t.abort();
 		}

@@ -1,7 +1,7 @@
 //! Prometheus metrics of the data plane, registered in the registry the node passes in
 //! (Substrate's, so they appear on its `/metrics` endpoint). Labels are low-cardinality: a
 //! side, an outcome, a reason, a direction, or a segment id (a node holds a bounded number).
-use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use sync_primitives::SegmentId;
 
 /// Stages of a segment sync, as the `sync_net_segment_stage` gauge reports them.
@@ -38,6 +38,18 @@ pub struct Metrics {
 	pub stage: IntGaugeVec,
 	/// Verified bytes of the segment's sync target held so far.
 	pub progress: IntGaugeVec,
+	/// Seqs between the newest announced (or polled) head of a followed segment and ours.
+	pub lag: IntGaugeVec,
+	/// Gossip messages by validation outcome (`accepted`, `replayed`, `forged`, ...).
+	pub gossip: IntCounterVec,
+	/// Peers in the peer book by state (`usable`, `cooling`, `banned`).
+	pub peers: IntGaugeVec,
+	/// Requests waiting for a serving slot.
+	pub queued: IntGaugeVec,
+	/// Ops replayed from peers.
+	pub ops_replayed: IntCounter,
+	/// Requests being answered.
+	pub serving: IntGauge,
 }
 
 impl Metrics {
@@ -52,6 +64,12 @@ impl Metrics {
 		registry.register(Box::new(m.streams.clone()))?;
 		registry.register(Box::new(m.stage.clone()))?;
 		registry.register(Box::new(m.progress.clone()))?;
+		registry.register(Box::new(m.lag.clone()))?;
+		registry.register(Box::new(m.gossip.clone()))?;
+		registry.register(Box::new(m.peers.clone()))?;
+		registry.register(Box::new(m.queued.clone()))?;
+		registry.register(Box::new(m.ops_replayed.clone()))?;
+		registry.register(Box::new(m.serving.clone()))?;
 		Ok(m)
 	}
 
@@ -70,6 +88,12 @@ impl Metrics {
 			streams: gauge_vec("sync_net_streams", "Open transfer streams by direction", &["direction"]),
 			stage: gauge_vec("sync_net_segment_stage", "Sync stage per segment (0 idle .. 4 finish)", &["segment"]),
 			progress: gauge_vec("sync_net_segment_verified_bytes", "Verified bytes of the sync target held", &["segment"]),
+			lag: gauge_vec("sync_net_segment_lag_seqs", "Seqs behind the newest known head of a followed segment", &["segment"]),
+			gossip: counter_vec("sync_net_gossip_total", "Gossip messages by validation outcome", &["outcome"]),
+			peers: gauge_vec("sync_net_peers", "Peers in the peer book by state", &["state"]),
+			queued: gauge_vec("sync_net_requests_queued", "Requests waiting to be served, by priority", &["priority"]),
+			ops_replayed: counter("sync_net_ops_replayed_total", "Ops fetched from peers and replayed"),
+			serving: IntGauge::new("sync_net_requests_serving", "Requests being answered").expect("valid metric"),
 		}
 	}
 

@@ -15,8 +15,9 @@ use std::{
 pub struct PeerManagerConfig {
 	/// Peers one sync downloads from at once. Default 16.
 	pub concurrency: usize,
-	/// Below this many usable peers a sync does not start a segment (it waits for discovery).
-	/// Default 1.
+	/// Fewest peers a sync uses: when fewer are usable, the cooling-down ones whose rest ends
+	/// soonest are asked anyway (never banned ones) — the holders the chain lists may be the
+	/// only copies, and resting all of them would stall the segment. Default 1.
 	pub min_peers: usize,
 	/// Soft low cap: below it, discovery runs in the background. Default 8.
 	pub low_cap_soft: usize,
@@ -163,6 +164,20 @@ impl PeerBook {
 				}
 			}
 		}
+		if pool.len() < self.config.min_peers {
+			let mut resting: Vec<(Instant, PeerId)> = candidates
+				.iter()
+				.filter(|p| !pool.contains(p))
+				.filter_map(|p| match self.peers.get(p) {
+					Some(r) if !r.banned => Some((r.cooldown_until.unwrap_or(now), *p)),
+					_ => None,
+				})
+				.collect();
+			resting.sort();
+			resting.dedup();
+			let short = self.config.min_peers - pool.len();
+			pool.extend(resting.into_iter().take(short).map(|(_, p)| p));
+		}
 		pool.sort_by_key(|p| {
 			(
 				!self.config.trusted.contains(p),
@@ -173,6 +188,23 @@ impl PeerBook {
 		pool.dedup();
 		pool.truncate(self.config.concurrency.min(self.config.high_cap));
 		pool
+	}
+
+	/// How many known peers are `usable`, `cooling` (down for a cooldown) and `banned` (for
+	/// the peer gauges).
+	pub fn states(&self, now: Instant) -> [(&'static str, usize); 3] {
+		let mut n = [0usize; 3];
+		for r in self.peers.values() {
+			let i = if r.banned {
+				2
+			} else if r.cooldown_until.is_some_and(|t| now < t) {
+				1
+			} else {
+				0
+			};
+			n[i] += 1;
+		}
+		[("usable", n[0]), ("cooling", n[1]), ("banned", n[2])]
 	}
 
 	/// Whether discovery should run, given how many usable peers there are.
@@ -253,6 +285,11 @@ mod tests {
 		assert!(book.usable(&trusted, t0));
 		assert!(!book.usable(&other, t0));
 		assert_eq!(book.select(&[other, trusted], t0), vec![trusted]);
+		// With nobody else usable, the peer resting the shortest is asked rather than stalling.
+		let other2 = PeerId::random();
+		book.failure(other2, t0);
+		book.failure(other2, t0);
+		assert_eq!(book.select(&[other, other2], t0), vec![other2], "5 min left beats 20 min");
 		// Invalid data still bans.
 		let liar = PeerId::random();
 		book.invalid(liar);

@@ -27,6 +27,9 @@ pub const MAX_DATA_FRAME: usize = GROUP_LEN as usize + 1;
 pub const MAX_GROUPS_PER_REQUEST: u32 = 64;
 /// Most ops per request.
 pub const MAX_OPS_PER_REQUEST: u32 = 256;
+// A response of MAX_OPS_PER_REQUEST ops always holds a Primary checkpoint.
+const _: () = assert!(MAX_OPS_PER_REQUEST as u64 >= sync_store::oplog::CHECKPOINT_EVERY);
+
 /// Most index entries per page.
 pub const MAX_INDEX_PAGE: u32 = 1024;
 
@@ -79,6 +82,25 @@ pub enum Request {
 		/// The ranges, answered in order.
 		ranges: Vec<GroupRange>,
 	},
+}
+
+/// Serving priority of a request (see [`crate::ServeLimits::max_requests`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Priority {
+	/// Small requests that unblock a follower or the start of a sync.
+	High,
+	/// Bulk snapshot data.
+	Low,
+}
+
+impl Request {
+	/// `Head`, `Index` and `Ops` are high priority; `Outboard` and `Groups` low.
+	pub fn priority(&self) -> Priority {
+		match self {
+			Request::Head { .. } | Request::Index { .. } | Request::Ops { .. } => Priority::High,
+			Request::Outboard { .. } | Request::Groups { .. } => Priority::Low,
+		}
+	}
 }
 
 /// A request with its version.
@@ -142,6 +164,9 @@ pub enum ErrorCode {
 	/// The server failed internally.
 	#[error("internal error")]
 	Internal,
+	/// The ops asked for were pruned from the server's log (catch up through a snapshot).
+	#[error("ops pruned from the log")]
+	Pruned,
 }
 
 /// Response header frame.

@@ -9,10 +9,11 @@ use futures::{io::BufWriter, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream};
 use parking_lot::Mutex;
 use std::{
-	collections::HashMap,
+	collections::{HashMap, VecDeque},
 	sync::Arc,
 	time::{Duration, Instant},
 };
+use tokio::sync::oneshot;
 use sync_store::StoreError;
 
 /// A token bucket of bytes per second (bursts of a quarter second).
@@ -47,6 +48,68 @@ async fn throttle(bucket: Option<&Mutex<Bucket>>, n: u64) {
 		let wait = b.lock().take(n);
 		if !wait.is_zero() {
 			tokio::time::sleep(wait).await;
+		}
+	}
+}
+
+/// Admission of requests to the serving slots: a freed slot goes to the oldest waiting
+/// high-priority request, else the oldest low-priority one (see [`Request::priority`]).
+pub(crate) struct Gate {
+	state: Mutex<GateState>,
+}
+
+struct GateState {
+	free: usize,
+	high: VecDeque<oneshot::Sender<GatePass>>,
+	low: VecDeque<oneshot::Sender<GatePass>>,
+}
+
+/// A serving slot; dropping it hands the slot to the next waiter.
+pub(crate) struct GatePass(Option<Arc<Gate>>);
+
+impl Gate {
+	pub(crate) fn new(slots: usize) -> Self {
+		Gate { state: Mutex::new(GateState { free: slots.max(1), high: VecDeque::new(), low: VecDeque::new() }) }
+	}
+
+	/// Waits for a slot. Cancel-safe: a slot handed to a waiter that went away is passed on.
+	pub(crate) async fn enter(self: &Arc<Self>, priority: Priority) -> GatePass {
+		let rx = {
+			let mut s = self.state.lock();
+			if s.free > 0 {
+				s.free -= 1;
+				return GatePass(Some(self.clone()));
+			}
+			let (tx, rx) = oneshot::channel();
+			match priority {
+				Priority::High => s.high.push_back(tx),
+				Priority::Low => s.low.push_back(tx),
+			}
+			rx
+		};
+		rx.await.unwrap_or(GatePass(None))
+	}
+
+	fn release(self: &Arc<Self>) {
+		let mut s = self.state.lock();
+		loop {
+			let Some(tx) = s.high.pop_front().or_else(|| s.low.pop_front()) else {
+				s.free += 1;
+				return;
+			};
+			match tx.send(GatePass(Some(self.clone()))) {
+				Ok(()) => return,
+				// The waiter is gone: the pass comes back unused; try the next one.
+				Err(mut pass) => pass.0 = None,
+			}
+		}
+	}
+}
+
+impl Drop for GatePass {
+	fn drop(&mut self) {
+		if let Some(gate) = self.0.take() {
+			gate.release();
 		}
 	}
 }
@@ -147,7 +210,16 @@ async fn serve_stream(net: &Arc<NetInner>, peer: PeerId, stream: Stream) -> Resu
 			io.flush().await?;
 			continue;
 		}
-		answer(net, peer, peer_bucket.as_deref(), &mut io, env.request).await?;
+		let priority = env.request.priority();
+		let label = [if priority == Priority::High { "high" } else { "low" }];
+		net.metrics.queued.with_label_values(&label).inc();
+		let pass = net.gate.enter(priority).await;
+		net.metrics.queued.with_label_values(&label).dec();
+		net.metrics.serving.inc();
+		let answered = answer(net, peer, peer_bucket.as_deref(), &mut io, env.request).await;
+		net.metrics.serving.dec();
+		drop(pass);
+		answered?;
 		net.metrics.requests.with_label_values(&["server", "ok"]).inc();
 		io.flush().await?;
 	}
@@ -192,6 +264,7 @@ async fn answer(
 		},
 		Request::Ops { segment, from, max } => match store.ops(segment, from, max as usize) {
 			Ok(ops) => write_msg(io, &Response::Ops { ops }).await,
+			Err(StoreError::Pruned { .. }) => write_msg(io, &Response::Error(ErrorCode::Pruned)).await,
 			Err(e) => {
 				log::warn!(target: "sync-net", "serving ops of {segment}: {e}");
 				write_msg(io, &Response::Error(ErrorCode::Internal)).await
@@ -244,3 +317,40 @@ fn count_served(net: &NetInner, peer: PeerId, n: u64) {
 
 /// Bytes served per peer (for reports and benchmarks).
 pub(crate) type ServedTo = Mutex<HashMap<PeerId, u64>>;
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	#[tokio::test]
+	async fn freed_slots_go_to_high_priority_requests_first() {
+		let gate = Arc::new(Gate::new(1));
+		let held = gate.enter(Priority::Low).await;
+		let order = Arc::new(Mutex::new(Vec::new()));
+		let mut waiters = Vec::new();
+		for (name, p) in [("low1", Priority::Low), ("low2", Priority::Low), ("high1", Priority::High), ("high2", Priority::High)] {
+			let (g, o) = (gate.clone(), order.clone());
+			waiters.push(tokio::spawn(async move {
+				let pass = g.enter(p).await;
+				o.lock().push(name);
+				tokio::task::yield_now().await;
+				drop(pass);
+			}));
+			// Queue them in this order.
+			tokio::time::sleep(Duration::from_millis(5)).await;
+		}
+		// A waiter that gives up does not swallow a slot.
+		let gone = {
+			let g = gate.clone();
+			tokio::spawn(async move { g.enter(Priority::High).await })
+		};
+		tokio::time::sleep(Duration::from_millis(5)).await;
+		gone.abort();
+		drop(held);
+		for w in waiters {
+			w.await.unwrap();
+		}
+		assert_eq!(*order.lock(), vec!["high1", "high2", "low1", "low2"]);
+		assert_eq!(gate.state.lock().free, 1, "every slot came back");
+	}
+}

@@ -154,7 +154,14 @@ struct Engine {
 	wake: Notify,
 	done: Notify,
 	holders: watch::Receiver<Vec<Holder>>,
+	/// Holders found through the DHT when the listed ones are too few (see the peer manager's
+	/// low caps); they serve complete copies and own no share.
+	discovered: Mutex<Vec<Holder>>,
 }
+
+/// How often discovery runs below the hard / soft low cap.
+const DISCOVERY_URGENT: Duration = Duration::from_secs(2);
+const DISCOVERY_BACKGROUND: Duration = Duration::from_secs(30);
 
 impl SyncNetwork {
 	/// Syncs `segment` to `target` from the holders in `holders` (which may change while the
@@ -185,6 +192,7 @@ impl SyncNetwork {
 			wake: Notify::new(),
 			done: Notify::new(),
 			holders: holders.clone(),
+			discovered: Mutex::new(Vec::new()),
 		});
 		if transfer.index_staged {
 			let (_, listing) = store.staged_index(segment)?.ok_or(StoreError::NoTransfer(segment))?;
@@ -194,14 +202,44 @@ impl SyncNetwork {
 		}
 		let mut workers = Workers(HashMap::new(), engine.clone());
 		let mut idle_since: Option<Instant> = None;
+		let mut last_discovery: Option<Instant> = None;
+		let (found_tx, mut found_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<PeerId>>();
 		loop {
-			let current = holders.borrow_and_update().clone();
-			for h in current {
-				if h.peer == engine.me || self.is_banned(&h.peer) {
-					continue;
+			let mut current = holders.borrow_and_update().clone();
+			current.extend(engine.discovered.lock().iter().cloned());
+			current.retain(|h| h.peer != engine.me);
+			let peers: Vec<PeerId> = current.iter().map(|h| h.peer).collect();
+			// The peer manager picks whom to use: usable (not banned, not cooling down),
+			// trusted first, reserved ones promoted below the hard low cap, at most `concurrency`.
+			let selected = self.inner.book.lock().select(&peers, Instant::now());
+			for peer in &selected {
+				if workers.0.get(peer).is_none_or(|w| w.is_finished()) {
+					let h = current.iter().find(|h| h.peer == *peer).expect("selected from current").clone();
+					workers.0.insert(*peer, tokio::spawn(engine.clone().worker(h)));
 				}
-				if workers.0.get(&h.peer).is_none_or(|w| w.is_finished()) {
-					workers.0.insert(h.peer, tokio::spawn(engine.clone().worker(h)));
+			}
+			let discovery = self.inner.book.lock().discovery(selected.len());
+			let every = match discovery {
+				crate::peers::Discovery::Urgent(_) => Some(DISCOVERY_URGENT),
+				crate::peers::Discovery::Background(_) => Some(DISCOVERY_BACKGROUND),
+				crate::peers::Discovery::Idle => None,
+			};
+			if let Some(every) = every {
+				if last_discovery.is_none_or(|t| t.elapsed() >= every) {
+					last_discovery = Some(Instant::now());
+					let (net, tx) = (self.clone(), found_tx.clone());
+					tokio::spawn(async move {
+						let _ = tx.send(net.find_providers(segment).await);
+					});
+				}
+			}
+			while let Ok(found) = found_rx.try_recv() {
+				let batch = self.inner.book.lock().config().discovery_batch;
+				let mut d = engine.discovered.lock();
+				for peer in found {
+					if d.len() < batch && peer != engine.me && !peers.contains(&peer) {
+						d.push(Holder { peer, addrs: Vec::new(), primary: false });
+					}
 				}
 			}
 			if engine.is_done() {
@@ -288,7 +326,7 @@ impl Engine {
 	}
 
 	fn holder_listed(&self, peer: &PeerId) -> bool {
-		self.holders.borrow().iter().any(|h| h.peer == *peer)
+		self.holders.borrow().iter().any(|h| h.peer == *peer) || self.discovered.lock().iter().any(|h| h.peer == *peer)
 	}
 
 	/// One peer's loop: connect, learn what it serves, fetch units from it one at a time.
@@ -318,8 +356,10 @@ impl Engine {
 				Err(PeerError::Misbehaved(why)) => {
 					self.net.inner.metrics.failures.with_label_values(&["misbehaved"]).inc();
 					log::warn!(target: "sync-net", "segment {}: {peer} misbehaved: {why}", self.segment);
-					self.net.ban(peer);
-					self.sched.lock().report.banned.push(peer);
+					self.net.penalise_invalid(peer);
+					if self.net.is_banned(&peer) {
+						self.sched.lock().report.banned.push(peer);
+					}
 					self.owner_lost(peer);
 					return;
 				},
@@ -327,8 +367,13 @@ impl Engine {
 					let reason = if matches!(e, PeerError::Refused(_)) { "refused" } else { "transport" };
 					self.net.inner.metrics.failures.with_label_values(&[reason]).inc();
 					log::debug!(target: "sync-net", "segment {}: {peer}: {e}", self.segment);
+					self.net.peer_failed(peer);
 					if down_since.get_or_insert_with(Instant::now).elapsed() >= self.net.inner.config.primary_fallback {
 						self.owner_lost(peer);
+					}
+					if !self.net.peer_usable(&peer) {
+						// Resting: the sync loop asks it again only if the peer manager selects it.
+						break;
 					}
 					tokio::time::sleep(backoff).await;
 					backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -419,6 +464,7 @@ impl Engine {
 							self.put_back(id, Work::Outboard { cid, size }, None);
 							return Err(e.into());
 						}
+						self.net.peer_succeeded(peer);
 						let mut s = self.sched.lock();
 						s.report.outboard_bytes += ob.len() as u64;
 						s.finish(id);
@@ -550,6 +596,9 @@ impl Engine {
 				.with_label_values(&[&self.segment.to_string()])
 				.set((s.report.fetched_bytes + s.report.resumed_bytes) as i64);
 			*s.report.by_peer.entry(peer).or_insert(0) += bytes;
+		}
+		if result.is_ok() {
+			self.net.peer_succeeded(peer);
 		}
 		let rest: Vec<_> = list.into_iter().filter(|(c, _, g)| !got.contains(&(*c, *g))).collect();
 		if rest.is_empty() {

@@ -4,7 +4,7 @@
 use crate::config::NetConfig;
 use futures::StreamExt;
 use libp2p::{
-	allow_block_list, identify, kad, noise, ping,
+	allow_block_list, gossipsub, identify, kad, noise, ping,
 	swarm::{dial_opts::DialOpts, DialError, NetworkBehaviour, SwarmEvent},
 	tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm,
 };
@@ -21,6 +21,7 @@ pub(crate) struct Behaviour {
 	identify: identify::Behaviour,
 	kad: kad::Behaviour<kad::store::MemoryStore>,
 	ping: ping::Behaviour,
+	gossip: gossipsub::Behaviour,
 	blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
 }
 
@@ -31,7 +32,14 @@ pub(crate) enum Command {
 	Ban(PeerId),
 	Provide(SegmentId),
 	FindProviders(SegmentId, oneshot::Sender<Vec<PeerId>>),
+	Subscribe(gossipsub::IdentTopic),
+	Unsubscribe(gossipsub::IdentTopic),
+	Publish(gossipsub::IdentTopic, Vec<u8>),
+	Validated(gossipsub::MessageId, PeerId, gossipsub::MessageAcceptance),
 }
+
+/// A gossip message waiting for validation: (propagation source, id, message).
+pub(crate) type GossipIn = (PeerId, gossipsub::MessageId, gossipsub::Message);
 
 /// DHT key under which holders of a segment announce themselves.
 pub fn segment_key(segment: SegmentId) -> kad::RecordKey {
@@ -52,6 +60,14 @@ pub fn yamux_config(window: Option<u32>) -> yamux::Config {
 
 pub(crate) fn build(config: &NetConfig) -> Result<(Swarm<Behaviour>, libp2p_stream::Control), String> {
 	let window = config.yamux_window;
+	let gossip_cfg = gossipsub::ConfigBuilder::default()
+		.heartbeat_interval(config.gossip_heartbeat)
+		.validation_mode(gossipsub::ValidationMode::Strict)
+		.validate_messages()
+		.message_id_fn(crate::gossip::message_id)
+		.max_transmit_size(crate::gossip::MAX_ANNOUNCEMENT_BYTES * 4)
+		.build()
+		.map_err(|e| e.to_string())?;
 	let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
 		.with_tokio()
 		.with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, move || yamux_config(window))
@@ -62,13 +78,15 @@ pub(crate) fn build(config: &NetConfig) -> Result<(Swarm<Behaviour>, libp2p_stre
 			kad_cfg.set_query_timeout(Duration::from_secs(10));
 			let mut kad = kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad_cfg);
 			kad.set_mode(Some(kad::Mode::Server));
-			Behaviour {
+			let gossip = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_cfg)?;
+			Ok(Behaviour {
 				stream: libp2p_stream::Behaviour::new(),
 				identify: identify::Behaviour::new(identify::Config::new("/sync-registry/id/1".into(), key.public())),
 				kad,
 				ping: ping::Behaviour::new(ping::Config::new()),
+				gossip,
 				blocked: Default::default(),
-			}
+			})
 		})
 		.map_err(|e| e.to_string())?
 		.with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
@@ -89,6 +107,7 @@ pub(crate) async fn run(
 	mut swarm: Swarm<Behaviour>,
 	mut commands: mpsc::UnboundedReceiver<Command>,
 	listen: watch::Sender<Vec<Multiaddr>>,
+	gossip_in: mpsc::Sender<GossipIn>,
 ) {
 	let mut providers: HashMap<kad::QueryId, (Vec<PeerId>, oneshot::Sender<Vec<PeerId>>)> = HashMap::new();
 	let mut dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>> = HashMap::new();
@@ -119,6 +138,21 @@ pub(crate) async fn run(
 					Command::Ban(peer) => {
 						swarm.behaviour_mut().blocked.block_peer(peer);
 						swarm.behaviour_mut().kad.remove_peer(&peer);
+						swarm.behaviour_mut().gossip.blacklist_peer(&peer);
+					},
+					Command::Subscribe(topic) => {
+						let _ = swarm.behaviour_mut().gossip.subscribe(&topic);
+					},
+					Command::Unsubscribe(topic) => {
+						let _ = swarm.behaviour_mut().gossip.unsubscribe(&topic);
+					},
+					Command::Publish(topic, data) => {
+						if let Err(e) = swarm.behaviour_mut().gossip.publish(topic, data) {
+							log::debug!(target: "sync-net", "publish: {e}");
+						}
+					},
+					Command::Validated(id, source, acceptance) => {
+						let _ = swarm.behaviour_mut().gossip.report_message_validation_result(&id, &source, acceptance);
 					},
 					Command::Provide(segment) => {
 						let _ = swarm.behaviour_mut().kad.start_providing(segment_key(segment));
@@ -141,6 +175,12 @@ pub(crate) async fn run(
 				SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
 					for r in dials.remove(&peer).unwrap_or_default() {
 						let _ = r.send(Err(error.to_string()));
+					}
+				},
+				SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message { propagation_source, message_id, message })) => {
+					// Validation runs off the swarm task; if it is swamped, drop (not forward) the rest.
+					if let Err(mpsc::error::TrySendError::Full((source, id, _))) = gossip_in.try_send((propagation_source, message_id, message)) {
+						let _ = swarm.behaviour_mut().gossip.report_message_validation_result(&id, &source, gossipsub::MessageAcceptance::Ignore);
 					}
 				},
 				SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {

@@ -1,63 +1,10 @@
 //! In-process multi-node tests of snapshot sync: real stores on disk, real libp2p on loopback.
+mod common;
+use common::*;
 use std::{sync::Arc, time::Duration};
-use sync_net::{
-	fixtures::populate, Holder, Keypair, Multiaddr, NetConfig, PeerId, ServeLimits, SyncNetwork,
-};
-use sync_primitives::commitment::cid_of;
+use sync_net::{Holder, Keypair, Multiaddr, NetConfig, PeerId, ServeLimits, SyncNetwork};
 use sync_store::{Head, Store};
-use tempfile::TempDir;
 use tokio::sync::watch;
-
-const SEG: u64 = 1;
-const MIB: u64 = 1 << 20;
-
-struct Node {
-	net: SyncNetwork,
-	addrs: Vec<Multiaddr>,
-	_dir: Arc<TempDir>,
-	dir: Arc<TempDir>,
-}
-
-impl Node {
-	async fn start_in(dir: Arc<TempDir>, limits: ServeLimits) -> Node {
-		let store = Store::open(dir.path()).unwrap();
-		let mut cfg = NetConfig::new(Keypair::generate_ed25519());
-		cfg.limits = limits;
-		let net = SyncNetwork::start(cfg, store).await.unwrap();
-		let addrs = net.listen_addrs().await;
-		Node { net, addrs, _dir: dir.clone(), dir }
-	}
-	async fn start() -> Node {
-		Self::start_in(Arc::new(tempfile::tempdir().unwrap()), ServeLimits::default()).await
-	}
-	fn holder(&self, primary: bool) -> Holder {
-		Holder { peer: self.net.peer_id(), addrs: self.addrs.clone(), primary }
-	}
-	fn store(&self) -> &Store {
-		self.net.store()
-	}
-}
-
-/// A Primary with ≈ `total` bytes of mixed objects plus one large object.
-async fn primary(total: u64, large: u64, limits: ServeLimits) -> (Node, Head) {
-	let p = Node::start_in(Arc::new(tempfile::tempdir().unwrap()), limits).await;
-	let head = populate(p.store(), SEG, total, large).unwrap();
-	(p, head)
-}
-
-/// Every object of the segment at `head` reads back and hashes to its CID.
-fn assert_holds(store: &Store, head: Head) {
-	assert_eq!(store.head(SEG), Some(head));
-	for e in store.listing(SEG, &head.facts.root).unwrap().iter() {
-		let data = store.read_object(&e.cid).unwrap();
-		assert_eq!(cid_of(&data), e.cid);
-		assert_eq!(data.len() as u64, e.size);
-	}
-}
-
-fn limit(bytes_per_sec: u64) -> ServeLimits {
-	ServeLimits { bytes_per_sec_per_peer: Some(bytes_per_sec), ..Default::default() }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_primary_five_replicas_converge_and_share_the_load() {
@@ -127,9 +74,7 @@ async fn corrupt_peer_is_banned_and_nothing_corrupt_is_stored() {
 		let dir = Arc::new(tempfile::tempdir().unwrap());
 		let mut cfg = NetConfig::new(Keypair::generate_ed25519());
 		cfg.registry = Some(registry.clone());
-		let net = SyncNetwork::start(cfg, Store::open(dir.path()).unwrap()).await.unwrap();
-		let addrs = net.listen_addrs().await;
-		Node { net, addrs, _dir: dir.clone(), dir }
+		Node::start_with(dir, cfg).await
 	};
 	// The complete Replica is preferred over the Primary, so it is asked first.
 	let (_tx, rx) = watch::channel(vec![p.holder(true), c.holder(false)]);
@@ -174,7 +119,9 @@ async fn interrupted_transfer_resumes_without_refetching_verified_data() {
 		let (_tx, rx) = watch::channel(vec![p.holder(true)]);
 		let net = r.net.clone();
 		let task = tokio::spawn(async move { net.sync_segment(SEG, head, rx).await });
+		let started = std::time::Instant::now();
 		while r.net.received() < total / 2 {
+			assert!(started.elapsed() < Duration::from_secs(60), "sync made no progress");
 			tokio::time::sleep(Duration::from_millis(10)).await;
 		}
 		task.abort();
@@ -220,13 +167,16 @@ async fn churn_holders_leave_and_join_mid_sync() {
 	let net = d.net.clone();
 	let task = tokio::spawn(async move { net.sync_segment(SEG, head, rx).await });
 	let received = || d.net.received();
+	let started = std::time::Instant::now();
 	while received() < head.facts.bytes / 4 {
+		assert!(started.elapsed() < Duration::from_secs(60), "sync made no progress");
 		tokio::time::sleep(Duration::from_millis(5)).await;
 	}
 	// r1 leaves, r3 joins.
 	r1.net.shutdown();
 	tx.send(vec![r2.holder(false), r3.holder(false)]).unwrap();
 	while received() < head.facts.bytes * 6 / 10 {
+		assert!(started.elapsed() < Duration::from_secs(60), "sync made no progress");
 		tokio::time::sleep(Duration::from_millis(5)).await;
 	}
 	// r2 leaves: r3 alone finishes.
@@ -448,9 +398,7 @@ async fn a_replica_behind_by_n_ops_catches_up_by_range_fetch_and_refuses_forged_
 	let p = {
 		let mut cfg = NetConfig::new(key.clone());
 		cfg.limits = ServeLimits::default();
-		let net = SyncNetwork::start(cfg, Store::open(pdir.path()).unwrap()).await.unwrap();
-		let addrs = net.listen_addrs().await;
-		Node { net, addrs, _dir: pdir.clone(), dir: pdir }
+		Node::start_with(pdir, cfg).await
 	};
 	let write = |i: u64| SegmentWrite::Put { key: format!("k{i}").into_bytes(), data: sync_net::fixtures::blob(i, 500 + (i as usize % 7) * 9_000) };
 	let (snapshot, _) = p.store().apply_signed(SEG, (0..10).map(write).collect(), &signer).unwrap();
@@ -467,17 +415,17 @@ async fn a_replica_behind_by_n_ops_catches_up_by_range_fetch_and_refuses_forged_
 
 	// A verifier that does not list this Primary refuses the ops; nothing changes.
 	let nobody = PrimaryKeys(|_, _: &PeerId| false);
-	let err = r.net.catch_up(SEG, head.seq, p.net.peer_id(), &nobody).await.unwrap_err();
-	assert!(matches!(err, sync_net::deltas::DeltaError::Store(sync_store::StoreError::BadSignature { seq: 11, .. })), "{err}");
+	let err = r.net.catch_up(SEG, head.seq, p.net.peer_id(), &nobody, None).await.unwrap_err();
+	assert!(matches!(err, sync_net::deltas::DeltaError::Store(sync_store::StoreError::BadSignature { seq: 61, .. })), "{err}");
 	assert_eq!(r.store().head(SEG), Some(snapshot));
 
 	let primary = p.net.peer_id();
 	let chain = PrimaryKeys(move |seg, peer: &PeerId| seg == SEG && *peer == primary);
-	let caught = r.net.catch_up(SEG, head.seq, p.net.peer_id(), &chain).await.unwrap();
+	let caught = r.net.catch_up(SEG, head.seq, p.net.peer_id(), &chain, None).await.unwrap();
 	assert_eq!(caught, head);
 	assert_holds(r.store(), head);
 	// Asking again applies nothing twice.
-	assert_eq!(r.net.catch_up(SEG, head.seq, p.net.peer_id(), &chain).await.unwrap(), head);
+	assert_eq!(r.net.catch_up(SEG, head.seq, p.net.peer_id(), &chain, None).await.unwrap(), head);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -488,9 +436,7 @@ async fn a_replica_joins_while_the_primary_keeps_writing_and_converges() {
 	let key = Keypair::generate_ed25519();
 	let pdir = Arc::new(tempfile::tempdir().unwrap());
 	let p = {
-		let net = SyncNetwork::start(NetConfig::new(key.clone()), Store::open(pdir.path()).unwrap()).await.unwrap();
-		let addrs = net.listen_addrs().await;
-		Node { net, addrs, _dir: pdir.clone(), dir: pdir }
+		Node::start_with(pdir, NetConfig::new(key.clone())).await
 	};
 	let signer = KeypairSigner(key);
 	let write = |i: u64| SegmentWrite::Put { key: format!("k{}", i % 40).into_bytes(), data: sync_net::fixtures::blob(i, 300 + (i as usize % 5) * 7_000) };
@@ -519,12 +465,12 @@ async fn a_replica_joins_while_the_primary_keeps_writing_and_converges() {
 	for _ in 0..3 {
 		let now = p.store().head(SEG).unwrap();
 		assert!(now.seq > snapshot.seq, "writes continued during the snapshot");
-		r.net.catch_up(SEG, now.seq, primary, &chain).await.unwrap();
+		r.net.catch_up(SEG, now.seq, primary, &chain, None).await.unwrap();
 	}
 	stop.store(true, Ordering::SeqCst);
 	writer.join().unwrap();
 	let last = p.store().head(SEG).unwrap();
-	assert_eq!(r.net.catch_up(SEG, last.seq, primary, &chain).await.unwrap(), last);
+	assert_eq!(r.net.catch_up(SEG, last.seq, primary, &chain, None).await.unwrap(), last);
 	assert_holds(r.store(), last);
 	// Every op is in the follower's log once, in order, after the snapshot.
 	let ops = r.store().ops(SEG, snapshot.seq + 1, 100_000).unwrap();

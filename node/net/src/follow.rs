@@ -1,0 +1,359 @@
+//! Keeping a segment in sync while it changes, and the Primary's write path.
+//!
+//! A [`Follower`] (a Replica, or a co-Primary mirroring the owner) subscribes to the segment's
+//! gossip topic, then loops:
+//! 1. It learns how far the log goes from validated [`Announcement`]s and, every
+//!    [`NetConfig::head_poll`](crate::NetConfig), from its holders' heads (announcements missed
+//!    while disconnected are noticed that way).
+//! 2. A node without the segment starts from the newest pinned snapshot a holder serves
+//!    ([`SyncNetwork::sync_segment`]); announcements arriving meanwhile are only remembered (the
+//!    highest seq), so none is lost and none applied twice: the ops after the snapshot's seq are
+//!    fetched by range afterwards.
+//! 3. A node behind fetches the gap by range ([`SyncNetwork::catch_up`]) from a holder that is
+//!    ahead — a Replica first, the Primary last — and replays it exactly once. A holder sending
+//!    ops that fail verification is penalised (banned with `ban_on_invalid`); one that fails or
+//!    whose op differs from the announced one counts a failure, and the next holder is asked.
+//! 4. A node further behind than the holders' retained logs ([`sync_store::StoreError::Pruned`])
+//!    catches up through a newer snapshot, then continues with deltas.
+//!
+//! A snapshot target that no holder serves any more (its pin rotated out while the transfer
+//! ran) is abandoned for a newer one; objects already fetched stay in the store.
+use crate::{
+	client::{PeerError, PeerHead, Session},
+	deltas::{DeltaError, KeypairSigner},
+	gossip::{topic, Announcement},
+	snapshot::Holder,
+	swarm::Command,
+	SyncNetwork,
+};
+use libp2p::PeerId;
+use std::{
+	sync::{
+		atomic::{AtomicU64, Ordering},
+		Arc,
+	},
+	time::{Duration, Instant},
+};
+use sync_primitives::SegmentId;
+use sync_store::{oplog::OpVerifier, Head, SegmentWrite, StoreError};
+use tokio::{sync::watch, task::JoinHandle};
+
+/// What the network keeps per followed segment (for gossip validation).
+pub(crate) struct Registration {
+	pub(crate) verifier: Arc<dyn OpVerifier + Send + Sync>,
+	pub(crate) announced: watch::Sender<Option<Announcement>>,
+	/// The follower's view of the head, updated after every replayed batch.
+	pub(crate) head: watch::Sender<Option<Head>>,
+	pub(crate) stats: Arc<FollowStats>,
+}
+
+/// Counters of one follower.
+#[derive(Default, Debug)]
+pub struct FollowStats {
+	/// Snapshot syncs completed.
+	pub snapshots: AtomicU64,
+	/// Range fetches that advanced the head.
+	pub catch_ups: AtomicU64,
+	/// Ops replayed (counted before the head watch moves).
+	pub ops: AtomicU64,
+	/// Range fetches that failed and were retried elsewhere.
+	pub retries: AtomicU64,
+}
+
+/// A segment kept in sync in the background; stops when dropped.
+pub struct Follower {
+	net: SyncNetwork,
+	segment: SegmentId,
+	head: watch::Receiver<Option<Head>>,
+	stats: Arc<FollowStats>,
+	task: JoinHandle<()>,
+}
+
+impl Follower {
+	/// The head, updated as it moves.
+	pub fn head(&self) -> watch::Receiver<Option<Head>> {
+		self.head.clone()
+	}
+
+	/// The follower's counters.
+	pub fn stats(&self) -> &FollowStats {
+		&self.stats
+	}
+
+	/// Waits until the head reaches seq `seq` (or later).
+	pub async fn reached(&self, seq: u64) -> Head {
+		let mut rx = self.head.clone();
+		loop {
+			if let Some(h) = *rx.borrow_and_update() {
+				if h.seq >= seq {
+					return h;
+				}
+			}
+			if rx.changed().await.is_err() {
+				std::future::pending::<()>().await;
+			}
+		}
+	}
+}
+
+impl Drop for Follower {
+	fn drop(&mut self) {
+		self.task.abort();
+		self.net.inner.follows.lock().remove(&self.segment);
+		let _ = self.net.inner.commands.send(Command::Unsubscribe(topic(self.segment)));
+	}
+}
+
+/// What a round of head polling found.
+#[derive(Default)]
+struct Polled(Vec<(Holder, PeerHead)>);
+
+impl Polled {
+	fn seq_of(&self, peer: &PeerId) -> Option<u64> {
+		self.0.iter().find(|(h, _)| h.peer == *peer).and_then(|(_, p)| p.complete.map(|c| c.seq))
+	}
+
+	fn newest(&self) -> u64 {
+		self.0.iter().filter_map(|(_, p)| p.complete.map(|c| c.seq)).max().unwrap_or(0)
+	}
+
+	/// The newest state a holder keeps servable: a pinned snapshot, else (nobody pins) a head.
+	fn best_snapshot(&self) -> Option<Head> {
+		let pinned = self.0.iter().flat_map(|(_, p)| p.pinned.iter()).max_by_key(|h| h.seq);
+		let any = pinned.or_else(|| self.0.iter().filter_map(|(_, p)| p.complete.as_ref()).max_by_key(|h| h.seq));
+		any.map(|h| Head { seq: h.seq, facts: h.facts })
+	}
+
+	fn serves(&self, target: &Head) -> bool {
+		self.0.iter().any(|(_, p)| {
+			let same = |h: &crate::protocol::WireHead| h.facts.root == target.facts.root;
+			p.complete.as_ref().is_some_and(same) || p.syncing.as_ref().is_some_and(same) || p.pinned.iter().any(same)
+		})
+	}
+}
+
+impl SyncNetwork {
+	/// The Primary's write path: applies `writes` to `segment` as signed ops, announces the
+	/// newest op on the segment's topic, pins a servable snapshot every
+	/// [`NetConfig::pin_every`](crate::NetConfig) seqs and prunes the log beyond
+	/// [`NetConfig::log_retention`](crate::NetConfig). Blocking (one durable transaction).
+	pub fn write(&self, segment: SegmentId, writes: Vec<SegmentWrite>) -> Result<Head, StoreError> {
+		let key = &self.inner.config.keypair;
+		let was_held = self.store().head(segment).is_some();
+		let (head, ops) = self.store().apply_signed(segment, writes, &KeypairSigner(key.clone()))?;
+		if let Some(last) = ops.last() {
+			self.announce(&Announcement::of(last, key));
+		}
+		self.maintain(segment, head)?;
+		if !was_held {
+			self.provide(segment);
+		}
+		Ok(head)
+	}
+
+	/// Pins and prunes as the config says (Primaries and followers alike: both serve).
+	fn maintain(&self, segment: SegmentId, head: Head) -> Result<(), StoreError> {
+		let cfg = &self.inner.config;
+		let store = self.store();
+		let newest_pin = store.pinned(segment).last().map(|h| h.seq);
+		if newest_pin.is_none_or(|p| head.seq >= p + cfg.pin_every) {
+			store.pin_snapshot(segment)?;
+		}
+		if head.seq > cfg.log_retention && store.first_logged(segment)?.is_some_and(|f| f + cfg.log_retention + 4096 <= head.seq) {
+			store.prune_ops(segment, head.seq - cfg.log_retention + 1)?;
+		}
+		Ok(())
+	}
+
+	/// Keeps `segment` in sync with the holders in `holders` (from the chain; they may change),
+	/// accepting only ops `verifier` attributes to a Primary of the segment. See the module docs.
+	pub fn follow(
+		&self,
+		segment: SegmentId,
+		holders: watch::Receiver<Vec<Holder>>,
+		verifier: Arc<dyn OpVerifier + Send + Sync>,
+	) -> Follower {
+		let (announced_tx, announced) = watch::channel(None);
+		let (head_tx, head) = watch::channel(self.store().head(segment));
+		let stats = Arc::new(FollowStats::default());
+		let reg = Registration { verifier: verifier.clone(), announced: announced_tx, head: head_tx.clone(), stats: stats.clone() };
+		self.inner.follows.lock().insert(segment, reg);
+		let _ = self.inner.commands.send(Command::Subscribe(topic(segment)));
+		let run = Run { net: self.clone(), segment, holders, verifier, announced, head_tx, stats: stats.clone() };
+		let task = tokio::spawn(run.run());
+		Follower { net: self.clone(), segment, head, stats, task }
+	}
+
+	/// Asks each holder (dialling it if needed) what it serves of `segment`.
+	async fn poll_heads(&self, segment: SegmentId, holders: &[Holder]) -> Polled {
+		let me = self.peer_id();
+		let peers: Vec<PeerId> = holders.iter().map(|h| h.peer).filter(|p| *p != me).collect();
+		let chosen = self.inner.book.lock().select(&peers, Instant::now());
+		let asks = holders.iter().filter(|h| chosen.contains(&h.peer)).map(|h| async move {
+			let mut s = self.connect(h).await.ok()?;
+			s.head(segment).await.ok().map(|p| (h.clone(), p))
+		});
+		Polled(futures::future::join_all(asks).await.into_iter().flatten().collect())
+	}
+
+	/// Dials a holder with its addresses and opens a request stream.
+	pub(crate) async fn connect(&self, h: &Holder) -> Result<Session, PeerError> {
+		match tokio::time::timeout(self.inner.config.connect_timeout, self.dial(h.peer, h.addrs.clone())).await {
+			Ok(Ok(())) => Session::open(self, h.peer).await,
+			Ok(Err(e)) => Err(PeerError::Transport(e)),
+			Err(_) => Err(PeerError::Transport("dial timed out".into())),
+		}
+	}
+}
+
+/// The follow loop's state.
+struct Run {
+	net: SyncNetwork,
+	segment: SegmentId,
+	holders: watch::Receiver<Vec<Holder>>,
+	verifier: Arc<dyn OpVerifier + Send + Sync>,
+	announced: watch::Receiver<Option<Announcement>>,
+	head_tx: watch::Sender<Option<Head>>,
+	stats: Arc<FollowStats>,
+}
+
+/// How long the loop rests after a round in which no holder could help.
+const RETRY: Duration = Duration::from_millis(500);
+
+impl Run {
+	async fn run(mut self) {
+		let mut polled = Polled::default();
+		let mut last_poll: Option<Instant> = None;
+		let label = self.segment.to_string();
+		loop {
+			let poll = self.net.inner.config.head_poll;
+			if last_poll.is_none_or(|t| t.elapsed() >= poll) {
+				let holders = self.holders.borrow().clone();
+				polled = self.net.poll_heads(self.segment, &holders).await;
+				last_poll = Some(Instant::now());
+			}
+			let head = self.net.store().head(self.segment);
+			self.head_tx.send_if_modified(|h| std::mem::replace(h, head) != head);
+			let ann = self.announced.borrow().clone();
+			let have = head.map_or(0, |h| h.seq);
+			let goal = ann.as_ref().map_or(0, |a| a.seq).max(polled.newest());
+			self.net.inner.metrics.lag.with_label_values(&[&label]).set(goal.saturating_sub(have) as i64);
+			if goal <= have && head.is_some() {
+				self.wait(poll.saturating_sub(last_poll.map_or(Duration::ZERO, |t| t.elapsed()))).await;
+				continue;
+			}
+			if goal == 0 && head.is_none() {
+				// Nobody serves the segment yet.
+				self.wait(RETRY).await;
+				last_poll = None;
+				continue;
+			}
+			let progressed = if head.is_none() && polled.best_snapshot().is_some_and(|s| s.seq > 0) {
+				self.snapshot(&mut polled).await
+			} else {
+				match self.deltas(have, goal, &polled, ann.as_ref()).await {
+					Ok(()) => true,
+					Err(DeltaError::Pruned(_)) => match polled.best_snapshot() {
+						Some(s) if s.seq > have => self.snapshot(&mut polled).await,
+						_ => false,
+					},
+					Err(e) => {
+						log::debug!(target: "sync-net", "segment {}: catch-up: {e}", self.segment);
+						false
+					},
+				}
+			};
+			if let Some(h) = self.net.store().head(self.segment) {
+				if let Err(e) = self.net.maintain(self.segment, h) {
+					log::warn!(target: "sync-net", "segment {}: {e}", self.segment);
+				}
+			}
+			if !progressed {
+				self.wait(RETRY).await;
+				last_poll = None;
+			}
+		}
+	}
+
+	async fn wait(&mut self, d: Duration) {
+		tokio::select! {
+			_ = self.announced.changed() => {},
+			_ = self.holders.changed() => {},
+			_ = tokio::time::sleep(d) => {},
+		}
+	}
+
+	/// Fetches ops `(have, goal]` from the holders, most suitable first.
+	async fn deltas(&self, have: u64, goal: u64, polled: &Polled, ann: Option<&Announcement>) -> Result<(), DeltaError> {
+		let me = self.net.peer_id();
+		let holders: Vec<Holder> = self.holders.borrow().iter().filter(|h| h.peer != me).cloned().collect();
+		let peers: Vec<PeerId> = holders.iter().map(|h| h.peer).collect();
+		let order = self.net.inner.book.lock().select(&peers, Instant::now());
+		let mut candidates: Vec<&Holder> =
+			order.iter().filter_map(|p| holders.iter().find(|h| h.peer == *p)).filter(|h| !self.net.is_banned(&h.peer)).collect();
+		// Holders known to be ahead first; Replicas before Primaries (Primary egress).
+		candidates.sort_by_key(|h| (polled.seq_of(&h.peer).is_none_or(|s| s <= have), h.primary));
+		let mut last = DeltaError::Short(have);
+		for h in candidates {
+			if let Err(e) = self.net.connect(h).await {
+				self.net.peer_failed(h.peer);
+				last = e.into();
+				continue;
+			}
+			let ann = ann.filter(|a| a.seq <= goal);
+			match self.net.catch_up(self.segment, goal, h.peer, &*self.verifier, ann).await {
+				Ok(_) => {
+					self.stats.catch_ups.fetch_add(1, Ordering::Relaxed);
+					return Ok(());
+				},
+				Err(e) => {
+					self.stats.retries.fetch_add(1, Ordering::Relaxed);
+					if e.is_invalid() {
+						log::warn!(target: "sync-net", "segment {}: {} sent invalid ops: {e}", self.segment, h.peer);
+						self.net.penalise_invalid(h.peer);
+					} else if !matches!(e, DeltaError::Short(_) | DeltaError::Pruned(_) | DeltaError::Store(_)) {
+						self.net.peer_failed(h.peer);
+					}
+					// Some progress is progress: the next round goes on from the new head.
+					if self.net.store().head(self.segment).is_some_and(|x| x.seq > have) {
+						return Ok(());
+					}
+					if matches!(last, DeltaError::Short(_)) || matches!(e, DeltaError::Pruned(_)) {
+						last = e;
+					}
+				},
+			}
+		}
+		Err(last)
+	}
+
+	/// Syncs to the newest servable snapshot; abandons a target no holder serves any more.
+	async fn snapshot(&mut self, polled: &mut Polled) -> bool {
+		let Some(target) = polled.best_snapshot() else { return false };
+		log::info!(target: "sync-net", "segment {}: snapshot sync to seq {}", self.segment, target.seq);
+		let sync = self.net.sync_segment(self.segment, target, self.holders.clone());
+		tokio::pin!(sync);
+		loop {
+			tokio::select! {
+				r = &mut sync => return match r {
+					Ok(_) => {
+						self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
+						true
+					},
+					Err(e) => {
+						log::warn!(target: "sync-net", "segment {}: snapshot: {e}", self.segment);
+						false
+					},
+				},
+				_ = tokio::time::sleep(self.net.inner.config.head_poll) => {
+					let holders = self.holders.borrow().clone();
+					*polled = self.net.poll_heads(self.segment, &holders).await;
+					if !polled.serves(&target) {
+						log::info!(target: "sync-net", "segment {}: snapshot {} no longer served; moving on", self.segment, target.seq);
+						return false;
+					}
+				},
+			}
+		}
+	}
+}

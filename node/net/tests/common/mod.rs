@@ -1,0 +1,83 @@
+//! Shared helpers of the in-process multi-node tests: real stores on disk, real libp2p on
+//! loopback.
+#![allow(dead_code)]
+use std::{sync::Arc, time::Duration};
+use sync_net::{fixtures::populate, Holder, Keypair, Multiaddr, NetConfig, ServeLimits, SyncNetwork};
+use sync_primitives::commitment::cid_of;
+use sync_store::{Head, Store, StoreError};
+use tempfile::TempDir;
+
+pub const SEG: u64 = 1;
+pub const MIB: u64 = 1 << 20;
+
+/// One data-plane node.
+pub struct Node {
+	pub net: SyncNetwork,
+	pub addrs: Vec<Multiaddr>,
+	pub dir: Arc<TempDir>,
+	pub cfg: NetConfig,
+}
+
+/// Opens a store, waiting for a previous instance in this process to release it (aborted
+/// tasks drop their handles shortly after a shutdown).
+pub async fn open_store(dir: &std::path::Path) -> Store {
+	for _ in 0..100 {
+		match Store::open(dir) {
+			Ok(s) => return s,
+			Err(StoreError::Db(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
+			Err(e) => panic!("open store: {e}"),
+		}
+	}
+	panic!("store still open elsewhere");
+}
+
+impl Node {
+	pub async fn start_with(dir: Arc<TempDir>, cfg: NetConfig) -> Node {
+		let store = open_store(dir.path()).await;
+		let net = SyncNetwork::start(cfg.clone(), store).await.unwrap();
+		let addrs = net.listen_addrs().await;
+		Node { net, addrs, dir, cfg }
+	}
+	pub async fn start_in(dir: Arc<TempDir>, limits: ServeLimits) -> Node {
+		let mut cfg = NetConfig::new(Keypair::generate_ed25519());
+		cfg.limits = limits;
+		Self::start_with(dir, cfg).await
+	}
+	pub async fn start() -> Node {
+		Self::start_in(Arc::new(tempfile::tempdir().unwrap()), ServeLimits::default()).await
+	}
+	/// Stops the node and starts it again on the same directory with the same identity.
+	pub async fn restart(self) -> Node {
+		let Node { net, dir, cfg, .. } = self;
+		net.shutdown();
+		drop(net);
+		Self::start_with(dir, cfg).await
+	}
+	pub fn holder(&self, primary: bool) -> Holder {
+		Holder { peer: self.net.peer_id(), addrs: self.addrs.clone(), primary }
+	}
+	pub fn store(&self) -> &Store {
+		self.net.store()
+	}
+}
+
+/// A Primary with ≈ `total` bytes of mixed objects plus one large object.
+pub async fn primary(total: u64, large: u64, limits: ServeLimits) -> (Node, Head) {
+	let p = Node::start_in(Arc::new(tempfile::tempdir().unwrap()), limits).await;
+	let head = populate(p.store(), SEG, total, large).unwrap();
+	(p, head)
+}
+
+/// Every object of the segment at `head` reads back and hashes to its CID.
+pub fn assert_holds(store: &Store, head: Head) {
+	assert_eq!(store.head(SEG), Some(head));
+	for e in store.listing(SEG, &head.facts.root).unwrap().iter() {
+		let data = store.read_object(&e.cid).unwrap();
+		assert_eq!(cid_of(&data), e.cid);
+		assert_eq!(data.len() as u64, e.size);
+	}
+}
+
+pub fn limit(bytes_per_sec: u64) -> ServeLimits {
+	ServeLimits { bytes_per_sec_per_peer: Some(bytes_per_sec), ..Default::default() }
+}

@@ -1,0 +1,280 @@
+//! In-process multi-node tests of live delta sync: gossip announcements, range fetch, joins
+//! while the Primary keeps writing, co-Primary parity, restarts, and peer-book persistence.
+mod common;
+use common::*;
+use std::{
+	sync::{
+		atomic::{AtomicBool, Ordering},
+		Arc,
+	},
+	time::Duration,
+};
+use sync_net::{deltas::PrimaryKeys, fixtures::blob, Announcement, Follower, Holder, Keypair, NetConfig, PeerId, SyncNetwork};
+use sync_store::{oplog::OpVerifier, Head, SegmentWrite, Store};
+use tokio::sync::watch;
+
+/// Defaults, with gossip and head polling sped up for tests and frequent pins.
+fn fast() -> NetConfig {
+	let mut cfg = NetConfig::new(Keypair::generate_ed25519());
+	cfg.gossip_heartbeat = Duration::from_millis(100);
+	cfg.head_poll = Duration::from_millis(300);
+	cfg.pin_every = 64;
+	cfg
+}
+
+async fn node(cfg: NetConfig) -> Node {
+	Node::start_with(Arc::new(tempfile::tempdir().unwrap()), cfg).await
+}
+
+fn put(i: u64) -> SegmentWrite {
+	SegmentWrite::Put { key: format!("k{}", i % 500).into_bytes(), data: blob(i, 200 + (i as usize % 7) * 5_000) }
+}
+
+/// The chain's view: these peers are the segment's Primaries.
+fn primaries(peers: &[PeerId]) -> Arc<dyn OpVerifier + Send + Sync> {
+	let peers = peers.to_vec();
+	Arc::new(PrimaryKeys(move |seg, p: &PeerId| seg == SEG && peers.contains(p)))
+}
+
+/// Writes one op every `every` on the Primary (a steady client load) until stopped.
+fn steady_writer(net: SyncNetwork, from: u64, every: Duration) -> (Arc<AtomicBool>, std::thread::JoinHandle<u64>) {
+	let stop = Arc::new(AtomicBool::new(false));
+	let s = stop.clone();
+	let t = std::thread::spawn(move || {
+		let mut i = from;
+		while !s.load(Ordering::SeqCst) {
+			net.write(SEG, vec![put(i)]).unwrap();
+			i += 1;
+			std::thread::sleep(every);
+		}
+		i - from
+	});
+	(stop, t)
+}
+
+async fn reach(f: &Follower, head: Head) {
+	let got = tokio::time::timeout(Duration::from_secs(30), f.reached(head.seq)).await.expect("follower converges");
+	assert_eq!(got, head, "same seq, same root");
+}
+
+/// The node's log holds every seq from its first logged one to the head exactly once, in order.
+fn assert_log_contiguous(store: &Store, head: Head) -> u64 {
+	let first = store.first_logged(SEG).unwrap().expect("ops logged");
+	let ops = store.ops(SEG, first, 1_000_000).unwrap();
+	assert_eq!(ops.len() as u64, head.seq - first + 1);
+	assert!(ops.iter().enumerate().all(|(i, o)| o.op.seq == first + i as u64));
+	assert_eq!(ops.last().unwrap().op.new_root, head.facts.root);
+	first
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_continue_while_three_replicas_and_a_co_primary_join_and_all_converge() {
+	let p = node(fast()).await;
+	p.net.write(SEG, (0..100).map(put).collect()).unwrap();
+	let (stop, writer) = steady_writer(p.net.clone(), 100, Duration::from_millis(3));
+	let co = node(fast()).await;
+	let mut replicas = Vec::new();
+	for _ in 0..3 {
+		replicas.push(node(fast()).await);
+	}
+	let mut holders = vec![p.holder(true), co.holder(true)];
+	holders.extend(replicas.iter().map(|r| r.holder(false)));
+	let (_tx, rx) = watch::channel(holders);
+	let verifier = primaries(&[p.net.peer_id(), co.net.peer_id()]);
+	let nodes: Vec<&Node> = std::iter::once(&co).chain(replicas.iter()).collect();
+	let followers: Vec<Follower> = nodes.iter().map(|n| n.net.follow(SEG, rx.clone(), verifier.clone())).collect();
+	// Everyone joined (snapshot of a pinned root) and is following live while writes go on.
+	let during = p.store().head(SEG).unwrap();
+	for f in &followers {
+		tokio::time::timeout(Duration::from_secs(30), f.reached(during.seq)).await.expect("joined");
+	}
+	tokio::time::sleep(Duration::from_millis(500)).await;
+	stop.store(true, Ordering::SeqCst);
+	let written = writer.join().unwrap();
+	let last = p.store().head(SEG).unwrap();
+	assert!(last.seq > during.seq, "writes continued after the joins");
+	for (n, f) in nodes.iter().zip(&followers) {
+		reach(f, last).await;
+		assert_holds(n.store(), last);
+		let first = assert_log_contiguous(n.store(), last);
+		let stats = f.stats();
+		println!(
+			"{}: {} snapshot(s), {} range fetches, {} ops replayed, log from seq {first}",
+			n.net.peer_id(),
+			stats.snapshots.load(Ordering::Relaxed),
+			stats.catch_ups.load(Ordering::Relaxed),
+			stats.ops.load(Ordering::Relaxed)
+		);
+		assert!(stats.snapshots.load(Ordering::Relaxed) >= 1, "joined through a snapshot");
+		assert!(stats.ops.load(Ordering::Relaxed) > 0, "then followed with deltas");
+	}
+	// The co-Primary mirrors the owner: the same root, and the owner's log.
+	assert_eq!(co.store().head(SEG).unwrap().facts.root, last.facts.root);
+	println!("the Primary wrote {written} ops while the others joined");
+	assert_eq!(p.net.metrics().gossip.with_label_values(&["forged"]).get(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_offline_for_n_ops_catches_up_by_range_fetch_after_restart() {
+	let p = node(fast()).await;
+	for i in 0..10 {
+		p.net.write(SEG, (i * 10..i * 10 + 10).map(put).collect()).unwrap();
+	}
+	let r = node(fast()).await;
+	let (_tx, rx) = watch::channel(vec![p.holder(true)]);
+	let verifier = primaries(&[p.net.peer_id()]);
+	let f = r.net.follow(SEG, rx.clone(), verifier.clone());
+	reach(&f, p.store().head(SEG).unwrap()).await;
+	drop(f);
+	// Offline while the Primary writes 300 ops in 30 announced batches.
+	let r = {
+		let Node { net, dir, cfg, .. } = r;
+		net.shutdown();
+		drop(net);
+		for i in 10..40 {
+			p.net.write(SEG, (i * 10..i * 10 + 10).map(put).collect()).unwrap();
+		}
+		Node::start_with(dir, cfg).await
+	};
+	let last = p.store().head(SEG).unwrap();
+	assert_eq!(r.store().head(SEG).unwrap().seq, 100, "the head survived the restart");
+	let f = r.net.follow(SEG, rx, verifier);
+	reach(&f, last).await;
+	assert_eq!(f.stats().snapshots.load(Ordering::Relaxed), 0, "no snapshot: the gap was fetched by range");
+	assert_eq!(f.stats().ops.load(Ordering::Relaxed), 300);
+	assert_holds(r.store(), last);
+	assert_log_contiguous(r.store(), last);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_replayed_and_conflicting_announcements_are_rejected() {
+	let pcfg = fast();
+	let pkey = pcfg.keypair.clone();
+	let p = node(pcfg).await;
+	for i in 0..4 {
+		p.net.write(SEG, (i * 5..i * 5 + 5).map(put).collect()).unwrap();
+	}
+	// F joins after those announcements went out: it learns them by polling and range fetch.
+	let f_node = node(fast()).await;
+	let verifier = primaries(&[p.net.peer_id()]);
+	let (_tx, rx) = watch::channel(vec![p.holder(true)]);
+	let f = f_node.net.follow(SEG, rx, verifier.clone());
+	let head = p.store().head(SEG).unwrap();
+	reach(&f, head).await;
+	let first = f_node.store().first_logged(SEG).unwrap().unwrap();
+	assert!(first <= 10, "F logs the ops it replayed after its snapshot");
+	let log_before = f_node.store().ops(SEG, first, 100).unwrap();
+
+	// Two rogue nodes connected to F and on the topic (following nothing useful).
+	let x = node(fast()).await;
+	let y = node(fast()).await;
+	let (_none, empty) = watch::channel(Vec::<Holder>::new());
+	let _fx = x.net.follow(SEG, empty.clone(), verifier.clone());
+	let _fy = y.net.follow(SEG, empty, verifier.clone());
+	for rogue in [&x, &y] {
+		rogue.net.dial(f_node.net.peer_id(), f_node.addrs.clone()).await.unwrap();
+	}
+	tokio::time::sleep(Duration::from_millis(500)).await; // subscriptions exchanged
+	let gossip = |label: &str| f_node.net.metrics().gossip.with_label_values(&[label]).get();
+	let until = |label: &'static str| async move {
+		for _ in 0..100 {
+			if gossip(label) > 0 {
+				return;
+			}
+			tokio::time::sleep(Duration::from_millis(50)).await;
+		}
+		panic!("no `{label}` verdict");
+	};
+
+	// A replay: the Primary's genuine announcement of seq 10, sent again.
+	let op10 = p.store().ops(SEG, 10, 1).unwrap().remove(0);
+	x.net.announce(&Announcement::of(&op10, &pkey));
+	until("replayed").await;
+	assert!(!f_node.net.is_banned(&x.net.peer_id()), "a replay is dropped, not punished");
+
+	// A forgery: a new seq signed by a key that is not a Primary of the segment.
+	let mut next = p.store().ops(SEG, 20, 1).unwrap().remove(0);
+	next.op.seq = 21;
+	x.net.announce(&Announcement::of(&next, &x.cfg.keypair));
+	until("forged").await;
+	assert!(f_node.net.is_banned(&x.net.peer_id()), "the sender of a forgery is banned");
+
+	// A conflict: the Primary's key (leaked, or equivocating) on another op at an applied seq.
+	let mut other = p.store().ops(SEG, 15, 1).unwrap().remove(0);
+	other.op.new_root = [7; 32];
+	y.net.announce(&Announcement::of(&other, &pkey));
+	until("conflicting").await;
+	assert!(f_node.net.is_banned(&y.net.peer_id()));
+
+	// Nothing was applied: same head, same log.
+	assert_eq!(f_node.store().head(SEG), Some(head));
+	assert_eq!(f_node.store().ops(SEG, first, 100).unwrap(), log_before);
+	// The genuine Primary is still followed.
+	p.net.write(SEG, (20..30).map(put).collect()).unwrap();
+	reach(&f, p.store().head(SEG).unwrap()).await;
+	assert_eq!(gossip("accepted") + gossip("replayed"), gossip("accepted") + 1, "one replay seen");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_restarted_mid_replay_ends_with_the_same_root_and_no_duplicates() {
+	let mut pcfg = fast();
+	pcfg.pin_every = u64::MAX / 2; // one pin, at the first write: everything after is replay
+	let p = node(pcfg).await;
+	p.net.write(SEG, (0..10).map(put).collect()).unwrap();
+	let tiny = |i: u64| SegmentWrite::Put { key: format!("t{}", i % 3000).into_bytes(), data: blob(i, 64 + (i as usize % 200)) };
+	for b in 0..80 {
+		p.net.write(SEG, (b * 100..b * 100 + 100).map(tiny).collect()).unwrap();
+	}
+	let last = p.store().head(SEG).unwrap();
+	let r = node(fast()).await;
+	let (_tx, rx) = watch::channel(vec![p.holder(true)]);
+	let verifier = primaries(&[p.net.peer_id()]);
+	let f = r.net.follow(SEG, rx.clone(), verifier.clone());
+	let mut heads = f.head();
+	let mid = loop {
+		heads.changed().await.unwrap();
+		if let Some(h) = *heads.borrow() {
+			if h.seq > 2_000 {
+				break h;
+			}
+		}
+	};
+	drop(f);
+	let r = r.restart().await;
+	let resumed = r.store().head(SEG).unwrap();
+	println!("stopped at seq {} (saw {}), of {}", resumed.seq, mid.seq, last.seq);
+	assert!(resumed.seq >= mid.seq && resumed.seq < last.seq, "stopped mid-replay");
+	let f = r.net.follow(SEG, rx, verifier);
+	reach(&f, last).await;
+	assert_eq!(f.stats().snapshots.load(Ordering::Relaxed), 0);
+	assert_eq!(f.stats().ops.load(Ordering::Relaxed), last.seq - resumed.seq, "nothing applied twice");
+	assert_holds(r.store(), last);
+	assert_log_contiguous(r.store(), last);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_scores_and_cooldowns_survive_a_restart_trusted_peers_are_never_cooled() {
+	// Served at 4 MiB/s, so the sync lasts long enough for the gone holders to fail repeatedly.
+	let (p, head) = primary(2 * MIB, 0, limit(4 * MIB)).await;
+	// Two holders that are gone (nothing listens there); one of them is trusted.
+	let gone = |_| Holder { peer: PeerId::random(), addrs: vec!["/ip4/127.0.0.1/tcp/9".parse().unwrap()], primary: false };
+	let (dead, trusted) = (gone(0), gone(1));
+	let mut cfg = fast();
+	cfg.connect_timeout = Duration::from_millis(500);
+	cfg.peers.trusted = [trusted.peer].into();
+	let r = node(cfg).await;
+	let (_tx, rx) = watch::channel(vec![p.holder(true), dead.clone(), trusted.clone()]);
+	r.net.sync_segment(SEG, head, rx).await.unwrap();
+	assert_holds(r.store(), head);
+	let book = r.net.peer_book();
+	assert!(book.record(&trusted.peer).unwrap().failures >= 2);
+	assert!(book.record(&dead.peer).unwrap().failures >= 2);
+	assert!(!r.net.peer_usable(&dead.peer), "cooling down after its second failure");
+	assert!(r.net.peer_usable(&trusted.peer), "trusted peers never cool down");
+	assert!(book.record(&p.net.peer_id()).unwrap().score > 0);
+	let r = r.restart().await;
+	let back = r.net.peer_book();
+	assert_eq!(back.record(&dead.peer).unwrap().failures, book.record(&dead.peer).unwrap().failures);
+	assert!(!r.net.peer_usable(&dead.peer), "the cooldown survived the restart");
+	assert_eq!(back.record(&p.net.peer_id()).unwrap().score, book.record(&p.net.peer_id()).unwrap().score);
+}
