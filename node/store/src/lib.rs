@@ -68,7 +68,7 @@ const BLOBS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blobs");
 const INDEX: TableDefinition<(u64, &[u8]), ([u8; 32], u64)> = TableDefinition::new("index");
 /// Segment head: segment → (seq, root, leaves, entries, bytes).
 const HEADS: TableDefinition<u64, (u64, [u8; 32], u64, u64, u64)> = TableDefinition::new("heads");
-/// Roots by seq: (segment, seq) → (root, leaves, entries, bytes).
+/// Root facts of committed heads: (segment, seq) → (root, leaves, entries, bytes).
 const ROOTS: TableDefinition<(u64, u64), ([u8; 32], u64, u64, u64)> = TableDefinition::new("roots");
 /// Transfer in progress: segment → (target seq, root, leaves, entries, bytes, index staged).
 const TRANSFERS: TableDefinition<u64, (u64, [u8; 32], u64, u64, u64, bool)> = TableDefinition::new("transfers");

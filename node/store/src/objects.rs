@@ -2,7 +2,7 @@
 //! partial (downloading) large objects written in place with a lazily persisted bitfield.
 use crate::{hex, Cid, Result, Store, StoreError, BITS_FLUSH_GROUPS, BLOBS, OUTBOARDS, SMALL_BATCH_BYTES};
 use parking_lot::{Condvar, Mutex};
-use redb::{Database, Durability, ReadableDatabase, WriteTransaction};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
 use std::{
 	collections::HashMap,
 	fs::{self, File, OpenOptions},
@@ -263,6 +263,23 @@ impl Partial {
 impl Store {
 	fn objects(&self) -> &Objects {
 		&self.inner.objects
+	}
+
+	/// Whether the complete object `(cid, size)` is present, looking only where an object of
+	/// that size lives (inline below one group, a file above): no file-system call for small
+	/// objects. `blobs` is the inline-object table of the caller's open transaction.
+	pub(crate) fn has_object_in(
+		&self,
+		blobs: &impl ReadableTable<&'static [u8; 32], &'static [u8]>,
+		cid: &Hash32,
+		size: u64,
+	) -> Result<bool> {
+		let o = self.objects();
+		if is_small(size) {
+			Ok(o.pending.lock().blobs.contains_key(cid) || blobs.get(cid)?.is_some())
+		} else {
+			Ok(o.object_path(cid).exists())
+		}
 	}
 
 	/// Whether the complete object is present.

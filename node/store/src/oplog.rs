@@ -19,8 +19,8 @@
 //! [`OpVerifier`], which the data plane implements with the node's network key and the chain's
 //! list of Primaries of the segment.
 use crate::{
-	segments::{commit_head, durable, facts_row, index_op},
-	Head, Result, Store, StoreError, INDEX, OPS, ROOTS,
+	segments::{commit_head, durable, index_op, TrieTxn},
+	Head, Result, SegmentState, Store, StoreError, BLOBS, INDEX, OPS, ROOTS,
 };
 use codec::{Decode, Encode};
 use redb::{ReadableDatabase, ReadableTable};
@@ -180,15 +180,15 @@ impl Store {
 	/// ops must already be in the store (fetched by CID before replay).
 	pub fn replay(&self, segment: SegmentId, ops: &[SignedOp], verifier: &dyn OpVerifier) -> Result<Head> {
 		let mut segs = self.inner.segments.lock();
-		let state = segs.entry(segment).or_default();
-		let mut trie = state.trie.clone();
-		let mut head = state.head.unwrap_or(Head { seq: 0, facts: trie.facts() });
+		let SegmentState { trie, head: head_slot, listing } = segs.entry(segment).or_default();
+		let mut trie = TrieTxn::new(trie);
+		let mut head = head_slot.unwrap_or(Head { seq: 0, facts: trie.facts() });
 		let start = head;
 		let tx = durable(&self.inner.db)?;
 		{
 			let mut index = tx.open_table(INDEX)?;
 			let mut log = tx.open_table(OPS)?;
-			let mut roots = tx.open_table(ROOTS)?;
+			let blobs = tx.open_table(BLOBS)?;
 			for signed in ops {
 				let op = &signed.op;
 				let seq = op.seq;
@@ -214,11 +214,11 @@ impl Store {
 				if op.prev_root != head.facts.root {
 					return Err(StoreError::RootMismatch { segment, seq });
 				}
-				if let OpKind::Put { key, cid, .. } = &op.kind {
+				if let OpKind::Put { key, cid, size } = &op.kind {
 					if key.len() > MAX_KEY_LEN as usize {
 						return Err(StoreError::KeyTooLong(key.len()));
 					}
-					if !self.has_object(cid)? {
+					if !self.has_object_in(&blobs, cid, *size)? {
 						return Err(StoreError::UnknownObject(crate::Cid(*cid)));
 					}
 				}
@@ -227,7 +227,6 @@ impl Store {
 				if facts.root != op.new_root {
 					return Err(StoreError::RootMismatch { segment, seq });
 				}
-				roots.insert((segment, seq), facts_row(&facts))?;
 				log.insert((segment, seq), encoded.as_slice())?;
 				head = Head { seq, facts };
 			}
@@ -242,7 +241,8 @@ impl Store {
 			tx.abort()?;
 			return Ok(head);
 		}
-		commit_head(tx, state, segment, trie, head)?;
+		commit_head(tx, head_slot, listing, segment, head)?;
+		trie.commit();
 		Ok(head)
 	}
 }

@@ -50,32 +50,78 @@ pub(crate) fn durable(db: &redb::Database) -> Result<WriteTransaction> {
 
 /// Makes `head` the segment's head in `tx` (its root row is written by whoever applied its seq),
 /// commits, and only then updates the in-memory state.
-pub(crate) fn commit_head(tx: WriteTransaction, state: &mut SegmentState, segment: SegmentId, trie: SegmentTrie, head: Head) -> Result<()> {
+pub(crate) fn commit_head(
+	tx: WriteTransaction,
+	head_slot: &mut Option<Head>,
+	listing: &mut Option<(Hash32, Arc<Vec<Entry>>)>,
+	segment: SegmentId,
+	head: Head,
+) -> Result<()> {
 	let (r, l, e, b) = facts_row(&head.facts);
 	tx.open_table(HEADS)?.insert(segment, (head.seq, r, l, e, b))?;
+	// Root facts are kept per committed head (per batch), not per op: an op's root is in the log.
+	tx.open_table(ROOTS)?.insert((segment, head.seq), (r, l, e, b))?;
 	tx.commit()?;
-	state.trie = trie;
-	state.head = Some(head);
-	state.listing = None;
+	*head_slot = Some(head);
+	*listing = None;
 	Ok(())
+}
+
+/// Changes to a segment's in-memory trie made in place, undone on drop unless committed: a
+/// batch that fails (or whose transaction does not commit) restores the previous entries, and
+/// the root with them (it depends only on the set of entries). A write costs `O(ops · log n)`
+/// instead of a clone of the whole trie.
+pub(crate) struct TrieTxn<'a> {
+	trie: &'a mut SegmentTrie,
+	undo: Vec<(Vec<u8>, Option<Entry>)>,
+}
+
+impl<'a> TrieTxn<'a> {
+	pub(crate) fn new(trie: &'a mut SegmentTrie) -> Self {
+		TrieTxn { trie, undo: Vec::new() }
+	}
+	pub(crate) fn facts(&self) -> RootFacts {
+		self.trie.facts()
+	}
+	/// Keeps the changes.
+	pub(crate) fn commit(mut self) {
+		self.undo.clear();
+	}
+}
+
+impl Drop for TrieTxn<'_> {
+	fn drop(&mut self) {
+		for (key, prev) in self.undo.drain(..).rev() {
+			match prev {
+				Some(e) => {
+					self.trie.insert(e);
+				},
+				None => {
+					self.trie.remove(&key);
+				},
+			}
+		}
+	}
 }
 
 /// Applies one op's change to the segment's index table and trie: the one place where both a
 /// Primary's writes and a follower's replay change an index.
 pub(crate) fn index_op(
 	index: &mut redb::Table<(u64, &'static [u8]), ([u8; 32], u64)>,
-	trie: &mut SegmentTrie,
+	trie: &mut TrieTxn<'_>,
 	segment: SegmentId,
 	kind: &OpKind,
 ) -> Result<()> {
 	match kind {
 		OpKind::Put { key, cid, size } => {
 			index.insert((segment, key.as_slice()), (*cid, *size))?;
-			trie.insert(Entry { key: key.clone(), cid: *cid, size: *size });
+			let prev = trie.trie.insert(Entry { key: key.clone(), cid: *cid, size: *size });
+			trie.undo.push((key.clone(), prev));
 		},
 		OpKind::Delete { key } => {
 			index.remove((segment, key.as_slice()))?;
-			trie.remove(key);
+			let prev = trie.trie.remove(key);
+			trie.undo.push((key.clone(), prev));
 		},
 	}
 	Ok(())
@@ -135,7 +181,9 @@ impl Store {
 		self.inner.segments.lock().get(&segment).and_then(|s| s.head)
 	}
 
-	/// The root the segment had at `seq` (kept for every applied seq).
+	/// The root facts the segment had at `seq`, kept for every committed head (each write
+	/// batch, replayed batch or finished transfer; an op's own root is in its log entry) and
+	/// pruned with the log.
 	pub fn root_at(&self, segment: SegmentId, seq: u64) -> Result<Option<RootFacts>> {
 		let tx = self.inner.db.begin_read()?;
 		Ok(tx.open_table(ROOTS)?.get((segment, seq))?.map(|v| row_facts(v.value())))
@@ -168,15 +216,14 @@ impl Store {
 			}
 		}
 		let mut segs = self.inner.segments.lock();
-		let state = segs.entry(segment).or_default();
-		let mut trie = state.trie.clone();
-		let mut seq = state.head.map(|h| h.seq).unwrap_or(0);
+		let SegmentState { trie, head: head_slot, listing } = segs.entry(segment).or_default();
+		let mut trie = TrieTxn::new(trie);
+		let mut seq = head_slot.map(|h| h.seq).unwrap_or(0);
 		let mut signed = Vec::new();
 		let tx = durable(&self.inner.db)?;
 		{
 			let mut index = tx.open_table(INDEX)?;
 			let mut ops = tx.open_table(OPS)?;
-			let mut roots = tx.open_table(ROOTS)?;
 			let last = writes.len();
 			for (i, w) in writes.iter().enumerate() {
 				seq += 1;
@@ -196,7 +243,6 @@ impl Store {
 				};
 				index_op(&mut index, &mut trie, segment, &kind)?;
 				let facts = trie.facts();
-				roots.insert((segment, seq), facts_row(&facts))?;
 				if let Some(signer) = signer {
 					let op = Op { segment, seq, kind, prev_root, new_root: facts.root };
 					// Checkpoints only (see the oplog module): the batch's last op and every
@@ -210,7 +256,8 @@ impl Store {
 			}
 		}
 		let head = Head { seq, facts: trie.facts() };
-		commit_head(tx, state, segment, trie, head)?;
+		commit_head(tx, head_slot, listing, segment, head)?;
+		trie.commit();
 		Ok((head, signed))
 	}
 
@@ -389,11 +436,11 @@ impl Store {
 			}
 			tx.open_table(STAGED)?.retain_in((segment, &[][..])..(segment + 1, &[][..]), |_, _| false)?;
 			tx.open_table(TRANSFERS)?.remove(segment)?;
-			tx.open_table(ROOTS)?.insert((segment, t.target.seq), facts_row(&t.target.facts))?;
 		}
 		let mut segs = self.inner.segments.lock();
 		let state = segs.entry(segment).or_default();
-		commit_head(tx, state, segment, trie, t.target)?;
+		commit_head(tx, &mut state.head, &mut state.listing, segment, t.target)?;
+		state.trie = trie;
 		self.inner.staged.lock().remove(&segment);
 		state.listing = Some((t.target.facts.root, listing));
 		Ok(t.target)

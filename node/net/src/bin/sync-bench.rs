@@ -8,7 +8,16 @@
 //! 3. Resume after `kill -9` at 50 %: a child process syncs, is killed, this process reopens its
 //!    store and finishes; bytes fetched twice, as a fraction of the data (goal ≤ 1 %).
 //!
-//! `sync-bench [--size-mib N] [--large-mib N] [--egress-mib N] [--dir PATH]`
+//! 5. Delta replay, durable: ops/s a follower's store replays (one durable transaction per
+//!    256-op response, objects present), and end to end over the network (`catch_up`: ops,
+//!    their objects, replay) (goal ≥ 100k ops/s).
+//! 6. Primary write throughput (batches of 16 puts of 1 KiB) alone, and while a co-Primary
+//!    joins (snapshot of a 64 MiB segment, then live deltas) in the same process (goal: drop
+//!    ≤ 20 %).
+//! 7. Time from the start of a write on the Primary to the same root on 5 Replicas, p50/p99.
+//!
+//! `sync-bench [--size-mib N] [--large-mib N] [--egress-mib N] [--ops N] [--dir PATH]
+//! [--only-sync | --only-deltas]`
 use codec::{Decode, Encode};
 use std::{
 	io::{BufRead, BufReader, Write},
@@ -130,6 +139,13 @@ async fn main() {
 	std::fs::create_dir_all(&base).unwrap();
 	let exe = std::env::current_exe().unwrap();
 	println!("sync-bench: segment {} MiB (one object of {} MiB), {} cores", size / MIB, large / MIB, num_cpus());
+
+	if std::env::args().any(|a| a == "--only-deltas") {
+		let figures = deltas::run(&base, arg("--ops", 200_000)).await;
+		figures.print();
+		let _ = std::fs::remove_dir_all(&base);
+		return;
+	}
 
 	// (0) Transport ceilings: one stream, no store, over TCP (what sync-net uses) and QUIC.
 	for quic in [false, true] {
@@ -283,6 +299,8 @@ async fn main() {
 			let _ = std::fs::remove_dir_all(base.join(format!("egress-{n}-{i}")));
 		}
 	}
+	p.shutdown();
+	let figures = deltas::run(&base, arg("--ops", 200_000)).await;
 	println!("(2) Primary egress, {} MiB segment:", ehead.facts.bytes / MIB);
 	println!("    n  copies served  per Replica  goal (1.5/n)");
 	for (n, c) in &egress {
@@ -297,7 +315,7 @@ async fn main() {
 	}
 	println!("| (3) re-fetched after kill -9 at 50 % | {:.3} % | ≤ 1 % |", 100.0 * refetched as f64 / data as f64);
 	println!("| (4) peak RSS of the receiving node during (1) | {} MiB (process before: {} MiB) | — |", rss / 1024, rss_before / 1024);
-	p.shutdown();
+	figures.print_rows();
 	let _ = std::fs::remove_dir_all(&base);
 }
 
@@ -376,5 +394,273 @@ mod raw {
 			got += n as u64;
 		}
 		got as f64 / 1e6 / t.elapsed().as_secs_f64()
+	}
+}
+
+/// Figures (5)–(7): live deltas.
+mod deltas {
+	use super::*;
+	use std::sync::{
+		atomic::{AtomicBool, AtomicU64, Ordering},
+		Arc,
+	};
+	use sync_net::{deltas::PrimaryKeys, fixtures::blob};
+	use sync_store::{oplog::OpVerifier, SegmentWrite};
+
+	pub struct Figures {
+		ops: u64,
+		replay_store: f64,
+		replay_store_big: f64,
+		replay_net: f64,
+		primary_only_write: f64,
+		joins: Vec<Join>,
+		lat: Vec<Duration>,
+	}
+
+	fn pct(v: &[Duration], p: f64) -> f64 {
+		v[((v.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3
+	}
+
+	impl Figures {
+		pub fn print(&self) {
+			println!("| figure | measured | goal |");
+			println!("|---|---|---|");
+			self.print_rows();
+		}
+		pub fn print_rows(&self) {
+			println!(
+				"| (5) delta replay, durable, {} ops: store, 256 / 4 096 ops per transaction; end to end over the network | {:.0} / {:.0}; {:.0} ops/s (Primary's own signed writes, 256 per batch: {:.0} ops/s) | ≥ 100 000 ops/s |",
+				self.ops, self.replay_store, self.replay_store_big, self.replay_net, self.primary_only_write
+			);
+			for j in &self.joins {
+				let limit = j.per_peer.map_or("unthrottled".to_string(), |r| format!("serving ≤ {} MiB/s per peer", r / MIB));
+				println!(
+					"| (6) Primary write throughput alone / while a co-Primary joins ({limit}) | {:.0} / {:.0} ops/s ({:+.1} %); co-Primary at parity {:.2} s after writes stop | drop ≤ 20 % |",
+					j.alone,
+					j.joining,
+					100.0 * (j.joining / j.alone - 1.0),
+					j.parity_secs
+				);
+			}
+			println!(
+				"| (7) write on the Primary → same root on 5 Replicas ({} writes) | p50 {:.1} ms, p99 {:.1} ms | — |",
+				self.lat.len(),
+				pct(&self.lat, 0.5),
+				pct(&self.lat, 0.99)
+			);
+		}
+	}
+
+	async fn node(dir: &std::path::Path) -> (SyncNetwork, Holder) {
+		node_limited(dir, None).await
+	}
+
+	async fn node_limited(dir: &std::path::Path, per_peer: Option<u64>) -> (SyncNetwork, Holder) {
+		let mut cfg = NetConfig::new(Keypair::generate_ed25519());
+		cfg.head_poll = Duration::from_millis(500);
+		cfg.limits.bytes_per_sec_per_peer = per_peer;
+		let net = SyncNetwork::start(cfg, Store::open(dir).expect("open store")).await.expect("start");
+		let addrs = net.listen_addrs().await;
+		let h = Holder { peer: net.peer_id(), addrs, primary: false };
+		(net, h)
+	}
+
+	fn verifier(primary: PeerId) -> Arc<dyn OpVerifier + Send + Sync> {
+		Arc::new(PrimaryKeys(move |_, p: &PeerId| *p == primary))
+	}
+
+	fn small(i: u64) -> SegmentWrite {
+		SegmentWrite::Put { key: format!("key-{i:09}").into_bytes(), data: blob(i, 64 + (i % 256) as usize) }
+	}
+
+	/// One run of (6).
+	pub struct Join {
+		per_peer: Option<u64>,
+		alone: f64,
+		joining: f64,
+		parity_secs: f64,
+	}
+
+	async fn join_while_writing(base: &std::path::Path, per_peer: Option<u64>) -> Join {
+		let (p, mut ph) = node_limited(&base.join("w-primary"), per_peer).await;
+		ph.primary = true;
+		populate(p.store(), SEG, 64 * MIB, 8 * MIB).expect("populate");
+		p.store().pin_snapshot(SEG).expect("pin");
+		let writes = |p: SyncNetwork, stop: Arc<AtomicBool>, count: Arc<AtomicU64>, from: u64| {
+			std::thread::spawn(move || {
+				let mut i = from;
+				while !stop.load(Ordering::SeqCst) {
+					let batch = (i..i + 16).map(|k| SegmentWrite::Put { key: format!("w{k}").into_bytes(), data: blob(k, 1024) }).collect();
+					p.write(SEG, batch).expect("write");
+					i += 16;
+					count.fetch_add(16, Ordering::Relaxed);
+				}
+				i
+			})
+		};
+		let window = Duration::from_secs(4);
+		let measure = |from: u64, p: SyncNetwork| {
+			let (stop, count) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+			let w = writes(p, stop.clone(), count.clone(), from);
+			(stop, count, w)
+		};
+		let (stop, count, w) = measure(0, p.clone());
+		tokio::time::sleep(window).await;
+		stop.store(true, Ordering::SeqCst);
+		let next = w.join().unwrap();
+		let alone = count.load(Ordering::Relaxed) as f64 / window.as_secs_f64();
+		let (c, mut ch) = node(&base.join("w-co")).await;
+		ch.primary = true;
+		let (stop, count, w) = measure(next, p.clone());
+		let (_tx, rx) = watch::channel(vec![ph.clone(), ch]);
+		let follower = c.follow(SEG, rx, verifier(p.peer_id()));
+		tokio::time::sleep(window).await;
+		stop.store(true, Ordering::SeqCst);
+		w.join().unwrap();
+		let joining = count.load(Ordering::Relaxed) as f64 / window.as_secs_f64();
+		let t = Instant::now();
+		let last = p.store().head(SEG).unwrap();
+		let got = tokio::time::timeout(Duration::from_secs(300), follower.reached(last.seq)).await.expect("co-Primary parity");
+		let parity_secs = t.elapsed().as_secs_f64();
+		assert_eq!(got, last, "co-Primary at the owner's root");
+		drop(follower);
+		c.shutdown();
+		p.shutdown();
+		Join { per_peer, alone, joining, parity_secs }
+	}
+
+	pub async fn run(base: &std::path::Path, ops: u64) -> Figures {
+		// (5) A Primary log of `ops` small puts written in batches of 256.
+		let (p, mut ph) = node(&base.join("d-primary")).await;
+		ph.primary = true;
+		let t = Instant::now();
+		for b in (0..ops).step_by(256) {
+			p.write(SEG, (b..(b + 256).min(ops)).map(small).collect()).expect("write");
+		}
+		let primary_only_write = ops as f64 / t.elapsed().as_secs_f64();
+		let head = p.store().head(SEG).expect("head");
+		// Store replay: objects copied in first, ops read into memory, replays timed.
+		let f = Store::open(base.join("d-replay")).expect("open");
+		let mut batches = Vec::new();
+		let mut from = 1;
+		while from <= head.seq {
+			let batch = p.store().ops(SEG, from, 256).expect("ops");
+			for o in &batch {
+				if let sync_store::oplog::OpKind::Put { cid, size, .. } = &o.op.kind {
+					f.write_group(cid, *size, 0, &p.store().read_object(cid).expect("object")).expect("copy");
+				}
+			}
+			from += batch.len() as u64;
+			batches.push(batch);
+		}
+		f.flush().expect("flush");
+		let v = verifier(p.peer_id());
+		let t = Instant::now();
+		for b in &batches {
+			f.replay(SEG, b, &*v).expect("replay");
+		}
+		let replay_store = ops as f64 / t.elapsed().as_secs_f64();
+		assert_eq!(f.head(SEG), Some(head));
+		drop(f);
+		// The same with 16 responses (4 096 ops) per durable transaction.
+		let f = Store::open(base.join("d-replay")).expect("open");
+		let _ = f.prune_ops(SEG, u64::MAX);
+		drop(f);
+		let _ = std::fs::remove_dir_all(base.join("d-replay"));
+		let f = Store::open(base.join("d-replay")).expect("open");
+		for b in &batches {
+			for o in b {
+				if let sync_store::oplog::OpKind::Put { cid, size, .. } = &o.op.kind {
+					f.write_group(cid, *size, 0, &p.store().read_object(cid).expect("object")).expect("copy");
+				}
+			}
+		}
+		f.flush().expect("flush");
+		let big: Vec<Vec<_>> = batches.chunks(16).map(|c| c.concat()).collect();
+		let t = Instant::now();
+		for b in &big {
+			f.replay(SEG, b, &*v).expect("replay");
+		}
+		let replay_store_big = ops as f64 / t.elapsed().as_secs_f64();
+		assert_eq!(f.head(SEG), Some(head));
+		drop(f);
+		// End to end: a fresh node catches up over the network (ops + objects + replay).
+		let (g, _) = node(&base.join("d-net")).await;
+		g.dial(p.peer_id(), ph.addrs.clone()).await.expect("dial");
+		let t = Instant::now();
+		let reached = g.catch_up(SEG, head.seq, p.peer_id(), &PrimaryKeys(|_, _: &PeerId| true), None).await.expect("catch up");
+		let replay_net = ops as f64 / t.elapsed().as_secs_f64();
+		assert_eq!(reached, head);
+		g.shutdown();
+		p.shutdown();
+
+		// (6) Write throughput alone, then while a co-Primary joins; unthrottled, and with the
+		// Primary's serving limited to 16 MiB/s per peer.
+		let mut joins = Vec::new();
+		for (k, per_peer) in [None, Some(16 * MIB)].into_iter().enumerate() {
+			joins.push(join_while_writing(&base.join(format!("w{k}")), per_peer).await);
+		}
+		// (7) Latency from a write to the same root on 5 Replicas.
+		let (p, mut ph) = node(&base.join("l-primary")).await;
+		ph.primary = true;
+		p.write(SEG, (0..100).map(small).collect()).expect("write");
+		let mut nodes = Vec::new();
+		let mut holders = vec![ph];
+		for i in 0..5 {
+			let (r, h) = node(&base.join(format!("l-replica-{i}"))).await;
+			holders.push(h);
+			nodes.push(r);
+		}
+		let (_tx, rx) = watch::channel(holders);
+		let v = verifier(p.peer_id());
+		let followers: Vec<_> = nodes.iter().map(|r| r.follow(SEG, rx.clone(), v.clone())).collect();
+		let start_seq = p.store().head(SEG).unwrap().seq;
+		for f in &followers {
+			f.reached(start_seq).await;
+		}
+		let writes = 300u64;
+		// Each follower records when its head first reached each seq.
+		let seen: Vec<_> = followers
+			.iter()
+			.map(|f| {
+				let mut rx = f.head();
+				tokio::spawn(async move {
+					let mut at = vec![None; writes as usize + 1];
+					let mut prev = start_seq;
+					while rx.changed().await.is_ok() {
+						let now = Instant::now();
+						let Some(h) = *rx.borrow() else { continue };
+						for s in prev + 1..=h.seq.min(start_seq + writes) {
+							at[(s - start_seq) as usize] = Some(now);
+						}
+						prev = prev.max(h.seq);
+						if prev >= start_seq + writes {
+							break;
+						}
+					}
+					at
+				})
+			})
+			.collect();
+		let mut started = Vec::new();
+		for i in 0..writes {
+			started.push(Instant::now());
+			p.write(SEG, vec![small(1_000 + i)]).expect("write");
+			tokio::time::sleep(Duration::from_millis(10)).await;
+		}
+		let mut all = Vec::new();
+		for s in seen {
+			all.push(tokio::time::timeout(Duration::from_secs(60), s).await.expect("replicas converge").unwrap());
+		}
+		let mut lat: Vec<Duration> = (1..=writes as usize)
+			.map(|k| all.iter().map(|at| at[k].expect("reached").duration_since(started[k - 1])).max().unwrap())
+			.collect();
+		lat.sort();
+		drop(followers);
+		for r in nodes {
+			r.shutdown();
+		}
+		p.shutdown();
+		Figures { ops, replay_store, replay_store_big, replay_net, primary_only_write, joins, lat }
 	}
 }
