@@ -159,7 +159,9 @@ impl SyncNetwork {
 		if newest_pin.is_none_or(|p| head.seq >= p + cfg.pin_every) {
 			store.pin_snapshot(segment)?;
 		}
-		if head.seq > cfg.log_retention && store.first_logged(segment)?.is_some_and(|f| f + cfg.log_retention + 4096 <= head.seq) {
+		// Pruned in steps of 1/16 of the retention, not on every write.
+		let slack = (cfg.log_retention / 16).max(1);
+		if head.seq > cfg.log_retention && store.first_logged(segment)?.is_some_and(|f| f + cfg.log_retention + slack <= head.seq) {
 			store.prune_ops(segment, head.seq - cfg.log_retention + 1)?;
 		}
 		Ok(())

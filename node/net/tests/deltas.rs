@@ -147,6 +147,38 @@ async fn a_replica_offline_for_n_ops_catches_up_by_range_fetch_after_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_offline_longer_than_the_log_catches_up_through_a_newer_snapshot() {
+	// The Primary keeps 100 ops of log and pins every 64 seqs.
+	let mut pcfg = fast();
+	pcfg.log_retention = 100;
+	let p = node(pcfg).await;
+	p.net.write(SEG, (0..50).map(put).collect()).unwrap();
+	let r = node(fast()).await;
+	let (_tx, rx) = watch::channel(vec![p.holder(true)]);
+	let verifier = primaries(&[p.net.peer_id()]);
+	let f = r.net.follow(SEG, rx.clone(), verifier.clone());
+	reach(&f, p.store().head(SEG).unwrap()).await;
+	let snapshots_before = f.stats().snapshots.load(Ordering::Relaxed);
+	drop(f);
+	let r = {
+		let Node { net, dir, cfg, .. } = r;
+		net.shutdown();
+		drop(net);
+		for i in 5..50 {
+			p.net.write(SEG, (i * 10..i * 10 + 10).map(put).collect()).unwrap();
+		}
+		Node::start_with(dir, cfg).await
+	};
+	let last = p.store().head(SEG).unwrap();
+	let first = p.store().first_logged(SEG).unwrap().unwrap();
+	assert!(first > 51, "the Primary pruned the ops the Replica misses (log starts at {first})");
+	let f = r.net.follow(SEG, rx, verifier);
+	reach(&f, last).await;
+	assert_eq!(f.stats().snapshots.load(Ordering::Relaxed), 1, "caught up through a newer snapshot (before: {snapshots_before})");
+	assert_holds(r.store(), last);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_replayed_and_conflicting_announcements_are_rejected() {
 	let pcfg = fast();
 	let pkey = pcfg.keypair.clone();
