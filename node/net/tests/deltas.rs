@@ -57,6 +57,15 @@ async fn reach(f: &Follower, head: Head) {
 	assert_eq!(got, head, "same seq, same root");
 }
 
+/// Stops `r`, runs `meanwhile` (writes it misses), and starts it again on the same store.
+async fn offline_while(r: Node, meanwhile: impl FnOnce()) -> Node {
+	let Node { net, dir, cfg, .. } = r;
+	net.shutdown();
+	drop(net);
+	meanwhile();
+	Node::start_with(dir, cfg).await
+}
+
 /// The node's log holds every seq from its first logged one to the head exactly once, in order.
 fn assert_log_contiguous(store: &Store, head: Head) -> u64 {
 	let first = store.first_logged(SEG).unwrap().expect("ops logged");
@@ -127,15 +136,12 @@ async fn a_replica_offline_for_n_ops_catches_up_by_range_fetch_after_restart() {
 	reach(&f, p.store().head(SEG).unwrap()).await;
 	drop(f);
 	// Offline while the Primary writes 300 ops in 30 announced batches.
-	let r = {
-		let Node { net, dir, cfg, .. } = r;
-		net.shutdown();
-		drop(net);
+	let r = offline_while(r, || {
 		for i in 10..40 {
 			p.net.write(SEG, (i * 10..i * 10 + 10).map(put).collect()).unwrap();
 		}
-		Node::start_with(dir, cfg).await
-	};
+	})
+	.await;
 	let last = p.store().head(SEG).unwrap();
 	assert_eq!(r.store().head(SEG).unwrap().seq, 100, "the head survived the restart");
 	let f = r.net.follow(SEG, rx, verifier);
@@ -160,15 +166,12 @@ async fn a_replica_offline_longer_than_the_log_catches_up_through_a_newer_snapsh
 	reach(&f, p.store().head(SEG).unwrap()).await;
 	let snapshots_before = f.stats().snapshots.load(Ordering::Relaxed);
 	drop(f);
-	let r = {
-		let Node { net, dir, cfg, .. } = r;
-		net.shutdown();
-		drop(net);
+	let r = offline_while(r, || {
 		for i in 5..50 {
 			p.net.write(SEG, (i * 10..i * 10 + 10).map(put).collect()).unwrap();
 		}
-		Node::start_with(dir, cfg).await
-	};
+	})
+	.await;
 	let last = p.store().head(SEG).unwrap();
 	let first = p.store().first_logged(SEG).unwrap().unwrap();
 	assert!(first > 51, "the Primary pruned the ops the Replica misses (log starts at {first})");

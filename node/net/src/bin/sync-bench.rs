@@ -539,51 +539,35 @@ mod deltas {
 		}
 		let primary_only_write = ops as f64 / t.elapsed().as_secs_f64();
 		let head = p.store().head(SEG).expect("head");
-		// Store replay: objects copied in first, ops read into memory, replays timed.
-		let f = Store::open(base.join("d-replay")).expect("open");
+		// Store replay: ops read into memory, replays timed, into fresh stores holding the objects.
 		let mut batches = Vec::new();
 		let mut from = 1;
 		while from <= head.seq {
 			let batch = p.store().ops(SEG, from, 256).expect("ops");
-			for o in &batch {
-				if let sync_store::oplog::OpKind::Put { cid, size, .. } = &o.op.kind {
-					f.write_group(cid, *size, 0, &p.store().read_object(cid).expect("object")).expect("copy");
-				}
-			}
 			from += batch.len() as u64;
 			batches.push(batch);
 		}
-		f.flush().expect("flush");
 		let v = verifier(p.peer_id());
-		let t = Instant::now();
-		for b in &batches {
-			f.replay(SEG, b, &*v).expect("replay");
-		}
-		let replay_store = ops as f64 / t.elapsed().as_secs_f64();
-		assert_eq!(f.head(SEG), Some(head));
-		drop(f);
-		// The same with 16 responses (4 096 ops) per durable transaction.
-		let f = Store::open(base.join("d-replay")).expect("open");
-		let _ = f.prune_ops(SEG, u64::MAX);
-		drop(f);
-		let _ = std::fs::remove_dir_all(base.join("d-replay"));
-		let f = Store::open(base.join("d-replay")).expect("open");
-		for b in &batches {
-			for o in b {
+		let replay_at = |dir: &str, per_tx: &[Vec<sync_store::oplog::SignedOp>]| {
+			let f = Store::open(base.join(dir)).expect("open");
+			for o in per_tx.iter().flatten() {
 				if let sync_store::oplog::OpKind::Put { cid, size, .. } = &o.op.kind {
 					f.write_group(cid, *size, 0, &p.store().read_object(cid).expect("object")).expect("copy");
 				}
 			}
-		}
-		f.flush().expect("flush");
+			f.flush().expect("flush");
+			let t = Instant::now();
+			for b in per_tx {
+				f.replay(SEG, b, &*v).expect("replay");
+			}
+			let rate = ops as f64 / t.elapsed().as_secs_f64();
+			assert_eq!(f.head(SEG), Some(head));
+			rate
+		};
+		let replay_store = replay_at("d-replay-256", &batches);
+		// The same with 16 responses (4 096 ops) per durable transaction.
 		let big: Vec<Vec<_>> = batches.chunks(16).map(|c| c.concat()).collect();
-		let t = Instant::now();
-		for b in &big {
-			f.replay(SEG, b, &*v).expect("replay");
-		}
-		let replay_store_big = ops as f64 / t.elapsed().as_secs_f64();
-		assert_eq!(f.head(SEG), Some(head));
-		drop(f);
+		let replay_store_big = replay_at("d-replay-4096", &big);
 		// End to end: a fresh node catches up over the network (ops + objects + replay).
 		let (g, _) = node(&base.join("d-net")).await;
 		g.dial(p.peer_id(), ph.addrs.clone()).await.expect("dial");
