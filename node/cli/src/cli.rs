@@ -47,4 +47,8 @@ pub struct Cli {
 	/// Standard Substrate node options.
 	#[clap(flatten)]
 	pub run: sc_cli::RunCmd,
+
+	/// Data-plane (sync service) options.
+	#[clap(flatten)]
+	pub sync: crate::sync_service::SyncParams,
 }

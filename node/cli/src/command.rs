@@ -110,17 +110,23 @@ pub fn run() -> sc_cli::Result<()> {
 		},
 		None => {
 			let runner = cli.create_runner(&cli.run)?;
+			let dev = cli.run.shared_params.dev;
 			runner.run_node_until_exit(|config| async move {
+				let chain_dir = config.base_path.config_dir(config.chain_spec.id());
+				let sync = cli
+					.sync
+					.resolve(dev, &chain_dir, config.prometheus_registry().cloned())
+					.map_err(|e| sc_cli::Error::Input(format!("sync service: {e}")))?;
 				match config.network.network_backend {
 					sc_network::config::NetworkBackendType::Libp2p => service::new_full::<
 						sc_network::NetworkWorker<
 							sync_runtime::opaque::Block,
 							<sync_runtime::opaque::Block as sp_runtime::traits::Block>::Hash,
 						>,
-					>(config)
+					>(config, sync)
 					.map_err(sc_cli::Error::Service),
 					sc_network::config::NetworkBackendType::Litep2p =>
-						service::new_full::<sc_network::Litep2pNetworkBackend>(config)
+						service::new_full::<sc_network::Litep2pNetworkBackend>(config, sync)
 							.map_err(sc_cli::Error::Service),
 				}
 			})

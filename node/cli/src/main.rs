@@ -6,6 +6,7 @@ mod cli;
 mod command;
 mod rpc;
 mod service;
+mod sync_service;
 
 fn main() -> sc_cli::Result<()> {
 	command::run()

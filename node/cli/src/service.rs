@@ -129,6 +129,7 @@ pub fn new_full<
 	N: sc_network::NetworkBackend<Block, <Block as sp_runtime::traits::Block>::Hash>,
 >(
 	config: Configuration,
+	sync: Option<crate::sync_service::SyncConfig>,
 ) -> Result<TaskManager, ServiceError> {
 	let sc_service::PartialComponents {
 		client,
@@ -202,6 +203,11 @@ pub fn new_full<
 			"offchain-worker",
 			offchain_workers.run(client.clone(), task_manager.spawn_handle()).boxed(),
 		);
+	}
+
+	// The data plane, driven by finalized blocks (see `sync_service`).
+	if let Some(sync) = sync {
+		crate::sync_service::spawn(&task_manager, client.clone(), sync);
 	}
 
 	let role = config.role;

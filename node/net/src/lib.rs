@@ -33,7 +33,7 @@ pub mod snapshot;
 pub mod swarm;
 
 pub use config::{NetConfig, ServeLimits};
-pub use libp2p::{identity::Keypair, Multiaddr, PeerId};
+pub use libp2p::{identity::Keypair, multiaddr::Protocol, Multiaddr, PeerId};
 pub use follow::Follower;
 pub use gossip::Announcement;
 pub use peers::PeerManagerConfig;

@@ -44,16 +44,18 @@ export function freePort() {
 }
 
 /**
- * Starts `sync-node` with `args` plus free RPC and p2p ports, and connects polkadot.js to it.
- * Returns { api, child, rpcPort, p2pPort, logs, stop }.
+ * Starts `sync-node` with `args` plus free RPC, p2p and data-plane ports, and connects
+ * polkadot.js to it. Returns { api, child, rpcPort, p2pPort, syncPort, logs, stop }.
  */
 export async function startNode(args = ['--dev', '--tmp'], { readyTimeoutMs = 180_000, p2pPort: fixedP2p } = {}) {
   const rpcPort = await freePort();
   const p2pPort = fixedP2p ?? await freePort();
+  const syncPort = await freePort();
   const fullArgs = [
     ...args,
     '--rpc-port', String(rpcPort),
     '--port', String(p2pPort),
+    '--sync-listen-addr', `/ip4/127.0.0.1/tcp/${syncPort}`,
     '--no-prometheus',
     '--no-telemetry',
     '--no-mdns',
@@ -100,7 +102,7 @@ export async function startNode(args = ['--dev', '--tmp'], { readyTimeoutMs = 18
     }
   }
   return {
-    api, child, rpcPort, p2pPort, logs,
+    api, child, rpcPort, p2pPort, syncPort, logs,
     stop: async () => { try { await api.disconnect(); } catch { /* ignore */ } await stop(); },
   };
 }

@@ -1,0 +1,321 @@
+//! The sync service: the data plane (`sync-net` over a `sync-store`) inside the node, told by
+//! the chain what to hold.
+//!
+//! It runs as an essential task. On every finalized block it reads, through the runtime API,
+//! the node registered with this data plane's peer id, the segments that node owns, is a
+//! Primary of, or holds, and for each segment its Primaries and holders with their data-plane
+//! addresses. The holder list of each segment is handed to the data plane as a `watch` value;
+//! segments this node does not own are followed (snapshot, then live deltas; a co-Primary
+//! mirrors the owner the same way), and only ops signed by the segment's Primaries *on chain*
+//! are accepted.
+//!
+//! The data-plane identity is an Ed25519 key kept in `<sync-data-dir>/network-key` (created on
+//! first start). Its peer id is what the node is registered with on chain (`register_node`'s
+//! `peer_id`), which binds the two: the chain never lists a data plane that cannot prove that
+//! key in its Noise handshake.
+use crate::service::FullClient;
+use futures::StreamExt;
+use sc_client_api::BlockchainEvents;
+use sp_api::ProvideRuntimeApi;
+use std::{
+	collections::HashMap,
+	path::{Path, PathBuf},
+	sync::Arc,
+};
+use sync_net::{deltas::PrimaryKeys, Follower, Holder, Keypair, Multiaddr, NetConfig, PeerId, SyncNetwork};
+use sync_primitives::{SegmentId, SyncRegistryApi};
+use sync_runtime::{opaque::Block, AccountId};
+use sync_store::Store;
+use tokio::sync::watch;
+
+/// What this node's data plane does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncRole {
+	/// Accepts writes to the segments it owns and serves them; mirrors segments it is a
+	/// co-Primary of.
+	Primary,
+	/// Follows the segments the chain assigns it and serves them to others.
+	Replica,
+	/// No data plane.
+	None,
+}
+
+/// Data-plane options of `sync-node` (defaults are those of `sync_net::NetConfig`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SyncParams {
+	/// Role of the data plane. Default: `primary` with `--dev`, else `replica`.
+	#[arg(long, value_enum)]
+	pub sync_role: Option<SyncRole>,
+
+	/// Directory of the data plane's store and key. Default: `sync` in the chain's directory
+	/// under `--base-path`.
+	#[arg(long, value_name = "PATH")]
+	pub sync_data_dir: Option<PathBuf>,
+
+	/// Data-plane listen address (repeatable). Default `/ip4/0.0.0.0/tcp/30433`
+	/// (`/ip4/127.0.0.1/tcp/30433` with `--dev`).
+	#[arg(long, value_name = "MULTIADDR")]
+	pub sync_listen_addr: Vec<Multiaddr>,
+
+	/// Data-plane peers to connect to at start: `/ip4/…/tcp/…/p2p/<peer id>` (repeatable).
+	#[arg(long, value_name = "MULTIADDR")]
+	pub sync_bootnodes: Vec<Multiaddr>,
+
+	/// Data-plane peers never cooled down or dropped, e.g. the operator's own nodes
+	/// (repeatable).
+	#[arg(long, value_name = "PEER_ID")]
+	pub sync_trusted_peers: Vec<PeerId>,
+
+	/// Peers one sync downloads from at once.
+	#[arg(long, default_value_t = 16)]
+	pub sync_concurrency: usize,
+
+	/// Most data-plane peers kept for a sync.
+	#[arg(long, default_value_t = 64)]
+	pub sync_high_cap: usize,
+
+	/// Below this many usable peers, discovery runs in the background.
+	#[arg(long, default_value_t = 8)]
+	pub sync_low_cap_soft: usize,
+
+	/// Below this many usable peers, discovery runs at once and reserved peers are promoted.
+	#[arg(long, default_value_t = 3)]
+	pub sync_low_cap_hard: usize,
+
+	/// Inbound transfer streams served at once.
+	#[arg(long, default_value_t = 64)]
+	pub sync_max_streams: usize,
+
+	/// Inbound transfer streams per peer.
+	#[arg(long, default_value_t = 4)]
+	pub sync_max_streams_per_peer: usize,
+
+	/// Bytes per second served to one peer (unlimited if unset).
+	#[arg(long, value_name = "BYTES")]
+	pub sync_serve_rate_per_peer: Option<u64>,
+
+	/// Bytes per second served in total (unlimited if unset).
+	#[arg(long, value_name = "BYTES")]
+	pub sync_serve_rate_total: Option<u64>,
+}
+
+/// Everything the service needs, resolved from the options and the node's configuration.
+pub struct SyncConfig {
+	/// The role (never `None` here).
+	pub role: SyncRole,
+	/// Store and key directory.
+	pub data_dir: PathBuf,
+	/// The data plane's configuration (its identity loaded from `data_dir`).
+	pub net: NetConfig,
+}
+
+impl SyncParams {
+	/// Resolves the options; `None` if the data plane is off.
+	pub fn resolve(
+		&self,
+		dev: bool,
+		chain_dir: &Path,
+		registry: Option<prometheus::Registry>,
+	) -> Result<Option<SyncConfig>, String> {
+		let role = self.sync_role.unwrap_or(if dev { SyncRole::Primary } else { SyncRole::Replica });
+		if role == SyncRole::None {
+			return Ok(None);
+		}
+		let data_dir = self.sync_data_dir.clone().unwrap_or_else(|| chain_dir.join("sync"));
+		std::fs::create_dir_all(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+		let mut net = NetConfig::new(load_or_create_key(&data_dir.join("network-key"))?);
+		net.listen = if self.sync_listen_addr.is_empty() {
+			let host = if dev { "127.0.0.1" } else { "0.0.0.0" };
+			vec![format!("/ip4/{host}/tcp/30433").parse().expect("valid multiaddr")]
+		} else {
+			self.sync_listen_addr.clone()
+		};
+		for addr in &self.sync_bootnodes {
+			let Some(sync_net::Protocol::P2p(peer)) = addr.iter().last() else {
+				return Err(format!("--sync-bootnodes {addr}: must end with /p2p/<peer id>"));
+			};
+			net.bootnodes.push((peer, addr.clone()));
+		}
+		net.peers.trusted = self.sync_trusted_peers.iter().copied().collect();
+		net.peers.concurrency = self.sync_concurrency;
+		net.peers.high_cap = self.sync_high_cap;
+		net.peers.low_cap_soft = self.sync_low_cap_soft;
+		net.peers.low_cap_hard = self.sync_low_cap_hard;
+		net.limits.max_streams = self.sync_max_streams;
+		net.limits.max_streams_per_peer = self.sync_max_streams_per_peer;
+		net.limits.bytes_per_sec_per_peer = self.sync_serve_rate_per_peer;
+		net.limits.bytes_per_sec_total = self.sync_serve_rate_total;
+		net.registry = registry;
+		Ok(Some(SyncConfig { role, data_dir, net }))
+	}
+}
+
+/// The data-plane key: 32 secret bytes in a file only the node's user can read.
+fn load_or_create_key(path: &Path) -> Result<Keypair, String> {
+	let err = |e: std::io::Error| format!("{}: {e}", path.display());
+	if path.exists() {
+		let mut bytes = std::fs::read(path).map_err(err)?;
+		return Keypair::ed25519_from_bytes(&mut bytes).map_err(|e| format!("{}: {e}", path.display()));
+	}
+	let key = Keypair::generate_ed25519();
+	let secret = key.clone().try_into_ed25519().expect("generated as Ed25519").secret();
+	let tmp = path.with_extension("tmp");
+	std::fs::write(&tmp, secret.as_ref()).map_err(err)?;
+	#[cfg(unix)]
+	{
+		use std::os::unix::fs::PermissionsExt;
+		std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+	}
+	std::fs::rename(&tmp, path).map_err(err)?;
+	Ok(key)
+}
+
+/// Starts the service as an essential task: if the data plane cannot start, the node stops.
+pub fn spawn(task_manager: &sc_service::TaskManager, client: Arc<FullClient>, config: SyncConfig) {
+	task_manager.spawn_essential_handle().spawn("sync-service", Some("sync"), async move {
+		if let Err(e) = run(client, config).await {
+			log::error!(target: "sync", "sync service stopped: {e}");
+		}
+	});
+}
+
+/// What the service tracks per segment.
+struct Tracked {
+	holders: watch::Sender<Vec<Holder>>,
+	follower: Option<Follower>,
+	last_logged: Option<u64>,
+}
+
+async fn run(client: Arc<FullClient>, config: SyncConfig) -> Result<(), String> {
+	let SyncConfig { role, data_dir, net } = config;
+	let store = Store::open(data_dir.join("store")).map_err(|e| format!("store: {e}"))?;
+	let net = SyncNetwork::start(net, store).await.map_err(|e| e.to_string())?;
+	let addrs = net.listen_addrs().await;
+	log::info!(
+		target: "sync",
+		"💾 Data plane ({role:?}) peer id {} listening on {}",
+		net.peer_id(),
+		addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+	);
+	// The chain's Primaries per segment, for checking op signatures.
+	let primaries: Arc<parking_lot::RwLock<HashMap<SegmentId, Vec<PeerId>>>> = Default::default();
+	let verifier = {
+		let p = primaries.clone();
+		Arc::new(PrimaryKeys(move |seg, peer: &PeerId| p.read().get(&seg).is_some_and(|v| v.contains(peer))))
+	};
+	let mut tracked: HashMap<SegmentId, Tracked> = HashMap::new();
+	let mut registered: Option<bool> = None;
+	let mut finality = client.finality_notification_stream();
+	while let Some(n) = finality.next().await {
+		let view = match chain_view(&client, n.hash, &net) {
+			Ok(v) => v,
+			Err(e) => {
+				log::warn!(target: "sync", "reading the registry at {}: {e}", n.hash);
+				continue;
+			},
+		};
+		let now_registered = view.is_some();
+		if registered != Some(now_registered) {
+			registered = Some(now_registered);
+			if !now_registered {
+				log::info!(
+					target: "sync",
+					"Data plane {} is not registered on chain yet: register it with `syncRegistry.registerNode` (peer id above)",
+					net.peer_id()
+				);
+			}
+		}
+		let segments = view.unwrap_or_default();
+		*primaries.write() = segments.iter().map(|s| (s.id, s.primaries.clone())).collect();
+		tracked.retain(|id, _| segments.iter().any(|s| s.id == *id));
+		for s in segments {
+			let t = tracked.entry(s.id).or_insert_with(|| {
+				let what = if s.owner { "owner: serving and accepting writes" } else { "following" };
+				log::info!(target: "sync", "segment {}: {what} ({} holders on chain)", s.id, s.holders.len());
+				Tracked { holders: watch::channel(Vec::new()).0, follower: None, last_logged: None }
+			});
+			t.holders.send_if_modified(|h| std::mem::replace(h, s.holders.clone()) != s.holders);
+			if !s.owner && t.follower.is_none() {
+				t.follower = Some(net.follow(s.id, t.holders.subscribe(), verifier.clone()));
+			}
+			let head = net.store().head(s.id);
+			if head.map(|h| h.seq) != t.last_logged {
+				t.last_logged = head.map(|h| h.seq);
+				if let Some(h) = head {
+					log::info!(
+						target: "sync",
+						"segment {}: seq {} root {} ({} entries, {} bytes)",
+						s.id,
+						h.seq,
+						sync_store::Cid(h.facts.root),
+						h.facts.entries,
+						h.facts.bytes
+					);
+				}
+			}
+		}
+	}
+	Ok(())
+}
+
+/// One segment as the service sees it.
+#[derive(Clone)]
+struct SegmentView {
+	id: SegmentId,
+	/// Whether this node owns it (writes it) rather than following it.
+	owner: bool,
+	primaries: Vec<PeerId>,
+	holders: Vec<Holder>,
+}
+
+/// The segments of the node registered with this data plane's peer id, at block `at`;
+/// `None` if no node is registered with it.
+fn chain_view(
+	client: &FullClient,
+	at: <Block as sp_runtime::traits::Block>::Hash,
+	net: &SyncNetwork,
+) -> Result<Option<Vec<SegmentView>>, String> {
+	let api = client.runtime_api();
+	let e = |e: sp_api::ApiError| e.to_string();
+	let Some(me) = api.node_by_peer_id(at, net.peer_id().to_bytes()).map_err(e)? else {
+		return Ok(None);
+	};
+	let mut peers: HashMap<AccountId, Option<(PeerId, Vec<Multiaddr>)>> = HashMap::new();
+	let mut data_plane_of = |account: &AccountId| -> Result<Option<(PeerId, Vec<Multiaddr>)>, String> {
+		if let Some(p) = peers.get(account) {
+			return Ok(p.clone());
+		}
+		let found = api.node_info(at, account.clone()).map_err(e)?.and_then(|n| {
+			let peer = PeerId::from_bytes(&n.peer_id).ok()?;
+			let addrs = n
+				.multiaddrs
+				.iter()
+				.filter_map(|a| std::str::from_utf8(a).ok()?.parse::<Multiaddr>().ok())
+				.collect();
+			Some((peer, addrs))
+		});
+		peers.insert(account.clone(), found.clone());
+		Ok(found)
+	};
+	let mut out = Vec::new();
+	for id in api.node_segments(at, me.clone()).map_err(e)? {
+		let Some(info) = api.segment_info(at, id).map_err(e)? else { continue };
+		let mut primaries = Vec::new();
+		let mut holders = Vec::new();
+		for account in &info.primaries {
+			if let Some((peer, addrs)) = data_plane_of(account)? {
+				primaries.push(peer);
+				holders.push(Holder { peer, addrs, primary: true });
+			}
+		}
+		for (account, _status, _) in &info.holders {
+			if let Some((peer, addrs)) = data_plane_of(account)? {
+				if !holders.iter().any(|h| h.peer == peer) {
+					holders.push(Holder { peer, addrs, primary: false });
+				}
+			}
+		}
+		out.push(SegmentView { id, owner: info.owner == me, primaries, holders });
+	}
+	Ok(Some(out))
+}
