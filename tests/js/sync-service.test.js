@@ -48,5 +48,24 @@ describe('sync service in the node', () => {
     const id = ev.data.segment.toNumber();
     // The service reads the registry on finalized blocks and takes the segment on as its owner.
     await logLine(node, new RegExp(`segment ${id}: owner: serving and accepting writes \\(1 holders on chain\\)`));
+
+    // The object API: put into the owned segment, read it back, see it in the status.
+    const { rpc } = node;
+    const data = u8aToHex(new TextEncoder().encode('hello, segment'));
+    const put = await rpc('sync_put', [id, 'greeting', data]);
+    assert.equal(put.seq, 1);
+    assert.equal(put.entries, 1);
+    const got = await rpc('sync_get', [id, 'greeting']);
+    assert.equal(got.data, data);
+    assert.equal(got.size, 14);
+    assert.equal(await rpc('sync_get', [id, 'missing']), null);
+    const status = await rpc('sync_status', []);
+    assert.equal(status.peerId, peer);
+    const seg = status.segments.find((s) => s.segment === id);
+    assert.deepEqual([seg.owner, seg.seq, seg.root], [true, 1, put.root]);
+    // Clear errors, nothing written: a segment this node does not own, data that is not hex.
+    await assert.rejects(rpc('sync_put', [id + 1, 'k', data]), /does not own segment/);
+    await assert.rejects(rpc('sync_put', [id, 'k', '0xzz']), /not hex/);
+    assert.equal((await rpc('sync_status', [])).segments.find((s) => s.segment === id).seq, 1);
   });
 });

@@ -1,4 +1,5 @@
-//! JSON-RPC extensions of `sync-node`: system (nonces) and transaction-payment queries.
+//! JSON-RPC extensions of `sync-node`: system (nonces), transaction-payment queries, and the
+//! sync service's object API and status (`sync_*`).
 use std::sync::Arc;
 
 use jsonrpsee::RpcModule;
@@ -14,6 +15,8 @@ pub struct FullDeps<C, P> {
 	pub client: Arc<C>,
 	/// Transaction pool instance.
 	pub pool: Arc<P>,
+	/// The sync service.
+	pub sync: Arc<crate::sync_service::SyncHandle>,
 }
 
 /// The node's RPC extensions.
@@ -33,9 +36,10 @@ where
 	use substrate_frame_rpc_system::{System, SystemApiServer};
 
 	let mut module = RpcModule::new(());
-	let FullDeps { client, pool } = deps;
+	let FullDeps { client, pool, sync } = deps;
 
 	module.merge(System::<P, C, Block>::new(client.clone(), pool).into_rpc())?;
 	module.merge(TransactionPayment::<C, Block>::new(client).into_rpc())?;
+	module.merge(crate::sync_service::rpc_module(sync)?)?;
 	Ok(module)
 }

@@ -206,8 +206,9 @@ pub fn new_full<
 	}
 
 	// The data plane, driven by finalized blocks (see `sync_service`).
+	let sync_handle = Arc::new(crate::sync_service::SyncHandle::default());
 	if let Some(sync) = sync {
-		crate::sync_service::spawn(&task_manager, client.clone(), sync);
+		crate::sync_service::spawn(&task_manager, client.clone(), sync, sync_handle.clone());
 	}
 
 	let role = config.role;
@@ -222,7 +223,7 @@ pub fn new_full<
 		let pool = transaction_pool.clone();
 
 		Box::new(move |_| {
-			let deps = crate::rpc::FullDeps { client: client.clone(), pool: pool.clone() };
+			let deps = crate::rpc::FullDeps { client: client.clone(), pool: pool.clone(), sync: sync_handle.clone() };
 			crate::rpc::create_full(deps).map_err(Into::into)
 		})
 	};

@@ -170,10 +170,20 @@ fn load_or_create_key(path: &Path) -> Result<Keypair, String> {
 	Ok(key)
 }
 
+/// What the RPC methods see of the running service.
+#[derive(Default)]
+pub struct SyncHandle {
+	net: std::sync::OnceLock<SyncNetwork>,
+	/// Segments this node owns on chain (accepts writes for), as of the last finalized block.
+	owned: parking_lot::RwLock<std::collections::BTreeSet<SegmentId>>,
+	/// Segments tracked (owned or followed).
+	tracked: parking_lot::RwLock<std::collections::BTreeSet<SegmentId>>,
+}
+
 /// Starts the service as an essential task: if the data plane cannot start, the node stops.
-pub fn spawn(task_manager: &sc_service::TaskManager, client: Arc<FullClient>, config: SyncConfig) {
+pub fn spawn(task_manager: &sc_service::TaskManager, client: Arc<FullClient>, config: SyncConfig, handle: Arc<SyncHandle>) {
 	task_manager.spawn_essential_handle().spawn("sync-service", Some("sync"), async move {
-		if let Err(e) = run(client, config).await {
+		if let Err(e) = run(client, config, handle).await {
 			log::error!(target: "sync", "sync service stopped: {e}");
 		}
 	});
@@ -186,10 +196,11 @@ struct Tracked {
 	last_logged: Option<u64>,
 }
 
-async fn run(client: Arc<FullClient>, config: SyncConfig) -> Result<(), String> {
+async fn run(client: Arc<FullClient>, config: SyncConfig, handle: Arc<SyncHandle>) -> Result<(), String> {
 	let SyncConfig { role, data_dir, net } = config;
 	let store = Store::open(data_dir.join("store")).map_err(|e| format!("store: {e}"))?;
 	let net = SyncNetwork::start(net, store).await.map_err(|e| e.to_string())?;
+	let _ = handle.net.set(net.clone());
 	let addrs = net.listen_addrs().await;
 	log::info!(
 		target: "sync",
@@ -227,6 +238,8 @@ async fn run(client: Arc<FullClient>, config: SyncConfig) -> Result<(), String> 
 		}
 		let segments = view.unwrap_or_default();
 		*primaries.write() = segments.iter().map(|s| (s.id, s.primaries.clone())).collect();
+		*handle.owned.write() = segments.iter().filter(|s| s.owner).map(|s| s.id).collect();
+		*handle.tracked.write() = segments.iter().map(|s| s.id).collect();
 		tracked.retain(|id, _| segments.iter().any(|s| s.id == *id));
 		for s in segments {
 			let t = tracked.entry(s.id).or_insert_with(|| {
@@ -318,4 +331,93 @@ fn chain_view(
 		out.push(SegmentView { id, owner: info.owner == me, primaries, holders });
 	}
 	Ok(Some(out))
+}
+
+/// Most bytes of an object moved through one JSON-RPC call (hex doubles it on the wire).
+pub const MAX_RPC_OBJECT: usize = 4 << 20;
+
+/// The object API and status as JSON-RPC methods:
+/// - `sync_status()`: peer id, addresses, and per tracked segment its head (seq, root,
+///   entries, bytes), whether this node owns it, its lag in seqs and the pinned snapshots;
+/// - `sync_put(segment, key, dataHex)`: writes an object into a segment this node owns on
+///   chain (one signed op, announced to followers); returns the new seq and root;
+/// - `sync_get(segment, key)`: the object under `key` (`null` if absent), verified against its
+///   CID on read.
+pub fn rpc_module(handle: Arc<SyncHandle>) -> Result<jsonrpsee::RpcModule<SyncHandle>, jsonrpsee::core::RegisterMethodError> {
+	use jsonrpsee::types::ErrorObjectOwned;
+	use serde_json::{json, Value};
+	type Reply = Result<Value, ErrorObjectOwned>;
+	fn err(code: i32, msg: impl Into<String>) -> ErrorObjectOwned {
+		ErrorObjectOwned::owned(code, msg.into(), None::<()>)
+	}
+	fn net(h: &SyncHandle) -> Result<&SyncNetwork, ErrorObjectOwned> {
+		h.net.get().ok_or_else(|| err(9000, "the sync service is not running (--sync-role none, or starting)"))
+	}
+	fn hex(b: &[u8]) -> String {
+		format!("0x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+	}
+	let mut m = jsonrpsee::RpcModule::from_arc(handle);
+	m.register_blocking_method("sync_status", |_, h, _| -> Reply {
+		let net = net(&h)?;
+		let owned = h.owned.read().clone();
+		let segments: Vec<Value> = h
+			.tracked
+			.read()
+			.iter()
+			.map(|id| {
+				let head = net.store().head(*id);
+				json!({
+					"segment": id,
+					"owner": owned.contains(id),
+					"seq": head.map(|h| h.seq),
+					"root": head.map(|h| hex(&h.facts.root)),
+					"entries": head.map(|h| h.facts.entries),
+					"bytes": head.map(|h| h.facts.bytes),
+					"lagSeqs": net.metrics().lag.with_label_values(&[&id.to_string()]).get(),
+					"pinned": net.store().pinned(*id).iter().map(|h| h.seq).collect::<Vec<_>>(),
+				})
+			})
+			.collect();
+		let [usable, cooling, banned] = net.peer_book().states(std::time::Instant::now());
+		Ok(json!({
+			"peerId": net.peer_id().to_string(),
+			"bytesServed": net.served(),
+			"bytesReceived": net.received(),
+			"peers": { usable.0: usable.1, cooling.0: cooling.1, banned.0: banned.1 },
+			"segments": segments,
+		}))
+	})?;
+	m.register_blocking_method("sync_put", |params, h, _| -> Reply {
+		let (segment, key, data): (u64, String, String) = params.parse()?;
+		let net = net(&h)?;
+		if !h.owned.read().contains(&segment) {
+			return Err(err(9001, format!("this node does not own segment {segment} on chain; write to its owner")));
+		}
+		let data = data.strip_prefix("0x").unwrap_or(&data);
+		if data.len() / 2 > MAX_RPC_OBJECT {
+			return Err(err(9002, format!("object larger than {MAX_RPC_OBJECT} bytes")));
+		}
+		let bytes = (0..data.len())
+			.step_by(2)
+			.map(|i| data.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+			.collect::<Option<Vec<u8>>>()
+			.ok_or_else(|| err(9003, "data is not hex"))?;
+		let write = sync_store::SegmentWrite::Put { key: key.into_bytes(), data: bytes };
+		let head = net.write(segment, vec![write]).map_err(|e| err(9004, e.to_string()))?;
+		Ok(json!({ "seq": head.seq, "root": hex(&head.facts.root), "entries": head.facts.entries, "bytes": head.facts.bytes }))
+	})?;
+	m.register_blocking_method("sync_get", |params, h, _| -> Reply {
+		let (segment, key): (u64, String) = params.parse()?;
+		let net = net(&h)?;
+		let Some(entry) = net.store().lookup(segment, key.as_bytes()) else { return Ok(Value::Null) };
+		if entry.size as usize > MAX_RPC_OBJECT {
+			return Err(err(9002, format!("object of {} bytes is larger than {MAX_RPC_OBJECT}", entry.size)));
+		}
+		let data = net.store().read_object(&entry.cid).map_err(|e| err(9004, e.to_string()))?;
+		if sync_primitives::commitment::cid_of(&data) != entry.cid {
+			return Err(err(9005, "stored object does not match its CID"));
+		}
+		Ok(json!({ "cid": hex(&entry.cid), "size": entry.size, "data": hex(&data) }))
+	})?;
+	Ok(m)
 }

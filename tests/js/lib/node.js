@@ -84,6 +84,7 @@ export async function startNode(args = ['--dev', '--tmp'], { readyTimeoutMs = 18
 
   const deadline = Date.now() + readyTimeoutMs;
   let api;
+  let provider;
   while (!api) {
     if (exited) {
       throw new Error(`sync-node exited early (${JSON.stringify(exited)}):\n${logs.join('').slice(-4000)}`);
@@ -93,7 +94,7 @@ export async function startNode(args = ['--dev', '--tmp'], { readyTimeoutMs = 18
       throw new Error(`sync-node RPC not ready after ${readyTimeoutMs} ms:\n${logs.join('').slice(-4000)}`);
     }
     try {
-      const provider = new WsProvider(`ws://127.0.0.1:${rpcPort}`, false);
+      provider = new WsProvider(`ws://127.0.0.1:${rpcPort}`, false);
       await provider.connect();
       await waitFor(() => provider.isConnected, 2_000);
       api = await ApiPromise.create({ provider, throwOnConnect: true, noInitWarn: true });
@@ -102,7 +103,9 @@ export async function startNode(args = ['--dev', '--tmp'], { readyTimeoutMs = 18
     }
   }
   return {
-    api, child, rpcPort, p2pPort, syncPort, logs,
+    api, provider, child, rpcPort, p2pPort, syncPort, logs,
+    /** Calls a JSON-RPC method polkadot.js does not decorate (the node's `sync_*` methods). */
+    rpc: (method, params = []) => provider.send(method, params),
     stop: async () => { try { await api.disconnect(); } catch { /* ignore */ } await stop(); },
   };
 }
