@@ -194,6 +194,8 @@ struct Tracked {
 	holders: watch::Sender<Vec<Holder>>,
 	follower: Option<Follower>,
 	last_logged: Option<u64>,
+	/// Verified bytes of a snapshot in progress at the last progress line, and when.
+	progress: Option<(i64, std::time::Instant)>,
 }
 
 async fn run(client: Arc<FullClient>, config: SyncConfig, handle: Arc<SyncHandle>) -> Result<(), String> {
@@ -245,12 +247,13 @@ async fn run(client: Arc<FullClient>, config: SyncConfig, handle: Arc<SyncHandle
 			let t = tracked.entry(s.id).or_insert_with(|| {
 				let what = if s.owner { "owner: serving and accepting writes" } else { "following" };
 				log::info!(target: "sync", "segment {}: {what} ({} holders on chain)", s.id, s.holders.len());
-				Tracked { holders: watch::channel(Vec::new()).0, follower: None, last_logged: None }
+				Tracked { holders: watch::channel(Vec::new()).0, follower: None, last_logged: None, progress: None }
 			});
 			t.holders.send_if_modified(|h| std::mem::replace(h, s.holders.clone()) != s.holders);
 			if !s.owner && t.follower.is_none() {
 				t.follower = Some(net.follow(s.id, t.holders.subscribe(), verifier.clone()));
 			}
+			log_progress(&net, s.id, t);
 			let head = net.store().head(s.id);
 			if head.map(|h| h.seq) != t.last_logged {
 				t.last_logged = head.map(|h| h.seq);
@@ -269,6 +272,32 @@ async fn run(client: Arc<FullClient>, config: SyncConfig, handle: Arc<SyncHandle
 		}
 	}
 	Ok(())
+}
+
+/// During a snapshot sync, one line per finalized block: verified bytes of the target, rate
+/// since the last line, and the time left at that rate.
+fn log_progress(net: &SyncNetwork, segment: SegmentId, t: &mut Tracked) {
+	let Ok(Some(transfer)) = net.store().transfer(segment) else {
+		t.progress = None;
+		return;
+	};
+	let done = net.metrics().progress.with_label_values(&[&segment.to_string()]).get();
+	let total = transfer.target.facts.bytes as i64;
+	let now = std::time::Instant::now();
+	let mib = |b: i64| b as f64 / (1 << 20) as f64;
+	if let Some((before, at)) = t.progress {
+		let rate = (done - before).max(0) as f64 / now.duration_since(at).as_secs_f64().max(1e-3);
+		let eta = if rate > 0.0 { format!("{:.0} s", (total - done).max(0) as f64 / rate) } else { "unknown".into() };
+		log::info!(
+			target: "sync",
+			"segment {segment}: syncing to seq {}: {:.1} of {:.1} MiB ({:.1} MiB/s, ETA {eta})",
+			transfer.target.seq,
+			mib(done),
+			mib(total),
+			rate / (1 << 20) as f64
+		);
+	}
+	t.progress = Some((done, now));
 }
 
 /// One segment as the service sees it.
