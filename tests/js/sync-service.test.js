@@ -5,7 +5,11 @@ import assert from 'node:assert/strict';
 import { Keyring } from '@polkadot/keyring';
 import { u8aToHex } from '@polkadot/util';
 import { base58Decode, cryptoWaitReady } from '@polkadot/util-crypto';
-import { sleep, startNode, submit, waitForBlock } from './lib/node.js';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { nodeBinary, sleep, startNode, submit, waitForBlock } from './lib/node.js';
 
 /** Waits until the node's log matches `re`; returns the match. */
 async function logLine(node, re, timeoutMs = 90_000) {
@@ -67,5 +71,19 @@ describe('sync service in the node', () => {
     await assert.rejects(rpc('sync_put', [id + 1, 'k', data]), /does not own segment/);
     await assert.rejects(rpc('sync_put', [id, 'k', '0xzz']), /not hex/);
     assert.equal((await rpc('sync_status', [])).segments.find((s) => s.segment === id).seq, 1);
+
+    // The same through `sync-node put | get | status` against the node's RPC port.
+    const dir = mkdtempSync(join(tmpdir(), 'sync-cli-'));
+    const file = join(dir, 'in.bin');
+    const bytes = Buffer.alloc(100_000).map((_, i) => (i * 7) % 251);
+    writeFileSync(file, bytes);
+    const cli = (...args) => execFileSync(nodeBinary(), [...args, '--rpc', `127.0.0.1:${node.rpcPort}`], { stdio: 'pipe' });
+    const written = JSON.parse(cli('put', '--segment', String(id), '--key', 'big.bin', file).toString());
+    assert.equal(written.seq, 2);
+    cli('get', '--segment', String(id), '--key', 'big.bin', '--out', join(dir, 'out.bin'));
+    assert.deepEqual(readFileSync(join(dir, 'out.bin')), bytes);
+    const st = JSON.parse(cli('status').toString());
+    assert.deepEqual([st.peerId, st.segments.find((s) => s.segment === id).seq], [peer, 2]);
+    assert.throws(() => cli('put', '--segment', String(id + 1), '--key', 'k', file), (e) => /does not own segment/.test(e.stderr.toString()));
   });
 });

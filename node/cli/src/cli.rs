@@ -35,6 +35,15 @@ pub enum Subcommand {
 
 	/// Db meta columns information.
 	ChainInfo(sc_cli::ChainInfoCmd),
+
+	/// Write a file as an object into a segment a running node owns (through its RPC).
+	Put(crate::object_cmd::PutCmd),
+
+	/// Read an object by key from a running node holding the segment (through its RPC).
+	Get(crate::object_cmd::GetCmd),
+
+	/// Print a running node's sync status (through its RPC).
+	Status(crate::object_cmd::StatusCmd),
 }
 
 /// The `sync-node` command line.

@@ -382,9 +382,7 @@ pub fn rpc_module(handle: Arc<SyncHandle>) -> Result<jsonrpsee::RpcModule<SyncHa
 	fn net(h: &SyncHandle) -> Result<&SyncNetwork, ErrorObjectOwned> {
 		h.net.get().ok_or_else(|| err(9000, "the sync service is not running (--sync-role none, or starting)"))
 	}
-	fn hex(b: &[u8]) -> String {
-		format!("0x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
-	}
+	use crate::object_cmd::{hex, unhex};
 	let mut m = jsonrpsee::RpcModule::from_arc(handle);
 	m.register_blocking_method("sync_status", |_, h, _| -> Reply {
 		let net = net(&h)?;
@@ -422,15 +420,11 @@ pub fn rpc_module(handle: Arc<SyncHandle>) -> Result<jsonrpsee::RpcModule<SyncHa
 		if !h.owned.read().contains(&segment) {
 			return Err(err(9001, format!("this node does not own segment {segment} on chain; write to its owner")));
 		}
-		let data = data.strip_prefix("0x").unwrap_or(&data);
-		if data.len() / 2 > MAX_RPC_OBJECT {
+		let digits = data.strip_prefix("0x").unwrap_or(&data);
+		if digits.len() / 2 > MAX_RPC_OBJECT {
 			return Err(err(9002, format!("object larger than {MAX_RPC_OBJECT} bytes")));
 		}
-		let bytes = (0..data.len())
-			.step_by(2)
-			.map(|i| data.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
-			.collect::<Option<Vec<u8>>>()
-			.ok_or_else(|| err(9003, "data is not hex"))?;
+		let bytes = unhex(digits).map_err(|_| err(9003, "data is not hex"))?;
 		let write = sync_store::SegmentWrite::Put { key: key.into_bytes(), data: bytes };
 		let head = net.write(segment, vec![write]).map_err(|e| err(9004, e.to_string()))?;
 		Ok(json!({ "seq": head.seq, "root": hex(&head.facts.root), "entries": head.facts.entries, "bytes": head.facts.bytes }))

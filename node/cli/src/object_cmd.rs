@@ -1,0 +1,132 @@
+//! `sync-node put | get | status`: the object API from the command line, through a running
+//! node's JSON-RPC (`sync_put`, `sync_get`, `sync_status`) over plain HTTP.
+use serde_json::{json, Value};
+use std::{
+	io::{Read, Write},
+	net::TcpStream,
+	path::PathBuf,
+	time::Duration,
+};
+
+/// Where the node's RPC listens.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RpcTarget {
+	/// The node's RPC endpoint (`host:port`).
+	#[arg(long, default_value = "127.0.0.1:9944")]
+	pub rpc: String,
+}
+
+/// `sync-node put`: writes a file as an object into a segment the node owns.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PutCmd {
+	/// Segment id.
+	#[arg(long)]
+	pub segment: u64,
+	/// Object key.
+	#[arg(long)]
+	pub key: String,
+	/// File to store.
+	pub file: PathBuf,
+	#[clap(flatten)]
+	pub target: RpcTarget,
+}
+
+/// `sync-node get`: reads an object by key from any holder of the segment.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GetCmd {
+	/// Segment id.
+	#[arg(long)]
+	pub segment: u64,
+	/// Object key.
+	#[arg(long)]
+	pub key: String,
+	/// Where to write it (default: standard output).
+	#[arg(long)]
+	pub out: Option<PathBuf>,
+	#[clap(flatten)]
+	pub target: RpcTarget,
+}
+
+/// `sync-node status`: the node's sync status as JSON.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatusCmd {
+	#[clap(flatten)]
+	pub target: RpcTarget,
+}
+
+/// One JSON-RPC call over HTTP/1.1 (the node's RPC port serves both WebSocket and HTTP).
+fn call(target: &RpcTarget, method: &str, params: Value) -> Result<Value, String> {
+	let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }).to_string();
+	let mut s = TcpStream::connect(&target.rpc).map_err(|e| format!("connect {}: {e}", target.rpc))?;
+	s.set_read_timeout(Some(Duration::from_secs(120))).map_err(|e| e.to_string())?;
+	write!(
+		s,
+		"POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+		target.rpc,
+		body.len()
+	)
+	.map_err(|e| e.to_string())?;
+	let mut raw = Vec::new();
+	s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+	let text = String::from_utf8_lossy(&raw);
+	let (head, payload) = text.split_once("\r\n\r\n").ok_or("malformed HTTP response")?;
+	if !head.starts_with("HTTP/1.1 200") {
+		return Err(format!("RPC: {}", head.lines().next().unwrap_or("")));
+	}
+	let reply: Value = serde_json::from_str(payload.trim()).map_err(|e| format!("RPC reply: {e}"))?;
+	if let Some(e) = reply.get("error") {
+		return Err(format!("{method}: {}", e.get("message").and_then(Value::as_str).unwrap_or("error")));
+	}
+	Ok(reply.get("result").cloned().unwrap_or(Value::Null))
+}
+
+/// `0x`-prefixed lower-case hex (the RPC's encoding of object bytes).
+pub(crate) fn hex(b: &[u8]) -> String {
+	let mut s = String::with_capacity(2 + 2 * b.len());
+	s.push_str("0x");
+	for x in b {
+		s.push_str(&format!("{x:02x}"));
+	}
+	s
+}
+
+/// Bytes from hex, with or without `0x`.
+pub(crate) fn unhex(s: &str) -> Result<Vec<u8>, String> {
+	let s = s.strip_prefix("0x").unwrap_or(s);
+	(0..s.len())
+		.step_by(2)
+		.map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()).ok_or_else(|| "bad hex".to_string()))
+		.collect()
+}
+
+impl PutCmd {
+	/// Runs the command.
+	pub fn run(&self) -> Result<(), String> {
+		let data = std::fs::read(&self.file).map_err(|e| format!("{}: {e}", self.file.display()))?;
+		let r = call(&self.target, "sync_put", json!([self.segment, self.key, hex(&data)]))?;
+		println!("{r}");
+		Ok(())
+	}
+}
+
+impl GetCmd {
+	/// Runs the command.
+	pub fn run(&self) -> Result<(), String> {
+		let r = call(&self.target, "sync_get", json!([self.segment, self.key]))?;
+		let data = r.get("data").and_then(Value::as_str).ok_or_else(|| format!("no object under {:?}", self.key))?;
+		let bytes = unhex(data)?;
+		match &self.out {
+			Some(p) => std::fs::write(p, &bytes).map_err(|e| format!("{}: {e}", p.display())),
+			None => std::io::stdout().write_all(&bytes).map_err(|e| e.to_string()),
+		}
+	}
+}
+
+impl StatusCmd {
+	/// Runs the command.
+	pub fn run(&self) -> Result<(), String> {
+		let r = call(&self.target, "sync_status", json!([]))?;
+		println!("{}", serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?);
+		Ok(())
+	}
+}
