@@ -82,10 +82,12 @@ fn call(target: &RpcTarget, method: &str, params: Value) -> Result<Value, String
 
 /// `0x`-prefixed lower-case hex (the RPC's encoding of object bytes).
 pub(crate) fn hex(b: &[u8]) -> String {
+	const DIGITS: &[u8; 16] = b"0123456789abcdef";
 	let mut s = String::with_capacity(2 + 2 * b.len());
 	s.push_str("0x");
 	for x in b {
-		s.push_str(&format!("{x:02x}"));
+		s.push(DIGITS[(x >> 4) as usize] as char);
+		s.push(DIGITS[(x & 15) as usize] as char);
 	}
 	s
 }

@@ -198,13 +198,19 @@ impl SyncNetwork {
 		Polled(futures::future::join_all(asks).await.into_iter().flatten().collect())
 	}
 
-	/// Dials a holder with its addresses and opens a request stream.
-	pub(crate) async fn connect(&self, h: &Holder) -> Result<Session, PeerError> {
+	/// Dials a holder with its addresses (within the connect timeout).
+	pub(crate) async fn reach(&self, h: &Holder) -> Result<(), PeerError> {
 		match tokio::time::timeout(self.inner.config.connect_timeout, self.dial(h.peer, h.addrs.clone())).await {
-			Ok(Ok(())) => Session::open(self, h.peer).await,
+			Ok(Ok(())) => Ok(()),
 			Ok(Err(e)) => Err(PeerError::Transport(e)),
 			Err(_) => Err(PeerError::Transport("dial timed out".into())),
 		}
+	}
+
+	/// Dials a holder and opens a request stream to it.
+	pub(crate) async fn connect(&self, h: &Holder) -> Result<Session, PeerError> {
+		self.reach(h).await?;
+		Session::open(self, h.peer).await
 	}
 }
 
@@ -297,7 +303,7 @@ impl Run {
 		candidates.sort_by_key(|h| (polled.seq_of(&h.peer).is_none_or(|s| s <= have), h.primary));
 		let mut last = DeltaError::Short(have);
 		for h in candidates {
-			if let Err(e) = self.net.connect(h).await {
+			if let Err(e) = self.net.reach(h).await {
 				self.net.peer_failed(h.peer);
 				last = e.into();
 				continue;

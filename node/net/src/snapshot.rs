@@ -338,12 +338,7 @@ impl Engine {
 		// to a simultaneous dial) must not hand its whole share to the Primary.
 		let mut down_since: Option<Instant> = None;
 		while !self.finished.load(Ordering::SeqCst) && self.holder_listed(&peer) && !self.net.is_banned(&peer) {
-			let connect = tokio::time::timeout(self.net.inner.config.connect_timeout, self.net.dial(peer, holder.addrs.clone()));
-			let opened = match connect.await {
-				Ok(Ok(())) => Session::open(&self.net, peer).await,
-				Ok(Err(e)) => Err(PeerError::Transport(e)),
-				Err(_) => Err(PeerError::Transport("dial timed out".into())),
-			};
+			let opened = self.net.connect(&holder).await;
 			if opened.is_ok() {
 				down_since = None;
 			}
