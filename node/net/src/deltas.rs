@@ -13,7 +13,7 @@ use libp2p::{
 	PeerId,
 };
 use sync_primitives::{
-	commitment::{Hash32, SegmentTrie},
+	commitment::SegmentTrie,
 	outboard::groups_of,
 	SegmentId,
 };
@@ -142,54 +142,50 @@ impl SyncNetwork {
 		}
 	}
 
-	/// Fetches the objects `ops` put that the store lacks: single-group objects packed into
-	/// shared requests, larger ones with their outboard.
+	/// Fetches the objects `ops` put that the store lacks, verified group by group: outboards of
+	/// multi-group objects first, then every missing group packed into requests of up to
+	/// [`MAX_GROUPS_PER_REQUEST`] (small objects share requests instead of paying one each).
 	async fn fetch_objects(&self, session: &mut Session, ops: &[SignedOp]) -> Result<(), DeltaError> {
 		let store = self.store().clone();
-		let mut small: Vec<(Hash32, u64)> = Vec::new();
+		let mut ranges: Vec<(GroupRange, u64)> = Vec::new();
 		let mut seen = HashSet::new();
 		for op in ops {
-			if let OpKind::Put { cid, size, .. } = &op.op.kind {
-				if !seen.insert(*cid) || store.has_object(cid)? {
-					continue;
-				}
-				if groups_of(*size) > 1 {
-					self.fetch_object(session, *cid, *size).await?;
-				} else {
-					small.push((*cid, *size));
-				}
+			let OpKind::Put { cid, size, .. } = &op.op.kind else { continue };
+			if !seen.insert(*cid) || store.has_object(cid)? {
+				continue;
+			}
+			let groups = groups_of(*size);
+			if groups > 1 {
+				let ob = session.outboard(*cid, *size).await?;
+				store.begin_object(cid, *size, &ob).map_err(PeerError::from)?;
+			}
+			let mut first = 0;
+			while first < groups {
+				let count = (groups - first).min(MAX_GROUPS_PER_REQUEST as u64) as u32;
+				ranges.push((GroupRange { cid: *cid, first, count }, *size));
+				first += count as u64;
 			}
 		}
-		for batch in small.chunks(MAX_GROUPS_PER_REQUEST as usize) {
-			let ranges = batch.iter().map(|(cid, _)| GroupRange { cid: *cid, first: 0, count: 1 }).collect();
+		// Pack whole ranges (each ≤ the limit) into requests of at most the limit.
+		let mut rest = ranges.as_slice();
+		while !rest.is_empty() {
+			let mut groups = 0;
+			let n = rest
+				.iter()
+				.take_while(|(r, _)| {
+					groups += r.count;
+					groups <= MAX_GROUPS_PER_REQUEST
+				})
+				.count();
+			let (batch, tail) = rest.split_at(n);
+			rest = tail;
 			let sizes: Vec<u64> = batch.iter().map(|(_, s)| *s).collect();
 			session
-				.groups(ranges, &sizes, |i, g, data| match data {
-					Received::Data(d) => store.write_group(&batch[i].0, batch[i].1, g, d).map(|_| ()).map_err(PeerError::from),
+				.groups(batch.iter().map(|(r, _)| r.clone()).collect(), &sizes, |i, g, data| match data {
+					Received::Data(d) => store.write_group(&batch[i].0.cid, sizes[i], g, d).map(|_| ()).map_err(PeerError::from),
 					Received::Missing => Err(PeerError::Refused(ErrorCode::NotHeld)),
 				})
 				.await?;
-		}
-		Ok(())
-	}
-
-	/// Fetches one whole object from the session's peer, verified group by group.
-	async fn fetch_object(&self, session: &mut Session, cid: [u8; 32], size: u64) -> Result<(), DeltaError> {
-		let store = self.store().clone();
-		let ob = session.outboard(cid, size).await?;
-		store.begin_object(&cid, size, &ob).map_err(PeerError::from)?;
-		let groups = groups_of(size);
-		let mut first = 0;
-		while first < groups {
-			let count = (groups - first).min(MAX_GROUPS_PER_REQUEST as u64) as u32;
-			let range = GroupRange { cid, first, count };
-			session
-				.groups(vec![range], &[size], |_, g, data| match data {
-					Received::Data(d) => store.write_group(&cid, size, g, d).map(|_| ()).map_err(PeerError::from),
-					Received::Missing => Err(PeerError::Refused(ErrorCode::NotHeld)),
-				})
-				.await?;
-			first += count as u64;
 		}
 		Ok(())
 	}

@@ -154,14 +154,7 @@ struct Engine {
 	wake: Notify,
 	done: Notify,
 	holders: watch::Receiver<Vec<Holder>>,
-	/// Holders found through the DHT when the listed ones are too few (see the peer manager's
-	/// low caps); they serve complete copies and own no share.
-	discovered: Mutex<Vec<Holder>>,
 }
-
-/// How often discovery runs below the hard / soft low cap.
-const DISCOVERY_URGENT: Duration = Duration::from_secs(2);
-const DISCOVERY_BACKGROUND: Duration = Duration::from_secs(30);
 
 impl SyncNetwork {
 	/// Syncs `segment` to `target` from the holders in `holders` (which may change while the
@@ -192,7 +185,6 @@ impl SyncNetwork {
 			wake: Notify::new(),
 			done: Notify::new(),
 			holders: holders.clone(),
-			discovered: Mutex::new(Vec::new()),
 		});
 		if transfer.index_staged {
 			let (_, listing) = store.staged_index(segment)?.ok_or(StoreError::NoTransfer(segment))?;
@@ -202,11 +194,8 @@ impl SyncNetwork {
 		}
 		let mut workers = Workers(HashMap::new(), engine.clone());
 		let mut idle_since: Option<Instant> = None;
-		let mut last_discovery: Option<Instant> = None;
-		let (found_tx, mut found_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<PeerId>>();
 		loop {
 			let mut current = holders.borrow_and_update().clone();
-			current.extend(engine.discovered.lock().iter().cloned());
 			current.retain(|h| h.peer != engine.me);
 			let peers: Vec<PeerId> = current.iter().map(|h| h.peer).collect();
 			// The peer manager picks whom to use: usable (not banned, not cooling down),
@@ -216,30 +205,6 @@ impl SyncNetwork {
 				if workers.0.get(peer).is_none_or(|w| w.is_finished()) {
 					let h = current.iter().find(|h| h.peer == *peer).expect("selected from current").clone();
 					workers.0.insert(*peer, tokio::spawn(engine.clone().worker(h)));
-				}
-			}
-			let discovery = self.inner.book.lock().discovery(selected.len());
-			let every = match discovery {
-				crate::peers::Discovery::Urgent(_) => Some(DISCOVERY_URGENT),
-				crate::peers::Discovery::Background(_) => Some(DISCOVERY_BACKGROUND),
-				crate::peers::Discovery::Idle => None,
-			};
-			if let Some(every) = every {
-				if last_discovery.is_none_or(|t| t.elapsed() >= every) {
-					last_discovery = Some(Instant::now());
-					let (net, tx) = (self.clone(), found_tx.clone());
-					tokio::spawn(async move {
-						let _ = tx.send(net.find_providers(segment).await);
-					});
-				}
-			}
-			while let Ok(found) = found_rx.try_recv() {
-				let batch = self.inner.book.lock().config().discovery_batch;
-				let mut d = engine.discovered.lock();
-				for peer in found {
-					if d.len() < batch && peer != engine.me && !peers.contains(&peer) {
-						d.push(Holder { peer, addrs: Vec::new(), primary: false });
-					}
 				}
 			}
 			if engine.is_done() {
@@ -326,7 +291,7 @@ impl Engine {
 	}
 
 	fn holder_listed(&self, peer: &PeerId) -> bool {
-		self.holders.borrow().iter().any(|h| h.peer == *peer) || self.discovered.lock().iter().any(|h| h.peer == *peer)
+		self.holders.borrow().iter().any(|h| h.peer == *peer)
 	}
 
 	/// One peer's loop: connect, learn what it serves, fetch units from it one at a time.
