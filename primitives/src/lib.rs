@@ -164,6 +164,69 @@ pub mod offchain {
 		k.extend_from_slice(&id.to_le_bytes());
 		k
 	}
+
+	/// Where the node service stores its current [`Intents`] (replaced as a whole).
+	pub const INTENTS_KEY: &[u8] = b"sync-registry::intents";
+
+	/// Where the off-chain worker records the block at which it last submitted `intent` (a
+	/// `u32`), keyed by the intent's hash so a changed intent is sent at once.
+	pub fn intent_sent_key(intent: &Intent) -> alloc::vec::Vec<u8> {
+		let mut k = b"sync-registry::intent-sent::".to_vec();
+		k.extend_from_slice(&blake3::hash(&codec::Encode::encode(intent)).as_bytes()[..16]);
+		k
+	}
+
+	/// A transaction the node service wants signed with its `sync` key and submitted.
+	///
+	/// The service decides *what* the chain should learn (it sees its store and the data
+	/// plane); the off-chain worker holds the key, re-checks each intent against the state of
+	/// the block it runs on, and submits only what the chain would accept. Nothing here is
+	/// trusted by the chain: every call is validated again on dispatch.
+	#[derive(codec::Encode, codec::Decode, Clone, PartialEq, Eq, Debug)]
+	pub enum Intent {
+		/// Register this node (`register_node`) with the data-plane identity below.
+		Register {
+			/// Role to register with.
+			role: crate::NodeRole,
+			/// Multiaddrs of the data plane (text form).
+			multiaddrs: alloc::vec::Vec<alloc::vec::Vec<u8>>,
+		},
+		/// Commit the owned segment's root at `seq` (`commit_root`).
+		Commit {
+			/// Segment.
+			segment: crate::SegmentId,
+			/// Seq of the committed head.
+			seq: u64,
+			/// Root facts at `seq`.
+			facts: crate::commitment::RootFacts,
+		},
+		/// Claim to hold the committed root `seq` (`claim_sync`), which issues a challenge.
+		Claim {
+			/// Segment.
+			segment: crate::SegmentId,
+			/// Seq of a retained committed root the node can prove.
+			seq: u64,
+		},
+		/// Attest, as a co-Primary, that the node reached the latest root (`attest_root`).
+		Attest {
+			/// Segment.
+			segment: crate::SegmentId,
+			/// Seq of the latest commit.
+			seq: u64,
+			/// Its root.
+			root: crate::commitment::Hash32,
+		},
+	}
+
+	/// Everything the node service currently wants from the chain, for the account whose
+	/// registered peer id is `peer_id` (the node's data-plane identity).
+	#[derive(codec::Encode, codec::Decode, Clone, PartialEq, Eq, Debug, Default)]
+	pub struct Intents {
+		/// Binary libp2p peer id of the node's data plane.
+		pub peer_id: alloc::vec::Vec<u8>,
+		/// What to submit.
+		pub items: alloc::vec::Vec<Intent>,
+	}
 }
 
 /// The key type of the node keys that sign Proof-of-Sync transactions.

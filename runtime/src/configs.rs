@@ -136,6 +136,14 @@ pub mod sync_timing {
 	pub const MIGRATION_RETENTION: BlockNumber = 10 * MINUTES;
 }
 
+parameter_types! {
+	/// How long an old provider stays a Primary after a migration. A storage parameter
+	/// (default [`sync_timing::MIGRATION_RETENTION`]) so governance can tune it without a
+	/// runtime upgrade: Root sets `twox_128(":MigrationRetention:")` with `system.setStorage`
+	/// (the polkadot.js migration suite shortens it to a few blocks this way).
+	pub storage MigrationRetention: BlockNumber = sync_timing::MIGRATION_RETENTION;
+}
+
 impl pallet_sync_registry::Config for Runtime {
 	type Currency = Balances;
 	type RuntimeHoldReason = RuntimeHoldReason;
@@ -155,7 +163,7 @@ impl pallet_sync_registry::Config for Runtime {
 	type ReChallengePeriod = ConstU32<{ sync_timing::RECHALLENGE_PERIOD }>;
 	type LeaveDelay = ConstU32<{ sync_timing::LEAVE_DELAY }>;
 	type MigrationTimeout = ConstU32<{ sync_timing::MIGRATION_TIMEOUT }>;
-	type MigrationRetention = ConstU32<{ sync_timing::MIGRATION_RETENTION }>;
+	type MigrationRetention = MigrationRetention;
 	type MaxScheduledPerBlock = ConstU32<16>;
 	type WeightInfo = pallet_sync_registry::weights::SubstrateWeight<Runtime>;
 }

@@ -114,12 +114,17 @@ pub fn run() -> sc_cli::Result<()> {
 		None => {
 			let runner = cli.create_runner(&cli.run)?;
 			let dev = cli.run.shared_params.dev;
-			runner.run_node_until_exit(|config| async move {
+			runner.run_node_until_exit(|mut config| async move {
 				let chain_dir = config.base_path.config_dir(config.chain_spec.id());
 				let sync = cli
 					.sync
 					.resolve(dev, &chain_dir, config.prometheus_registry().cloned())
 					.map_err(|e| sc_cli::Error::Input(format!("sync service: {e}")))?;
+				if sync.is_some() {
+					// Proofs, claims and commits are submitted by the off-chain worker: a node
+					// with a data plane runs it whether or not it authors blocks.
+					config.offchain_worker.enabled = true;
+				}
 				match config.network.network_backend {
 					sc_network::config::NetworkBackendType::Libp2p => service::new_full::<
 						sc_network::NetworkWorker<

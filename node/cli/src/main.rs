@@ -4,6 +4,7 @@
 mod chain_spec;
 mod cli;
 mod command;
+mod duties;
 mod object_cmd;
 mod rpc;
 mod service;

@@ -14,7 +14,7 @@ use sync_runtime::{apis::RuntimeApi, opaque::Block};
 /// The client type of this node.
 pub(crate) type FullClient =
 	sc_service::TFullClient<Block, RuntimeApi, sc_executor::WasmExecutor<sp_io::SubstrateHostFunctions>>;
-type FullBackend = sc_service::TFullBackend<Block>;
+pub(crate) type FullBackend = sc_service::TFullBackend<Block>;
 type FullSelectChain = sc_consensus::LongestChain<FullBackend, Block>;
 
 /// Import and generate GRANDPA justifications at least every this many blocks.
@@ -208,7 +208,16 @@ pub fn new_full<
 	// The data plane, driven by finalized blocks (see `sync_service`).
 	let sync_handle = Arc::new(crate::sync_service::SyncHandle::default());
 	if let Some(sync) = sync {
-		crate::sync_service::spawn(&task_manager, client.clone(), sync, sync_handle.clone());
+		// `--alice` & co. (and `--dev`) put the dev account's `sync` key into the keystore, as
+		// they do for the session keys, so the off-chain worker can sign for that account.
+		if let Some(seed) = &config.dev_key_seed {
+			use sp_keystore::Keystore;
+			keystore_container
+				.keystore()
+				.sr25519_generate_new(sync_primitives::KEY_TYPE, Some(seed))
+				.map_err(|e| ServiceError::Other(format!("inserting the dev sync key: {e}")))?;
+		}
+		crate::sync_service::spawn(&task_manager, client.clone(), backend.clone(), sync, sync_handle.clone());
 	}
 
 	let role = config.role;

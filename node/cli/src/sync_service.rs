@@ -97,6 +97,20 @@ pub struct SyncParams {
 	/// Bytes per second served in total (unlimited if unset).
 	#[arg(long, value_name = "BYTES")]
 	pub sync_serve_rate_total: Option<u64>,
+
+	/// Register this node on chain (`registerNode`, signed by the `sync` key in the keystore)
+	/// with the data plane's peer id and addresses, unless a node with that peer id exists.
+	#[arg(long)]
+	pub sync_register: bool,
+
+	/// Data-plane address registered on chain (repeatable). Default: the listen addresses.
+	#[arg(long, value_name = "MULTIADDR")]
+	pub sync_public_addr: Vec<Multiaddr>,
+
+	/// Blocks between root commits of an owned segment (a commit is made only if the head
+	/// moved).
+	#[arg(long, default_value_t = 10, value_name = "BLOCKS")]
+	pub sync_commit_every: u32,
 }
 
 /// Everything the service needs, resolved from the options and the node's configuration.
@@ -107,6 +121,10 @@ pub struct SyncConfig {
 	pub data_dir: PathBuf,
 	/// The data plane's configuration (its identity loaded from `data_dir`).
 	pub net: NetConfig,
+	/// Register on chain (with these public addresses, or the listen addresses if empty).
+	pub register: Option<Vec<Multiaddr>>,
+	/// Blocks between root commits.
+	pub commit_every: u32,
 }
 
 impl SyncParams {
@@ -146,7 +164,11 @@ impl SyncParams {
 		net.limits.bytes_per_sec_per_peer = self.sync_serve_rate_per_peer;
 		net.limits.bytes_per_sec_total = self.sync_serve_rate_total;
 		net.registry = registry;
-		Ok(Some(SyncConfig { role, data_dir, net }))
+		if self.sync_commit_every == 0 {
+			return Err("--sync-commit-every must be at least 1".into());
+		}
+		let register = self.sync_register.then(|| self.sync_public_addr.clone());
+		Ok(Some(SyncConfig { role, data_dir, net, register, commit_every: self.sync_commit_every }))
 	}
 }
 
@@ -170,20 +192,24 @@ fn load_or_create_key(path: &Path) -> Result<Keypair, String> {
 	Ok(key)
 }
 
-/// What the RPC methods see of the running service.
+/// What the RPC methods and the op verifier see of the running service.
 #[derive(Default)]
 pub struct SyncHandle {
 	net: std::sync::OnceLock<SyncNetwork>,
-	/// Segments this node owns on chain (accepts writes for), as of the last finalized block.
-	owned: parking_lot::RwLock<std::collections::BTreeSet<SegmentId>>,
-	/// Segments tracked (owned or followed).
-	tracked: parking_lot::RwLock<std::collections::BTreeSet<SegmentId>>,
+	/// The segments of this node as of the last finalized block (the one place they are kept).
+	segments: parking_lot::RwLock<std::collections::BTreeMap<SegmentId, SegmentView>>,
 }
 
 /// Starts the service as an essential task: if the data plane cannot start, the node stops.
-pub fn spawn(task_manager: &sc_service::TaskManager, client: Arc<FullClient>, config: SyncConfig, handle: Arc<SyncHandle>) {
+pub fn spawn(
+	task_manager: &sc_service::TaskManager,
+	client: Arc<FullClient>,
+	backend: Arc<crate::service::FullBackend>,
+	config: SyncConfig,
+	handle: Arc<SyncHandle>,
+) {
 	task_manager.spawn_essential_handle().spawn("sync-service", Some("sync"), async move {
-		if let Err(e) = run(client, config, handle).await {
+		if let Err(e) = run(client, backend, config, handle).await {
 			log::error!(target: "sync", "sync service stopped: {e}");
 		}
 	});
@@ -193,13 +219,21 @@ pub fn spawn(task_manager: &sc_service::TaskManager, client: Arc<FullClient>, co
 struct Tracked {
 	holders: watch::Sender<Vec<Holder>>,
 	follower: Option<Follower>,
+	/// Whether this node owned it at the last block (`None` before the first).
+	owner: Option<bool>,
 	last_logged: Option<u64>,
+	last_status: Option<(sync_primitives::HoldingStatus, Option<u64>)>,
 	/// Verified bytes of a snapshot in progress at the last progress line, and when.
 	progress: Option<(i64, std::time::Instant)>,
 }
 
-async fn run(client: Arc<FullClient>, config: SyncConfig, handle: Arc<SyncHandle>) -> Result<(), String> {
-	let SyncConfig { role, data_dir, net } = config;
+async fn run(
+	client: Arc<FullClient>,
+	backend: Arc<crate::service::FullBackend>,
+	config: SyncConfig,
+	handle: Arc<SyncHandle>,
+) -> Result<(), String> {
+	let SyncConfig { role, data_dir, net, register, commit_every } = config;
 	let store = Store::open(data_dir.join("store")).map_err(|e| format!("store: {e}"))?;
 	let net = SyncNetwork::start(net, store).await.map_err(|e| e.to_string())?;
 	let _ = handle.net.set(net.clone());
@@ -210,16 +244,26 @@ async fn run(client: Arc<FullClient>, config: SyncConfig, handle: Arc<SyncHandle
 		net.peer_id(),
 		addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
 	);
-	// The chain's Primaries per segment, for checking op signatures.
-	let primaries: Arc<parking_lot::RwLock<HashMap<SegmentId, Vec<PeerId>>>> = Default::default();
+	// Ops are accepted only if signed by a Primary of the segment on chain.
 	let verifier = {
-		let p = primaries.clone();
-		Arc::new(PrimaryKeys(move |seg, peer: &PeerId| p.read().get(&seg).is_some_and(|v| v.contains(peer))))
+		let h = handle.clone();
+		Arc::new(PrimaryKeys(move |seg, peer: &PeerId| h.segments.read().get(&seg).is_some_and(|s| s.primaries.contains(peer))))
 	};
+	let register = register.map(|public| {
+		let addrs = if public.is_empty() {
+			addrs.iter().filter(|a| !a.iter().any(|p| matches!(p, sync_net::Protocol::Ip4(ip) if ip.is_unspecified()))).cloned().collect()
+		} else {
+			public
+		};
+		let role = if role == SyncRole::Primary { sync_primitives::NodeRole::Primary } else { sync_primitives::NodeRole::Replica };
+		(role, addrs.iter().map(|a: &Multiaddr| a.to_string()).collect())
+	});
+	let mut duties = crate::duties::Duties::new(crate::duties::DutyConfig { register, commit_every }, backend);
 	let mut tracked: HashMap<SegmentId, Tracked> = HashMap::new();
 	let mut registered: Option<bool> = None;
 	let mut finality = client.finality_notification_stream();
 	while let Some(n) = finality.next().await {
+		let number = *n.header.number();
 		let view = match chain_view(&client, n.hash, &net) {
 			Ok(v) => v,
 			Err(e) => {
@@ -238,19 +282,29 @@ async fn run(client: Arc<FullClient>, config: SyncConfig, handle: Arc<SyncHandle
 				);
 			}
 		}
-		let segments = view.unwrap_or_default();
-		*primaries.write() = segments.iter().map(|s| (s.id, s.primaries.clone())).collect();
-		*handle.owned.write() = segments.iter().filter(|s| s.owner).map(|s| s.id).collect();
-		*handle.tracked.write() = segments.iter().map(|s| s.id).collect();
+		let (segments, challenges) = view.unwrap_or_default();
+		*handle.segments.write() = segments.iter().map(|s| (s.id, s.clone())).collect();
 		tracked.retain(|id, _| segments.iter().any(|s| s.id == *id));
-		for s in segments {
-			let t = tracked.entry(s.id).or_insert_with(|| {
-				let what = if s.owner { "owner: serving and accepting writes" } else { "following" };
-				log::info!(target: "sync", "segment {}: {what} ({} holders on chain)", s.id, s.holders.len());
-				Tracked { holders: watch::channel(Vec::new()).0, follower: None, last_logged: None, progress: None }
+		for s in &segments {
+			let t = tracked.entry(s.id).or_insert_with(|| Tracked {
+				holders: watch::channel(Vec::new()).0,
+				follower: None,
+				owner: None,
+				last_logged: None,
+				last_status: None,
+				progress: None,
 			});
+			if t.owner != Some(s.duty.owner) {
+				let what = if s.duty.owner { "owner: serving and accepting writes" } else { "following" };
+				log::info!(target: "sync", "segment {}: {what} ({} holders on chain)", s.id, s.holders.len());
+				t.owner = Some(s.duty.owner);
+			}
 			t.holders.send_if_modified(|h| std::mem::replace(h, s.holders.clone()) != s.holders);
-			if !s.owner && t.follower.is_none() {
+			// An owner writes; everyone else follows (a migration target until it owns the
+			// segment, an old owner after it).
+			if s.duty.owner {
+				t.follower = None;
+			} else if t.follower.is_none() {
 				t.follower = Some(net.follow(s.id, t.holders.subscribe(), verifier.clone()));
 			}
 			log_progress(&net, s.id, t);
@@ -269,7 +323,15 @@ async fn run(client: Arc<FullClient>, config: SyncConfig, handle: Arc<SyncHandle
 					);
 				}
 			}
+			if let Some((status, proven)) = s.duty.holding {
+				if t.last_status != Some((status, proven)) {
+					t.last_status = Some((status, proven));
+					log::info!(target: "sync", "segment {}: on chain {status:?}, proven seq {proven:?}", s.id);
+				}
+			}
 		}
+		let duty: Vec<_> = segments.iter().map(|s| s.duty.clone()).collect();
+		duties.on_finalized(number, &net, now_registered, &duty, challenges).await;
 	}
 	Ok(())
 }
@@ -302,21 +364,25 @@ fn log_progress(net: &SyncNetwork, segment: SegmentId, t: &mut Tracked) {
 
 /// One segment as the service sees it.
 #[derive(Clone)]
-struct SegmentView {
+pub struct SegmentView {
 	id: SegmentId,
-	/// Whether this node owns it (writes it) rather than following it.
-	owner: bool,
+	/// Data-plane peer ids of its Primaries (whose op signatures are accepted).
 	primaries: Vec<PeerId>,
 	holders: Vec<Holder>,
+	/// This node's part in it (owner, holding, roots to claim).
+	duty: crate::duties::SegmentDuty,
 }
 
-/// The segments of the node registered with this data plane's peer id, at block `at`;
-/// `None` if no node is registered with it.
+/// The chain as this node sees it at a block: its segments and open challenges.
+type ChainView = (Vec<SegmentView>, Vec<sync_primitives::ChallengeSummary<u32>>);
+
+/// The segments and open challenges of the node registered with this data plane's peer id,
+/// at block `at`; `None` if no node is registered with it.
 fn chain_view(
 	client: &FullClient,
 	at: <Block as sp_runtime::traits::Block>::Hash,
 	net: &SyncNetwork,
-) -> Result<Option<Vec<SegmentView>>, String> {
+) -> Result<Option<ChainView>, String> {
 	let api = client.runtime_api();
 	let e = |e: sp_api::ApiError| e.to_string();
 	let Some(me) = api.node_by_peer_id(at, net.peer_id().to_bytes()).map_err(e)? else {
@@ -357,9 +423,19 @@ fn chain_view(
 				}
 			}
 		}
-		out.push(SegmentView { id, owner: info.owner == me, primaries, holders });
+		let holding = info.holders.iter().find(|(a, _, _)| *a == me).map(|(_, status, proven)| (*status, *proven));
+		let duty = crate::duties::SegmentDuty {
+			id,
+			owner: info.owner == me,
+			primary: info.primaries.contains(&me),
+			holding,
+			migrating_here: info.migration.as_ref().is_some_and(|(to, done)| *to == me && !done),
+			roots: info.roots.clone(),
+		};
+		out.push(SegmentView { id, primaries, holders, duty });
 	}
-	Ok(Some(out))
+	let challenges = api.open_challenges(at, me).map_err(e)?;
+	Ok(Some((out, challenges)))
 }
 
 /// Most bytes of an object moved through one JSON-RPC call (hex doubles it on the wire).
@@ -386,16 +462,20 @@ pub fn rpc_module(handle: Arc<SyncHandle>) -> Result<jsonrpsee::RpcModule<SyncHa
 	let mut m = jsonrpsee::RpcModule::from_arc(handle);
 	m.register_blocking_method("sync_status", |_, h, _| -> Reply {
 		let net = net(&h)?;
-		let owned = h.owned.read().clone();
 		let segments: Vec<Value> = h
-			.tracked
+			.segments
 			.read()
 			.iter()
-			.map(|id| {
+			.map(|(id, s)| {
 				let head = net.store().head(*id);
+				let (status, proven) = s.duty.holding.map_or((None, None), |(st, p)| (Some(format!("{st:?}")), p));
 				json!({
 					"segment": id,
-					"owner": owned.contains(id),
+					"owner": s.duty.owner,
+					"primary": s.duty.primary,
+					"chainStatus": status,
+					"provenSeq": proven,
+					"committedSeq": s.duty.roots.last().map(|r| r.seq),
 					"seq": head.map(|h| h.seq),
 					"root": head.map(|h| hex(&h.facts.root)),
 					"entries": head.map(|h| h.facts.entries),
@@ -417,7 +497,7 @@ pub fn rpc_module(handle: Arc<SyncHandle>) -> Result<jsonrpsee::RpcModule<SyncHa
 	m.register_blocking_method("sync_put", |params, h, _| -> Reply {
 		let (segment, key, data): (u64, String, String) = params.parse()?;
 		let net = net(&h)?;
-		if !h.owned.read().contains(&segment) {
+		if !h.segments.read().get(&segment).is_some_and(|s| s.duty.owner) {
 			return Err(err(9001, format!("this node does not own segment {segment} on chain; write to its owner")));
 		}
 		let digits = data.strip_prefix("0x").unwrap_or(&data);

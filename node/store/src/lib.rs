@@ -34,6 +34,7 @@
 
 mod objects;
 pub mod oplog;
+mod proofs;
 mod segments;
 
 use parking_lot::Mutex;
@@ -74,6 +75,9 @@ const ROOTS: TableDefinition<(u64, u64), ([u8; 32], u64, u64, u64)> = TableDefin
 const TRANSFERS: TableDefinition<u64, (u64, [u8; 32], u64, u64, u64, bool)> = TableDefinition::new("transfers");
 /// Op log: (segment, seq) → SCALE-encoded [`oplog::SignedOp`].
 const OPS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("ops");
+/// Undo records of the op log: (segment, seq) → what the op's key mapped to before it, so the
+/// index at any logged seq can be rebuilt for a Proof-of-Sync (see [`proofs`]).
+const UNDO: TableDefinition<(u64, u64), Option<([u8; 32], u64)>> = TableDefinition::new("undo");
 /// Small named records of the node (e.g. the peer book): name → bytes.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Staged (verified) index of a transfer: (segment, key) → (CID, size).
@@ -184,6 +188,16 @@ pub enum StoreError {
 		/// First seq still logged.
 		first: u64,
 	},
+	/// The segment's head has not reached `seq` yet.
+	#[error("segment {segment}: seq {seq} not reached (head {head})")]
+	NotReached {
+		/// The segment.
+		segment: SegmentId,
+		/// The seq asked for.
+		seq: u64,
+		/// The current head's seq.
+		head: u64,
+	},
 	/// On-disk state contradicts itself (e.g. an index that does not hash to its head).
 	#[error("store corrupt: {0}")]
 	Corrupt(String),
@@ -265,6 +279,7 @@ impl Store {
 			tx.open_table(TRANSFERS)?;
 			tx.open_table(STAGED)?;
 			tx.open_table(OPS)?;
+			tx.open_table(UNDO)?;
 			tx.open_table(META)?;
 			tx.commit()?;
 		}

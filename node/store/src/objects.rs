@@ -214,7 +214,7 @@ impl Objects {
 	}
 }
 
-fn object_path(dir: &Path, cid: &Hash32) -> PathBuf {
+pub(crate) fn object_path(dir: &Path, cid: &Hash32) -> PathBuf {
 	let h = hex(cid);
 	dir.join("objects").join(&h[..2]).join(h)
 }

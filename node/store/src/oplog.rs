@@ -169,6 +169,7 @@ impl Store {
 				false
 			})?;
 			tx.open_table(ROOTS)?.retain_in((segment, 0)..(segment, below), |_, _| false)?;
+			tx.open_table(crate::UNDO)?.retain_in((segment, 0)..(segment, below), |_, _| false)?;
 		}
 		tx.commit()?;
 		Ok(dropped)
@@ -188,6 +189,7 @@ impl Store {
 		{
 			let mut index = tx.open_table(INDEX)?;
 			let mut log = tx.open_table(OPS)?;
+			let mut undo = tx.open_table(crate::UNDO)?;
 			let blobs = tx.open_table(BLOBS)?;
 			for signed in ops {
 				let op = &signed.op;
@@ -222,12 +224,13 @@ impl Store {
 						return Err(StoreError::UnknownObject(crate::Cid(*cid)));
 					}
 				}
-				index_op(&mut index, &mut trie, segment, &op.kind)?;
+				let prev = index_op(&mut index, &mut trie, segment, &op.kind)?;
 				let facts = trie.facts();
 				if facts.root != op.new_root {
 					return Err(StoreError::RootMismatch { segment, seq });
 				}
 				log.insert((segment, seq), encoded.as_slice())?;
+				undo.insert((segment, seq), prev)?;
 				head = Head { seq, facts };
 			}
 		}

@@ -111,20 +111,22 @@ pub(crate) fn index_op(
 	trie: &mut TrieTxn<'_>,
 	segment: SegmentId,
 	kind: &OpKind,
-) -> Result<()> {
-	match kind {
+) -> Result<Option<([u8; 32], u64)>> {
+	let prev = match kind {
 		OpKind::Put { key, cid, size } => {
 			index.insert((segment, key.as_slice()), (*cid, *size))?;
 			let prev = trie.trie.insert(Entry { key: key.clone(), cid: *cid, size: *size });
-			trie.undo.push((key.clone(), prev));
+			trie.undo.push((key.clone(), prev.clone()));
+			prev
 		},
 		OpKind::Delete { key } => {
 			index.remove((segment, key.as_slice()))?;
 			let prev = trie.trie.remove(key);
-			trie.undo.push((key.clone(), prev));
+			trie.undo.push((key.clone(), prev.clone()));
+			prev
 		},
-	}
-	Ok(())
+	};
+	Ok(prev.map(|e| (e.cid, e.size)))
 }
 
 /// A write to a segment.
@@ -224,6 +226,7 @@ impl Store {
 		{
 			let mut index = tx.open_table(INDEX)?;
 			let mut ops = tx.open_table(OPS)?;
+			let mut undo = tx.open_table(crate::UNDO)?;
 			let last = writes.len();
 			for (i, w) in writes.iter().enumerate() {
 				seq += 1;
@@ -241,9 +244,10 @@ impl Store {
 					},
 					SegmentWrite::Delete { key } => OpKind::Delete { key: key.clone() },
 				};
-				index_op(&mut index, &mut trie, segment, &kind)?;
+				let prev = index_op(&mut index, &mut trie, segment, &kind)?;
 				let facts = trie.facts();
 				if let Some(signer) = signer {
+					undo.insert((segment, seq), prev)?;
 					let op = Op { segment, seq, kind, prev_root, new_root: facts.root };
 					// Checkpoints only (see the oplog module): the batch's last op and every
 					// CHECKPOINT_EVERY-th seq, so any window of that many ops holds one.

@@ -441,4 +441,63 @@ mod oplog {
 		assert_eq!(g.head(7), None);
 		drop(p);
 	}
+
+	#[test]
+	fn proofs_at_a_passed_root_rebuild_the_index_and_verify() {
+		use sync_primitives::commitment::{challenge_indexes, verify_sync_proof};
+		let (p, f, ops, d) = setup(12);
+		let h5 = f.replay(7, &ops[..5], &Primaries(vec![1])).unwrap();
+		// Writes go on past the committed seq 5: a new object, an overwrite, and the delete.
+		f.replay(7, &ops[5..], &Primaries(vec![1])).unwrap();
+		let (_, more) = p.apply_signed(7, vec![put("k0", blob(99, 70_000)), put("k3", vec![])], &Key(1)).unwrap();
+		for op in &more {
+			if let OpKind::Put { cid, size, .. } = &op.op.kind {
+				f.begin_object(cid, *size, &p.outboard(cid).unwrap()).unwrap();
+				for g in 0..groups_of(*size) {
+					f.write_group(cid, *size, g, &group(&p, cid, g)).unwrap();
+				}
+			}
+		}
+		f.flush().unwrap();
+		let head = f.replay(7, &more, &Primaries(vec![1])).unwrap();
+		assert_eq!(head.seq, 15);
+		assert_eq!(f.trie_at(7, 5).unwrap().facts(), h5.facts, "undo records rebuild the index at seq 5");
+		assert_eq!(f.trie_at(7, 15).unwrap().facts(), head.facts);
+		assert_eq!(p.trie_at(7, 5).unwrap().facts(), h5.facts, "the Primary's log undoes too");
+		for (seq, facts) in [(5, h5.facts), (15, head.facts)] {
+			for seed in 0..8u8 {
+				let seed = [seed; 32];
+				let idx = challenge_indexes(&seed, facts.leaves, 6);
+				let proof = f.prove(7, seq, &facts, &idx).unwrap();
+				verify_sync_proof(&facts, &seed, 6, &proof).unwrap();
+			}
+		}
+		// A wrong root, a seq not reached, a pruned range: typed errors.
+		assert!(matches!(f.prove(7, 5, &head.facts, &[0]), Err(StoreError::RootMismatch { seq: 5, .. })));
+		assert!(matches!(f.trie_at(7, 16), Err(StoreError::NotReached { seq: 16, head: 15, .. })));
+		// Rotted object bytes are caught before they go into a proof.
+		let large: Vec<_> =
+			f.trie_at(7, 15).unwrap().entries().into_iter().filter(|e| e.size > 32_768).cloned().collect();
+		assert!(!large.is_empty());
+		for e in &large {
+			let path = crate::objects::object_path(d.1.path(), &e.cid);
+			let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+			file.write_all_at(&[0xAA; 32], 20_000).unwrap();
+		}
+		let trie = f.trie_at(7, 15).unwrap();
+		let mut rejected = 0;
+		for i in 0..head.facts.leaves {
+			let (e, chunk, _) = trie.locate(i).unwrap();
+			let rotted = e.size > 32_768 && chunk / 16 == 1;
+			match f.prove(7, 15, &head.facts, &[i]) {
+				Err(StoreError::BadData { .. }) if rotted => rejected += 1,
+				Ok(_) if !rotted => {},
+				other => panic!("chunk {i} (rotted: {rotted}): {other:?}"),
+			}
+		}
+		assert_eq!(rejected, large.len() * 16, "every chunk of a rotted group is refused");
+		f.prune_ops(7, 10).unwrap();
+		assert!(matches!(f.trie_at(7, 5), Err(StoreError::Pruned { first: 10, .. })));
+		assert_eq!(f.trie_at(7, 9).unwrap().facts().root, ops[8].op.new_root, "seq 9 is still rebuildable");
+	}
 }

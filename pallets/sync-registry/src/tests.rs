@@ -719,6 +719,73 @@ fn offchain_worker_submits_the_stored_proof_once() {
 	});
 }
 
+#[test]
+fn offchain_worker_submits_only_the_intents_the_chain_would_accept() {
+	use crate::ocw::IntentOutcome::*;
+	use sp_core::offchain::{testing, OffchainDbExt, OffchainWorkerExt, TransactionPoolExt};
+	use sp_keystore::{testing::MemoryKeystore, Keystore, KeystoreExt};
+	use sync_primitives::offchain::{Intent, Intents, INTENTS_KEY};
+
+	let (offchain, _state) = testing::TestOffchainExt::new();
+	let (pool, pool_state) = testing::TestTransactionPoolExt::new();
+	let keystore = MemoryKeystore::new();
+	let public = keystore.sr25519_generate_new(sync_primitives::KEY_TYPE, Some("//SyncNode")).unwrap();
+	let mut ext = new_test_ext();
+	ext.register_extension(OffchainWorkerExt::new(offchain.clone()));
+	ext.register_extension(OffchainDbExt::new(offchain));
+	ext.register_extension(TransactionPoolExt::new(pool));
+	ext.register_extension(KeystoreExt::new(keystore));
+	ext.execute_with(|| {
+		let node: AccountId = public;
+		<Balances as frame_support::traits::fungible::Mutate<_>>::set_balance(&node, 100_000);
+		let data = Data::with(3, 15);
+		segment_with(&data);
+		let peer = pid(77);
+		let set = |items: Vec<Intent>| {
+			sp_io::offchain::local_storage_set(
+				sp_core::offchain::StorageKind::PERSISTENT,
+				INTENTS_KEY,
+				&Intents { peer_id: peer.to_vec(), items }.encode(),
+			)
+		};
+		let take = || {
+			let tx = pool_state.write().transactions.pop().expect("a transaction was submitted");
+			assert!(pool_state.read().transactions.is_empty(), "exactly one transaction");
+			Extrinsic::decode(&mut &*tx).unwrap().function
+		};
+		let register = Intent::Register { role: NodeRole::Replica, multiaddrs: vec![b"/ip4/127.0.0.1/tcp/4001".to_vec()] };
+		let claim = Intent::Claim { segment: 0, seq: 1 };
+		set(vec![register.clone(), claim.clone()]);
+		// Not registered: registers with the keystore key; a claim needs a registered node.
+		let now = System::block_number();
+		assert_eq!(crate::ocw::run_intents::<Test>(now), vec![(register.clone(), Submitted), (claim.clone(), Stale)]);
+		let RuntimeCall::SyncRegistry(call) = take() else { panic!("not a registry call") };
+		assert!(matches!(call, crate::Call::register_node { role: NodeRole::Replica, ref peer_id, .. } if *peer_id == peer));
+		// Not sent again while it may be in the pool.
+		assert_eq!(crate::ocw::run_intents::<Test>(now + 1)[0], (register.clone(), Pending));
+		// Dispatched: the registration is stale, the claim still is (not a holder yet) …
+		assert_ok!(SyncRegistry::register_node(
+			RuntimeOrigin::signed(node),
+			NodeRole::Replica,
+			peer.clone(),
+			addrs(&["/ip4/127.0.0.1/tcp/4001"])
+		));
+		assert_eq!(crate::ocw::run_intents::<Test>(now + 1), vec![(register.clone(), Stale), (claim.clone(), Stale)]);
+		// … until the node joins.
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(node), 0));
+		assert_eq!(crate::ocw::run_intents::<Test>(now + 1)[1], (claim.clone(), Submitted));
+		assert_eq!(take(), RuntimeCall::SyncRegistry(crate::Call::claim_sync { segment: 0, seq: 1 }));
+		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(node), 0, 1));
+		// An open challenge makes the claim stale; so do unknown roots and other people's roots.
+		let commit = Intent::Commit { segment: 0, seq: 2, facts: data.facts() };
+		let attest = Intent::Attest { segment: 0, seq: 1, root: data.facts().root };
+		set(vec![claim.clone(), Intent::Claim { segment: 0, seq: 9 }, commit.clone(), attest.clone()]);
+		let out = crate::ocw::run_intents::<Test>(now + 10);
+		assert!(out.iter().all(|(_, o)| *o == Stale), "{out:?}");
+		assert!(pool_state.read().transactions.is_empty());
+	});
+}
+
 // ------------------------------------------------------------------ random sequences
 
 mod sequences {
