@@ -1,30 +1,22 @@
 // Three `sync-node` processes with the `local` chain spec (Alice, Bob and Charlie as
-// authorities) on loopback: they connect and finalize; Alice's data plane is a Primary and
-// Bob's a Replica that follows, through the chain, the segment it joins.
+// authorities) on loopback: they connect and finalize; Alice's data plane is a Primary that
+// commits its roots, and Bob's a Replica that follows, through the chain, the segment it
+// joins, proves it through its off-chain worker and becomes Active.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Keyring } from '@polkadot/keyring';
 import { u8aToHex } from '@polkadot/util';
 import { base58Decode, cryptoWaitReady } from '@polkadot/util-crypto';
-import { sleep, startNode, submit, waitForFinalized } from './lib/node.js';
+import { eventually, sleep, startLocalNetwork, submit, waitForFinalized } from './lib/node.js';
 
-/** Authorities need a persistent network key; a fresh one per test node. */
-const nodeKey = () => ['--node-key', randomBytes(32).toString('hex')];
 
 describe('three-node local network', () => {
   const nodes = [];
 
   before(async () => {
-    const alice = await startNode(['--chain', 'local', '--alice', '--tmp', ...nodeKey(), '--sync-role', 'primary']);
-    nodes.push(alice);
-    const peerId = (await alice.api.rpc.system.localPeerId()).toString();
-    const boot = `/ip4/127.0.0.1/tcp/${alice.p2pPort}/p2p/${peerId}`;
-    for (const who of ['--bob', '--charlie']) {
-      nodes.push(await startNode(['--chain', 'local', who, '--tmp', ...nodeKey(), '--bootnodes', boot]));
-    }
+    nodes.push(...await startLocalNetwork([['--sync-role', 'primary', '--sync-commit-every', '2'], [], []]));
   });
-
   after(async () => {
     await Promise.all(nodes.map((n) => n.stop()));
   });
@@ -48,7 +40,7 @@ describe('three-node local network', () => {
     assert.equal(authors.length, 3);
   });
 
-  test('a Replica follows the segment it joins on chain and serves what the Primary wrote', async () => {
+  test('a Replica follows the segment it joins, serves what the Primary wrote, proves it and is Active', async () => {
     await cryptoWaitReady();
     const keyring = new Keyring({ type: 'sr25519' });
     const [alice, bob] = ['//Alice', '//Bob'].map((u) => keyring.addFromUri(u));
@@ -90,5 +82,21 @@ describe('three-node local network', () => {
     const seg = (await b.rpc('sync_status')).segments.find((s) => s.segment === id);
     assert.deepEqual([seg.owner, seg.seq, seg.root], [false, put.seq, put.root]);
     await assert.rejects(b.rpc('sync_put', [id, 'x', '0x00']), /does not own/);
+
+    // Alice's service commits its root; Bob's claims it, and his off-chain worker answers the
+    // challenge with a proof built from his store: the chain marks him Active.
+    const holding = await eventually(async () => {
+      const h = (await api.query.syncRegistry.holdings(id, bob.address)).unwrap();
+      return h.status.isActive && h;
+    }, { what: 'Bob Active on chain', timeoutMs: 180_000, logs: b.logs });
+    const proven = holding.proven.unwrap();
+    const roots = await api.query.syncRegistry.roots(id);
+    assert.ok(roots.some((r) => r.seq.eq(proven.seq) && r.facts.root.eq(proven.facts.root)), 'proved a committed root');
+    assert.ok(proven.seq.toNumber() >= 1);
+    const node = await api.query.syncRegistry.nodes(bob.address);
+    assert.equal(node.unwrap().status.toString(), 'Active');
+    // The node's status RPC reports what the chain says of its holding.
+    await eventually(async () => (await b.rpc('sync_status')).segments.find((s) => s.segment === id)?.chainStatus === 'Active',
+      { what: 'sync_status chainStatus Active' });
   });
 });

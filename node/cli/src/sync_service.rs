@@ -263,7 +263,7 @@ async fn run(
 	let mut registered: Option<bool> = None;
 	let mut finality = client.finality_notification_stream();
 	while let Some(n) = finality.next().await {
-		let number = *n.header.number();
+		let number = n.header.number;
 		let view = match chain_view(&client, n.hash, &net) {
 			Ok(v) => v,
 			Err(e) => {

@@ -3,6 +3,7 @@
 // leaves a node behind.
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -149,12 +150,30 @@ function subscribeUntil(subscribe, pred, timeoutMs, what) {
 /**
  * Signs and submits `tx`, resolving when it is in a block with
  * { events, dispatchError: {section, name, docs} | null, blockHash }.
+ *
+ * A node's off-chain worker submits transactions for the node's own account (root commits,
+ * claims), so a test signing with the same account can lose a nonce race: the pool then
+ * refuses ours ("Priority is too low") or drops it once theirs is in. Those are retried with a
+ * fresh nonce; every other refusal is thrown.
  */
-export function submit(api, tx, signer, timeoutMs = 60_000) {
+export async function submit(api, tx, signer, timeoutMs = 60_000) {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      // A signed extrinsic is rebuilt from its call for a retry (fresh nonce and signature).
+      return await submitOnce(api, attempt === 1 ? tx : api.tx(tx.method), signer, timeoutMs);
+    } catch (e) {
+      const race = /Priority is too low|outdated|stale|transaction (Usurped|Dropped|Invalid)/i.test(e.message);
+      if (!race || attempt >= 5) throw e;
+      await sleep(1500);
+    }
+  }
+}
+
+function submitOnce(api, tx, signer, timeoutMs) {
   return new Promise((resolve, reject) => {
     let unsub;
     const timer = setTimeout(() => { unsub?.(); reject(new Error('timeout waiting for inclusion')); }, timeoutMs);
-    tx.signAndSend(signer, ({ status, events, dispatchError }) => {
+    tx.signAndSend(signer, { nonce: -1 }, ({ status, events, dispatchError }) => {
       if (status.isInBlock) {
         clearTimeout(timer);
         unsub?.();
@@ -175,4 +194,42 @@ export function submit(api, tx, signer, timeoutMs = 60_000) {
       }
     }).then((u) => { unsub = u; }, (e) => { clearTimeout(timer); reject(e); });
   });
+}
+
+/** Polls `check` (async, returns a value or a falsy one) every `everyMs` until it returns a truthy value. */
+export async function eventually(check, { timeoutMs = 120_000, everyMs = 1000, what = 'condition', logs } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) {
+      throw new Error(`timeout waiting for ${what}${logs ? `:\n${logs.join('').slice(-4000)}` : ''}`);
+    }
+    await sleep(everyMs);
+  }
+}
+
+/** Authorities need a persistent network key; a fresh one per test node. */
+export function nodeKey() {
+  return ['--node-key', randomBytes(32).toString('hex')];
+}
+
+/**
+ * Starts the `local` chain's three authorities (Alice, Bob, Charlie) on loopback, each with
+ * the extra arguments given, Bob and Charlie booting from Alice. Returns the three nodes.
+ */
+export async function startLocalNetwork(extra = [[], [], []]) {
+  const nodes = [];
+  try {
+    nodes.push(await startNode(['--chain', 'local', '--alice', '--tmp', ...nodeKey(), ...extra[0]]));
+    const peerId = (await nodes[0].api.rpc.system.localPeerId()).toString();
+    const boot = `/ip4/127.0.0.1/tcp/${nodes[0].p2pPort}/p2p/${peerId}`;
+    for (const [i, who] of ['--bob', '--charlie'].entries()) {
+      nodes.push(await startNode(['--chain', 'local', who, '--tmp', ...nodeKey(), '--bootnodes', boot, ...extra[i + 1]]));
+    }
+  } catch (e) {
+    await Promise.all(nodes.map((n) => n.stop()));
+    throw e;
+  }
+  return nodes;
 }

@@ -1,0 +1,176 @@
+// Provider migration driven from polkadot.js on a three-node `local` network, every node with
+// its data plane and off-chain worker on:
+// - all three register themselves (`--sync-register`: the off-chain worker signs
+//   `registerNode` with the node's `sync` key and its data-plane peer id);
+// - Alice (Primary) creates a segment, writes objects, and her service commits the root;
+// - the suite asks, with extrinsics, that the segment move from Alice to Charlie (Primary);
+//   Charlie's node syncs it, claims the latest root, and his off-chain worker proves it;
+//   the suite waits for `MigrationCompleted` and checks storage and both nodes;
+// - Alice is released after the retention period (shortened by Root through
+//   `system.setStorage`: it is a storage parameter of the runtime);
+// - a second migration is requested and cancelled.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { Keyring } from '@polkadot/keyring';
+import { u8aToHex } from '@polkadot/util';
+import { cryptoWaitReady, xxhashAsHex } from '@polkadot/util-crypto';
+import { eventually, startLocalNetwork, submit } from './lib/node.js';
+
+/** Blocks the old provider stays a Primary after the migration, in this suite. */
+const RETENTION = 3;
+
+describe('provider migration from polkadot.js', () => {
+  const nodes = [];
+  let api;
+  let alice;
+  let bob;
+  let charlie;
+  let segment;
+  let released;
+  const objects = new Map();
+
+  const ok = async (tx, who) => {
+    const r = await submit(api, tx, who);
+    assert.equal(r.dispatchError, null, JSON.stringify(r.dispatchError));
+    return r.events;
+  };
+  const event = (events, method) => events.find(({ event: e }) => e.section === 'syncRegistry' && e.method === method)?.event;
+  /** Resolves with the first `syncRegistry.<method>` event whose data satisfies `pred`. */
+  const nextEvent = (method, pred, timeoutMs = 240_000) => new Promise((resolve, reject) => {
+    let unsub;
+    const timer = setTimeout(() => { unsub?.(); reject(new Error(`timeout waiting for ${method}`)); }, timeoutMs);
+    api.query.system.events((records) => {
+      const hit = records.find(({ event: e }) => e.section === 'syncRegistry' && e.method === method && pred(e.data));
+      if (hit) {
+        clearTimeout(timer);
+        unsub?.();
+        resolve(hit.event);
+      }
+    }).then((u) => { unsub = u; }, reject);
+  });
+
+  before(async () => {
+    const common = ['--sync-register', '--sync-commit-every', '2'];
+    nodes.push(...await startLocalNetwork([
+      ['--sync-role', 'primary', ...common],
+      ['--sync-role', 'replica', ...common],
+      ['--sync-role', 'primary', ...common],
+    ]));
+    api = nodes[0].api;
+    await cryptoWaitReady();
+    const keyring = new Keyring({ type: 'sr25519' });
+    [alice, bob, charlie] = ['//Alice', '//Bob', '//Charlie'].map((u) => keyring.addFromUri(u));
+  });
+
+  after(async () => {
+    await Promise.all(nodes.map((n) => n.stop()));
+  });
+
+  test('every node registers itself with its data-plane peer id', async () => {
+    for (const [i, who, role] of [[0, alice, 'Primary'], [1, bob, 'Replica'], [2, charlie, 'Primary']]) {
+      const { peerId } = await nodes[i].rpc('sync_status');
+      const info = await eventually(async () => {
+        const n = await api.query.syncRegistry.nodes(who.address);
+        return n.isSome && n.unwrap();
+      }, { what: `${role} ${i} registered`, logs: nodes[i].logs });
+      assert.equal(info.role.toString(), role);
+      const owner = await api.query.syncRegistry.peerIds(info.peerId);
+      assert.equal(owner.unwrap().toString(), who.address, 'peer id bound to the account');
+      assert.equal(api.createType('Text', info.multiaddrs[0]).toString(), `/ip4/127.0.0.1/tcp/${nodes[i].syncPort}`);
+      assert.ok(peerId.length > 40);
+    }
+  });
+
+  test('Alice writes a segment and her service commits its root', async () => {
+    const created = await ok(api.tx.syncRegistry.createSegment(), alice);
+    segment = event(created, 'SegmentCreated').data.segment.toNumber();
+    for (const [key, len] of [['a.bin', 3000], ['b.bin', 70_000], ['c.bin', 1]]) {
+      const data = u8aToHex(randomBytes(len));
+      objects.set(key, data);
+      await eventually(async () => {
+        try {
+          return await nodes[0].rpc('sync_put', [segment, key, data]);
+        } catch (e) {
+          if (/does not own/.test(e.message)) return null;
+          throw e;
+        }
+      }, { what: 'Alice owns the segment' });
+    }
+    const { seq, root } = (await nodes[0].rpc('sync_status')).segments.find((s) => s.segment === segment);
+    const committed = await eventually(async () => {
+      const roots = await api.query.syncRegistry.roots(segment);
+      return roots.find((r) => r.seq.toNumber() === seq);
+    }, { what: 'the head committed', logs: nodes[0].logs });
+    assert.equal(committed.facts.root.toHex(), `0x${root.replace(/^0x/, '')}`);
+    // (`entries` is also a Map method of polkadot.js structs: read the field from JSON.)
+    assert.equal(committed.facts.toJSON().entries, 3, JSON.stringify(committed.facts.toJSON()));
+  });
+
+  test('the segment moves from Alice to Charlie: he syncs, proves, and owns it', async () => {
+    const key = xxhashAsHex(':MigrationRetention:', 128);
+    await ok(api.tx.sudo.sudo(api.tx.system.setStorage([[key, u8aToHex(api.createType('u32', RETENTION).toU8a())]])), alice);
+    const completed = nextEvent('MigrationCompleted', (d) => d.segment.toNumber() === segment);
+    // The release comes RETENTION blocks after completion: listen from now on.
+    released = nextEvent('ProviderReleased', (d) => d.segment.toNumber() === segment, 360_000);
+    released.catch(() => {});
+    const requested = await ok(api.tx.syncRegistry.requestMigration(segment, charlie.address), alice);
+    const req = event(requested, 'MigrationRequested');
+    assert.equal(req.data.to.toString(), charlie.address);
+    assert.equal(req.data.from.toString(), alice.address);
+    const done = await completed;
+    assert.equal(done.data.to.toString(), charlie.address);
+
+    const seg = (await api.query.syncRegistry.segments(segment)).unwrap();
+    assert.equal(seg.owner.toString(), charlie.address, 'ownership moved');
+    assert.ok(seg.primaries.some((p) => p.eq(alice.address)), 'Alice stays a Primary during retention');
+    const m = (await api.query.syncRegistry.migrations(segment)).unwrap();
+    assert.ok(m.completed.isTrue);
+
+    // Charlie's node now owns it: it serves Alice's objects and accepts writes; Alice refuses.
+    await eventually(async () => (await nodes[2].rpc('sync_status')).segments.find((s) => s.segment === segment)?.owner,
+      { what: 'Charlie owner', logs: nodes[2].logs });
+    for (const [k, data] of objects) {
+      assert.equal((await nodes[2].rpc('sync_get', [segment, k])).data, data);
+    }
+    const put = await nodes[2].rpc('sync_put', [segment, 'after.bin', '0xc0ffee']);
+    assert.ok(put.seq > 3);
+    await eventually(async () => {
+      try {
+        await nodes[0].rpc('sync_put', [segment, 'late.bin', '0x00']);
+        return false;
+      } catch (e) {
+        return /does not own/.test(e.message);
+      }
+    }, { what: 'Alice refuses writes' });
+    // Alice, still a Primary for the retention period, follows Charlie's writes.
+    await eventually(async () => (await nodes[0].rpc('sync_get', [segment, 'after.bin']))?.data === '0xc0ffee',
+      { what: 'Alice follows the new owner', logs: nodes[0].logs });
+  });
+
+  test('Alice is released after the retention period', async () => {
+    const release = await released;
+    assert.equal(release.data.who.toString(), alice.address);
+    const seg = (await api.query.syncRegistry.segments(segment)).unwrap();
+    assert.ok(!seg.primaries.some((p) => p.eq(alice.address)));
+    assert.ok((await api.query.syncRegistry.migrations(segment)).isNone);
+    const mine = await api.query.syncRegistry.nodeSegments(alice.address);
+    assert.ok(!mine.some((s) => s.toNumber() === segment));
+  });
+
+  test('a second migration can be cancelled', async () => {
+    const requested = await ok(api.tx.syncRegistry.requestMigration(segment, alice.address), charlie);
+    assert.ok(event(requested, 'MigrationRequested'));
+    assert.ok((await api.query.syncRegistry.holdings(segment, alice.address)).isSome, 'the target became a holder');
+    await assert.rejects(
+      submit(api, api.tx.syncRegistry.cancelMigration(segment), bob).then((r) => { if (r.dispatchError) throw new Error(r.dispatchError.name); }),
+      /NotOwner|BadOrigin/,
+    );
+    const cancelled = await ok(api.tx.syncRegistry.cancelMigration(segment), charlie);
+    assert.ok(event(cancelled, 'MigrationCancelled'));
+    assert.ok((await api.query.syncRegistry.migrations(segment)).isNone);
+    assert.ok((await api.query.syncRegistry.holdings(segment, alice.address)).isNone, 'the added target is removed');
+    const seg = (await api.query.syncRegistry.segments(segment)).unwrap();
+    assert.equal(seg.owner.toString(), charlie.address, 'the owner is unchanged');
+  });
+});
