@@ -482,6 +482,11 @@ pub fn rpc_module(handle: Arc<SyncHandle>) -> Result<jsonrpsee::RpcModule<SyncHa
 					"bytes": head.map(|h| h.facts.bytes),
 					"lagSeqs": net.metrics().lag.with_label_values(&[&id.to_string()]).get(),
 					"pinned": net.store().pinned(*id).iter().map(|h| h.seq).collect::<Vec<_>>(),
+					"syncing": net.store().transfer(*id).ok().flatten().map(|t| json!({
+						"targetSeq": t.target.seq,
+						"verifiedBytes": net.metrics().progress.with_label_values(&[&id.to_string()]).get(),
+						"totalBytes": t.target.facts.bytes,
+					})),
 				})
 			})
 			.collect();
