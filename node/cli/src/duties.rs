@@ -59,8 +59,9 @@ pub struct Duties {
 	last_commit: HashMap<SegmentId, u32>,
 	/// Owned segments whose head was pinned since the start.
 	pinned: BTreeSet<SegmentId>,
-	/// Challenges whose proof is stored.
-	proven: BTreeSet<u64>,
+	/// Challenges (id, seed) whose proof is stored. The seed is part of the key: a challenge
+	/// seen on a best block that is later reorged may get another seed.
+	proven: BTreeSet<(u64, Hash32)>,
 	/// Last (challenge, error) reported, so a failing proof is logged once.
 	failed: BTreeSet<u64>,
 	/// The intents last written (rewritten only on change).
@@ -99,9 +100,7 @@ impl Duties {
 				}
 			}
 		}
-		for ch in challenges {
-			self.prove(net, ch).await;
-		}
+		self.prove_all(net, challenges).await;
 		self.write_intents(Intents { peer_id: net.peer_id().to_bytes(), items });
 	}
 
@@ -134,9 +133,18 @@ impl Duties {
 		Some(Intent::Commit { segment: s.id, seq: pin.seq, facts: pin.facts })
 	}
 
-	/// Builds, checks and stores the proof of an open challenge once its seed is known.
+	/// Builds, checks and stores the proofs of open challenges whose seed is known. Called on
+	/// new best blocks too: a proof window is short, and waiting for finality would spend a
+	/// good part of it.
+	pub async fn prove_all(&mut self, net: &SyncNetwork, challenges: Vec<ChallengeSummary<u32>>) {
+		for ch in challenges {
+			self.prove(net, ch).await;
+		}
+	}
+
 	async fn prove(&mut self, net: &SyncNetwork, ch: ChallengeSummary<u32>) {
-		if ch.seed.is_none() || self.proven.contains(&ch.id) {
+		let Some(seed) = ch.seed else { return };
+		if self.proven.contains(&(ch.id, seed)) {
 			return;
 		}
 		let store = net.store().clone();
@@ -148,7 +156,7 @@ impl Duties {
 				let Some(mut db) = self.backend.offchain_storage() else { return };
 				use sp_core::offchain::OffchainStorage;
 				db.set(sp_core::offchain::STORAGE_PREFIX, &proof_key(ch.id), &proof.encode().encode());
-				self.proven.insert(ch.id);
+				self.proven.insert((ch.id, seed));
 				log::info!(
 					target: "sync",
 					"segment {segment}: proof for challenge {} (seq {seq}, {} chunks) built in {} ms",

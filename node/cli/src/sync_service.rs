@@ -108,7 +108,10 @@ pub struct SyncParams {
 	pub sync_public_addr: Vec<Multiaddr>,
 
 	/// Blocks between root commits of an owned segment (a commit is made only if the head
-	/// moved).
+	/// moved). A holder is Lagging once its proven root is more than the runtime's `MaxLag`
+	/// commits old, and a claim-to-proof round takes about 5 blocks, so keep this above
+	/// 5 / `MaxLag` (3 with the runtime's `MaxLag` of 2) or holders never become Active while
+	/// writes go on.
 	#[arg(long, default_value_t = 10, value_name = "BLOCKS")]
 	pub sync_commit_every: u32,
 }
@@ -261,13 +264,36 @@ async fn run(
 	let mut duties = crate::duties::Duties::new(crate::duties::DutyConfig { register, commit_every }, backend);
 	let mut tracked: HashMap<SegmentId, Tracked> = HashMap::new();
 	let mut registered: Option<bool> = None;
-	let mut finality = client.finality_notification_stream();
-	while let Some(n) = finality.next().await {
-		let number = n.header.number;
-		let view = match chain_view(&client, n.hash, &net) {
+	/// What the service wakes up for.
+	enum Wake {
+		/// A finalized block: the whole view (what to hold, follow, commit, claim).
+		Finalized(<Block as sp_runtime::traits::Block>::Hash, u32),
+		/// A new best block: only open challenges (their proof windows are short).
+		Best(<Block as sp_runtime::traits::Block>::Hash),
+	}
+	let finality = client.finality_notification_stream().map(|n| Wake::Finalized(n.hash, n.header.number));
+	let best = client
+		.import_notification_stream()
+		.filter(|n| futures::future::ready(n.is_new_best))
+		.map(|n| Wake::Best(n.hash));
+	let mut wakes = futures::stream::select(finality, best);
+	let mut me: Option<AccountId> = None;
+	while let Some(wake) = wakes.next().await {
+		let (hash, number) = match wake {
+			Wake::Finalized(hash, number) => (hash, number),
+			Wake::Best(hash) => {
+				if let Some(account) = me.clone() {
+					if let Ok(challenges) = client.runtime_api().open_challenges(hash, account) {
+						duties.prove_all(&net, challenges).await;
+					}
+				}
+				continue;
+			},
+		};
+		let view = match chain_view(&client, hash, &net) {
 			Ok(v) => v,
 			Err(e) => {
-				log::warn!(target: "sync", "reading the registry at {}: {e}", n.hash);
+				log::warn!(target: "sync", "reading the registry at {hash}: {e}");
 				continue;
 			},
 		};
@@ -282,7 +308,8 @@ async fn run(
 				);
 			}
 		}
-		let (segments, challenges) = view.unwrap_or_default();
+		me = view.as_ref().map(|v| v.0.clone());
+		let (segments, challenges) = view.map(|(_, s, c)| (s, c)).unwrap_or_default();
 		*handle.segments.write() = segments.iter().map(|s| (s.id, s.clone())).collect();
 		tracked.retain(|id, _| segments.iter().any(|s| s.id == *id));
 		for s in &segments {
@@ -373,8 +400,8 @@ pub struct SegmentView {
 	duty: crate::duties::SegmentDuty,
 }
 
-/// The chain as this node sees it at a block: its segments and open challenges.
-type ChainView = (Vec<SegmentView>, Vec<sync_primitives::ChallengeSummary<u32>>);
+/// The chain as this node sees it at a block: its account, segments and open challenges.
+type ChainView = (AccountId, Vec<SegmentView>, Vec<sync_primitives::ChallengeSummary<u32>>);
 
 /// The segments and open challenges of the node registered with this data plane's peer id,
 /// at block `at`; `None` if no node is registered with it.
@@ -434,8 +461,8 @@ fn chain_view(
 		};
 		out.push(SegmentView { id, primaries, holders, duty });
 	}
-	let challenges = api.open_challenges(at, me).map_err(e)?;
-	Ok(Some((out, challenges)))
+	let challenges = api.open_challenges(at, me.clone()).map_err(e)?;
+	Ok(Some((me, out, challenges)))
 }
 
 /// Most bytes of an object moved through one JSON-RPC call (hex doubles it on the wire).

@@ -52,7 +52,8 @@ impl Rpc {
 		s.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
 		write!(
 			s,
-			"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+			"POST / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+			self.port,
 			body.len()
 		)
 		.map_err(|e| e.to_string())?;
@@ -114,7 +115,7 @@ impl Node {
 		.collect();
 		// A fixed node key per node, so a restarted authority keeps its p2p identity.
 		let key: [u8; 32] = sp_crypto_hashing::blake2_256(name.as_bytes());
-		args.extend(["--node-key".to_string(), sp_core::hexdisplay::HexDisplay::from(&key).to_string()]);
+		args.extend(["--node-key".to_string(), hex(&key)[2..].to_string()]);
 		args.extend(extra.iter().cloned());
 		let mut node = Node { name, rpc: Rpc { port: rpc }, p2p_port, sync_port, args, dir, child: None, starts: 0 };
 		node.spawn();
@@ -133,11 +134,11 @@ impl Node {
 			.expect("spawn sync-node");
 		self.child = Some(child);
 		let deadline = Instant::now() + Duration::from_secs(120);
-		while self.rpc.call("sync_status", json!([])).is_err() {
+		while let Err(e) = self.rpc.call("sync_status", json!([])) {
 			if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
 				panic!("{} exited at start ({status}):\n{}", self.name, self.log_tail(60));
 			}
-			assert!(Instant::now() < deadline, "{} not ready:\n{}", self.name, self.log_tail(60));
+			assert!(Instant::now() < deadline, "{} not ready ({e}):\n{}", self.name, self.log_tail(60));
 			std::thread::sleep(Duration::from_millis(300));
 		}
 	}
@@ -244,9 +245,16 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> O
 	}
 }
 
-/// Hex with `0x`.
+/// Hex with `0x` (all of it: `HexDisplay` elides the middle of long inputs).
 pub fn hex(bytes: &[u8]) -> String {
-	format!("0x{}", sp_core::hexdisplay::HexDisplay::from(&bytes))
+	const DIGITS: &[u8; 16] = b"0123456789abcdef";
+	let mut s = String::with_capacity(2 + bytes.len() * 2);
+	s.push_str("0x");
+	for b in bytes {
+		s.push(DIGITS[(b >> 4) as usize] as char);
+		s.push(DIGITS[(b & 15) as usize] as char);
+	}
+	s
 }
 
 /// Bytes of a `0x…` hex string.

@@ -1,6 +1,6 @@
 //! End-to-end scenarios with real `sync-node` processes on the `local` chain (Alice, Bob and
 //! Charlie author and finalize; Dave, Eve and Ferdie join later). Every node registers itself
-//! (`--sync-register`), the owner commits its root every 2 blocks, and every holder proves
+//! (`--sync-register`), the owner commits its root every 5 blocks, and every holder proves
 //! through its off-chain worker. Serving is limited to 1 MiB/s per peer so syncs take long
 //! enough to be interrupted and measured.
 //!
@@ -51,7 +51,7 @@ fn blob(seed: u64, len: usize) -> Vec<u8> {
 }
 
 fn args(role: &str, boot: Option<&str>) -> Vec<String> {
-	let mut a: Vec<String> = ["--sync-role", role, "--sync-register", "--sync-commit-every", "2"].map(String::from).to_vec();
+	let mut a: Vec<String> = ["--sync-role", role, "--sync-register", "--sync-commit-every", "5"].map(String::from).to_vec();
 	a.extend(["--sync-serve-rate-per-peer".into(), RATE.to_string()]);
 	if let Some(b) = boot {
 		a.extend(["--bootnodes".into(), b.to_string()]);
