@@ -6,6 +6,7 @@ mod cli;
 mod command;
 mod duties;
 mod object_cmd;
+mod object_http;
 mod rpc;
 mod service;
 mod sync_service;

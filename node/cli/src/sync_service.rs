@@ -107,6 +107,15 @@ pub struct SyncParams {
 	#[arg(long, value_name = "MULTIADDR")]
 	pub sync_public_addr: Vec<Multiaddr>,
 
+	/// Serve the HTTP object API (streamed bodies, any size) on this address, e.g.
+	/// `127.0.0.1:9955`. Off by default.
+	#[arg(long, value_name = "ADDR")]
+	pub sync_http_addr: Option<std::net::SocketAddr>,
+
+	/// Largest object the HTTP object API accepts, in bytes.
+	#[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
+	pub sync_http_max_object: u64,
+
 	/// Blocks between root commits of an owned segment (a commit is made only if the head
 	/// moved). A holder is Lagging once its proven root is more than the runtime's `MaxLag`
 	/// commits old, and a claim-to-proof round takes about 5 blocks, so keep this above
@@ -128,6 +137,8 @@ pub struct SyncConfig {
 	pub register: Option<Vec<Multiaddr>>,
 	/// Blocks between root commits.
 	pub commit_every: u32,
+	/// HTTP object API: address and largest object.
+	pub http: Option<(std::net::SocketAddr, u64)>,
 }
 
 impl SyncParams {
@@ -171,7 +182,8 @@ impl SyncParams {
 			return Err("--sync-commit-every must be at least 1".into());
 		}
 		let register = self.sync_register.then(|| self.sync_public_addr.clone());
-		Ok(Some(SyncConfig { role, data_dir, net, register, commit_every: self.sync_commit_every }))
+		let http = self.sync_http_addr.map(|a| (a, self.sync_http_max_object));
+		Ok(Some(SyncConfig { role, data_dir, net, register, commit_every: self.sync_commit_every, http }))
 	}
 }
 
@@ -203,6 +215,18 @@ pub struct SyncHandle {
 	segments: parking_lot::RwLock<std::collections::BTreeMap<SegmentId, SegmentView>>,
 }
 
+impl SyncHandle {
+	/// The data plane, once started.
+	pub fn network(&self) -> Option<&SyncNetwork> {
+		self.net.get()
+	}
+
+	/// Whether this node owns `segment` on chain (accepts writes for it).
+	pub fn owns(&self, segment: SegmentId) -> bool {
+		self.segments.read().get(&segment).is_some_and(|s| s.duty.owner)
+	}
+}
+
 /// Starts the service as an essential task: if the data plane cannot start, the node stops.
 pub fn spawn(
 	task_manager: &sc_service::TaskManager,
@@ -211,6 +235,14 @@ pub fn spawn(
 	config: SyncConfig,
 	handle: Arc<SyncHandle>,
 ) {
+	if let Some((addr, max_object)) = config.http {
+		let h = handle.clone();
+		task_manager.spawn_essential_handle().spawn("sync-object-http", Some("sync"), async move {
+			if let Err(e) = crate::object_http::serve(addr, h, max_object).await {
+				log::error!(target: "sync", "object API on {addr} stopped: {e}");
+			}
+		});
+	}
 	task_manager.spawn_essential_handle().spawn("sync-service", Some("sync"), async move {
 		if let Err(e) = run(client, backend, config, handle).await {
 			log::error!(target: "sync", "sync service stopped: {e}");
@@ -236,7 +268,7 @@ async fn run(
 	config: SyncConfig,
 	handle: Arc<SyncHandle>,
 ) -> Result<(), String> {
-	let SyncConfig { role, data_dir, net, register, commit_every } = config;
+	let SyncConfig { role, data_dir, net, register, commit_every, http: _ } = config;
 	let store = Store::open(data_dir.join("store")).map_err(|e| format!("store: {e}"))?;
 	let net = SyncNetwork::start(net, store).await.map_err(|e| e.to_string())?;
 	let _ = handle.net.set(net.clone());

@@ -1,0 +1,253 @@
+//! The object API over plain HTTP on its own port (`--sync-http-addr`), for objects of any size:
+//! JSON-RPC carries hex in one message, which caps objects at 4 MiB; here bodies are raw bytes
+//! and reads are streamed.
+//!
+//! - `GET /v1/segments/{segment}/objects/{key}` → `200` with the object, streamed one 16 KiB
+//!   group at a time, each group checked against the object's outboard before it is sent
+//!   (headers `x-sync-cid`, `content-length`); `404` if the key is absent.
+//! - `PUT /v1/segments/{segment}/objects/{key}` with a `content-length` body → `200` and
+//!   `{ seq, root, cid, size }`: written into a segment this node owns, as one signed op
+//!   announced to followers. `403` if the node does not own the segment, `411` without a
+//!   length, `413` above `--sync-http-max-object`.
+//!
+//! Keys are the rest of the path, percent-decoded (they may contain `/`). Errors are JSON
+//! `{ "error": "…" }` with the status code; nothing is written on an error. One request per
+//! connection (`connection: close`), request heads bounded to 16 KiB.
+use crate::sync_service::SyncHandle;
+use std::{net::SocketAddr, sync::Arc};
+use sync_primitives::{
+	commitment::{Hash32, GROUP_LEN},
+	outboard::{group_range, groups_of, verify_group, Outboard},
+};
+use tokio::{
+	io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+	net::{TcpListener, TcpStream},
+};
+
+/// Largest request head accepted.
+const MAX_HEAD: usize = 16 * 1024;
+/// Largest refused body read to the end before answering.
+const DRAIN_MAX: u64 = 64 << 20;
+
+/// Serves the API on `addr` until the node stops.
+pub async fn serve(addr: SocketAddr, handle: Arc<SyncHandle>, max_object: u64) -> std::io::Result<()> {
+	let listener = TcpListener::bind(addr).await?;
+	log::info!(target: "sync", "💾 Object API on http://{}/v1/segments/<id>/objects/<key>", listener.local_addr()?);
+	loop {
+		let (stream, _) = listener.accept().await?;
+		let handle = handle.clone();
+		tokio::spawn(async move {
+			if let Err(e) = serve_one(stream, &handle, max_object).await {
+				log::debug!(target: "sync", "object API connection: {e}");
+			}
+		});
+	}
+}
+
+/// A refused request: status and message.
+struct Refusal(u16, String);
+
+fn refuse(code: u16, msg: impl Into<String>) -> Refusal {
+	Refusal(code, msg.into())
+}
+
+async fn serve_one(stream: TcpStream, handle: &SyncHandle, max_object: u64) -> std::io::Result<()> {
+	let mut reader = BufReader::new(stream);
+	let (method, path, length) = match read_head(&mut reader).await? {
+		Ok(h) => h,
+		Err(Refusal(code, msg)) => return respond_error(reader.get_mut(), code, &msg).await,
+	};
+	let result = match method.as_str() {
+		"GET" => get(&mut reader, handle, &path).await,
+		"PUT" => put(&mut reader, handle, &path, length, max_object).await,
+		_ => Err(refuse(405, "only GET and PUT")),
+	};
+	match result {
+		Ok(()) => Ok(()),
+		Err(Refusal(code, msg)) => respond_error(reader.get_mut(), code, &msg).await,
+	}
+}
+
+/// Reads the request line and headers: method, path, content length.
+async fn read_head(
+	reader: &mut BufReader<TcpStream>,
+) -> std::io::Result<Result<(String, String, Option<u64>), Refusal>> {
+	let mut head = Vec::new();
+	loop {
+		let n = reader.read_until(b'\n', &mut head).await?;
+		if n == 0 {
+			return Ok(Err(refuse(400, "connection closed in the request head")));
+		}
+		if head.len() > MAX_HEAD {
+			return Ok(Err(refuse(431, "request head too large")));
+		}
+		if head.ends_with(b"\r\n\r\n") || head.ends_with(b"\n\n") {
+			break;
+		}
+	}
+	let text = String::from_utf8_lossy(&head);
+	let mut lines = text.lines();
+	let mut first = lines.next().unwrap_or_default().split_whitespace();
+	let (Some(method), Some(path)) = (first.next(), first.next()) else {
+		return Ok(Err(refuse(400, "malformed request line")));
+	};
+	let mut length = None;
+	for line in lines {
+		if let Some((name, value)) = line.split_once(':') {
+			if name.trim().eq_ignore_ascii_case("content-length") {
+				match value.trim().parse::<u64>() {
+					Ok(v) => length = Some(v),
+					Err(_) => return Ok(Err(refuse(400, "bad content-length"))),
+				}
+			}
+			if name.trim().eq_ignore_ascii_case("transfer-encoding") {
+				return Ok(Err(refuse(411, "send a content-length, not a transfer-encoding")));
+			}
+		}
+	}
+	Ok(Ok((method.to_string(), path.to_string(), length)))
+}
+
+/// `/v1/segments/{segment}/objects/{key}` → (segment, key bytes).
+fn parse_path(path: &str) -> Result<(u64, Vec<u8>), Refusal> {
+	let rest = path.strip_prefix("/v1/segments/").ok_or_else(|| refuse(404, "no such endpoint"))?;
+	let (segment, key) = rest.split_once("/objects/").ok_or_else(|| refuse(404, "no such endpoint"))?;
+	let segment = segment.parse().map_err(|_| refuse(400, "segment is not a number"))?;
+	let key = percent_decode(key).ok_or_else(|| refuse(400, "bad percent-encoding in the key"))?;
+	if key.is_empty() || key.len() > sync_primitives::commitment::MAX_KEY_LEN as usize {
+		return Err(refuse(400, "key must be 1 to 256 bytes"));
+	}
+	Ok((segment, key))
+}
+
+fn percent_decode(s: &str) -> Option<Vec<u8>> {
+	let b = s.as_bytes();
+	let mut out = Vec::with_capacity(b.len());
+	let mut i = 0;
+	while i < b.len() {
+		if b[i] == b'%' {
+			let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+			out.push(u8::from_str_radix(hex, 16).ok()?);
+			i += 3;
+		} else {
+			out.push(b[i]);
+			i += 1;
+		}
+	}
+	Some(out)
+}
+
+async fn get(reader: &mut BufReader<TcpStream>, handle: &SyncHandle, path: &str) -> Result<(), Refusal> {
+	let (segment, key) = parse_path(path)?;
+	let net = handle.network().ok_or_else(|| refuse(503, "the sync service is not running"))?;
+	let entry = net.store().lookup(segment, &key).ok_or_else(|| refuse(404, "no such object"))?;
+	let store = net.store().clone();
+	let cid = entry.cid;
+	let size = entry.size;
+	let outboard = store
+		.outboard(&cid)
+		.ok()
+		.and_then(|b| Outboard::from_bytes(size, &b).ok())
+		.ok_or_else(|| refuse(500, "object not complete in this store"))?;
+	let source = store.open_groups(&cid).map_err(|e| refuse(500, e.to_string()))?;
+	let stream = reader.get_mut();
+	let head = format!(
+		"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {size}\r\nx-sync-cid: {}\r\nconnection: close\r\n\r\n",
+		crate::object_cmd::hex(&cid)
+	);
+	// From here on the status is sent: a group that fails its check ends the connection early
+	// (the client sees a short body), it is never sent.
+	if stream.write_all(head.as_bytes()).await.is_err() {
+		return Ok(());
+	}
+	let mut buf = Vec::with_capacity(GROUP_LEN as usize);
+	for g in 0..groups_of(size) {
+		let ok = read_group(&source, &outboard, &cid, size, g, &mut buf);
+		if !ok || stream.write_all(&buf).await.is_err() {
+			log::warn!(target: "sync", "object API: object {} group {g} unavailable or corrupt; response cut short", crate::object_cmd::hex(&cid));
+			return Ok(());
+		}
+	}
+	let _ = stream.shutdown().await;
+	Ok(())
+}
+
+/// Reads group `g` into `buf` and checks it against the outboard (or the CID).
+fn read_group(source: &sync_store::GroupSource, outboard: &Outboard, cid: &Hash32, size: u64, g: u64, buf: &mut Vec<u8>) -> bool {
+	buf.clear();
+	if !matches!(source.read_into(g, buf), Ok(true)) {
+		return false;
+	}
+	let leaf = if groups_of(size) > 1 {
+		let Some((s, e)) = group_range(size, g) else { return false };
+		outboard.subtree_cv(s, e - s)
+	} else {
+		None
+	};
+	verify_group(cid, size, leaf.as_ref(), g, buf).is_ok()
+}
+
+async fn put(
+	reader: &mut BufReader<TcpStream>,
+	handle: &SyncHandle,
+	path: &str,
+	length: Option<u64>,
+	max_object: u64,
+) -> Result<(), Refusal> {
+	let (segment, key) = parse_path(path)?;
+	let net = handle.network().ok_or_else(|| refuse(503, "the sync service is not running"))?.clone();
+	let length = length.ok_or_else(|| refuse(411, "content-length required"))?;
+	let refused = if !handle.owns(segment) {
+		Some(refuse(403, format!("this node does not own segment {segment} on chain; write to its owner")))
+	} else if length > max_object {
+		Some(refuse(413, format!("object of {length} bytes is larger than {max_object}")))
+	} else {
+		None
+	};
+	if let Some(r) = refused {
+		// Read (and drop) a body the client is still sending, so it sees the answer rather
+		// than a reset; past DRAIN_MAX the connection is just closed.
+		if length <= DRAIN_MAX {
+			let _ = tokio::io::copy(&mut reader.take(length), &mut tokio::io::sink()).await;
+		}
+		return Err(r);
+	}
+	let mut data = vec![0u8; length as usize];
+	reader.read_exact(&mut data).await.map_err(|e| refuse(400, format!("body: {e}")))?;
+	let size = data.len() as u64;
+	let cid = sync_primitives::commitment::cid_of(&data);
+	let write = sync_store::SegmentWrite::Put { key, data };
+	let head = tokio::task::spawn_blocking(move || net.write(segment, vec![write]))
+		.await
+		.map_err(|e| refuse(500, e.to_string()))?
+		.map_err(|e| refuse(500, e.to_string()))?;
+	use crate::object_cmd::hex;
+	let body = serde_json::json!({ "seq": head.seq, "root": hex(&head.facts.root), "cid": hex(&cid), "size": size }).to_string();
+	let resp = format!(
+		"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+		body.len()
+	);
+	let _ = reader.get_mut().write_all(resp.as_bytes()).await;
+	Ok(())
+}
+
+async fn respond_error(stream: &mut TcpStream, code: u16, msg: &str) -> std::io::Result<()> {
+	let reason = match code {
+		400 => "Bad Request",
+		403 => "Forbidden",
+		404 => "Not Found",
+		405 => "Method Not Allowed",
+		411 => "Length Required",
+		413 => "Payload Too Large",
+		431 => "Request Header Fields Too Large",
+		503 => "Service Unavailable",
+		_ => "Internal Server Error",
+	};
+	let body = serde_json::json!({ "error": msg }).to_string();
+	let resp = format!(
+		"HTTP/1.1 {code} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+		body.len()
+	);
+	stream.write_all(resp.as_bytes()).await?;
+	stream.shutdown().await
+}
