@@ -9,7 +9,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { nodeBinary, sleep, startNode, submit, waitForBlock } from './lib/node.js';
+import { randomBytes } from 'node:crypto';
+import { freePort, nodeBinary, sleep, startNode, submit, waitForBlock } from './lib/node.js';
 
 /** Waits until the node's log matches `re`; returns the match. */
 async function logLine(node, re, timeoutMs = 90_000) {
@@ -26,11 +27,15 @@ describe('sync service in the node', () => {
   let node;
   let api;
   let alice;
+  let segment;
+  let http;
 
   before(async () => {
     await cryptoWaitReady();
     alice = new Keyring({ type: 'sr25519' }).addFromUri('//Alice');
-    node = await startNode(['--dev', '--tmp']);
+    const httpPort = await freePort();
+    http = `http://127.0.0.1:${httpPort}/v1/segments`;
+    node = await startNode(['--dev', '--tmp', '--sync-http-addr', `127.0.0.1:${httpPort}`, '--sync-http-max-object', String(12 << 20)]);
     api = node.api;
     await waitForBlock(api, 1);
   });
@@ -50,6 +55,7 @@ describe('sync service in the node', () => {
     assert.equal(created.dispatchError, null);
     const ev = created.events.find(({ event }) => event.method === 'SegmentCreated').event;
     const id = ev.data.segment.toNumber();
+    segment = id;
     // The service reads the registry on finalized blocks and takes the segment on as its owner.
     await logLine(node, new RegExp(`segment ${id}: owner: serving and accepting writes \\(1 holders on chain\\)`));
 
@@ -85,5 +91,44 @@ describe('sync service in the node', () => {
     const st = JSON.parse(cli('status').toString());
     assert.deepEqual([st.peerId, st.segments.find((s) => s.segment === id).seq], [peer, 2]);
     assert.throws(() => cli('put', '--segment', String(id + 1), '--key', 'k', file), (e) => /does not own segment/.test(e.stderr.toString()));
+  });
+
+  test('the HTTP object API streams objects of any size and refuses bad requests', async () => {
+    const id = segment;
+    const big = randomBytes(6 << 20);
+    const put = await fetch(`${http}/${id}/objects/videos%2Fclip.bin`, { method: 'PUT', body: big });
+    assert.equal(put.status, 200, await put.clone().text());
+    const written = await put.json();
+    assert.equal(written.size, big.length);
+    const got = await fetch(`${http}/${id}/objects/videos%2Fclip.bin`);
+    assert.equal(got.status, 200);
+    assert.equal(got.headers.get('x-sync-cid'), written.cid);
+    assert.ok(Buffer.from(await got.arrayBuffer()).equals(big), 'same bytes back');
+    // The key is the percent-decoded path: JSON-RPC sees the same object (and refuses it: > 4 MiB).
+    await assert.rejects(node.rpc('sync_get', [id, 'videos/clip.bin']), /larger than/);
+    const status = (await node.rpc('sync_status', [])).segments.find((s) => s.segment === id);
+    assert.equal(status.seq, written.seq);
+    // Clear errors, nothing written.
+    const missing = await fetch(`${http}/${id}/objects/nope`);
+    assert.equal(missing.status, 404);
+    assert.match((await missing.json()).error, /no such object/);
+    const notOwned = await fetch(`${http}/${id + 1}/objects/k`, { method: 'PUT', body: 'x' });
+    assert.equal(notOwned.status, 403);
+    assert.match((await notOwned.json()).error, /does not own segment/);
+    const tooBig = await fetch(`${http}/${id}/objects/huge`, { method: 'PUT', body: Buffer.alloc((12 << 20) + 1) });
+    assert.equal(tooBig.status, 413);
+    // `sync-node put | get --http` stream files through the same API (9 MiB here).
+    const dir = mkdtempSync(join(tmpdir(), 'sync-http-'));
+    writeFileSync(join(dir, 'in.bin'), randomBytes(9 << 20));
+    const cli = (...args) => execFileSync(nodeBinary(), [...args, '--http', http.replace('http://', '').replace('/v1/segments', '')], { stdio: 'pipe' });
+    const viaCli = JSON.parse(cli('put', '--segment', String(id), '--key', 'cli/big file.bin', join(dir, 'in.bin')).toString());
+    assert.equal(viaCli.size, 9 << 20);
+    cli('get', '--segment', String(id), '--key', 'cli/big file.bin', '--out', join(dir, 'out.bin'));
+    assert.ok(readFileSync(join(dir, 'out.bin')).equals(readFileSync(join(dir, 'in.bin'))));
+    assert.throws(() => cli('get', '--segment', String(id), '--key', 'absent'), (e) => /404: no such object/.test(e.stderr.toString()));
+    written.seq = viaCli.seq;
+    const badPath = await fetch(`${http.replace('/v1/segments', '')}/nothing`);
+    assert.equal(badPath.status, 404);
+    assert.equal((await node.rpc('sync_status', [])).segments.find((s) => s.segment === id).seq, written.seq);
   });
 });

@@ -1,5 +1,7 @@
 //! `sync-node put | get | status`: the object API from the command line, through a running
-//! node's JSON-RPC (`sync_put`, `sync_get`, `sync_status`) over plain HTTP.
+//! node's JSON-RPC (`sync_put`, `sync_get`, `sync_status`) over plain HTTP, or — with
+//! `--http host:port` — through its HTTP object API (`--sync-http-addr`), which streams
+//! objects of any size between the file and the socket.
 use serde_json::{json, Value};
 use std::{
 	io::{Read, Write},
@@ -14,6 +16,68 @@ pub struct RpcTarget {
 	/// The node's RPC endpoint (`host:port`).
 	#[arg(long, default_value = "127.0.0.1:9944")]
 	pub rpc: String,
+	/// The node's HTTP object API (`host:port`, see `--sync-http-addr`): objects are streamed
+	/// instead of going through JSON-RPC (which caps them at 4 MiB).
+	#[arg(long)]
+	pub http: Option<String>,
+}
+
+/// Percent-encodes a key for a URL path (unreserved characters stay).
+fn encode_key(key: &str) -> String {
+	key.bytes()
+		.map(|b| match b {
+			b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+			_ => format!("%{b:02X}"),
+		})
+		.collect()
+}
+
+/// Sends one request to the HTTP object API with `body` (`len` bytes) and returns the
+/// connection positioned after the response head, with the status and content length.
+fn http_request(
+	addr: &str,
+	method: &str,
+	path: &str,
+	body: Option<(&mut dyn Read, u64)>,
+) -> Result<(u16, Option<u64>, std::io::BufReader<TcpStream>), String> {
+	use std::io::BufRead;
+	let mut s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+	s.set_read_timeout(Some(Duration::from_secs(120))).map_err(|e| e.to_string())?;
+	let len = body.as_ref().map_or(0, |(_, l)| *l);
+	write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n")
+		.map_err(|e| e.to_string())?;
+	if let Some((r, _)) = body {
+		std::io::copy(r, &mut s).map_err(|e| format!("sending the body: {e}"))?;
+	}
+	let mut reader = std::io::BufReader::new(s);
+	let mut line = String::new();
+	reader.read_line(&mut line).map_err(|e| e.to_string())?;
+	let status = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("malformed HTTP response")?;
+	let mut length = None;
+	loop {
+		line.clear();
+		reader.read_line(&mut line).map_err(|e| e.to_string())?;
+		if line.trim().is_empty() {
+			break;
+		}
+		if let Some((n, v)) = line.split_once(':') {
+			if n.trim().eq_ignore_ascii_case("content-length") {
+				length = v.trim().parse().ok();
+			}
+		}
+	}
+	Ok((status, length, reader))
+}
+
+/// The JSON body of a response (success or `{ "error" }`).
+fn http_json(status: u16, mut reader: impl Read) -> Result<Value, String> {
+	let mut body = String::new();
+	reader.read_to_string(&mut body).map_err(|e| e.to_string())?;
+	let v: Value = serde_json::from_str(&body).map_err(|e| format!("HTTP {status}: {e}"))?;
+	match v.get("error").and_then(Value::as_str) {
+		Some(e) => Err(format!("HTTP {status}: {e}")),
+		None => Ok(v),
+	}
 }
 
 /// `sync-node put`: writes a file as an object into a segment the node owns.
@@ -104,6 +168,14 @@ pub(crate) fn unhex(s: &str) -> Result<Vec<u8>, String> {
 impl PutCmd {
 	/// Runs the command.
 	pub fn run(&self) -> Result<(), String> {
+		if let Some(addr) = &self.target.http {
+			let mut f = std::fs::File::open(&self.file).map_err(|e| format!("{}: {e}", self.file.display()))?;
+			let len = f.metadata().map_err(|e| e.to_string())?.len();
+			let path = format!("/v1/segments/{}/objects/{}", self.segment, encode_key(&self.key));
+			let (status, _, reader) = http_request(addr, "PUT", &path, Some((&mut f, len)))?;
+			println!("{}", http_json(status, reader)?);
+			return Ok(());
+		}
 		let data = std::fs::read(&self.file).map_err(|e| format!("{}: {e}", self.file.display()))?;
 		let r = call(&self.target, "sync_put", json!([self.segment, self.key, hex(&data)]))?;
 		println!("{r}");
@@ -114,6 +186,22 @@ impl PutCmd {
 impl GetCmd {
 	/// Runs the command.
 	pub fn run(&self) -> Result<(), String> {
+		if let Some(addr) = &self.target.http {
+			let path = format!("/v1/segments/{}/objects/{}", self.segment, encode_key(&self.key));
+			let (status, length, mut reader) = http_request(addr, "GET", &path, None)?;
+			if status != 200 {
+				return http_json(status, reader).map(|_| ());
+			}
+			let mut out: Box<dyn Write> = match &self.out {
+				Some(p) => Box::new(std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?),
+				None => Box::new(std::io::stdout()),
+			};
+			let copied = std::io::copy(&mut reader, &mut out).map_err(|e| e.to_string())?;
+			if Some(copied) != length {
+				return Err(format!("response cut short: {copied} of {length:?} bytes (the node found a group it could not verify?)"));
+			}
+			return Ok(());
+		}
 		let r = call(&self.target, "sync_get", json!([self.segment, self.key]))?;
 		let data = r.get("data").and_then(Value::as_str).ok_or_else(|| format!("no object under {:?}", self.key))?;
 		let bytes = unhex(data)?;
