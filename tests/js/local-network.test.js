@@ -80,7 +80,7 @@ describe('three-node local network', () => {
     }
     assert.equal(got.data, data);
     const seg = (await b.rpc('sync_status')).segments.find((s) => s.segment === id);
-    assert.deepEqual([seg.owner, seg.seq, seg.root], [false, put.seq, put.root]);
+    assert.deepEqual([seg.owner, seg.stage, seg.seq, seg.root], [false, 'following', put.seq, put.root]);
     await assert.rejects(b.rpc('sync_put', [id, 'x', '0x00']), /does not own/);
 
     // Alice's service commits its root; Bob's claims it, and his off-chain worker answers the

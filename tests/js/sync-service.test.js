@@ -72,7 +72,7 @@ describe('sync service in the node', () => {
     const status = await rpc('sync_status', []);
     assert.equal(status.peerId, peer);
     const seg = status.segments.find((s) => s.segment === id);
-    assert.deepEqual([seg.owner, seg.seq, seg.root], [true, 1, put.root]);
+    assert.deepEqual([seg.owner, seg.stage, seg.seq, seg.root], [true, 'owner', 1, put.root]);
     // Clear errors, nothing written: a segment this node does not own, data that is not hex.
     await assert.rejects(rpc('sync_put', [id + 1, 'k', data]), /does not own segment/);
     await assert.rejects(rpc('sync_put', [id, 'k', '0xzz']), /not hex/);

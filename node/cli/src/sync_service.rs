@@ -528,8 +528,18 @@ pub fn rpc_module(handle: Arc<SyncHandle>) -> Result<jsonrpsee::RpcModule<SyncHa
 			.map(|(id, s)| {
 				let head = net.store().head(*id);
 				let (status, proven) = s.duty.holding.map_or((None, None), |(st, p)| (Some(format!("{st:?}")), p));
+				let transfer = net.store().transfer(*id).ok().flatten();
+				// What the node is doing with the segment right now.
+				let stage = match (s.duty.owner, &transfer, head) {
+					(true, _, _) => "owner",
+					(false, Some(_), _) => "snapshot",
+					(false, None, Some(_)) => "following",
+					(false, None, None) => "waiting",
+				};
 				json!({
 					"segment": id,
+					"stage": stage,
+					"holdersOnChain": s.holders.len(),
 					"owner": s.duty.owner,
 					"primary": s.duty.primary,
 					"chainStatus": status,
@@ -541,7 +551,7 @@ pub fn rpc_module(handle: Arc<SyncHandle>) -> Result<jsonrpsee::RpcModule<SyncHa
 					"bytes": head.map(|h| h.facts.bytes),
 					"lagSeqs": net.metrics().lag.with_label_values(&[&id.to_string()]).get(),
 					"pinned": net.store().pinned(*id).iter().map(|h| h.seq).collect::<Vec<_>>(),
-					"syncing": net.store().transfer(*id).ok().flatten().map(|t| json!({
+					"syncing": transfer.map(|t| json!({
 						"targetSeq": t.target.seq,
 						"verifiedBytes": net.metrics().progress.with_label_values(&[&id.to_string()]).get(),
 						"totalBytes": t.target.facts.bytes,

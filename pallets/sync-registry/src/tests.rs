@@ -668,11 +668,11 @@ fn force_set_owner_moves_ownership() {
 
 // ------------------------------------------------------------------ off-chain worker
 
-#[test]
-fn offchain_worker_submits_the_stored_proof_once() {
+/// Test externalities with an off-chain worker context: offchain storage, a transaction pool
+/// to inspect, and a keystore holding one `sync` key (whose account is returned).
+fn ocw_ext() -> (sp_io::TestExternalities, std::sync::Arc<parking_lot::RwLock<sp_core::offchain::testing::PoolState>>, AccountId) {
 	use sp_core::offchain::{testing, OffchainDbExt, OffchainWorkerExt, TransactionPoolExt};
 	use sp_keystore::{testing::MemoryKeystore, Keystore, KeystoreExt};
-
 	let (offchain, _state) = testing::TestOffchainExt::new();
 	let (pool, pool_state) = testing::TestTransactionPoolExt::new();
 	let keystore = MemoryKeystore::new();
@@ -682,6 +682,12 @@ fn offchain_worker_submits_the_stored_proof_once() {
 	ext.register_extension(OffchainDbExt::new(offchain));
 	ext.register_extension(TransactionPoolExt::new(pool));
 	ext.register_extension(KeystoreExt::new(keystore));
+	(ext, pool_state, public.into())
+}
+
+#[test]
+fn offchain_worker_submits_the_stored_proof_once() {
+	let (mut ext, pool_state, public) = ocw_ext();
 	ext.execute_with(|| {
 		let data = Data::with(3, 15);
 		segment_with(&data);
@@ -722,19 +728,9 @@ fn offchain_worker_submits_the_stored_proof_once() {
 #[test]
 fn offchain_worker_submits_only_the_intents_the_chain_would_accept() {
 	use crate::ocw::IntentOutcome::*;
-	use sp_core::offchain::{testing, OffchainDbExt, OffchainWorkerExt, TransactionPoolExt};
-	use sp_keystore::{testing::MemoryKeystore, Keystore, KeystoreExt};
 	use sync_primitives::offchain::{Intent, Intents, INTENTS_KEY};
 
-	let (offchain, _state) = testing::TestOffchainExt::new();
-	let (pool, pool_state) = testing::TestTransactionPoolExt::new();
-	let keystore = MemoryKeystore::new();
-	let public = keystore.sr25519_generate_new(sync_primitives::KEY_TYPE, Some("//SyncNode")).unwrap();
-	let mut ext = new_test_ext();
-	ext.register_extension(OffchainWorkerExt::new(offchain.clone()));
-	ext.register_extension(OffchainDbExt::new(offchain));
-	ext.register_extension(TransactionPoolExt::new(pool));
-	ext.register_extension(KeystoreExt::new(keystore));
+	let (mut ext, pool_state, public) = ocw_ext();
 	ext.execute_with(|| {
 		let node: AccountId = public;
 		<Balances as frame_support::traits::fungible::Mutate<_>>::set_balance(&node, 100_000);
