@@ -62,7 +62,7 @@ pub struct Duties {
 	/// Challenges (id, seed) whose proof is stored. The seed is part of the key: a challenge
 	/// seen on a best block that is later reorged may get another seed.
 	proven: BTreeSet<(u64, Hash32)>,
-	/// Last (challenge, error) reported, so a failing proof is logged once.
+	/// Challenges whose proof could not be built (logged once).
 	failed: BTreeSet<u64>,
 	/// The intents last written (rewritten only on change).
 	written: Option<Intents>,
@@ -100,7 +100,7 @@ impl Duties {
 				}
 			}
 		}
-		self.prove_all(net, challenges).await;
+		self.prove_all(net, challenges, false).await;
 		self.write_intents(Intents { peer_id: net.peer_id().to_bytes(), items });
 	}
 
@@ -136,9 +136,35 @@ impl Duties {
 	/// Builds, checks and stores the proofs of open challenges whose seed is known. Called on
 	/// new best blocks too: a proof window is short, and waiting for finality would spend a
 	/// good part of it.
-	pub async fn prove_all(&mut self, net: &SyncNetwork, challenges: Vec<ChallengeSummary<u32>>) {
+	///
+	/// `best` says the list is the open challenges at the new best block (the newest view):
+	/// only then is what is kept for challenges missing from it dropped. A finalized block's
+	/// list lags behind and would drop proofs of challenges issued since.
+	pub async fn prove_all(&mut self, net: &SyncNetwork, challenges: Vec<ChallengeSummary<u32>>, best: bool) {
+		if best {
+			self.forget_closed(&challenges);
+		}
 		for ch in challenges {
 			self.prove(net, ch).await;
+		}
+	}
+
+	/// Drops what is kept for challenges no longer open (answered or expired): the local
+	/// records and, in offchain storage, the proof and the worker's sent marker.
+	fn forget_closed(&mut self, open: &[ChallengeSummary<u32>]) {
+		let is_open = |id: u64| open.iter().any(|c| c.id == id);
+		let closed: BTreeSet<u64> =
+			self.proven.iter().map(|(id, _)| *id).chain(self.failed.iter().copied()).filter(|id| !is_open(*id)).collect();
+		if closed.is_empty() {
+			return;
+		}
+		self.proven.retain(|(id, _)| !closed.contains(id));
+		self.failed.retain(|id| !closed.contains(id));
+		let Some(mut db) = self.backend.offchain_storage() else { return };
+		use sp_core::offchain::OffchainStorage;
+		for id in closed {
+			db.remove(sp_core::offchain::STORAGE_PREFIX, &proof_key(id));
+			db.remove(sp_core::offchain::STORAGE_PREFIX, &sync_primitives::offchain::sent_key(id));
 		}
 	}
 

@@ -316,7 +316,7 @@ async fn run(
 			Wake::Best(hash) => {
 				if let Some(account) = me.clone() {
 					if let Ok(challenges) = client.runtime_api().open_challenges(hash, account) {
-						duties.prove_all(&net, challenges).await;
+						duties.prove_all(&net, challenges, true).await;
 					}
 				}
 				continue;
