@@ -20,7 +20,9 @@
 //! Hash inputs are domain separated by a leading tag byte (leaf `0x00`, inner `0x01`, root
 //! `0x02`, key path `0x03`, challenge `0x04`); integers are little endian.
 use alloc::{boxed::Box, vec::Vec};
-use blake3::hazmat::{left_subtree_len, merge_subtrees_non_root, merge_subtrees_root, HasherExt, Mode};
+use blake3::hazmat::{
+	left_subtree_len, merge_subtrees_non_root, merge_subtrees_root, HasherExt, Mode,
+};
 use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
 use scale_info::TypeInfo;
 use sp_runtime::BoundedVec;
@@ -75,7 +77,13 @@ pub fn leaf_hash(key: &[u8], cid: &Hash32, size: u64) -> Hash32 {
 }
 
 /// Hash of an inner trie node splitting at `bit`.
-pub fn inner_hash(bit: u16, left: &Hash32, left_weight: u64, right: &Hash32, right_weight: u64) -> Hash32 {
+pub fn inner_hash(
+	bit: u16,
+	left: &Hash32,
+	left_weight: u64,
+	right: &Hash32,
+	right_weight: u64,
+) -> Hash32 {
 	let mut buf = [0u8; 1 + 2 + 32 + 8 + 32 + 8];
 	buf[0] = 0x01;
 	buf[1..3].copy_from_slice(&bit.to_le_bytes());
@@ -229,14 +237,22 @@ pub fn verify_subtree(
 /// Chaining value of the subtree `[start, start + len)` of `content`.
 fn subtree_cv(content: &[u8], start: u64, len: u64) -> Hash32 {
 	let (s, e) = (start as usize, (start + len) as usize);
-	blake3::Hasher::new().set_input_offset(start).update(&content[s..e]).finalize_non_root()
+	blake3::Hasher::new()
+		.set_input_offset(start)
+		.update(&content[s..e])
+		.finalize_non_root()
 }
 
 /// Sibling chaining values (root first) proving subtree `index` of `content`, computed from the
 /// content itself. `O(size)`; the node's store uses precomputed outboards instead.
 pub fn subtree_siblings(content: &[u8], unit: u64, index: u64) -> Option<Vec<Hash32>> {
 	let (steps, _, _) = object_descent(content.len() as u64, unit, index)?;
-	Some(steps.iter().map(|s| subtree_cv(content, s.sibling_start, s.sibling_len)).collect())
+	Some(
+		steps
+			.iter()
+			.map(|s| subtree_cv(content, s.sibling_start, s.sibling_len))
+			.collect(),
+	)
 }
 
 /// Byte range of subtree `index` (units of `unit` bytes) of an object of `size` bytes.
@@ -290,7 +306,18 @@ pub struct SyncProof {
 }
 
 /// What a segment root commits to besides the trie top.
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	MaxEncodedLen,
+	TypeInfo,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+)]
 pub struct RootFacts {
 	/// The root hash.
 	pub root: Hash32,
@@ -303,7 +330,11 @@ pub struct RootFacts {
 }
 
 /// Verifies one chunk proof for global chunk `index` against `facts`.
-pub fn verify_chunk_proof(facts: &RootFacts, index: u64, proof: &ChunkProof) -> Result<(), ProofError> {
+pub fn verify_chunk_proof(
+	facts: &RootFacts,
+	index: u64,
+	proof: &ChunkProof,
+) -> Result<(), ProofError> {
 	if index >= facts.leaves {
 		return Err(ProofError::IndexOutOfRange);
 	}
@@ -352,7 +383,12 @@ pub fn verify_chunk_proof(facts: &RootFacts, index: u64, proof: &ChunkProof) -> 
 }
 
 /// Verifies a whole Proof-of-Sync for the challenge `seed` with `k` leaves.
-pub fn verify_sync_proof(facts: &RootFacts, seed: &Hash32, k: u32, proof: &SyncProof) -> Result<(), ProofError> {
+pub fn verify_sync_proof(
+	facts: &RootFacts,
+	seed: &Hash32,
+	k: u32,
+	proof: &SyncProof,
+) -> Result<(), ProofError> {
 	let indexes = challenge_indexes(seed, facts.leaves, k);
 	if indexes.len() != proof.chunks.len() {
 		return Err(ProofError::WrongLeafCount);
@@ -408,7 +444,12 @@ impl Node {
 	}
 	/// A throw-away value to move a node out of a `&mut` slot before putting its successor in.
 	fn placeholder() -> Node {
-		Node::Leaf { path: [0; 32], hash: [0; 32], weight: 0, entry: Entry { key: Vec::new(), cid: [0; 32], size: 0 } }
+		Node::Leaf {
+			path: [0; 32],
+			hash: [0; 32],
+			weight: 0,
+			entry: Entry { key: Vec::new(), cid: [0; 32], size: 0 },
+		}
 	}
 	fn leaf(path: Hash32, entry: Entry) -> Node {
 		Node::Leaf {

@@ -8,7 +8,9 @@ fn content(len: usize, seed: u8) -> Vec<u8> {
 
 #[test]
 fn subtree_proofs_match_blake3_for_every_shape() {
-	for len in [0usize, 1, 1023, 1024, 1025, 2048, 3000, 5 * 1024 + 7, 16 * 1024, 16 * 1024 + 1, 70_000] {
+	for len in
+		[0usize, 1, 1023, 1024, 1025, 2048, 3000, 5 * 1024 + 7, 16 * 1024, 16 * 1024 + 1, 70_000]
+	{
 		let data = content(len, 3);
 		let cid = cid_of(&data);
 		for unit in [CHUNK_LEN, GROUP_LEN] {
@@ -17,20 +19,33 @@ fn subtree_proofs_match_blake3_for_every_shape() {
 				let (s, e) = subtree_range(len as u64, unit, idx).unwrap();
 				let sibs = subtree_siblings(&data, unit, idx).unwrap();
 				let piece = &data[s as usize..e as usize];
-				assert_eq!(verify_subtree(&cid, len as u64, unit, idx, piece, &sibs), Ok(()), "len {len} unit {unit} idx {idx}");
+				assert_eq!(
+					verify_subtree(&cid, len as u64, unit, idx, piece, &sibs),
+					Ok(()),
+					"len {len} unit {unit} idx {idx}"
+				);
 				// a flipped byte, a wrong index or a dropped sibling is caught
 				if !piece.is_empty() {
 					let mut bad = piece.to_vec();
 					bad[0] ^= 1;
-					assert_eq!(verify_subtree(&cid, len as u64, unit, idx, &bad, &sibs), Err(ProofError::HashMismatch));
+					assert_eq!(
+						verify_subtree(&cid, len as u64, unit, idx, &bad, &sibs),
+						Err(ProofError::HashMismatch)
+					);
 				}
 				if n > 1 {
 					let other = (idx + 1) % n;
 					assert!(verify_subtree(&cid, len as u64, unit, other, piece, &sibs).is_err());
-					assert_eq!(verify_subtree(&cid, len as u64, unit, idx, piece, &sibs[1..]), Err(ProofError::BadPathLength));
+					assert_eq!(
+						verify_subtree(&cid, len as u64, unit, idx, piece, &sibs[1..]),
+						Err(ProofError::BadPathLength)
+					);
 				}
 			}
-			assert_eq!(verify_subtree(&cid, len as u64, unit, n, &[], &[]), Err(ProofError::IndexOutOfRange));
+			assert_eq!(
+				verify_subtree(&cid, len as u64, unit, n, &[], &[]),
+				Err(ProofError::IndexOutOfRange)
+			);
 		}
 	}
 }
@@ -41,7 +56,8 @@ fn entry(key: &str, data: &[u8]) -> Entry {
 
 #[test]
 fn root_is_independent_of_write_order_and_removal_restores_it() {
-	let objs: Vec<(String, Vec<u8>)> = (0..40).map(|i| (format!("k{i}"), content(i * 300, i as u8))).collect();
+	let objs: Vec<(String, Vec<u8>)> =
+		(0..40).map(|i| (format!("k{i}"), content(i * 300, i as u8))).collect();
 	let mut a = SegmentTrie::new();
 	for (k, d) in &objs {
 		a.insert(entry(k, d));
@@ -68,8 +84,9 @@ fn root_is_independent_of_write_order_and_removal_restores_it() {
 
 #[test]
 fn every_chunk_proof_verifies_and_tampering_fails() {
-	let objs: BTreeMap<Vec<u8>, Vec<u8>> =
-		(0..12).map(|i| (format!("obj/{i}").into_bytes(), content(i * 1500 + 1, i as u8))).collect();
+	let objs: BTreeMap<Vec<u8>, Vec<u8>> = (0..12)
+		.map(|i| (format!("obj/{i}").into_bytes(), content(i * 1500 + 1, i as u8)))
+		.collect();
 	let mut t = SegmentTrie::new();
 	for (k, d) in &objs {
 		t.insert(Entry { key: k.clone(), cid: cid_of(d), size: d.len() as u64 });
@@ -79,7 +96,10 @@ fn every_chunk_proof_verifies_and_tampering_fails() {
 	for idx in 0..facts.leaves {
 		let p = t.prove_chunk(idx, fetch).unwrap();
 		assert_eq!(verify_chunk_proof(&facts, idx, &p), Ok(()), "index {idx}");
-		assert!(verify_chunk_proof(&facts, (idx + 1) % facts.leaves, &p).is_err(), "proof is bound to its index");
+		assert!(
+			verify_chunk_proof(&facts, (idx + 1) % facts.leaves, &p).is_err(),
+			"proof is bound to its index"
+		);
 	}
 	let p = t.prove_chunk(5, fetch).unwrap();
 	let mut bad = p.clone();
@@ -115,13 +135,18 @@ fn proof_of_six_chunks_fits_16_kib_for_a_large_segment() {
 	// 20k objects of 4 KiB plus one 64 MiB object (virtual: only sizes matter for the path)
 	let mut t = SegmentTrie::new();
 	for i in 0..20_000u32 {
-		t.insert(Entry { key: format!("some/longish/prefix/{i:08}").into_bytes(), cid: [1; 32], size: 4096 });
+		t.insert(Entry {
+			key: format!("some/longish/prefix/{i:08}").into_bytes(),
+			cid: [1; 32],
+			size: 4096,
+		});
 	}
 	let facts = t.facts();
 	let (_, _, steps) = t.locate(facts.leaves / 2).unwrap();
 	let worst_trie = steps.len();
 	let chunk_depth = 16; // 64 MiB object: log2(65536 chunks)
-	let per_chunk = 1 + 40 + 32 + 8 + 2 + 1024 + 1 + chunk_depth * 32 + 2 + worst_trie * (2 + 1 + 32 + 8);
+	let per_chunk =
+		1 + 40 + 32 + 8 + 2 + 1024 + 1 + chunk_depth * 32 + 2 + worst_trie * (2 + 1 + 32 + 8);
 	assert!(6 * per_chunk < 16 * 1024, "6 chunk proofs take {} bytes", 6 * per_chunk);
 }
 

@@ -23,7 +23,15 @@ pub const MAX_MULTIADDRS: u32 = 8;
 
 /// What a node does for the segments it holds.
 #[derive(
-	Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	MaxEncodedLen,
+	TypeInfo,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
 	Debug,
 )]
 #[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
@@ -40,7 +48,15 @@ pub enum NodeRole {
 /// (`Syncing`, `Active`, `Lagging`) are tracked per holding; a node's own status is the
 /// summary the network sees.
 #[derive(
-	Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	MaxEncodedLen,
+	TypeInfo,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
 	Debug,
 )]
 #[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
@@ -125,7 +141,11 @@ pub enum AddressError {
 /// This is a structural check only; the data plane verifies the key during its handshake.
 pub fn validate_peer_id(bytes: &[u8]) -> Result<(), AddressError> {
 	match bytes {
-		[0x00, len, digest @ ..] if (*len as usize) == digest.len() && !digest.is_empty() && *len <= 42 => Ok(()),
+		[0x00, len, digest @ ..]
+			if (*len as usize) == digest.len() && !digest.is_empty() && *len <= 42 =>
+		{
+			Ok(())
+		},
 		[0x12, 32, digest @ ..] if digest.len() == 32 => Ok(()),
 		_ => Err(AddressError::InvalidPeerId),
 	}
@@ -141,7 +161,6 @@ pub fn validate_multiaddr(bytes: &[u8]) -> Result<(), AddressError> {
 	}
 	Ok(())
 }
-
 
 pub mod commitment;
 pub mod outboard;
@@ -241,7 +260,15 @@ pub mod crypto {
 
 /// Sync state of one holder for one segment.
 #[derive(
-	Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	MaxEncodedLen,
+	TypeInfo,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
 	Debug,
 )]
 pub enum HoldingStatus {

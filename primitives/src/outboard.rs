@@ -17,7 +17,9 @@
 //! longer than one group.
 use crate::commitment::{cid_of, Hash32, ProofError, CHUNK_LEN, GROUP_LEN};
 use alloc::vec::Vec;
-use blake3::hazmat::{left_subtree_len, merge_subtrees_non_root, merge_subtrees_root, HasherExt, Mode};
+use blake3::hazmat::{
+	left_subtree_len, merge_subtrees_non_root, merge_subtrees_root, HasherExt, Mode,
+};
 
 /// Number of 16 KiB groups of an object of `size` bytes (at least one).
 pub fn groups_of(size: u64) -> u64 {
@@ -35,13 +37,22 @@ pub fn group_range(size: u64, index: u64) -> Option<(u64, u64)> {
 
 /// Non-root chaining value of group `index` holding `data`.
 pub fn group_cv(index: u64, data: &[u8]) -> Hash32 {
-	blake3::Hasher::new().set_input_offset(index * GROUP_LEN).update(data).finalize_non_root()
+	blake3::Hasher::new()
+		.set_input_offset(index * GROUP_LEN)
+		.update(data)
+		.finalize_non_root()
 }
 
 /// Verifies group `index` of the object `(cid, size)`. `leaf` is the group's chaining value
 /// from a verified outboard; it is ignored for single-group objects, whose group is the whole
 /// object and is checked against the CID.
-pub fn verify_group(cid: &Hash32, size: u64, leaf: Option<&Hash32>, index: u64, data: &[u8]) -> Result<(), ProofError> {
+pub fn verify_group(
+	cid: &Hash32,
+	size: u64,
+	leaf: Option<&Hash32>,
+	index: u64,
+	data: &[u8],
+) -> Result<(), ProofError> {
 	let (s, e) = group_range(size, index).ok_or(ProofError::IndexOutOfRange)?;
 	if data.len() as u64 != e - s {
 		return Err(ProofError::BadLength);
@@ -77,14 +88,22 @@ impl Outboard {
 		let leaves: Vec<Hash32> = if groups_of(size) == 1 {
 			Vec::new()
 		} else {
-			content.chunks(GROUP_LEN as usize).enumerate().map(|(i, g)| group_cv(i as u64, g)).collect()
+			content
+				.chunks(GROUP_LEN as usize)
+				.enumerate()
+				.map(|(i, g)| group_cv(i as u64, g))
+				.collect()
 		};
 		Self::from_group_cvs(size, &leaves, || cid_of(content))
 	}
 
 	/// Builds the outboard from the chaining values of all groups, in order (for streaming
 	/// writers that hash each group as it arrives). `single` gives the CID of a one-group object.
-	pub fn from_group_cvs(size: u64, leaves: &[Hash32], single: impl FnOnce() -> Hash32) -> (Hash32, Outboard) {
+	pub fn from_group_cvs(
+		size: u64,
+		leaves: &[Hash32],
+		single: impl FnOnce() -> Hash32,
+	) -> (Hash32, Outboard) {
 		if groups_of(size) == 1 {
 			return (single(), Outboard { size, nodes: Vec::new() });
 		}
@@ -227,12 +246,18 @@ impl Outboard {
 		let mut out = Vec::new();
 		while l > CHUNK_LEN {
 			let left = left_subtree_len(l);
-			let (sib_s, sib_l, next_s, next_l) =
-				if offset < s + left { (s + left, l - left, s, left) } else { (s, left, s + left, l - left) };
+			let (sib_s, sib_l, next_s, next_l) = if offset < s + left {
+				(s + left, l - left, s, left)
+			} else {
+				(s, left, s + left, l - left)
+			};
 			let cv = if sib_s >= gs && sib_s + sib_l <= ge {
 				// Inside the chunk's own group: hash the sibling bytes.
 				let (a, b) = ((sib_s - gs) as usize, (sib_s - gs + sib_l) as usize);
-				blake3::Hasher::new().set_input_offset(sib_s).update(group.get(a..b)?).finalize_non_root()
+				blake3::Hasher::new()
+					.set_input_offset(sib_s)
+					.update(group.get(a..b)?)
+					.finalize_non_root()
 			} else {
 				// Whole groups elsewhere in the object: from the outboard.
 				self.subtree_cv(sib_s, sib_l)?
@@ -269,7 +294,8 @@ mod tests {
 		(0..n).map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[1]).collect()
 	}
 
-	const SIZES: &[usize] = &[0, 1, 1024, 16384, 16385, 32768, 40000, 65536, 100_000, 1 << 20, (1 << 20) + 17];
+	const SIZES: &[usize] =
+		&[0, 1, 1024, 16384, 16385, 32768, 40000, 65536, 100_000, 1 << 20, (1 << 20) + 17];
 
 	#[test]
 	fn cid_matches_blake3_and_outboard_verifies() {
@@ -297,7 +323,10 @@ mod tests {
 				if !slice.is_empty() {
 					let mut bad = slice.to_vec();
 					bad[0] ^= 1;
-					assert_eq!(verify_group(&cid, n as u64, leaves.get(g as usize), g, &bad), Err(ProofError::HashMismatch));
+					assert_eq!(
+						verify_group(&cid, n as u64, leaves.get(g as usize), g, &bad),
+						Err(ProofError::HashMismatch)
+					);
 					assert_eq!(
 						verify_group(&cid, n as u64, leaves.get(g as usize), g, &slice[1..]),
 						Err(ProofError::BadLength)
@@ -321,7 +350,10 @@ mod tests {
 			assert!(bad.verify(&cid).is_err(), "entry {i}");
 		}
 		assert_eq!(Outboard::from_bytes(100_000, &ob.to_bytes()[1..]), Err(ProofError::BadLength));
-		assert_eq!(Outboard::from_nodes(100_000, ob.nodes[1..].to_vec()), Err(ProofError::BadPathLength));
+		assert_eq!(
+			Outboard::from_nodes(100_000, ob.nodes[1..].to_vec()),
+			Err(ProofError::BadPathLength)
+		);
 	}
 
 	#[test]

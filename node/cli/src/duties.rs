@@ -71,7 +71,15 @@ pub struct Duties {
 impl Duties {
 	/// Duties writing into `backend`'s offchain storage.
 	pub fn new(config: DutyConfig, backend: std::sync::Arc<crate::service::FullBackend>) -> Self {
-		Duties { config, backend, last_commit: HashMap::new(), pinned: BTreeSet::new(), proven: BTreeSet::new(), failed: BTreeSet::new(), written: None }
+		Duties {
+			config,
+			backend,
+			last_commit: HashMap::new(),
+			pinned: BTreeSet::new(),
+			proven: BTreeSet::new(),
+			failed: BTreeSet::new(),
+			written: None,
+		}
 	}
 
 	/// Works out and writes down everything for finalized block `number`. `segments` is empty
@@ -87,7 +95,10 @@ impl Duties {
 		let mut items = Vec::new();
 		if !registered {
 			if let Some((role, addrs)) = &self.config.register {
-				items.push(Intent::Register { role: *role, multiaddrs: addrs.iter().map(|a| a.as_bytes().to_vec()).collect() });
+				items.push(Intent::Register {
+					role: *role,
+					multiaddrs: addrs.iter().map(|a| a.as_bytes().to_vec()).collect(),
+				});
 			}
 		}
 		for s in segments {
@@ -128,8 +139,18 @@ impl Duties {
 	}
 
 	/// The newest pinned head past the chain's latest root (the commit decided on last).
-	fn pending_commit(&self, net: &SyncNetwork, s: &SegmentDuty, committed: Option<u64>) -> Option<Intent> {
-		let pin = net.store().pinned(s.id).into_iter().filter(|p| committed.is_none_or(|c| p.seq > c)).last()?;
+	fn pending_commit(
+		&self,
+		net: &SyncNetwork,
+		s: &SegmentDuty,
+		committed: Option<u64>,
+	) -> Option<Intent> {
+		let pin = net
+			.store()
+			.pinned(s.id)
+			.into_iter()
+			.filter(|p| committed.is_none_or(|c| p.seq > c))
+			.last()?;
 		Some(Intent::Commit { segment: s.id, seq: pin.seq, facts: pin.facts })
 	}
 
@@ -140,7 +161,12 @@ impl Duties {
 	/// `best` says the list is the open challenges at the new best block (the newest view):
 	/// only then is what is kept for challenges missing from it dropped. A finalized block's
 	/// list lags behind and would drop proofs of challenges issued since.
-	pub async fn prove_all(&mut self, net: &SyncNetwork, challenges: Vec<ChallengeSummary<u32>>, best: bool) {
+	pub async fn prove_all(
+		&mut self,
+		net: &SyncNetwork,
+		challenges: Vec<ChallengeSummary<u32>>,
+		best: bool,
+	) {
 		if best {
 			self.forget_closed(&challenges);
 		}
@@ -153,8 +179,13 @@ impl Duties {
 	/// records and, in offchain storage, the proof and the worker's sent marker.
 	fn forget_closed(&mut self, open: &[ChallengeSummary<u32>]) {
 		let is_open = |id: u64| open.iter().any(|c| c.id == id);
-		let closed: BTreeSet<u64> =
-			self.proven.iter().map(|(id, _)| *id).chain(self.failed.iter().copied()).filter(|id| !is_open(*id)).collect();
+		let closed: BTreeSet<u64> = self
+			.proven
+			.iter()
+			.map(|(id, _)| *id)
+			.chain(self.failed.iter().copied())
+			.filter(|id| !is_open(*id))
+			.collect();
 		if closed.is_empty() {
 			return;
 		}
@@ -176,12 +207,17 @@ impl Duties {
 		let store = net.store().clone();
 		let (segment, seq, facts, indexes) = (ch.segment, ch.seq, ch.facts, ch.indexes.clone());
 		let started = std::time::Instant::now();
-		let built = tokio::task::spawn_blocking(move || store.prove(segment, seq, &facts, &indexes)).await;
+		let built =
+			tokio::task::spawn_blocking(move || store.prove(segment, seq, &facts, &indexes)).await;
 		match built {
 			Ok(Ok(proof)) => {
 				let Some(mut db) = self.backend.offchain_storage() else { return };
 				use sp_core::offchain::OffchainStorage;
-				db.set(sp_core::offchain::STORAGE_PREFIX, &proof_key(ch.id), &proof.encode().encode());
+				db.set(
+					sp_core::offchain::STORAGE_PREFIX,
+					&proof_key(ch.id),
+					&proof.encode().encode(),
+				);
 				self.proven.insert((ch.id, seed));
 				log::info!(
 					target: "sync",
@@ -191,10 +227,11 @@ impl Duties {
 					started.elapsed().as_millis()
 				);
 			},
-			Ok(Err(e)) =>
+			Ok(Err(e)) => {
 				if self.failed.insert(ch.id) {
 					log::warn!(target: "sync", "segment {segment}: cannot prove challenge {} at seq {seq}: {e}", ch.id);
-				},
+				}
+			},
 			Err(e) => log::warn!(target: "sync", "proof task failed: {e}"),
 		}
 	}
@@ -234,7 +271,9 @@ fn claim(net: &SyncNetwork, s: &SegmentDuty) -> Option<Intent> {
 			return None;
 		}
 		match provable_root(net, s.id, r.seq) {
-			Some(root) if root == r.facts.root => return Some(Intent::Claim { segment: s.id, seq: r.seq }),
+			Some(root) if root == r.facts.root => {
+				return Some(Intent::Claim { segment: s.id, seq: r.seq })
+			},
 			Some(_) => {
 				log::warn!(target: "sync", "segment {}: local root at seq {} differs from the committed one", s.id, r.seq);
 				return None;
@@ -248,6 +287,9 @@ fn claim(net: &SyncNetwork, s: &SegmentDuty) -> Option<Intent> {
 /// A co-Primary attests the latest committed root once its store has that root at that seq.
 fn attest(net: &SyncNetwork, s: &SegmentDuty) -> Option<Intent> {
 	let latest = s.roots.last()?;
-	(provable_root(net, s.id, latest.seq)? == latest.facts.root)
-		.then_some(Intent::Attest { segment: s.id, seq: latest.seq, root: latest.facts.root })
+	(provable_root(net, s.id, latest.seq)? == latest.facts.root).then_some(Intent::Attest {
+		segment: s.id,
+		seq: latest.seq,
+		root: latest.facts.root,
+	})
 }

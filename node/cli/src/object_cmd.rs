@@ -26,7 +26,9 @@ pub struct RpcTarget {
 fn encode_key(key: &str) -> String {
 	key.bytes()
 		.map(|b| match b {
-			b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+			b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+				(b as char).to_string()
+			},
 			_ => format!("%{b:02X}"),
 		})
 		.collect()
@@ -52,7 +54,11 @@ fn http_request(
 	let mut reader = std::io::BufReader::new(s);
 	let mut line = String::new();
 	reader.read_line(&mut line).map_err(|e| e.to_string())?;
-	let status = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("malformed HTTP response")?;
+	let status = line
+		.split_whitespace()
+		.nth(1)
+		.and_then(|c| c.parse().ok())
+		.ok_or("malformed HTTP response")?;
 	let mut length = None;
 	loop {
 		line.clear();
@@ -121,7 +127,8 @@ pub struct StatusCmd {
 /// One JSON-RPC call over HTTP/1.1 (the node's RPC port serves both WebSocket and HTTP).
 fn call(target: &RpcTarget, method: &str, params: Value) -> Result<Value, String> {
 	let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }).to_string();
-	let mut s = TcpStream::connect(&target.rpc).map_err(|e| format!("connect {}: {e}", target.rpc))?;
+	let mut s =
+		TcpStream::connect(&target.rpc).map_err(|e| format!("connect {}: {e}", target.rpc))?;
 	s.set_read_timeout(Some(Duration::from_secs(120))).map_err(|e| e.to_string())?;
 	write!(
 		s,
@@ -137,9 +144,13 @@ fn call(target: &RpcTarget, method: &str, params: Value) -> Result<Value, String
 	if !head.starts_with("HTTP/1.1 200") {
 		return Err(format!("RPC: {}", head.lines().next().unwrap_or("")));
 	}
-	let reply: Value = serde_json::from_str(payload.trim()).map_err(|e| format!("RPC reply: {e}"))?;
+	let reply: Value =
+		serde_json::from_str(payload.trim()).map_err(|e| format!("RPC reply: {e}"))?;
 	if let Some(e) = reply.get("error") {
-		return Err(format!("{method}: {}", e.get("message").and_then(Value::as_str).unwrap_or("error")));
+		return Err(format!(
+			"{method}: {}",
+			e.get("message").and_then(Value::as_str).unwrap_or("error")
+		));
 	}
 	Ok(reply.get("result").cloned().unwrap_or(Value::Null))
 }
@@ -161,7 +172,11 @@ pub(crate) fn unhex(s: &str) -> Result<Vec<u8>, String> {
 	let s = s.strip_prefix("0x").unwrap_or(s);
 	(0..s.len())
 		.step_by(2)
-		.map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()).ok_or_else(|| "bad hex".to_string()))
+		.map(|i| {
+			s.get(i..i + 2)
+				.and_then(|b| u8::from_str_radix(b, 16).ok())
+				.ok_or_else(|| "bad hex".to_string())
+		})
 		.collect()
 }
 
@@ -169,14 +184,16 @@ impl PutCmd {
 	/// Runs the command.
 	pub fn run(&self) -> Result<(), String> {
 		if let Some(addr) = &self.target.http {
-			let mut f = std::fs::File::open(&self.file).map_err(|e| format!("{}: {e}", self.file.display()))?;
+			let mut f = std::fs::File::open(&self.file)
+				.map_err(|e| format!("{}: {e}", self.file.display()))?;
 			let len = f.metadata().map_err(|e| e.to_string())?.len();
 			let path = format!("/v1/segments/{}/objects/{}", self.segment, encode_key(&self.key));
 			let (status, _, reader) = http_request(addr, "PUT", &path, Some((&mut f, len)))?;
 			println!("{}", http_json(status, reader)?);
 			return Ok(());
 		}
-		let data = std::fs::read(&self.file).map_err(|e| format!("{}: {e}", self.file.display()))?;
+		let data =
+			std::fs::read(&self.file).map_err(|e| format!("{}: {e}", self.file.display()))?;
 		let r = call(&self.target, "sync_put", json!([self.segment, self.key, hex(&data)]))?;
 		println!("{r}");
 		Ok(())
@@ -193,7 +210,9 @@ impl GetCmd {
 				return http_json(status, reader).map(|_| ());
 			}
 			let mut out: Box<dyn Write> = match &self.out {
-				Some(p) => Box::new(std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?),
+				Some(p) => {
+					Box::new(std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?)
+				},
 				None => Box::new(std::io::stdout()),
 			};
 			let copied = std::io::copy(&mut reader, &mut out).map_err(|e| e.to_string())?;
@@ -203,7 +222,10 @@ impl GetCmd {
 			return Ok(());
 		}
 		let r = call(&self.target, "sync_get", json!([self.segment, self.key]))?;
-		let data = r.get("data").and_then(Value::as_str).ok_or_else(|| format!("no object under {:?}", self.key))?;
+		let data = r
+			.get("data")
+			.and_then(Value::as_str)
+			.ok_or_else(|| format!("no object under {:?}", self.key))?;
 		let bytes = unhex(data)?;
 		match &self.out {
 			Some(p) => std::fs::write(p, &bytes).map_err(|e| format!("{}: {e}", p.display())),

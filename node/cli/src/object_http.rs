@@ -30,7 +30,11 @@ const MAX_HEAD: usize = 16 * 1024;
 const DRAIN_MAX: u64 = 64 << 20;
 
 /// Serves the API on `addr` until the node stops.
-pub async fn serve(addr: SocketAddr, handle: Arc<SyncHandle>, max_object: u64) -> std::io::Result<()> {
+pub async fn serve(
+	addr: SocketAddr,
+	handle: Arc<SyncHandle>,
+	max_object: u64,
+) -> std::io::Result<()> {
 	let listener = TcpListener::bind(addr).await?;
 	log::info!(target: "sync", "💾 Object API on http://{}/v1/segments/<id>/objects/<key>", listener.local_addr()?);
 	loop {
@@ -110,8 +114,11 @@ async fn read_head(
 
 /// `/v1/segments/{segment}/objects/{key}` → (segment, key bytes).
 fn parse_path(path: &str) -> Result<(u64, Vec<u8>), Refusal> {
-	let rest = path.strip_prefix("/v1/segments/").ok_or_else(|| refuse(404, "no such endpoint"))?;
-	let (segment, key) = rest.split_once("/objects/").ok_or_else(|| refuse(404, "no such endpoint"))?;
+	let rest = path
+		.strip_prefix("/v1/segments/")
+		.ok_or_else(|| refuse(404, "no such endpoint"))?;
+	let (segment, key) =
+		rest.split_once("/objects/").ok_or_else(|| refuse(404, "no such endpoint"))?;
 	let segment = segment.parse().map_err(|_| refuse(400, "segment is not a number"))?;
 	let key = percent_decode(key).ok_or_else(|| refuse(400, "bad percent-encoding in the key"))?;
 	if key.is_empty() || key.len() > sync_primitives::commitment::MAX_KEY_LEN as usize {
@@ -137,7 +144,11 @@ fn percent_decode(s: &str) -> Option<Vec<u8>> {
 	Some(out)
 }
 
-async fn get(reader: &mut BufReader<TcpStream>, handle: &SyncHandle, path: &str) -> Result<(), Refusal> {
+async fn get(
+	reader: &mut BufReader<TcpStream>,
+	handle: &SyncHandle,
+	path: &str,
+) -> Result<(), Refusal> {
 	let (segment, key) = parse_path(path)?;
 	let net = handle.network().ok_or_else(|| refuse(503, "the sync service is not running"))?;
 	let entry = net.store().lookup(segment, &key).ok_or_else(|| refuse(404, "no such object"))?;
@@ -173,7 +184,14 @@ async fn get(reader: &mut BufReader<TcpStream>, handle: &SyncHandle, path: &str)
 }
 
 /// Reads group `g` into `buf` and checks it against the outboard (or the CID).
-fn read_group(source: &sync_store::GroupSource, outboard: &Outboard, cid: &Hash32, size: u64, g: u64, buf: &mut Vec<u8>) -> bool {
+fn read_group(
+	source: &sync_store::GroupSource,
+	outboard: &Outboard,
+	cid: &Hash32,
+	size: u64,
+	g: u64,
+	buf: &mut Vec<u8>,
+) -> bool {
 	buf.clear();
 	if !matches!(source.read_into(g, buf), Ok(true)) {
 		return false;
@@ -195,10 +213,16 @@ async fn put(
 	max_object: u64,
 ) -> Result<(), Refusal> {
 	let (segment, key) = parse_path(path)?;
-	let net = handle.network().ok_or_else(|| refuse(503, "the sync service is not running"))?.clone();
+	let net = handle
+		.network()
+		.ok_or_else(|| refuse(503, "the sync service is not running"))?
+		.clone();
 	let length = length.ok_or_else(|| refuse(411, "content-length required"))?;
 	let refused = if !handle.owns(segment) {
-		Some(refuse(403, format!("this node does not own segment {segment} on chain; write to its owner")))
+		Some(refuse(
+			403,
+			format!("this node does not own segment {segment} on chain; write to its owner"),
+		))
 	} else if length > max_object {
 		Some(refuse(413, format!("object of {length} bytes is larger than {max_object}")))
 	} else {
@@ -213,7 +237,10 @@ async fn put(
 		return Err(r);
 	}
 	let mut data = vec![0u8; length as usize];
-	reader.read_exact(&mut data).await.map_err(|e| refuse(400, format!("body: {e}")))?;
+	reader
+		.read_exact(&mut data)
+		.await
+		.map_err(|e| refuse(400, format!("body: {e}")))?;
 	let size = data.len() as u64;
 	let cid = sync_primitives::commitment::cid_of(&data);
 	let write = sync_store::SegmentWrite::Put { key, data };

@@ -12,8 +12,11 @@ use std::{sync::Arc, time::Duration};
 use sync_runtime::{apis::RuntimeApi, opaque::Block};
 
 /// The client type of this node.
-pub(crate) type FullClient =
-	sc_service::TFullClient<Block, RuntimeApi, sc_executor::WasmExecutor<sp_io::SubstrateHostFunctions>>;
+pub(crate) type FullClient = sc_service::TFullClient<
+	Block,
+	RuntimeApi,
+	sc_executor::WasmExecutor<sp_io::SubstrateHostFunctions>,
+>;
 pub(crate) type FullBackend = sc_service::TFullBackend<Block>;
 type FullSelectChain = sc_consensus::LongestChain<FullBackend, Block>;
 
@@ -217,7 +220,13 @@ pub fn new_full<
 				.sr25519_generate_new(sync_primitives::KEY_TYPE, Some(seed))
 				.map_err(|e| ServiceError::Other(format!("inserting the dev sync key: {e}")))?;
 		}
-		crate::sync_service::spawn(&task_manager, client.clone(), backend.clone(), sync, sync_handle.clone());
+		crate::sync_service::spawn(
+			&task_manager,
+			client.clone(),
+			backend.clone(),
+			sync,
+			sync_handle.clone(),
+		);
 	}
 
 	let role = config.role;
@@ -232,7 +241,11 @@ pub fn new_full<
 		let pool = transaction_pool.clone();
 
 		Box::new(move |_| {
-			let deps = crate::rpc::FullDeps { client: client.clone(), pool: pool.clone(), sync: sync_handle.clone() };
+			let deps = crate::rpc::FullDeps {
+				client: client.clone(),
+				pool: pool.clone(),
+				sync: sync_handle.clone(),
+			};
 			crate::rpc::create_full(deps).map_err(Into::into)
 		})
 	};

@@ -22,7 +22,9 @@ use std::{
 	path::{Path, PathBuf},
 	sync::Arc,
 };
-use sync_net::{deltas::PrimaryKeys, Follower, Holder, Keypair, Multiaddr, NetConfig, PeerId, SyncNetwork};
+use sync_net::{
+	deltas::PrimaryKeys, Follower, Holder, Keypair, Multiaddr, NetConfig, PeerId, SyncNetwork,
+};
 use sync_primitives::{SegmentId, SyncRegistryApi};
 use sync_runtime::{opaque::Block, AccountId};
 use sync_store::Store;
@@ -149,7 +151,9 @@ impl SyncParams {
 		chain_dir: &Path,
 		registry: Option<prometheus::Registry>,
 	) -> Result<Option<SyncConfig>, String> {
-		let role = self.sync_role.unwrap_or(if dev { SyncRole::Primary } else { SyncRole::Replica });
+		let role =
+			self.sync_role
+				.unwrap_or(if dev { SyncRole::Primary } else { SyncRole::Replica });
 		if role == SyncRole::None {
 			return Ok(None);
 		}
@@ -183,7 +187,14 @@ impl SyncParams {
 		}
 		let register = self.sync_register.then(|| self.sync_public_addr.clone());
 		let http = self.sync_http_addr.map(|a| (a, self.sync_http_max_object));
-		Ok(Some(SyncConfig { role, data_dir, net, register, commit_every: self.sync_commit_every, http }))
+		Ok(Some(SyncConfig {
+			role,
+			data_dir,
+			net,
+			register,
+			commit_every: self.sync_commit_every,
+			http,
+		}))
 	}
 }
 
@@ -192,7 +203,8 @@ fn load_or_create_key(path: &Path) -> Result<Keypair, String> {
 	let err = |e: std::io::Error| format!("{}: {e}", path.display());
 	if path.exists() {
 		let mut bytes = std::fs::read(path).map_err(err)?;
-		return Keypair::ed25519_from_bytes(&mut bytes).map_err(|e| format!("{}: {e}", path.display()));
+		return Keypair::ed25519_from_bytes(&mut bytes)
+			.map_err(|e| format!("{}: {e}", path.display()));
 	}
 	let key = Keypair::generate_ed25519();
 	let secret = key.clone().try_into_ed25519().expect("generated as Ed25519").secret();
@@ -237,17 +249,21 @@ pub fn spawn(
 ) {
 	if let Some((addr, max_object)) = config.http {
 		let h = handle.clone();
-		task_manager.spawn_essential_handle().spawn("sync-object-http", Some("sync"), async move {
-			if let Err(e) = crate::object_http::serve(addr, h, max_object).await {
-				log::error!(target: "sync", "object API on {addr} stopped: {e}");
+		task_manager
+			.spawn_essential_handle()
+			.spawn("sync-object-http", Some("sync"), async move {
+				if let Err(e) = crate::object_http::serve(addr, h, max_object).await {
+					log::error!(target: "sync", "object API on {addr} stopped: {e}");
+				}
+			});
+	}
+	task_manager
+		.spawn_essential_handle()
+		.spawn("sync-service", Some("sync"), async move {
+			if let Err(e) = run(client, backend, config, handle).await {
+				log::error!(target: "sync", "sync service stopped: {e}");
 			}
 		});
-	}
-	task_manager.spawn_essential_handle().spawn("sync-service", Some("sync"), async move {
-		if let Err(e) = run(client, backend, config, handle).await {
-			log::error!(target: "sync", "sync service stopped: {e}");
-		}
-	});
 }
 
 /// What the service tracks per segment.
@@ -282,18 +298,32 @@ async fn run(
 	// Ops are accepted only if signed by a Primary of the segment on chain.
 	let verifier = {
 		let h = handle.clone();
-		Arc::new(PrimaryKeys(move |seg, peer: &PeerId| h.segments.read().get(&seg).is_some_and(|s| s.primaries.contains(peer))))
+		Arc::new(PrimaryKeys(move |seg, peer: &PeerId| {
+			h.segments.read().get(&seg).is_some_and(|s| s.primaries.contains(peer))
+		}))
 	};
 	let register = register.map(|public| {
 		let addrs = if public.is_empty() {
-			addrs.iter().filter(|a| !a.iter().any(|p| matches!(p, sync_net::Protocol::Ip4(ip) if ip.is_unspecified()))).cloned().collect()
+			addrs
+				.iter()
+				.filter(|a| {
+					!a.iter()
+						.any(|p| matches!(p, sync_net::Protocol::Ip4(ip) if ip.is_unspecified()))
+				})
+				.cloned()
+				.collect()
 		} else {
 			public
 		};
-		let role = if role == SyncRole::Primary { sync_primitives::NodeRole::Primary } else { sync_primitives::NodeRole::Replica };
+		let role = if role == SyncRole::Primary {
+			sync_primitives::NodeRole::Primary
+		} else {
+			sync_primitives::NodeRole::Replica
+		};
 		(role, addrs.iter().map(|a: &Multiaddr| a.to_string()).collect())
 	});
-	let mut duties = crate::duties::Duties::new(crate::duties::DutyConfig { register, commit_every }, backend);
+	let mut duties =
+		crate::duties::Duties::new(crate::duties::DutyConfig { register, commit_every }, backend);
 	let mut tracked: HashMap<SegmentId, Tracked> = HashMap::new();
 	let mut registered: Option<bool> = None;
 	/// What the service wakes up for.
@@ -303,7 +333,9 @@ async fn run(
 		/// A new best block: only open challenges (their proof windows are short).
 		Best(<Block as sp_runtime::traits::Block>::Hash),
 	}
-	let finality = client.finality_notification_stream().map(|n| Wake::Finalized(n.hash, n.header.number));
+	let finality = client
+		.finality_notification_stream()
+		.map(|n| Wake::Finalized(n.hash, n.header.number));
 	let best = client
 		.import_notification_stream()
 		.filter(|n| futures::future::ready(n.is_new_best))
@@ -354,11 +386,13 @@ async fn run(
 				progress: None,
 			});
 			if t.owner != Some(s.duty.owner) {
-				let what = if s.duty.owner { "owner: serving and accepting writes" } else { "following" };
+				let what =
+					if s.duty.owner { "owner: serving and accepting writes" } else { "following" };
 				log::info!(target: "sync", "segment {}: {what} ({} holders on chain)", s.id, s.holders.len());
 				t.owner = Some(s.duty.owner);
 			}
-			t.holders.send_if_modified(|h| std::mem::replace(h, s.holders.clone()) != s.holders);
+			t.holders
+				.send_if_modified(|h| std::mem::replace(h, s.holders.clone()) != s.holders);
 			// An owner writes; everyone else follows (a migration target until it owns the
 			// segment, an old owner after it).
 			if s.duty.owner {
@@ -408,7 +442,11 @@ fn log_progress(net: &SyncNetwork, segment: SegmentId, t: &mut Tracked) {
 	let mib = |b: i64| b as f64 / (1 << 20) as f64;
 	if let Some((before, at)) = t.progress {
 		let rate = (done - before).max(0) as f64 / now.duration_since(at).as_secs_f64().max(1e-3);
-		let eta = if rate > 0.0 { format!("{:.0} s", (total - done).max(0) as f64 / rate) } else { "unknown".into() };
+		let eta = if rate > 0.0 {
+			format!("{:.0} s", (total - done).max(0) as f64 / rate)
+		} else {
+			"unknown".into()
+		};
 		log::info!(
 			target: "sync",
 			"segment {segment}: syncing to seq {}: {:.1} of {:.1} MiB ({:.1} MiB/s, ETA {eta})",
@@ -448,22 +486,23 @@ fn chain_view(
 		return Ok(None);
 	};
 	let mut peers: HashMap<AccountId, Option<(PeerId, Vec<Multiaddr>)>> = HashMap::new();
-	let mut data_plane_of = |account: &AccountId| -> Result<Option<(PeerId, Vec<Multiaddr>)>, String> {
-		if let Some(p) = peers.get(account) {
-			return Ok(p.clone());
-		}
-		let found = api.node_info(at, account.clone()).map_err(e)?.and_then(|n| {
-			let peer = PeerId::from_bytes(&n.peer_id).ok()?;
-			let addrs = n
-				.multiaddrs
-				.iter()
-				.filter_map(|a| std::str::from_utf8(a).ok()?.parse::<Multiaddr>().ok())
-				.collect();
-			Some((peer, addrs))
-		});
-		peers.insert(account.clone(), found.clone());
-		Ok(found)
-	};
+	let mut data_plane_of =
+		|account: &AccountId| -> Result<Option<(PeerId, Vec<Multiaddr>)>, String> {
+			if let Some(p) = peers.get(account) {
+				return Ok(p.clone());
+			}
+			let found = api.node_info(at, account.clone()).map_err(e)?.and_then(|n| {
+				let peer = PeerId::from_bytes(&n.peer_id).ok()?;
+				let addrs = n
+					.multiaddrs
+					.iter()
+					.filter_map(|a| std::str::from_utf8(a).ok()?.parse::<Multiaddr>().ok())
+					.collect();
+				Some((peer, addrs))
+			});
+			peers.insert(account.clone(), found.clone());
+			Ok(found)
+		};
 	let mut out = Vec::new();
 	for id in api.node_segments(at, me.clone()).map_err(e)? {
 		let Some(info) = api.segment_info(at, id).map_err(e)? else { continue };
@@ -482,7 +521,11 @@ fn chain_view(
 				}
 			}
 		}
-		let holding = info.holders.iter().find(|(a, _, _)| *a == me).map(|(_, status, proven)| (*status, *proven));
+		let holding = info
+			.holders
+			.iter()
+			.find(|(a, _, _)| *a == me)
+			.map(|(_, status, proven)| (*status, *proven));
 		let duty = crate::duties::SegmentDuty {
 			id,
 			owner: info.owner == me,
@@ -507,7 +550,9 @@ pub const MAX_RPC_OBJECT: usize = 4 << 20;
 ///   chain (one signed op, announced to followers); returns the new seq and root;
 /// - `sync_get(segment, key)`: the object under `key` (`null` if absent), verified against its
 ///   CID on read.
-pub fn rpc_module(handle: Arc<SyncHandle>) -> Result<jsonrpsee::RpcModule<SyncHandle>, jsonrpsee::core::RegisterMethodError> {
+pub fn rpc_module(
+	handle: Arc<SyncHandle>,
+) -> Result<jsonrpsee::RpcModule<SyncHandle>, jsonrpsee::core::RegisterMethodError> {
 	use jsonrpsee::types::ErrorObjectOwned;
 	use serde_json::{json, Value};
 	type Reply = Result<Value, ErrorObjectOwned>;
@@ -515,7 +560,9 @@ pub fn rpc_module(handle: Arc<SyncHandle>) -> Result<jsonrpsee::RpcModule<SyncHa
 		ErrorObjectOwned::owned(code, msg.into(), None::<()>)
 	}
 	fn net(h: &SyncHandle) -> Result<&SyncNetwork, ErrorObjectOwned> {
-		h.net.get().ok_or_else(|| err(9000, "the sync service is not running (--sync-role none, or starting)"))
+		h.net.get().ok_or_else(|| {
+			err(9000, "the sync service is not running (--sync-role none, or starting)")
+		})
 	}
 	use crate::object_cmd::{hex, unhex};
 	let mut m = jsonrpsee::RpcModule::from_arc(handle);
@@ -527,7 +574,8 @@ pub fn rpc_module(handle: Arc<SyncHandle>) -> Result<jsonrpsee::RpcModule<SyncHa
 			.iter()
 			.map(|(id, s)| {
 				let head = net.store().head(*id);
-				let (status, proven) = s.duty.holding.map_or((None, None), |(st, p)| (Some(format!("{st:?}")), p));
+				let (status, proven) =
+					s.duty.holding.map_or((None, None), |(st, p)| (Some(format!("{st:?}")), p));
 				let transfer = net.store().transfer(*id).ok().flatten();
 				// What the node is doing with the segment right now.
 				let stage = match (s.duty.owner, &transfer, head) {
@@ -586,9 +634,14 @@ pub fn rpc_module(handle: Arc<SyncHandle>) -> Result<jsonrpsee::RpcModule<SyncHa
 	m.register_blocking_method("sync_get", |params, h, _| -> Reply {
 		let (segment, key): (u64, String) = params.parse()?;
 		let net = net(&h)?;
-		let Some(entry) = net.store().lookup(segment, key.as_bytes()) else { return Ok(Value::Null) };
+		let Some(entry) = net.store().lookup(segment, key.as_bytes()) else {
+			return Ok(Value::Null);
+		};
 		if entry.size as usize > MAX_RPC_OBJECT {
-			return Err(err(9002, format!("object of {} bytes is larger than {MAX_RPC_OBJECT}", entry.size)));
+			return Err(err(
+				9002,
+				format!("object of {} bytes is larger than {MAX_RPC_OBJECT}", entry.size),
+			));
 		}
 		let data = net.store().read_object(&entry.cid).map_err(|e| err(9004, e.to_string()))?;
 		if sync_primitives::commitment::cid_of(&data) != entry.cid {

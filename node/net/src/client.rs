@@ -5,12 +5,12 @@ use codec::DecodeAll;
 use futures::{io::BufReader, AsyncWriteExt};
 use libp2p::{PeerId, Stream};
 use std::time::Duration;
-use sync_store::oplog::SignedOp;
 use sync_primitives::{
 	commitment::{Entry, Hash32},
 	outboard::{group_range, outboard_len},
 	SegmentId,
 };
+use sync_store::oplog::SignedOp;
 
 /// How a peer failed a request.
 #[derive(Debug, thiserror::Error)]
@@ -86,10 +86,13 @@ impl Session {
 	/// Opens a stream to `peer` (dialling it if needed, with the addresses the swarm knows).
 	pub async fn open(net: &SyncNetwork, peer: PeerId) -> Result<Session, PeerError> {
 		let mut control = net.inner.control.clone();
-		let stream = tokio::time::timeout(net.inner.config.connect_timeout, control.open_stream(peer, PROTOCOL))
-			.await
-			.map_err(|_| PeerError::Transport("open timed out".into()))?
-			.map_err(|e| PeerError::Transport(e.to_string()))?;
+		let stream = tokio::time::timeout(
+			net.inner.config.connect_timeout,
+			control.open_stream(peer, PROTOCOL),
+		)
+		.await
+		.map_err(|_| PeerError::Transport("open timed out".into()))?
+		.map_err(|e| PeerError::Transport(e.to_string()))?;
 		net.inner.metrics.streams.with_label_values(&["outbound"]).inc();
 		Ok(Session {
 			metrics: net.inner.metrics.clone(),
@@ -109,7 +112,8 @@ impl Session {
 		write_msg(&mut self.io, &Envelope { version: VERSION, request }).await?;
 		self.io.flush().await.map_err(|e| PeerError::Transport(e.to_string()))?;
 		read_frame_into(&mut self.io, MAX_HEADER_BYTES, &mut self.buf).await?;
-		let resp = Response::decode_all(&mut &self.buf[..]).map_err(|e| PeerError::Misbehaved(e.to_string()))?;
+		let resp = Response::decode_all(&mut &self.buf[..])
+			.map_err(|e| PeerError::Misbehaved(e.to_string()))?;
 		if let Response::Error(code) = resp {
 			return Err(PeerError::Refused(code));
 		}
@@ -120,23 +124,41 @@ impl Session {
 	pub async fn head(&mut self, segment: SegmentId) -> Result<PeerHead, PeerError> {
 		let t = self.timeout;
 		let f = self.send(Request::Head { segment });
-		match tokio::time::timeout(t, f).await.map_err(|_| PeerError::Transport("timed out".into()))?? {
-			Response::Head { complete, syncing, received, pinned } => Ok(PeerHead { complete, syncing, received, pinned }),
+		match tokio::time::timeout(t, f)
+			.await
+			.map_err(|_| PeerError::Transport("timed out".into()))??
+		{
+			Response::Head { complete, syncing, received, pinned } => {
+				Ok(PeerHead { complete, syncing, received, pinned })
+			},
 			other => Err(PeerError::Misbehaved(format!("unexpected {other:?}"))),
 		}
 	}
 
 	/// The whole index of `segment` at `root`, paged.
-	pub async fn index(&mut self, segment: SegmentId, root: Hash32, expected: u64) -> Result<Vec<Entry>, PeerError> {
+	pub async fn index(
+		&mut self,
+		segment: SegmentId,
+		root: Hash32,
+		expected: u64,
+	) -> Result<Vec<Entry>, PeerError> {
 		let mut out = Vec::with_capacity(expected.min(1 << 20) as usize);
 		while (out.len() as u64) < expected {
 			let start = out.len() as u64;
 			let t = self.timeout;
 			let f = self.send(Request::Index { segment, root, start, count: MAX_INDEX_PAGE });
-			match tokio::time::timeout(t, f).await.map_err(|_| PeerError::Transport("timed out".into()))?? {
+			match tokio::time::timeout(t, f)
+				.await
+				.map_err(|_| PeerError::Transport("timed out".into()))??
+			{
 				Response::Index { entries, total } => {
-					if total != expected || entries.is_empty() || entries.len() > MAX_INDEX_PAGE as usize {
-						return Err(PeerError::Misbehaved("index page inconsistent with the root facts".into()));
+					if total != expected
+						|| entries.is_empty()
+						|| entries.len() > MAX_INDEX_PAGE as usize
+					{
+						return Err(PeerError::Misbehaved(
+							"index page inconsistent with the root facts".into(),
+						));
 					}
 					out.extend(entries.into_iter().map(Entry::from));
 				},
@@ -157,21 +179,27 @@ impl Session {
 			match self.send(Request::Outboard { cid }).await? {
 				Response::Outboard { len } if len == want => {},
 				Response::Outboard { len } => {
-					return Err(PeerError::Misbehaved(format!("outboard of {len} bytes, expected {want}")))
+					return Err(PeerError::Misbehaved(format!(
+						"outboard of {len} bytes, expected {want}"
+					)))
 				},
 				other => return Err(PeerError::Misbehaved(format!("unexpected {other:?}"))),
 			}
 			let mut out = Vec::with_capacity(want as usize);
 			while (out.len() as u64) < want {
 				read_frame_into(&mut self.io, MAX_DATA_FRAME, &mut self.buf).await?;
-				if self.buf.first() != Some(&TAG_DATA) || out.len() + self.buf.len() - 1 > want as usize {
+				if self.buf.first() != Some(&TAG_DATA)
+					|| out.len() + self.buf.len() - 1 > want as usize
+				{
 					return Err(PeerError::Misbehaved("bad outboard frame".into()));
 				}
 				out.extend_from_slice(&self.buf[1..]);
 			}
 			Ok(out)
 		};
-		tokio::time::timeout(t, f).await.map_err(|_| PeerError::Transport("timed out".into()))?
+		tokio::time::timeout(t, f)
+			.await
+			.map_err(|_| PeerError::Transport("timed out".into()))?
 	}
 
 	/// Requests groups; `sizes[i]` is the size of `ranges[i]`'s object (from the verified
@@ -183,8 +211,11 @@ impl Session {
 		sizes: &[u64],
 		mut on_group: impl FnMut(usize, u64, Received<'_>) -> Result<(), PeerError>,
 	) -> Result<(), PeerError> {
-		let plan: Vec<(usize, u64)> =
-			ranges.iter().enumerate().flat_map(|(i, r)| (r.first..r.first + r.count as u64).map(move |g| (i, g))).collect();
+		let plan: Vec<(usize, u64)> = ranges
+			.iter()
+			.enumerate()
+			.flat_map(|(i, r)| (r.first..r.first + r.count as u64).map(move |g| (i, g)))
+			.collect();
 		let t = self.timeout;
 		let f = async {
 			match self.send(Request::Groups { ranges }).await? {
@@ -193,26 +224,42 @@ impl Session {
 			}
 			for (i, g) in plan {
 				read_frame_into(&mut self.io, MAX_DATA_FRAME, &mut self.buf).await?;
-				let (s, e) = group_range(sizes[i], g).ok_or_else(|| PeerError::Misbehaved("group out of range".into()))?;
+				let (s, e) = group_range(sizes[i], g)
+					.ok_or_else(|| PeerError::Misbehaved("group out of range".into()))?;
 				match self.buf.first() {
-					Some(&TAG_DATA) if (self.buf.len() - 1) as u64 == e - s => on_group(i, g, Received::Data(&self.buf[1..]))?,
+					Some(&TAG_DATA) if (self.buf.len() - 1) as u64 == e - s => {
+						on_group(i, g, Received::Data(&self.buf[1..]))?
+					},
 					Some(&TAG_MISSING) if self.buf.len() == 1 => on_group(i, g, Received::Missing)?,
 					_ => return Err(PeerError::Misbehaved("bad group frame".into())),
 				}
 			}
 			Ok(())
 		};
-		tokio::time::timeout(t, f).await.map_err(|_| PeerError::Transport("request timed out".into()))?
+		tokio::time::timeout(t, f)
+			.await
+			.map_err(|_| PeerError::Transport("request timed out".into()))?
 	}
 
 	/// Up to `max` logged ops of `segment` from seq `from`; checks they are consecutive from
 	/// `from` (signatures and roots are checked by the store when they are replayed).
-	pub async fn ops(&mut self, segment: SegmentId, from: u64, max: u32) -> Result<Vec<SignedOp>, PeerError> {
+	pub async fn ops(
+		&mut self,
+		segment: SegmentId,
+		from: u64,
+		max: u32,
+	) -> Result<Vec<SignedOp>, PeerError> {
 		let t = self.timeout;
 		let f = self.send(Request::Ops { segment, from, max });
-		match tokio::time::timeout(t, f).await.map_err(|_| PeerError::Transport("timed out".into()))?? {
+		match tokio::time::timeout(t, f)
+			.await
+			.map_err(|_| PeerError::Transport("timed out".into()))??
+		{
 			Response::Ops { ops } => {
-				let consecutive = ops.iter().enumerate().all(|(i, o)| o.op.segment == segment && o.op.seq == from + i as u64);
+				let consecutive = ops
+					.iter()
+					.enumerate()
+					.all(|(i, o)| o.op.segment == segment && o.op.seq == from + i as u64);
 				if !consecutive || ops.len() > max as usize {
 					return Err(PeerError::Misbehaved("ops out of order".into()));
 				}

@@ -7,16 +7,12 @@ use crate::{
 	protocol::{ErrorCode, GroupRange, MAX_GROUPS_PER_REQUEST, MAX_OPS_PER_REQUEST},
 	SyncNetwork,
 };
-use std::collections::HashSet;
 use libp2p::{
 	identity::{Keypair, PublicKey},
 	PeerId,
 };
-use sync_primitives::{
-	commitment::SegmentTrie,
-	outboard::groups_of,
-	SegmentId,
-};
+use std::collections::HashSet;
+use sync_primitives::{commitment::SegmentTrie, outboard::groups_of, SegmentId};
 use sync_store::{
 	oplog::{OpKind, OpSigner, OpVerifier, SignedOp, CHECKPOINT_EVERY},
 	Head, StoreError,
@@ -74,13 +70,13 @@ impl DeltaError {
 			DeltaError::Peer(PeerError::Misbehaved(_)) => true,
 			DeltaError::Store(e) => matches!(
 				e,
-				StoreError::BadSignature { .. } |
-					StoreError::RootMismatch { .. } |
-					StoreError::OutOfOrder { .. } |
-					StoreError::Conflict { .. } |
-					StoreError::Unsigned { .. } |
-					StoreError::KeyTooLong(_) |
-					StoreError::BadData { .. }
+				StoreError::BadSignature { .. }
+					| StoreError::RootMismatch { .. }
+					| StoreError::OutOfOrder { .. }
+					| StoreError::Conflict { .. }
+					| StoreError::Unsigned { .. }
+					| StoreError::KeyTooLong(_)
+					| StoreError::BadData { .. }
 			),
 			_ => false,
 		}
@@ -104,13 +100,18 @@ impl SyncNetwork {
 		let store = self.store().clone();
 		let mut session = Session::open(self, holder).await?;
 		loop {
-			let head = store.head(segment).unwrap_or(Head { seq: 0, facts: SegmentTrie::new().facts() });
+			let head = store
+				.head(segment)
+				.unwrap_or(Head { seq: 0, facts: SegmentTrie::new().facts() });
 			if head.seq >= target {
 				return Ok(head);
 			}
-			let want = (target - head.seq).max(CHECKPOINT_EVERY).min(MAX_OPS_PER_REQUEST as u64) as u32;
+			let want =
+				(target - head.seq).max(CHECKPOINT_EVERY).min(MAX_OPS_PER_REQUEST as u64) as u32;
 			let mut ops = match session.ops(segment, head.seq + 1, want).await {
-				Err(PeerError::Refused(ErrorCode::Pruned)) => return Err(DeltaError::Pruned(head.seq)),
+				Err(PeerError::Refused(ErrorCode::Pruned)) => {
+					return Err(DeltaError::Pruned(head.seq))
+				},
 				other => other?,
 			};
 			if ops.is_empty() {
@@ -118,7 +119,11 @@ impl SyncNetwork {
 			}
 			// Apply up to the last checkpoint; the rest comes with the next response.
 			let Some(last_signed) = ops.iter().rposition(|o| o.is_checkpoint()) else {
-				return Err(PeerError::Misbehaved(format!("{} ops without a checkpoint", ops.len())).into());
+				return Err(PeerError::Misbehaved(format!(
+					"{} ops without a checkpoint",
+					ops.len()
+				))
+				.into());
 			};
 			ops.truncate(last_signed + 1);
 			if let Some(a) = announced {
@@ -145,7 +150,11 @@ impl SyncNetwork {
 	/// Fetches the objects `ops` put that the store lacks, verified group by group: outboards of
 	/// multi-group objects first, then every missing group packed into requests of up to
 	/// [`MAX_GROUPS_PER_REQUEST`] (small objects share requests instead of paying one each).
-	async fn fetch_objects(&self, session: &mut Session, ops: &[SignedOp]) -> Result<(), DeltaError> {
+	async fn fetch_objects(
+		&self,
+		session: &mut Session,
+		ops: &[SignedOp],
+	) -> Result<(), DeltaError> {
 		let store = self.store().clone();
 		let mut ranges: Vec<(GroupRange, u64)> = Vec::new();
 		let mut seen = HashSet::new();
@@ -181,9 +190,14 @@ impl SyncNetwork {
 			rest = tail;
 			let sizes: Vec<u64> = batch.iter().map(|(_, s)| *s).collect();
 			session
-				.groups(batch.iter().map(|(r, _)| r.clone()).collect(), &sizes, |i, g, data| match data {
-					Received::Data(d) => store.write_group(&batch[i].0.cid, sizes[i], g, d).map(|_| ()).map_err(PeerError::from),
-					Received::Missing => Err(PeerError::Refused(ErrorCode::NotHeld)),
+				.groups(batch.iter().map(|(r, _)| r.clone()).collect(), &sizes, |i, g, data| {
+					match data {
+						Received::Data(d) => store
+							.write_group(&batch[i].0.cid, sizes[i], g, d)
+							.map(|_| ())
+							.map_err(PeerError::from),
+						Received::Missing => Err(PeerError::Refused(ErrorCode::NotHeld)),
+					}
 				})
 				.await?;
 		}

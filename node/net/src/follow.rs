@@ -110,7 +110,10 @@ struct Polled(Vec<(Holder, PeerHead)>);
 
 impl Polled {
 	fn seq_of(&self, peer: &PeerId) -> Option<u64> {
-		self.0.iter().find(|(h, _)| h.peer == *peer).and_then(|(_, p)| p.complete.map(|c| c.seq))
+		self.0
+			.iter()
+			.find(|(h, _)| h.peer == *peer)
+			.and_then(|(_, p)| p.complete.map(|c| c.seq))
 	}
 
 	fn newest(&self) -> u64 {
@@ -120,14 +123,18 @@ impl Polled {
 	/// The newest state a holder keeps servable: a pinned snapshot, else (nobody pins) a head.
 	fn best_snapshot(&self) -> Option<Head> {
 		let pinned = self.0.iter().flat_map(|(_, p)| p.pinned.iter()).max_by_key(|h| h.seq);
-		let any = pinned.or_else(|| self.0.iter().filter_map(|(_, p)| p.complete.as_ref()).max_by_key(|h| h.seq));
+		let any = pinned.or_else(|| {
+			self.0.iter().filter_map(|(_, p)| p.complete.as_ref()).max_by_key(|h| h.seq)
+		});
 		any.map(|h| Head { seq: h.seq, facts: h.facts })
 	}
 
 	fn serves(&self, target: &Head) -> bool {
 		self.0.iter().any(|(_, p)| {
 			let same = |h: &crate::protocol::WireHead| h.facts.root == target.facts.root;
-			p.complete.as_ref().is_some_and(same) || p.syncing.as_ref().is_some_and(same) || p.pinned.iter().any(same)
+			p.complete.as_ref().is_some_and(same)
+				|| p.syncing.as_ref().is_some_and(same)
+				|| p.pinned.iter().any(same)
 		})
 	}
 }
@@ -140,7 +147,8 @@ impl SyncNetwork {
 	pub fn write(&self, segment: SegmentId, writes: Vec<SegmentWrite>) -> Result<Head, StoreError> {
 		let key = &self.inner.config.keypair;
 		let was_held = self.store().head(segment).is_some();
-		let (head, ops) = self.store().apply_signed(segment, writes, &KeypairSigner(key.clone()))?;
+		let (head, ops) =
+			self.store().apply_signed(segment, writes, &KeypairSigner(key.clone()))?;
 		if let Some(last) = ops.last() {
 			self.announce(&Announcement::of(last, key));
 		}
@@ -161,7 +169,11 @@ impl SyncNetwork {
 		}
 		// Pruned in steps of 1/16 of the retention, not on every write.
 		let slack = (cfg.log_retention / 16).max(1);
-		if head.seq > cfg.log_retention && store.first_logged(segment)?.is_some_and(|f| f + cfg.log_retention + slack <= head.seq) {
+		if head.seq > cfg.log_retention
+			&& store
+				.first_logged(segment)?
+				.is_some_and(|f| f + cfg.log_retention + slack <= head.seq)
+		{
 			store.prune_ops(segment, head.seq - cfg.log_retention + 1)?;
 		}
 		Ok(())
@@ -178,10 +190,23 @@ impl SyncNetwork {
 		let (announced_tx, announced) = watch::channel(None);
 		let (head_tx, head) = watch::channel(self.store().head(segment));
 		let stats = Arc::new(FollowStats::default());
-		let reg = Registration { verifier: verifier.clone(), announced: announced_tx, head: head_tx.clone(), stats: stats.clone() };
+		let reg = Registration {
+			verifier: verifier.clone(),
+			announced: announced_tx,
+			head: head_tx.clone(),
+			stats: stats.clone(),
+		};
 		self.inner.follows.lock().insert(segment, reg);
 		let _ = self.inner.commands.send(Command::Subscribe(topic(segment)));
-		let run = Run { net: self.clone(), segment, holders, verifier, announced, head_tx, stats: stats.clone() };
+		let run = Run {
+			net: self.clone(),
+			segment,
+			holders,
+			verifier,
+			announced,
+			head_tx,
+			stats: stats.clone(),
+		};
 		let task = tokio::spawn(run.run());
 		Follower { net: self.clone(), segment, head, stats, task }
 	}
@@ -200,7 +225,12 @@ impl SyncNetwork {
 
 	/// Dials a holder with its addresses (within the connect timeout).
 	pub(crate) async fn reach(&self, h: &Holder) -> Result<(), PeerError> {
-		match tokio::time::timeout(self.inner.config.connect_timeout, self.dial(h.peer, h.addrs.clone())).await {
+		match tokio::time::timeout(
+			self.inner.config.connect_timeout,
+			self.dial(h.peer, h.addrs.clone()),
+		)
+		.await
+		{
 			Ok(Ok(())) => Ok(()),
 			Ok(Err(e)) => Err(PeerError::Transport(e)),
 			Err(_) => Err(PeerError::Transport("dial timed out".into())),
@@ -245,9 +275,15 @@ impl Run {
 			let ann = self.announced.borrow().clone();
 			let have = head.map_or(0, |h| h.seq);
 			let goal = ann.as_ref().map_or(0, |a| a.seq).max(polled.newest());
-			self.net.inner.metrics.lag.with_label_values(&[&label]).set(goal.saturating_sub(have) as i64);
+			self.net
+				.inner
+				.metrics
+				.lag
+				.with_label_values(&[&label])
+				.set(goal.saturating_sub(have) as i64);
 			if goal <= have && head.is_some() {
-				self.wait(poll.saturating_sub(last_poll.map_or(Duration::ZERO, |t| t.elapsed()))).await;
+				self.wait(poll.saturating_sub(last_poll.map_or(Duration::ZERO, |t| t.elapsed())))
+					.await;
 				continue;
 			}
 			if goal == 0 && head.is_none() {
@@ -256,7 +292,8 @@ impl Run {
 				last_poll = None;
 				continue;
 			}
-			let progressed = if head.is_none() && polled.best_snapshot().is_some_and(|s| s.seq > 0) {
+			let progressed = if head.is_none() && polled.best_snapshot().is_some_and(|s| s.seq > 0)
+			{
 				self.snapshot(&mut polled).await
 			} else {
 				match self.deltas(have, goal, &polled, ann.as_ref()).await {
@@ -292,13 +329,23 @@ impl Run {
 	}
 
 	/// Fetches ops `(have, goal]` from the holders, most suitable first.
-	async fn deltas(&self, have: u64, goal: u64, polled: &Polled, ann: Option<&Announcement>) -> Result<(), DeltaError> {
+	async fn deltas(
+		&self,
+		have: u64,
+		goal: u64,
+		polled: &Polled,
+		ann: Option<&Announcement>,
+	) -> Result<(), DeltaError> {
 		let me = self.net.peer_id();
-		let holders: Vec<Holder> = self.holders.borrow().iter().filter(|h| h.peer != me).cloned().collect();
+		let holders: Vec<Holder> =
+			self.holders.borrow().iter().filter(|h| h.peer != me).cloned().collect();
 		let peers: Vec<PeerId> = holders.iter().map(|h| h.peer).collect();
 		let order = self.net.inner.book.lock().select(&peers, Instant::now());
-		let mut candidates: Vec<&Holder> =
-			order.iter().filter_map(|p| holders.iter().find(|h| h.peer == *p)).filter(|h| !self.net.is_banned(&h.peer)).collect();
+		let mut candidates: Vec<&Holder> = order
+			.iter()
+			.filter_map(|p| holders.iter().find(|h| h.peer == *p))
+			.filter(|h| !self.net.is_banned(&h.peer))
+			.collect();
 		// Holders known to be ahead first; Replicas before Primaries (Primary egress).
 		candidates.sort_by_key(|h| (polled.seq_of(&h.peer).is_none_or(|s| s <= have), h.primary));
 		let mut last = DeltaError::Short(have);
@@ -319,7 +366,10 @@ impl Run {
 					if e.is_invalid() {
 						log::warn!(target: "sync-net", "segment {}: {} sent invalid ops: {e}", self.segment, h.peer);
 						self.net.penalise_invalid(h.peer);
-					} else if !matches!(e, DeltaError::Short(_) | DeltaError::Pruned(_) | DeltaError::Store(_)) {
+					} else if !matches!(
+						e,
+						DeltaError::Short(_) | DeltaError::Pruned(_) | DeltaError::Store(_)
+					) {
 						self.net.peer_failed(h.peer);
 					}
 					// Some progress is progress: the next round goes on from the new head.

@@ -102,10 +102,10 @@ impl SyncNetwork {
 	/// Publishes an announcement on its segment's topic (the Primary's write path calls this;
 	/// no subscribed peer yet is not an error: followers poll heads too).
 	pub fn announce(&self, announcement: &Announcement) {
-		let _ = self
-			.inner
-			.commands
-			.send(crate::swarm::Command::Publish(topic(announcement.segment), announcement.encode()));
+		let _ = self.inner.commands.send(crate::swarm::Command::Publish(
+			topic(announcement.segment),
+			announcement.encode(),
+		));
 	}
 
 	/// Decides what to do with one received message (see the module docs).
@@ -119,7 +119,8 @@ impl SyncNetwork {
 		if msg.topic != topic(a.segment).hash() {
 			return (Verdict::Reject("wrong_topic"), None);
 		}
-		let Some(verifier) = self.inner.follows.lock().get(&a.segment).map(|f| f.verifier.clone()) else {
+		let Some(verifier) = self.inner.follows.lock().get(&a.segment).map(|f| f.verifier.clone())
+		else {
 			return (Verdict::Ignore("not_followed"), None);
 		};
 		if !verifier.verify(a.segment, &a.signer, &a.signing_payload(), &a.signature) {
@@ -130,7 +131,9 @@ impl SyncNetwork {
 			return (Verdict::Accept, Some(a));
 		}
 		match self.store().ops(a.segment, a.seq, 1) {
-			Ok(ops) if ops.first().is_some_and(|o| o.op.hash() == a.op_hash) => (Verdict::Ignore("replayed"), None),
+			Ok(ops) if ops.first().is_some_and(|o| o.op.hash() == a.op_hash) => {
+				(Verdict::Ignore("replayed"), None)
+			},
 			Ok(_) => (Verdict::Reject("conflicting"), None),
 			// Below this node's log (pruned, or state from a snapshot): cannot tell, drop it.
 			Err(StoreError::Pruned { .. }) => (Verdict::Ignore("replayed"), None),
@@ -140,10 +143,19 @@ impl SyncNetwork {
 
 	/// Handles one gossip message: validates it, reports the verdict to gossipsub, penalises
 	/// the sender of an invalid one, and hands a new announcement to the segment's follower.
-	pub(crate) fn on_gossip(&self, source: PeerId, id: gossipsub::MessageId, msg: gossipsub::Message) {
+	pub(crate) fn on_gossip(
+		&self,
+		source: PeerId,
+		id: gossipsub::MessageId,
+		msg: gossipsub::Message,
+	) {
 		let (verdict, announcement) = self.validate(&msg);
 		self.inner.metrics.gossip.with_label_values(&[verdict.label()]).inc();
-		let _ = self.inner.commands.send(crate::swarm::Command::Validated(id, source, verdict.acceptance()));
+		let _ = self.inner.commands.send(crate::swarm::Command::Validated(
+			id,
+			source,
+			verdict.acceptance(),
+		));
 		if let Verdict::Reject(why) = verdict {
 			log::warn!(target: "sync-net", "gossip from {source} rejected: {why}");
 			self.penalise_invalid(source);

@@ -33,9 +33,9 @@ pub mod snapshot;
 pub mod swarm;
 
 pub use config::{NetConfig, ServeLimits};
-pub use libp2p::{identity::Keypair, multiaddr::Protocol, Multiaddr, PeerId};
 pub use follow::Follower;
 pub use gossip::Announcement;
+pub use libp2p::{identity::Keypair, multiaddr::Protocol, Multiaddr, PeerId};
 pub use peers::PeerManagerConfig;
 pub use snapshot::{Holder, SyncError, SyncReport};
 
@@ -99,9 +99,11 @@ impl SyncNetwork {
 	pub async fn start(config: NetConfig, store: Store) -> Result<SyncNetwork, NetError> {
 		let (swarm, mut control) = swarm::build(&config).map_err(NetError::Setup)?;
 		let peer_id = *swarm.local_peer_id();
-		let incoming = control.accept(protocol::PROTOCOL).map_err(|e| NetError::Setup(e.to_string()))?;
+		let incoming =
+			control.accept(protocol::PROTOCOL).map_err(|e| NetError::Setup(e.to_string()))?;
 		let metrics = match &config.registry {
-			Some(r) => metrics::Metrics::register(r).map_err(|e| NetError::Setup(format!("metrics: {e}")))?,
+			Some(r) => metrics::Metrics::register(r)
+				.map_err(|e| NetError::Setup(format!("metrics: {e}")))?,
 			None => metrics::Metrics::unregistered(),
 		};
 		let (tx, rx) = mpsc::unbounded_channel();
@@ -117,7 +119,10 @@ impl SyncNetwork {
 			peer_id,
 			metrics,
 			stream_permits: Arc::new(Semaphore::new(config.limits.max_streams)),
-			total_bucket: config.limits.bytes_per_sec_total.map(|r| Mutex::new(server::Bucket::new(r))),
+			total_bucket: config
+				.limits
+				.bytes_per_sec_total
+				.map(|r| Mutex::new(server::Bucket::new(r))),
 			config,
 			store,
 			control,
@@ -208,7 +213,10 @@ impl SyncNetwork {
 	/// Connects to a peer.
 	pub async fn dial(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> Result<(), String> {
 		let (tx, rx) = oneshot::channel();
-		self.inner.commands.send(swarm::Command::Dial(peer, addrs, tx)).map_err(|_| "network stopped".to_string())?;
+		self.inner
+			.commands
+			.send(swarm::Command::Dial(peer, addrs, tx))
+			.map_err(|_| "network stopped".to_string())?;
 		rx.await.map_err(|_| "network stopped".to_string())?
 	}
 

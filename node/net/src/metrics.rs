@@ -76,24 +76,69 @@ impl Metrics {
 	/// Metrics that count but are not exported (no registry given).
 	pub fn unregistered() -> Metrics {
 		let counter = |n: &str, h: &str| IntCounter::new(n, h).expect("valid metric");
-		let counter_vec =
-			|n: &str, h: &str, l: &[&str]| IntCounterVec::new(Opts::new(n, h), l).expect("valid metric");
-		let gauge_vec = |n: &str, h: &str, l: &[&str]| IntGaugeVec::new(Opts::new(n, h), l).expect("valid metric");
+		let counter_vec = |n: &str, h: &str, l: &[&str]| {
+			IntCounterVec::new(Opts::new(n, h), l).expect("valid metric")
+		};
+		let gauge_vec = |n: &str, h: &str, l: &[&str]| {
+			IntGaugeVec::new(Opts::new(n, h), l).expect("valid metric")
+		};
 		Metrics {
-			bytes_in: counter("sync_net_bytes_received_total", "Verified chunk-group bytes received"),
-			bytes_out: counter("sync_net_bytes_served_total", "Chunk-group and outboard bytes served"),
-			requests: counter_vec("sync_net_requests_total", "Transfer requests by side and outcome", &["side", "outcome"]),
-			failures: counter_vec("sync_net_peer_failures_total", "Peer failures by reason", &["reason"]),
+			bytes_in: counter(
+				"sync_net_bytes_received_total",
+				"Verified chunk-group bytes received",
+			),
+			bytes_out: counter(
+				"sync_net_bytes_served_total",
+				"Chunk-group and outboard bytes served",
+			),
+			requests: counter_vec(
+				"sync_net_requests_total",
+				"Transfer requests by side and outcome",
+				&["side", "outcome"],
+			),
+			failures: counter_vec(
+				"sync_net_peer_failures_total",
+				"Peer failures by reason",
+				&["reason"],
+			),
 			bans: counter("sync_net_bans_total", "Peers banned for the session"),
-			streams: gauge_vec("sync_net_streams", "Open transfer streams by direction", &["direction"]),
-			stage: gauge_vec("sync_net_segment_stage", "Sync stage per segment (0 idle .. 4 finish)", &["segment"]),
-			progress: gauge_vec("sync_net_segment_verified_bytes", "Verified bytes of the sync target held", &["segment"]),
-			lag: gauge_vec("sync_net_segment_lag_seqs", "Seqs behind the newest known head of a followed segment", &["segment"]),
-			gossip: counter_vec("sync_net_gossip_total", "Gossip messages by validation outcome", &["outcome"]),
+			streams: gauge_vec(
+				"sync_net_streams",
+				"Open transfer streams by direction",
+				&["direction"],
+			),
+			stage: gauge_vec(
+				"sync_net_segment_stage",
+				"Sync stage per segment (0 idle .. 4 finish)",
+				&["segment"],
+			),
+			progress: gauge_vec(
+				"sync_net_segment_verified_bytes",
+				"Verified bytes of the sync target held",
+				&["segment"],
+			),
+			lag: gauge_vec(
+				"sync_net_segment_lag_seqs",
+				"Seqs behind the newest known head of a followed segment",
+				&["segment"],
+			),
+			gossip: counter_vec(
+				"sync_net_gossip_total",
+				"Gossip messages by validation outcome",
+				&["outcome"],
+			),
 			peers: gauge_vec("sync_net_peers", "Peers in the peer book by state", &["state"]),
-			queued: gauge_vec("sync_net_requests_queued", "Requests waiting to be served, by priority", &["priority"]),
-			ops_replayed: counter("sync_net_ops_replayed_total", "Ops fetched from peers and replayed"),
-			serving: IntGauge::new("sync_net_requests_serving", "Requests being answered").expect("valid metric"),
+			queued: gauge_vec(
+				"sync_net_requests_queued",
+				"Requests waiting to be served, by priority",
+				&["priority"],
+			),
+			ops_replayed: counter(
+				"sync_net_ops_replayed_total",
+				"Ops fetched from peers and replayed",
+			),
+			serving: IntGauge::new("sync_net_requests_serving", "Requests being answered")
+				.expect("valid metric"),
 		}
 	}
 

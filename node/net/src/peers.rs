@@ -155,11 +155,17 @@ impl PeerBook {
 		let mut pool: Vec<PeerId> = candidates
 			.iter()
 			.copied()
-			.filter(|p| self.usable(p, now) && (!self.config.reserved.contains(p) || self.promoted.contains(p)))
+			.filter(|p| {
+				self.usable(p, now)
+					&& (!self.config.reserved.contains(p) || self.promoted.contains(p))
+			})
 			.collect();
 		if pool.len() < self.config.low_cap_hard {
 			for p in candidates {
-				if self.config.reserved.contains(p) && self.usable(p, now) && self.promoted.insert(*p) {
+				if self.config.reserved.contains(p)
+					&& self.usable(p, now)
+					&& self.promoted.insert(*p)
+				{
 					pool.push(*p);
 				}
 			}
@@ -226,7 +232,9 @@ impl PeerBook {
 			.peers
 			.iter()
 			.map(|(p, r)| {
-				let rest = r.cooldown_until.map_or(0, |t| t.saturating_duration_since(now).as_millis() as u64);
+				let rest = r
+					.cooldown_until
+					.map_or(0, |t| t.saturating_duration_since(now).as_millis() as u64);
 				(p.to_bytes(), r.failures, r.score, rest)
 			})
 			.collect();
@@ -240,7 +248,8 @@ impl PeerBook {
 		for (peer, failures, score, rest_ms) in rows {
 			let Ok(peer) = PeerId::from_bytes(&peer) else { continue };
 			let cooldown_until = (rest_ms > 0).then(|| now + Duration::from_millis(rest_ms));
-			book.peers.insert(peer, PeerRecord { failures, cooldown_until, banned: false, score });
+			book.peers
+				.insert(peer, PeerRecord { failures, cooldown_until, banned: false, score });
 		}
 		book
 	}
@@ -262,7 +271,12 @@ mod tests {
 		let expect = [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 60, 60];
 		for (i, m) in expect.iter().enumerate() {
 			book.failure(p, t0);
-			assert_eq!(book.record(&p).unwrap().cooldown_until, Some(t0 + MIN * *m), "failure {}", i + 2);
+			assert_eq!(
+				book.record(&p).unwrap().cooldown_until,
+				Some(t0 + MIN * *m),
+				"failure {}",
+				i + 2
+			);
 			assert!(!book.usable(&p, t0 + MIN * *m - Duration::from_secs(1)));
 			assert!(book.usable(&p, t0 + MIN * *m));
 		}
@@ -300,11 +314,19 @@ mod tests {
 	fn reserved_peers_are_promoted_below_the_hard_low_cap() {
 		let reserved = PeerId::random();
 		let a = PeerId::random();
-		let cfg = PeerManagerConfig { reserved: [reserved].into(), low_cap_hard: 2, concurrency: 4, ..Default::default() };
+		let cfg = PeerManagerConfig {
+			reserved: [reserved].into(),
+			low_cap_hard: 2,
+			concurrency: 4,
+			..Default::default()
+		};
 		let mut book = PeerBook::new(cfg);
 		let t0 = Instant::now();
 		let (b, c) = (PeerId::random(), PeerId::random());
-		assert!(!book.select(&[a, b, c, reserved], t0).contains(&reserved), "enough peers: reserve stays out");
+		assert!(
+			!book.select(&[a, b, c, reserved], t0).contains(&reserved),
+			"enough peers: reserve stays out"
+		);
 		let pool = book.select(&[a, reserved], t0);
 		assert_eq!(pool.len(), 2);
 		assert_eq!(pool[0], reserved, "promoted instantly, ahead of ordinary peers");
@@ -331,6 +353,8 @@ mod tests {
 		// 10 min cooldown from t0, saved at t0 + 1 min: 9 min remain after the restart.
 		assert_eq!(back.record(&bad).unwrap().cooldown_until, Some(t1 + MIN * 9));
 		assert!(back.usable(&liar, t1));
-		assert!(PeerBook::load(PeerManagerConfig::default(), b"garbage", t1).record(&good).is_none());
+		assert!(PeerBook::load(PeerManagerConfig::default(), b"garbage", t1)
+			.record(&good)
+			.is_none());
 	}
 }

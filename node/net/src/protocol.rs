@@ -231,14 +231,21 @@ pub enum WireError {
 }
 
 /// Writes one frame.
-pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, payload: &[u8]) -> Result<(), WireError> {
+pub async fn write_frame<W: AsyncWrite + Unpin>(
+	w: &mut W,
+	payload: &[u8],
+) -> Result<(), WireError> {
 	w.write_all(&(payload.len() as u32).to_le_bytes()).await?;
 	w.write_all(payload).await?;
 	Ok(())
 }
 
 /// Writes one data frame (tag + bytes) without copying the bytes.
-pub async fn write_data_frame<W: AsyncWrite + Unpin>(w: &mut W, tag: u8, data: &[u8]) -> Result<(), WireError> {
+pub async fn write_data_frame<W: AsyncWrite + Unpin>(
+	w: &mut W,
+	tag: u8,
+	data: &[u8],
+) -> Result<(), WireError> {
 	let len = (data.len() + 1) as u32;
 	let mut head = [0u8; 5];
 	head[..4].copy_from_slice(&len.to_le_bytes());
@@ -249,7 +256,11 @@ pub async fn write_data_frame<W: AsyncWrite + Unpin>(w: &mut W, tag: u8, data: &
 }
 
 /// Reads one frame of at most `max` bytes into `buf` (reused between frames).
-pub async fn read_frame_into<R: AsyncRead + Unpin>(r: &mut R, max: usize, buf: &mut Vec<u8>) -> Result<(), WireError> {
+pub async fn read_frame_into<R: AsyncRead + Unpin>(
+	r: &mut R,
+	max: usize,
+	buf: &mut Vec<u8>,
+) -> Result<(), WireError> {
 	let mut len = [0u8; 4];
 	r.read_exact(&mut len).await?;
 	let len = u32::from_le_bytes(len) as usize;
@@ -262,14 +273,20 @@ pub async fn read_frame_into<R: AsyncRead + Unpin>(r: &mut R, max: usize, buf: &
 }
 
 /// Reads and decodes one SCALE frame of at most `max` bytes.
-pub async fn read_msg<R: AsyncRead + Unpin, T: Decode>(r: &mut R, max: usize) -> Result<T, WireError> {
+pub async fn read_msg<R: AsyncRead + Unpin, T: Decode>(
+	r: &mut R,
+	max: usize,
+) -> Result<T, WireError> {
 	let mut buf = Vec::new();
 	read_frame_into(r, max, &mut buf).await?;
 	Ok(T::decode(&mut &buf[..])?)
 }
 
 /// Writes one SCALE frame.
-pub async fn write_msg<W: AsyncWrite + Unpin, T: Encode>(w: &mut W, msg: &T) -> Result<(), WireError> {
+pub async fn write_msg<W: AsyncWrite + Unpin, T: Encode>(
+	w: &mut W,
+	msg: &T,
+) -> Result<(), WireError> {
 	write_frame(w, &msg.encode()).await
 }
 
@@ -280,7 +297,10 @@ pub fn check_limits(req: &Request) -> Result<(), ErrorCode> {
 		Request::Ops { max, .. } if *max > MAX_OPS_PER_REQUEST => Err(ErrorCode::TooLarge),
 		Request::Groups { ranges } => {
 			let total: u64 = ranges.iter().map(|r| r.count as u64).sum();
-			if total == 0 || total > MAX_GROUPS_PER_REQUEST as u64 || ranges.iter().any(|r| r.count == 0) {
+			if total == 0
+				|| total > MAX_GROUPS_PER_REQUEST as u64
+				|| ranges.iter().any(|r| r.count == 0)
+			{
 				Err(ErrorCode::TooLarge)
 			} else {
 				Ok(())

@@ -1,9 +1,6 @@
 //! Serving side of the transfer protocol: bounded streams (global and per peer), optional
 //! byte-rate limits, and requests answered straight from the store in streamed frames.
-use crate::{
-	protocol::*,
-	NetInner,
-};
+use crate::{protocol::*, NetInner};
 use codec::DecodeAll;
 use futures::{io::BufWriter, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream};
@@ -13,8 +10,8 @@ use std::{
 	sync::Arc,
 	time::{Duration, Instant},
 };
-use tokio::sync::oneshot;
 use sync_store::StoreError;
+use tokio::sync::oneshot;
 
 /// A token bucket of bytes per second (bursts of a quarter second).
 pub(crate) struct Bucket {
@@ -32,7 +29,9 @@ impl Bucket {
 	/// Takes `n` tokens; returns how long to wait before sending.
 	fn take(&mut self, n: u64) -> Duration {
 		let now = Instant::now();
-		self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate as f64).min(self.burst);
+		self.tokens = (self.tokens
+			+ now.duration_since(self.last).as_secs_f64() * self.rate as f64)
+			.min(self.burst);
 		self.last = now;
 		self.tokens -= n as f64;
 		if self.tokens >= 0.0 {
@@ -69,7 +68,13 @@ pub(crate) struct GatePass(Option<Arc<Gate>>);
 
 impl Gate {
 	pub(crate) fn new(slots: usize) -> Self {
-		Gate { state: Mutex::new(GateState { free: slots.max(1), high: VecDeque::new(), low: VecDeque::new() }) }
+		Gate {
+			state: Mutex::new(GateState {
+				free: slots.max(1),
+				high: VecDeque::new(),
+				low: VecDeque::new(),
+			}),
+		}
 	}
 
 	/// Waits for a slot. Cancel-safe: a slot handed to a waiter that went away is passed on.
@@ -178,7 +183,11 @@ async fn serve_stream(net: &Arc<NetInner>, peer: PeerId, stream: Stream) -> Resu
 	let mut io = BufWriter::with_capacity(256 * 1024, stream);
 	let mut buf = Vec::new();
 	let peer_bucket = net.config.limits.bytes_per_sec_per_peer.map(|r| {
-		net.peer_buckets.lock().entry(peer).or_insert_with(|| Arc::new(Mutex::new(Bucket::new(r)))).clone()
+		net.peer_buckets
+			.lock()
+			.entry(peer)
+			.or_insert_with(|| Arc::new(Mutex::new(Bucket::new(r))))
+			.clone()
 	});
 	loop {
 		match read_frame_into(&mut io, MAX_REQUEST_BYTES, &mut buf).await {
@@ -237,19 +246,27 @@ async fn answer(
 		Request::Head { segment } => {
 			let complete = store.head(segment).map(|h| WireHead { seq: h.seq, facts: h.facts });
 			let syncing = match store.transfer(segment) {
-				Ok(Some(t)) if t.index_staged => Some(WireHead { seq: t.target.seq, facts: t.target.facts }),
+				Ok(Some(t)) if t.index_staged => {
+					Some(WireHead { seq: t.target.seq, facts: t.target.facts })
+				},
 				_ => None,
 			};
 			let received = net.metrics.bytes_in.get();
-			let pinned = store.pinned(segment).into_iter().map(|h| WireHead { seq: h.seq, facts: h.facts }).collect();
+			let pinned = store
+				.pinned(segment)
+				.into_iter()
+				.map(|h| WireHead { seq: h.seq, facts: h.facts })
+				.collect();
 			write_msg(io, &Response::Head { complete, syncing, received, pinned }).await
 		},
-		Request::Index { segment, root, start, count } => match store.index_page(segment, &root, start, count as u64) {
-			Ok((entries, total)) => {
-				let entries = entries.into_iter().map(WireEntry::from).collect();
-				write_msg(io, &Response::Index { entries, total }).await
-			},
-			Err(_) => write_msg(io, &Response::Error(ErrorCode::NotHeld)).await,
+		Request::Index { segment, root, start, count } => {
+			match store.index_page(segment, &root, start, count as u64) {
+				Ok((entries, total)) => {
+					let entries = entries.into_iter().map(WireEntry::from).collect();
+					write_msg(io, &Response::Index { entries, total }).await
+				},
+				Err(_) => write_msg(io, &Response::Error(ErrorCode::NotHeld)).await,
+			}
 		},
 		Request::Outboard { cid } => match store.outboard(&cid) {
 			Ok(ob) => {
@@ -264,7 +281,9 @@ async fn answer(
 		},
 		Request::Ops { segment, from, max } => match store.ops(segment, from, max as usize) {
 			Ok(ops) => write_msg(io, &Response::Ops { ops }).await,
-			Err(StoreError::Pruned { .. }) => write_msg(io, &Response::Error(ErrorCode::Pruned)).await,
+			Err(StoreError::Pruned { .. }) => {
+				write_msg(io, &Response::Error(ErrorCode::Pruned)).await
+			},
 			Err(e) => {
 				log::warn!(target: "sync-net", "serving ops of {segment}: {e}");
 				write_msg(io, &Response::Error(ErrorCode::Internal)).await
@@ -328,7 +347,12 @@ mod tests {
 		let held = gate.enter(Priority::Low).await;
 		let order = Arc::new(Mutex::new(Vec::new()));
 		let mut waiters = Vec::new();
-		for (name, p) in [("low1", Priority::Low), ("low2", Priority::Low), ("high1", Priority::High), ("high2", Priority::High)] {
+		for (name, p) in [
+			("low1", Priority::Low),
+			("low2", Priority::Low),
+			("high1", Priority::High),
+			("high2", Priority::High),
+		] {
 			let (g, o) = (gate.clone(), order.clone());
 			waiters.push(tokio::spawn(async move {
 				let pass = g.enter(p).await;

@@ -169,7 +169,11 @@ impl SyncNetwork {
 		let started = Instant::now();
 		let store = self.store().clone();
 		if store.head(segment) == Some(target) {
-			return Ok(SyncReport { head: Some(target), elapsed: started.elapsed(), ..Default::default() });
+			return Ok(SyncReport {
+				head: Some(target),
+				elapsed: started.elapsed(),
+				..Default::default()
+			});
 		}
 		let transfer = store.begin_transfer(segment, target)?;
 		self.inner.metrics.set_stage(segment, Stage::Head);
@@ -187,7 +191,8 @@ impl SyncNetwork {
 			holders: holders.clone(),
 		});
 		if transfer.index_staged {
-			let (_, listing) = store.staged_index(segment)?.ok_or(StoreError::NoTransfer(segment))?;
+			let (_, listing) =
+				store.staged_index(segment)?.ok_or(StoreError::NoTransfer(segment))?;
 			engine.build_units(&listing)?;
 			*engine.index.lock() = IndexStage::Staged;
 			self.inner.metrics.set_stage(segment, Stage::Objects);
@@ -203,7 +208,11 @@ impl SyncNetwork {
 			let selected = self.inner.book.lock().select(&peers, Instant::now());
 			for peer in &selected {
 				if workers.0.get(peer).is_none_or(|w| w.is_finished()) {
-					let h = current.iter().find(|h| h.peer == *peer).expect("selected from current").clone();
+					let h = current
+						.iter()
+						.find(|h| h.peer == *peer)
+						.expect("selected from current")
+						.clone();
 					workers.0.insert(*peer, tokio::spawn(engine.clone().worker(h)));
 				}
 			}
@@ -240,7 +249,8 @@ impl SyncNetwork {
 }
 
 fn unit_hash(cid: &Hash32, run: u64) -> u64 {
-	u64::from_le_bytes(cid[..8].try_into().expect("8 bytes")) ^ run.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+	u64::from_le_bytes(cid[..8].try_into().expect("8 bytes"))
+		^ run.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 impl Engine {
@@ -256,8 +266,14 @@ impl Engine {
 	/// Creates the work for everything the store does not have yet.
 	fn build_units(&self, listing: &[Entry]) -> Result<(), StoreError> {
 		let store = self.net.store();
-		let mut assign: Vec<PeerId> =
-			self.holders.borrow().iter().filter(|h| !h.primary).map(|h| h.peer).chain([self.me]).collect();
+		let mut assign: Vec<PeerId> = self
+			.holders
+			.borrow()
+			.iter()
+			.filter(|h| !h.primary)
+			.map(|h| h.peer)
+			.chain([self.me])
+			.collect();
 		assign.sort();
 		assign.dedup();
 		let mut s = self.sched.lock();
@@ -277,7 +293,8 @@ impl Engine {
 					s.outboards_open += 1;
 				},
 				ObjectState::Partial { missing } => {
-					s.report.resumed_bytes += e.size - missing.iter().map(|g| group_len(e.size, *g)).sum::<u64>();
+					s.report.resumed_bytes +=
+						e.size - missing.iter().map(|g| group_len(e.size, *g)).sum::<u64>();
 					let groups = missing.into_iter().map(|g| (e.cid, e.size, g)).collect();
 					s.push_groups(groups);
 				},
@@ -302,7 +319,10 @@ impl Engine {
 		// Since when this peer has been unreachable: a transient failure (say, a handshake lost
 		// to a simultaneous dial) must not hand its whole share to the Primary.
 		let mut down_since: Option<Instant> = None;
-		while !self.finished.load(Ordering::SeqCst) && self.holder_listed(&peer) && !self.net.is_banned(&peer) {
+		while !self.finished.load(Ordering::SeqCst)
+			&& self.holder_listed(&peer)
+			&& !self.net.is_banned(&peer)
+		{
 			let opened = self.net.connect(&holder).await;
 			if opened.is_ok() {
 				down_since = None;
@@ -324,11 +344,14 @@ impl Engine {
 					return;
 				},
 				Err(e) => {
-					let reason = if matches!(e, PeerError::Refused(_)) { "refused" } else { "transport" };
+					let reason =
+						if matches!(e, PeerError::Refused(_)) { "refused" } else { "transport" };
 					self.net.inner.metrics.failures.with_label_values(&[reason]).inc();
 					log::debug!(target: "sync-net", "segment {}: {peer}: {e}", self.segment);
 					self.net.peer_failed(peer);
-					if down_since.get_or_insert_with(Instant::now).elapsed() >= self.net.inner.config.primary_fallback {
+					if down_since.get_or_insert_with(Instant::now).elapsed()
+						>= self.net.inner.config.primary_fallback
+					{
 						self.owner_lost(peer);
 					}
 					if !self.net.peer_usable(&peer) {
@@ -371,7 +394,8 @@ impl Engine {
 			if self.finished.load(Ordering::SeqCst) {
 				return Ok(());
 			}
-			let PeerHead { complete, syncing, received, pinned } = session.head(self.segment).await?;
+			let PeerHead { complete, syncing, received, pinned } =
+				session.head(self.segment).await?;
 			self.note_progress(peer, received);
 			let root = self.target.facts.root;
 			// A pinned snapshot at the target serves like a complete copy.
@@ -416,7 +440,10 @@ impl Engine {
 				}
 				continue;
 			};
-			let work = std::mem::replace(&mut self.sched.lock().units[id].as_mut().expect("picked").work, Work::Groups(vec![]));
+			let work = std::mem::replace(
+				&mut self.sched.lock().units[id].as_mut().expect("picked").work,
+				Work::Groups(vec![]),
+			);
 			match work {
 				Work::Outboard { cid, size } => match session.outboard(cid, size).await {
 					Ok(ob) => {
@@ -434,7 +461,9 @@ impl Engine {
 						drop(s);
 						self.wake.notify_waiters();
 					},
-					Err(PeerError::Refused(ErrorCode::NotHeld)) => self.put_back(id, Work::Outboard { cid, size }, Some(peer)),
+					Err(PeerError::Refused(ErrorCode::NotHeld)) => {
+						self.put_back(id, Work::Outboard { cid, size }, Some(peer))
+					},
 					Err(e) => {
 						self.put_back(id, Work::Outboard { cid, size }, None);
 						return Err(e);
@@ -465,9 +494,10 @@ impl Engine {
 					let staged = match result {
 						Ok(entries) => match self.net.store().stage_index(self.segment, entries) {
 							Ok(()) => Ok(()),
-							Err(StoreError::IndexMismatch { .. }) | Err(StoreError::KeyTooLong(_)) => {
-								Err(PeerError::Misbehaved("index does not hash to the target root".into()))
-							},
+							Err(StoreError::IndexMismatch { .. })
+							| Err(StoreError::KeyTooLong(_)) => Err(PeerError::Misbehaved(
+								"index does not hash to the target root".into(),
+							)),
 							Err(e) => Err(PeerError::Transport(format!("store: {e}"))),
 						},
 						Err(e) => Err(e),
@@ -492,7 +522,12 @@ impl Engine {
 		}
 	}
 
-	async fn fetch_groups(&self, session: &mut Session, id: UnitId, list: Vec<(Hash32, u64, u64)>) -> Result<(), PeerError> {
+	async fn fetch_groups(
+		&self,
+		session: &mut Session,
+		id: UnitId,
+		list: Vec<(Hash32, u64, u64)>,
+	) -> Result<(), PeerError> {
 		let peer = session.peer();
 		// Contiguous runs per object become ranges.
 		let mut ranges: Vec<GroupRange> = Vec::new();
@@ -525,7 +560,10 @@ impl Engine {
 						},
 						Err(StoreError::BadData { .. }) => {
 							rejected += 1;
-							Err(PeerError::Misbehaved(format!("group {g} of {} does not verify", sync_store::Cid(cid))))
+							Err(PeerError::Misbehaved(format!(
+								"group {g} of {} does not verify",
+								sync_store::Cid(cid)
+							)))
 						},
 						Err(e) => Err(e.into()),
 					},
@@ -610,18 +648,23 @@ impl Engine {
 				}
 				// Own share first, then shares of gone owners, then (own share exhausted) ranges
 				// other holders keep missing.
-				s.take_from(Queue::Owned(me), |_| true).or_else(|| s.take_from(Queue::Stale, |_| true)).or_else(|| {
-					let quiet: Vec<PeerId> = s
-						.owned
-						.keys()
-						.copied()
-						.filter(|o| s.progress.get(o).is_none_or(|(_, t)| t.elapsed() >= fallback))
-						.collect();
-					quiet.into_iter().find_map(|o| s.take_from(Queue::Owned(o), |_| true))
-				})
+				s.take_from(Queue::Owned(me), |_| true)
+					.or_else(|| s.take_from(Queue::Stale, |_| true))
+					.or_else(|| {
+						let quiet: Vec<PeerId> = s
+							.owned
+							.keys()
+							.copied()
+							.filter(|o| {
+								s.progress.get(o).is_none_or(|(_, t)| t.elapsed() >= fallback)
+							})
+							.collect();
+						quiet.into_iter().find_map(|o| s.take_from(Queue::Owned(o), |_| true))
+					})
 			},
 			Source::Complete | Source::Syncing => {
-				let mut owners: Vec<PeerId> = s.owned.keys().copied().filter(|o| *o != peer).collect();
+				let mut owners: Vec<PeerId> =
+					s.owned.keys().copied().filter(|o| *o != peer).collect();
 				// This node's own share is for the Primary unless a complete Replica serves it.
 				if source == Source::Syncing {
 					owners.sort_by_key(|o| *o == me);
@@ -668,7 +711,8 @@ impl Sched {
 	fn push_groups(&mut self, groups: Vec<(Hash32, u64, u64)>) {
 		let max = MAX_GROUPS_PER_REQUEST as usize;
 		for grp in groups {
-			let owner = self.assign[(unit_hash(&grp.0, grp.2 / max as u64) % self.assign.len() as u64) as usize];
+			let owner = self.assign
+				[(unit_hash(&grp.0, grp.2 / max as u64) % self.assign.len() as u64) as usize];
 			self.packs.entry(owner).or_default().push(grp);
 		}
 		let owners: Vec<PeerId> = self.packs.keys().copied().collect();

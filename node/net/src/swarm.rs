@@ -58,7 +58,9 @@ pub fn yamux_config(window: Option<u32>) -> yamux::Config {
 	c
 }
 
-pub(crate) fn build(config: &NetConfig) -> Result<(Swarm<Behaviour>, libp2p_stream::Control), String> {
+pub(crate) fn build(
+	config: &NetConfig,
+) -> Result<(Swarm<Behaviour>, libp2p_stream::Control), String> {
 	let window = config.yamux_window;
 	let gossip_cfg = gossipsub::ConfigBuilder::default()
 		.heartbeat_interval(config.gossip_heartbeat)
@@ -70,18 +72,27 @@ pub(crate) fn build(config: &NetConfig) -> Result<(Swarm<Behaviour>, libp2p_stre
 		.map_err(|e| e.to_string())?;
 	let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
 		.with_tokio()
-		.with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, move || yamux_config(window))
+		.with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, move || {
+			yamux_config(window)
+		})
 		.map_err(|e| e.to_string())?
 		.with_behaviour(|key| {
 			let peer = key.public().to_peer_id();
 			let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
 			kad_cfg.set_query_timeout(Duration::from_secs(10));
-			let mut kad = kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad_cfg);
+			let mut kad =
+				kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad_cfg);
 			kad.set_mode(Some(kad::Mode::Server));
-			let gossip = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_cfg)?;
+			let gossip = gossipsub::Behaviour::new(
+				gossipsub::MessageAuthenticity::Signed(key.clone()),
+				gossip_cfg,
+			)?;
 			Ok(Behaviour {
 				stream: libp2p_stream::Behaviour::new(),
-				identify: identify::Behaviour::new(identify::Config::new("/sync-registry/id/1".into(), key.public())),
+				identify: identify::Behaviour::new(identify::Config::new(
+					"/sync-registry/id/1".into(),
+					key.public(),
+				)),
 				kad,
 				ping: ping::Behaviour::new(ping::Config::new()),
 				gossip,
@@ -109,7 +120,8 @@ pub(crate) async fn run(
 	listen: watch::Sender<Vec<Multiaddr>>,
 	gossip_in: mpsc::Sender<GossipIn>,
 ) {
-	let mut providers: HashMap<kad::QueryId, (Vec<PeerId>, oneshot::Sender<Vec<PeerId>>)> = HashMap::new();
+	let mut providers: HashMap<kad::QueryId, (Vec<PeerId>, oneshot::Sender<Vec<PeerId>>)> =
+		HashMap::new();
 	let mut dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>> = HashMap::new();
 	loop {
 		tokio::select! {

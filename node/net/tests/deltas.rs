@@ -9,7 +9,10 @@ use std::{
 	},
 	time::Duration,
 };
-use sync_net::{deltas::PrimaryKeys, fixtures::blob, Announcement, Follower, Holder, Keypair, NetConfig, PeerId, SyncNetwork};
+use sync_net::{
+	deltas::PrimaryKeys, fixtures::blob, Announcement, Follower, Holder, Keypair, NetConfig,
+	PeerId, SyncNetwork,
+};
 use sync_store::{oplog::OpVerifier, Head, SegmentWrite, Store};
 use tokio::sync::watch;
 
@@ -27,7 +30,10 @@ async fn node(cfg: NetConfig) -> Node {
 }
 
 fn put(i: u64) -> SegmentWrite {
-	SegmentWrite::Put { key: format!("k{}", i % 500).into_bytes(), data: blob(i, 200 + (i as usize % 7) * 5_000) }
+	SegmentWrite::Put {
+		key: format!("k{}", i % 500).into_bytes(),
+		data: blob(i, 200 + (i as usize % 7) * 5_000),
+	}
 }
 
 /// The chain's view: these peers are the segment's Primaries.
@@ -37,7 +43,11 @@ fn primaries(peers: &[PeerId]) -> Arc<dyn OpVerifier + Send + Sync> {
 }
 
 /// Writes one op every `every` on the Primary (a steady client load) until stopped.
-fn steady_writer(net: SyncNetwork, from: u64, every: Duration) -> (Arc<AtomicBool>, std::thread::JoinHandle<u64>) {
+fn steady_writer(
+	net: SyncNetwork,
+	from: u64,
+	every: Duration,
+) -> (Arc<AtomicBool>, std::thread::JoinHandle<u64>) {
 	let stop = Arc::new(AtomicBool::new(false));
 	let s = stop.clone();
 	let t = std::thread::spawn(move || {
@@ -53,7 +63,9 @@ fn steady_writer(net: SyncNetwork, from: u64, every: Duration) -> (Arc<AtomicBoo
 }
 
 async fn reach(f: &Follower, head: Head) {
-	let got = tokio::time::timeout(Duration::from_secs(30), f.reached(head.seq)).await.expect("follower converges");
+	let got = tokio::time::timeout(Duration::from_secs(30), f.reached(head.seq))
+		.await
+		.expect("follower converges");
 	assert_eq!(got, head, "same seq, same root");
 }
 
@@ -91,11 +103,14 @@ async fn writes_continue_while_three_replicas_and_a_co_primary_join_and_all_conv
 	let (_tx, rx) = watch::channel(holders);
 	let verifier = primaries(&[p.net.peer_id(), co.net.peer_id()]);
 	let nodes: Vec<&Node> = std::iter::once(&co).chain(replicas.iter()).collect();
-	let followers: Vec<Follower> = nodes.iter().map(|n| n.net.follow(SEG, rx.clone(), verifier.clone())).collect();
+	let followers: Vec<Follower> =
+		nodes.iter().map(|n| n.net.follow(SEG, rx.clone(), verifier.clone())).collect();
 	// Everyone joined (snapshot of a pinned root) and is following live while writes go on.
 	let during = p.store().head(SEG).unwrap();
 	for f in &followers {
-		tokio::time::timeout(Duration::from_secs(30), f.reached(during.seq)).await.expect("joined");
+		tokio::time::timeout(Duration::from_secs(30), f.reached(during.seq))
+			.await
+			.expect("joined");
 	}
 	tokio::time::sleep(Duration::from_millis(500)).await;
 	stop.store(true, Ordering::SeqCst);
@@ -146,7 +161,11 @@ async fn a_replica_offline_for_n_ops_catches_up_by_range_fetch_after_restart() {
 	assert_eq!(r.store().head(SEG).unwrap().seq, 100, "the head survived the restart");
 	let f = r.net.follow(SEG, rx, verifier);
 	reach(&f, last).await;
-	assert_eq!(f.stats().snapshots.load(Ordering::Relaxed), 0, "no snapshot: the gap was fetched by range");
+	assert_eq!(
+		f.stats().snapshots.load(Ordering::Relaxed),
+		0,
+		"no snapshot: the gap was fetched by range"
+	);
 	assert_eq!(f.stats().ops.load(Ordering::Relaxed), 300);
 	assert_holds(r.store(), last);
 	assert_log_contiguous(r.store(), last);
@@ -177,7 +196,11 @@ async fn a_replica_offline_longer_than_the_log_catches_up_through_a_newer_snapsh
 	assert!(first > 51, "the Primary pruned the ops the Replica misses (log starts at {first})");
 	let f = r.net.follow(SEG, rx, verifier);
 	reach(&f, last).await;
-	assert_eq!(f.stats().snapshots.load(Ordering::Relaxed), 1, "caught up through a newer snapshot (before: {snapshots_before})");
+	assert_eq!(
+		f.stats().snapshots.load(Ordering::Relaxed),
+		1,
+		"caught up through a newer snapshot (before: {snapshots_before})"
+	);
 	assert_holds(r.store(), last);
 }
 
@@ -256,7 +279,10 @@ async fn a_follower_restarted_mid_replay_ends_with_the_same_root_and_no_duplicat
 	pcfg.pin_every = u64::MAX / 2; // one pin, at the first write: everything after is replay
 	let p = node(pcfg).await;
 	p.net.write(SEG, (0..10).map(put).collect()).unwrap();
-	let tiny = |i: u64| SegmentWrite::Put { key: format!("t{}", i % 3000).into_bytes(), data: blob(i, 64 + (i as usize % 200)) };
+	let tiny = |i: u64| SegmentWrite::Put {
+		key: format!("t{}", i % 3000).into_bytes(),
+		data: blob(i, 64 + (i as usize % 200)),
+	};
 	for b in 0..80 {
 		p.net.write(SEG, (b * 100..b * 100 + 100).map(tiny).collect()).unwrap();
 	}
@@ -282,7 +308,11 @@ async fn a_follower_restarted_mid_replay_ends_with_the_same_root_and_no_duplicat
 	let f = r.net.follow(SEG, rx, verifier);
 	reach(&f, last).await;
 	assert_eq!(f.stats().snapshots.load(Ordering::Relaxed), 0);
-	assert_eq!(f.stats().ops.load(Ordering::Relaxed), last.seq - resumed.seq, "nothing applied twice");
+	assert_eq!(
+		f.stats().ops.load(Ordering::Relaxed),
+		last.seq - resumed.seq,
+		"nothing applied twice"
+	);
 	assert_holds(r.store(), last);
 	assert_log_contiguous(r.store(), last);
 }
@@ -292,7 +322,11 @@ async fn peer_scores_and_cooldowns_survive_a_restart_trusted_peers_are_never_coo
 	// Served at 4 MiB/s, so the sync lasts long enough for the gone holders to fail repeatedly.
 	let (p, head) = primary(2 * MIB, 0, limit(4 * MIB)).await;
 	// Two holders that are gone (nothing listens there); one of them is trusted.
-	let gone = |_| Holder { peer: PeerId::random(), addrs: vec!["/ip4/127.0.0.1/tcp/9".parse().unwrap()], primary: false };
+	let gone = |_| Holder {
+		peer: PeerId::random(),
+		addrs: vec!["/ip4/127.0.0.1/tcp/9".parse().unwrap()],
+		primary: false,
+	};
 	let (dead, trusted) = (gone(0), gone(1));
 	let mut cfg = fast();
 	cfg.connect_timeout = Duration::from_millis(500);
@@ -309,7 +343,13 @@ async fn peer_scores_and_cooldowns_survive_a_restart_trusted_peers_are_never_coo
 	assert!(book.record(&p.net.peer_id()).unwrap().score > 0);
 	let r = r.restart().await;
 	let back = r.net.peer_book();
-	assert_eq!(back.record(&dead.peer).unwrap().failures, book.record(&dead.peer).unwrap().failures);
+	assert_eq!(
+		back.record(&dead.peer).unwrap().failures,
+		book.record(&dead.peer).unwrap().failures
+	);
 	assert!(!r.net.peer_usable(&dead.peer), "the cooldown survived the restart");
-	assert_eq!(back.record(&p.net.peer_id()).unwrap().score, book.record(&p.net.peer_id()).unwrap().score);
+	assert_eq!(
+		back.record(&p.net.peer_id()).unwrap().score,
+		book.record(&p.net.peer_id()).unwrap().score
+	);
 }

@@ -11,7 +11,8 @@ async fn one_primary_five_replicas_converge_and_share_the_load() {
 	let (p, head) = primary(24 * MIB, 8 * MIB, limit(40 * MIB)).await;
 	let mut replicas = Vec::new();
 	for _ in 0..5 {
-		replicas.push(Node::start_in(Arc::new(tempfile::tempdir().unwrap()), limit(40 * MIB)).await);
+		replicas
+			.push(Node::start_in(Arc::new(tempfile::tempdir().unwrap()), limit(40 * MIB)).await);
 	}
 	let mut holders = vec![p.holder(true)];
 	holders.extend(replicas.iter().map(|r| r.holder(false)));
@@ -28,16 +29,27 @@ async fn one_primary_five_replicas_converge_and_share_the_load() {
 		let report = s.await.unwrap().unwrap();
 		assert_eq!(report.head, Some(head));
 		assert!(report.banned.is_empty());
-		from_replicas += report.by_peer.iter().filter(|(peer, _)| **peer != p.net.peer_id()).map(|(_, b)| b).sum::<u64>();
+		from_replicas += report
+			.by_peer
+			.iter()
+			.filter(|(peer, _)| **peer != p.net.peer_id())
+			.map(|(_, b)| b)
+			.sum::<u64>();
 	}
 	for r in &replicas {
 		assert_holds(r.store(), head);
 	}
 	let data = head.facts.bytes;
 	let copies = p.net.served() as f64 / data as f64;
-	println!("primary served {copies:.2} copies to 5 replicas; replicas served each other {} MiB", from_replicas / MIB);
+	println!(
+		"primary served {copies:.2} copies to 5 replicas; replicas served each other {} MiB",
+		from_replicas / MIB
+	);
 	assert!(copies < 2.0, "the Primary served {copies:.2} copies; replicas must serve each other");
-	assert!(from_replicas as f64 > 2.0 * data as f64, "replicas served each other only {from_replicas} bytes");
+	assert!(
+		from_replicas as f64 > 2.0 * data as f64,
+		"replicas served each other only {from_replicas} bytes"
+	);
 }
 
 /// Flips one byte in every large object file of a store (disk rot on a serving node).
@@ -85,7 +97,8 @@ async fn corrupt_peer_is_banned_and_nothing_corrupt_is_stored() {
 		.iter()
 		.flat_map(|f| {
 			f.get_metric().iter().map(move |m| {
-				let labels: Vec<String> = m.get_label().iter().map(|l| l.get_value().to_string()).collect();
+				let labels: Vec<String> =
+					m.get_label().iter().map(|l| l.get_value().to_string()).collect();
 				let v = if f.get_field_type() == prometheus::proto::MetricType::COUNTER {
 					m.get_counter().get_value()
 				} else {
@@ -210,25 +223,41 @@ async fn malformed_requests_are_refused_and_the_server_keeps_serving() {
 	assert_eq!(r, Response::Error(ErrorCode::UnsupportedVersion));
 	// Garbage: refused.
 	let mut s = Session::open(&c.net, p.net.peer_id()).await.unwrap();
-	assert_eq!(s.raw_request(&[1, 0xff, 0xee]).await.unwrap(), Response::Error(ErrorCode::Malformed));
+	assert_eq!(
+		s.raw_request(&[1, 0xff, 0xee]).await.unwrap(),
+		Response::Error(ErrorCode::Malformed)
+	);
 	// Truncated (valid prefix of a request): refused.
 	let mut s = Session::open(&c.net, p.net.peer_id()).await.unwrap();
 	let full = req(1, Request::Index { segment: SEG, root: head.facts.root, start: 0, count: 10 });
-	assert_eq!(s.raw_request(&full[..full.len() - 3]).await.unwrap(), Response::Error(ErrorCode::Malformed));
+	assert_eq!(
+		s.raw_request(&full[..full.len() - 3]).await.unwrap(),
+		Response::Error(ErrorCode::Malformed)
+	);
 	// Oversized frame: refused before it is read.
 	let mut s = Session::open(&c.net, p.net.peer_id()).await.unwrap();
 	let big = vec![1u8; MAX_REQUEST_BYTES + 1];
 	assert_eq!(s.raw_request(&big).await.unwrap(), Response::Error(ErrorCode::TooLarge));
 	// Over the limits: refused, but the stream stays usable.
 	let mut s = Session::open(&c.net, p.net.peer_id()).await.unwrap();
-	let too_many = Request::Groups { ranges: vec![GroupRange { cid: [0; 32], first: 0, count: 65 }] };
-	assert_eq!(s.raw_request(&req(1, too_many)).await.unwrap(), Response::Error(ErrorCode::TooLarge));
+	let too_many =
+		Request::Groups { ranges: vec![GroupRange { cid: [0; 32], first: 0, count: 65 }] };
+	assert_eq!(
+		s.raw_request(&req(1, too_many)).await.unwrap(),
+		Response::Error(ErrorCode::TooLarge)
+	);
 	let too_long = Request::Index { segment: SEG, root: head.facts.root, start: 0, count: 5000 };
-	assert_eq!(s.raw_request(&req(1, too_long)).await.unwrap(), Response::Error(ErrorCode::TooLarge));
+	assert_eq!(
+		s.raw_request(&req(1, too_long)).await.unwrap(),
+		Response::Error(ErrorCode::TooLarge)
+	);
 	let h = s.head(SEG).await.unwrap();
 	assert_eq!(h.complete.map(|h| h.facts), Some(head.facts));
 	// Unknown segment / wrong root: NotHeld.
-	let r = s.raw_request(&req(1, Request::Index { segment: 99, root: [1; 32], start: 0, count: 1 })).await.unwrap();
+	let r = s
+		.raw_request(&req(1, Request::Index { segment: 99, root: [1; 32], start: 0, count: 1 }))
+		.await
+		.unwrap();
 	assert_eq!(r, Response::Error(ErrorCode::NotHeld));
 	assert!(p.net.metrics().requests.with_label_values(&["server", "refused"]).get() >= 6);
 
@@ -269,7 +298,9 @@ mod rogue {
 			.build();
 		swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
 		let addr = loop {
-			if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+			if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
+				swarm.select_next_some().await
+			{
 				break address;
 			}
 		};
@@ -294,7 +325,13 @@ mod rogue {
 						let reply = match env.request {
 							Request::Head { .. } => {
 								let h = WireHead { seq: head.seq, facts: head.facts };
-								Response::Head { complete: Some(h), syncing: None, received: 0, pinned: vec![] }.encode()
+								Response::Head {
+									complete: Some(h),
+									syncing: None,
+									received: 0,
+									pinned: vec![],
+								}
+								.encode()
 							},
 							_ => match mode {
 								Mode::Oversized => {
@@ -322,7 +359,8 @@ mod rogue {
 										let _ = s.flush().await;
 										continue;
 									},
-									_ => Response::Error(sync_net::protocol::ErrorCode::NotHeld).encode(),
+									_ => Response::Error(sync_net::protocol::ErrorCode::NotHeld)
+										.encode(),
 								},
 							},
 						};
@@ -345,7 +383,11 @@ mod rogue {
 async fn malformed_responses_are_rejected_and_sync_completes_elsewhere() {
 	// A slow Primary, so the rogue (a "complete Replica", preferred) gets work.
 	let (p, head) = primary(3 * MIB, 2 * MIB, limit(4 * MIB)).await;
-	for (mode, banned) in [(rogue::Mode::Oversized, true), (rogue::Mode::WrongLength, true), (rogue::Mode::Truncated, false)] {
+	for (mode, banned) in [
+		(rogue::Mode::Oversized, true),
+		(rogue::Mode::WrongLength, true),
+		(rogue::Mode::Truncated, false),
+	] {
 		let bad = rogue::start(head, mode).await;
 		let d = Node::start().await;
 		let (_tx, rx) = watch::channel(vec![p.holder(true), bad.clone()]);
@@ -382,7 +424,10 @@ async fn holders_are_discovered_through_kademlia_provider_records() {
 	}
 	assert!(found.contains(&p.net.peer_id()), "found {found:?}");
 	// Sync from the discovered holder, dialled by peer id alone (addresses from the DHT).
-	let holders = found.into_iter().map(|peer| Holder { peer, addrs: vec![], primary: false }).collect();
+	let holders = found
+		.into_iter()
+		.map(|peer| Holder { peer, addrs: vec![], primary: false })
+		.collect();
 	let (_tx, rx) = watch::channel(holders);
 	c.sync_segment(SEG, head, rx).await.unwrap();
 	assert_holds(c.store(), head);
@@ -400,7 +445,10 @@ async fn a_replica_behind_by_n_ops_catches_up_by_range_fetch_and_refuses_forged_
 		cfg.limits = ServeLimits::default();
 		Node::start_with(pdir, cfg).await
 	};
-	let write = |i: u64| SegmentWrite::Put { key: format!("k{i}").into_bytes(), data: sync_net::fixtures::blob(i, 500 + (i as usize % 7) * 9_000) };
+	let write = |i: u64| SegmentWrite::Put {
+		key: format!("k{i}").into_bytes(),
+		data: sync_net::fixtures::blob(i, 500 + (i as usize % 7) * 9_000),
+	};
 	let (snapshot, _) = p.store().apply_signed(SEG, (0..10).map(write).collect(), &signer).unwrap();
 	// The Replica takes the snapshot at seq 10 …
 	let r = Node::start().await;
@@ -416,7 +464,16 @@ async fn a_replica_behind_by_n_ops_catches_up_by_range_fetch_and_refuses_forged_
 	// A verifier that does not list this Primary refuses the ops; nothing changes.
 	let nobody = PrimaryKeys(|_, _: &PeerId| false);
 	let err = r.net.catch_up(SEG, head.seq, p.net.peer_id(), &nobody, None).await.unwrap_err();
-	assert!(matches!(err, sync_net::deltas::DeltaError::Store(sync_store::StoreError::BadSignature { seq: 61, .. })), "{err}");
+	assert!(
+		matches!(
+			err,
+			sync_net::deltas::DeltaError::Store(sync_store::StoreError::BadSignature {
+				seq: 61,
+				..
+			})
+		),
+		"{err}"
+	);
 	assert_eq!(r.store().head(SEG), Some(snapshot));
 
 	let primary = p.net.peer_id();
@@ -435,11 +492,12 @@ async fn a_replica_joins_while_the_primary_keeps_writing_and_converges() {
 	use sync_store::SegmentWrite;
 	let key = Keypair::generate_ed25519();
 	let pdir = Arc::new(tempfile::tempdir().unwrap());
-	let p = {
-		Node::start_with(pdir, NetConfig::new(key.clone())).await
-	};
+	let p = { Node::start_with(pdir, NetConfig::new(key.clone())).await };
 	let signer = KeypairSigner(key);
-	let write = |i: u64| SegmentWrite::Put { key: format!("k{}", i % 40).into_bytes(), data: sync_net::fixtures::blob(i, 300 + (i as usize % 5) * 7_000) };
+	let write = |i: u64| SegmentWrite::Put {
+		key: format!("k{}", i % 40).into_bytes(),
+		data: sync_net::fixtures::blob(i, 300 + (i as usize % 5) * 7_000),
+	};
 	p.store().apply_signed(SEG, (0..40).map(write).collect(), &signer).unwrap();
 	// The Primary writes continuously (overwriting keys too) until told to stop.
 	let stop = Arc::new(AtomicBool::new(false));

@@ -72,7 +72,8 @@ const HEADS: TableDefinition<u64, (u64, [u8; 32], u64, u64, u64)> = TableDefinit
 /// Root facts of committed heads: (segment, seq) → (root, leaves, entries, bytes).
 const ROOTS: TableDefinition<(u64, u64), ([u8; 32], u64, u64, u64)> = TableDefinition::new("roots");
 /// Transfer in progress: segment → (target seq, root, leaves, entries, bytes, index staged).
-const TRANSFERS: TableDefinition<u64, (u64, [u8; 32], u64, u64, u64, bool)> = TableDefinition::new("transfers");
+const TRANSFERS: TableDefinition<u64, (u64, [u8; 32], u64, u64, u64, bool)> =
+	TableDefinition::new("transfers");
 /// Op log: (segment, seq) → SCALE-encoded [`oplog::SignedOp`].
 const OPS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("ops");
 /// Undo records of the op log: (segment, seq) → what the op's key mapped to before it, so the
@@ -213,7 +214,13 @@ macro_rules! from_redb {
 		}
 	)*};
 }
-from_redb!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+from_redb!(
+	redb::DatabaseError,
+	redb::TransactionError,
+	redb::TableError,
+	redb::StorageError,
+	redb::CommitError
+);
 
 /// Result of store operations.
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -256,7 +263,8 @@ pub(crate) struct Inner {
 	pub(crate) db: Database,
 	pub(crate) segments: Mutex<HashMap<SegmentId, SegmentState>>,
 	pub(crate) staged: Mutex<HashMap<SegmentId, (RootFacts, Arc<Vec<Entry>>)>>,
-	pub(crate) pinned: Mutex<HashMap<SegmentId, std::collections::VecDeque<(Head, Arc<Vec<Entry>>)>>>,
+	pub(crate) pinned:
+		Mutex<HashMap<SegmentId, std::collections::VecDeque<(Head, Arc<Vec<Entry>>)>>>,
 	pub(crate) objects: objects::Objects,
 }
 

@@ -1,6 +1,8 @@
 //! Objects by CID: small ones inline in the database, large ones as files with outboards, and
 //! partial (downloading) large objects written in place with a lazily persisted bitfield.
-use crate::{hex, Cid, Result, Store, StoreError, BITS_FLUSH_GROUPS, BLOBS, OUTBOARDS, SMALL_BATCH_BYTES};
+use crate::{
+	hex, Cid, Result, Store, StoreError, BITS_FLUSH_GROUPS, BLOBS, OUTBOARDS, SMALL_BATCH_BYTES,
+};
 use parking_lot::{Condvar, Mutex};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
 use std::{
@@ -104,7 +106,8 @@ impl Objects {
 		let mut tx = self.finisher.lock();
 		if tx.is_none() {
 			let (send, recv) = std::sync::mpsc::channel::<(Hash32, Arc<Partial>)>();
-			let (partials, finishing, dir) = (self.partials.clone(), self.finishing.clone(), self.dir.clone());
+			let (partials, finishing, dir) =
+				(self.partials.clone(), self.finishing.clone(), self.dir.clone());
 			std::thread::Builder::new().name("sync-store-finisher".into()).spawn(move || {
 				for (cid, p) in recv {
 					if let Err(e) = commit_partial(&dir, &cid, &p) {
@@ -119,7 +122,10 @@ impl Objects {
 			})?;
 			*tx = Some(send);
 		}
-		tx.as_ref().expect("set above").send((cid, p)).map_err(|_| std::io::Error::other("finisher stopped"))?;
+		tx.as_ref()
+			.expect("set above")
+			.send((cid, p))
+			.map_err(|_| std::io::Error::other("finisher stopped"))?;
 		Ok(())
 	}
 
@@ -189,14 +195,25 @@ impl Objects {
 	}
 
 	/// Stores a small object inside `tx` (the caller's segment transaction).
-	pub(crate) fn put_small_in(&self, tx: &WriteTransaction, cid: &Hash32, data: &[u8]) -> Result<()> {
+	pub(crate) fn put_small_in(
+		&self,
+		tx: &WriteTransaction,
+		cid: &Hash32,
+		data: &[u8],
+	) -> Result<()> {
 		tx.open_table(BLOBS)?.insert(cid, data)?;
 		Ok(())
 	}
 
 	/// Writes a complete large object (already hashed by the caller) durably; its outboard goes
 	/// into `tx`, the caller's segment transaction.
-	pub(crate) fn put_large_in(&self, tx: &WriteTransaction, cid: &Hash32, data: &[u8], outboard: &Outboard) -> Result<()> {
+	pub(crate) fn put_large_in(
+		&self,
+		tx: &WriteTransaction,
+		cid: &Hash32,
+		data: &[u8],
+		outboard: &Outboard,
+	) -> Result<()> {
 		let path = self.object_path(cid);
 		if !path.exists() {
 			write_durable(&path, data)?;
@@ -304,7 +321,13 @@ impl Store {
 			None => Ok(ObjectState::Absent),
 			Some(p) => {
 				let s = p.state.lock();
-				let missing = s.have.iter().enumerate().filter(|(_, h)| **h == 0).map(|(i, _)| i as u64).collect();
+				let missing = s
+					.have
+					.iter()
+					.enumerate()
+					.filter(|(_, h)| **h == 0)
+					.map(|(i, _)| i as u64)
+					.collect();
 				Ok(ObjectState::Partial { missing })
 			},
 		}
@@ -316,7 +339,9 @@ impl Store {
 		if let Some(p) = o.partials.lock().get(cid) {
 			return Ok(Some(p.clone()));
 		}
-		let Ok(data) = OpenOptions::new().read(true).write(true).open(o.partial_path(cid)) else { return Ok(None) };
+		let Ok(data) = OpenOptions::new().read(true).write(true).open(o.partial_path(cid)) else {
+			return Ok(None);
+		};
 		let groups = groups_of(size);
 		if data.metadata()?.len() != size + groups {
 			// A partial for a different size claim: discard it.
@@ -344,7 +369,8 @@ impl Store {
 			if have[g as usize] != 0 {
 				let (s, e) = group_range(size, g).expect("g < groups");
 				let b = &mut buf[..(e - s) as usize];
-				let ok = data.read_exact_at(b, s).is_ok() && verify_group(cid, size, leaves.get(g as usize), g, b).is_ok();
+				let ok = data.read_exact_at(b, s).is_ok()
+					&& verify_group(cid, size, leaves.get(g as usize), g, b).is_ok();
 				have[g as usize] = ok as u8;
 			}
 		}
@@ -381,14 +407,24 @@ impl Store {
 		let o = self.objects();
 		o.pending.lock().outboards.insert(*cid, outboard.to_vec());
 		let groups = groups_of(size);
-		let data = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(o.partial_path(cid))?;
+		let data = OpenOptions::new()
+			.read(true)
+			.write(true)
+			.create(true)
+			.truncate(true)
+			.open(o.partial_path(cid))?;
 		// Data, then one "verified" byte per group (zero = not yet); see `Partial::write_bits`.
 		data.set_len(size + groups)?;
 		let p = Arc::new(Partial {
 			size,
 			leaves: ob.group_cvs(),
 			data,
-			state: Mutex::new(PartialState { have: vec![0; groups as usize], missing: groups, dirty: false, done: false }),
+			state: Mutex::new(PartialState {
+				have: vec![0; groups as usize],
+				missing: groups,
+				dirty: false,
+				done: false,
+			}),
 		});
 		o.partials.lock().entry(*cid).or_insert(p);
 		Ok(())
@@ -421,7 +457,8 @@ impl Store {
 			None if self.has_object(cid)? => return Ok(false),
 			None => self.partial(cid, size)?.ok_or(StoreError::UnknownObject(Cid(*cid)))?,
 		};
-		verify_group(cid, size, p.leaves.get(index as usize), index, data).map_err(bad_data(cid))?;
+		verify_group(cid, size, p.leaves.get(index as usize), index, data)
+			.map_err(bad_data(cid))?;
 		if p.state.lock().have[index as usize] != 0 {
 			return Ok(false);
 		}
@@ -462,7 +499,11 @@ impl Store {
 		let mut out = Vec::with_capacity(count as usize);
 		for g in first..first + count {
 			let mut buf = Vec::new();
-			out.push(if src.read_into(g, &mut buf)? { GroupRead::Data(buf) } else { GroupRead::Missing });
+			out.push(if src.read_into(g, &mut buf)? {
+				GroupRead::Data(buf)
+			} else {
+				GroupRead::Missing
+			});
 		}
 		Ok(out)
 	}
@@ -474,7 +515,13 @@ impl Store {
 		let small = o.pending.lock().blobs.get(cid).cloned();
 		let small = match small {
 			Some(d) => Some(d),
-			None => self.inner.db.begin_read()?.open_table(BLOBS)?.get(cid)?.map(|v| v.value().to_vec()),
+			None => self
+				.inner
+				.db
+				.begin_read()?
+				.open_table(BLOBS)?
+				.get(cid)?
+				.map(|v| v.value().to_vec()),
 		};
 		if let Some(d) = small {
 			return Ok(GroupSource { size: d.len() as u64, kind: SourceKind::Inline(d) });
@@ -505,19 +552,20 @@ impl Store {
 		let o = self.objects();
 		let data = match fs::read(o.object_path(cid)) {
 			Ok(d) => d,
-			Err(e) if e.kind() == ErrorKind::NotFound => {
-				match self.read_groups(cid, 0, 1) {
-					Ok(mut v) if self.has_object(cid)? => match v.pop() {
-						Some(GroupRead::Data(d)) => d,
-						_ => return Err(StoreError::UnknownObject(Cid(*cid))),
-					},
+			Err(e) if e.kind() == ErrorKind::NotFound => match self.read_groups(cid, 0, 1) {
+				Ok(mut v) if self.has_object(cid)? => match v.pop() {
+					Some(GroupRead::Data(d)) => d,
 					_ => return Err(StoreError::UnknownObject(Cid(*cid))),
-				}
+				},
+				_ => return Err(StoreError::UnknownObject(Cid(*cid))),
 			},
 			Err(e) => return Err(e.into()),
 		};
 		if cid_of(&data) != *cid {
-			return Err(StoreError::Corrupt(format!("object {} does not hash to its CID", Cid(*cid))));
+			return Err(StoreError::Corrupt(format!(
+				"object {} does not hash to its CID",
+				Cid(*cid)
+			)));
 		}
 		Ok(data)
 	}

@@ -136,8 +136,9 @@ impl Store {
 			if out.is_empty() && k.value().1 != from.max(1) {
 				return Err(StoreError::Pruned { segment, first: k.value().1 });
 			}
-			let op = SignedOp::decode(&mut v.value())
-				.map_err(|e| StoreError::Corrupt(format!("segment {segment}: undecodable op: {e}")))?;
+			let op = SignedOp::decode(&mut v.value()).map_err(|e| {
+				StoreError::Corrupt(format!("segment {segment}: undecodable op: {e}"))
+			})?;
 			out.push(op);
 		}
 		if out.is_empty() && from <= head {
@@ -150,7 +151,11 @@ impl Store {
 	pub fn first_logged(&self, segment: SegmentId) -> Result<Option<u64>> {
 		let tx = self.inner.db.begin_read()?;
 		let table = tx.open_table(OPS)?;
-		let first = table.range((segment, 0)..=(segment, u64::MAX))?.next().transpose()?.map(|(k, _)| k.value().1);
+		let first = table
+			.range((segment, 0)..=(segment, u64::MAX))?
+			.next()
+			.transpose()?
+			.map(|(k, _)| k.value().1);
 		Ok(first)
 	}
 
@@ -169,7 +174,8 @@ impl Store {
 				false
 			})?;
 			tx.open_table(ROOTS)?.retain_in((segment, 0)..(segment, below), |_, _| false)?;
-			tx.open_table(crate::UNDO)?.retain_in((segment, 0)..(segment, below), |_, _| false)?;
+			tx.open_table(crate::UNDO)?
+				.retain_in((segment, 0)..(segment, below), |_, _| false)?;
 		}
 		tx.commit()?;
 		Ok(dropped)
@@ -179,7 +185,12 @@ impl Store {
 	/// transaction. Ops at or below the head are skipped when identical to the logged ones (so a
 	/// replay after a restart applies nothing twice) and refused otherwise. Objects of `Put`
 	/// ops must already be in the store (fetched by CID before replay).
-	pub fn replay(&self, segment: SegmentId, ops: &[SignedOp], verifier: &dyn OpVerifier) -> Result<Head> {
+	pub fn replay(
+		&self,
+		segment: SegmentId,
+		ops: &[SignedOp],
+		verifier: &dyn OpVerifier,
+	) -> Result<Head> {
 		let mut segs = self.inner.segments.lock();
 		let SegmentState { trie, head: head_slot, listing } = segs.entry(segment).or_default();
 		let mut trie = TrieTxn::new(trie);
@@ -199,18 +210,27 @@ impl Store {
 					return Err(StoreError::RootMismatch { segment, seq });
 				}
 				if seq <= head.seq {
-					let same = log.get((segment, seq))?.is_some_and(|v| v.value() == encoded.as_slice());
+					let same =
+						log.get((segment, seq))?.is_some_and(|v| v.value() == encoded.as_slice());
 					if same {
 						continue;
 					}
 					return Err(StoreError::Conflict { segment, seq });
 				}
 				if seq != head.seq + 1 {
-					return Err(StoreError::OutOfOrder { segment, got: seq, expected: head.seq + 1 });
+					return Err(StoreError::OutOfOrder {
+						segment,
+						got: seq,
+						expected: head.seq + 1,
+					});
 				}
-				if signed.is_checkpoint() &&
-					!verifier.verify(segment, &signed.signer, &op.signing_payload(), &signed.signature)
-				{
+				if signed.is_checkpoint()
+					&& !verifier.verify(
+						segment,
+						&signed.signer,
+						&op.signing_payload(),
+						&signed.signature,
+					) {
 					return Err(StoreError::BadSignature { segment, seq });
 				}
 				if op.prev_root != head.facts.root {

@@ -15,8 +15,8 @@ use codec::Decode;
 use redb::ReadableDatabase;
 use sync_primitives::{
 	commitment::{
-		subtree_range, verify_chunk_proof, ChunkProof, Entry, RootFacts, SegmentTrie, SyncProof, CHUNK_LEN,
-		GROUP_LEN,
+		subtree_range, verify_chunk_proof, ChunkProof, Entry, RootFacts, SegmentTrie, SyncProof,
+		CHUNK_LEN, GROUP_LEN,
 	},
 	outboard::{group_range, groups_of, verify_group, Outboard},
 	SegmentId,
@@ -51,8 +51,9 @@ impl Store {
 			if at != head.seq - undone {
 				break;
 			}
-			let signed = SignedOp::decode(&mut v.value())
-				.map_err(|e| StoreError::Corrupt(format!("segment {segment}: undecodable op: {e}")))?;
+			let signed = SignedOp::decode(&mut v.value()).map_err(|e| {
+				StoreError::Corrupt(format!("segment {segment}: undecodable op: {e}"))
+			})?;
 			let Some(prev) = undo.get((segment, at))? else { break };
 			let key = match &signed.op.kind {
 				OpKind::Put { key, .. } | OpKind::Delete { key } => key.clone(),
@@ -81,18 +82,29 @@ impl Store {
 	/// The Proof-of-Sync of `segment` at the committed root `facts` (seq `seq`) for the chunk
 	/// `indexes` a challenge names. Each chunk proof is checked against `facts` before it is
 	/// returned, so a damaged local copy fails here, not on chain.
-	pub fn prove(&self, segment: SegmentId, seq: u64, facts: &RootFacts, indexes: &[u64]) -> Result<SyncProof> {
+	pub fn prove(
+		&self,
+		segment: SegmentId,
+		seq: u64,
+		facts: &RootFacts,
+		indexes: &[u64],
+	) -> Result<SyncProof> {
 		let trie = self.trie_at(segment, seq)?;
 		if trie.facts() != *facts {
 			return Err(StoreError::RootMismatch { segment, seq });
 		}
 		let mut chunks = Vec::with_capacity(indexes.len());
 		for &index in indexes {
-			let proof = self.prove_chunk(&trie, index).ok_or(StoreError::RootMismatch { segment, seq })??;
-			verify_chunk_proof(facts, index, &proof).map_err(|_| StoreError::RootMismatch { segment, seq })?;
+			let proof = self
+				.prove_chunk(&trie, index)
+				.ok_or(StoreError::RootMismatch { segment, seq })??;
+			verify_chunk_proof(facts, index, &proof)
+				.map_err(|_| StoreError::RootMismatch { segment, seq })?;
 			chunks.push(proof);
 		}
-		let chunks = chunks.try_into().map_err(|_| StoreError::Corrupt("too many challenged chunks".into()))?;
+		let chunks = chunks
+			.try_into()
+			.map_err(|_| StoreError::Corrupt("too many challenged chunks".into()))?;
 		Ok(SyncProof { chunks })
 	}
 
@@ -109,20 +121,26 @@ impl Store {
 		steps: Vec<sync_primitives::commitment::TrieStep>,
 	) -> Result<ChunkProof> {
 		let unknown = || StoreError::UnknownObject(crate::Cid(entry.cid));
-		let outboard = Outboard::from_bytes(entry.size, &self.outboard(&entry.cid)?).map_err(|_| unknown())?;
+		let outboard =
+			Outboard::from_bytes(entry.size, &self.outboard(&entry.cid)?).map_err(|_| unknown())?;
 		let group = chunk * CHUNK_LEN / GROUP_LEN;
 		let Some(GroupRead::Data(data)) = self.read_groups(&entry.cid, group, 1)?.pop() else {
 			return Err(unknown());
 		};
 		// Disk bytes are checked before they go into a proof.
 		let (gs, ge) = group_range(entry.size, group).ok_or_else(unknown)?;
-		let leaf = if groups_of(entry.size) > 1 { Some(outboard.subtree_cv(gs, ge - gs).ok_or_else(unknown)?) } else { None };
+		let leaf = if groups_of(entry.size) > 1 {
+			Some(outboard.subtree_cv(gs, ge - gs).ok_or_else(unknown)?)
+		} else {
+			None
+		};
 		verify_group(&entry.cid, entry.size, leaf.as_ref(), group, &data)
 			.map_err(|reason| StoreError::BadData { cid: crate::Cid(entry.cid), reason })?;
 		let siblings = outboard.chunk_siblings(chunk, &data).ok_or_else(unknown)?;
 		let (s, e) = subtree_range(entry.size, CHUNK_LEN, chunk).ok_or_else(unknown)?;
 		let base = group * GROUP_LEN;
-		let bytes = data.get((s - base) as usize..(e - base) as usize).ok_or_else(unknown)?.to_vec();
+		let bytes =
+			data.get((s - base) as usize..(e - base) as usize).ok_or_else(unknown)?.to_vec();
 		let corrupt = |what: &str| StoreError::Corrupt(format!("{what} exceeds the proof bounds"));
 		Ok(ChunkProof {
 			key: entry.key.clone().try_into().map_err(|_| corrupt("key"))?,

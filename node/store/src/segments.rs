@@ -164,16 +164,26 @@ impl Store {
 			}
 			let facts = row_facts((r, l, e, b));
 			if trie.facts() != facts {
-				return Err(StoreError::Corrupt(format!("segment {seg}: index does not hash to its head")));
+				return Err(StoreError::Corrupt(format!(
+					"segment {seg}: index does not hash to its head"
+				)));
 			}
-			segments.insert(seg, SegmentState { trie, head: Some(Head { seq, facts }), listing: None });
+			segments
+				.insert(seg, SegmentState { trie, head: Some(Head { seq, facts }), listing: None });
 		}
 		Ok(())
 	}
 
 	/// Segments with a head in this store.
 	pub fn segments(&self) -> Vec<SegmentId> {
-		let mut v: Vec<_> = self.inner.segments.lock().iter().filter(|(_, s)| s.head.is_some()).map(|(k, _)| *k).collect();
+		let mut v: Vec<_> = self
+			.inner
+			.segments
+			.lock()
+			.iter()
+			.filter(|(_, s)| s.head.is_some())
+			.map(|(k, _)| *k)
+			.collect();
 		v.sort();
 		v
 	}
@@ -252,7 +262,8 @@ impl Store {
 					// Checkpoints only (see the oplog module): the batch's last op and every
 					// CHECKPOINT_EVERY-th seq, so any window of that many ops holds one.
 					let checkpoint = i + 1 == last || seq % crate::oplog::CHECKPOINT_EVERY == 0;
-					let signature = if checkpoint { signer.sign(&op.signing_payload()) } else { Vec::new() };
+					let signature =
+						if checkpoint { signer.sign(&op.signing_payload()) } else { Vec::new() };
 					let op = SignedOp { signature, signer: signer.public(), op };
 					ops.insert((segment, seq), op.encode().as_slice())?;
 					signed.push(op);
@@ -268,7 +279,13 @@ impl Store {
 	/// Entries `[start, start + count)` of the segment's index in trie order, if this store
 	/// holds the segment at `root` (as its head, or as the verified index of a transfer), plus
 	/// the total number of entries.
-	pub fn index_page(&self, segment: SegmentId, root: &Hash32, start: u64, count: u64) -> Result<(Vec<Entry>, u64)> {
+	pub fn index_page(
+		&self,
+		segment: SegmentId,
+		root: &Hash32,
+		start: u64,
+		count: u64,
+	) -> Result<(Vec<Entry>, u64)> {
 		let listing = self.listing(segment, root)?;
 		let total = listing.len() as u64;
 		let s = start.min(total) as usize;
@@ -287,13 +304,20 @@ impl Store {
 							return Ok(l.clone());
 						}
 					}
-					let l: Arc<Vec<Entry>> = Arc::new(state.trie.entries().into_iter().cloned().collect());
+					let l: Arc<Vec<Entry>> =
+						Arc::new(state.trie.entries().into_iter().cloned().collect());
 					state.listing = Some((*root, l.clone()));
 					return Ok(l);
 				}
 			}
 		}
-		if let Some((_, l)) = self.inner.pinned.lock().get(&segment).and_then(|q| q.iter().find(|(h, _)| h.facts.root == *root)) {
+		if let Some((_, l)) = self
+			.inner
+			.pinned
+			.lock()
+			.get(&segment)
+			.and_then(|q| q.iter().find(|(h, _)| h.facts.root == *root))
+		{
 			return Ok(l.clone());
 		}
 		match self.staged_index(segment)? {
@@ -323,7 +347,12 @@ impl Store {
 
 	/// The pinned snapshots of a segment, oldest first.
 	pub fn pinned(&self, segment: SegmentId) -> Vec<Head> {
-		self.inner.pinned.lock().get(&segment).map(|q| q.iter().map(|(h, _)| *h).collect()).unwrap_or_default()
+		self.inner
+			.pinned
+			.lock()
+			.get(&segment)
+			.map(|q| q.iter().map(|(h, _)| *h).collect())
+			.unwrap_or_default()
 	}
 
 	// --- transfers --------------------------------------------------------------------------
@@ -366,7 +395,10 @@ impl Store {
 				return Err(StoreError::KeyTooLong(e.key.len()));
 			}
 			if trie.insert(e.clone()).is_some() {
-				return Err(StoreError::IndexMismatch { segment, expected: Cid(t.target.facts.root) });
+				return Err(StoreError::IndexMismatch {
+					segment,
+					expected: Cid(t.target.facts.root),
+				});
 			}
 		}
 		if trie.facts() != t.target.facts {
@@ -404,7 +436,9 @@ impl Store {
 			trie.insert(Entry { key: k.value().1.to_vec(), cid, size });
 		}
 		if trie.facts() != t.target.facts {
-			return Err(StoreError::Corrupt(format!("segment {segment}: staged index does not hash to its target")));
+			return Err(StoreError::Corrupt(format!(
+				"segment {segment}: staged index does not hash to its target"
+			)));
 		}
 		let listing: Arc<Vec<Entry>> = Arc::new(trie.entries().into_iter().cloned().collect());
 		self.inner.staged.lock().insert(segment, (t.target.facts, listing.clone()));
@@ -438,7 +472,8 @@ impl Store {
 			for e in listing.iter() {
 				index.insert((segment, e.key.as_slice()), (e.cid, e.size))?;
 			}
-			tx.open_table(STAGED)?.retain_in((segment, &[][..])..(segment + 1, &[][..]), |_, _| false)?;
+			tx.open_table(STAGED)?
+				.retain_in((segment, &[][..])..(segment + 1, &[][..]), |_, _| false)?;
 			tx.open_table(TRANSFERS)?.remove(segment)?;
 		}
 		let mut segs = self.inner.segments.lock();
@@ -450,4 +485,3 @@ impl Store {
 		Ok(t.target)
 	}
 }
-

@@ -1,5 +1,8 @@
 use super::*;
-use std::{io::{BufRead, BufReader}, os::unix::fs::FileExt};
+use std::{
+	io::{BufRead, BufReader},
+	os::unix::fs::FileExt,
+};
 use sync_primitives::{
 	commitment::{cid_of, GROUP_LEN},
 	outboard::{group_range, groups_of},
@@ -109,14 +112,22 @@ fn transfer_verifies_everything_and_swaps_atomically() {
 	assert!(matches!(dst.begin_object(&big.cid, big.size, &ob), Err(StoreError::BadData { .. })));
 	dst.begin_object(&big.cid, big.size, &src.outboard(&big.cid).unwrap()).unwrap();
 	// Corrupt group: rejected, not written, still missing.
-	let GroupRead::Data(mut g) = src.read_groups(&big.cid, 3, 1).unwrap().remove(0) else { panic!() };
+	let GroupRead::Data(mut g) = src.read_groups(&big.cid, 3, 1).unwrap().remove(0) else {
+		panic!()
+	};
 	g[100] ^= 0xff;
 	assert!(matches!(dst.write_group(&big.cid, big.size, 3, &g), Err(StoreError::BadData { .. })));
 	assert_eq!(dst.read_groups(&big.cid, 3, 1).unwrap(), vec![GroupRead::Missing]);
-	assert!(matches!(dst.write_group(&big.cid, big.size, 9999, &g), Err(StoreError::OutOfRange { .. })));
+	assert!(matches!(
+		dst.write_group(&big.cid, big.size, 9999, &g),
+		Err(StoreError::OutOfRange { .. })
+	));
 	// Small object with wrong bytes.
 	let small = src.lookup(7, b"small/3").unwrap();
-	assert!(matches!(dst.write_group(&small.cid, small.size, 0, b"nope"), Err(StoreError::BadData { .. })));
+	assert!(matches!(
+		dst.write_group(&small.cid, small.size, 0, b"nope"),
+		Err(StoreError::BadData { .. })
+	));
 	assert!(!dst.has_object(&small.cid).unwrap());
 
 	copy_all(&src, &dst, head);
@@ -153,7 +164,9 @@ fn partial_objects_resume_after_reopen_and_distrust_bits() {
 	f.write_all_at(&[0xAA], 2 * GROUP_LEN + 5).unwrap();
 	drop(f);
 	let dst = Store::open(b.path()).unwrap();
-	let ObjectState::Partial { missing } = dst.object_state(&big.cid, big.size).unwrap() else { panic!() };
+	let ObjectState::Partial { missing } = dst.object_state(&big.cid, big.size).unwrap() else {
+		panic!()
+	};
 	let odd: Vec<u64> = (0..groups_of(big.size)).filter(|g| g % 2 == 1 || *g == 2).collect();
 	assert_eq!(missing, odd);
 	// Serving a partial object: verified groups yes, others missing.
@@ -216,7 +229,9 @@ fn kill_9_mid_transfer_loses_at_most_unflushed_bits() {
 	let dst = Store::open(dir.path().join("dst")).unwrap();
 	let t = dst.transfer(7).unwrap().unwrap();
 	assert!(t.index_staged, "the staged index was committed durably");
-	let ObjectState::Partial { missing } = dst.object_state(&big.cid, big.size).unwrap() else { panic!() };
+	let ObjectState::Partial { missing } = dst.object_state(&big.cid, big.size).unwrap() else {
+		panic!()
+	};
 	let kept = groups_of(big.size) - missing.len() as u64;
 	// Bits are written every BITS_FLUSH_GROUPS groups: at most that many are refetched.
 	assert!(kept <= half && kept + BITS_FLUSH_GROUPS as u64 >= half, "kept {kept} of {half}");
@@ -236,7 +251,10 @@ fn kill_9_mid_transfer_loses_at_most_unflushed_bits() {
 	}
 	assert_eq!(dst.finish_transfer(7).unwrap(), head);
 	let (s, e) = group_range(big.size, 0).unwrap();
-	assert_eq!(&dst.read_object(&big.cid).unwrap()[s as usize..e as usize], &blob(1, BIG)[..GROUP_LEN as usize]);
+	assert_eq!(
+		&dst.read_object(&big.cid).unwrap()[s as usize..e as usize],
+		&blob(1, BIG)[..GROUP_LEN as usize]
+	);
 }
 
 #[test]
@@ -262,7 +280,10 @@ fn object_fully_verified_but_not_committed_before_a_crash_is_committed_on_reopen
 	f.write_all_at(&[1], big.size + last).unwrap();
 	drop(f);
 	let dst = Store::open(b.path()).unwrap();
-	assert_eq!(dst.object_state(&big.cid, big.size).unwrap(), ObjectState::Partial { missing: vec![] });
+	assert_eq!(
+		dst.object_state(&big.cid, big.size).unwrap(),
+		ObjectState::Partial { missing: vec![] }
+	);
 	dst.flush().unwrap();
 	assert!(dst.has_object(&big.cid).unwrap());
 	assert_eq!(dst.read_object(&big.cid).unwrap(), blob(1, BIG));
@@ -287,7 +308,9 @@ mod oplog {
 	struct Primaries(Vec<u8>);
 	impl OpVerifier for Primaries {
 		fn verify(&self, _: u64, signer: &[u8], payload: &[u8], signature: &[u8]) -> bool {
-			signer.len() == 1 && self.0.contains(&signer[0]) && Key(signer[0]).sign(payload) == signature
+			signer.len() == 1
+				&& self.0.contains(&signer[0])
+				&& Key(signer[0]).sign(payload) == signature
 		}
 	}
 
@@ -301,8 +324,9 @@ mod oplog {
 	fn setup_batched(n: usize, batch: usize) -> (Store, Store, Vec<SignedOp>, TempDirs) {
 		let dirs = TempDirs(tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
 		let p = Store::open(dirs.0.path()).unwrap();
-		let mut writes: Vec<SegmentWrite> =
-			(0..n).map(|i| put(&format!("k{i}"), blob(i as u64, 100 + (i % 40) * 3000))).collect();
+		let mut writes: Vec<SegmentWrite> = (0..n)
+			.map(|i| put(&format!("k{i}"), blob(i as u64, 100 + (i % 40) * 3000)))
+			.collect();
 		writes.push(SegmentWrite::Delete { key: b"k1".to_vec() });
 		let mut ops = Vec::new();
 		while !writes.is_empty() {
@@ -349,13 +373,19 @@ mod oplog {
 		let other = Key(9);
 		forged[0].signer = other.public();
 		forged[0].signature = other.sign(&forged[0].op.signing_payload());
-		assert!(matches!(f.replay(7, &forged[..1], &ok), Err(StoreError::BadSignature { seq: 1, .. })));
+		assert!(matches!(
+			f.replay(7, &forged[..1], &ok),
+			Err(StoreError::BadSignature { seq: 1, .. })
+		));
 		// A tampered op under the real signature.
 		let mut tampered = ops[0].clone();
 		tampered.op.new_root[0] ^= 1;
 		assert!(matches!(f.replay(7, &[tampered], &ok), Err(StoreError::BadSignature { .. })));
 		// A gap.
-		assert!(matches!(f.replay(7, &ops[2..3], &ok), Err(StoreError::OutOfOrder { got: 3, expected: 1, .. })));
+		assert!(matches!(
+			f.replay(7, &ops[2..3], &ok),
+			Err(StoreError::OutOfOrder { got: 3, expected: 1, .. })
+		));
 		assert_eq!(f.head(7), None, "nothing applied");
 		// All or nothing: a batch with a bad op in the middle applies none of it.
 		let mut batch = ops[..4].to_vec();
@@ -366,7 +396,10 @@ mod oplog {
 		f.replay(7, &ops[..2], &ok).unwrap();
 		let mut conflicting = ops[1].clone();
 		conflicting.signature[0] ^= 1;
-		assert!(matches!(f.replay(7, &[conflicting], &ok), Err(StoreError::Conflict { seq: 2, .. })));
+		assert!(matches!(
+			f.replay(7, &[conflicting], &ok),
+			Err(StoreError::Conflict { seq: 2, .. })
+		));
 		// An op signed by the Primary but built on another root.
 		let key = Key(1);
 		let mut stale = ops[2].clone();
@@ -383,14 +416,20 @@ mod oplog {
 		let signed: Vec<u64> = ops.iter().filter(|o| o.is_checkpoint()).map(|o| o.op.seq).collect();
 		assert_eq!(signed, vec![256, 300], "every 256th seq and the batch's last op");
 		// Ops past the last checkpoint are not authenticated: none of them is applied.
-		assert!(matches!(f.replay(7, &ops[..255], &ok), Err(StoreError::Unsigned { seq: 255, .. })));
+		assert!(matches!(
+			f.replay(7, &ops[..255], &ok),
+			Err(StoreError::Unsigned { seq: 255, .. })
+		));
 		assert_eq!(f.head(7), None);
 		// An altered op between checkpoints breaks the root chain.
 		let mut altered = ops[..256].to_vec();
 		if let OpKind::Put { size, .. } = &mut altered[10].op.kind {
 			*size += 1;
 		}
-		assert!(matches!(f.replay(7, &altered, &ok), Err(StoreError::RootMismatch { seq: 11, .. })));
+		assert!(matches!(
+			f.replay(7, &altered, &ok),
+			Err(StoreError::RootMismatch { seq: 11, .. })
+		));
 		// Even with the roots recomputed to match, the checkpoint's signature no longer does.
 		let mut trie = sync_primitives::commitment::SegmentTrie::new();
 		let mut rechained = altered.clone();
@@ -398,7 +437,11 @@ mod oplog {
 			o.op.prev_root = trie.facts().root;
 			match &o.op.kind {
 				OpKind::Put { key, cid, size } => {
-					trie.insert(sync_primitives::commitment::Entry { key: key.clone(), cid: *cid, size: *size });
+					trie.insert(sync_primitives::commitment::Entry {
+						key: key.clone(),
+						cid: *cid,
+						size: *size,
+					});
 				},
 				OpKind::Delete { key } => {
 					trie.remove(key);
@@ -406,7 +449,10 @@ mod oplog {
 			}
 			o.op.new_root = trie.facts().root;
 		}
-		assert!(matches!(f.replay(7, &rechained, &ok), Err(StoreError::BadSignature { seq: 256, .. })));
+		assert!(matches!(
+			f.replay(7, &rechained, &ok),
+			Err(StoreError::BadSignature { seq: 256, .. })
+		));
 		assert_eq!(f.head(7), None);
 		assert_eq!(f.replay(7, &ops[..256], &ok).unwrap().seq, 256);
 		assert_eq!(f.replay(7, &ops[256..], &ok).unwrap(), p.head(7).unwrap());
@@ -437,7 +483,10 @@ mod oplog {
 		let (p, _f, ops, _d) = setup(3);
 		let empty = tempfile::tempdir().unwrap();
 		let g = Store::open(empty.path()).unwrap();
-		assert!(matches!(g.replay(7, &ops, &Primaries(vec![1])), Err(StoreError::UnknownObject(_))));
+		assert!(matches!(
+			g.replay(7, &ops, &Primaries(vec![1])),
+			Err(StoreError::UnknownObject(_))
+		));
 		assert_eq!(g.head(7), None);
 		drop(p);
 	}
@@ -449,7 +498,9 @@ mod oplog {
 		let h5 = f.replay(7, &ops[..5], &Primaries(vec![1])).unwrap();
 		// Writes go on past the committed seq 5: a new object, an overwrite, and the delete.
 		f.replay(7, &ops[5..], &Primaries(vec![1])).unwrap();
-		let (_, more) = p.apply_signed(7, vec![put("k0", blob(99, 70_000)), put("k3", vec![])], &Key(1)).unwrap();
+		let (_, more) = p
+			.apply_signed(7, vec![put("k0", blob(99, 70_000)), put("k3", vec![])], &Key(1))
+			.unwrap();
 		for op in &more {
 			if let OpKind::Put { cid, size, .. } = &op.op.kind {
 				f.begin_object(cid, *size, &p.outboard(cid).unwrap()).unwrap();
@@ -461,7 +512,11 @@ mod oplog {
 		f.flush().unwrap();
 		let head = f.replay(7, &more, &Primaries(vec![1])).unwrap();
 		assert_eq!(head.seq, 15);
-		assert_eq!(f.trie_at(7, 5).unwrap().facts(), h5.facts, "undo records rebuild the index at seq 5");
+		assert_eq!(
+			f.trie_at(7, 5).unwrap().facts(),
+			h5.facts,
+			"undo records rebuild the index at seq 5"
+		);
 		assert_eq!(f.trie_at(7, 15).unwrap().facts(), head.facts);
 		assert_eq!(p.trie_at(7, 5).unwrap().facts(), h5.facts, "the Primary's log undoes too");
 		for (seq, facts) in [(5, h5.facts), (15, head.facts)] {
@@ -473,11 +528,20 @@ mod oplog {
 			}
 		}
 		// A wrong root, a seq not reached, a pruned range: typed errors.
-		assert!(matches!(f.prove(7, 5, &head.facts, &[0]), Err(StoreError::RootMismatch { seq: 5, .. })));
+		assert!(matches!(
+			f.prove(7, 5, &head.facts, &[0]),
+			Err(StoreError::RootMismatch { seq: 5, .. })
+		));
 		assert!(matches!(f.trie_at(7, 16), Err(StoreError::NotReached { seq: 16, head: 15, .. })));
 		// Rotted object bytes are caught before they go into a proof.
-		let large: Vec<_> =
-			f.trie_at(7, 15).unwrap().entries().into_iter().filter(|e| e.size > 32_768).cloned().collect();
+		let large: Vec<_> = f
+			.trie_at(7, 15)
+			.unwrap()
+			.entries()
+			.into_iter()
+			.filter(|e| e.size > 32_768)
+			.cloned()
+			.collect();
 		assert!(!large.is_empty());
 		for e in &large {
 			let path = crate::objects::object_path(d.1.path(), &e.cid);
@@ -498,6 +562,10 @@ mod oplog {
 		assert_eq!(rejected, large.len() * 16, "every chunk of a rotted group is refused");
 		f.prune_ops(7, 10).unwrap();
 		assert!(matches!(f.trie_at(7, 5), Err(StoreError::Pruned { first: 10, .. })));
-		assert_eq!(f.trie_at(7, 9).unwrap().facts().root, ops[8].op.new_root, "seq 9 is still rebuildable");
+		assert_eq!(
+			f.trie_at(7, 9).unwrap().facts().root,
+			ops[8].op.new_root,
+			"seq 9 is still rebuildable"
+		);
 	}
 }

@@ -44,8 +44,13 @@ where
 {
 	let who: T::AccountId = account(name, i, 0);
 	T::Currency::set_balance(&who, endowment::<T>());
-	SyncRegistry::<T>::register_node(RawOrigin::Signed(who.clone()).into(), role, peer_id_of(name, i), max_addrs())
-		.expect("registers");
+	SyncRegistry::<T>::register_node(
+		RawOrigin::Signed(who.clone()).into(),
+		role,
+		peer_id_of(name, i),
+		max_addrs(),
+	)
+	.expect("registers");
 	who
 }
 
@@ -67,7 +72,8 @@ impl Data {
 			};
 			objects.push((key, vec![(i % 251) as u8; 1000]));
 		}
-		objects.push((b"bench/large".to_vec(), (0..256 * 1024u32).map(|i| (i % 253) as u8).collect()));
+		objects
+			.push((b"bench/large".to_vec(), (0..256 * 1024u32).map(|i| (i % 253) as u8).collect()));
 		let mut trie = SegmentTrie::new();
 		for (k, v) in &objects {
 			trie.insert(Entry { key: k.clone(), cid: cid_of(v), size: v.len() as u64 });
@@ -93,7 +99,8 @@ where
 {
 	let owner = node::<T>("owner", 0, NodeRole::Primary);
 	SyncRegistry::<T>::create_segment(RawOrigin::Signed(owner.clone()).into()).expect("creates");
-	SyncRegistry::<T>::commit_root(RawOrigin::Signed(owner.clone()).into(), 0, 1, facts).expect("commits");
+	SyncRegistry::<T>::commit_root(RawOrigin::Signed(owner.clone()).into(), 0, 1, facts)
+		.expect("commits");
 	for i in 0..holders {
 		let h = node::<T>("holder", i, NodeRole::Replica);
 		SyncRegistry::<T>::join_segment(RawOrigin::Signed(h).into(), 0).expect("joins");
@@ -151,11 +158,15 @@ mod benches {
 		let who = node::<T>("node", 0, NodeRole::Replica);
 		for i in 0..s {
 			SyncRegistry::<T>::create_segment(RawOrigin::Signed(owner.clone()).into()).ok();
-			SyncRegistry::<T>::join_segment(RawOrigin::Signed(who.clone()).into(), i as u64).expect("joins");
+			SyncRegistry::<T>::join_segment(RawOrigin::Signed(who.clone()).into(), i as u64)
+				.expect("joins");
 		}
 		if s > 0 {
-			SyncRegistry::<T>::announce_leave(RawOrigin::Signed(who.clone()).into()).expect("announces");
-			go_to::<T>(frame_system::Pallet::<T>::block_number() + T::LeaveDelay::get() + One::one());
+			SyncRegistry::<T>::announce_leave(RawOrigin::Signed(who.clone()).into())
+				.expect("announces");
+			go_to::<T>(
+				frame_system::Pallet::<T>::block_number() + T::LeaveDelay::get() + One::one(),
+			);
 		}
 		#[extrinsic_call]
 		_(RawOrigin::Signed(who.clone()));
@@ -168,7 +179,8 @@ mod benches {
 		let who = node::<T>("node", 0, NodeRole::Replica);
 		for i in 0..s {
 			SyncRegistry::<T>::create_segment(RawOrigin::Signed(owner.clone()).into()).ok();
-			SyncRegistry::<T>::join_segment(RawOrigin::Signed(who.clone()).into(), i as u64).expect("joins");
+			SyncRegistry::<T>::join_segment(RawOrigin::Signed(who.clone()).into(), i as u64)
+				.expect("joins");
 		}
 		#[extrinsic_call]
 		_(RawOrigin::Signed(who.clone()));
@@ -196,7 +208,8 @@ mod benches {
 	fn remove_primary() {
 		let (owner, s) = segment::<T>(small_facts(), 0);
 		let who = node::<T>("primary", 0, NodeRole::Primary);
-		SyncRegistry::<T>::add_primary(RawOrigin::Signed(owner.clone()).into(), s, who.clone()).expect("adds");
+		SyncRegistry::<T>::add_primary(RawOrigin::Signed(owner.clone()).into(), s, who.clone())
+			.expect("adds");
 		#[extrinsic_call]
 		_(RawOrigin::Signed(owner), s, who.clone());
 		assert!(!Segments::<T>::get(s).unwrap().primaries.contains(&who));
@@ -229,7 +242,8 @@ mod benches {
 			proven_holder::<T>(&account("holder", i, 0), facts);
 		}
 		for seq in 2..=(T::MaxLag::get() as u64 + 1) {
-			SyncRegistry::<T>::commit_root(RawOrigin::Signed(owner.clone()).into(), s, seq, facts).expect("commits");
+			SyncRegistry::<T>::commit_root(RawOrigin::Signed(owner.clone()).into(), s, seq, facts)
+				.expect("commits");
 		}
 		let seq = T::MaxLag::get() as u64 + 2;
 		#[extrinsic_call]
@@ -244,12 +258,20 @@ mod benches {
 		let mut last = owner.clone();
 		for i in 1..T::MaxPrimaries::get() {
 			let p = node::<T>("primary", i, NodeRole::Primary);
-			SyncRegistry::<T>::add_primary(RawOrigin::Signed(owner.clone()).into(), s, p.clone()).expect("adds");
+			SyncRegistry::<T>::add_primary(RawOrigin::Signed(owner.clone()).into(), s, p.clone())
+				.expect("adds");
 			last = p;
 		}
-		SyncRegistry::<T>::commit_root(RawOrigin::Signed(owner.clone()).into(), s, 2, facts).expect("commits");
+		SyncRegistry::<T>::commit_root(RawOrigin::Signed(owner.clone()).into(), s, 2, facts)
+			.expect("commits");
 		for i in 1..T::MaxPrimaries::get() - 1 {
-			SyncRegistry::<T>::attest_root(RawOrigin::Signed(account("primary", i, 0)).into(), s, 2, facts.root).expect("attests");
+			SyncRegistry::<T>::attest_root(
+				RawOrigin::Signed(account("primary", i, 0)).into(),
+				s,
+				2,
+				facts.root,
+			)
+			.expect("attests");
 		}
 		#[extrinsic_call]
 		_(RawOrigin::Signed(last), s, 2, facts.root);
@@ -270,7 +292,8 @@ mod benches {
 		let data = Data::build();
 		let (owner, s) = segment::<T>(data.trie.facts(), 0);
 		let who = node::<T>("target", 0, NodeRole::Primary);
-		SyncRegistry::<T>::request_migration(RawOrigin::Signed(owner).into(), s, who.clone()).expect("requests");
+		SyncRegistry::<T>::request_migration(RawOrigin::Signed(owner).into(), s, who.clone())
+			.expect("requests");
 		SyncRegistry::<T>::claim_sync(RawOrigin::Signed(who.clone()).into(), s, 1).expect("claims");
 		let id = OpenChallenge::<T>::get(&who, s).expect("open");
 		let ch = Challenges::<T>::get(id).expect("open");
@@ -294,7 +317,8 @@ mod benches {
 	fn cancel_migration() {
 		let (owner, s) = segment::<T>(small_facts(), 0);
 		let to = node::<T>("target", 0, NodeRole::Primary);
-		SyncRegistry::<T>::request_migration(RawOrigin::Signed(owner.clone()).into(), s, to).expect("requests");
+		SyncRegistry::<T>::request_migration(RawOrigin::Signed(owner.clone()).into(), s, to)
+			.expect("requests");
 		#[extrinsic_call]
 		_(RawOrigin::Signed(owner), s);
 		assert!(!Migrations::<T>::contains_key(s));
@@ -324,7 +348,9 @@ mod benches {
 	fn expire_challenge() {
 		let (_owner, s) = segment::<T>(small_facts(), 1);
 		let who: T::AccountId = account("holder", 0, 0);
-		Holdings::<T>::mutate(s, &who, |h| h.as_mut().unwrap().failures = T::MaxFailures::get().saturating_sub(1));
+		Holdings::<T>::mutate(s, &who, |h| {
+			h.as_mut().unwrap().failures = T::MaxFailures::get().saturating_sub(1)
+		});
 		SyncRegistry::<T>::claim_sync(RawOrigin::Signed(who.clone()).into(), s, 1).expect("claims");
 		let ch = Challenges::<T>::get(OpenChallenge::<T>::get(&who, s).unwrap()).unwrap();
 		let at = ch.deadline + One::one();
@@ -356,7 +382,12 @@ mod benches {
 	fn migration_deadline() {
 		let (owner, s) = segment::<T>(small_facts(), 0);
 		let to = node::<T>("target", 0, NodeRole::Primary);
-		SyncRegistry::<T>::request_migration(RawOrigin::Signed(owner.clone()).into(), s, to.clone()).expect("requests");
+		SyncRegistry::<T>::request_migration(
+			RawOrigin::Signed(owner.clone()).into(),
+			s,
+			to.clone(),
+		)
+		.expect("requests");
 		let m = Migrations::<T>::get(s).unwrap();
 		let at = m.until;
 		#[block]

@@ -338,7 +338,12 @@ pub mod pallet {
 	#[pallet::generate_deposit(pub(super) fn deposit_event)]
 	pub enum Event<T: Config> {
 		/// A node registered; its deposit is held and its status is `Joining`.
-		NodeRegistered { who: T::AccountId, role: NodeRole, peer_id: PeerIdBytes, deposit: BalanceOf<T> },
+		NodeRegistered {
+			who: T::AccountId,
+			role: NodeRole,
+			peer_id: PeerIdBytes,
+			deposit: BalanceOf<T>,
+		},
 		/// A node changed its peer id and/or multiaddrs.
 		NodeUpdated { who: T::AccountId, peer_id: PeerIdBytes, multiaddrs: Multiaddrs },
 		/// A node's summarised status changed.
@@ -539,8 +544,9 @@ pub mod pallet {
 				"LeaveDelay must exceed a challenge window"
 			);
 			assert!(
-				T::ChallengeLeaves::get() >= 1 &&
-					T::ChallengeLeaves::get() <= sync_primitives::commitment::MAX_CHALLENGE_LEAVES,
+				T::ChallengeLeaves::get() >= 1
+					&& T::ChallengeLeaves::get()
+						<= sync_primitives::commitment::MAX_CHALLENGE_LEAVES,
 				"ChallengeLeaves out of range"
 			);
 			assert!(T::MaxPrimaries::get() >= 1 && T::RootRetention::get() >= 1);
@@ -630,7 +636,11 @@ pub mod pallet {
 			}
 			info.multiaddrs = new_addrs.clone();
 			Nodes::<T>::insert(&who, info);
-			Self::deposit_event(Event::NodeUpdated { who, peer_id: new_peer, multiaddrs: new_addrs });
+			Self::deposit_event(Event::NodeUpdated {
+				who,
+				peer_id: new_peer,
+				multiaddrs: new_addrs,
+			});
 			Ok(())
 		}
 
@@ -668,7 +678,10 @@ pub mod pallet {
 		/// Emits [`Event::HolderLeft`] per holding and [`Event::NodeDeregistered`] (forced).
 		#[pallet::call_index(3)]
 		#[pallet::weight(T::WeightInfo::deregister_node(T::MaxSegmentsPerNode::get()))]
-		pub fn force_deregister(origin: OriginFor<T>, who: T::AccountId) -> DispatchResultWithPostInfo {
+		pub fn force_deregister(
+			origin: OriginFor<T>,
+			who: T::AccountId,
+		) -> DispatchResultWithPostInfo {
 			ensure_root(origin)?;
 			let info = Nodes::<T>::get(&who).ok_or(Error::<T>::NotRegistered)?;
 			let n = Self::remove_node(who, info, true)?;
@@ -696,7 +709,8 @@ pub mod pallet {
 					ensure!(m.completed || m.to != who, Error::<T>::MigrationPending);
 				}
 			}
-			let leave_at = frame_system::Pallet::<T>::block_number().saturating_add(T::LeaveDelay::get());
+			let leave_at =
+				frame_system::Pallet::<T>::block_number().saturating_add(T::LeaveDelay::get());
 			info.status = NodeStatus::Leaving;
 			info.leave_at = Some(leave_at);
 			Nodes::<T>::insert(&who, info);
@@ -747,7 +761,11 @@ pub mod pallet {
 		/// Emits [`Event::PrimaryAdded`] (and [`Event::HolderJoined`]).
 		#[pallet::call_index(6)]
 		#[pallet::weight(T::WeightInfo::add_primary())]
-		pub fn add_primary(origin: OriginFor<T>, segment: SegmentId, who: T::AccountId) -> DispatchResult {
+		pub fn add_primary(
+			origin: OriginFor<T>,
+			segment: SegmentId,
+			who: T::AccountId,
+		) -> DispatchResult {
 			let mut seg = Self::owned_segment(origin, segment)?;
 			let info = Self::active_node(&who)?;
 			ensure!(info.role == NodeRole::Primary, Error::<T>::WrongRole);
@@ -770,7 +788,11 @@ pub mod pallet {
 		/// Emits [`Event::PrimaryRemoved`].
 		#[pallet::call_index(7)]
 		#[pallet::weight(T::WeightInfo::remove_primary())]
-		pub fn remove_primary(origin: OriginFor<T>, segment: SegmentId, who: T::AccountId) -> DispatchResult {
+		pub fn remove_primary(
+			origin: OriginFor<T>,
+			segment: SegmentId,
+			who: T::AccountId,
+		) -> DispatchResult {
 			let mut seg = Self::owned_segment(origin, segment)?;
 			ensure!(seg.owner != who, Error::<T>::IsOwner);
 			let pos = seg.primaries.iter().position(|p| p == &who).ok_or(Error::<T>::NotPrimary)?;
@@ -845,10 +867,10 @@ pub mod pallet {
 			let who = ensure_signed(origin)?;
 			let mut seg = Segments::<T>::get(segment).ok_or(Error::<T>::UnknownSegment)?;
 			ensure!(seg.primaries.contains(&who), Error::<T>::NotPrimary);
-			let consistent = facts.leaves >= facts.entries &&
-				(facts.entries == 0) == (facts.leaves == 0) &&
-				facts.leaves <= facts.bytes.div_ceil(1024).saturating_add(facts.entries) &&
-				(facts.entries != 0 || facts.bytes == 0);
+			let consistent = facts.leaves >= facts.entries
+				&& (facts.entries == 0) == (facts.leaves == 0)
+				&& facts.leaves <= facts.bytes.div_ceil(1024).saturating_add(facts.entries)
+				&& (facts.entries != 0 || facts.bytes == 0);
 			ensure!(consistent, Error::<T>::InvalidRootFacts);
 			let mut roots = Roots::<T>::get(segment);
 			if let Some(last) = roots.last() {
@@ -880,14 +902,13 @@ pub mod pallet {
 			let latest_seq = seq;
 			for h in seg.holders.iter() {
 				let changed = Holdings::<T>::mutate(segment, h, |hold| match hold {
-					Some(hd) if hd.status == HoldingStatus::Active =>
-						match hd.proven {
-							Some(p) if p.index.saturating_add(T::MaxLag::get()) < index => {
-								hd.status = HoldingStatus::Lagging;
-								Some(p.seq)
-							},
-							_ => None,
+					Some(hd) if hd.status == HoldingStatus::Active => match hd.proven {
+						Some(p) if p.index.saturating_add(T::MaxLag::get()) < index => {
+							hd.status = HoldingStatus::Lagging;
+							Some(p.seq)
 						},
+						_ => None,
+					},
 					_ => None,
 				});
 				if let Some(proven_seq) = changed {
@@ -913,7 +934,12 @@ pub mod pallet {
 		/// attested (or committed) this root.
 		#[pallet::call_index(11)]
 		#[pallet::weight(T::WeightInfo::attest_root())]
-		pub fn attest_root(origin: OriginFor<T>, segment: SegmentId, seq: u64, root: Hash32) -> DispatchResult {
+		pub fn attest_root(
+			origin: OriginFor<T>,
+			segment: SegmentId,
+			seq: u64,
+			root: Hash32,
+		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
 			let seg = Segments::<T>::get(segment).ok_or(Error::<T>::UnknownSegment)?;
 			ensure!(seg.primaries.contains(&who), Error::<T>::NotPrimary);
@@ -946,16 +972,30 @@ pub mod pallet {
 		pub fn claim_sync(origin: OriginFor<T>, segment: SegmentId, seq: u64) -> DispatchResult {
 			let who = ensure_signed(origin)?;
 			let holding = Holdings::<T>::get(segment, &who).ok_or(Error::<T>::NotHolder)?;
-			ensure!(!OpenChallenge::<T>::contains_key(&who, segment), Error::<T>::ChallengeAlreadyOpen);
+			ensure!(
+				!OpenChallenge::<T>::contains_key(&who, segment),
+				Error::<T>::ChallengeAlreadyOpen
+			);
 			let root = Roots::<T>::get(segment)
 				.into_iter()
 				.find(|r| r.seq == seq)
 				.ok_or(Error::<T>::UnknownRoot)?;
-			let migrating = Migrations::<T>::get(segment).is_some_and(|m| !m.completed && m.to == who);
+			let migrating =
+				Migrations::<T>::get(segment).is_some_and(|m| !m.completed && m.to == who);
 			if let Some(p) = holding.proven {
-				ensure!(root.index > p.index || (migrating && root.index == p.index), Error::<T>::AlreadyProven);
+				ensure!(
+					root.index > p.index || (migrating && root.index == p.index),
+					Error::<T>::AlreadyProven
+				);
 			}
-			Self::issue_challenge(segment, &who, root.seq, root.index, root.facts, ChallengeKind::Claim)?;
+			Self::issue_challenge(
+				segment,
+				&who,
+				root.seq,
+				root.index,
+				root.facts,
+				ChallengeKind::Claim,
+			)?;
 			Ok(())
 		}
 
@@ -972,7 +1012,11 @@ pub mod pallet {
 		/// Emits [`Event::SyncProven`] (and [`Event::MigrationCompleted`]).
 		#[pallet::call_index(13)]
 		#[pallet::weight(T::WeightInfo::submit_proof())]
-		pub fn submit_proof(origin: OriginFor<T>, id: ChallengeId, proof: SyncProof) -> DispatchResult {
+		pub fn submit_proof(
+			origin: OriginFor<T>,
+			id: ChallengeId,
+			proof: SyncProof,
+		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
 			let ch = Challenges::<T>::get(id).ok_or(Error::<T>::UnknownChallenge)?;
 			ensure!(ch.who == who, Error::<T>::NotChallenged);
@@ -984,8 +1028,13 @@ pub mod pallet {
 				Error::<T>::ProofTooLarge
 			);
 			let seed = Self::challenge_seed(id, ch.seed_block);
-			sync_primitives::commitment::verify_sync_proof(&ch.facts, &seed, T::ChallengeLeaves::get(), &proof)
-				.map_err(|_| Error::<T>::InvalidProof)?;
+			sync_primitives::commitment::verify_sync_proof(
+				&ch.facts,
+				&seed,
+				T::ChallengeLeaves::get(),
+				&proof,
+			)
+			.map_err(|_| Error::<T>::InvalidProof)?;
 			Self::accept_proof(id, ch, now);
 			Ok(())
 		}
@@ -1000,7 +1049,11 @@ pub mod pallet {
 		/// Emits [`Event::MigrationRequested`] (and [`Event::HolderJoined`]).
 		#[pallet::call_index(14)]
 		#[pallet::weight(T::WeightInfo::request_migration())]
-		pub fn request_migration(origin: OriginFor<T>, segment: SegmentId, to: T::AccountId) -> DispatchResult {
+		pub fn request_migration(
+			origin: OriginFor<T>,
+			segment: SegmentId,
+			to: T::AccountId,
+		) -> DispatchResult {
 			let mut seg = Self::owned_segment(origin, segment)?;
 			ensure!(!Migrations::<T>::contains_key(segment), Error::<T>::MigrationPending);
 			ensure!(seg.owner != to, Error::<T>::AlreadyOwner);
@@ -1015,7 +1068,8 @@ pub mod pallet {
 				Self::add_holder(segment, &mut seg, &to)?;
 			}
 			let now = frame_system::Pallet::<T>::block_number();
-			let until = Self::schedule_migration(segment, now.saturating_add(T::MigrationTimeout::get()))?;
+			let until =
+				Self::schedule_migration(segment, now.saturating_add(T::MigrationTimeout::get()))?;
 			let from = seg.owner.clone();
 			Migrations::<T>::insert(
 				segment,
@@ -1060,7 +1114,11 @@ pub mod pallet {
 		/// Emits [`Event::OwnerForced`].
 		#[pallet::call_index(16)]
 		#[pallet::weight(T::WeightInfo::force_set_owner())]
-		pub fn force_set_owner(origin: OriginFor<T>, segment: SegmentId, who: T::AccountId) -> DispatchResult {
+		pub fn force_set_owner(
+			origin: OriginFor<T>,
+			segment: SegmentId,
+			who: T::AccountId,
+		) -> DispatchResult {
 			ensure_root(origin)?;
 			let mut seg = Segments::<T>::get(segment).ok_or(Error::<T>::UnknownSegment)?;
 			ensure!(seg.owner != who, Error::<T>::AlreadyOwner);
@@ -1082,7 +1140,11 @@ pub mod pallet {
 				Self::add_holder(segment, &mut seg, &from)?;
 			}
 			Segments::<T>::insert(segment, seg);
-			Self::deposit_event(Event::OwnerForced { segment, from: from.clone(), to: who.clone() });
+			Self::deposit_event(Event::OwnerForced {
+				segment,
+				from: from.clone(),
+				to: who.clone(),
+			});
 			Self::refresh_status(&from);
 			Self::refresh_status(&who);
 			Ok(())
@@ -1107,7 +1169,10 @@ pub mod pallet {
 		}
 
 		/// The segment, if `origin` is Root or its owner.
-		fn owned_segment(origin: OriginFor<T>, segment: SegmentId) -> Result<SegmentInfoOf<T>, DispatchError> {
+		fn owned_segment(
+			origin: OriginFor<T>,
+			segment: SegmentId,
+		) -> Result<SegmentInfoOf<T>, DispatchError> {
 			let caller = match ensure_root(origin.clone()) {
 				Ok(()) => None,
 				Err(_) => Some(ensure_signed(origin)?),
@@ -1120,7 +1185,11 @@ pub mod pallet {
 		}
 
 		/// Adds `who` as a `Syncing` holder (caller stores `seg`).
-		fn add_holder(segment: SegmentId, seg: &mut SegmentInfoOf<T>, who: &T::AccountId) -> DispatchResult {
+		fn add_holder(
+			segment: SegmentId,
+			seg: &mut SegmentInfoOf<T>,
+			who: &T::AccountId,
+		) -> DispatchResult {
 			seg.holders.try_push(who.clone()).map_err(|_| Error::<T>::TooManyHolders)?;
 			NodeSegments::<T>::try_mutate(who, |v| {
 				if v.contains(&segment) {
@@ -1182,7 +1251,11 @@ pub mod pallet {
 		}
 
 		/// Removes a node and everything it holds; returns how many segments it had.
-		fn remove_node(who: T::AccountId, info: NodeInfoOf<T>, forced: bool) -> Result<u32, DispatchError> {
+		fn remove_node(
+			who: T::AccountId,
+			info: NodeInfoOf<T>,
+			forced: bool,
+		) -> Result<u32, DispatchError> {
 			let segments = NodeSegments::<T>::get(&who);
 			for s in segments.iter() {
 				let seg = Segments::<T>::get(s).ok_or(Error::<T>::UnknownSegment)?;
@@ -1224,8 +1297,13 @@ pub mod pallet {
 			Err(Error::<T>::ScheduleFull.into())
 		}
 
-		fn schedule_migration(segment: SegmentId, from: BlockNumberFor<T>) -> Result<BlockNumberFor<T>, DispatchError> {
-			Self::schedule(from, segment, |at, s| MigrationDeadlines::<T>::mutate(at, |b| b.try_push(s)))
+		fn schedule_migration(
+			segment: SegmentId,
+			from: BlockNumberFor<T>,
+		) -> Result<BlockNumberFor<T>, DispatchError> {
+			Self::schedule(from, segment, |at, s| {
+				MigrationDeadlines::<T>::mutate(at, |b| b.try_push(s))
+			})
 		}
 
 		fn schedule_rechallenge(
@@ -1255,7 +1333,16 @@ pub mod pallet {
 			NextChallengeId::<T>::put(id.saturating_add(1));
 			Challenges::<T>::insert(
 				id,
-				Challenge { segment, who: who.clone(), seq, index, facts, seed_block, deadline, kind },
+				Challenge {
+					segment,
+					who: who.clone(),
+					seq,
+					index,
+					facts,
+					seed_block,
+					deadline,
+					kind,
+				},
 			);
 			OpenChallenge::<T>::insert(who, segment, id);
 			Self::deposit_event(Event::ChallengeIssued {
@@ -1288,7 +1375,8 @@ pub mod pallet {
 				if let Some(h) = h {
 					let newer = h.proven.is_none_or(|p| ch.index >= p.index);
 					if newer {
-						h.proven = Some(ProvenRoot { seq: ch.seq, index: ch.index, facts: ch.facts });
+						h.proven =
+							Some(ProvenRoot { seq: ch.seq, index: ch.index, facts: ch.facts });
 					}
 					let idx = h.proven.map(|p| p.index).unwrap_or(0);
 					h.status = if idx.saturating_add(T::MaxLag::get()) < latest {
@@ -1385,10 +1473,16 @@ pub mod pallet {
 					})
 				});
 				let Some(failures) = failures else { continue };
-				Self::deposit_event(Event::ChallengeExpired { id, segment: ch.segment, who: ch.who.clone(), failures });
+				Self::deposit_event(Event::ChallengeExpired {
+					id,
+					segment: ch.segment,
+					who: ch.who.clone(),
+					failures,
+				});
 				Self::penalize(&ch.who);
 				if failures >= T::MaxFailures::get() {
-					let is_target = Migrations::<T>::get(ch.segment).filter(|m| !m.completed && m.to == ch.who);
+					let is_target =
+						Migrations::<T>::get(ch.segment).filter(|m| !m.completed && m.to == ch.who);
 					if let Some(m) = is_target {
 						Self::abort_migration(ch.segment, m, true);
 					}
@@ -1428,14 +1522,26 @@ pub mod pallet {
 			for (segment, who) in due {
 				let Some(h) = Holdings::<T>::get(segment, &who) else { continue };
 				let Some(p) = h.proven else { continue };
-				if h.status == HoldingStatus::Syncing || OpenChallenge::<T>::contains_key(&who, segment) {
+				if h.status == HoldingStatus::Syncing
+					|| OpenChallenge::<T>::contains_key(&who, segment)
+				{
 					continue;
 				}
 				// Best effort: if the expiry schedule is full the holder is checked next period.
-				if Self::issue_challenge(segment, &who, p.seq, p.index, p.facts, ChallengeKind::ReChallenge)
-					.is_err()
+				if Self::issue_challenge(
+					segment,
+					&who,
+					p.seq,
+					p.index,
+					p.facts,
+					ChallengeKind::ReChallenge,
+				)
+				.is_err()
 				{
-					let _ = Self::schedule_rechallenge(now.saturating_add(T::ReChallengePeriod::get()), (segment, who));
+					let _ = Self::schedule_rechallenge(
+						now.saturating_add(T::ReChallengePeriod::get()),
+						(segment, who),
+					);
 				}
 			}
 			n
@@ -1528,13 +1634,16 @@ pub mod pallet {
 		}
 
 		/// A segment in the runtime API's shape.
-		pub fn segment_summary(segment: SegmentId) -> Option<sync_primitives::SegmentSummary<T::AccountId>> {
+		pub fn segment_summary(
+			segment: SegmentId,
+		) -> Option<sync_primitives::SegmentSummary<T::AccountId>> {
 			let seg = Segments::<T>::get(segment)?;
 			let holders = seg
 				.holders
 				.iter()
 				.filter_map(|h| {
-					Holdings::<T>::get(segment, h).map(|hd| (h.clone(), hd.status, hd.proven.map(|p| p.seq)))
+					Holdings::<T>::get(segment, h)
+						.map(|hd| (h.clone(), hd.status, hd.proven.map(|p| p.seq)))
 				})
 				.collect();
 			Some(sync_primitives::SegmentSummary {
@@ -1544,7 +1653,11 @@ pub mod pallet {
 				holders,
 				roots: Roots::<T>::get(segment)
 					.into_iter()
-					.map(|r| sync_primitives::RootSummary { seq: r.seq, index: r.index, facts: r.facts })
+					.map(|r| sync_primitives::RootSummary {
+						seq: r.seq,
+						index: r.index,
+						facts: r.facts,
+					})
 					.collect(),
 				migration: Migrations::<T>::get(segment).map(|m| (m.to, m.completed)),
 			})
@@ -1556,7 +1669,9 @@ pub mod pallet {
 		}
 
 		/// Open challenges of `who`, with seed and indexes once the seed block is known.
-		pub fn open_challenges_of(who: T::AccountId) -> Vec<sync_primitives::ChallengeSummary<BlockNumberFor<T>>> {
+		pub fn open_challenges_of(
+			who: T::AccountId,
+		) -> Vec<sync_primitives::ChallengeSummary<BlockNumberFor<T>>> {
 			let now = frame_system::Pallet::<T>::block_number();
 			OpenChallenge::<T>::iter_prefix(&who)
 				.filter_map(|(_, id)| Challenges::<T>::get(id).map(|c| (id, c)))
@@ -1564,7 +1679,11 @@ pub mod pallet {
 					let seed = (now > c.seed_block).then(|| Self::challenge_seed(id, c.seed_block));
 					let indexes = seed
 						.map(|s| {
-							sync_primitives::commitment::challenge_indexes(&s, c.facts.leaves, T::ChallengeLeaves::get())
+							sync_primitives::commitment::challenge_indexes(
+								&s,
+								c.facts.leaves,
+								T::ChallengeLeaves::get(),
+							)
 						})
 						.unwrap_or_default();
 					sync_primitives::ChallengeSummary {
@@ -1597,15 +1716,21 @@ pub mod pallet {
 			let mut count = 0u32;
 			for (who, info) in Nodes::<T>::iter() {
 				count += 1;
-				ensure!(PeerIds::<T>::get(&info.peer_id).as_ref() == Some(&who), "peer id not indexed");
 				ensure!(
-					T::Currency::balance_on_hold(&HoldReason::NodeDeposit.into(), &who) >= info.deposit,
+					PeerIds::<T>::get(&info.peer_id).as_ref() == Some(&who),
+					"peer id not indexed"
+				);
+				ensure!(
+					T::Currency::balance_on_hold(&HoldReason::NodeDeposit.into(), &who)
+						>= info.deposit,
 					"node deposit not on hold"
 				);
 				for s in NodeSegments::<T>::get(&who) {
 					let seg = Segments::<T>::get(s).ok_or("NodeSegments names unknown segment")?;
 					ensure!(
-						seg.owner == who || seg.primaries.contains(&who) || Holdings::<T>::contains_key(s, &who),
+						seg.owner == who
+							|| seg.primaries.contains(&who)
+							|| Holdings::<T>::contains_key(s, &who),
 						"NodeSegments entry without a role"
 					);
 				}
@@ -1619,8 +1744,14 @@ pub mod pallet {
 				ensure!(!Holdings::<T>::contains_key(s, &seg.owner), "owner is a holder");
 				ensure!(NodeSegments::<T>::get(&seg.owner).contains(&s), "owner not indexed");
 				let roots = Roots::<T>::get(s);
-				ensure!(roots.windows(2).all(|w| w[0].seq < w[1].seq && w[0].index < w[1].index), "roots not increasing");
-				ensure!(roots.last().map(|r| r.index).unwrap_or(0) == seg.commits, "commit counter out of sync");
+				ensure!(
+					roots.windows(2).all(|w| w[0].seq < w[1].seq && w[0].index < w[1].index),
+					"roots not increasing"
+				);
+				ensure!(
+					roots.last().map(|r| r.index).unwrap_or(0) == seg.commits,
+					"commit counter out of sync"
+				);
 				let migration = Migrations::<T>::get(s);
 				for p in seg.primaries.iter() {
 					let retained = migration.as_ref().is_some_and(|m| m.completed && &m.from == p);
@@ -1637,12 +1768,21 @@ pub mod pallet {
 						HoldingStatus::Syncing => {},
 						st => {
 							let p = hd.proven.ok_or("Active/Lagging holding without proof")?;
-							ensure!(p.index >= 1 && p.index <= seg.commits, "proven root never committed");
+							ensure!(
+								p.index >= 1 && p.index <= seg.commits,
+								"proven root never committed"
+							);
 							if st == HoldingStatus::Active {
-								ensure!(p.index.saturating_add(T::MaxLag::get()) >= seg.commits, "Active holder is lagging");
+								ensure!(
+									p.index.saturating_add(T::MaxLag::get()) >= seg.commits,
+									"Active holder is lagging"
+								);
 							}
 							if let Some(r) = roots.iter().find(|r| r.index == p.index) {
-								ensure!(r.facts == p.facts && r.seq == p.seq, "proven root differs from commit");
+								ensure!(
+									r.facts == p.facts && r.seq == p.seq,
+									"proven root differs from commit"
+								);
 							}
 						},
 					}
@@ -1653,8 +1793,14 @@ pub mod pallet {
 				ensure!(seg.holders.contains(&h), "holding not listed by segment");
 			}
 			for (id, ch) in Challenges::<T>::iter() {
-				ensure!(OpenChallenge::<T>::get(&ch.who, ch.segment) == Some(id), "challenge not indexed");
-				ensure!(Holdings::<T>::contains_key(ch.segment, &ch.who), "challenge of non-holder");
+				ensure!(
+					OpenChallenge::<T>::get(&ch.who, ch.segment) == Some(id),
+					"challenge not indexed"
+				);
+				ensure!(
+					Holdings::<T>::contains_key(ch.segment, &ch.who),
+					"challenge of non-holder"
+				);
 				let at = ch.deadline.saturating_add(1u32.into());
 				ensure!(Expiries::<T>::get(at).contains(&id), "challenge expiry not scheduled");
 			}

@@ -13,8 +13,10 @@
 //! registered with the service's peer id (for `Register`: the first keystore account without a
 //! node), but first re-checks each against the block's state, so a stale intent (a root
 //! already committed, a challenge already open) costs no fee and no failed transaction.
-use crate::{Call, Challenges, Config, Holdings, Migrations, Nodes, OpenChallenge, ParityVotes, PeerIds, Roots, Segments};
-use sync_primitives::offchain::{Intent, Intents};
+use crate::{
+	Call, Challenges, Config, Holdings, Migrations, Nodes, OpenChallenge, ParityVotes, PeerIds,
+	Roots, Segments,
+};
 use codec::{Decode, Encode};
 use frame_support::traits::Get;
 use frame_system::{
@@ -22,19 +24,24 @@ use frame_system::{
 	pallet_prelude::BlockNumberFor,
 };
 use sp_runtime::offchain::storage::StorageValueRef;
+use sync_primitives::offchain::{Intent, Intents};
 use sync_primitives::{commitment::SyncProof, offchain};
 
 /// Signs the worker's transactions with the node's `sync` (sr25519) key.
 pub struct SyncAuthId;
 
-impl frame_system::offchain::AppCrypto<sp_runtime::MultiSigner, sp_runtime::MultiSignature> for SyncAuthId {
+impl frame_system::offchain::AppCrypto<sp_runtime::MultiSigner, sp_runtime::MultiSignature>
+	for SyncAuthId
+{
 	type RuntimeAppPublic = sync_primitives::crypto::Public;
 	type GenericSignature = sp_core::sr25519::Signature;
 	type GenericPublic = sp_core::sr25519::Public;
 }
 
 // Runtimes (and tests) whose accounts are plain sr25519 keys.
-impl frame_system::offchain::AppCrypto<sp_core::sr25519::Public, sp_core::sr25519::Signature> for SyncAuthId {
+impl frame_system::offchain::AppCrypto<sp_core::sr25519::Public, sp_core::sr25519::Signature>
+	for SyncAuthId
+{
 	type RuntimeAppPublic = sync_primitives::crypto::Public;
 	type GenericSignature = sp_core::sr25519::Signature;
 	type GenericPublic = sp_core::sr25519::Public;
@@ -66,7 +73,9 @@ pub fn run<T: Config>(now: BlockNumberFor<T>) -> alloc::vec::Vec<(crate::Challen
 }
 
 /// Submits stored proofs for the keystore accounts' open challenges.
-pub fn answer_challenges<T: Config>(now: BlockNumberFor<T>) -> alloc::vec::Vec<(crate::ChallengeId, Outcome)> {
+pub fn answer_challenges<T: Config>(
+	now: BlockNumberFor<T>,
+) -> alloc::vec::Vec<(crate::ChallengeId, Outcome)> {
 	let mut done = alloc::vec::Vec::new();
 	let signer = Signer::<T, T::AuthorityId>::all_accounts();
 	if !signer.can_sign() {
@@ -104,8 +113,10 @@ pub fn answer_challenges<T: Config>(now: BlockNumberFor<T>) -> alloc::vec::Vec<(
 				done.push((id, Outcome::Failed));
 				continue;
 			}
-			let signer = Signer::<T, T::AuthorityId>::all_accounts().with_filter(alloc::vec![account.public.clone()]);
-			let result = signer.send_single_signed_transaction(&account, Call::<T>::submit_proof { id, proof });
+			let signer = Signer::<T, T::AuthorityId>::all_accounts()
+				.with_filter(alloc::vec![account.public.clone()]);
+			let result = signer
+				.send_single_signed_transaction(&account, Call::<T>::submit_proof { id, proof });
 			match result {
 				Some(Ok(())) => {
 					sent.set(&now_u32);
@@ -142,7 +153,9 @@ pub fn run_intents<T: Config>(now: BlockNumberFor<T>) -> alloc::vec::Vec<(Intent
 	let mut done = alloc::vec::Vec::new();
 	let stored = StorageValueRef::persistent(offchain::INTENTS_KEY);
 	let Some(intents) = stored.get::<Intents>().ok().flatten() else { return done };
-	let Ok(peer_id) = sync_primitives::PeerIdBytes::try_from(intents.peer_id.clone()) else { return done };
+	let Ok(peer_id) = sync_primitives::PeerIdBytes::try_from(intents.peer_id.clone()) else {
+		return done;
+	};
 	let accounts: alloc::vec::Vec<_> = Signer::<T, T::AuthorityId>::keystore_accounts().collect();
 	let registered = PeerIds::<T>::get(&peer_id);
 	let now_u32: u32 = now.try_into().unwrap_or(u32::MAX);
@@ -152,7 +165,9 @@ pub fn run_intents<T: Config>(now: BlockNumberFor<T>) -> alloc::vec::Vec<(Intent
 				done.push((intent, IntentOutcome::Stale));
 				continue;
 			},
-			(Intent::Register { .. }, None) => accounts.iter().find(|a| !Nodes::<T>::contains_key(&a.id)),
+			(Intent::Register { .. }, None) => {
+				accounts.iter().find(|a| !Nodes::<T>::contains_key(&a.id))
+			},
 			(_, Some(who)) => accounts.iter().find(|a| &a.id == who),
 			(_, None) => {
 				done.push((intent, IntentOutcome::Stale));
@@ -174,7 +189,8 @@ pub fn run_intents<T: Config>(now: BlockNumberFor<T>) -> alloc::vec::Vec<(Intent
 			done.push((intent, IntentOutcome::Pending));
 			continue;
 		}
-		let signer = Signer::<T, T::AuthorityId>::all_accounts().with_filter(alloc::vec![account.public.clone()]);
+		let signer = Signer::<T, T::AuthorityId>::all_accounts()
+			.with_filter(alloc::vec![account.public.clone()]);
 		match signer.send_single_signed_transaction(account, call) {
 			Some(Ok(())) => {
 				sent.set(&now_u32);
@@ -191,14 +207,21 @@ pub fn run_intents<T: Config>(now: BlockNumberFor<T>) -> alloc::vec::Vec<(Intent
 }
 
 /// The call for `intent` by `who`, if the chain would accept it at this block.
-fn call_for<T: Config>(intent: &Intent, who: &T::AccountId, peer_id: &sync_primitives::PeerIdBytes) -> Option<Call<T>> {
+fn call_for<T: Config>(
+	intent: &Intent,
+	who: &T::AccountId,
+	peer_id: &sync_primitives::PeerIdBytes,
+) -> Option<Call<T>> {
 	match intent {
 		Intent::Register { role, multiaddrs } => {
 			let multiaddrs: alloc::vec::Vec<sync_primitives::MultiaddrBytes> =
 				multiaddrs.iter().filter_map(|a| a.clone().try_into().ok()).collect();
 			let multiaddrs = sync_primitives::Multiaddrs::try_from(multiaddrs).ok()?;
 			sync_primitives::validate_peer_id(peer_id).ok()?;
-			multiaddrs.iter().all(|a| sync_primitives::validate_multiaddr(a).is_ok()).then_some(())?;
+			multiaddrs
+				.iter()
+				.all(|a| sync_primitives::validate_multiaddr(a).is_ok())
+				.then_some(())?;
 			Some(Call::register_node { role: *role, peer_id: peer_id.clone(), multiaddrs })
 		},
 		Intent::Commit { segment, seq, facts } => {
@@ -211,16 +234,22 @@ fn call_for<T: Config>(intent: &Intent, who: &T::AccountId, peer_id: &sync_primi
 			let holding = Holdings::<T>::get(segment, who)?;
 			(!OpenChallenge::<T>::contains_key(who, segment)).then_some(())?;
 			let root = Roots::<T>::get(segment).into_iter().find(|r| r.seq == *seq)?;
-			let migrating = Migrations::<T>::get(segment).is_some_and(|m| !m.completed && &m.to == who);
-			let newer = holding.proven.is_none_or(|p| root.index > p.index || (migrating && root.index == p.index));
+			let migrating =
+				Migrations::<T>::get(segment).is_some_and(|m| !m.completed && &m.to == who);
+			let newer = holding
+				.proven
+				.is_none_or(|p| root.index > p.index || (migrating && root.index == p.index));
 			newer.then_some(Call::claim_sync { segment: *segment, seq: *seq })
 		},
 		Intent::Attest { segment, seq, root } => {
 			let seg = Segments::<T>::get(segment)?;
 			seg.primaries.contains(who).then_some(())?;
 			let (vseq, vroot, votes) = ParityVotes::<T>::get(segment)?;
-			(vseq == *seq && vroot == *root && !votes.contains(who))
-				.then_some(Call::attest_root { segment: *segment, seq: *seq, root: *root })
+			(vseq == *seq && vroot == *root && !votes.contains(who)).then_some(Call::attest_root {
+				segment: *segment,
+				seq: *seq,
+				root: *root,
+			})
 		},
 	}
 }

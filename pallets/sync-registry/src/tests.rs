@@ -65,13 +65,18 @@ impl Data {
 	fn with(n: usize, salt: u8) -> Self {
 		let mut d = Data::default();
 		for i in 0..n {
-			let bytes: Vec<u8> = (0..(i * 700 + 100)).map(|j| (j as u8) ^ salt ^ (i as u8)).collect();
+			let bytes: Vec<u8> =
+				(0..(i * 700 + 100)).map(|j| (j as u8) ^ salt ^ (i as u8)).collect();
 			d.put(format!("obj/{i}").as_bytes(), bytes);
 		}
 		d
 	}
 	fn put(&mut self, key: &[u8], bytes: Vec<u8>) {
-		self.trie.insert(Entry { key: key.to_vec(), cid: cid_of(&bytes), size: bytes.len() as u64 });
+		self.trie.insert(Entry {
+			key: key.to_vec(),
+			cid: cid_of(&bytes),
+			size: bytes.len() as u64,
+		});
 		self.objects.insert(key.to_vec(), bytes);
 	}
 	fn facts(&self) -> RootFacts {
@@ -80,7 +85,9 @@ impl Data {
 	fn prove(&self, id: ChallengeId) -> SyncProof {
 		let ch = Challenges::<Test>::get(id).expect("open challenge");
 		let seed = SyncRegistry::challenge_seed(id, ch.seed_block);
-		self.trie.prove(&seed, K, |e| self.objects.get(&e.key).cloned()).expect("data complete")
+		self.trie
+			.prove(&seed, K, |e| self.objects.get(&e.key).cloned())
+			.expect("data complete")
 	}
 }
 
@@ -124,10 +131,18 @@ fn register_holds_deposit_and_emits() {
 	run(|| {
 		register(alice(), NodeRole::Primary);
 		let info = Nodes::<Test>::get(alice()).unwrap();
-		assert_eq!((info.role, info.status, info.deposit, info.registered_at), (NodeRole::Primary, NodeStatus::Joining, DEPOSIT, 1));
+		assert_eq!(
+			(info.role, info.status, info.deposit, info.registered_at),
+			(NodeRole::Primary, NodeStatus::Joining, DEPOSIT, 1)
+		);
 		assert_eq!(PeerIds::<Test>::get(pid(1)), Some(alice()));
 		assert_eq!(held(alice()), DEPOSIT);
-		assert!(has_event(Event::NodeRegistered { who: alice(), role: NodeRole::Primary, peer_id: pid(1), deposit: DEPOSIT }));
+		assert!(has_event(Event::NodeRegistered {
+			who: alice(),
+			role: NodeRole::Primary,
+			peer_id: pid(1),
+			deposit: DEPOSIT
+		}));
 		assert_eq!(SyncRegistry::node_summary(alice()).unwrap().peer_id, pid(1).into_inner());
 		assert_eq!(SyncRegistry::account_of_peer(pid(1).into_inner()), Some(alice()));
 	});
@@ -138,15 +153,25 @@ fn register_rejects_bad_input_without_changes() {
 	run(|| {
 		register(alice(), NodeRole::Primary);
 		let a = addrs(&["/dns/a/tcp/1"]);
-		let r = |who, p, ad| SyncRegistry::register_node(RuntimeOrigin::signed(who), NodeRole::Replica, p, ad);
+		let r = |who, p, ad| {
+			SyncRegistry::register_node(RuntimeOrigin::signed(who), NodeRole::Replica, p, ad)
+		};
 		assert_noop!(r(alice(), pid(9), a.clone()), E::AlreadyRegistered);
 		assert_noop!(r(bob(), pid(1), a.clone()), E::PeerIdTaken);
-		assert_noop!(r(bob(), vec![0x00, 36, 1, 2].try_into().unwrap(), a.clone()), E::InvalidPeerId);
+		assert_noop!(
+			r(bob(), vec![0x00, 36, 1, 2].try_into().unwrap(), a.clone()),
+			E::InvalidPeerId
+		);
 		assert_noop!(r(bob(), pid(2), addrs(&[])), E::InvalidMultiaddr);
 		assert_noop!(r(bob(), pid(2), addrs(&["/ok/1", "tcp 1"])), E::InvalidMultiaddr);
 		assert_noop!(r(poor(), pid(3), a.clone()), E::InsufficientDeposit);
 		assert_noop!(
-			SyncRegistry::register_node(RuntimeOrigin::none(), NodeRole::Replica, pid(4), a.clone()),
+			SyncRegistry::register_node(
+				RuntimeOrigin::none(),
+				NodeRole::Replica,
+				pid(4),
+				a.clone()
+			),
 			DispatchError::BadOrigin
 		);
 		assert_noop!(
@@ -164,25 +189,53 @@ fn update_changes_identity_and_reindexes() {
 		assert_eq!(PeerIds::<Test>::get(pid(1)), None);
 		assert_eq!(PeerIds::<Test>::get(pid(7)), Some(alice()));
 		let new = addrs(&["/ip4/10.0.0.1/tcp/1", "/ip6/::1/tcp/2"]);
-		assert_ok!(SyncRegistry::update_node(RuntimeOrigin::signed(alice()), None, Some(new.clone())));
+		assert_ok!(SyncRegistry::update_node(
+			RuntimeOrigin::signed(alice()),
+			None,
+			Some(new.clone())
+		));
 		assert!(has_event(Event::NodeUpdated { who: alice(), peer_id: pid(7), multiaddrs: new }));
 		// the old peer id is free again
-		assert_ok!(SyncRegistry::register_node(RuntimeOrigin::signed(bob()), NodeRole::Replica, pid(1), addrs(&["/a/1"])));
+		assert_ok!(SyncRegistry::register_node(
+			RuntimeOrigin::signed(bob()),
+			NodeRole::Replica,
+			pid(1),
+			addrs(&["/a/1"])
+		));
 	});
 }
 
 #[test]
 fn update_errors() {
 	run(|| {
-		assert_noop!(SyncRegistry::update_node(RuntimeOrigin::signed(alice()), Some(pid(2)), None), E::NotRegistered);
+		assert_noop!(
+			SyncRegistry::update_node(RuntimeOrigin::signed(alice()), Some(pid(2)), None),
+			E::NotRegistered
+		);
 		register(alice(), NodeRole::Replica);
 		register(bob(), NodeRole::Replica);
-		assert_noop!(SyncRegistry::update_node(RuntimeOrigin::signed(alice()), None, None), E::NothingToUpdate);
-		assert_noop!(SyncRegistry::update_node(RuntimeOrigin::signed(alice()), Some(pid(1)), None), E::NothingToUpdate);
-		assert_noop!(SyncRegistry::update_node(RuntimeOrigin::signed(alice()), Some(pid(2)), None), E::PeerIdTaken);
-		assert_noop!(SyncRegistry::update_node(RuntimeOrigin::signed(alice()), None, Some(addrs(&["nope"]))), E::InvalidMultiaddr);
 		assert_noop!(
-			SyncRegistry::update_node(RuntimeOrigin::signed(alice()), Some(vec![0x12, 32, 0].try_into().unwrap()), None),
+			SyncRegistry::update_node(RuntimeOrigin::signed(alice()), None, None),
+			E::NothingToUpdate
+		);
+		assert_noop!(
+			SyncRegistry::update_node(RuntimeOrigin::signed(alice()), Some(pid(1)), None),
+			E::NothingToUpdate
+		);
+		assert_noop!(
+			SyncRegistry::update_node(RuntimeOrigin::signed(alice()), Some(pid(2)), None),
+			E::PeerIdTaken
+		);
+		assert_noop!(
+			SyncRegistry::update_node(RuntimeOrigin::signed(alice()), None, Some(addrs(&["nope"]))),
+			E::InvalidMultiaddr
+		);
+		assert_noop!(
+			SyncRegistry::update_node(
+				RuntimeOrigin::signed(alice()),
+				Some(vec![0x12, 32, 0].try_into().unwrap()),
+				None
+			),
 			E::InvalidPeerId
 		);
 	});
@@ -195,8 +248,15 @@ fn joining_node_deregisters_at_once() {
 		assert_ok!(SyncRegistry::deregister_node(RuntimeOrigin::signed(alice())));
 		assert!(Nodes::<Test>::get(alice()).is_none());
 		assert_eq!(held(alice()), 0);
-		assert!(has_event(Event::NodeDeregistered { who: alice(), released: DEPOSIT, forced: false }));
-		assert_noop!(SyncRegistry::deregister_node(RuntimeOrigin::signed(alice())), E::NotRegistered);
+		assert!(has_event(Event::NodeDeregistered {
+			who: alice(),
+			released: DEPOSIT,
+			forced: false
+		}));
+		assert_noop!(
+			SyncRegistry::deregister_node(RuntimeOrigin::signed(alice())),
+			E::NotRegistered
+		);
 	});
 }
 
@@ -205,7 +265,10 @@ fn joining_node_deregisters_at_once() {
 #[test]
 fn create_segment_requires_an_active_primary() {
 	run(|| {
-		assert_noop!(SyncRegistry::create_segment(RuntimeOrigin::signed(alice())), E::NotRegistered);
+		assert_noop!(
+			SyncRegistry::create_segment(RuntimeOrigin::signed(alice())),
+			E::NotRegistered
+		);
 		register(bob(), NodeRole::Replica);
 		assert_noop!(SyncRegistry::create_segment(RuntimeOrigin::signed(bob())), E::WrongRole);
 		register(alice(), NodeRole::Primary);
@@ -218,7 +281,10 @@ fn create_segment_requires_an_active_primary() {
 		// a node at its segment limit (4) cannot create more
 		assert_ok!(SyncRegistry::create_segment(RuntimeOrigin::signed(alice())));
 		assert_ok!(SyncRegistry::create_segment(RuntimeOrigin::signed(alice())));
-		assert_noop!(SyncRegistry::create_segment(RuntimeOrigin::signed(alice())), E::TooManySegments);
+		assert_noop!(
+			SyncRegistry::create_segment(RuntimeOrigin::signed(alice())),
+			E::TooManySegments
+		);
 	});
 }
 
@@ -228,24 +294,51 @@ fn commit_root_checks_primary_seq_and_facts_and_prunes_window() {
 		let data = Data::with(3, 1);
 		segment_with(&data);
 		register(bob(), NodeRole::Primary);
-		assert_noop!(SyncRegistry::commit_root(RuntimeOrigin::signed(bob()), 0, 2, data.facts()), E::NotPrimary);
-		assert_noop!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 1, data.facts()), E::StaleSeq);
-		assert_noop!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 9, 2, data.facts()), E::UnknownSegment);
+		assert_noop!(
+			SyncRegistry::commit_root(RuntimeOrigin::signed(bob()), 0, 2, data.facts()),
+			E::NotPrimary
+		);
+		assert_noop!(
+			SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 1, data.facts()),
+			E::StaleSeq
+		);
+		assert_noop!(
+			SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 9, 2, data.facts()),
+			E::UnknownSegment
+		);
 		let mut bad = data.facts();
 		bad.leaves = 0;
-		assert_noop!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 2, bad), E::InvalidRootFacts);
+		assert_noop!(
+			SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 2, bad),
+			E::InvalidRootFacts
+		);
 		let mut bad = data.facts();
 		bad.leaves = bad.bytes; // far more chunks than bytes allow
-		assert_noop!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 2, bad), E::InvalidRootFacts);
+		assert_noop!(
+			SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 2, bad),
+			E::InvalidRootFacts
+		);
 		for seq in 2..=6 {
-			assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, seq * 10, data.facts()));
+			assert_ok!(SyncRegistry::commit_root(
+				RuntimeOrigin::signed(alice()),
+				0,
+				seq * 10,
+				data.facts()
+			));
 		}
 		let roots = Roots::<Test>::get(0);
 		assert_eq!(roots.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![30, 40, 50, 60]);
 		assert_eq!(roots.last().unwrap().index, 6);
 		let f = data.facts();
 		assert!(has_event(Event::RootCommitted {
-			segment: 0, seq: 60, root: f.root, leaves: f.leaves, entries: f.entries, bytes: f.bytes, index: 6, committer: alice()
+			segment: 0,
+			seq: 60,
+			root: f.root,
+			leaves: f.leaves,
+			entries: f.entries,
+			bytes: f.bytes,
+			index: 6,
+			committer: alice()
 		}));
 	});
 }
@@ -258,19 +351,40 @@ fn primaries_attest_until_parity() {
 		register(bob(), NodeRole::Primary);
 		register(charlie(), NodeRole::Replica);
 		// origins and roles
-		assert_noop!(SyncRegistry::add_primary(RuntimeOrigin::signed(bob()), 0, bob()), E::NotOwner);
-		assert_noop!(SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, charlie()), E::WrongRole);
-		assert_noop!(SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, dave()), E::NotRegistered);
+		assert_noop!(
+			SyncRegistry::add_primary(RuntimeOrigin::signed(bob()), 0, bob()),
+			E::NotOwner
+		);
+		assert_noop!(
+			SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, charlie()),
+			E::WrongRole
+		);
+		assert_noop!(
+			SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, dave()),
+			E::NotRegistered
+		);
 		assert_ok!(SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, bob()));
 		assert!(has_event(Event::PrimaryAdded { segment: 0, who: bob() }));
 		assert!(has_event(Event::HolderJoined { segment: 0, who: bob() }));
 		assert_noop!(SyncRegistry::add_primary(RuntimeOrigin::root(), 0, bob()), E::AlreadyPrimary);
 		// attest
 		let f = data.facts();
-		assert_noop!(SyncRegistry::attest_root(RuntimeOrigin::signed(charlie()), 0, 1, f.root), E::NotPrimary);
-		assert_noop!(SyncRegistry::attest_root(RuntimeOrigin::signed(bob()), 0, 2, f.root), E::UnknownRoot);
-		assert_noop!(SyncRegistry::attest_root(RuntimeOrigin::signed(bob()), 0, 1, [0; 32]), E::RootMismatch);
-		assert_noop!(SyncRegistry::attest_root(RuntimeOrigin::signed(alice()), 0, 1, f.root), E::AlreadyAttested);
+		assert_noop!(
+			SyncRegistry::attest_root(RuntimeOrigin::signed(charlie()), 0, 1, f.root),
+			E::NotPrimary
+		);
+		assert_noop!(
+			SyncRegistry::attest_root(RuntimeOrigin::signed(bob()), 0, 2, f.root),
+			E::UnknownRoot
+		);
+		assert_noop!(
+			SyncRegistry::attest_root(RuntimeOrigin::signed(bob()), 0, 1, [0; 32]),
+			E::RootMismatch
+		);
+		assert_noop!(
+			SyncRegistry::attest_root(RuntimeOrigin::signed(alice()), 0, 1, f.root),
+			E::AlreadyAttested
+		);
 		assert_ok!(SyncRegistry::attest_root(RuntimeOrigin::signed(bob()), 0, 1, f.root));
 		assert!(has_event(Event::RootAttested { segment: 0, seq: 1, who: bob() }));
 		assert!(has_event(Event::ParityReached { segment: 0, seq: 1, root: f.root }));
@@ -278,8 +392,14 @@ fn primaries_attest_until_parity() {
 		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(bob()), 0, 2, f));
 		assert_eq!(ParityVotes::<Test>::get(0).unwrap().2.into_inner(), vec![bob()]);
 		// removal
-		assert_noop!(SyncRegistry::remove_primary(RuntimeOrigin::signed(alice()), 0, alice()), E::IsOwner);
-		assert_noop!(SyncRegistry::remove_primary(RuntimeOrigin::signed(alice()), 0, charlie()), E::NotPrimary);
+		assert_noop!(
+			SyncRegistry::remove_primary(RuntimeOrigin::signed(alice()), 0, alice()),
+			E::IsOwner
+		);
+		assert_noop!(
+			SyncRegistry::remove_primary(RuntimeOrigin::signed(alice()), 0, charlie()),
+			E::NotPrimary
+		);
 		assert_ok!(SyncRegistry::remove_primary(RuntimeOrigin::root(), 0, bob()));
 		assert!(has_event(Event::PrimaryRemoved { segment: 0, who: bob() }));
 		assert!(Holdings::<Test>::contains_key(0, bob()), "stays a holder");
@@ -296,16 +416,34 @@ fn segment_limits_are_enforced() {
 		}
 		assert_ok!(SyncRegistry::add_primary(RuntimeOrigin::root(), 0, account(2)));
 		assert_ok!(SyncRegistry::add_primary(RuntimeOrigin::root(), 0, account(3)));
-		assert_noop!(SyncRegistry::add_primary(RuntimeOrigin::root(), 0, account(4)), E::TooManyPrimaries);
+		assert_noop!(
+			SyncRegistry::add_primary(RuntimeOrigin::root(), 0, account(4)),
+			E::TooManyPrimaries
+		);
 		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(account(4)), 0));
 		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(account(5)), 0));
 		register(account(6), NodeRole::Replica);
-		assert_noop!(SyncRegistry::join_segment(RuntimeOrigin::signed(account(6)), 0), E::TooManyHolders);
-		assert_noop!(SyncRegistry::join_segment(RuntimeOrigin::signed(account(5)), 0), E::AlreadyHolder);
+		assert_noop!(
+			SyncRegistry::join_segment(RuntimeOrigin::signed(account(6)), 0),
+			E::TooManyHolders
+		);
+		assert_noop!(
+			SyncRegistry::join_segment(RuntimeOrigin::signed(account(5)), 0),
+			E::AlreadyHolder
+		);
 		assert_noop!(SyncRegistry::join_segment(RuntimeOrigin::signed(alice()), 0), E::IsOwner);
-		assert_noop!(SyncRegistry::join_segment(RuntimeOrigin::signed(account(6)), 7), E::UnknownSegment);
-		assert_noop!(SyncRegistry::join_segment(RuntimeOrigin::signed(account(7)), 0), E::NotRegistered);
-		assert_noop!(SyncRegistry::leave_segment(RuntimeOrigin::signed(account(6)), 0), E::NotHolder);
+		assert_noop!(
+			SyncRegistry::join_segment(RuntimeOrigin::signed(account(6)), 7),
+			E::UnknownSegment
+		);
+		assert_noop!(
+			SyncRegistry::join_segment(RuntimeOrigin::signed(account(7)), 0),
+			E::NotRegistered
+		);
+		assert_noop!(
+			SyncRegistry::leave_segment(RuntimeOrigin::signed(account(6)), 0),
+			E::NotHolder
+		);
 		// a co-Primary leaving also gives up its seat
 		assert_ok!(SyncRegistry::leave_segment(RuntimeOrigin::signed(account(2)), 0));
 		assert!(has_event(Event::HolderLeft { segment: 0, who: account(2) }));
@@ -327,44 +465,91 @@ fn proof_of_sync_makes_a_holder_active() {
 		assert_eq!(Nodes::<Test>::get(bob()).unwrap().status, NodeStatus::Syncing);
 		assert_noop!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 5), E::UnknownRoot);
 		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1));
-		assert_noop!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1), E::ChallengeAlreadyOpen);
+		assert_noop!(
+			SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1),
+			E::ChallengeAlreadyOpen
+		);
 		let id = OpenChallenge::<Test>::get(bob(), 0).unwrap();
 		let ch = Challenges::<Test>::get(id).unwrap();
 		assert_eq!(ch.seed_block, 1 + CHALLENGE_DELAY);
 		assert_eq!(ch.deadline, 1 + CHALLENGE_DELAY + PROOF_WINDOW);
 		assert!(has_event(Event::ChallengeIssued {
-			id, segment: 0, who: bob(), seq: 1, kind: ChallengeKind::Claim, seed_block: ch.seed_block, deadline: ch.deadline
+			id,
+			segment: 0,
+			who: bob(),
+			seq: 1,
+			kind: ChallengeKind::Claim,
+			seed_block: ch.seed_block,
+			deadline: ch.deadline
 		}));
 		// before the seed block exists nobody can answer
-		assert_noop!(SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, SyncProof { chunks: Default::default() }), E::ChallengeNotReady);
+		assert_noop!(
+			SyncRegistry::submit_proof(
+				RuntimeOrigin::signed(bob()),
+				id,
+				SyncProof { chunks: Default::default() }
+			),
+			E::ChallengeNotReady
+		);
 		run_to(ch.seed_block + 1);
 		let proof = data.prove(id);
 		// wrong signer, unknown challenge, tampered, truncated, proof for another seed
-		assert_noop!(SyncRegistry::submit_proof(RuntimeOrigin::signed(alice()), id, proof.clone()), E::NotChallenged);
-		assert_noop!(SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id + 1, proof.clone()), E::UnknownChallenge);
+		assert_noop!(
+			SyncRegistry::submit_proof(RuntimeOrigin::signed(alice()), id, proof.clone()),
+			E::NotChallenged
+		);
+		assert_noop!(
+			SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id + 1, proof.clone()),
+			E::UnknownChallenge
+		);
 		let mut bad = proof.clone();
 		bad.chunks[0].chunk[0] ^= 1;
-		assert_noop!(SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, bad), E::InvalidProof);
+		assert_noop!(
+			SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, bad),
+			E::InvalidProof
+		);
 		let mut short = proof.clone();
 		short.chunks.pop();
-		assert_noop!(SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, short), E::InvalidProof);
+		assert_noop!(
+			SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, short),
+			E::InvalidProof
+		);
 		let other = data.trie.prove(&[7u8; 32], K, |e| data.objects.get(&e.key).cloned()).unwrap();
 		if other != proof {
-			assert_noop!(SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, other), E::InvalidProof);
+			assert_noop!(
+				SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, other),
+				E::InvalidProof
+			);
 		}
 		// a holder with the wrong data cannot prove
 		let wrong = Data::with(5, 99);
 		let seed = SyncRegistry::challenge_seed(id, ch.seed_block);
 		if let Some(p) = wrong.trie.prove(&seed, K, |e| wrong.objects.get(&e.key).cloned()) {
-			assert_noop!(SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, p), E::InvalidProof);
+			assert_noop!(
+				SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, p),
+				E::InvalidProof
+			);
 		}
 		assert_ok!(SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, proof));
-		assert!(has_event(Event::SyncProven { id, segment: 0, who: bob(), seq: 1, root: data.facts().root, kind: ChallengeKind::Claim }));
+		assert!(has_event(Event::SyncProven {
+			id,
+			segment: 0,
+			who: bob(),
+			seq: 1,
+			root: data.facts().root,
+			kind: ChallengeKind::Claim
+		}));
 		let h = Holdings::<Test>::get(0, bob()).unwrap();
-		assert_eq!((h.status, h.proven.map(|p| p.seq), h.failures), (HoldingStatus::Active, Some(1), 0));
+		assert_eq!(
+			(h.status, h.proven.map(|p| p.seq), h.failures),
+			(HoldingStatus::Active, Some(1), 0)
+		);
 		assert_eq!(Nodes::<Test>::get(bob()).unwrap().status, NodeStatus::Active);
 		assert!(Challenges::<Test>::get(id).is_none());
-		assert_noop!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1), E::AlreadyProven);
+		assert_noop!(
+			SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1),
+			E::AlreadyProven
+		);
 	});
 }
 
@@ -385,7 +570,10 @@ fn oversized_proof_is_refused() {
 				break;
 			}
 		}
-		assert_noop!(SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, proof), E::ProofTooLarge);
+		assert_noop!(
+			SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, proof),
+			E::ProofTooLarge
+		);
 	});
 }
 
@@ -405,10 +593,18 @@ fn missed_deadline_expires_penalises_and_finally_drops() {
 			assert!(Challenges::<Test>::get(id).is_some(), "still open at the deadline");
 			run_to(ch.deadline + 1);
 			assert!(Challenges::<Test>::get(id).is_none());
-			assert!(has_event(Event::ChallengeExpired { id, segment: 0, who: bob(), failures: round }));
+			assert!(has_event(Event::ChallengeExpired {
+				id,
+				segment: 0,
+				who: bob(),
+				failures: round
+			}));
 			assert!(has_event(Event::Penalized { who: bob(), amount: penalty }));
 			assert_eq!(held(bob()), DEPOSIT - penalty * round as u64);
-			assert_eq!(Nodes::<Test>::get(bob()).unwrap().deposit, DEPOSIT - penalty * round as u64);
+			assert_eq!(
+				Nodes::<Test>::get(bob()).unwrap().deposit,
+				DEPOSIT - penalty * round as u64
+			);
 			if round < 3 {
 				let h = Holdings::<Test>::get(0, bob()).unwrap();
 				assert_eq!((h.status, h.failures), (HoldingStatus::Syncing, round));
@@ -459,12 +655,22 @@ fn holder_lags_after_max_lag_commits_and_recovers_by_proving() {
 		// two more commits: still within MaxLag = 2
 		for seq in 2..=3 {
 			data.put(format!("new/{seq}").as_bytes(), vec![seq as u8; 3000]);
-			assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, seq, data.facts()));
+			assert_ok!(SyncRegistry::commit_root(
+				RuntimeOrigin::signed(alice()),
+				0,
+				seq,
+				data.facts()
+			));
 		}
 		assert_eq!(Holdings::<Test>::get(0, bob()).unwrap().status, HoldingStatus::Active);
 		data.put(b"new/4", vec![4; 10]);
 		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 4, data.facts()));
-		assert!(has_event(Event::HolderLagging { segment: 0, who: bob(), proven_seq: 1, latest_seq: 4 }));
+		assert!(has_event(Event::HolderLagging {
+			segment: 0,
+			who: bob(),
+			proven_seq: 1,
+			latest_seq: 4
+		}));
 		assert_eq!(Nodes::<Test>::get(bob()).unwrap().status, NodeStatus::Lagging);
 		// proving the newest root makes it Active again
 		claim_and_prove(bob(), 4, &data);
@@ -486,7 +692,12 @@ fn proving_a_root_that_went_stale_meanwhile_leaves_the_holder_lagging() {
 		// three commits while the challenge is open: seq 1 is now beyond MaxLag = 2
 		for seq in 2..=4 {
 			data.put(format!("late/{seq}").as_bytes(), vec![seq as u8; 100]);
-			assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, seq, data.facts()));
+			assert_ok!(SyncRegistry::commit_root(
+				RuntimeOrigin::signed(alice()),
+				0,
+				seq,
+				data.facts()
+			));
 		}
 		run_to(Challenges::<Test>::get(id).unwrap().seed_block + 1);
 		assert_ok!(SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, old.prove(id)));
@@ -507,7 +718,11 @@ fn expiries_beyond_the_per_block_bound_move_to_later_blocks() {
 			assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(account(i)), 0, 1));
 		}
 		let deadlines: Vec<u64> = (2..=4)
-			.map(|i| Challenges::<Test>::get(OpenChallenge::<Test>::get(account(i), 0).unwrap()).unwrap().deadline)
+			.map(|i| {
+				Challenges::<Test>::get(OpenChallenge::<Test>::get(account(i), 0).unwrap())
+					.unwrap()
+					.deadline
+			})
 			.collect();
 		let base = 1 + CHALLENGE_DELAY + PROOF_WINDOW;
 		assert_eq!(deadlines, vec![base, base, base + 1], "bucket of 2 per block");
@@ -557,7 +772,10 @@ fn leaving_waits_out_the_delay() {
 		assert_eq!(Nodes::<Test>::get(bob()).unwrap().status, NodeStatus::Leaving);
 		assert_noop!(SyncRegistry::announce_leave(RuntimeOrigin::signed(bob())), E::AlreadyLeaving);
 		assert_noop!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0), E::NodeLeaving);
-		assert_noop!(SyncRegistry::deregister_node(RuntimeOrigin::signed(bob())), E::LeaveDelayNotPassed);
+		assert_noop!(
+			SyncRegistry::deregister_node(RuntimeOrigin::signed(bob())),
+			E::LeaveDelayNotPassed
+		);
 		run_to(leave_at);
 		assert_ok!(SyncRegistry::deregister_node(RuntimeOrigin::signed(bob())));
 		assert!(has_event(Event::HolderLeft { segment: 0, who: bob() }));
@@ -574,9 +792,18 @@ fn force_deregister_is_root_only_and_spares_owners() {
 		segment_with(&data);
 		register(bob(), NodeRole::Replica);
 		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
-		assert_noop!(SyncRegistry::force_deregister(RuntimeOrigin::signed(alice()), bob()), DispatchError::BadOrigin);
-		assert_noop!(SyncRegistry::force_deregister(RuntimeOrigin::root(), charlie()), E::NotRegistered);
-		assert_noop!(SyncRegistry::force_deregister(RuntimeOrigin::root(), alice()), E::OwnsSegments);
+		assert_noop!(
+			SyncRegistry::force_deregister(RuntimeOrigin::signed(alice()), bob()),
+			DispatchError::BadOrigin
+		);
+		assert_noop!(
+			SyncRegistry::force_deregister(RuntimeOrigin::root(), charlie()),
+			E::NotRegistered
+		);
+		assert_noop!(
+			SyncRegistry::force_deregister(RuntimeOrigin::root(), alice()),
+			E::OwnsSegments
+		);
 		assert_ok!(SyncRegistry::force_deregister(RuntimeOrigin::root(), bob()));
 		assert!(has_event(Event::NodeDeregistered { who: bob(), released: DEPOSIT, forced: true }));
 		assert!(Segments::<Test>::get(0).unwrap().holders.is_empty());
@@ -592,29 +819,64 @@ fn migration_moves_ownership_only_after_the_proof() {
 		segment_with(&data);
 		register(bob(), NodeRole::Primary);
 		register(charlie(), NodeRole::Replica);
-		assert_noop!(SyncRegistry::request_migration(RuntimeOrigin::signed(bob()), 0, bob()), E::NotOwner);
-		assert_noop!(SyncRegistry::request_migration(RuntimeOrigin::signed(alice()), 0, charlie()), E::WrongRole);
-		assert_noop!(SyncRegistry::request_migration(RuntimeOrigin::signed(alice()), 0, alice()), E::AlreadyOwner);
-		assert_noop!(SyncRegistry::cancel_migration(RuntimeOrigin::signed(alice()), 0), E::NoMigration);
+		assert_noop!(
+			SyncRegistry::request_migration(RuntimeOrigin::signed(bob()), 0, bob()),
+			E::NotOwner
+		);
+		assert_noop!(
+			SyncRegistry::request_migration(RuntimeOrigin::signed(alice()), 0, charlie()),
+			E::WrongRole
+		);
+		assert_noop!(
+			SyncRegistry::request_migration(RuntimeOrigin::signed(alice()), 0, alice()),
+			E::AlreadyOwner
+		);
+		assert_noop!(
+			SyncRegistry::cancel_migration(RuntimeOrigin::signed(alice()), 0),
+			E::NoMigration
+		);
 		assert_ok!(SyncRegistry::request_migration(RuntimeOrigin::signed(alice()), 0, bob()));
 		let until = 1 + MIGRATION_TIMEOUT;
-		assert!(has_event(Event::MigrationRequested { segment: 0, from: alice(), to: bob(), until }));
-		assert_noop!(SyncRegistry::request_migration(RuntimeOrigin::root(), 0, bob()), E::MigrationPending);
-		assert_noop!(SyncRegistry::announce_leave(RuntimeOrigin::signed(bob())), E::MigrationPending);
-		assert_eq!(Segments::<Test>::get(0).unwrap().owner, alice(), "nothing moves before the proof");
+		assert!(has_event(Event::MigrationRequested {
+			segment: 0,
+			from: alice(),
+			to: bob(),
+			until
+		}));
+		assert_noop!(
+			SyncRegistry::request_migration(RuntimeOrigin::root(), 0, bob()),
+			E::MigrationPending
+		);
+		assert_noop!(
+			SyncRegistry::announce_leave(RuntimeOrigin::signed(bob())),
+			E::MigrationPending
+		);
+		assert_eq!(
+			Segments::<Test>::get(0).unwrap().owner,
+			alice(),
+			"nothing moves before the proof"
+		);
 		// a bad proof changes nothing
 		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1));
 		let id = OpenChallenge::<Test>::get(bob(), 0).unwrap();
 		run_to(System::block_number() + CHALLENGE_DELAY + 1);
 		let mut bad = data.prove(id);
 		bad.chunks[0].cid[0] ^= 1;
-		assert_noop!(SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, bad), E::InvalidProof);
+		assert_noop!(
+			SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, bad),
+			E::InvalidProof
+		);
 		assert_ok!(SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, data.prove(id)));
 		let seg = Segments::<Test>::get(0).unwrap();
 		assert_eq!(seg.owner, bob());
 		assert!(seg.primaries.contains(&alice()) && seg.primaries.contains(&bob()));
 		assert!(!seg.holders.contains(&bob()));
-		assert!(has_event(Event::MigrationCompleted { segment: 0, from: alice(), to: bob(), seq: 1 }));
+		assert!(has_event(Event::MigrationCompleted {
+			segment: 0,
+			from: alice(),
+			to: bob(),
+			seq: 1
+		}));
 		// the new owner commits; the old one is retained, then released
 		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(bob()), 0, 2, data.facts()));
 		let release = System::block_number() + MIGRATION_RETENTION;
@@ -635,10 +897,16 @@ fn migration_can_be_cancelled_or_time_out() {
 		register(bob(), NodeRole::Primary);
 		register(charlie(), NodeRole::Primary);
 		assert_ok!(SyncRegistry::request_migration(RuntimeOrigin::signed(alice()), 0, bob()));
-		assert_noop!(SyncRegistry::cancel_migration(RuntimeOrigin::signed(charlie()), 0), E::NotOwner);
+		assert_noop!(
+			SyncRegistry::cancel_migration(RuntimeOrigin::signed(charlie()), 0),
+			E::NotOwner
+		);
 		assert_ok!(SyncRegistry::cancel_migration(RuntimeOrigin::signed(alice()), 0));
 		assert!(has_event(Event::MigrationCancelled { segment: 0, to: bob() }));
-		assert!(Holdings::<Test>::get(0, bob()).is_none(), "target added for the migration is removed");
+		assert!(
+			Holdings::<Test>::get(0, bob()).is_none(),
+			"target added for the migration is removed"
+		);
 		assert_eq!(Segments::<Test>::get(0).unwrap().owner, alice());
 		// timeout
 		assert_ok!(SyncRegistry::request_migration(RuntimeOrigin::root(), 0, charlie()));
@@ -656,8 +924,14 @@ fn force_set_owner_moves_ownership() {
 		let data = Data::with(1, 14);
 		segment_with(&data);
 		register(bob(), NodeRole::Primary);
-		assert_noop!(SyncRegistry::force_set_owner(RuntimeOrigin::signed(alice()), 0, bob()), DispatchError::BadOrigin);
-		assert_noop!(SyncRegistry::force_set_owner(RuntimeOrigin::root(), 0, alice()), E::AlreadyOwner);
+		assert_noop!(
+			SyncRegistry::force_set_owner(RuntimeOrigin::signed(alice()), 0, bob()),
+			DispatchError::BadOrigin
+		);
+		assert_noop!(
+			SyncRegistry::force_set_owner(RuntimeOrigin::root(), 0, alice()),
+			E::AlreadyOwner
+		);
 		assert_ok!(SyncRegistry::force_set_owner(RuntimeOrigin::root(), 0, bob()));
 		assert!(has_event(Event::OwnerForced { segment: 0, from: alice(), to: bob() }));
 		let seg = Segments::<Test>::get(0).unwrap();
@@ -670,13 +944,19 @@ fn force_set_owner_moves_ownership() {
 
 /// Test externalities with an off-chain worker context: offchain storage, a transaction pool
 /// to inspect, and a keystore holding one `sync` key (whose account is returned).
-fn ocw_ext() -> (sp_io::TestExternalities, std::sync::Arc<parking_lot::RwLock<sp_core::offchain::testing::PoolState>>, AccountId) {
+fn ocw_ext() -> (
+	sp_io::TestExternalities,
+	std::sync::Arc<parking_lot::RwLock<sp_core::offchain::testing::PoolState>>,
+	AccountId,
+) {
 	use sp_core::offchain::{testing, OffchainDbExt, OffchainWorkerExt, TransactionPoolExt};
 	use sp_keystore::{testing::MemoryKeystore, Keystore, KeystoreExt};
 	let (offchain, _state) = testing::TestOffchainExt::new();
 	let (pool, pool_state) = testing::TestTransactionPoolExt::new();
 	let keystore = MemoryKeystore::new();
-	let public = keystore.sr25519_generate_new(sync_primitives::KEY_TYPE, Some("//SyncNode")).unwrap();
+	let public = keystore
+		.sr25519_generate_new(sync_primitives::KEY_TYPE, Some("//SyncNode"))
+		.unwrap();
 	let mut ext = new_test_ext();
 	ext.register_extension(OffchainWorkerExt::new(offchain.clone()));
 	ext.register_extension(OffchainDbExt::new(offchain));
@@ -700,7 +980,10 @@ fn offchain_worker_submits_the_stored_proof_once() {
 		let ch = Challenges::<Test>::get(id).unwrap();
 
 		// seed block not produced yet
-		assert_eq!(crate::ocw::run::<Test>(ch.seed_block), vec![(id, crate::ocw::Outcome::NotReady)]);
+		assert_eq!(
+			crate::ocw::run::<Test>(ch.seed_block),
+			vec![(id, crate::ocw::Outcome::NotReady)]
+		);
 		run_to(ch.seed_block + 1);
 		// the node service has not stored a proof yet
 		let now = System::block_number();
@@ -715,7 +998,10 @@ fn offchain_worker_submits_the_stored_proof_once() {
 		assert_eq!(crate::ocw::run::<Test>(now), vec![(id, crate::ocw::Outcome::Submitted)]);
 		let tx = pool_state.write().transactions.pop().unwrap();
 		let tx = Extrinsic::decode(&mut &*tx).unwrap();
-		assert_eq!(tx.function, RuntimeCall::SyncRegistry(crate::Call::submit_proof { id, proof: proof.clone() }));
+		assert_eq!(
+			tx.function,
+			RuntimeCall::SyncRegistry(crate::Call::submit_proof { id, proof: proof.clone() })
+		);
 		// not re-sent while it may still be included
 		assert_eq!(crate::ocw::run::<Test>(now + 1), vec![(id, crate::ocw::Outcome::Pending)]);
 		assert!(pool_state.read().transactions.is_empty());

@@ -8,7 +8,9 @@ use sync_primitives::{
 };
 
 /// A registered node as stored on chain.
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug)]
+#[derive(
+	Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug,
+)]
 pub struct NodeInfo<Balance, BlockNumber> {
 	/// Primary (accepts writes) or Replica (mirrors).
 	pub role: NodeRole,
@@ -27,7 +29,18 @@ pub struct NodeInfo<Balance, BlockNumber> {
 }
 
 /// A committed segment root.
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	MaxEncodedLen,
+	TypeInfo,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+)]
 pub struct CommittedRoot<AccountId, BlockNumber> {
 	/// Sequence number of the last op included (strictly increasing per segment).
 	pub seq: u64,
@@ -43,7 +56,9 @@ pub struct CommittedRoot<AccountId, BlockNumber> {
 }
 
 /// A segment: a bucket of objects owned by one Primary.
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug)]
+#[derive(
+	Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug,
+)]
 #[scale_info(skip_type_params(MaxPrimaries, MaxHolders))]
 pub struct SegmentInfo<AccountId, BlockNumber, MaxPrimaries: Get<u32>, MaxHolders: Get<u32>> {
 	/// The provider: the Primary whose op log defines the segment.
@@ -59,7 +74,9 @@ pub struct SegmentInfo<AccountId, BlockNumber, MaxPrimaries: Get<u32>, MaxHolder
 }
 
 /// One node's holding of one segment.
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug)]
+#[derive(
+	Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug,
+)]
 pub struct Holding<BlockNumber> {
 	/// Sync state.
 	pub status: HoldingStatus,
@@ -72,7 +89,18 @@ pub struct Holding<BlockNumber> {
 }
 
 /// A root a holder proved.
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	MaxEncodedLen,
+	TypeInfo,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+)]
 pub struct ProvenRoot {
 	/// Seq of the root.
 	pub seq: u64,
@@ -83,7 +111,18 @@ pub struct ProvenRoot {
 }
 
 /// Why a challenge was issued.
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	MaxEncodedLen,
+	TypeInfo,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+)]
 pub enum ChallengeKind {
 	/// The holder claimed to hold a root.
 	Claim,
@@ -92,7 +131,9 @@ pub enum ChallengeKind {
 }
 
 /// An open Proof-of-Sync challenge.
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug)]
+#[derive(
+	Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug,
+)]
 pub struct Challenge<AccountId, BlockNumber> {
 	/// Segment being proven.
 	pub segment: SegmentId,
@@ -113,7 +154,9 @@ pub struct Challenge<AccountId, BlockNumber> {
 }
 
 /// A pending or completed provider migration.
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug)]
+#[derive(
+	Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug,
+)]
 pub struct Migration<AccountId, BlockNumber> {
 	/// The current owner.
 	pub from: AccountId,

@@ -34,7 +34,10 @@ pub fn node_binary() -> PathBuf {
 
 /// A TCP port that was free a moment ago.
 pub fn free_port() -> u16 {
-	TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+	TcpListener::bind("127.0.0.1:0")
+		.and_then(|l| l.local_addr())
+		.expect("a free port")
+		.port()
 }
 
 /// JSON-RPC over HTTP to one node.
@@ -47,7 +50,8 @@ pub struct Rpc {
 impl Rpc {
 	/// Calls `method`; `Err` carries the JSON-RPC error message or the transport error.
 	pub fn call(&self, method: &str, params: Value) -> Result<Value, String> {
-		let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }).to_string();
+		let body =
+			json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }).to_string();
 		let mut s = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
 		s.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
 		write!(
@@ -88,7 +92,10 @@ pub struct Node {
 impl Node {
 	/// Starts `--chain local --<name>` with `extra` arguments.
 	pub fn start(name: &'static str, extra: &[String]) -> Node {
-		let dir = tempfile::Builder::new().prefix(&format!("sync-e2e-{name}-")).tempdir().expect("temp dir");
+		let dir = tempfile::Builder::new()
+			.prefix(&format!("sync-e2e-{name}-"))
+			.tempdir()
+			.expect("temp dir");
 		let (rpc, p2p_port, sync_port) = (free_port(), free_port(), free_port());
 		let mut args: Vec<String> = [
 			"--chain",
@@ -117,7 +124,16 @@ impl Node {
 		let key: [u8; 32] = sp_crypto_hashing::blake2_256(name.as_bytes());
 		args.extend(["--node-key".to_string(), hex(&key)[2..].to_string()]);
 		args.extend(extra.iter().cloned());
-		let mut node = Node { name, rpc: Rpc { port: rpc }, p2p_port, sync_port, args, dir, child: None, starts: 0 };
+		let mut node = Node {
+			name,
+			rpc: Rpc { port: rpc },
+			p2p_port,
+			sync_port,
+			args,
+			dir,
+			child: None,
+			starts: 0,
+		};
 		node.spawn();
 		node
 	}
@@ -138,7 +154,12 @@ impl Node {
 			if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
 				panic!("{} exited at start ({status}):\n{}", self.name, self.log_tail(60));
 			}
-			assert!(Instant::now() < deadline, "{} not ready ({e}):\n{}", self.name, self.log_tail(60));
+			assert!(
+				Instant::now() < deadline,
+				"{} not ready ({e}):\n{}",
+				self.name,
+				self.log_tail(60)
+			);
 			std::thread::sleep(Duration::from_millis(300));
 		}
 	}
@@ -209,7 +230,11 @@ impl Node {
 
 	/// `sync_status` of one segment.
 	pub fn segment_status(&self, segment: SegmentId) -> Option<Value> {
-		self.status()["segments"].as_array()?.iter().find(|s| s["segment"] == segment).cloned()
+		self.status()["segments"]
+			.as_array()?
+			.iter()
+			.find(|s| s["segment"] == segment)
+			.cloned()
 	}
 }
 
@@ -234,13 +259,22 @@ pub fn keyring(name: &str) -> Sr25519Keyring {
 
 /// Polls `check` every 200 ms until it returns `Some`, or panics after `timeout` with `what`
 /// and `context()` (e.g. log tails).
-pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>, context: impl Fn() -> String) -> T {
+pub fn eventually<T>(
+	timeout: Duration,
+	what: &str,
+	mut check: impl FnMut() -> Option<T>,
+	context: impl Fn() -> String,
+) -> T {
 	let deadline = Instant::now() + timeout;
 	loop {
 		if let Some(v) = check() {
 			return v;
 		}
-		assert!(Instant::now() < deadline, "timeout after {timeout:?} waiting for {what}\n{}", context());
+		assert!(
+			Instant::now() < deadline,
+			"timeout after {timeout:?} waiting for {what}\n{}",
+			context()
+		);
 		std::thread::sleep(Duration::from_millis(200));
 	}
 }
@@ -260,7 +294,10 @@ pub fn hex(bytes: &[u8]) -> String {
 /// Bytes of a `0x…` hex string.
 pub fn unhex(s: &str) -> Vec<u8> {
 	let s = s.trim_start_matches("0x");
-	(0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
+	(0..s.len())
+		.step_by(2)
+		.map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+		.collect()
 }
 
 /// Signs extrinsics and reads the registry through one node's RPC.
@@ -306,18 +343,44 @@ impl Chain {
 				pallet_transaction_payment::ChargeTransactionPayment::<Runtime>::from(0),
 				frame_system::WeightReclaim::<Runtime>::new(),
 			);
-			let implicit =
-				((), (), VERSION.spec_version, VERSION.transaction_version, self.genesis, self.genesis, (), (), (), ());
+			let implicit = (
+				(),
+				(),
+				VERSION.spec_version,
+				VERSION.transaction_version,
+				self.genesis,
+				self.genesis,
+				(),
+				(),
+				(),
+				(),
+			);
 			let payload = SignedPayload::from_raw(call.clone(), ext.clone(), implicit);
 			let signature = payload.using_encoded(|p| who.pair().sign(p));
-			let xt = UncheckedExtrinsic::new_signed(call.clone(), account.clone().into(), signature.into(), ext);
+			let xt = UncheckedExtrinsic::new_signed(
+				call.clone(),
+				account.clone().into(),
+				signature.into(),
+				ext,
+			);
 			match self.rpc.call("author_submitExtrinsic", json!([hex(&xt.encode())])) {
 				Ok(_) => {
-					eventually(Duration::from_secs(60), "inclusion", || (self.nonce(&account) > nonce).then_some(()), String::new);
+					eventually(
+						Duration::from_secs(60),
+						"inclusion",
+						|| (self.nonce(&account) > nonce).then_some(()),
+						String::new,
+					);
 					return;
 				},
-				Err(e) if attempt < 8 && (e.contains("Priority is too low") || e.contains("outdated") || e.contains("stale")) =>
-					std::thread::sleep(Duration::from_millis(1500)),
+				Err(e)
+					if attempt < 8
+						&& (e.contains("Priority is too low")
+							|| e.contains("outdated")
+							|| e.contains("stale")) =>
+				{
+					std::thread::sleep(Duration::from_millis(1500))
+				},
 				Err(e) => panic!("{call:?} by {who}: {e}"),
 			}
 		}
@@ -339,8 +402,16 @@ impl Chain {
 	}
 
 	/// The holding status and proven seq of `who` in `segment`.
-	pub fn holding(&self, segment: SegmentId, who: &AccountId) -> Option<(sync_primitives::HoldingStatus, Option<u64>)> {
-		self.segment(segment)?.holders.into_iter().find(|(a, _, _)| a == who).map(|(_, s, p)| (s, p))
+	pub fn holding(
+		&self,
+		segment: SegmentId,
+		who: &AccountId,
+	) -> Option<(sync_primitives::HoldingStatus, Option<u64>)> {
+		self.segment(segment)?
+			.holders
+			.into_iter()
+			.find(|(a, _, _)| a == who)
+			.map(|(_, s, p)| (s, p))
 	}
 
 	/// `ParityVotes` of a segment: the latest root's seq and hash, and who attested it.

@@ -51,7 +51,9 @@ fn blob(seed: u64, len: usize) -> Vec<u8> {
 }
 
 fn args(role: &str, boot: Option<&str>) -> Vec<String> {
-	let mut a: Vec<String> = ["--sync-role", role, "--sync-register", "--sync-commit-every", "5"].map(String::from).to_vec();
+	let mut a: Vec<String> = ["--sync-role", role, "--sync-register", "--sync-commit-every", "5"]
+		.map(String::from)
+		.to_vec();
 	a.extend(["--sync-serve-rate-per-peer".into(), RATE.to_string()]);
 	if let Some(b) = boot {
 		a.extend(["--bootnodes".into(), b.to_string()]);
@@ -60,7 +62,9 @@ fn args(role: &str, boot: Option<&str>) -> Vec<String> {
 }
 
 fn put(rpc: Rpc, segment: SegmentId, key: &str, data: &[u8]) -> u64 {
-	let r = rpc.call("sync_put", json!([segment, key, hex(data)])).unwrap_or_else(|e| panic!("put {key}: {e}"));
+	let r = rpc
+		.call("sync_put", json!([segment, key, hex(data)]))
+		.unwrap_or_else(|e| panic!("put {key}: {e}"));
 	r["seq"].as_u64().expect("seq")
 }
 
@@ -84,7 +88,13 @@ impl Writer {
 		let thread = std::thread::spawn(move || {
 			while !s.load(Ordering::Relaxed) {
 				let n = c.load(Ordering::Relaxed);
-				if rpc.call("sync_put", json!([segment, format!("{prefix}/{n}"), hex(&blob(10_000 + n, 2048))])).is_ok() {
+				if rpc
+					.call(
+						"sync_put",
+						json!([segment, format!("{prefix}/{n}"), hex(&blob(10_000 + n, 2048))]),
+					)
+					.is_ok()
+				{
 					c.fetch_add(1, Ordering::Relaxed);
 				}
 				std::thread::sleep(Duration::from_millis(250));
@@ -119,13 +129,27 @@ fn status_of(chain: &Chain, segment: SegmentId, node: &Node) -> Option<HoldingSt
 	chain.holding(segment, &node.account()).map(|(s, _)| s)
 }
 
-fn wait_status(chain: &Chain, segment: SegmentId, node: &Node, want: HoldingStatus, timeout: Duration) -> Duration {
+fn wait_status(
+	chain: &Chain,
+	segment: SegmentId,
+	node: &Node,
+	want: HoldingStatus,
+	timeout: Duration,
+) -> Duration {
 	let started = Instant::now();
 	eventually(
 		timeout,
 		&format!("{} {want:?} on chain", node.name),
 		|| (status_of(chain, segment, node) == Some(want)).then_some(()),
-		|| format!("{} holding {:?}\n--- {} log ---\n{}", node.name, chain.holding(segment, &node.account()), node.name, node.log_tail(40)),
+		|| {
+			format!(
+				"{} holding {:?}\n--- {} log ---\n{}",
+				node.name,
+				chain.holding(segment, &node.account()),
+				node.name,
+				node.log_tail(40)
+			)
+		},
 	);
 	started.elapsed()
 }
@@ -153,14 +177,26 @@ fn scenarios() {
 	let charlie = Node::start("charlie", &args("replica", Some(&boot)));
 	let chain = Chain::new(alice.rpc);
 	for n in [&alice, &bob, &charlie] {
-		eventually(Duration::from_secs(120), &format!("{} registered", n.name), || chain.node(&n.account()), || n.log_tail(30));
+		eventually(
+			Duration::from_secs(120),
+			&format!("{} registered", n.name),
+			|| chain.node(&n.account()),
+			|| n.log_tail(30),
+		);
 	}
 	println!("[setup] 3 authorities up and registered themselves in {:.1?}", started.elapsed());
 
 	// ---- Scenario 1 ----------------------------------------------------------------------
-	chain.submit(sync_e2e::keyring("alice"), registry(pallet_sync_registry::Call::create_segment {}));
-	let segment: SegmentId =
-		eventually(Duration::from_secs(30), "segment created", || chain.node_segments(&alice.account()).last().copied(), String::new);
+	chain.submit(
+		sync_e2e::keyring("alice"),
+		registry(pallet_sync_registry::Call::create_segment {}),
+	);
+	let segment: SegmentId = eventually(
+		Duration::from_secs(30),
+		"segment created",
+		|| chain.node_segments(&alice.account()).last().copied(),
+		String::new,
+	);
 	let mut objects = Vec::new();
 	for i in 0..8u64 {
 		objects.push((format!("big/{i}"), blob(i, 3 * MIB + 1000 * i as usize)));
@@ -169,20 +205,36 @@ fn scenarios() {
 		objects.push((format!("small/{i}"), blob(100 + i, 1 + (i as usize * 397) % 16_000)));
 	}
 	// Writes go to the owner once its service saw the segment on a finalized block.
-	eventually(Duration::from_secs(60), "alice owns the segment", || alice.segment_status(segment)?["owner"].as_bool()?.then_some(()), || alice.log_tail(20));
+	eventually(
+		Duration::from_secs(60),
+		"alice owns the segment",
+		|| alice.segment_status(segment)?["owner"].as_bool()?.then_some(()),
+		|| alice.log_tail(20),
+	);
 	for (k, v) in &objects {
 		put(alice.rpc, segment, k, v);
 	}
 	let total: u64 = objects.iter().map(|(_, v)| v.len() as u64).sum();
-	println!("[1] segment {segment}: {} objects, {:.1} MiB written on the Primary", objects.len(), total as f64 / MIB as f64);
+	println!(
+		"[1] segment {segment}: {} objects, {:.1} MiB written on the Primary",
+		objects.len(),
+		total as f64 / MIB as f64
+	);
 	let writer = Writer::start(alice.rpc, segment, "live1");
 	let joined = Instant::now();
 	for n in [&bob, &charlie] {
-		chain.submit(sync_e2e::keyring(n.name), registry(pallet_sync_registry::Call::join_segment { segment }));
+		chain.submit(
+			sync_e2e::keyring(n.name),
+			registry(pallet_sync_registry::Call::join_segment { segment }),
+		);
 	}
 	for n in [&bob, &charlie] {
 		let t = wait_status(&chain, segment, n, HoldingStatus::Active, Duration::from_secs(300));
-		println!("[1] {} Active on chain {:.1?} after joining (waited {t:.1?})", n.name, joined.elapsed());
+		println!(
+			"[1] {} Active on chain {:.1?} after joining (waited {t:.1?})",
+			n.name,
+			joined.elapsed()
+		);
 	}
 	let live = writer.stop();
 	for n in [&bob, &charlie] {
@@ -190,18 +242,29 @@ fn scenarios() {
 		for (k, v) in objects.iter().step_by(7).chain(objects.iter().take(8)) {
 			assert_eq!(get(n, segment, k).as_deref(), Some(&v[..]), "{} serves {k}", n.name);
 		}
-		assert_eq!(get(n, segment, &format!("live1/{}", live - 1)), Some(blob(10_000 + live - 1, 2048)));
+		assert_eq!(
+			get(n, segment, &format!("live1/{}", live - 1)),
+			Some(blob(10_000 + live - 1, 2048))
+		);
 	}
 	println!("[1] ok: {live} writes during the sync; Bob and Charlie serve the same bytes and root as Alice");
 
 	// ---- Scenario 2 ----------------------------------------------------------------------
 	let dave = Node::start("dave", &args("replica", Some(&boot)));
-	eventually(Duration::from_secs(120), "dave registered", || chain.node(&dave.account()), || dave.log_tail(30));
+	eventually(
+		Duration::from_secs(120),
+		"dave registered",
+		|| chain.node(&dave.account()),
+		|| dave.log_tail(30),
+	);
 	let served = |n: &Node| n.status()["bytesServed"].as_u64().unwrap_or(0);
 	let (a0, b0, c0) = (served(&alice), served(&bob), served(&charlie));
 	let seg_bytes = alice.segment_status(segment).unwrap()["bytes"].as_u64().unwrap();
 	let t = Instant::now();
-	chain.submit(sync_e2e::keyring("dave"), registry(pallet_sync_registry::Call::join_segment { segment }));
+	chain.submit(
+		sync_e2e::keyring("dave"),
+		registry(pallet_sync_registry::Call::join_segment { segment }),
+	);
 	wait_same_head(&alice, &dave, segment);
 	let synced = t.elapsed();
 	let (a1, b1, c1) = (served(&alice), served(&bob), served(&charlie));
@@ -214,12 +277,20 @@ fn scenarios() {
 		(b1 - b0) as f64 / MIB as f64,
 		(c1 - c0) as f64 / MIB as f64
 	);
-	assert!(egress < 0.1, "Primary egress {egress:.3} copies; the Replicas should serve the third one");
+	assert!(
+		egress < 0.1,
+		"Primary egress {egress:.3} copies; the Replicas should serve the third one"
+	);
 	assert!((b1 - b0) + (c1 - c0) >= seg_bytes * 9 / 10, "the Replicas served the copy");
 
 	// ---- Scenario 3 ----------------------------------------------------------------------
 	let eve = Node::start("eve", &args("primary", Some(&boot)));
-	eventually(Duration::from_secs(120), "eve registered", || chain.node(&eve.account()), || eve.log_tail(30));
+	eventually(
+		Duration::from_secs(120),
+		"eve registered",
+		|| chain.node(&eve.account()),
+		|| eve.log_tail(30),
+	);
 	let writer = Writer::start(alice.rpc, segment, "live3");
 	let t = Instant::now();
 	chain.submit(
@@ -231,21 +302,38 @@ fn scenarios() {
 		"parity with the co-Primary",
 		|| {
 			let (seq, root, votes) = chain.parity_votes(segment)?;
-			(votes.contains(&eve.account()) && votes.contains(&alice.account())).then_some((seq, root, votes))
+			(votes.contains(&eve.account()) && votes.contains(&alice.account()))
+				.then_some((seq, root, votes))
 		},
 		|| format!("votes {:?}\n--- eve ---\n{}", chain.parity_votes(segment), eve.log_tail(40)),
 	);
 	println!("[3] eve reached parity at seq {seq} ({} Primaries attested root {}) {:.1?} after being added, writes going on", votes.len(), hex(&root), t.elapsed());
 	let latest = chain.segment(segment).unwrap().roots.last().unwrap().facts.root;
-	assert!(latest == root || chain.segment(segment).unwrap().roots.iter().any(|r| r.seq == seq && r.facts.root == root));
+	assert!(
+		latest == root
+			|| chain
+				.segment(segment)
+				.unwrap()
+				.roots
+				.iter()
+				.any(|r| r.seq == seq && r.facts.root == root)
+	);
 	// Dave, who synced while no root was committed past his snapshot, proves the newer roots.
 	wait_status(&chain, segment, &dave, HoldingStatus::Active, Duration::from_secs(240));
 	println!("[2] dave Active on chain");
 
 	// ---- Scenario 4 ----------------------------------------------------------------------
 	let mut ferdie = Node::start("ferdie", &args("replica", Some(&boot)));
-	eventually(Duration::from_secs(120), "ferdie registered", || chain.node(&ferdie.account()), || ferdie.log_tail(30));
-	chain.submit(sync_e2e::keyring("ferdie"), registry(pallet_sync_registry::Call::join_segment { segment }));
+	eventually(
+		Duration::from_secs(120),
+		"ferdie registered",
+		|| chain.node(&ferdie.account()),
+		|| ferdie.log_tail(30),
+	);
+	chain.submit(
+		sync_e2e::keyring("ferdie"),
+		registry(pallet_sync_registry::Call::join_segment { segment }),
+	);
 	let (verified, target) = eventually(
 		Duration::from_secs(120),
 		"ferdie 40 % into its snapshot",
@@ -258,7 +346,11 @@ fn scenarios() {
 		|| ferdie.log_tail(30),
 	);
 	ferdie.kill9();
-	println!("[4] ferdie killed (-9) with {:.1} of {:.1} MiB verified", verified as f64 / MIB as f64, target as f64 / MIB as f64);
+	println!(
+		"[4] ferdie killed (-9) with {:.1} of {:.1} MiB verified",
+		verified as f64 / MIB as f64,
+		target as f64 / MIB as f64
+	);
 	ferdie.restart();
 	let t = Instant::now();
 	wait_status(&chain, segment, &ferdie, HoldingStatus::Active, Duration::from_secs(300));
@@ -281,12 +373,18 @@ fn scenarios() {
 	dave.stop();
 	let t = Instant::now();
 	wait_status(&chain, segment, &dave, HoldingStatus::Lagging, Duration::from_secs(300));
-	println!("[5] dave Lagging on chain {:.1?} after it stopped (roots kept being committed)", t.elapsed());
+	println!(
+		"[5] dave Lagging on chain {:.1?} after it stopped (roots kept being committed)",
+		t.elapsed()
+	);
 	dave.restart();
 	let t = Instant::now();
 	wait_status(&chain, segment, &dave, HoldingStatus::Active, Duration::from_secs(300));
 	println!("[5] dave Active again {:.1?} after the restart", t.elapsed());
 	let writes = writer.stop();
-	println!("[done] all scenarios in {:.1?} ({writes} writes during scenarios 3–5)", started.elapsed());
+	println!(
+		"[done] all scenarios in {:.1?} ({writes} writes during scenarios 3–5)",
+		started.elapsed()
+	);
 	drop((alice, bob, charlie, eve, ferdie, dave));
 }

@@ -24,7 +24,10 @@ use std::{
 	process::{Command, Stdio},
 	time::{Duration, Instant},
 };
-use sync_net::{fixtures::populate, protocol::WireHead, Holder, Keypair, Multiaddr, NetConfig, PeerId, SyncNetwork};
+use sync_net::{
+	fixtures::populate, protocol::WireHead, Holder, Keypair, Multiaddr, NetConfig, PeerId,
+	SyncNetwork,
+};
 use sync_store::{Head, Store};
 use tokio::sync::watch;
 
@@ -33,14 +36,21 @@ const SEG: u64 = 1;
 
 fn arg(name: &str, default: u64) -> u64 {
 	let args: Vec<String> = std::env::args().collect();
-	args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+	args.iter()
+		.position(|a| a == name)
+		.and_then(|i| args.get(i + 1))
+		.and_then(|v| v.parse().ok())
+		.unwrap_or(default)
 }
 
 fn hex(b: &[u8]) -> String {
 	b.iter().map(|x| format!("{x:02x}")).collect()
 }
 fn unhex(s: &str) -> Vec<u8> {
-	(0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
+	(0..s.len())
+		.step_by(2)
+		.map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+		.collect()
 }
 
 /// CPU seconds (user + system) this process has used.
@@ -60,7 +70,11 @@ fn cpu_secs_of(pid: &str) -> f64 {
 fn rss_peak_kib() -> u64 {
 	std::fs::read_to_string("/proc/self/status")
 		.ok()
-		.and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0)))
+		.and_then(|s| {
+			s.lines()
+				.find(|l| l.starts_with("VmHWM:"))
+				.map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0))
+		})
 		.unwrap_or(0)
 }
 
@@ -81,7 +95,11 @@ async fn child_serve(dir: String, size: u64, large: u64) {
 		Some(h) => h,
 		None => populate(net.store(), SEG, size, large).expect("populate"),
 	};
-	eprintln!("primary: {} MiB generated and stored in {:.1} s", head.facts.bytes / MIB, t.elapsed().as_secs_f64());
+	eprintln!(
+		"primary: {} MiB generated and stored in {:.1} s",
+		head.facts.bytes / MIB,
+		t.elapsed().as_secs_f64()
+	);
 	let addr = net.listen_addrs().await[0].clone();
 	let wire = WireHead { seq: head.seq, facts: head.facts }.encode();
 	println!("READY {} {} {}", net.peer_id(), addr, hex(&wire));
@@ -121,8 +139,14 @@ fn parse_primary(peer: &str, addr: &str, head: &str) -> (Head, Holder) {
 async fn main() {
 	let args: Vec<String> = std::env::args().collect();
 	match args.get(1).map(String::as_str) {
-		Some("serve") => return child_serve(args[2].clone(), args[3].parse().unwrap(), args[4].parse().unwrap()).await,
-		Some("fetch") => return child_fetch(args[2].clone(), args[3].clone(), args[4].clone(), args[5].clone()).await,
+		Some("serve") => {
+			return child_serve(args[2].clone(), args[3].parse().unwrap(), args[4].parse().unwrap())
+				.await
+		},
+		Some("fetch") => {
+			return child_fetch(args[2].clone(), args[3].clone(), args[4].clone(), args[5].clone())
+				.await
+		},
 		Some("raw-serve") => return raw::serve(args[2].parse().unwrap()).await,
 		_ => {},
 	}
@@ -138,7 +162,12 @@ async fn main() {
 		.join(format!("sync-bench-{}", std::process::id()));
 	std::fs::create_dir_all(&base).unwrap();
 	let exe = std::env::current_exe().unwrap();
-	println!("sync-bench: segment {} MiB (one object of {} MiB), {} cores", size / MIB, large / MIB, num_cpus());
+	println!(
+		"sync-bench: segment {} MiB (one object of {} MiB), {} cores",
+		size / MIB,
+		large / MIB,
+		num_cpus()
+	);
 
 	if std::env::args().any(|a| a == "--only-deltas") {
 		let figures = deltas::run(&base, arg("--ops", 200_000)).await;
@@ -168,7 +197,12 @@ async fn main() {
 	}
 	// The Primary, in its own process.
 	let mut primary = Command::new(&exe)
-		.args(["serve", base.join("primary").to_str().unwrap(), &size.to_string(), &large.to_string()])
+		.args([
+			"serve",
+			base.join("primary").to_str().unwrap(),
+			&size.to_string(),
+			&large.to_string(),
+		])
 		.stdin(Stdio::piped())
 		.stdout(Stdio::piped())
 		.spawn()
@@ -217,7 +251,11 @@ async fn main() {
 	}
 	rates.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
 	let mbps = rates[rates.len() / 2];
-	println!("(1) median {mbps:.0} MB/s over {runs} runs (min {:.0}, max {:.0})", rates[0], rates[rates.len() - 1]);
+	println!(
+		"(1) median {mbps:.0} MB/s over {runs} runs (min {:.0}, max {:.0})",
+		rates[0],
+		rates[rates.len() - 1]
+	);
 	if std::env::args().any(|a| a == "--only-sync") {
 		drop(primary.stdin.take());
 		let _ = primary.wait();
@@ -274,7 +312,11 @@ async fn main() {
 			replicas.push((r, a));
 		}
 		let mut holders = vec![Holder { peer: p.peer_id(), addrs: paddr.clone(), primary: true }];
-		holders.extend(replicas.iter().map(|(r, a)| Holder { peer: r.peer_id(), addrs: a.clone(), primary: false }));
+		holders.extend(replicas.iter().map(|(r, a)| Holder {
+			peer: r.peer_id(),
+			addrs: a.clone(),
+			primary: false,
+		}));
 		let (_tx, rx) = watch::channel(holders);
 		let tasks: Vec<_> = replicas
 			.iter()
@@ -287,7 +329,12 @@ async fn main() {
 			let r = t.await.unwrap().expect("replica sync");
 			if std::env::var("SYNC_TRACE").is_ok() {
 				let fromp = r.by_peer.get(&p.peer_id()).copied().unwrap_or(0);
-				eprintln!("n={n} from primary {:.2} fetched {:.2} outboards {}", fromp as f64 / ehead.facts.bytes as f64, r.fetched_bytes as f64 / ehead.facts.bytes as f64, r.outboard_bytes);
+				eprintln!(
+					"n={n} from primary {:.2} fetched {:.2} outboards {}",
+					fromp as f64 / ehead.facts.bytes as f64,
+					r.fetched_bytes as f64 / ehead.facts.bytes as f64,
+					r.outboard_bytes
+				);
 			}
 		}
 		let served = (p.served() - before) as f64 / ehead.facts.bytes as f64;
@@ -309,12 +356,27 @@ async fn main() {
 	println!();
 	println!("| figure | measured | goal |");
 	println!("|---|---|---|");
-	println!("| (1) verified sync, {} MiB, loopback (median of {runs}) | {:.0} MB/s | ≥ 500 MB/s |", data / MIB, mbps);
+	println!(
+		"| (1) verified sync, {} MiB, loopback (median of {runs}) | {:.0} MB/s | ≥ 500 MB/s |",
+		data / MIB,
+		mbps
+	);
 	for (n, c) in &egress {
-		println!("| (2) Primary egress per Replica, n = {n} | {:.3} × data | ≤ {:.3} |", c / *n as f64, 1.5 / *n as f64);
+		println!(
+			"| (2) Primary egress per Replica, n = {n} | {:.3} × data | ≤ {:.3} |",
+			c / *n as f64,
+			1.5 / *n as f64
+		);
 	}
-	println!("| (3) re-fetched after kill -9 at 50 % | {:.3} % | ≤ 1 % |", 100.0 * refetched as f64 / data as f64);
-	println!("| (4) peak RSS of the receiving node during (1) | {} MiB (process before: {} MiB) | — |", rss / 1024, rss_before / 1024);
+	println!(
+		"| (3) re-fetched after kill -9 at 50 % | {:.3} % | ≤ 1 % |",
+		100.0 * refetched as f64 / data as f64
+	);
+	println!(
+		"| (4) peak RSS of the receiving node during (1) | {} MiB (process before: {} MiB) | — |",
+		rss / 1024,
+		rss_before / 1024
+	);
 	figures.print_rows();
 	let _ = std::fs::remove_dir_all(&base);
 }
@@ -347,11 +409,17 @@ mod raw {
 
 	pub async fn serve(bytes: u64) {
 		let mut s = swarm(Some(16 << 20));
-		let listen = if std::env::var("RAW_QUIC").is_ok() { "/ip4/127.0.0.1/udp/0/quic-v1" } else { "/ip4/127.0.0.1/tcp/0" };
+		let listen = if std::env::var("RAW_QUIC").is_ok() {
+			"/ip4/127.0.0.1/udp/0/quic-v1"
+		} else {
+			"/ip4/127.0.0.1/tcp/0"
+		};
 		s.listen_on(listen.parse().unwrap()).unwrap();
 		let mut incoming = s.behaviour().new_control().accept(P).unwrap();
 		let addr = loop {
-			if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } = s.select_next_some().await {
+			if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
+				s.select_next_some().await
+			{
 				break address;
 			}
 		};
@@ -376,7 +444,12 @@ mod raw {
 		let mut s = swarm(Some(16 << 20));
 		let mut control = s.behaviour().new_control();
 		let peer: libp2p::PeerId = peer.parse().unwrap();
-		s.dial(libp2p::swarm::dial_opts::DialOpts::peer_id(peer).addresses(vec![addr.parse().unwrap()]).build()).unwrap();
+		s.dial(
+			libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+				.addresses(vec![addr.parse().unwrap()])
+				.build(),
+		)
+		.unwrap();
 		tokio::spawn(async move {
 			loop {
 				s.select_next_some().await;
@@ -433,7 +506,9 @@ mod deltas {
 				self.ops, self.replay_store, self.replay_store_big, self.replay_net, self.primary_only_write
 			);
 			for j in &self.joins {
-				let limit = j.per_peer.map_or("unthrottled".to_string(), |r| format!("serving ≤ {} MiB/s per peer", r / MIB));
+				let limit = j.per_peer.map_or("unthrottled".to_string(), |r| {
+					format!("serving ≤ {} MiB/s per peer", r / MIB)
+				});
 				println!(
 					"| (6) Primary write throughput alone / while a co-Primary joins ({limit}) | {:.0} / {:.0} ops/s ({:+.1} %); co-Primary at parity {:.2} s after writes stop | drop ≤ 20 % |",
 					j.alone,
@@ -459,7 +534,9 @@ mod deltas {
 		let mut cfg = NetConfig::new(Keypair::generate_ed25519());
 		cfg.head_poll = Duration::from_millis(500);
 		cfg.limits.bytes_per_sec_per_peer = per_peer;
-		let net = SyncNetwork::start(cfg, Store::open(dir).expect("open store")).await.expect("start");
+		let net = SyncNetwork::start(cfg, Store::open(dir).expect("open store"))
+			.await
+			.expect("start");
 		let addrs = net.listen_addrs().await;
 		let h = Holder { peer: net.peer_id(), addrs, primary: false };
 		(net, h)
@@ -470,7 +547,10 @@ mod deltas {
 	}
 
 	fn small(i: u64) -> SegmentWrite {
-		SegmentWrite::Put { key: format!("key-{i:09}").into_bytes(), data: blob(i, 64 + (i % 256) as usize) }
+		SegmentWrite::Put {
+			key: format!("key-{i:09}").into_bytes(),
+			data: blob(i, 64 + (i % 256) as usize),
+		}
 	}
 
 	/// One run of (6).
@@ -490,7 +570,12 @@ mod deltas {
 			std::thread::spawn(move || {
 				let mut i = from;
 				while !stop.load(Ordering::SeqCst) {
-					let batch = (i..i + 16).map(|k| SegmentWrite::Put { key: format!("w{k}").into_bytes(), data: blob(k, 1024) }).collect();
+					let batch = (i..i + 16)
+						.map(|k| SegmentWrite::Put {
+							key: format!("w{k}").into_bytes(),
+							data: blob(k, 1024),
+						})
+						.collect();
 					p.write(SEG, batch).expect("write");
 					i += 16;
 					count.fetch_add(16, Ordering::Relaxed);
@@ -520,7 +605,9 @@ mod deltas {
 		let joining = count.load(Ordering::Relaxed) as f64 / window.as_secs_f64();
 		let t = Instant::now();
 		let last = p.store().head(SEG).unwrap();
-		let got = tokio::time::timeout(Duration::from_secs(300), follower.reached(last.seq)).await.expect("co-Primary parity");
+		let got = tokio::time::timeout(Duration::from_secs(300), follower.reached(last.seq))
+			.await
+			.expect("co-Primary parity");
 		let parity_secs = t.elapsed().as_secs_f64();
 		assert_eq!(got, last, "co-Primary at the owner's root");
 		drop(follower);
@@ -552,7 +639,8 @@ mod deltas {
 			let f = Store::open(base.join(dir)).expect("open");
 			for o in per_tx.iter().flatten() {
 				if let sync_store::oplog::OpKind::Put { cid, size, .. } = &o.op.kind {
-					f.write_group(cid, *size, 0, &p.store().read_object(cid).expect("object")).expect("copy");
+					f.write_group(cid, *size, 0, &p.store().read_object(cid).expect("object"))
+						.expect("copy");
 				}
 			}
 			f.flush().expect("flush");
@@ -572,7 +660,10 @@ mod deltas {
 		let (g, _) = node(&base.join("d-net")).await;
 		g.dial(p.peer_id(), ph.addrs.clone()).await.expect("dial");
 		let t = Instant::now();
-		let reached = g.catch_up(SEG, head.seq, p.peer_id(), &PrimaryKeys(|_, _: &PeerId| true), None).await.expect("catch up");
+		let reached = g
+			.catch_up(SEG, head.seq, p.peer_id(), &PrimaryKeys(|_, _: &PeerId| true), None)
+			.await
+			.expect("catch up");
 		let replay_net = ops as f64 / t.elapsed().as_secs_f64();
 		assert_eq!(reached, head);
 		g.shutdown();
@@ -597,7 +688,8 @@ mod deltas {
 		}
 		let (_tx, rx) = watch::channel(holders);
 		let v = verifier(p.peer_id());
-		let followers: Vec<_> = nodes.iter().map(|r| r.follow(SEG, rx.clone(), v.clone())).collect();
+		let followers: Vec<_> =
+			nodes.iter().map(|r| r.follow(SEG, rx.clone(), v.clone())).collect();
 		let start_seq = p.store().head(SEG).unwrap().seq;
 		for f in &followers {
 			f.reached(start_seq).await;
@@ -634,10 +726,20 @@ mod deltas {
 		}
 		let mut all = Vec::new();
 		for s in seen {
-			all.push(tokio::time::timeout(Duration::from_secs(60), s).await.expect("replicas converge").unwrap());
+			all.push(
+				tokio::time::timeout(Duration::from_secs(60), s)
+					.await
+					.expect("replicas converge")
+					.unwrap(),
+			);
 		}
 		let mut lat: Vec<Duration> = (1..=writes as usize)
-			.map(|k| all.iter().map(|at| at[k].expect("reached").duration_since(started[k - 1])).max().unwrap())
+			.map(|k| {
+				all.iter()
+					.map(|at| at[k].expect("reached").duration_since(started[k - 1]))
+					.max()
+					.unwrap()
+			})
 			.collect();
 		lat.sort();
 		drop(followers);

@@ -2,7 +2,9 @@
 //! loopback.
 #![allow(dead_code)]
 use std::{sync::Arc, time::Duration};
-use sync_net::{fixtures::populate, Holder, Keypair, Multiaddr, NetConfig, ServeLimits, SyncNetwork};
+use sync_net::{
+	fixtures::populate, Holder, Keypair, Multiaddr, NetConfig, ServeLimits, SyncNetwork,
+};
 use sync_primitives::commitment::cid_of;
 use sync_store::{Head, Store, StoreError};
 use tempfile::TempDir;
