@@ -119,7 +119,7 @@ fn every_chunk_proof_verifies_and_tampering_fails() {
 	let seed = [9u8; 32];
 	let proof = t.prove(&seed, 6, fetch).unwrap();
 	assert_eq!(verify_sync_proof(&facts, &seed, 6, &proof), Ok(()));
-	assert_eq!(verify_sync_proof(&facts, &[8u8; 32], 6, &proof).is_err(), true);
+	assert!(verify_sync_proof(&facts, &[8u8; 32], 6, &proof).is_err());
 	assert_eq!(verify_sync_proof(&facts, &seed, 5, &proof), Err(ProofError::WrongLeafCount));
 	// a holder without one object's bytes cannot build a proof touching it
 	let missing = objs.keys().next().unwrap().clone();

@@ -37,8 +37,10 @@ pub const MAX_MULTIADDRS: u32 = 8;
 #[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
 pub enum NodeRole {
 	/// Accepts writes for the segments it owns or co-owns and commits their roots.
+	#[codec(index = 0)]
 	Primary,
 	/// Mirrors segments to scale reads and redundancy; serves other replicas.
+	#[codec(index = 1)]
 	Replica,
 }
 
@@ -62,16 +64,22 @@ pub enum NodeRole {
 #[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
 pub enum NodeStatus {
 	/// Registered, holds nothing yet.
+	#[codec(index = 0)]
 	Joining,
 	/// Fetching at least one segment, no accepted proof for it yet.
+	#[codec(index = 1)]
 	Syncing,
 	/// Every held segment has an accepted Proof-of-Sync for a retained root.
+	#[codec(index = 2)]
 	Active,
 	/// At least one held segment is more than `MaxLag` committed roots behind.
+	#[codec(index = 3)]
 	Lagging,
 	/// Announced its departure; deregistration is possible after the leave delay.
+	#[codec(index = 4)]
 	Leaving,
 	/// Deregistered. Kept only in events: the registry deletes retired nodes.
+	#[codec(index = 5)]
 	Retired,
 }
 
@@ -164,6 +172,7 @@ pub fn validate_multiaddr(bytes: &[u8]) -> Result<(), AddressError> {
 
 pub mod commitment;
 pub mod outboard;
+pub mod rules;
 
 /// Keys and formats of the offchain local storage shared by the node service and the pallet's
 /// off-chain worker.
@@ -204,6 +213,7 @@ pub mod offchain {
 	#[derive(codec::Encode, codec::Decode, Clone, PartialEq, Eq, Debug)]
 	pub enum Intent {
 		/// Register this node (`register_node`) with the data-plane identity below.
+		#[codec(index = 0)]
 		Register {
 			/// Role to register with.
 			role: crate::NodeRole,
@@ -211,6 +221,7 @@ pub mod offchain {
 			multiaddrs: alloc::vec::Vec<alloc::vec::Vec<u8>>,
 		},
 		/// Commit the owned segment's root at `seq` (`commit_root`).
+		#[codec(index = 1)]
 		Commit {
 			/// Segment.
 			segment: crate::SegmentId,
@@ -220,6 +231,7 @@ pub mod offchain {
 			facts: crate::commitment::RootFacts,
 		},
 		/// Claim to hold the committed root `seq` (`claim_sync`), which issues a challenge.
+		#[codec(index = 2)]
 		Claim {
 			/// Segment.
 			segment: crate::SegmentId,
@@ -227,6 +239,7 @@ pub mod offchain {
 			seq: u64,
 		},
 		/// Attest, as a co-Primary, that the node reached the latest root (`attest_root`).
+		#[codec(index = 3)]
 		Attest {
 			/// Segment.
 			segment: crate::SegmentId,
@@ -273,10 +286,13 @@ pub mod crypto {
 )]
 pub enum HoldingStatus {
 	/// Fetching; no accepted proof for a root it claims.
+	#[codec(index = 0)]
 	Syncing,
 	/// Has an accepted Proof-of-Sync for a root within `MaxLag` commits of the latest.
+	#[codec(index = 1)]
 	Active,
 	/// Its last proven root is more than `MaxLag` commits behind the latest.
+	#[codec(index = 2)]
 	Lagging,
 }
 
@@ -353,6 +369,21 @@ mod tests {
 		assert_eq!(validate_peer_id(&[0x13, 1, 0]), Err(AddressError::InvalidPeerId));
 		assert_eq!(validate_peer_id(&[]), Err(AddressError::InvalidPeerId));
 		assert_eq!(validate_peer_id(&[0x00, 0]), Err(AddressError::InvalidPeerId));
+	}
+
+	#[test]
+	fn enum_indexes_match_declaration_order() {
+		use codec::Encode;
+		assert_eq!(NodeRole::Primary.encode(), [0]);
+		assert_eq!(NodeRole::Replica.encode(), [1]);
+		assert_eq!(NodeStatus::Joining.encode(), [0]);
+		assert_eq!(NodeStatus::Retired.encode(), [5]);
+		assert_eq!(HoldingStatus::Syncing.encode(), [0]);
+		assert_eq!(HoldingStatus::Lagging.encode(), [2]);
+		let claim = offchain::Intent::Claim { segment: 1, seq: 2 };
+		assert_eq!(claim.encode()[0], 2);
+		let attest = offchain::Intent::Attest { segment: 1, seq: 2, root: [0; 32] };
+		assert_eq!(attest.encode()[0], 3);
 	}
 
 	#[test]

@@ -124,7 +124,7 @@ impl Outboard {
 
 	/// Parses the wire/disk form (concatenated 32-byte values).
 	pub fn from_bytes(size: u64, bytes: &[u8]) -> Result<Outboard, ProofError> {
-		if bytes.len() % 32 != 0 {
+		if !bytes.len().is_multiple_of(32) {
 			return Err(ProofError::BadLength);
 		}
 		let nodes = bytes
@@ -155,8 +155,8 @@ impl Outboard {
 		}
 		let left = left_subtree_len(self.size);
 		let mut pos = 0usize;
-		let l = self.check(0, left, &mut pos)?;
-		let r = self.check(left, self.size - left, &mut pos)?;
+		let l = self.check(left, &mut pos)?;
+		let r = self.check(self.size - left, &mut pos)?;
 		if pos != self.nodes.len() {
 			return Err(ProofError::BadPathLength);
 		}
@@ -167,13 +167,13 @@ impl Outboard {
 		}
 	}
 
-	fn check(&self, start: u64, len: u64, pos: &mut usize) -> Result<Hash32, ProofError> {
+	fn check(&self, len: u64, pos: &mut usize) -> Result<Hash32, ProofError> {
 		let own = *self.nodes.get(*pos).ok_or(ProofError::BadPathLength)?;
 		*pos += 1;
 		if len > GROUP_LEN {
 			let left = left_subtree_len(len);
-			let l = self.check(start, left, pos)?;
-			let r = self.check(start + left, len - left, pos)?;
+			let l = self.check(left, pos)?;
+			let r = self.check(len - left, pos)?;
 			if merge_subtrees_non_root(&l, &r, Mode::Hash) != own {
 				return Err(ProofError::HashMismatch);
 			}

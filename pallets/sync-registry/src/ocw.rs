@@ -12,18 +12,22 @@
 //! parity — under [`offchain::INTENTS_KEY`]. The worker signs them with the key of the account
 //! registered with the service's peer id (for `Register`: the first keystore account without a
 //! node), but first re-checks each against the block's state, so a stale intent (a root
-//! already committed, a challenge already open) costs no fee and no failed transaction.
-use crate::{
-	Call, Challenges, Config, Holdings, Migrations, Nodes, OpenChallenge, ParityVotes, PeerIds,
-	Roots, Segments,
-};
+//! already committed, a challenge already open) costs no fee and no failed transaction. The
+//! re-check *is* the chain rule: [`Pallet::can_register`], [`Pallet::can_commit`],
+//! [`Pallet::can_claim`] and [`Pallet::can_attest`], the same functions the dispatchables call.
+//!
+//! Both kinds of submission go through one guard, [`send_guarded`]: it atomically takes the
+//! "sent recently" marker of the proof or intent (a compare-and-set on offchain storage, so two
+//! workers running at once — e.g. for sibling blocks — cannot both send), sends, and clears the
+//! marker again if the submission failed, so that the next block retries at once.
+use crate::{Call, Challenges, Config, Nodes, OpenChallenge, Pallet, PeerIds};
 use codec::{Decode, Encode};
 use frame_support::traits::Get;
 use frame_system::{
 	offchain::{SendSignedTransaction, Signer},
 	pallet_prelude::BlockNumberFor,
 };
-use sp_runtime::offchain::storage::StorageValueRef;
+use sp_runtime::offchain::storage::{MutateStorageError, StorageRetrievalError, StorageValueRef};
 use sync_primitives::offchain::{Intent, Intents};
 use sync_primitives::{commitment::SyncProof, offchain};
 
@@ -47,8 +51,56 @@ impl frame_system::offchain::AppCrypto<sp_core::sr25519::Public, sp_core::sr2551
 	type GenericPublic = sp_core::sr25519::Public;
 }
 
-/// Blocks before a submitted proof is submitted again.
+/// Blocks before a submitted proof or intent is submitted again.
 pub const RESUBMIT_AFTER: u32 = 5;
+
+/// What [`send_guarded`] did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Guarded {
+	/// Sent under the same marker less than [`RESUBMIT_AFTER`] blocks ago (or another worker is
+	/// sending right now): not sent.
+	Recent,
+	/// `send` succeeded; the marker records `now`.
+	Sent,
+	/// `send` failed; the marker was cleared so the next run retries.
+	Failed,
+}
+
+/// Sends at most once per [`RESUBMIT_AFTER`] blocks per `key`.
+///
+/// The marker under `key` (offchain *persistent* storage, a `u32` block number) is checked and
+/// set to `now` in one [`StorageValueRef::mutate`], i.e. a compare-and-set: of two workers that
+/// race, one wins and the other sees [`Guarded::Recent`]. Only the winner calls `send`.
+///
+/// If `send` fails (nothing reached the pool, so nothing can be included twice), the marker is
+/// cleared so the next block retries instead of waiting out the window. A marker left by a
+/// submission the pool later drops simply expires after [`RESUBMIT_AFTER`] blocks; the node
+/// service removes markers of closed challenges.
+pub fn send_guarded(key: &[u8], now: u32, send: impl FnOnce() -> bool) -> Guarded {
+	struct TooRecent;
+	let marker = StorageValueRef::persistent(key);
+	let taken = marker.mutate(|last: Result<Option<u32>, StorageRetrievalError>| match last {
+		Ok(Some(at)) if now < at.saturating_add(RESUBMIT_AFTER) => Err(TooRecent),
+		// Nothing sent, sent long enough ago, or an undecodable marker: take it.
+		_ => Ok(now),
+	});
+	match taken {
+		Ok(_) => {},
+		Err(MutateStorageError::ValueFunctionFailed(TooRecent))
+		| Err(MutateStorageError::ConcurrentModification(_)) => return Guarded::Recent,
+	}
+	if send() {
+		Guarded::Sent
+	} else {
+		// Roll back only our own marker (a concurrent worker cannot have replaced it: it
+		// would have seen ours as recent).
+		let mut marker = StorageValueRef::persistent(key);
+		if marker.get::<u32>().ok().flatten() == Some(now) {
+			marker.clear();
+		}
+		Guarded::Failed
+	}
+}
 
 /// What the worker did for one challenge (returned for tests and logs).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -89,14 +141,6 @@ pub fn answer_challenges<T: Config>(
 				done.push((id, Outcome::NotReady));
 				continue;
 			}
-			let sent_key = offchain::sent_key(id);
-			let sent = StorageValueRef::persistent(&sent_key);
-			let last: Option<u32> = sent.get::<u32>().ok().flatten();
-			let now_u32: u32 = now.try_into().unwrap_or(u32::MAX);
-			if last.is_some_and(|b| now_u32 < b.saturating_add(RESUBMIT_AFTER)) {
-				done.push((id, Outcome::Pending));
-				continue;
-			}
 			let proof_key = offchain::proof_key(id);
 			let stored = StorageValueRef::persistent(&proof_key);
 			let Some(raw) = stored.get::<alloc::vec::Vec<u8>>().ok().flatten() else {
@@ -113,21 +157,27 @@ pub fn answer_challenges<T: Config>(
 				done.push((id, Outcome::Failed));
 				continue;
 			}
-			let signer = Signer::<T, T::AuthorityId>::all_accounts()
-				.with_filter(alloc::vec![account.public.clone()]);
-			let result = signer
-				.send_single_signed_transaction(&account, Call::<T>::submit_proof { id, proof });
-			match result {
-				Some(Ok(())) => {
-					sent.set(&now_u32);
-					log::info!(target: "sync-registry", "submitted proof for challenge {id}");
-					done.push((id, Outcome::Submitted));
+			let now_u32: u32 = now.try_into().unwrap_or(u32::MAX);
+			let outcome = send_guarded(&offchain::sent_key(id), now_u32, || {
+				let signer = Signer::<T, T::AuthorityId>::all_accounts()
+					.with_filter(alloc::vec![account.public.clone()]);
+				let call = Call::<T>::submit_proof { id, proof };
+				matches!(signer.send_single_signed_transaction(&account, call), Some(Ok(())))
+			});
+			done.push((
+				id,
+				match outcome {
+					Guarded::Recent => Outcome::Pending,
+					Guarded::Sent => {
+						log::info!(target: "sync-registry", "submitted proof for challenge {id}");
+						Outcome::Submitted
+					},
+					Guarded::Failed => {
+						log::warn!(target: "sync-registry", "could not submit proof for challenge {id}");
+						Outcome::Failed
+					},
 				},
-				_ => {
-					log::warn!(target: "sync-registry", "could not submit proof for challenge {id}");
-					done.push((id, Outcome::Failed));
-				},
-			}
+			));
 		}
 	}
 	done
@@ -182,74 +232,56 @@ pub fn run_intents<T: Config>(now: BlockNumberFor<T>) -> alloc::vec::Vec<(Intent
 			done.push((intent, IntentOutcome::Stale));
 			continue;
 		};
-		let sent_key = offchain::intent_sent_key(&intent);
-		let sent = StorageValueRef::persistent(&sent_key);
-		let last: Option<u32> = sent.get::<u32>().ok().flatten();
-		if last.is_some_and(|b| now_u32 < b.saturating_add(RESUBMIT_AFTER)) {
-			done.push((intent, IntentOutcome::Pending));
-			continue;
-		}
-		let signer = Signer::<T, T::AuthorityId>::all_accounts()
-			.with_filter(alloc::vec![account.public.clone()]);
-		match signer.send_single_signed_transaction(account, call) {
-			Some(Ok(())) => {
-				sent.set(&now_u32);
+		let outcome = send_guarded(&offchain::intent_sent_key(&intent), now_u32, || {
+			let signer = Signer::<T, T::AuthorityId>::all_accounts()
+				.with_filter(alloc::vec![account.public.clone()]);
+			matches!(signer.send_single_signed_transaction(account, call), Some(Ok(())))
+		});
+		let outcome = match outcome {
+			Guarded::Recent => IntentOutcome::Pending,
+			Guarded::Sent => {
 				log::info!(target: "sync-registry", "submitted {intent:?}");
-				done.push((intent, IntentOutcome::Submitted));
+				IntentOutcome::Submitted
 			},
-			_ => {
+			Guarded::Failed => {
 				log::warn!(target: "sync-registry", "could not submit {intent:?}");
-				done.push((intent, IntentOutcome::Failed));
+				IntentOutcome::Failed
 			},
-		}
+		};
+		done.push((intent, outcome));
 	}
 	done
 }
 
-/// The call for `intent` by `who`, if the chain would accept it at this block.
+/// The call for `intent` by `who`, if the chain would accept it at this block (by the same
+/// `can_*` rule the dispatchable applies).
 fn call_for<T: Config>(
 	intent: &Intent,
 	who: &T::AccountId,
 	peer_id: &sync_primitives::PeerIdBytes,
 ) -> Option<Call<T>> {
+	let stale = |e: crate::Error<T>| {
+		log::debug!(target: "sync-registry", "intent {intent:?} is stale: {e:?}");
+	};
 	match intent {
 		Intent::Register { role, multiaddrs } => {
 			let multiaddrs: alloc::vec::Vec<sync_primitives::MultiaddrBytes> =
 				multiaddrs.iter().filter_map(|a| a.clone().try_into().ok()).collect();
 			let multiaddrs = sync_primitives::Multiaddrs::try_from(multiaddrs).ok()?;
-			sync_primitives::validate_peer_id(peer_id).ok()?;
-			multiaddrs
-				.iter()
-				.all(|a| sync_primitives::validate_multiaddr(a).is_ok())
-				.then_some(())?;
+			Pallet::<T>::can_register(who, peer_id, &multiaddrs).map_err(stale).ok()?;
 			Some(Call::register_node { role: *role, peer_id: peer_id.clone(), multiaddrs })
 		},
 		Intent::Commit { segment, seq, facts } => {
-			let seg = Segments::<T>::get(segment)?;
-			seg.primaries.contains(who).then_some(())?;
-			let newer = Roots::<T>::get(segment).last().is_none_or(|r| r.seq < *seq);
-			newer.then_some(Call::commit_root { segment: *segment, seq: *seq, facts: *facts })
+			Pallet::<T>::can_commit(who, *segment, *seq, facts).map_err(stale).ok()?;
+			Some(Call::commit_root { segment: *segment, seq: *seq, facts: *facts })
 		},
 		Intent::Claim { segment, seq } => {
-			let holding = Holdings::<T>::get(segment, who)?;
-			(!OpenChallenge::<T>::contains_key(who, segment)).then_some(())?;
-			let root = Roots::<T>::get(segment).into_iter().find(|r| r.seq == *seq)?;
-			let migrating =
-				Migrations::<T>::get(segment).is_some_and(|m| !m.completed && &m.to == who);
-			let newer = holding
-				.proven
-				.is_none_or(|p| root.index > p.index || (migrating && root.index == p.index));
-			newer.then_some(Call::claim_sync { segment: *segment, seq: *seq })
+			Pallet::<T>::can_claim(who, *segment, *seq).map_err(stale).ok()?;
+			Some(Call::claim_sync { segment: *segment, seq: *seq })
 		},
 		Intent::Attest { segment, seq, root } => {
-			let seg = Segments::<T>::get(segment)?;
-			seg.primaries.contains(who).then_some(())?;
-			let (vseq, vroot, votes) = ParityVotes::<T>::get(segment)?;
-			(vseq == *seq && vroot == *root && !votes.contains(who)).then_some(Call::attest_root {
-				segment: *segment,
-				seq: *seq,
-				root: *root,
-			})
+			Pallet::<T>::can_attest(who, *segment, *seq, root).map_err(stale).ok()?;
+			Some(Call::attest_root { segment: *segment, seq: *seq, root: *root })
 		},
 	}
 }

@@ -962,7 +962,7 @@ fn ocw_ext() -> (
 	ext.register_extension(OffchainDbExt::new(offchain));
 	ext.register_extension(TransactionPoolExt::new(pool));
 	ext.register_extension(KeystoreExt::new(keystore));
-	(ext, pool_state, public.into())
+	(ext, pool_state, public)
 }
 
 #[test]
@@ -1065,6 +1065,161 @@ fn offchain_worker_submits_only_the_intents_the_chain_would_accept() {
 		let out = crate::ocw::run_intents::<Test>(now + 10);
 		assert!(out.iter().all(|(_, o)| *o == Stale), "{out:?}");
 		assert!(pool_state.read().transactions.is_empty());
+	});
+}
+
+#[test]
+fn offchain_worker_resends_a_proof_only_after_the_window() {
+	use crate::ocw::{Outcome, RESUBMIT_AFTER};
+	let (mut ext, pool_state, public) = ocw_ext();
+	ext.execute_with(|| {
+		let data = Data::with(3, 15);
+		segment_with(&data);
+		let node: AccountId = public;
+		<Balances as frame_support::traits::fungible::Mutate<_>>::set_balance(&node, 100_000);
+		register(node, NodeRole::Replica);
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(node), 0));
+		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(node), 0, 1));
+		let id = OpenChallenge::<Test>::get(node, 0).unwrap();
+		run_to(Challenges::<Test>::get(id).unwrap().seed_block + 1);
+		sp_io::offchain::local_storage_set(
+			sp_core::offchain::StorageKind::PERSISTENT,
+			&sync_primitives::offchain::proof_key(id),
+			&data.prove(id).encode().encode(),
+		);
+		let now = System::block_number();
+		assert_eq!(crate::ocw::run::<Test>(now), vec![(id, Outcome::Submitted)]);
+		// A second run in the same block, and every run in the window, is `Pending`.
+		assert_eq!(crate::ocw::run::<Test>(now), vec![(id, Outcome::Pending)]);
+		let last = now + u64::from(RESUBMIT_AFTER) - 1;
+		assert_eq!(crate::ocw::run::<Test>(last), vec![(id, Outcome::Pending)]);
+		assert_eq!(pool_state.read().transactions.len(), 1);
+		// The first transaction was not included: after the window it is sent again, once.
+		let again = now + u64::from(RESUBMIT_AFTER);
+		assert_eq!(crate::ocw::run::<Test>(again), vec![(id, Outcome::Submitted)]);
+		assert_eq!(crate::ocw::run::<Test>(again), vec![(id, Outcome::Pending)]);
+		assert_eq!(pool_state.read().transactions.len(), 2);
+	});
+}
+
+#[test]
+fn send_guard_takes_the_marker_once_and_releases_it_on_failure() {
+	use crate::ocw::{send_guarded, Guarded, RESUBMIT_AFTER};
+	let (mut ext, _pool, _public) = ocw_ext();
+	ext.execute_with(|| {
+		let key = b"test::sent";
+		let mut sends = 0;
+		assert_eq!(
+			send_guarded(key, 10, || {
+				sends += 1;
+				true
+			}),
+			Guarded::Sent
+		);
+		// Taken: `send` is not even called while the window lasts.
+		for at in 10..10 + RESUBMIT_AFTER {
+			assert_eq!(send_guarded(key, at, || panic!("sent twice")), Guarded::Recent);
+		}
+		assert_eq!(
+			send_guarded(key, 10 + RESUBMIT_AFTER, || {
+				sends += 1;
+				true
+			}),
+			Guarded::Sent
+		);
+		assert_eq!(sends, 2);
+		// A failed send leaves no marker: the next run retries at once.
+		let other = b"test::failed";
+		assert_eq!(send_guarded(other, 10, || false), Guarded::Failed);
+		assert_eq!(send_guarded(other, 10, || true), Guarded::Sent);
+		assert_eq!(send_guarded(other, 11, || true), Guarded::Recent);
+	});
+}
+
+#[test]
+fn offchain_worker_applies_the_dispatchables_rules() {
+	use crate::ocw::IntentOutcome::*;
+	use sync_primitives::offchain::{Intent, Intents, INTENTS_KEY};
+	let (mut ext, _pool, public) = ocw_ext();
+	ext.execute_with(|| {
+		let owner: AccountId = public;
+		<Balances as frame_support::traits::fungible::Mutate<_>>::set_balance(&owner, 100_000);
+		register(owner, NodeRole::Primary);
+		assert_ok!(SyncRegistry::create_segment(RuntimeOrigin::signed(owner)));
+		let data = Data::with(3, 15);
+		let mut bad = data.facts();
+		bad.leaves = bad.entries - 1;
+		let set = |items: Vec<Intent>| {
+			let peer_id = Nodes::<Test>::get(owner).unwrap().peer_id.to_vec();
+			sp_io::offchain::local_storage_set(
+				sp_core::offchain::StorageKind::PERSISTENT,
+				INTENTS_KEY,
+				&Intents { peer_id, items }.encode(),
+			)
+		};
+		// Inconsistent facts: `can_commit` refuses them, so the worker does not send them.
+		assert!(matches!(SyncRegistry::can_commit(&owner, 0, 1, &bad), Err(E::InvalidRootFacts)));
+		let commit_bad = Intent::Commit { segment: 0, seq: 1, facts: bad };
+		let commit = Intent::Commit { segment: 0, seq: 1, facts: data.facts() };
+		set(vec![commit_bad.clone(), commit.clone()]);
+		let now = System::block_number();
+		assert_eq!(
+			crate::ocw::run_intents::<Test>(now),
+			vec![(commit_bad, Stale), (commit.clone(), Submitted)]
+		);
+		// Once committed, the same seq is stale (`StaleSeq`) and the owner may not attest its
+		// own commit (`AlreadyAttested`).
+		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(owner), 0, 1, data.facts()));
+		let attest = Intent::Attest { segment: 0, seq: 1, root: data.facts().root };
+		set(vec![commit.clone(), attest.clone()]);
+		assert_eq!(
+			crate::ocw::run_intents::<Test>(now + 10),
+			vec![(commit, Stale), (attest, Stale)]
+		);
+		let root = data.facts().root;
+		assert!(matches!(SyncRegistry::can_attest(&owner, 0, 1, &root), Err(E::AlreadyAttested)));
+	});
+}
+
+// ------------------------------------------------------------------ invariants
+
+#[test]
+fn try_state_detects_corrupted_state() {
+	new_test_ext().execute_with(|| {
+		let data = Data::with(3, 15);
+		segment_with(&data);
+		register(bob(), NodeRole::Replica);
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
+		assert_ok!(SyncRegistry::do_try_state());
+
+		// An `Active` holding without any accepted proof.
+		let honest = Holdings::<Test>::get(0, bob()).unwrap();
+		Holdings::<Test>::insert(
+			0,
+			bob(),
+			Holding { status: HoldingStatus::Active, ..honest.clone() },
+		);
+		assert_eq!(
+			SyncRegistry::do_try_state(),
+			Err("Active/Lagging holding without proof".into())
+		);
+		Holdings::<Test>::insert(0, bob(), honest);
+		assert_ok!(SyncRegistry::do_try_state());
+
+		// A holding the segment does not list.
+		register(dave(), NodeRole::Replica);
+		Holdings::<Test>::insert(
+			0,
+			dave(),
+			Holding { status: HoldingStatus::Syncing, proven: None, failures: 0, joined_at: 1 },
+		);
+		assert!(SyncRegistry::do_try_state().is_err());
+		Holdings::<Test>::remove(0, dave());
+		assert_ok!(SyncRegistry::do_try_state());
+
+		// A peer id index pointing at the wrong account.
+		PeerIds::<Test>::insert(Nodes::<Test>::get(bob()).unwrap().peer_id, dave());
+		assert_eq!(SyncRegistry::do_try_state(), Err("peer id not indexed".into()));
 	});
 }
 

@@ -7,6 +7,49 @@ use sync_primitives::{
 	commitment::RootFacts, Multiaddrs, NodeRole, NodeStatus, PeerIdBytes, SegmentId,
 };
 
+/// Balance type of the currency that holds node deposits.
+pub type BalanceOf<T> =
+	<<T as crate::Config>::Currency as frame_support::traits::fungible::Inspect<
+		<T as frame_system::Config>::AccountId,
+	>>::Balance;
+
+/// Identifier of a challenge.
+pub type ChallengeId = u64;
+
+/// Stored node record of this runtime.
+pub type NodeInfoOf<T> = NodeInfo<BalanceOf<T>, frame_system::pallet_prelude::BlockNumberFor<T>>;
+/// Stored segment record of this runtime.
+pub type SegmentInfoOf<T> = SegmentInfo<
+	<T as frame_system::Config>::AccountId,
+	frame_system::pallet_prelude::BlockNumberFor<T>,
+	<T as crate::Config>::MaxPrimaries,
+	<T as crate::Config>::MaxHolders,
+>;
+/// Stored root record of this runtime.
+pub type CommittedRootOf<T> = CommittedRoot<
+	<T as frame_system::Config>::AccountId,
+	frame_system::pallet_prelude::BlockNumberFor<T>,
+>;
+/// Stored challenge of this runtime.
+pub type ChallengeOf<T> = Challenge<
+	<T as frame_system::Config>::AccountId,
+	frame_system::pallet_prelude::BlockNumberFor<T>,
+>;
+/// The segments a node owns, is a Primary of, or holds (at most `MaxSegmentsPerNode`).
+pub type SegmentListOf<T> = BoundedVec<SegmentId, <T as crate::Config>::MaxSegmentsPerNode>;
+/// The retained roots of a segment, oldest first (at most `RootRetention`).
+pub type RootWindowOf<T> = BoundedVec<CommittedRootOf<T>, <T as crate::Config>::RootRetention>;
+/// The Primaries that attested a root (at most `MaxPrimaries`).
+pub type VotesOf<T> =
+	BoundedVec<<T as frame_system::Config>::AccountId, <T as crate::Config>::MaxPrimaries>;
+/// The items scheduled for one block (at most `MaxScheduledPerBlock`).
+pub type BucketOf<T, V> = BoundedVec<V, <T as crate::Config>::MaxScheduledPerBlock>;
+/// Stored migration of this runtime.
+pub type MigrationOf<T> = Migration<
+	<T as frame_system::Config>::AccountId,
+	frame_system::pallet_prelude::BlockNumberFor<T>,
+>;
+
 /// A registered node as stored on chain.
 #[derive(
 	Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug,
@@ -125,8 +168,10 @@ pub struct ProvenRoot {
 )]
 pub enum ChallengeKind {
 	/// The holder claimed to hold a root.
+	#[codec(index = 0)]
 	Claim,
 	/// Periodic check of an Active holder.
+	#[codec(index = 1)]
 	ReChallenge,
 }
 

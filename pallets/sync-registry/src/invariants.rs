@@ -1,0 +1,136 @@
+//! Invariants: the configuration checks of `integrity_test` and the state checks of
+//! `try_state` (also run after every step of the unit tests' random call sequences).
+use crate::Pallet;
+use frame_support::traits::Get;
+use sp_runtime::traits::Zero;
+
+impl<T: crate::Config> Pallet<T> {
+	/// Checks the runtime's constants (run by `integrity_test`): panics on a misconfiguration.
+	pub(crate) fn do_integrity_test() {
+		assert!(!T::NodeDeposit::get().is_zero(), "NodeDeposit must be non-zero");
+		assert!(T::ChallengeDelay::get() >= 1u32.into(), "ChallengeDelay must be ≥ 1");
+		assert!(!T::ProofWindow::get().is_zero(), "ProofWindow must be non-zero");
+		assert!(
+			T::LeaveDelay::get() > T::ChallengeDelay::get() + T::ProofWindow::get(),
+			"LeaveDelay must exceed a challenge window"
+		);
+		assert!(
+			T::ChallengeLeaves::get() >= 1
+				&& T::ChallengeLeaves::get() <= sync_primitives::commitment::MAX_CHALLENGE_LEAVES,
+			"ChallengeLeaves out of range"
+		);
+		assert!(T::MaxPrimaries::get() >= 1 && T::RootRetention::get() >= 1);
+		assert!(T::MaxScheduledPerBlock::get() >= 1);
+	}
+
+	/// Invariants of the registry, checked by `try_state` and after every test step:
+	/// - `PeerIds` is exactly the inverse of the nodes' peer ids; node counter is exact;
+	/// - each node's recorded deposit is on hold for it;
+	/// - every segment's owner is a registered Primary, is in `primaries` and is no holder;
+	/// - every holder listed by a segment has a holding record and vice versa, and every
+	///   Primary other than the owner is a holder or the retained old provider;
+	/// - each `Active`/`Lagging` holding has a proven root that was committed for the
+	///   segment, and an `Active` one is within `MaxLag` commits of the latest;
+	/// - `NodeSegments` lists exactly the segments a node owns, co-owns or holds;
+	/// - every open challenge is indexed once and belongs to a current holder; its expiry is
+	///   scheduled; roots are strictly increasing and within the window.
+	#[cfg(any(feature = "try-runtime", feature = "std", test))]
+	pub fn do_try_state() -> Result<(), sp_runtime::TryRuntimeError> {
+		use crate::{
+			Challenges, Expiries, HoldReason, HoldingStatus, Holdings, NodeSegments, Nodes,
+			OpenChallenge, PeerIds, Roots, Segments,
+		};
+		use frame_support::{ensure, traits::fungible::InspectHold};
+		use sp_runtime::traits::Saturating;
+		use sync_primitives::NodeRole;
+		let mut count = 0u32;
+		for (who, info) in Nodes::<T>::iter() {
+			count += 1;
+			ensure!(PeerIds::<T>::get(&info.peer_id).as_ref() == Some(&who), "peer id not indexed");
+			ensure!(
+				T::Currency::balance_on_hold(&HoldReason::NodeDeposit.into(), &who) >= info.deposit,
+				"node deposit not on hold"
+			);
+			for s in NodeSegments::<T>::get(&who) {
+				let seg = Segments::<T>::get(s).ok_or("NodeSegments names unknown segment")?;
+				ensure!(
+					seg.owner == who
+						|| seg.primaries.contains(&who)
+						|| Holdings::<T>::contains_key(s, &who),
+					"NodeSegments entry without a role"
+				);
+			}
+		}
+		ensure!(count == Nodes::<T>::count(), "Nodes counter out of sync");
+		ensure!(PeerIds::<T>::iter().count() as u32 == count, "dangling PeerIds entry");
+		for (s, seg) in Segments::<T>::iter() {
+			let owner = Nodes::<T>::get(&seg.owner).ok_or("owner not registered")?;
+			ensure!(owner.role == NodeRole::Primary, "owner is not a Primary");
+			ensure!(seg.primaries.contains(&seg.owner), "owner not among primaries");
+			ensure!(!Holdings::<T>::contains_key(s, &seg.owner), "owner is a holder");
+			ensure!(NodeSegments::<T>::get(&seg.owner).contains(&s), "owner not indexed");
+			let roots = Roots::<T>::get(s);
+			ensure!(
+				roots.windows(2).all(|w| w[0].seq < w[1].seq && w[0].index < w[1].index),
+				"roots not increasing"
+			);
+			ensure!(
+				roots.last().map(|r| r.index).unwrap_or(0) == seg.commits,
+				"commit counter out of sync"
+			);
+			let migration = Self::migration(s);
+			for p in seg.primaries.iter() {
+				let retained = migration.as_ref().is_some_and(|m| m.completed && &m.from == p);
+				ensure!(
+					p == &seg.owner || Holdings::<T>::contains_key(s, p) || retained,
+					"co-Primary without holding"
+				);
+				ensure!(NodeSegments::<T>::get(p).contains(&s), "primary not indexed");
+			}
+			for h in seg.holders.iter() {
+				let hd = Holdings::<T>::get(s, h).ok_or("listed holder without holding")?;
+				ensure!(NodeSegments::<T>::get(h).contains(&s), "holder not indexed");
+				match hd.status {
+					HoldingStatus::Syncing => {},
+					st => {
+						let p = hd.proven.ok_or("Active/Lagging holding without proof")?;
+						ensure!(
+							p.index >= 1 && p.index <= seg.commits,
+							"proven root never committed"
+						);
+						if st == HoldingStatus::Active {
+							ensure!(
+								p.index.saturating_add(T::MaxLag::get()) >= seg.commits,
+								"Active holder is lagging"
+							);
+						}
+						if let Some(r) = roots.iter().find(|r| r.index == p.index) {
+							ensure!(
+								r.facts == p.facts && r.seq == p.seq,
+								"proven root differs from commit"
+							);
+						}
+					},
+				}
+			}
+		}
+		for (s, h, _) in Holdings::<T>::iter() {
+			let seg = Segments::<T>::get(s).ok_or("holding of unknown segment")?;
+			ensure!(seg.holders.contains(&h), "holding not listed by segment");
+		}
+		for (id, ch) in Challenges::<T>::iter() {
+			ensure!(
+				OpenChallenge::<T>::get(&ch.who, ch.segment) == Some(id),
+				"challenge not indexed"
+			);
+			ensure!(Holdings::<T>::contains_key(ch.segment, &ch.who), "challenge of non-holder");
+			let at = ch.deadline.saturating_add(1u32.into());
+			ensure!(Expiries::<T>::get(at).contains(&id), "challenge expiry not scheduled");
+		}
+		for (who, s, id) in OpenChallenge::<T>::iter() {
+			let ch = Challenges::<T>::get(id).ok_or("open challenge index dangling")?;
+			ensure!(ch.who == who && ch.segment == s, "open challenge index wrong");
+		}
+		Ok(())
+	}
+}

@@ -1,0 +1,207 @@
+//! Provider migration: moving a segment's ownership to another Primary once it proved the data.
+//!
+//! A [`Migration`] is *pending* (`completed == false`) from `do_request_migration`
+//! until the target's proof of a root at least as new as `min_index` is accepted
+//! (`complete_migration`, called from `accept_proof`), the owner or Root cancels it,
+//! the target leaves or fails out, or it times out at `until`. A *completed* migration stays
+//! recorded until `until`, while the old provider is retained as a Primary; then it is released.
+//!
+//! Every read and write of [`Migrations`] goes through the five helpers at the top of this
+//! module ([`Pallet::migration`], [`Pallet::has_migration`], [`Pallet::pending_migration_to`],
+//! `put_migration`, `remove_migration`).
+use crate::{
+	Error, Event, Holdings, Migration, MigrationOf, Migrations, NodeSegments, Nodes, Pallet,
+	SegmentInfoOf, Segments,
+};
+use frame_support::{ensure, pallet_prelude::*};
+use frame_system::pallet_prelude::BlockNumberFor;
+use sp_runtime::traits::Saturating;
+use sync_primitives::{NodeRole, SegmentId};
+
+impl<T: crate::Config> Pallet<T> {
+	// ---------------------------------------------------------------- access to `Migrations`
+
+	/// The migration of `segment`, pending or completed.
+	pub fn migration(segment: SegmentId) -> Option<MigrationOf<T>> {
+		Migrations::<T>::get(segment)
+	}
+
+	/// Whether `segment` has a migration record (pending or completed).
+	pub fn has_migration(segment: SegmentId) -> bool {
+		Migrations::<T>::contains_key(segment)
+	}
+
+	/// The *pending* migration of `segment` whose target is `who`.
+	pub fn pending_migration_to(segment: SegmentId, who: &T::AccountId) -> Option<MigrationOf<T>> {
+		Migrations::<T>::get(segment).filter(|m| !m.completed && &m.to == who)
+	}
+
+	fn put_migration(segment: SegmentId, m: &MigrationOf<T>) {
+		Migrations::<T>::insert(segment, m);
+	}
+
+	fn remove_migration(segment: SegmentId) {
+		Migrations::<T>::remove(segment);
+	}
+
+	// ---------------------------------------------------------------- calls
+
+	pub(crate) fn do_request_migration(
+		segment: SegmentId,
+		mut seg: SegmentInfoOf<T>,
+		to: T::AccountId,
+	) -> DispatchResult {
+		ensure!(!Self::has_migration(segment), Error::<T>::MigrationPending);
+		ensure!(seg.owner != to, Error::<T>::AlreadyOwner);
+		let info = Self::active_node(&to)?;
+		ensure!(info.role == NodeRole::Primary, Error::<T>::WrongRole);
+		ensure!(
+			seg.primaries.contains(&to) || !seg.primaries.is_full(),
+			Error::<T>::TooManyPrimaries
+		);
+		let target_added = !Holdings::<T>::contains_key(segment, &to);
+		if target_added {
+			Self::add_holder(segment, &mut seg, &to)?;
+		}
+		let now = frame_system::Pallet::<T>::block_number();
+		let until =
+			Self::schedule_migration(segment, now.saturating_add(T::MigrationTimeout::get()))?;
+		let from = seg.owner.clone();
+		Self::put_migration(
+			segment,
+			&Migration {
+				from: from.clone(),
+				to: to.clone(),
+				requested_at: now,
+				min_index: seg.commits,
+				until,
+				completed: false,
+				target_added,
+			},
+		);
+		Segments::<T>::insert(segment, seg);
+		Self::deposit_event(Event::MigrationRequested { segment, from, to: to.clone(), until });
+		Self::refresh_status(&to);
+		Ok(())
+	}
+
+	pub(crate) fn do_cancel_migration(segment: SegmentId) -> DispatchResult {
+		let m = Self::migration(segment).ok_or(Error::<T>::NoMigration)?;
+		ensure!(!m.completed, Error::<T>::NoMigration);
+		Self::abort_migration(segment, m, false);
+		Ok(())
+	}
+
+	pub(crate) fn do_force_set_owner(segment: SegmentId, who: T::AccountId) -> DispatchResult {
+		let mut seg = Segments::<T>::get(segment).ok_or(Error::<T>::UnknownSegment)?;
+		ensure!(seg.owner != who, Error::<T>::AlreadyOwner);
+		let info = Nodes::<T>::get(&who).ok_or(Error::<T>::NotRegistered)?;
+		ensure!(info.role == NodeRole::Primary, Error::<T>::WrongRole);
+		ensure!(!Self::has_migration(segment), Error::<T>::MigrationPending);
+		let from = seg.owner.clone();
+		if !seg.primaries.contains(&who) {
+			seg.primaries.try_push(who.clone()).map_err(|_| Error::<T>::TooManyPrimaries)?;
+		}
+		if Holdings::<T>::contains_key(segment, &who) {
+			Self::take_out_holder(segment, &mut seg, &who);
+		} else {
+			NodeSegments::<T>::try_mutate(&who, |v| v.try_push(segment))
+				.map_err(|_| Error::<T>::TooManySegments)?;
+		}
+		seg.owner = who.clone();
+		if Nodes::<T>::contains_key(&from) {
+			Self::add_holder(segment, &mut seg, &from)?;
+		}
+		Segments::<T>::insert(segment, seg);
+		Self::deposit_event(Event::OwnerForced { segment, from: from.clone(), to: who.clone() });
+		Self::refresh_status(&from);
+		Self::refresh_status(&who);
+		Ok(())
+	}
+
+	// ---------------------------------------------------------------- transitions
+
+	/// Cancels a pending migration of `segment` whose target is `who` (who is leaving it).
+	pub(crate) fn forget_migration_to(segment: SegmentId, who: &T::AccountId) {
+		if Self::pending_migration_to(segment, who).is_some() {
+			Self::remove_migration(segment);
+			Self::deposit_event(Event::MigrationCancelled { segment, to: who.clone() });
+		}
+	}
+
+	/// The target proved: ownership moves; the old owner is retained until the release.
+	pub(crate) fn complete_migration(
+		segment: SegmentId,
+		mut seg: SegmentInfoOf<T>,
+		mut m: MigrationOf<T>,
+		seq: u64,
+		now: BlockNumberFor<T>,
+	) {
+		Self::take_out_holder(segment, &mut seg, &m.to);
+		if !seg.primaries.contains(&m.to) {
+			// Room was checked at request time and Primary seats only shrink meanwhile
+			// unless the owner added some; fall back to replacing the old owner's seat.
+			if seg.primaries.try_push(m.to.clone()).is_err() {
+				seg.primaries.retain(|p| p != &m.from);
+				let _ = seg.primaries.try_push(m.to.clone());
+			}
+		}
+		seg.owner = m.to.clone();
+		Segments::<T>::insert(segment, seg);
+		let release = now.saturating_add(T::MigrationRetention::get());
+		m.until = Self::schedule_migration(segment, release).unwrap_or(release);
+		m.completed = true;
+		Self::put_migration(segment, &m);
+		Self::deposit_event(Event::MigrationCompleted {
+			segment,
+			from: m.from.clone(),
+			to: m.to.clone(),
+			seq,
+		});
+		Self::refresh_status(&m.from);
+	}
+
+	/// Cancels (by call or timeout) a pending migration.
+	pub(crate) fn abort_migration(segment: SegmentId, m: MigrationOf<T>, timed_out: bool) {
+		Self::remove_migration(segment);
+		if m.target_added {
+			let proven = Holdings::<T>::get(segment, &m.to).is_some_and(|h| h.proven.is_some());
+			if !proven {
+				Self::drop_holder(segment, &m.to, true);
+			}
+		}
+		if timed_out {
+			Self::deposit_event(Event::MigrationTimedOut { segment, to: m.to.clone() });
+		} else {
+			Self::deposit_event(Event::MigrationCancelled { segment, to: m.to.clone() });
+		}
+		Self::refresh_status(&m.to);
+	}
+
+	/// Times out or releases the migrations due at `now`; returns how many were processed.
+	pub(crate) fn process_migration_deadlines(now: BlockNumberFor<T>) -> u32 {
+		let due = crate::MigrationDeadlines::<T>::take(now);
+		let n = due.len() as u32;
+		for segment in due {
+			let Some(m) = Self::migration(segment) else { continue };
+			if m.until != now {
+				continue;
+			}
+			if !m.completed {
+				Self::abort_migration(segment, m, true);
+			} else {
+				Self::remove_migration(segment);
+				if let Some(mut seg) = Segments::<T>::get(segment) {
+					if seg.owner != m.from && !seg.holders.contains(&m.from) {
+						seg.primaries.retain(|p| p != &m.from);
+						NodeSegments::<T>::mutate(&m.from, |v| v.retain(|s| *s != segment));
+						Segments::<T>::insert(segment, seg);
+					}
+				}
+				Self::deposit_event(Event::ProviderReleased { segment, who: m.from.clone() });
+				Self::refresh_status(&m.from);
+			}
+		}
+		n
+	}
+}

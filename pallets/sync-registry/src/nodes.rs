@@ -1,0 +1,215 @@
+//! Nodes: registration, identity updates, leaving and deregistration, and the summarised
+//! [`NodeStatus`] of a node.
+//!
+//! A node's status is derived from its holdings (`refresh_status`) after every change
+//! that can move it; `Leaving` is set only by `do_announce_leave` and never derived.
+use crate::{
+	Error, Event, HoldReason, HoldingStatus, Holdings, NodeInfo, NodeInfoOf, NodeSegments, Nodes,
+	Pallet, PeerIds, Segments, WeightInfo,
+};
+use frame_support::{
+	ensure,
+	pallet_prelude::*,
+	traits::{fungible::MutateHold, tokens::Precision},
+};
+use sp_runtime::traits::Saturating;
+use sync_primitives::{AddressError, Multiaddrs, NodeRole, NodeStatus, PeerIdBytes};
+
+impl<T> From<AddressError> for Error<T> {
+	fn from(e: AddressError) -> Self {
+		match e {
+			AddressError::InvalidPeerId => Error::InvalidPeerId,
+			AddressError::InvalidMultiaddr => Error::InvalidMultiaddr,
+		}
+	}
+}
+
+impl<T: crate::Config> Pallet<T> {
+	/// Chain rule of `register_node`: `who` has no node, the addresses are well formed and the
+	/// peer id is not registered to anyone. (The deposit is checked when it is held.)
+	///
+	/// Shared by the dispatchable and the off-chain worker.
+	pub fn can_register(
+		who: &T::AccountId,
+		peer_id: &PeerIdBytes,
+		multiaddrs: &Multiaddrs,
+	) -> Result<(), Error<T>> {
+		ensure!(!Nodes::<T>::contains_key(who), Error::<T>::AlreadyRegistered);
+		Self::validate_addresses(peer_id, multiaddrs)?;
+		ensure!(!PeerIds::<T>::contains_key(peer_id), Error::<T>::PeerIdTaken);
+		Ok(())
+	}
+
+	pub(crate) fn do_register_node(
+		who: T::AccountId,
+		role: NodeRole,
+		peer_id: PeerIdBytes,
+		multiaddrs: Multiaddrs,
+	) -> DispatchResult {
+		Self::can_register(&who, &peer_id, &multiaddrs)?;
+		let deposit = T::NodeDeposit::get();
+		T::Currency::hold(&HoldReason::NodeDeposit.into(), &who, deposit)
+			.map_err(|_| Error::<T>::InsufficientDeposit)?;
+
+		PeerIds::<T>::insert(&peer_id, &who);
+		Nodes::<T>::insert(
+			&who,
+			NodeInfo {
+				role,
+				status: NodeStatus::Joining,
+				peer_id: peer_id.clone(),
+				multiaddrs,
+				deposit,
+				registered_at: frame_system::Pallet::<T>::block_number(),
+				leave_at: None,
+			},
+		);
+		Self::deposit_event(Event::NodeRegistered { who, role, peer_id, deposit });
+		Ok(())
+	}
+
+	pub(crate) fn do_update_node(
+		who: T::AccountId,
+		peer_id: Option<PeerIdBytes>,
+		multiaddrs: Option<Multiaddrs>,
+	) -> DispatchResult {
+		let mut info = Nodes::<T>::get(&who).ok_or(Error::<T>::NotRegistered)?;
+		let new_peer = peer_id.unwrap_or_else(|| info.peer_id.clone());
+		let new_addrs = multiaddrs.unwrap_or_else(|| info.multiaddrs.clone());
+		ensure!(
+			new_peer != info.peer_id || new_addrs != info.multiaddrs,
+			Error::<T>::NothingToUpdate
+		);
+		Self::validate_addresses(&new_peer, &new_addrs)?;
+		if new_peer != info.peer_id {
+			ensure!(!PeerIds::<T>::contains_key(&new_peer), Error::<T>::PeerIdTaken);
+			PeerIds::<T>::remove(&info.peer_id);
+			PeerIds::<T>::insert(&new_peer, &who);
+			info.peer_id = new_peer.clone();
+		}
+		info.multiaddrs = new_addrs.clone();
+		Nodes::<T>::insert(&who, info);
+		Self::deposit_event(Event::NodeUpdated { who, peer_id: new_peer, multiaddrs: new_addrs });
+		Ok(())
+	}
+
+	pub(crate) fn do_deregister_node(who: T::AccountId) -> DispatchResultWithPostInfo {
+		let info = Nodes::<T>::get(&who).ok_or(Error::<T>::NotRegistered)?;
+		match (info.status, info.leave_at) {
+			(NodeStatus::Joining, _) if NodeSegments::<T>::get(&who).is_empty() => {},
+			(NodeStatus::Leaving, Some(at)) => ensure!(
+				frame_system::Pallet::<T>::block_number() >= at,
+				Error::<T>::LeaveDelayNotPassed
+			),
+			_ => return Err(Error::<T>::NodeBusy.into()),
+		}
+		let n = Self::remove_node(who, info, false)?;
+		Ok(Some(T::WeightInfo::deregister_node(n)).into())
+	}
+
+	pub(crate) fn do_force_deregister(who: T::AccountId) -> DispatchResultWithPostInfo {
+		let info = Nodes::<T>::get(&who).ok_or(Error::<T>::NotRegistered)?;
+		let n = Self::remove_node(who, info, true)?;
+		Ok(Some(T::WeightInfo::deregister_node(n)).into())
+	}
+
+	pub(crate) fn do_announce_leave(who: T::AccountId) -> DispatchResult {
+		let mut info = Nodes::<T>::get(&who).ok_or(Error::<T>::NotRegistered)?;
+		ensure!(info.status != NodeStatus::Leaving, Error::<T>::AlreadyLeaving);
+		for s in NodeSegments::<T>::get(&who) {
+			let seg = Segments::<T>::get(s).ok_or(Error::<T>::UnknownSegment)?;
+			ensure!(seg.owner != who, Error::<T>::OwnsSegments);
+			ensure!(Self::pending_migration_to(s, &who).is_none(), Error::<T>::MigrationPending);
+		}
+		let leave_at =
+			frame_system::Pallet::<T>::block_number().saturating_add(T::LeaveDelay::get());
+		info.status = NodeStatus::Leaving;
+		info.leave_at = Some(leave_at);
+		Nodes::<T>::insert(&who, info);
+		Self::deposit_event(Event::NodeLeaving { who: who.clone(), leave_at });
+		Self::deposit_event(Event::NodeStatusChanged { who, status: NodeStatus::Leaving });
+		Ok(())
+	}
+
+	fn validate_addresses(peer_id: &PeerIdBytes, multiaddrs: &Multiaddrs) -> Result<(), Error<T>> {
+		sync_primitives::validate_peer_id(peer_id)?;
+		ensure!(!multiaddrs.is_empty(), Error::<T>::InvalidMultiaddr);
+		for addr in multiaddrs.iter() {
+			sync_primitives::validate_multiaddr(addr)?;
+		}
+		Ok(())
+	}
+
+	/// A registered node that is not leaving.
+	pub(crate) fn active_node(who: &T::AccountId) -> Result<NodeInfoOf<T>, Error<T>> {
+		let info = Nodes::<T>::get(who).ok_or(Error::<T>::NotRegistered)?;
+		ensure!(info.status != NodeStatus::Leaving, Error::<T>::NodeLeaving);
+		Ok(info)
+	}
+
+	/// Removes a node and everything it holds; returns how many segments it had.
+	fn remove_node(
+		who: T::AccountId,
+		info: NodeInfoOf<T>,
+		forced: bool,
+	) -> Result<u32, DispatchError> {
+		let segments = NodeSegments::<T>::get(&who);
+		for s in segments.iter() {
+			let seg = Segments::<T>::get(s).ok_or(Error::<T>::UnknownSegment)?;
+			ensure!(seg.owner != who, Error::<T>::OwnsSegments);
+		}
+		for s in segments.iter() {
+			Self::forget_migration_to(*s, &who);
+			Self::drop_holder(*s, &who, true);
+		}
+		NodeSegments::<T>::remove(&who);
+		let released = T::Currency::release(
+			&HoldReason::NodeDeposit.into(),
+			&who,
+			info.deposit,
+			Precision::BestEffort,
+		)?;
+		PeerIds::<T>::remove(&info.peer_id);
+		Nodes::<T>::remove(&who);
+		Self::deposit_event(Event::NodeDeregistered { who, released, forced });
+		Ok(segments.len() as u32)
+	}
+
+	/// Recomputes a node's summarised status from its segments; emits on change.
+	pub(crate) fn refresh_status(who: &T::AccountId) {
+		let Some(mut info) = Nodes::<T>::get(who) else { return };
+		if info.status == NodeStatus::Leaving {
+			return;
+		}
+		let status = Self::derive_status(who);
+		if status != info.status {
+			info.status = status;
+			Nodes::<T>::insert(who, info);
+			Self::deposit_event(Event::NodeStatusChanged { who: who.clone(), status });
+		}
+	}
+
+	fn derive_status(who: &T::AccountId) -> NodeStatus {
+		let (mut syncing, mut lagging, mut active) = (false, false, false);
+		for s in NodeSegments::<T>::get(who) {
+			match Holdings::<T>::get(s, who) {
+				Some(h) => match h.status {
+					HoldingStatus::Syncing => syncing = true,
+					HoldingStatus::Lagging => lagging = true,
+					HoldingStatus::Active => active = true,
+				},
+				// Owner, or old provider retained after a migration.
+				None => active = true,
+			}
+		}
+		if lagging {
+			NodeStatus::Lagging
+		} else if syncing {
+			NodeStatus::Syncing
+		} else if active {
+			NodeStatus::Active
+		} else {
+			NodeStatus::Joining
+		}
+	}
+}
