@@ -1,23 +1,28 @@
-//! Data-plane configuration with the defaults an operator gets when passing nothing.
+//! Data-plane configuration. Every default is written once: in [`ServeLimits::default`],
+//! [`NetConfig::new`] and [`PeerManagerConfig::default`] (the node's CLI takes its defaults from
+//! them too); the field docs say what each knob does, not its default.
 use crate::peers::PeerManagerConfig;
+#[cfg(doc)]
+use crate::transfer::protocol::MAX_GROUPS_PER_REQUEST;
 use libp2p::{identity::Keypair, Multiaddr, PeerId};
 use std::time::Duration;
 
-/// Limits on the serving side, protecting a holder from any one downloader.
+/// Limits on the serving side, protecting a holder from any one downloader (defaults: see
+/// [`ServeLimits::default`]).
 #[derive(Clone, Debug)]
 pub struct ServeLimits {
 	/// Inbound transfer streams served at once, over all peers (bounds memory: each holds at
-	/// most one 1 MiB response in flight). Default 64.
+	/// most one response of [`MAX_GROUPS_PER_REQUEST`] groups in flight).
 	pub max_streams: usize,
-	/// Inbound transfer streams per peer. Default 4.
+	/// Inbound transfer streams per peer.
 	pub max_streams_per_peer: usize,
-	/// Bytes per second served to one peer (`None` = unlimited). Default `None`.
+	/// Bytes per second served to one peer (`None` = unlimited).
 	pub bytes_per_sec_per_peer: Option<u64>,
-	/// Bytes per second served in total (`None` = unlimited). Default `None`.
+	/// Bytes per second served in total (`None` = unlimited).
 	pub bytes_per_sec_total: Option<u64>,
 	/// Requests answered at once. Waiting requests are served high priority first (`Head`,
 	/// `Index`, `Ops`: what live followers and new syncs need to start) then low priority
-	/// (`Outboard`, `Groups`: bulk snapshot data), each queue in arrival order. Default 16.
+	/// (`Outboard`, `Groups`: bulk snapshot data), each queue in arrival order.
 	pub max_requests: usize,
 }
 
@@ -33,49 +38,50 @@ impl Default for ServeLimits {
 	}
 }
 
-/// Everything the data plane needs to start.
+/// Everything the data plane needs to start (defaults: see [`NetConfig::new`]).
 #[derive(Clone, Debug)]
 pub struct NetConfig {
 	/// The node's identity (Ed25519; the node passes its network key).
 	pub keypair: Keypair,
-	/// Addresses to listen on. Default `/ip4/127.0.0.1/tcp/0`.
+	/// Addresses to listen on.
 	pub listen: Vec<Multiaddr>,
 	/// Peers to connect to at start (also added to the DHT).
 	pub bootnodes: Vec<(PeerId, Multiaddr)>,
 	/// Yamux per-stream receive window. `Some(n)` fixes it (bulk transfer wants it well above
 	/// the 256 KiB default, so a 1 MiB response is never stalled on window updates); `None`
-	/// uses yamux's auto-tuning. Default 16 MiB.
+	/// uses yamux's auto-tuning.
 	pub yamux_window: Option<u32>,
 	/// Serving-side limits.
 	pub limits: ServeLimits,
-	/// Timeout of one request (including the whole streamed response). Default 30 s.
+	/// Timeout of one request (including the whole streamed response).
 	pub request_timeout: Duration,
-	/// Timeout for dialling and opening a stream. Default 10 s.
+	/// Timeout for dialling and opening a stream.
 	pub connect_timeout: Duration,
-	/// How long a group range stays untried at a peer that said it does not have it. Default 25 ms.
+	/// How long a group range stays untried at a peer that said it does not have it.
 	pub missing_retry: Duration,
 	/// How long another downloader may be unreachable or make no progress before its share is
-	/// asked of a Primary out of turn (see the snapshot module on Primary egress). Default 1 s.
+	/// asked of a Primary out of turn (see the snapshot module on Primary egress).
 	pub primary_fallback: Duration,
 	/// Registry to export metrics to (the node passes Substrate's). `None`: counted, not exported.
 	pub registry: Option<prometheus::Registry>,
 	/// The peer manager's knobs (see [`PeerManagerConfig`] for each default).
 	pub peers: PeerManagerConfig,
-	/// Gossipsub heartbeat (mesh maintenance, lazy gossip of announcements). Default 1 s.
+	/// Gossipsub heartbeat (mesh maintenance, lazy gossip of announcements).
 	pub gossip_heartbeat: Duration,
 	/// How often a follower asks its holders for their heads, to notice announcements it
-	/// missed (say, while disconnected). Default 5 s.
+	/// missed (say, while disconnected).
 	pub head_poll: Duration,
 	/// Ops of each segment kept in the log for peers catching up; older ones are pruned and such
-	/// peers catch up through a snapshot. Default 262 144.
+	/// peers catch up through a snapshot.
 	pub log_retention: u64,
 	/// A node pins its head as a servable snapshot (for nodes joining while writes continue)
-	/// every this many seqs; the last four pins are kept. Default 65 536.
+	/// every this many seqs; the last
+	/// [`PINNED_SNAPSHOTS`](sync_store::PINNED_SNAPSHOTS) pins are kept.
 	pub pin_every: u64,
 }
 
 impl NetConfig {
-	/// Defaults with the given identity.
+	/// The data plane's defaults (the one place they are written), with the given identity.
 	pub fn new(keypair: Keypair) -> Self {
 		NetConfig {
 			keypair,

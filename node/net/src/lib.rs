@@ -1,55 +1,40 @@
-//! The Sync Registry data plane on rust-libp2p: discovery of segment holders, a versioned
-//! streaming transfer protocol, and verified, resumable, multi-source snapshot sync into a
-//! [`sync_store::Store`].
-//!
-//! It depends on neither the Substrate client nor the runtime: the node tells it which segments
-//! to sync, to which root, and who holds them (from the chain), through plain values
-//! ([`Holder`], [`sync_store::Head`]).
-//!
-//! - [`swarm`]: TCP + Noise + Yamux (windows sized for bulk data), identify, Kademlia provider
-//!   records, ping, and a block list for banned peers.
-//! - [`protocol`]: the wire format of `/sync-registry/transfer/1`.
-//! - [`server`](crate::server): serving with bounded streams and rate limits.
-//! - [`client`]: one request-at-a-time session per peer.
-//! - [`snapshot`]: the multi-source download engine.
-//! - [`deltas`]: signed ops, range fetch and exactly-once replay.
-//! - [`gossip`]: signed announcements per segment, validated before they spread.
-//! - [`follow`]: keeping a segment in sync live (snapshot, then deltas), and the Primary's
-//!   write path.
-//! - [`peers`]: the peer manager (selection, cooldowns, trusted/reserved peers, persistence).
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
-pub mod client;
 pub mod config;
-pub mod deltas;
 pub mod fixtures;
-pub mod follow;
-pub mod gossip;
+pub mod live;
 pub mod metrics;
 pub mod peers;
-pub mod protocol;
-mod server;
 pub mod snapshot;
 pub mod swarm;
+pub mod transfer;
+
+/// Deltas moved to [`live::deltas`]; `sync_net::deltas::PrimaryKeys` keeps resolving.
+pub use live::deltas;
 
 pub use config::{NetConfig, ServeLimits};
-pub use follow::Follower;
-pub use gossip::Announcement;
 pub use libp2p::{identity::Keypair, multiaddr::Protocol, Multiaddr, PeerId};
+pub use live::{gossip::Announcement, Follower};
 pub use peers::PeerManagerConfig;
 pub use snapshot::{Holder, SyncError, SyncReport};
 
-use parking_lot::Mutex;
+use live::Live;
+use peers::{PeerBook, PeerManager};
 use std::{
-	collections::{HashMap, HashSet},
+	collections::HashMap,
 	sync::Arc,
 	time::{Duration, Instant},
 };
 use sync_primitives::SegmentId;
-use sync_store::Store;
+use sync_store::{oplog::OpVerifier, Head, SegmentWrite, Store, StoreError};
 use tokio::{
-	sync::{mpsc, oneshot, watch, Semaphore},
+	sync::{mpsc, oneshot, watch},
 	task::JoinHandle,
+};
+use transfer::{
+	client::{PeerError, Session},
+	server::Server,
 };
 
 /// Why the network could not start.
@@ -63,24 +48,21 @@ pub enum NetError {
 	Stopped,
 }
 
-pub(crate) struct NetInner {
-	pub(crate) peer_id: PeerId,
-	pub(crate) metrics: metrics::Metrics,
-	pub(crate) config: NetConfig,
-	pub(crate) store: Store,
-	pub(crate) control: libp2p_stream::Control,
-	pub(crate) commands: mpsc::UnboundedSender<swarm::Command>,
-	pub(crate) listen: watch::Receiver<Vec<Multiaddr>>,
-	pub(crate) bans: Mutex<HashSet<PeerId>>,
-	pub(crate) served_to: server::ServedTo,
-	pub(crate) serving: Mutex<HashMap<PeerId, usize>>,
-	pub(crate) stream_permits: Arc<Semaphore>,
-	pub(crate) peer_buckets: Mutex<HashMap<PeerId, Arc<Mutex<server::Bucket>>>>,
-	pub(crate) total_bucket: Option<Mutex<server::Bucket>>,
-	pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
-	pub(crate) book: Mutex<peers::PeerBook>,
-	pub(crate) follows: Mutex<HashMap<SegmentId, follow::Registration>>,
-	pub(crate) gate: Arc<server::Gate>,
+/// The core every component reaches through [`SyncNetwork`]: identity, configuration, store,
+/// metrics, the swarm's control handles and the background tasks, plus the components (each
+/// owning its state): the peer manager, the transfer server and the live registry.
+struct NetInner {
+	peer_id: PeerId,
+	metrics: metrics::Metrics,
+	config: NetConfig,
+	store: Store,
+	control: libp2p_stream::Control,
+	commands: mpsc::UnboundedSender<swarm::Command>,
+	listen: watch::Receiver<Vec<Multiaddr>>,
+	tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
+	peers: Arc<PeerManager>,
+	server: Arc<Server>,
+	live: Live,
 }
 
 /// Name of the peer book's record in the store.
@@ -91,7 +73,7 @@ const BOOK_INTERVAL: Duration = Duration::from_secs(5);
 /// A running data-plane node. Cheap to clone.
 #[derive(Clone)]
 pub struct SyncNetwork {
-	pub(crate) inner: Arc<NetInner>,
+	inner: Arc<NetInner>,
 }
 
 impl SyncNetwork {
@@ -99,8 +81,9 @@ impl SyncNetwork {
 	pub async fn start(config: NetConfig, store: Store) -> Result<SyncNetwork, NetError> {
 		let (swarm, mut control) = swarm::build(&config).map_err(NetError::Setup)?;
 		let peer_id = *swarm.local_peer_id();
-		let incoming =
-			control.accept(protocol::PROTOCOL).map_err(|e| NetError::Setup(e.to_string()))?;
+		let incoming = control
+			.accept(transfer::protocol::PROTOCOL)
+			.map_err(|e| NetError::Setup(e.to_string()))?;
 		let metrics = match &config.registry {
 			Some(r) => metrics::Metrics::register(r)
 				.map_err(|e| NetError::Setup(format!("metrics: {e}")))?,
@@ -111,39 +94,32 @@ impl SyncNetwork {
 		let (listen_tx, listen_rx) = watch::channel(Vec::new());
 		let saved = store.meta(PEER_BOOK).map_err(|e| NetError::Setup(format!("store: {e}")))?;
 		let book = match saved {
-			Some(bytes) => peers::PeerBook::load(config.peers.clone(), &bytes, Instant::now()),
-			None => peers::PeerBook::new(config.peers.clone()),
+			Some(bytes) => PeerBook::load(config.peers.clone(), &bytes, Instant::now()),
+			None => PeerBook::new(config.peers.clone()),
 		};
-		let gate = Arc::new(server::Gate::new(config.limits.max_requests));
+		let peers = Arc::new(PeerManager::new(book));
+		let server =
+			Server::new(store.clone(), metrics.clone(), peers.clone(), config.limits.clone());
 		let inner = Arc::new(NetInner {
 			peer_id,
 			metrics,
-			stream_permits: Arc::new(Semaphore::new(config.limits.max_streams)),
-			total_bucket: config
-				.limits
-				.bytes_per_sec_total
-				.map(|r| Mutex::new(server::Bucket::new(r))),
 			config,
 			store,
 			control,
 			commands: tx,
 			listen: listen_rx,
-			bans: Mutex::new(HashSet::new()),
-			served_to: Mutex::new(HashMap::new()),
-			serving: Mutex::new(HashMap::new()),
-			peer_buckets: Mutex::new(HashMap::new()),
-			tasks: Mutex::new(Vec::new()),
-			book: Mutex::new(book),
-			follows: Mutex::new(HashMap::new()),
-			gate,
+			tasks: parking_lot::Mutex::new(Vec::new()),
+			peers,
+			server: server.clone(),
+			live: Live::default(),
 		});
 		let swarm_task = tokio::spawn(swarm::run(swarm, rx, listen_tx, gossip_tx));
-		let server_task = tokio::spawn(server::accept_loop(inner.clone(), incoming));
+		let server_task = tokio::spawn(transfer::server::accept_loop(server, incoming));
 		let net = SyncNetwork { inner };
 		let gossip_net = net.clone();
 		let gossip_task = tokio::spawn(async move {
 			while let Some((source, id, msg)) = gossip_rx.recv().await {
-				gossip_net.on_gossip(source, id, msg);
+				live::gossip::on_gossip(&gossip_net, source, id, msg);
 			}
 		});
 		let book_net = net.clone();
@@ -178,7 +154,7 @@ impl SyncNetwork {
 
 	/// Bytes served to each peer so far.
 	pub fn served_to(&self) -> HashMap<PeerId, u64> {
-		self.inner.served_to.lock().clone()
+		self.inner.server.served_to()
 	}
 
 	/// Total bytes served (groups and outboards).
@@ -207,7 +183,7 @@ impl SyncNetwork {
 
 	/// Records addresses of a peer (used when dialling it).
 	pub fn add_addresses(&self, peer: PeerId, addrs: Vec<Multiaddr>) {
-		let _ = self.inner.commands.send(swarm::Command::AddAddresses(peer, addrs));
+		self.send(swarm::Command::AddAddresses(peer, addrs));
 	}
 
 	/// Connects to a peer.
@@ -222,17 +198,13 @@ impl SyncNetwork {
 
 	/// The peer manager's view of the peers this node has used.
 	pub fn peer_book(&self) -> peers::PeerBook {
-		self.inner.book.lock().clone()
+		self.inner.peers.book()
 	}
 
 	/// Saves the peer book to the store (also done every few seconds and at shutdown) and
 	/// refreshes the peer gauges.
 	pub fn save_peer_book(&self) {
-		let (bytes, states) = {
-			let book = self.inner.book.lock();
-			let now = Instant::now();
-			(book.save(now), book.states(now))
-		};
+		let (bytes, states) = self.inner.peers.save(Instant::now());
 		for (state, n) in states {
 			self.inner.metrics.peers.with_label_values(&[state]).set(n as i64);
 		}
@@ -244,48 +216,43 @@ impl SyncNetwork {
 	/// A peer sent data that does not verify or broke the protocol: the peer book records it
 	/// and, with `ban_on_invalid`, the peer is banned for the session.
 	pub(crate) fn penalise_invalid(&self, peer: PeerId) {
-		let ban = {
-			let mut book = self.inner.book.lock();
-			book.invalid(peer);
-			book.config().ban_on_invalid
-		};
-		if ban {
+		if self.inner.peers.invalid(peer) {
 			self.ban(peer);
 		}
 	}
 
 	/// A request to `peer` failed (timeout, disconnect, refusal): counts towards its cooldown.
 	pub(crate) fn peer_failed(&self, peer: PeerId) {
-		self.inner.book.lock().failure(peer, Instant::now());
+		self.inner.peers.failure(peer, Instant::now());
 	}
 
 	/// A request to `peer` succeeded.
 	pub(crate) fn peer_succeeded(&self, peer: PeerId) {
-		self.inner.book.lock().success(peer);
+		self.inner.peers.success(peer);
 	}
 
 	/// Whether the peer manager lets this node ask `peer` now (not banned, not cooling down).
 	pub fn peer_usable(&self, peer: &PeerId) -> bool {
-		!self.is_banned(peer) && self.inner.book.lock().usable(peer, Instant::now())
+		self.inner.peers.usable(peer, Instant::now())
 	}
 
 	/// Bans a peer for this session: disconnects it, refuses its connections and streams.
 	pub fn ban(&self, peer: PeerId) {
-		if self.inner.bans.lock().insert(peer) {
+		if self.inner.peers.ban(peer) {
 			log::warn!(target: "sync-net", "banned {peer} for this session");
 			self.inner.metrics.bans.inc();
-			let _ = self.inner.commands.send(swarm::Command::Ban(peer));
+			self.send(swarm::Command::Ban(peer));
 		}
 	}
 
 	/// Whether a peer is banned.
 	pub fn is_banned(&self, peer: &PeerId) -> bool {
-		self.inner.bans.lock().contains(peer)
+		self.inner.peers.is_banned(peer)
 	}
 
 	/// Announces in the DHT that this node holds `segment`.
 	pub fn provide(&self, segment: SegmentId) {
-		let _ = self.inner.commands.send(swarm::Command::Provide(segment));
+		self.send(swarm::Command::Provide(segment));
 	}
 
 	/// Peers that announced holding `segment` in the DHT.
@@ -297,6 +264,61 @@ impl SyncNetwork {
 		rx.await.unwrap_or_default()
 	}
 
+	/// Syncs `segment` to `target` from the holders in `holders` (which may change while the
+	/// sync runs: holders that leave are failed over, holders that join are used). Resumes a
+	/// transfer left by an earlier run or a crash: verified data is not fetched again. See
+	/// [`snapshot`].
+	pub async fn sync_segment(
+		&self,
+		segment: SegmentId,
+		target: Head,
+		holders: watch::Receiver<Vec<Holder>>,
+	) -> Result<SyncReport, SyncError> {
+		snapshot::sync(self, segment, target, holders).await
+	}
+
+	/// Keeps `segment` in sync with the holders in `holders` (from the chain; they may change),
+	/// accepting only ops `verifier` attributes to a Primary of the segment. See
+	/// [`live::follow`].
+	pub fn follow(
+		&self,
+		segment: SegmentId,
+		holders: watch::Receiver<Vec<Holder>>,
+		verifier: Arc<dyn OpVerifier + Send + Sync>,
+	) -> Follower {
+		live::follow::start(self, segment, holders, verifier)
+	}
+
+	/// Brings `segment` from its head up to seq `target` with ops (and their objects) fetched
+	/// from `holder`, replaying them through the store, one durable batch per response. Each
+	/// batch ends on the Primary's last checkpoint in it (see [`sync_store::oplog`]); forged,
+	/// replayed or out-of-order ops are refused by the store and nothing of that batch is
+	/// applied. If `announced` is given, the op at its seq must be the announced one.
+	pub async fn catch_up(
+		&self,
+		segment: SegmentId,
+		target: u64,
+		holder: PeerId,
+		verifier: &(dyn OpVerifier + Sync),
+		announced: Option<&Announcement>,
+	) -> Result<Head, deltas::DeltaError> {
+		deltas::catch_up(self, segment, target, holder, verifier, announced).await
+	}
+
+	/// The Primary's write path: applies `writes` to `segment` as signed ops, announces the
+	/// newest op on the segment's topic, pins a servable snapshot every
+	/// [`NetConfig::pin_every`] seqs and prunes the log beyond [`NetConfig::log_retention`].
+	/// Blocking (one durable transaction). See [`live::write`](crate::live).
+	pub fn write(&self, segment: SegmentId, writes: Vec<SegmentWrite>) -> Result<Head, StoreError> {
+		live::write::write(self, segment, writes)
+	}
+
+	/// Publishes an announcement on its segment's topic (the Primary's write path calls this;
+	/// no subscribed peer yet is not an error: followers poll heads too).
+	pub fn announce(&self, announcement: &Announcement) {
+		live::gossip::publish(self, announcement)
+	}
+
 	/// Stops the swarm and the server (after saving the peer book); connections close,
 	/// in-flight transfers fail over.
 	pub fn shutdown(&self) {
@@ -304,5 +326,49 @@ impl SyncNetwork {
 		for t in self.inner.tasks.lock().drain(..) {
 			t.abort();
 		}
+	}
+}
+
+/// What the components use of the core.
+impl SyncNetwork {
+	pub(crate) fn config(&self) -> &NetConfig {
+		&self.inner.config
+	}
+
+	pub(crate) fn peers(&self) -> &PeerManager {
+		&self.inner.peers
+	}
+
+	pub(crate) fn live(&self) -> &Live {
+		&self.inner.live
+	}
+
+	pub(crate) fn control(&self) -> libp2p_stream::Control {
+		self.inner.control.clone()
+	}
+
+	/// Sends a command to the swarm task (dropped if the network stopped).
+	pub(crate) fn send(&self, command: swarm::Command) {
+		let _ = self.inner.commands.send(command);
+	}
+
+	/// Dials a holder with its addresses (within the connect timeout).
+	pub(crate) async fn reach(&self, h: &Holder) -> Result<(), PeerError> {
+		match tokio::time::timeout(
+			self.config().connect_timeout,
+			self.dial(h.peer, h.addrs.clone()),
+		)
+		.await
+		{
+			Ok(Ok(())) => Ok(()),
+			Ok(Err(e)) => Err(PeerError::Transport(e)),
+			Err(_) => Err(PeerError::Transport("dial timed out".into())),
+		}
+	}
+
+	/// Dials a holder and opens a request stream to it.
+	pub(crate) async fn connect(&self, h: &Holder) -> Result<Session, PeerError> {
+		self.reach(h).await?;
+		Session::open(self, h.peer).await
 	}
 }

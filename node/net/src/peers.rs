@@ -5,37 +5,39 @@
 //! compares wall clocks between nodes.
 use codec::{Decode, Encode};
 use libp2p::PeerId;
+use parking_lot::Mutex;
 use std::{
 	collections::{HashMap, HashSet},
 	time::{Duration, Instant},
 };
 
-/// The peer manager's knobs, with the defaults an operator gets.
+/// The peer manager's knobs (defaults: see [`PeerManagerConfig::default`], the one place they
+/// are written; the node's CLI takes its defaults from it).
 #[derive(Clone, Debug)]
 pub struct PeerManagerConfig {
-	/// Peers one sync downloads from at once. Default 16.
+	/// Peers one sync downloads from at once.
 	pub concurrency: usize,
 	/// Fewest peers a sync uses: when fewer are usable, the cooling-down ones whose rest ends
 	/// soonest are asked anyway (never banned ones) — the holders the chain lists may be the
-	/// only copies, and resting all of them would stall the segment. Default 1.
+	/// only copies, and resting all of them would stall the segment.
 	pub min_peers: usize,
-	/// Soft low cap: below it, discovery runs in the background. Default 8.
+	/// Soft low cap: below it, discovery runs in the background.
 	pub low_cap_soft: usize,
-	/// Hard low cap: below it, discovery runs at once and reserved peers are promoted. Default 3.
+	/// Hard low cap: below it, discovery runs at once and reserved peers are promoted.
 	pub low_cap_hard: usize,
-	/// High cap: no more sync peers than this are kept. Default 64.
+	/// High cap: no more sync peers than this are kept.
 	pub high_cap: usize,
-	/// Peers asked for per discovery round. Default 8.
+	/// Peers asked for per discovery round.
 	pub discovery_batch: usize,
 	/// Peers never removed or cooled down (an operator's own nodes).
 	pub trusted: HashSet<PeerId>,
 	/// Standby peers promoted as soon as the pool is below the hard low cap.
 	pub reserved: HashSet<PeerId>,
-	/// Cooldown per failure after the first (the first failure is free). Default 5 min.
+	/// Cooldown per failure after the first (the first failure is free).
 	pub cooldown_step: Duration,
-	/// Longest cooldown. Default 60 min.
+	/// Longest cooldown.
 	pub cooldown_max: Duration,
-	/// Ban a peer for the session when it sends data that does not verify. Default `true`.
+	/// Ban a peer for the session when it sends data that does not verify.
 	pub ban_on_invalid: bool,
 }
 
@@ -252,6 +254,67 @@ impl PeerBook {
 				.insert(peer, PeerRecord { failures, cooldown_until, banned: false, score });
 		}
 		book
+	}
+}
+
+/// The peer manager as the network uses it: the [`PeerBook`] and the session's bans, shared by
+/// the sync engines (which peers to ask) and the server (which peers to refuse).
+pub(crate) struct PeerManager {
+	book: Mutex<PeerBook>,
+	bans: Mutex<HashSet<PeerId>>,
+}
+
+impl PeerManager {
+	pub(crate) fn new(book: PeerBook) -> Self {
+		PeerManager { book: Mutex::new(book), bans: Mutex::new(HashSet::new()) }
+	}
+
+	/// A copy of the book.
+	pub(crate) fn book(&self) -> PeerBook {
+		self.book.lock().clone()
+	}
+
+	/// The book saved, and its peer counts by state, at `now`.
+	pub(crate) fn save(&self, now: Instant) -> (Vec<u8>, [(&'static str, usize); 3]) {
+		let book = self.book.lock();
+		(book.save(now), book.states(now))
+	}
+
+	/// See [`PeerBook::select`].
+	pub(crate) fn select(&self, candidates: &[PeerId], now: Instant) -> Vec<PeerId> {
+		self.book.lock().select(candidates, now)
+	}
+
+	/// See [`PeerBook::failure`].
+	pub(crate) fn failure(&self, peer: PeerId, now: Instant) {
+		self.book.lock().failure(peer, now);
+	}
+
+	/// See [`PeerBook::success`].
+	pub(crate) fn success(&self, peer: PeerId) {
+		self.book.lock().success(peer);
+	}
+
+	/// Records invalid data from `peer`; returns whether it is to be banned.
+	pub(crate) fn invalid(&self, peer: PeerId) -> bool {
+		let mut book = self.book.lock();
+		book.invalid(peer);
+		book.config().ban_on_invalid
+	}
+
+	/// Not banned and not cooling down.
+	pub(crate) fn usable(&self, peer: &PeerId, now: Instant) -> bool {
+		!self.is_banned(peer) && self.book.lock().usable(peer, now)
+	}
+
+	/// Bans `peer` for the session; returns whether it was not banned yet.
+	pub(crate) fn ban(&self, peer: PeerId) -> bool {
+		self.bans.lock().insert(peer)
+	}
+
+	/// Whether `peer` is banned for the session.
+	pub(crate) fn is_banned(&self, peer: &PeerId) -> bool {
+		self.bans.lock().contains(peer)
 	}
 }
 

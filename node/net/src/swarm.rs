@@ -1,6 +1,6 @@
 //! The libp2p swarm: TCP + Noise + Yamux, one behaviour per concern (transfer streams,
 //! identify, Kademlia provider records, ping, a block list for banned peers), driven by one task
-//! that the rest of the crate talks to through [`Command`]s.
+//! that the rest of the crate talks to through `Command`s.
 use crate::config::NetConfig;
 use futures::StreamExt;
 use libp2p::{
@@ -66,8 +66,8 @@ pub(crate) fn build(
 		.heartbeat_interval(config.gossip_heartbeat)
 		.validation_mode(gossipsub::ValidationMode::Strict)
 		.validate_messages()
-		.message_id_fn(crate::gossip::message_id)
-		.max_transmit_size(crate::gossip::MAX_ANNOUNCEMENT_BYTES * 4)
+		.message_id_fn(crate::live::gossip::message_id)
+		.max_transmit_size(crate::live::gossip::MAX_ANNOUNCEMENT_BYTES * 4)
 		.build()
 		.map_err(|e| e.to_string())?;
 	let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
@@ -200,19 +200,22 @@ pub(crate) async fn run(
 						swarm.behaviour_mut().kad.add_address(&peer_id, a);
 					}
 				},
-				SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed { id, result, step, .. })) => {
-					if let kad::QueryResult::GetProviders(res) = result {
-						if let Some((found, _)) = providers.get_mut(&id) {
-							if let Ok(kad::GetProvidersOk::FoundProviders { providers: p, .. }) = res {
-								found.extend(p);
-							}
+				SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+					id,
+					result: kad::QueryResult::GetProviders(res),
+					step,
+					..
+				})) => {
+					if let Some((found, _)) = providers.get_mut(&id) {
+						if let Ok(kad::GetProvidersOk::FoundProviders { providers: p, .. }) = res {
+							found.extend(p);
 						}
-						if step.last {
-							if let Some((mut found, reply)) = providers.remove(&id) {
-								found.sort();
-								found.dedup();
-								let _ = reply.send(found);
-							}
+					}
+					if step.last {
+						if let Some((mut found, reply)) = providers.remove(&id) {
+							found.sort();
+							found.dedup();
+							let _ = reply.send(found);
 						}
 					}
 				},

@@ -208,7 +208,7 @@ async fn churn_holders_leave_and_join_mid_sync() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_are_refused_and_the_server_keeps_serving() {
 	use codec::Encode;
-	use sync_net::{
+	use sync_net::transfer::{
 		client::Session,
 		protocol::{Envelope, ErrorCode, GroupRange, Request, Response, MAX_REQUEST_BYTES},
 	};
@@ -274,7 +274,7 @@ mod rogue {
 	use codec::{Decode, Encode};
 	use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 	use libp2p::{noise, tcp, yamux};
-	use sync_net::protocol::{Envelope, Request, Response, WireHead, PROTOCOL};
+	use sync_net::transfer::protocol::{Envelope, Request, Response, WireHead, PROTOCOL};
 
 	#[derive(Clone, Copy)]
 	pub enum Mode {
@@ -359,8 +359,10 @@ mod rogue {
 										let _ = s.flush().await;
 										continue;
 									},
-									_ => Response::Error(sync_net::protocol::ErrorCode::NotHeld)
-										.encode(),
+									_ => Response::Error(
+										sync_net::transfer::protocol::ErrorCode::NotHeld,
+									)
+									.encode(),
 								},
 							},
 						};

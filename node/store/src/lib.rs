@@ -61,28 +61,42 @@ pub const PINNED_SNAPSHOTS: usize = 4;
 /// objects in progress.
 pub const BITS_FLUSH_GROUPS: u32 = 128;
 
+/// An index key as stored: (segment, object key).
+pub(crate) type IndexKey = (u64, &'static [u8]);
+/// An index entry as stored: (CID, size).
+pub(crate) type EntryRow = ([u8; 32], u64);
+/// Root facts as stored: (root, leaves, entries, bytes).
+pub(crate) type FactsRow = ([u8; 32], u64, u64, u64);
+/// A head as stored: (seq, root, leaves, entries, bytes).
+type HeadRow = (u64, [u8; 32], u64, u64, u64);
+/// A transfer as stored: (target seq, root, leaves, entries, bytes, index staged).
+type TransferRow = (u64, [u8; 32], u64, u64, u64, bool);
+/// A segment's index at a root, in memory: its root facts and entries.
+pub(crate) type Listing = (RootFacts, Arc<Vec<Entry>>);
+/// A pinned snapshot: its head and index.
+pub(crate) type Pin = (Head, Arc<Vec<Entry>>);
+
 /// Outboards of large objects (complete or partial): CID → outboard bytes.
 const OUTBOARDS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("outboards");
 /// Inline small objects: CID → bytes.
 const BLOBS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blobs");
 /// Segment index: (segment, key) → (CID, size).
-const INDEX: TableDefinition<(u64, &[u8]), ([u8; 32], u64)> = TableDefinition::new("index");
+const INDEX: TableDefinition<IndexKey, EntryRow> = TableDefinition::new("index");
 /// Segment head: segment → (seq, root, leaves, entries, bytes).
-const HEADS: TableDefinition<u64, (u64, [u8; 32], u64, u64, u64)> = TableDefinition::new("heads");
+const HEADS: TableDefinition<u64, HeadRow> = TableDefinition::new("heads");
 /// Root facts of committed heads: (segment, seq) → (root, leaves, entries, bytes).
-const ROOTS: TableDefinition<(u64, u64), ([u8; 32], u64, u64, u64)> = TableDefinition::new("roots");
+const ROOTS: TableDefinition<(u64, u64), FactsRow> = TableDefinition::new("roots");
 /// Transfer in progress: segment → (target seq, root, leaves, entries, bytes, index staged).
-const TRANSFERS: TableDefinition<u64, (u64, [u8; 32], u64, u64, u64, bool)> =
-	TableDefinition::new("transfers");
+const TRANSFERS: TableDefinition<u64, TransferRow> = TableDefinition::new("transfers");
 /// Op log: (segment, seq) → SCALE-encoded [`oplog::SignedOp`].
 const OPS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("ops");
 /// Undo records of the op log: (segment, seq) → what the op's key mapped to before it, so the
 /// index at any logged seq can be rebuilt for a Proof-of-Sync (see [`proofs`]).
-const UNDO: TableDefinition<(u64, u64), Option<([u8; 32], u64)>> = TableDefinition::new("undo");
+const UNDO: TableDefinition<(u64, u64), Option<EntryRow>> = TableDefinition::new("undo");
 /// Small named records of the node (e.g. the peer book): name → bytes.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Staged (verified) index of a transfer: (segment, key) → (CID, size).
-const STAGED: TableDefinition<(u64, &[u8]), ([u8; 32], u64)> = TableDefinition::new("staged");
+const STAGED: TableDefinition<IndexKey, EntryRow> = TableDefinition::new("staged");
 
 /// Why a store operation failed. Every variant leaves the store unchanged.
 #[derive(Debug, thiserror::Error)]
@@ -262,9 +276,9 @@ pub(crate) struct Inner {
 	pub(crate) dir: PathBuf,
 	pub(crate) db: Database,
 	pub(crate) segments: Mutex<HashMap<SegmentId, SegmentState>>,
-	pub(crate) staged: Mutex<HashMap<SegmentId, (RootFacts, Arc<Vec<Entry>>)>>,
-	pub(crate) pinned:
-		Mutex<HashMap<SegmentId, std::collections::VecDeque<(Head, Arc<Vec<Entry>>)>>>,
+	pub(crate) staged: Mutex<HashMap<SegmentId, Listing>>,
+	/// Pinned snapshots per segment: each head with its index.
+	pub(crate) pinned: Mutex<HashMap<SegmentId, std::collections::VecDeque<Pin>>>,
 	pub(crate) objects: objects::Objects,
 }
 

@@ -60,11 +60,14 @@ struct PartialState {
 	done: bool,
 }
 
+/// A partial object whose last group is verified, handed to the finisher thread.
+type Finished = (Hash32, Arc<Partial>);
+
 pub(crate) struct Objects {
 	dir: PathBuf,
 	pending: Mutex<Pending>,
 	partials: Arc<Mutex<HashMap<Hash32, Arc<Partial>>>>,
-	finisher: Mutex<Option<std::sync::mpsc::Sender<(Hash32, Arc<Partial>)>>>,
+	finisher: Mutex<Option<std::sync::mpsc::Sender<Finished>>>,
 	finishing: Arc<(Mutex<usize>, Condvar)>,
 	/// Verified groups whose bits are not written yet, over all partial objects.
 	dirty_groups: AtomicU32,

@@ -33,12 +33,10 @@ pub struct Transfer {
 	pub index_staged: bool,
 }
 
-type FactsRow = ([u8; 32], u64, u64, u64);
-
-pub(crate) fn facts_row(f: &RootFacts) -> FactsRow {
+pub(crate) fn facts_row(f: &RootFacts) -> crate::FactsRow {
 	(f.root, f.leaves, f.entries, f.bytes)
 }
-fn row_facts((root, leaves, entries, bytes): FactsRow) -> RootFacts {
+fn row_facts((root, leaves, entries, bytes): crate::FactsRow) -> RootFacts {
 	RootFacts { root, leaves, entries, bytes }
 }
 
@@ -107,11 +105,11 @@ impl Drop for TrieTxn<'_> {
 /// Applies one op's change to the segment's index table and trie: the one place where both a
 /// Primary's writes and a follower's replay change an index.
 pub(crate) fn index_op(
-	index: &mut redb::Table<(u64, &'static [u8]), ([u8; 32], u64)>,
+	index: &mut redb::Table<crate::IndexKey, crate::EntryRow>,
 	trie: &mut TrieTxn<'_>,
 	segment: SegmentId,
 	kind: &OpKind,
-) -> Result<Option<([u8; 32], u64)>> {
+) -> Result<Option<crate::EntryRow>> {
 	let prev = match kind {
 		OpKind::Put { key, cid, size } => {
 			index.insert((segment, key.as_slice()), (*cid, *size))?;

@@ -53,7 +53,7 @@ fn copy_all(src: &Store, dst: &Store, head: Head) {
 	for e in listing.iter() {
 		dst.begin_object(&e.cid, e.size, &src.outboard(&e.cid).unwrap()).unwrap();
 		for g in 0..groups_of(e.size) {
-			let d = group(&src, &e.cid, g);
+			let d = group(src, &e.cid, g);
 			dst.write_group(&e.cid, e.size, g, &d).unwrap();
 		}
 	}

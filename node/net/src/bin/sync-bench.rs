@@ -25,8 +25,8 @@ use std::{
 	time::{Duration, Instant},
 };
 use sync_net::{
-	fixtures::populate, protocol::WireHead, Holder, Keypair, Multiaddr, NetConfig, PeerId,
-	SyncNetwork,
+	fixtures::populate, transfer::protocol::WireHead, Holder, Keypair, Multiaddr, NetConfig,
+	PeerId, SyncNetwork,
 };
 use sync_store::{Head, Store};
 use tokio::sync::watch;

@@ -1,6 +1,7 @@
 //! Client side of the transfer protocol: one stream per peer, one request at a time, every
 //! response checked against the protocol limits before anything is allocated.
-use crate::{protocol::*, SyncNetwork};
+use super::protocol::*;
+use crate::SyncNetwork;
 use codec::DecodeAll;
 use futures::{io::BufReader, AsyncWriteExt};
 use libp2p::{PeerId, Stream};
@@ -85,21 +86,19 @@ impl Drop for Session {
 impl Session {
 	/// Opens a stream to `peer` (dialling it if needed, with the addresses the swarm knows).
 	pub async fn open(net: &SyncNetwork, peer: PeerId) -> Result<Session, PeerError> {
-		let mut control = net.inner.control.clone();
-		let stream = tokio::time::timeout(
-			net.inner.config.connect_timeout,
-			control.open_stream(peer, PROTOCOL),
-		)
-		.await
-		.map_err(|_| PeerError::Transport("open timed out".into()))?
-		.map_err(|e| PeerError::Transport(e.to_string()))?;
-		net.inner.metrics.streams.with_label_values(&["outbound"]).inc();
+		let mut control = net.control();
+		let stream =
+			tokio::time::timeout(net.config().connect_timeout, control.open_stream(peer, PROTOCOL))
+				.await
+				.map_err(|_| PeerError::Transport("open timed out".into()))?
+				.map_err(|e| PeerError::Transport(e.to_string()))?;
+		net.metrics().streams.with_label_values(&["outbound"]).inc();
 		Ok(Session {
-			metrics: net.inner.metrics.clone(),
+			metrics: net.metrics().clone(),
 			peer,
 			io: BufReader::with_capacity(4 * 1024, stream),
 			buf: Vec::with_capacity(MAX_DATA_FRAME),
-			timeout: net.inner.config.request_timeout,
+			timeout: net.config().request_timeout,
 		})
 	}
 

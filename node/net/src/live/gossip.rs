@@ -1,6 +1,6 @@
 //! Live announcements over gossipsub: one topic per segment carrying small signed
 //! [`Announcement`]s (segment, seq, op hash, new root) of the Primary's newest op. Op bodies and
-//! objects are fetched by request ([`crate::deltas`]); gossip only says how far the log goes.
+//! objects are fetched by request ([`super::deltas`]); gossip only says how far the log goes.
 //!
 //! Every announcement is validated before gossipsub forwards it (`validate_messages`):
 //! - **Reject** (not forwarded; the peer that sent it is penalised — banned when
@@ -13,7 +13,7 @@
 //!   dropped rather than punished; it is never applied twice (the store's replay is
 //!   exactly-once).
 //! - **Accept**: a valid announcement ahead of this node's head; the follow loop fetches the gap.
-use crate::SyncNetwork;
+use crate::{swarm::Command, SyncNetwork};
 use codec::{Decode, DecodeAll, Encode};
 use libp2p::{gossipsub, identity::Keypair, PeerId};
 use sync_primitives::{commitment::Hash32, SegmentId};
@@ -98,78 +98,60 @@ pub(crate) fn message_id(m: &gossipsub::Message) -> gossipsub::MessageId {
 	gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
 }
 
-impl SyncNetwork {
-	/// Publishes an announcement on its segment's topic (the Primary's write path calls this;
-	/// no subscribed peer yet is not an error: followers poll heads too).
-	pub fn announce(&self, announcement: &Announcement) {
-		let _ = self.inner.commands.send(crate::swarm::Command::Publish(
-			topic(announcement.segment),
-			announcement.encode(),
-		));
-	}
+/// Publishes an announcement on its segment's topic (the Primary's write path calls this;
+/// no subscribed peer yet is not an error: followers poll heads too).
+pub(crate) fn publish(net: &SyncNetwork, announcement: &Announcement) {
+	net.send(Command::Publish(topic(announcement.segment), announcement.encode()));
+}
 
-	/// Decides what to do with one received message (see the module docs).
-	pub(crate) fn validate(&self, msg: &gossipsub::Message) -> (Verdict, Option<Announcement>) {
-		if msg.data.len() > MAX_ANNOUNCEMENT_BYTES {
-			return (Verdict::Reject("oversized"), None);
-		}
-		let Ok(a) = Announcement::decode_all(&mut &msg.data[..]) else {
-			return (Verdict::Reject("malformed"), None);
-		};
-		if msg.topic != topic(a.segment).hash() {
-			return (Verdict::Reject("wrong_topic"), None);
-		}
-		let Some(verifier) = self.inner.follows.lock().get(&a.segment).map(|f| f.verifier.clone())
-		else {
-			return (Verdict::Ignore("not_followed"), None);
-		};
-		if !verifier.verify(a.segment, &a.signer, &a.signing_payload(), &a.signature) {
-			return (Verdict::Reject("forged"), None);
-		}
-		let head = self.store().head(a.segment).map_or(0, |h: Head| h.seq);
-		if a.seq > head {
-			return (Verdict::Accept, Some(a));
-		}
-		match self.store().ops(a.segment, a.seq, 1) {
-			Ok(ops) if ops.first().is_some_and(|o| o.op.hash() == a.op_hash) => {
-				(Verdict::Ignore("replayed"), None)
-			},
-			Ok(_) => (Verdict::Reject("conflicting"), None),
-			// Below this node's log (pruned, or state from a snapshot): cannot tell, drop it.
-			Err(StoreError::Pruned { .. }) => (Verdict::Ignore("replayed"), None),
-			Err(_) => (Verdict::Ignore("unchecked"), None),
-		}
+/// Decides what to do with one received message (see the module docs).
+fn validate(net: &SyncNetwork, msg: &gossipsub::Message) -> (Verdict, Option<Announcement>) {
+	if msg.data.len() > MAX_ANNOUNCEMENT_BYTES {
+		return (Verdict::Reject("oversized"), None);
 	}
+	let Ok(a) = Announcement::decode_all(&mut &msg.data[..]) else {
+		return (Verdict::Reject("malformed"), None);
+	};
+	if msg.topic != topic(a.segment).hash() {
+		return (Verdict::Reject("wrong_topic"), None);
+	}
+	let Some(verifier) = net.live().verifier(a.segment) else {
+		return (Verdict::Ignore("not_followed"), None);
+	};
+	if !verifier.verify(a.segment, &a.signer, &a.signing_payload(), &a.signature) {
+		return (Verdict::Reject("forged"), None);
+	}
+	let head = net.store().head(a.segment).map_or(0, |h: Head| h.seq);
+	if a.seq > head {
+		return (Verdict::Accept, Some(a));
+	}
+	match net.store().ops(a.segment, a.seq, 1) {
+		Ok(ops) if ops.first().is_some_and(|o| o.op.hash() == a.op_hash) => {
+			(Verdict::Ignore("replayed"), None)
+		},
+		Ok(_) => (Verdict::Reject("conflicting"), None),
+		// Below this node's log (pruned, or state from a snapshot): cannot tell, drop it.
+		Err(StoreError::Pruned { .. }) => (Verdict::Ignore("replayed"), None),
+		Err(_) => (Verdict::Ignore("unchecked"), None),
+	}
+}
 
-	/// Handles one gossip message: validates it, reports the verdict to gossipsub, penalises
-	/// the sender of an invalid one, and hands a new announcement to the segment's follower.
-	pub(crate) fn on_gossip(
-		&self,
-		source: PeerId,
-		id: gossipsub::MessageId,
-		msg: gossipsub::Message,
-	) {
-		let (verdict, announcement) = self.validate(&msg);
-		self.inner.metrics.gossip.with_label_values(&[verdict.label()]).inc();
-		let _ = self.inner.commands.send(crate::swarm::Command::Validated(
-			id,
-			source,
-			verdict.acceptance(),
-		));
-		if let Verdict::Reject(why) = verdict {
-			log::warn!(target: "sync-net", "gossip from {source} rejected: {why}");
-			self.penalise_invalid(source);
-		}
-		if let Some(a) = announcement {
-			if let Some(f) = self.inner.follows.lock().get(&a.segment) {
-				f.announced.send_if_modified(|cur| {
-					let newer = cur.as_ref().is_none_or(|c| a.seq > c.seq);
-					if newer {
-						*cur = Some(a);
-					}
-					newer
-				});
-			}
-		}
+/// Handles one gossip message: validates it, reports the verdict to gossipsub, penalises
+/// the sender of an invalid one, and hands a new announcement to the segment's follower.
+pub(crate) fn on_gossip(
+	net: &SyncNetwork,
+	source: PeerId,
+	id: gossipsub::MessageId,
+	msg: gossipsub::Message,
+) {
+	let (verdict, announcement) = validate(net, &msg);
+	net.metrics().gossip.with_label_values(&[verdict.label()]).inc();
+	net.send(Command::Validated(id, source, verdict.acceptance()));
+	if let Verdict::Reject(why) = verdict {
+		log::warn!(target: "sync-net", "gossip from {source} rejected: {why}");
+		net.penalise_invalid(source);
+	}
+	if let Some(a) = announcement {
+		net.live().announced(a);
 	}
 }

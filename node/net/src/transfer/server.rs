@@ -1,6 +1,7 @@
 //! Serving side of the transfer protocol: bounded streams (global and per peer), optional
 //! byte-rate limits, and requests answered straight from the store in streamed frames.
-use crate::{protocol::*, NetInner};
+use super::protocol::*;
+use crate::{metrics::Metrics, peers::PeerManager, ServeLimits};
 use codec::DecodeAll;
 use futures::{io::BufWriter, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream};
@@ -10,11 +11,11 @@ use std::{
 	sync::Arc,
 	time::{Duration, Instant},
 };
-use sync_store::StoreError;
-use tokio::sync::oneshot;
+use sync_store::{Store, StoreError};
+use tokio::sync::{oneshot, Semaphore};
 
 /// A token bucket of bytes per second (bursts of a quarter second).
-pub(crate) struct Bucket {
+struct Bucket {
 	rate: u64,
 	burst: f64,
 	tokens: f64,
@@ -22,7 +23,7 @@ pub(crate) struct Bucket {
 }
 
 impl Bucket {
-	pub(crate) fn new(rate: u64) -> Self {
+	fn new(rate: u64) -> Self {
 		let burst = rate as f64 / 4.0;
 		Bucket { rate, burst, tokens: burst, last: Instant::now() }
 	}
@@ -53,7 +54,7 @@ async fn throttle(bucket: Option<&Mutex<Bucket>>, n: u64) {
 
 /// Admission of requests to the serving slots: a freed slot goes to the oldest waiting
 /// high-priority request, else the oldest low-priority one (see [`Request::priority`]).
-pub(crate) struct Gate {
+struct Gate {
 	state: Mutex<GateState>,
 }
 
@@ -64,10 +65,10 @@ struct GateState {
 }
 
 /// A serving slot; dropping it hands the slot to the next waiter.
-pub(crate) struct GatePass(Option<Arc<Gate>>);
+struct GatePass(Option<Arc<Gate>>);
 
 impl Gate {
-	pub(crate) fn new(slots: usize) -> Self {
+	fn new(slots: usize) -> Self {
 		Gate {
 			state: Mutex::new(GateState {
 				free: slots.max(1),
@@ -78,7 +79,7 @@ impl Gate {
 	}
 
 	/// Waits for a slot. Cancel-safe: a slot handed to a waiter that went away is passed on.
-	pub(crate) async fn enter(self: &Arc<Self>, priority: Priority) -> GatePass {
+	async fn enter(self: &Arc<Self>, priority: Priority) -> GatePass {
 		let rx = {
 			let mut s = self.state.lock();
 			if s.free > 0 {
@@ -121,13 +122,13 @@ impl Drop for GatePass {
 
 /// Releases a peer's stream slot when a served stream ends.
 struct Slot {
-	net: Arc<NetInner>,
+	server: Arc<Server>,
 	peer: PeerId,
 }
 impl Drop for Slot {
 	fn drop(&mut self) {
-		self.net.metrics.streams.with_label_values(&["inbound"]).dec();
-		let mut open = self.net.serving.lock();
+		self.server.metrics.streams.with_label_values(&["inbound"]).dec();
+		let mut open = self.server.serving.lock();
 		if let Some(n) = open.get_mut(&self.peer) {
 			*n -= 1;
 			if *n == 0 {
@@ -137,18 +138,62 @@ impl Drop for Slot {
 	}
 }
 
+/// The serving side: what it serves from, its limits, and the state that enforces them.
+pub(crate) struct Server {
+	store: Store,
+	metrics: Metrics,
+	peers: Arc<PeerManager>,
+	limits: ServeLimits,
+	/// Bytes served to each peer.
+	served_to: Mutex<HashMap<PeerId, u64>>,
+	/// Streams being served, per peer.
+	serving: Mutex<HashMap<PeerId, usize>>,
+	/// Streams served at once, over all peers.
+	stream_permits: Arc<Semaphore>,
+	peer_buckets: Mutex<HashMap<PeerId, Arc<Mutex<Bucket>>>>,
+	total_bucket: Option<Mutex<Bucket>>,
+	/// Requests answered at once, high priority first.
+	gate: Arc<Gate>,
+}
+
+impl Server {
+	/// A server of `store` within `limits`, refusing peers `peers` has banned.
+	pub(crate) fn new(
+		store: Store,
+		metrics: Metrics,
+		peers: Arc<PeerManager>,
+		limits: ServeLimits,
+	) -> Arc<Self> {
+		Arc::new(Server {
+			store,
+			metrics,
+			peers,
+			stream_permits: Arc::new(Semaphore::new(limits.max_streams)),
+			total_bucket: limits.bytes_per_sec_total.map(|r| Mutex::new(Bucket::new(r))),
+			gate: Arc::new(Gate::new(limits.max_requests)),
+			limits,
+			served_to: Mutex::new(HashMap::new()),
+			serving: Mutex::new(HashMap::new()),
+			peer_buckets: Mutex::new(HashMap::new()),
+		})
+	}
+
+	/// Bytes served to each peer so far.
+	pub(crate) fn served_to(&self) -> HashMap<PeerId, u64> {
+		self.served_to.lock().clone()
+	}
+}
+
 /// Accepts inbound transfer streams until the network shuts down.
-pub(crate) async fn accept_loop(net: Arc<NetInner>, mut incoming: libp2p_stream::IncomingStreams) {
+pub(crate) async fn accept_loop(net: Arc<Server>, mut incoming: libp2p_stream::IncomingStreams) {
 	while let Some((peer, stream)) = incoming.next().await {
-		if net.bans.lock().contains(&peer) {
+		if net.peers.is_banned(&peer) {
 			continue;
 		}
-		let limits = &net.config.limits;
-		let global = net.stream_permits.clone().try_acquire_owned();
-		let admitted = {
+		let admitted = net.stream_permits.clone().try_acquire_owned().ok().filter(|_| {
 			let mut open = net.serving.lock();
 			let n = open.entry(peer).or_insert(0);
-			if global.is_ok() && *n < limits.max_streams_per_peer {
+			if *n < net.limits.max_streams_per_peer {
 				*n += 1;
 				true
 			} else {
@@ -157,20 +202,19 @@ pub(crate) async fn accept_loop(net: Arc<NetInner>, mut incoming: libp2p_stream:
 				}
 				false
 			}
-		};
-		if !admitted {
+		});
+		let Some(permit) = admitted else {
 			tokio::spawn(async move {
 				let mut s = stream;
 				let _ = write_msg(&mut s, &Response::Error(ErrorCode::Busy)).await;
 				let _ = s.close().await;
 			});
 			continue;
-		}
+		};
 		net.metrics.streams.with_label_values(&["inbound"]).inc();
-		let slot = Slot { net: net.clone(), peer };
-		let permit = global.expect("checked above");
+		let slot = Slot { server: net.clone(), peer };
 		tokio::spawn(async move {
-			if let Err(e) = serve_stream(&slot.net, peer, stream).await {
+			if let Err(e) = serve_stream(&slot.server, peer, stream).await {
 				log::debug!(target: "sync-net", "stream from {peer} ended: {e}");
 			}
 			drop(permit);
@@ -179,10 +223,10 @@ pub(crate) async fn accept_loop(net: Arc<NetInner>, mut incoming: libp2p_stream:
 	}
 }
 
-async fn serve_stream(net: &Arc<NetInner>, peer: PeerId, stream: Stream) -> Result<(), WireError> {
+async fn serve_stream(net: &Arc<Server>, peer: PeerId, stream: Stream) -> Result<(), WireError> {
 	let mut io = BufWriter::with_capacity(256 * 1024, stream);
 	let mut buf = Vec::new();
-	let peer_bucket = net.config.limits.bytes_per_sec_per_peer.map(|r| {
+	let peer_bucket = net.limits.bytes_per_sec_per_peer.map(|r| {
 		net.peer_buckets
 			.lock()
 			.entry(peer)
@@ -235,7 +279,7 @@ async fn serve_stream(net: &Arc<NetInner>, peer: PeerId, stream: Stream) -> Resu
 }
 
 async fn answer(
-	net: &Arc<NetInner>,
+	net: &Arc<Server>,
 	peer: PeerId,
 	peer_bucket: Option<&Mutex<Bucket>>,
 	io: &mut BufWriter<Stream>,
@@ -325,17 +369,14 @@ async fn answer(
 	}
 }
 
-fn count_refused(net: &NetInner) {
+fn count_refused(net: &Server) {
 	net.metrics.requests.with_label_values(&["server", "refused"]).inc();
 }
 
-fn count_served(net: &NetInner, peer: PeerId, n: u64) {
+fn count_served(net: &Server, peer: PeerId, n: u64) {
 	net.metrics.bytes_out.inc_by(n);
 	*net.served_to.lock().entry(peer).or_insert(0) += n;
 }
-
-/// Bytes served per peer (for reports and benchmarks).
-pub(crate) type ServedTo = Mutex<HashMap<PeerId, u64>>;
 
 #[cfg(test)]
 mod tests {

@@ -18,14 +18,12 @@
 //!
 //! A snapshot target that no holder serves any more (its pin rotated out while the transfer
 //! ran) is abandoned for a newer one; objects already fetched stay in the store.
-use crate::{
-	client::{PeerError, PeerHead, Session},
-	deltas::{DeltaError, KeypairSigner},
+use super::{
+	deltas::DeltaError,
 	gossip::{topic, Announcement},
-	snapshot::Holder,
-	swarm::Command,
-	SyncNetwork,
+	Verifier,
 };
+use crate::{snapshot::Holder, swarm::Command, transfer::client::PeerHead, SyncNetwork};
 use libp2p::PeerId;
 use std::{
 	sync::{
@@ -35,17 +33,8 @@ use std::{
 	time::{Duration, Instant},
 };
 use sync_primitives::SegmentId;
-use sync_store::{oplog::OpVerifier, Head, SegmentWrite, StoreError};
+use sync_store::Head;
 use tokio::{sync::watch, task::JoinHandle};
-
-/// What the network keeps per followed segment (for gossip validation).
-pub(crate) struct Registration {
-	pub(crate) verifier: Arc<dyn OpVerifier + Send + Sync>,
-	pub(crate) announced: watch::Sender<Option<Announcement>>,
-	/// The follower's view of the head, updated after every replayed batch.
-	pub(crate) head: watch::Sender<Option<Head>>,
-	pub(crate) stats: Arc<FollowStats>,
-}
 
 /// Counters of one follower.
 #[derive(Default, Debug)]
@@ -99,8 +88,8 @@ impl Follower {
 impl Drop for Follower {
 	fn drop(&mut self) {
 		self.task.abort();
-		self.net.inner.follows.lock().remove(&self.segment);
-		let _ = self.net.inner.commands.send(Command::Unsubscribe(topic(self.segment)));
+		self.net.live().unregister(self.segment);
+		self.net.send(Command::Unsubscribe(topic(self.segment)));
 	}
 }
 
@@ -131,7 +120,7 @@ impl Polled {
 
 	fn serves(&self, target: &Head) -> bool {
 		self.0.iter().any(|(_, p)| {
-			let same = |h: &crate::protocol::WireHead| h.facts.root == target.facts.root;
+			let same = |h: &crate::transfer::protocol::WireHead| h.facts.root == target.facts.root;
 			p.complete.as_ref().is_some_and(same)
 				|| p.syncing.as_ref().is_some_and(same)
 				|| p.pinned.iter().any(same)
@@ -139,109 +128,42 @@ impl Polled {
 	}
 }
 
-impl SyncNetwork {
-	/// The Primary's write path: applies `writes` to `segment` as signed ops, announces the
-	/// newest op on the segment's topic, pins a servable snapshot every
-	/// [`NetConfig::pin_every`](crate::NetConfig) seqs and prunes the log beyond
-	/// [`NetConfig::log_retention`](crate::NetConfig). Blocking (one durable transaction).
-	pub fn write(&self, segment: SegmentId, writes: Vec<SegmentWrite>) -> Result<Head, StoreError> {
-		let key = &self.inner.config.keypair;
-		let was_held = self.store().head(segment).is_some();
-		let (head, ops) =
-			self.store().apply_signed(segment, writes, &KeypairSigner(key.clone()))?;
-		if let Some(last) = ops.last() {
-			self.announce(&Announcement::of(last, key));
-		}
-		self.maintain(segment, head)?;
-		if !was_held {
-			self.provide(segment);
-		}
-		Ok(head)
-	}
+/// Starts following `segment` (see [`SyncNetwork::follow`]).
+pub(crate) fn start(
+	net: &SyncNetwork,
+	segment: SegmentId,
+	holders: watch::Receiver<Vec<Holder>>,
+	verifier: Verifier,
+) -> Follower {
+	let (announced_tx, announced) = watch::channel(None);
+	let (head_tx, head) = watch::channel(net.store().head(segment));
+	let stats = Arc::new(FollowStats::default());
+	net.live()
+		.register(segment, verifier.clone(), announced_tx, head_tx.clone(), stats.clone());
+	net.send(Command::Subscribe(topic(segment)));
+	let run = Run {
+		net: net.clone(),
+		segment,
+		holders,
+		verifier,
+		announced,
+		head_tx,
+		stats: stats.clone(),
+	};
+	let task = tokio::spawn(run.run());
+	Follower { net: net.clone(), segment, head, stats, task }
+}
 
-	/// Pins and prunes as the config says (Primaries and followers alike: both serve).
-	fn maintain(&self, segment: SegmentId, head: Head) -> Result<(), StoreError> {
-		let cfg = &self.inner.config;
-		let store = self.store();
-		let newest_pin = store.pinned(segment).last().map(|h| h.seq);
-		if newest_pin.is_none_or(|p| head.seq >= p + cfg.pin_every) {
-			store.pin_snapshot(segment)?;
-		}
-		// Pruned in steps of 1/16 of the retention, not on every write.
-		let slack = (cfg.log_retention / 16).max(1);
-		if head.seq > cfg.log_retention
-			&& store
-				.first_logged(segment)?
-				.is_some_and(|f| f + cfg.log_retention + slack <= head.seq)
-		{
-			store.prune_ops(segment, head.seq - cfg.log_retention + 1)?;
-		}
-		Ok(())
-	}
-
-	/// Keeps `segment` in sync with the holders in `holders` (from the chain; they may change),
-	/// accepting only ops `verifier` attributes to a Primary of the segment. See the module docs.
-	pub fn follow(
-		&self,
-		segment: SegmentId,
-		holders: watch::Receiver<Vec<Holder>>,
-		verifier: Arc<dyn OpVerifier + Send + Sync>,
-	) -> Follower {
-		let (announced_tx, announced) = watch::channel(None);
-		let (head_tx, head) = watch::channel(self.store().head(segment));
-		let stats = Arc::new(FollowStats::default());
-		let reg = Registration {
-			verifier: verifier.clone(),
-			announced: announced_tx,
-			head: head_tx.clone(),
-			stats: stats.clone(),
-		};
-		self.inner.follows.lock().insert(segment, reg);
-		let _ = self.inner.commands.send(Command::Subscribe(topic(segment)));
-		let run = Run {
-			net: self.clone(),
-			segment,
-			holders,
-			verifier,
-			announced,
-			head_tx,
-			stats: stats.clone(),
-		};
-		let task = tokio::spawn(run.run());
-		Follower { net: self.clone(), segment, head, stats, task }
-	}
-
-	/// Asks each holder (dialling it if needed) what it serves of `segment`.
-	async fn poll_heads(&self, segment: SegmentId, holders: &[Holder]) -> Polled {
-		let me = self.peer_id();
-		let peers: Vec<PeerId> = holders.iter().map(|h| h.peer).filter(|p| *p != me).collect();
-		let chosen = self.inner.book.lock().select(&peers, Instant::now());
-		let asks = holders.iter().filter(|h| chosen.contains(&h.peer)).map(|h| async move {
-			let mut s = self.connect(h).await.ok()?;
-			s.head(segment).await.ok().map(|p| (h.clone(), p))
-		});
-		Polled(futures::future::join_all(asks).await.into_iter().flatten().collect())
-	}
-
-	/// Dials a holder with its addresses (within the connect timeout).
-	pub(crate) async fn reach(&self, h: &Holder) -> Result<(), PeerError> {
-		match tokio::time::timeout(
-			self.inner.config.connect_timeout,
-			self.dial(h.peer, h.addrs.clone()),
-		)
-		.await
-		{
-			Ok(Ok(())) => Ok(()),
-			Ok(Err(e)) => Err(PeerError::Transport(e)),
-			Err(_) => Err(PeerError::Transport("dial timed out".into())),
-		}
-	}
-
-	/// Dials a holder and opens a request stream to it.
-	pub(crate) async fn connect(&self, h: &Holder) -> Result<Session, PeerError> {
-		self.reach(h).await?;
-		Session::open(self, h.peer).await
-	}
+/// Asks each holder (dialling it if needed) what it serves of `segment`.
+async fn poll_heads(net: &SyncNetwork, segment: SegmentId, holders: &[Holder]) -> Polled {
+	let me = net.peer_id();
+	let peers: Vec<PeerId> = holders.iter().map(|h| h.peer).filter(|p| *p != me).collect();
+	let chosen = net.peers().select(&peers, Instant::now());
+	let asks = holders.iter().filter(|h| chosen.contains(&h.peer)).map(|h| async move {
+		let mut s = net.connect(h).await.ok()?;
+		s.head(segment).await.ok().map(|p| (h.clone(), p))
+	});
+	Polled(futures::future::join_all(asks).await.into_iter().flatten().collect())
 }
 
 /// The follow loop's state.
@@ -249,7 +171,7 @@ struct Run {
 	net: SyncNetwork,
 	segment: SegmentId,
 	holders: watch::Receiver<Vec<Holder>>,
-	verifier: Arc<dyn OpVerifier + Send + Sync>,
+	verifier: Verifier,
 	announced: watch::Receiver<Option<Announcement>>,
 	head_tx: watch::Sender<Option<Head>>,
 	stats: Arc<FollowStats>,
@@ -264,10 +186,10 @@ impl Run {
 		let mut last_poll: Option<Instant> = None;
 		let label = self.segment.to_string();
 		loop {
-			let poll = self.net.inner.config.head_poll;
+			let poll = self.net.config().head_poll;
 			if last_poll.is_none_or(|t| t.elapsed() >= poll) {
 				let holders = self.holders.borrow().clone();
-				polled = self.net.poll_heads(self.segment, &holders).await;
+				polled = poll_heads(&self.net, self.segment, &holders).await;
 				last_poll = Some(Instant::now());
 			}
 			let head = self.net.store().head(self.segment);
@@ -276,8 +198,7 @@ impl Run {
 			let have = head.map_or(0, |h| h.seq);
 			let goal = ann.as_ref().map_or(0, |a| a.seq).max(polled.newest());
 			self.net
-				.inner
-				.metrics
+				.metrics()
 				.lag
 				.with_label_values(&[&label])
 				.set(goal.saturating_sub(have) as i64);
@@ -309,7 +230,7 @@ impl Run {
 				}
 			};
 			if let Some(h) = self.net.store().head(self.segment) {
-				if let Err(e) = self.net.maintain(self.segment, h) {
+				if let Err(e) = super::write::maintain(&self.net, self.segment, h) {
 					log::warn!(target: "sync-net", "segment {}: {e}", self.segment);
 				}
 			}
@@ -340,7 +261,7 @@ impl Run {
 		let holders: Vec<Holder> =
 			self.holders.borrow().iter().filter(|h| h.peer != me).cloned().collect();
 		let peers: Vec<PeerId> = holders.iter().map(|h| h.peer).collect();
-		let order = self.net.inner.book.lock().select(&peers, Instant::now());
+		let order = self.net.peers().select(&peers, Instant::now());
 		let mut candidates: Vec<&Holder> = order
 			.iter()
 			.filter_map(|p| holders.iter().find(|h| h.peer == *p))
@@ -356,7 +277,16 @@ impl Run {
 				continue;
 			}
 			let ann = ann.filter(|a| a.seq <= goal);
-			match self.net.catch_up(self.segment, goal, h.peer, &*self.verifier, ann).await {
+			match super::deltas::catch_up(
+				&self.net,
+				self.segment,
+				goal,
+				h.peer,
+				&*self.verifier,
+				ann,
+			)
+			.await
+			{
 				Ok(_) => {
 					self.stats.catch_ups.fetch_add(1, Ordering::Relaxed);
 					return Ok(());
@@ -403,9 +333,9 @@ impl Run {
 						false
 					},
 				},
-				_ = tokio::time::sleep(self.net.inner.config.head_poll) => {
+				_ = tokio::time::sleep(self.net.config().head_poll) => {
 					let holders = self.holders.borrow().clone();
-					*polled = self.net.poll_heads(self.segment, &holders).await;
+					*polled = poll_heads(&self.net, self.segment, &holders).await;
 					if !polled.serves(&target) {
 						log::info!(target: "sync-net", "segment {}: snapshot {} no longer served; moving on", self.segment, target.seq);
 						return false;

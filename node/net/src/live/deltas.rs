@@ -1,0 +1,199 @@
+//! Deltas: ops signed with the node's network key, checked against the Primaries the chain
+//! lists for the segment, and gap fill — fetching a range of ops and the objects they put from
+//! a holder, then replaying them through the store (exactly once, in seq order).
+use super::gossip::Announcement;
+use crate::{
+	transfer::{
+		client::{PeerError, Received, Session},
+		protocol::{ErrorCode, GroupRange, MAX_GROUPS_PER_REQUEST, MAX_OPS_PER_REQUEST},
+	},
+	SyncNetwork,
+};
+use libp2p::{
+	identity::{Keypair, PublicKey},
+	PeerId,
+};
+use std::collections::HashSet;
+use sync_primitives::{commitment::SegmentTrie, outboard::groups_of, SegmentId};
+/// The store's signing traits, which [`KeypairSigner`] and [`PrimaryKeys`] implement.
+pub use sync_store::oplog::{OpSigner, OpVerifier};
+use sync_store::{
+	oplog::{OpKind, SignedOp, CHECKPOINT_EVERY},
+	Head, StoreError,
+};
+
+/// Signs ops with the node's libp2p key (Ed25519); the signer field is the protobuf-encoded
+/// public key, so a follower derives the PeerId the chain registered.
+pub struct KeypairSigner(pub Keypair);
+
+impl OpSigner for KeypairSigner {
+	fn public(&self) -> Vec<u8> {
+		self.0.public().encode_protobuf()
+	}
+	fn sign(&self, payload: &[u8]) -> Vec<u8> {
+		self.0.sign(payload).expect("Ed25519 signing does not fail")
+	}
+}
+
+/// Accepts ops whose signer's PeerId `is_primary(segment, peer)` says may write the segment
+/// (the node answers from the chain) and whose signature verifies.
+pub struct PrimaryKeys<F>(pub F);
+
+impl<F: Fn(SegmentId, &PeerId) -> bool> OpVerifier for PrimaryKeys<F> {
+	fn verify(&self, segment: SegmentId, signer: &[u8], payload: &[u8], signature: &[u8]) -> bool {
+		let Ok(key) = PublicKey::try_decode_protobuf(signer) else { return false };
+		(self.0)(segment, &key.to_peer_id()) && key.verify(payload, signature)
+	}
+}
+
+/// Why a catch-up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeltaError {
+	/// The holder failed or misbehaved.
+	#[error("peer: {0}")]
+	Peer(#[from] PeerError),
+	/// The store refused the ops (bad signature, gap, conflict, root mismatch) or failed.
+	#[error("store: {0}")]
+	Store(#[from] StoreError),
+	/// The holder has no ops beyond this seq, short of the target.
+	#[error("holder's log ends at {0}")]
+	Short(u64),
+	/// The holder no longer logs the ops after this node's head: catch up through a snapshot.
+	#[error("holder pruned the ops after seq {0}")]
+	Pruned(u64),
+	/// The op at the announced seq is not the announced one (nothing of its batch was applied).
+	#[error("op {0} differs from the announced one")]
+	NotAnnounced(u64),
+}
+
+impl DeltaError {
+	/// Whether the holder sent data that cannot come from an honest holder (ban-worthy): ops
+	/// failing their signature or root chain, out of order, or a batch without checkpoint.
+	pub fn is_invalid(&self) -> bool {
+		match self {
+			DeltaError::Peer(PeerError::Misbehaved(_)) => true,
+			DeltaError::Store(e) => matches!(
+				e,
+				StoreError::BadSignature { .. }
+					| StoreError::RootMismatch { .. }
+					| StoreError::OutOfOrder { .. }
+					| StoreError::Conflict { .. }
+					| StoreError::Unsigned { .. }
+					| StoreError::KeyTooLong(_)
+					| StoreError::BadData { .. }
+			),
+			_ => false,
+		}
+	}
+}
+
+/// Brings `segment` from its head up to seq `target` with ops (and their objects) fetched
+/// from `holder`, replaying them through the store, one durable batch per response. Each
+/// batch ends on the Primary's last checkpoint in it (see [`sync_store::oplog`]); forged,
+/// replayed or out-of-order ops are refused by the store and nothing of that batch is
+/// applied. If `announced` is given, the op at its seq must be the announced one.
+pub(crate) async fn catch_up(
+	net: &SyncNetwork,
+	segment: SegmentId,
+	target: u64,
+	holder: PeerId,
+	verifier: &(dyn OpVerifier + Sync),
+	announced: Option<&Announcement>,
+) -> Result<Head, DeltaError> {
+	let store = net.store().clone();
+	let mut session = Session::open(net, holder).await?;
+	loop {
+		let head = store
+			.head(segment)
+			.unwrap_or(Head { seq: 0, facts: SegmentTrie::new().facts() });
+		if head.seq >= target {
+			return Ok(head);
+		}
+		let want = (target - head.seq).max(CHECKPOINT_EVERY).min(MAX_OPS_PER_REQUEST as u64) as u32;
+		let mut ops = match session.ops(segment, head.seq + 1, want).await {
+			Err(PeerError::Refused(ErrorCode::Pruned)) => return Err(DeltaError::Pruned(head.seq)),
+			other => other?,
+		};
+		if ops.is_empty() {
+			return Err(DeltaError::Short(head.seq));
+		}
+		// Apply up to the last checkpoint; the rest comes with the next response.
+		let Some(last_signed) = ops.iter().rposition(|o| o.is_checkpoint()) else {
+			return Err(
+				PeerError::Misbehaved(format!("{} ops without a checkpoint", ops.len())).into()
+			);
+		};
+		ops.truncate(last_signed + 1);
+		if let Some(a) = announced {
+			if let Some(op) = ops.iter().find(|o| o.op.seq == a.seq) {
+				if op.op.hash() != a.op_hash {
+					return Err(DeltaError::NotAnnounced(a.seq));
+				}
+			}
+		}
+		fetch_objects(net, &mut session, &ops).await?;
+		// Objects finished by the background committer must be in place before replay.
+		store.flush()?;
+		let before = head.seq;
+		let now = store.replay(segment, &ops, verifier)?;
+		net.metrics().ops_replayed.inc_by(now.seq - before);
+		net.live().replayed(segment, now.seq - before, now);
+		net.peer_succeeded(holder);
+	}
+}
+
+/// Fetches the objects `ops` put that the store lacks, verified group by group: outboards of
+/// multi-group objects first, then every missing group packed into requests of up to
+/// [`MAX_GROUPS_PER_REQUEST`] (small objects share requests instead of paying one each).
+async fn fetch_objects(
+	net: &SyncNetwork,
+	session: &mut Session,
+	ops: &[SignedOp],
+) -> Result<(), DeltaError> {
+	let store = net.store().clone();
+	let mut ranges: Vec<(GroupRange, u64)> = Vec::new();
+	let mut seen = HashSet::new();
+	for op in ops {
+		let OpKind::Put { cid, size, .. } = &op.op.kind else { continue };
+		if !seen.insert(*cid) || store.has_object(cid)? {
+			continue;
+		}
+		let groups = groups_of(*size);
+		if groups > 1 {
+			let ob = session.outboard(*cid, *size).await?;
+			store.begin_object(cid, *size, &ob).map_err(PeerError::from)?;
+		}
+		let mut first = 0;
+		while first < groups {
+			let count = (groups - first).min(MAX_GROUPS_PER_REQUEST as u64) as u32;
+			ranges.push((GroupRange { cid: *cid, first, count }, *size));
+			first += count as u64;
+		}
+	}
+	// Pack whole ranges (each ≤ the limit) into requests of at most the limit.
+	let mut rest = ranges.as_slice();
+	while !rest.is_empty() {
+		let mut groups = 0;
+		let n = rest
+			.iter()
+			.take_while(|(r, _)| {
+				groups += r.count;
+				groups <= MAX_GROUPS_PER_REQUEST
+			})
+			.count();
+		let (batch, tail) = rest.split_at(n);
+		rest = tail;
+		let sizes: Vec<u64> = batch.iter().map(|(_, s)| *s).collect();
+		session
+			.groups(batch.iter().map(|(r, _)| r.clone()).collect(), &sizes, |i, g, data| match data
+			{
+				Received::Data(d) => store
+					.write_group(&batch[i].0.cid, sizes[i], g, d)
+					.map(|_| ())
+					.map_err(PeerError::from),
+				Received::Missing => Err(PeerError::Refused(ErrorCode::NotHeld)),
+			})
+			.await?;
+	}
+	Ok(())
+}

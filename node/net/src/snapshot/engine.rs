@@ -1,0 +1,498 @@
+//! The snapshot engine: executes the scheduler's decisions ([`super::sched`]) over the network
+//! and the store. One sync loop selects peers through the peer manager and runs one worker per
+//! selected peer; a worker connects, learns what its peer serves, fetches the index if nobody
+//! has, then asks the scheduler for units one at a time and hands each back with its outcome.
+use super::{
+	sched::{Completed, IndexStep, Lease, Next, Outcome, Sched, SchedConfig, Source, Work},
+	Holder, SyncError, SyncReport, STALL_TIMEOUT,
+};
+use crate::{
+	metrics::Stage,
+	transfer::{
+		client::{PeerError, PeerHead, Received, Session},
+		protocol::{ErrorCode, GroupRange},
+	},
+	SyncNetwork,
+};
+use libp2p::PeerId;
+use parking_lot::Mutex;
+use std::{
+	collections::{HashMap, HashSet},
+	sync::{
+		atomic::{AtomicBool, Ordering},
+		Arc,
+	},
+	time::{Duration, Instant},
+};
+use sync_primitives::{
+	commitment::{Entry, Hash32},
+	SegmentId,
+};
+use sync_store::{Head, StoreError};
+use tokio::{sync::watch, sync::Notify, task::JoinHandle};
+
+/// How often an idle worker asks a co-downloader how far it got.
+const PROGRESS_POLL: Duration = Duration::from_millis(100);
+
+struct Engine {
+	net: SyncNetwork,
+	segment: SegmentId,
+	target: Head,
+	me: PeerId,
+	sched: Mutex<Sched>,
+	report: Mutex<SyncReport>,
+	finished: AtomicBool,
+	wake: Notify,
+	done: Notify,
+	holders: watch::Receiver<Vec<Holder>>,
+}
+
+/// Syncs `segment` to `target` from the holders in `holders` (which may change while the
+/// sync runs: holders that leave are failed over, holders that join are used). Resumes a
+/// transfer left by an earlier run or a crash: verified data is not fetched again.
+pub(crate) async fn sync(
+	net: &SyncNetwork,
+	segment: SegmentId,
+	target: Head,
+	mut holders: watch::Receiver<Vec<Holder>>,
+) -> Result<SyncReport, SyncError> {
+	let started = Instant::now();
+	let store = net.store().clone();
+	if store.head(segment) == Some(target) {
+		return Ok(SyncReport {
+			head: Some(target),
+			elapsed: started.elapsed(),
+			..Default::default()
+		});
+	}
+	let transfer = store.begin_transfer(segment, target)?;
+	net.metrics().set_stage(segment, Stage::Head);
+	let cfg = net.config();
+	let me = net.peer_id();
+	let engine = Arc::new(Engine {
+		net: net.clone(),
+		segment,
+		target,
+		me,
+		sched: Mutex::new(Sched::new(SchedConfig {
+			me,
+			missing_retry: cfg.missing_retry,
+			primary_fallback: cfg.primary_fallback,
+		})),
+		report: Mutex::new(SyncReport::default()),
+		finished: AtomicBool::new(false),
+		wake: Notify::new(),
+		done: Notify::new(),
+		holders: holders.clone(),
+	});
+	if transfer.index_staged {
+		let (_, listing) = store.staged_index(segment)?.ok_or(StoreError::NoTransfer(segment))?;
+		engine.build_units(&listing)?;
+		net.metrics().set_stage(segment, Stage::Objects);
+	}
+	let mut workers = Workers(HashMap::new(), engine.clone());
+	let mut idle_since: Option<Instant> = None;
+	loop {
+		let mut current = holders.borrow_and_update().clone();
+		current.retain(|h| h.peer != engine.me);
+		let peers: Vec<PeerId> = current.iter().map(|h| h.peer).collect();
+		// The peer manager picks whom to use: usable (not banned, not cooling down),
+		// trusted first, reserved ones promoted below the hard low cap, at most `concurrency`.
+		let selected = net.peers().select(&peers, Instant::now());
+		for h in current.iter().filter(|h| selected.contains(&h.peer)) {
+			if workers.0.get(&h.peer).is_none_or(|w| w.is_finished()) {
+				workers.0.insert(h.peer, tokio::spawn(engine.clone().worker(h.clone())));
+			}
+		}
+		if engine.is_done() {
+			break;
+		}
+		workers.0.retain(|_, w| !w.is_finished());
+		if workers.0.is_empty() {
+			let since = *idle_since.get_or_insert_with(Instant::now);
+			if since.elapsed() > STALL_TIMEOUT {
+				engine.stop();
+				return Err(SyncError::Stalled(STALL_TIMEOUT));
+			}
+		} else {
+			idle_since = None;
+		}
+		tokio::select! {
+			_ = engine.done.notified() => {},
+			_ = holders.changed() => {},
+			_ = tokio::time::sleep(Duration::from_millis(250)) => {},
+		}
+	}
+	drop(workers);
+	net.metrics().set_stage(segment, Stage::Finish);
+	let finished = store.finish_transfer(segment);
+	net.metrics().set_stage(segment, Stage::Idle);
+	let head = finished?;
+	net.provide(segment);
+	let mut report = std::mem::take(&mut *engine.report.lock());
+	report.head = Some(head);
+	report.elapsed = started.elapsed();
+	Ok(report)
+}
+
+impl Engine {
+	fn is_done(&self) -> bool {
+		self.sched.lock().is_done()
+	}
+
+	fn stop(&self) {
+		self.finished.store(true, Ordering::SeqCst);
+		self.wake.notify_waiters();
+	}
+
+	/// Hands the staged index to the scheduler, with what the store already holds of each object.
+	fn build_units(&self, listing: &[Entry]) -> Result<(), StoreError> {
+		let store = self.net.store();
+		let mut objects = Vec::with_capacity(listing.len());
+		for e in listing {
+			objects.push((e.cid, e.size, store.object_state(&e.cid, e.size)?));
+		}
+		let owners: Vec<PeerId> =
+			self.holders.borrow().iter().filter(|h| !h.primary).map(|h| h.peer).collect();
+		let resumed = self.sched.lock().index_staged(owners, objects, Instant::now());
+		self.report.lock().resumed_bytes += resumed;
+		self.wake.notify_waiters();
+		self.done.notify_waiters();
+		Ok(())
+	}
+
+	fn holder_listed(&self, peer: &PeerId) -> bool {
+		self.holders.borrow().iter().any(|h| h.peer == *peer)
+	}
+
+	/// Moves a gone peer's share to the pool and wakes the workers.
+	fn owner_lost(&self, peer: PeerId) {
+		self.sched.lock().owner_lost(peer);
+		self.wake.notify_waiters();
+	}
+
+	/// Gives a share to the pool if its owner has been away since `since` past the fallback.
+	fn release_if_overdue(&self, peer: PeerId, since: Instant) -> bool {
+		let released = self.sched.lock().release_if_overdue(peer, since, Instant::now());
+		if released {
+			self.wake.notify_waiters();
+		}
+		released
+	}
+
+	/// One peer's loop: connect, learn what it serves, fetch units from it one at a time.
+	async fn worker(self: Arc<Self>, holder: Holder) {
+		let peer = holder.peer;
+		self.net.add_addresses(peer, holder.addrs.clone());
+		let mut backoff = Duration::from_millis(100);
+		// Since when this peer has been unreachable: a transient failure (say, a handshake lost
+		// to a simultaneous dial) must not hand its whole share to the Primary.
+		let mut down_since: Option<Instant> = None;
+		while !self.finished.load(Ordering::SeqCst)
+			&& self.holder_listed(&peer)
+			&& !self.net.is_banned(&peer)
+		{
+			let opened = self.net.connect(&holder).await;
+			if opened.is_ok() {
+				down_since = None;
+			}
+			let result = match opened {
+				Ok(session) => self.drive(session, holder.primary).await,
+				Err(e) => Err(e),
+			};
+			match result {
+				Ok(()) => return,
+				Err(PeerError::Misbehaved(why)) => {
+					self.net.metrics().failures.with_label_values(&["misbehaved"]).inc();
+					log::warn!(target: "sync-net", "segment {}: {peer} misbehaved: {why}", self.segment);
+					self.net.penalise_invalid(peer);
+					if self.net.is_banned(&peer) {
+						self.report.lock().banned.push(peer);
+					}
+					self.owner_lost(peer);
+					return;
+				},
+				Err(e) => {
+					let reason =
+						if matches!(e, PeerError::Refused(_)) { "refused" } else { "transport" };
+					self.net.metrics().failures.with_label_values(&[reason]).inc();
+					log::debug!(target: "sync-net", "segment {}: {peer}: {e}", self.segment);
+					self.net.peer_failed(peer);
+					self.release_if_overdue(peer, *down_since.get_or_insert_with(Instant::now));
+					if !self.net.peer_usable(&peer) {
+						// Resting: the sync loop asks it again only if the peer manager selects it.
+						break;
+					}
+					tokio::time::sleep(backoff).await;
+					backoff = (backoff * 2).min(Duration::from_secs(2));
+				},
+			}
+		}
+		self.owner_lost(peer);
+	}
+
+	/// Asks the peer what it serves until it serves the target; returns what kind of source it
+	/// is (`None`: the sync finished meanwhile).
+	async fn source(
+		&self,
+		session: &mut Session,
+		primary: bool,
+	) -> Result<Option<Source>, PeerError> {
+		let peer = session.peer();
+		let since = Instant::now();
+		let mut given_up = false;
+		loop {
+			if self.finished.load(Ordering::SeqCst) {
+				return Ok(None);
+			}
+			let PeerHead { complete, syncing, received, pinned } =
+				session.head(self.segment).await?;
+			self.sched.lock().note_progress(peer, received, Instant::now());
+			let root = self.target.facts.root;
+			// A pinned snapshot at the target serves like a complete copy.
+			let complete = pinned.into_iter().find(|h| h.facts.root == root).or(complete);
+			let source = match (complete, syncing) {
+				(Some(h), _) if h.facts.root == root && primary => Some(Source::Primary),
+				(Some(h), _) if h.facts.root == root => Some(Source::Complete),
+				(_, Some(h)) if h.facts.root == root => Some(Source::Syncing),
+				_ => None,
+			};
+			if source.is_some() {
+				return Ok(source);
+			}
+			// Not (yet) able to serve this target: ask again shortly. Past the fallback its share
+			// goes to the pool (a Replica starting at the same time stages its index in ms).
+			if !given_up {
+				given_up = self.release_if_overdue(peer, since);
+			}
+			tokio::time::sleep(Duration::from_millis(100)).await;
+		}
+	}
+
+	async fn drive(self: &Arc<Self>, mut session: Session, primary: bool) -> Result<(), PeerError> {
+		let peer = session.peer();
+		let Some(source) = self.source(&mut session, primary).await? else { return Ok(()) };
+		self.sched.lock().serving(peer);
+		let _guard = (source == Source::Complete).then(|| CompleteGuard::new(self));
+		self.ensure_index(&mut session).await?;
+		let retry = self.net.config().missing_retry;
+		let mut last_poll = Instant::now();
+		loop {
+			if self.finished.load(Ordering::SeqCst) {
+				return Ok(());
+			}
+			// A co-downloader is polled for its progress (see the module docs on Primary egress).
+			if source == Source::Syncing && last_poll.elapsed() >= PROGRESS_POLL {
+				last_poll = Instant::now();
+				let h = session.head(self.segment).await?;
+				self.sched.lock().note_progress(peer, h.received, Instant::now());
+			}
+			let notified = self.wake.notified();
+			let next = self.sched.lock().next(peer, source, Instant::now());
+			let lease = match next {
+				Next::Done => return Ok(()),
+				Next::Wait => {
+					tokio::select! {
+						_ = notified => {},
+						_ = tokio::time::sleep(retry) => {},
+					}
+					continue;
+				},
+				Next::Fetch(lease) => lease,
+			};
+			match lease.work().clone() {
+				Work::Outboard { cid, size } => {
+					self.fetch_outboard(&mut session, lease, cid, size).await?
+				},
+				Work::Groups(list) => self.fetch_groups(&mut session, lease, list).await?,
+			}
+		}
+	}
+
+	/// Hands a lease back to the scheduler and wakes whoever waits on it.
+	fn complete(&self, peer: PeerId, lease: Lease, outcome: Outcome<'_>) {
+		let completed = self.sched.lock().complete(peer, lease, outcome, Instant::now());
+		self.wake.notify_waiters();
+		if completed == Completed::Finished {
+			self.done.notify_waiters();
+		}
+	}
+
+	async fn fetch_outboard(
+		&self,
+		session: &mut Session,
+		lease: Lease,
+		cid: Hash32,
+		size: u64,
+	) -> Result<(), PeerError> {
+		let peer = session.peer();
+		let none = HashSet::new();
+		match session.outboard(cid, size).await {
+			Ok(ob) => {
+				if let Err(e) = self.net.store().begin_object(&cid, size, &ob) {
+					self.complete(peer, lease, Outcome::Failed(&none));
+					return Err(e.into());
+				}
+				self.net.peer_succeeded(peer);
+				self.report.lock().outboard_bytes += ob.len() as u64;
+				self.complete(peer, lease, Outcome::Done);
+				Ok(())
+			},
+			Err(PeerError::Refused(ErrorCode::NotHeld)) => {
+				self.complete(peer, lease, Outcome::Missing(&none));
+				Ok(())
+			},
+			Err(e) => {
+				self.complete(peer, lease, Outcome::Failed(&none));
+				Err(e)
+			},
+		}
+	}
+
+	async fn ensure_index(&self, session: &mut Session) -> Result<(), PeerError> {
+		loop {
+			let step = self.sched.lock().index_step();
+			match step {
+				IndexStep::Ready => return Ok(()),
+				IndexStep::Wait => tokio::time::sleep(Duration::from_millis(20)).await,
+				IndexStep::Fetch => {
+					let staged = self.fetch_index(session).await;
+					if staged.is_err() {
+						self.sched.lock().index_failed();
+					}
+					return staged;
+				},
+			}
+		}
+	}
+
+	/// Fetches the index, stages it (the store verifies it against the target root) and hands it
+	/// to the scheduler.
+	async fn fetch_index(&self, session: &mut Session) -> Result<(), PeerError> {
+		self.net.metrics().set_stage(self.segment, Stage::Index);
+		let facts = self.target.facts;
+		let entries = session.index(self.segment, facts.root, facts.entries).await?;
+		match self.net.store().stage_index(self.segment, entries) {
+			Ok(()) => {},
+			Err(StoreError::IndexMismatch { .. }) | Err(StoreError::KeyTooLong(_)) => {
+				return Err(PeerError::Misbehaved("index does not hash to the target root".into()))
+			},
+			Err(e) => return Err(PeerError::Transport(format!("store: {e}"))),
+		}
+		let (_, listing) = self
+			.net
+			.store()
+			.staged_index(self.segment)
+			.map_err(|e| PeerError::Transport(e.to_string()))?
+			.ok_or_else(|| PeerError::Transport("store: the staged index is gone".into()))?;
+		self.build_units(&listing).map_err(|e| PeerError::Transport(e.to_string()))?;
+		self.net.metrics().set_stage(self.segment, Stage::Objects);
+		Ok(())
+	}
+
+	async fn fetch_groups(
+		&self,
+		session: &mut Session,
+		lease: Lease,
+		list: Vec<(Hash32, u64, u64)>,
+	) -> Result<(), PeerError> {
+		let peer = session.peer();
+		// Contiguous runs per object become ranges.
+		let mut ranges: Vec<GroupRange> = Vec::new();
+		let mut sizes: Vec<u64> = Vec::new();
+		for &(cid, size, g) in &list {
+			match ranges.last_mut() {
+				Some(r) if r.cid == cid && r.first + r.count as u64 == g => r.count += 1,
+				_ => {
+					ranges.push(GroupRange { cid, first: g, count: 1 });
+					sizes.push(size);
+				},
+			}
+		}
+		let store = self.net.store().clone();
+		let received = &self.net.metrics().bytes_in;
+		let mut got: HashSet<(Hash32, u64)> = HashSet::new();
+		let mut missing = false;
+		let mut bytes = 0u64;
+		let mut rejected = 0u64;
+		let result = session
+			.groups(ranges.clone(), &sizes, |i, g, data| {
+				let (cid, size) = (ranges[i].cid, sizes[i]);
+				match data {
+					Received::Data(d) => match store.write_group(&cid, size, g, d) {
+						Ok(_) => {
+							bytes += d.len() as u64;
+							received.inc_by(d.len() as u64);
+							got.insert((cid, g));
+							Ok(())
+						},
+						Err(StoreError::BadData { .. }) => {
+							rejected += 1;
+							Err(PeerError::Misbehaved(format!(
+								"group {g} of {} does not verify",
+								sync_store::Cid(cid)
+							)))
+						},
+						Err(e) => Err(e.into()),
+					},
+					Received::Missing => {
+						missing = true;
+						Ok(())
+					},
+				}
+			})
+			.await;
+		{
+			let mut r = self.report.lock();
+			r.fetched_bytes += bytes;
+			r.rejected_groups += rejected;
+			let m = self.net.metrics();
+			let outcome = match (&result, missing) {
+				(Err(_), _) => "error",
+				(Ok(()), true) => "missing",
+				(Ok(()), false) => "ok",
+			};
+			m.requests.with_label_values(&["client", outcome]).inc();
+			m.progress
+				.with_label_values(&[&self.segment.to_string()])
+				.set((r.fetched_bytes + r.resumed_bytes) as i64);
+			*r.by_peer.entry(peer).or_insert(0) += bytes;
+		}
+		if result.is_ok() {
+			self.net.peer_succeeded(peer);
+		}
+		let outcome = match (&result, missing) {
+			(Ok(()), false) => Outcome::Done,
+			(Ok(()), true) => Outcome::Missing(&got),
+			(Err(_), _) => Outcome::Failed(&got),
+		};
+		self.complete(peer, lease, outcome);
+		result
+	}
+}
+
+/// Stops the engine and its peer workers when the sync ends or its future is dropped.
+struct Workers(HashMap<PeerId, JoinHandle<()>>, Arc<Engine>);
+impl Drop for Workers {
+	fn drop(&mut self) {
+		self.1.stop();
+		for w in self.0.values() {
+			w.abort();
+		}
+	}
+}
+
+/// Counts a connected complete non-Primary holder in the scheduler while it lives.
+struct CompleteGuard(Arc<Engine>);
+impl CompleteGuard {
+	fn new(e: &Arc<Engine>) -> Self {
+		e.sched.lock().complete_source(true);
+		CompleteGuard(e.clone())
+	}
+}
+impl Drop for CompleteGuard {
+	fn drop(&mut self) {
+		self.0.sched.lock().complete_source(false);
+		self.0.wake.notify_waiters();
+	}
+}

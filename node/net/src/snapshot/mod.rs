@@ -1,0 +1,87 @@
+//! Snapshot sync of one segment to a target root from many holders at once.
+//!
+//! Stages (each resumable, because the store persists the transfer):
+//! 1. **Head**: each holder is asked what it can serve: the complete target (a Primary or a
+//!    synced Replica) or a transfer to the same target with a verified index (a Replica that
+//!    is itself syncing and serves the groups it already verified).
+//! 2. **Index**: fetched from one holder, verified by recomputing the root before it is staged;
+//!    a holder whose index does not hash to the target is banned and another is asked.
+//! 3. **Objects**: work *units* (an outboard, or up to [`MAX_GROUPS_PER_REQUEST`] chunk
+//!    groups) are picked in random order, one outstanding request per peer. Every group is verified (against its
+//!    outboard leaf or the CID) by the store before it is written; a peer that sends bad bytes
+//!    or breaks the protocol is banned for the session and its unit goes back to the pool.
+//! 4. **Finish**: the store recomputes the root over the staged index, checks every object is
+//!    present, and swaps the segment in one durable transaction.
+//!
+//! # Primary egress
+//! Replicas that sync at the same time share the load like a swarm: every unit has an *owner*
+//! among the non-Primary holders (a hash of the unit over the sorted peer ids, so every
+//! Replica computes the same split). A Replica fetches the units it owns from the Primary and
+//! everything else from the Replicas that own it (which serve it as soon as they verified it).
+//! The Primary is asked for someone else's unit only when that owner is gone (disconnected,
+//! banned, or unable to serve the target), or when this node's own share is exhausted and the
+//! owner has made no progress (its verified byte count, polled through `Head`, did not grow)
+//! for [`NetConfig::primary_fallback`](crate::NetConfig) — so with `n` Replicas the Primary
+//! serves about one copy in total, not `n`, and a stuck Replica delays the others by at most
+//! that fallback. While a complete non-Primary holder is connected, the Primary is not asked.
+//!
+//! # Layout
+//! - `sched`: the pure scheduler (units, owners, the Primary rule, outcomes), unit-tested;
+//! - `engine`: the I/O driver: the sync loop, one worker per selected peer, the index fetch,
+//!   and the requests, each ending in an outcome handed back to the scheduler.
+#[cfg(doc)]
+use crate::transfer::protocol::MAX_GROUPS_PER_REQUEST;
+use libp2p::{Multiaddr, PeerId};
+use std::{collections::HashMap, time::Duration};
+use sync_store::{Head, StoreError};
+
+mod engine;
+mod sched;
+
+/// A holder of the segment, as the chain (or discovery) reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+	/// Its data-plane peer id.
+	pub peer: PeerId,
+	/// Addresses to reach it.
+	pub addrs: Vec<Multiaddr>,
+	/// Whether it is a Primary of the segment (asked for data only in turn, see module docs).
+	pub primary: bool,
+}
+
+/// What a sync did.
+#[derive(Clone, Debug, Default)]
+pub struct SyncReport {
+	/// The head reached.
+	pub head: Option<Head>,
+	/// Chunk-group bytes received and verified (including groups that raced and were dropped).
+	pub fetched_bytes: u64,
+	/// Outboard bytes received.
+	pub outboard_bytes: u64,
+	/// Group bytes received from each peer.
+	pub by_peer: HashMap<PeerId, u64>,
+	/// Peers banned during this sync.
+	pub banned: Vec<PeerId>,
+	/// Groups received that failed verification (never written).
+	pub rejected_groups: u64,
+	/// Bytes of objects that were already present (or verified partially) before this run.
+	pub resumed_bytes: u64,
+	/// Wall time of the sync.
+	pub elapsed: Duration,
+}
+
+/// Why a sync failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+	/// The store failed (disk, database) or rejected the final state.
+	#[error("store: {0}")]
+	Store(#[from] StoreError),
+	/// No holder could make progress for the stall timeout.
+	#[error("stalled: no usable holder for {0:?}")]
+	Stalled(Duration),
+}
+
+/// How long a sync waits without any usable holder before giving up.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub(crate) use engine::sync;

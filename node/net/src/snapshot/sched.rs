@@ -1,0 +1,906 @@
+//! The snapshot scheduler: which work unit to ask of which peer, and what becomes of a unit
+//! once its request ended. It is pure — state in, decisions out: time is passed in, randomness
+//! is seeded, there is no I/O and no lock — so every rule below is tested in milliseconds. The
+//! engine ([`super::engine`]) executes the decisions, as polkadot-sdk's sync strategies return
+//! actions that its `engine.rs` runs.
+//!
+//! A *unit* is an outboard, or up to [`MAX_GROUPS_PER_REQUEST`] chunk groups. A peer asking for
+//! work gets a [`Lease`] (the unit's work moves into it); the lease comes back exactly once
+//! through [`Sched::complete`] with an [`Outcome`], so "a unit picked twice" or "a unit returned
+//! that is not in flight" cannot be expressed, and no lookup needs an `expect`.
+//!
+//! Ownership (see the module docs of [`super`] on Primary egress): every group belongs to one
+//! of the non-Primary holders (and this node), by a hash of its aligned run over the sorted
+//! peer ids, so every co-downloader computes the same split.
+use crate::transfer::protocol::MAX_GROUPS_PER_REQUEST;
+use libp2p::PeerId;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use std::{
+	collections::{HashMap, HashSet},
+	time::{Duration, Instant},
+};
+use sync_primitives::{
+	commitment::Hash32,
+	outboard::{group_range, groups_of},
+};
+use sync_store::ObjectState;
+
+/// One chunk group: (object CID, object size, group index).
+pub(crate) type Group = (Hash32, u64, u64);
+
+/// Index of a unit in the scheduler's table.
+type UnitId = usize;
+
+/// What the scheduler needs to know of the node and its configuration.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SchedConfig {
+	/// This node (it owns a share like every other non-Primary downloader).
+	pub me: PeerId,
+	/// How long a unit stays untried at a peer that said it does not have it
+	/// ([`NetConfig::missing_retry`](crate::NetConfig)).
+	pub missing_retry: Duration,
+	/// How long an owner may be gone or quiet before a Primary serves its share
+	/// ([`NetConfig::primary_fallback`](crate::NetConfig)).
+	pub primary_fallback: Duration,
+}
+
+/// What a unit asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Work {
+	/// The outboard of a multi-group object; its groups become work once it is stored.
+	Outboard { cid: Hash32, size: u64 },
+	/// Chunk groups, possibly of several objects.
+	Groups(Vec<Group>),
+}
+
+/// A unit handed to one peer. Not `Clone`: it goes back to the scheduler exactly once.
+#[must_use = "a lease must be completed, or its unit is never fetched"]
+#[derive(Debug)]
+pub(crate) struct Lease {
+	id: UnitId,
+	work: Work,
+}
+
+impl Lease {
+	/// What to ask for.
+	pub(crate) fn work(&self) -> &Work {
+		&self.work
+	}
+}
+
+/// What kind of source a peer is for this sync.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Source {
+	/// A Primary with the target: asked only in turn (see the module docs on Primary egress).
+	Primary,
+	/// A non-Primary holder with the complete target (or a pin of it).
+	Complete,
+	/// A co-downloader syncing to the same target with a verified index.
+	Syncing,
+}
+
+/// What a peer should do next.
+#[derive(Debug)]
+pub(crate) enum Next {
+	/// Fetch this unit.
+	Fetch(Lease),
+	/// Nothing for this peer now: wait for a wake-up (or the missing-retry delay) and ask again.
+	Wait,
+	/// The index is staged and every unit is done.
+	Done,
+}
+
+/// How the request for a lease ended.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Outcome<'a> {
+	/// Everything asked was received and stored.
+	Done,
+	/// The request completed, the groups in the set were stored, and the peer said it does not
+	/// have the rest (or the outboard): not asked of that peer again for `missing_retry`.
+	Missing(&'a HashSet<(Hash32, u64)>),
+	/// The request failed (transport, timeout, refusal, bad data, store failure) after the
+	/// groups in the set were stored: the rest goes back to its queue.
+	Failed(&'a HashSet<(Hash32, u64)>),
+}
+
+/// What [`Sched::complete`] did with a lease.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Completed {
+	/// The unit is done.
+	Finished,
+	/// What was not received went back to a queue.
+	Requeued,
+}
+
+/// Where the index stands.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum IndexStage {
+	Missing,
+	Fetching,
+	Staged,
+}
+
+/// What a peer's worker should do about the index.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum IndexStep {
+	/// Fetch and stage it (this worker claimed it; report [`Sched::index_failed`] or
+	/// [`Sched::index_staged`]).
+	Fetch,
+	/// Another worker is fetching it.
+	Wait,
+	/// Staged: fetch objects.
+	Ready,
+}
+
+struct Unit {
+	/// `None` while leased.
+	work: Option<Work>,
+	owner: PeerId,
+	missing_at: HashMap<PeerId, Instant>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Queue {
+	Outboards,
+	Stale,
+	Owned(PeerId),
+}
+
+/// The scheduler's state (see the module docs).
+pub(crate) struct Sched {
+	cfg: SchedConfig,
+	index: IndexStage,
+	units: Vec<Option<Unit>>,
+	/// Units not finished (leased or queued).
+	open: usize,
+	outboards: Vec<UnitId>,
+	outboards_open: usize,
+	owned: HashMap<PeerId, Vec<UnitId>>,
+	/// Units of gone owners: anyone, including a Primary, may serve them.
+	stale: Vec<UnitId>,
+	dead: HashSet<PeerId>,
+	/// Sorted owners (non-Primary holders and this node) the split is computed over.
+	assign: Vec<PeerId>,
+	/// Groups waiting to fill a unit, per owner.
+	packs: HashMap<PeerId, Vec<Group>>,
+	/// Each co-downloader's last reported verified bytes, and when that number last grew.
+	progress: HashMap<PeerId, (u64, Instant)>,
+	/// Complete non-Primary holders connected now (while any is, the Primary is not asked).
+	complete_sources: usize,
+	rng: StdRng,
+}
+
+impl Sched {
+	/// A scheduler waiting for the index.
+	pub(crate) fn new(cfg: SchedConfig) -> Self {
+		Self::with_rng(cfg, StdRng::from_entropy())
+	}
+
+	/// A scheduler with a given random source (tests use a fixed seed).
+	pub(crate) fn with_rng(cfg: SchedConfig, rng: StdRng) -> Self {
+		Sched {
+			cfg,
+			index: IndexStage::Missing,
+			units: Vec::new(),
+			open: 0,
+			outboards: Vec::new(),
+			outboards_open: 0,
+			owned: HashMap::new(),
+			stale: Vec::new(),
+			dead: HashSet::new(),
+			assign: Vec::new(),
+			packs: HashMap::new(),
+			progress: HashMap::new(),
+			complete_sources: 0,
+			rng,
+		}
+	}
+
+	/// Whether the index is staged and every unit is done.
+	pub(crate) fn is_done(&self) -> bool {
+		self.index == IndexStage::Staged && self.open == 0
+	}
+
+	/// Claims the index fetch, or says to wait for it, or that it is there.
+	pub(crate) fn index_step(&mut self) -> IndexStep {
+		match self.index {
+			IndexStage::Missing => {
+				self.index = IndexStage::Fetching;
+				IndexStep::Fetch
+			},
+			IndexStage::Fetching => IndexStep::Wait,
+			IndexStage::Staged => IndexStep::Ready,
+		}
+	}
+
+	/// The claimed index fetch failed: the next worker tries.
+	pub(crate) fn index_failed(&mut self) {
+		if self.index == IndexStage::Fetching {
+			self.index = IndexStage::Missing;
+		}
+	}
+
+	/// The index is staged: creates the work for every object the store does not have yet.
+	/// `owners` are the non-Primary holders (this node is added); `objects` are the staged
+	/// index's objects with what the store holds of each. Returns the bytes already held.
+	/// Calling it again (the index cannot be staged twice) changes nothing and returns 0.
+	pub(crate) fn index_staged(
+		&mut self,
+		owners: impl IntoIterator<Item = PeerId>,
+		objects: impl IntoIterator<Item = (Hash32, u64, ObjectState)>,
+		now: Instant,
+	) -> u64 {
+		if self.index == IndexStage::Staged {
+			return 0;
+		}
+		self.index = IndexStage::Staged;
+		let mut assign: Vec<PeerId> = owners.into_iter().chain([self.cfg.me]).collect();
+		assign.sort();
+		assign.dedup();
+		for p in &assign {
+			self.progress.entry(*p).or_insert((0, now));
+		}
+		self.assign = assign;
+		let mut resumed = 0;
+		let mut small = Vec::new();
+		for (cid, size, state) in objects {
+			match state {
+				ObjectState::Complete => resumed += size,
+				ObjectState::Absent if groups_of(size) == 1 => small.push((cid, size, 0)),
+				ObjectState::Absent => {
+					let id = self.push(Work::Outboard { cid, size }, self.cfg.me);
+					self.outboards.push(id);
+					self.outboards_open += 1;
+				},
+				ObjectState::Partial { missing } => {
+					resumed += size - missing.iter().map(|g| group_len(size, *g)).sum::<u64>();
+					self.push_groups(missing.into_iter().map(|g| (cid, size, g)).collect());
+				},
+			}
+		}
+		self.push_groups(small);
+		resumed
+	}
+
+	/// The next unit for `peer`, a source of kind `source` (the Primary rule is in the module
+	/// docs of [`super`]).
+	pub(crate) fn next(&mut self, peer: PeerId, source: Source, now: Instant) -> Next {
+		if self.is_done() {
+			return Next::Done;
+		}
+		match self.pick(peer, source, now) {
+			Some(id) => match self.units.get_mut(id).and_then(Option::as_mut) {
+				Some(unit) => match unit.work.take() {
+					Some(work) => Next::Fetch(Lease { id, work }),
+					None => Next::Wait,
+				},
+				None => Next::Wait,
+			},
+			None => Next::Wait,
+		}
+	}
+
+	/// Returns a lease after its request by `peer` ended with `outcome`.
+	pub(crate) fn complete(
+		&mut self,
+		peer: PeerId,
+		lease: Lease,
+		outcome: Outcome<'_>,
+		now: Instant,
+	) -> Completed {
+		let Lease { id, work } = lease;
+		let (rest, missing) = match (work, outcome) {
+			(Work::Outboard { cid, size }, Outcome::Done) => {
+				self.finish(id);
+				self.outboards_open = self.outboards_open.saturating_sub(1);
+				self.push_groups((0..groups_of(size)).map(|g| (cid, size, g)).collect());
+				return Completed::Finished;
+			},
+			(w @ Work::Outboard { .. }, Outcome::Missing(_)) => (w, true),
+			(w @ Work::Outboard { .. }, Outcome::Failed(_)) => (w, false),
+			(Work::Groups(list), Outcome::Done) => {
+				if !list.is_empty() {
+					self.delivered(peer, now);
+				}
+				(Work::Groups(Vec::new()), false)
+			},
+			(Work::Groups(list), Outcome::Missing(got) | Outcome::Failed(got)) => {
+				if !got.is_empty() {
+					self.delivered(peer, now);
+				}
+				let missing = matches!(outcome, Outcome::Missing(_));
+				let rest = list.into_iter().filter(|(c, _, g)| !got.contains(&(*c, *g))).collect();
+				(Work::Groups(rest), missing)
+			},
+		};
+		if matches!(&rest, Work::Groups(l) if l.is_empty()) {
+			self.finish(id);
+			return Completed::Finished;
+		}
+		self.put_back(id, rest, missing.then_some((peer, now)));
+		Completed::Requeued
+	}
+
+	/// Bytes arrived from `peer`: it is making progress.
+	fn delivered(&mut self, peer: PeerId, now: Instant) {
+		if let Some(p) = self.progress.get_mut(&peer) {
+			p.1 = now;
+		}
+	}
+
+	/// Records a co-downloader's verified byte count; growth counts as progress.
+	pub(crate) fn note_progress(&mut self, peer: PeerId, received: u64, now: Instant) {
+		let e = self.progress.entry(peer).or_insert((received, now));
+		if received > e.0 {
+			*e = (received, now);
+		}
+	}
+
+	/// `peer` serves the target: its share is its own again.
+	pub(crate) fn serving(&mut self, peer: PeerId) {
+		self.dead.remove(&peer);
+	}
+
+	/// Moves a gone peer's share to the pool anyone (including a Primary) may serve.
+	pub(crate) fn owner_lost(&mut self, peer: PeerId) {
+		self.dead.insert(peer);
+		if let Some(q) = self.owned.remove(&peer) {
+			self.stale.extend(q);
+		}
+	}
+
+	/// `peer` has been unreachable, or unable to serve the target, since `since`: past the
+	/// Primary fallback its share goes to the pool. Returns whether it did.
+	pub(crate) fn release_if_overdue(
+		&mut self,
+		peer: PeerId,
+		since: Instant,
+		now: Instant,
+	) -> bool {
+		if now.saturating_duration_since(since) >= self.cfg.primary_fallback {
+			self.owner_lost(peer);
+			true
+		} else {
+			false
+		}
+	}
+
+	/// A complete non-Primary holder connected (`true`) or left (`false`).
+	pub(crate) fn complete_source(&mut self, connected: bool) {
+		if connected {
+			self.complete_sources += 1;
+		} else {
+			self.complete_sources = self.complete_sources.saturating_sub(1);
+		}
+	}
+
+	fn pick(&mut self, peer: PeerId, source: Source, now: Instant) -> Option<UnitId> {
+		let retry = self.cfg.missing_retry;
+		let fallback = self.cfg.primary_fallback;
+		let me = self.cfg.me;
+		let usable = move |u: &Unit| {
+			u.missing_at
+				.get(&peer)
+				.is_none_or(|t| now.saturating_duration_since(*t) >= retry)
+		};
+		if let Some(id) = self.take_from(Queue::Outboards, usable) {
+			return Some(id);
+		}
+		match source {
+			Source::Primary => {
+				if self.complete_sources > 0 {
+					return self.take_from(Queue::Stale, |_| true);
+				}
+				// Own share first, then shares of gone owners, then (own share exhausted) shares
+				// of owners that made no progress for the fallback.
+				if let Some(id) = self
+					.take_from(Queue::Owned(me), |_| true)
+					.or_else(|| self.take_from(Queue::Stale, |_| true))
+				{
+					return Some(id);
+				}
+				let mut quiet: Vec<PeerId> = self
+					.owned
+					.keys()
+					.copied()
+					.filter(|o| {
+						self.progress
+							.get(o)
+							.is_none_or(|(_, t)| now.saturating_duration_since(*t) >= fallback)
+					})
+					.collect();
+				quiet.sort();
+				quiet.into_iter().find_map(|o| self.take_from(Queue::Owned(o), |_| true))
+			},
+			Source::Complete | Source::Syncing => {
+				let mut owners: Vec<PeerId> =
+					self.owned.keys().copied().filter(|o| *o != peer).collect();
+				owners.sort();
+				// This node's own share is for the Primary unless a complete Replica serves it.
+				if source == Source::Syncing {
+					owners.sort_by_key(|o| *o == me);
+				}
+				let order = [Queue::Owned(peer), Queue::Stale]
+					.into_iter()
+					.chain(owners.into_iter().map(Queue::Owned));
+				for q in order {
+					if let Some(id) = self.take_from(q, usable) {
+						return Some(id);
+					}
+				}
+				None
+			},
+		}
+	}
+
+	fn push(&mut self, work: Work, owner: PeerId) -> UnitId {
+		self.units
+			.push(Some(Unit { work: Some(work), owner, missing_at: HashMap::new() }));
+		self.open += 1;
+		self.units.len() - 1
+	}
+
+	/// The owner of a group: a hash of its aligned run over the sorted owners (this node when
+	/// no owner is known, which `index_staged` rules out).
+	fn owner_of(&self, (cid, _, g): &Group) -> PeerId {
+		let n = self.assign.len() as u64;
+		if n == 0 {
+			return self.cfg.me;
+		}
+		let i = unit_hash(cid, g / MAX_GROUPS_PER_REQUEST as u64) % n;
+		self.assign.get(i as usize).copied().unwrap_or(self.cfg.me)
+	}
+
+	/// Packs groups (across objects) into units of [`MAX_GROUPS_PER_REQUEST`] and files them
+	/// under their owners. A short remainder waits for more groups until no outboard is pending,
+	/// so small objects share requests instead of paying a round trip each.
+	///
+	/// Ownership is decided per aligned run of groups (`cid`, `g / MAX_GROUPS_PER_REQUEST`), never
+	/// per packed unit, so every co-downloader agrees on who owns each group whatever order its
+	/// outboards arrived in.
+	fn push_groups(&mut self, groups: Vec<Group>) {
+		let max = MAX_GROUPS_PER_REQUEST as usize;
+		for grp in groups {
+			let owner = self.owner_of(&grp);
+			self.packs.entry(owner).or_default().push(grp);
+		}
+		let mut packs = std::mem::take(&mut self.packs);
+		for (owner, pack) in packs.iter_mut() {
+			let full = if self.outboards_open == 0 { pack.len() } else { pack.len() / max * max };
+			let ready: Vec<Group> = pack.drain(..full).collect();
+			for chunk in ready.chunks(max) {
+				let id = self.push(Work::Groups(chunk.to_vec()), *owner);
+				self.file(id, *owner);
+			}
+		}
+		packs.retain(|_, p| !p.is_empty());
+		self.packs = packs;
+	}
+
+	/// Files a queued group unit under its owner, or in the stale pool if the owner is gone.
+	fn file(&mut self, id: UnitId, owner: PeerId) {
+		if self.dead.contains(&owner) {
+			self.stale.push(id);
+		} else {
+			self.owned.entry(owner).or_default().push(id);
+		}
+	}
+
+	fn finish(&mut self, id: UnitId) {
+		if self.units.get_mut(id).and_then(Option::take).is_some() {
+			self.open -= 1;
+		}
+	}
+
+	/// Returns a unit to its queue; `missing_at` records that this peer did not have it.
+	fn put_back(&mut self, id: UnitId, work: Work, missing_at: Option<(PeerId, Instant)>) {
+		let Some(unit) = self.units.get_mut(id).and_then(Option::as_mut) else { return };
+		let is_outboard = matches!(work, Work::Outboard { .. });
+		unit.work = Some(work);
+		if let Some((p, t)) = missing_at {
+			unit.missing_at.insert(p, t);
+		}
+		let owner = unit.owner;
+		if is_outboard {
+			self.outboards.push(id);
+		} else {
+			self.file(id, owner);
+		}
+	}
+
+	/// Takes a random queued unit that passes `ok` (a few random tries, then a scan).
+	fn take_from(&mut self, q: Queue, ok: impl Fn(&Unit) -> bool) -> Option<UnitId> {
+		let queue = match q {
+			Queue::Outboards => &mut self.outboards,
+			Queue::Stale => &mut self.stale,
+			Queue::Owned(p) => self.owned.get_mut(&p)?,
+		};
+		if queue.is_empty() {
+			return None;
+		}
+		let units = &self.units;
+		let pass = |id: &UnitId| {
+			units
+				.get(*id)
+				.and_then(Option::as_ref)
+				.is_some_and(|u| u.work.is_some() && ok(u))
+		};
+		let mut found = None;
+		for _ in 0..8 {
+			let i = self.rng.gen_range(0..queue.len());
+			if pass(&queue[i]) {
+				found = Some(i);
+				break;
+			}
+		}
+		if found.is_none() && queue.len() <= 256 {
+			found = queue.iter().position(pass);
+		}
+		found.map(|i| queue.swap_remove(i))
+	}
+
+	/// Checks the bookkeeping (tests): `open` counts the live units, and every queued unit is
+	/// live and not leased.
+	#[cfg(test)]
+	fn check(&self) {
+		let live = self.units.iter().filter(|u| u.is_some()).count();
+		assert_eq!(self.open, live, "open counts the live units");
+		let queued = self.outboards.iter().chain(&self.stale).chain(self.owned.values().flatten());
+		for id in queued {
+			let u = self.units[*id].as_ref().expect("a queued unit is live");
+			assert!(u.work.is_some(), "a queued unit is not leased");
+		}
+	}
+}
+
+fn group_len(size: u64, g: u64) -> u64 {
+	group_range(size, g).map(|(s, e)| e - s).unwrap_or(0)
+}
+
+fn unit_hash(cid: &Hash32, run: u64) -> u64 {
+	let [a, b, c, d, e, f, g, h, ..] = *cid;
+	u64::from_le_bytes([a, b, c, d, e, f, g, h]) ^ run.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use sync_primitives::commitment::GROUP_LEN;
+
+	const RETRY: Duration = Duration::from_millis(25);
+	const FALLBACK: Duration = Duration::from_secs(1);
+	fn none() -> HashSet<(Hash32, u64)> {
+		HashSet::new()
+	}
+
+	fn cid(i: u64) -> Hash32 {
+		*blake3::hash(&i.to_le_bytes()).as_bytes()
+	}
+
+	fn sched(me: PeerId) -> Sched {
+		let cfg = SchedConfig { me, missing_retry: RETRY, primary_fallback: FALLBACK };
+		Sched::with_rng(cfg, StdRng::seed_from_u64(7))
+	}
+
+	/// `n` one-group objects.
+	fn small(n: u64) -> Vec<(Hash32, u64, ObjectState)> {
+		(0..n).map(|i| (cid(i), 1000, ObjectState::Absent)).collect()
+	}
+
+	fn groups(l: &Lease) -> Vec<Group> {
+		match l.work() {
+			Work::Groups(g) => g.clone(),
+			Work::Outboard { .. } => panic!("expected groups, got {:?}", l.work()),
+		}
+	}
+
+	/// Groups queued under `owner`.
+	fn owned_groups(s: &Sched, owner: PeerId) -> usize {
+		let ids = s.owned.get(&owner).map_or(&[][..], Vec::as_slice);
+		ids.iter()
+			.map(|id| match s.units[*id].as_ref().and_then(|u| u.work.as_ref()) {
+				Some(Work::Groups(g)) => g.len(),
+				_ => 0,
+			})
+			.sum()
+	}
+
+	fn lease(next: Next) -> Lease {
+		match next {
+			Next::Fetch(l) => l,
+			other => panic!("expected a lease, got {other:?}"),
+		}
+	}
+
+	/// Takes every unit `peer` is offered now, completing each as `Done`.
+	fn drain(s: &mut Sched, peer: PeerId, source: Source, now: Instant) -> Vec<Group> {
+		let mut out = Vec::new();
+		while let Next::Fetch(l) = s.next(peer, source, now) {
+			out.extend(groups(&l));
+			assert_eq!(s.complete(peer, l, Outcome::Done, now), Completed::Finished);
+			s.check();
+		}
+		out
+	}
+
+	#[test]
+	fn index_is_fetched_by_one_worker_and_retried_after_a_failure() {
+		let mut s = sched(PeerId::random());
+		assert_eq!(s.index_step(), IndexStep::Fetch);
+		assert_eq!(s.index_step(), IndexStep::Wait, "one fetch at a time");
+		s.index_failed();
+		assert_eq!(s.index_step(), IndexStep::Fetch, "the next worker tries");
+		assert!(matches!(s.next(PeerId::random(), Source::Complete, Instant::now()), Next::Wait));
+		s.index_staged([], [], Instant::now());
+		assert_eq!(s.index_step(), IndexStep::Ready);
+		assert!(s.is_done(), "an empty index is done at once");
+		assert!(matches!(s.next(PeerId::random(), Source::Primary, Instant::now()), Next::Done));
+	}
+
+	#[test]
+	fn held_objects_are_resumed_not_fetched() {
+		let me = PeerId::random();
+		let mut s = sched(me);
+		let size = 3 * GROUP_LEN + 5;
+		let objects = vec![
+			(cid(1), 4000, ObjectState::Complete),
+			(cid(2), size, ObjectState::Partial { missing: vec![1, 3] }),
+		];
+		let resumed = s.index_staged([], objects, Instant::now());
+		assert_eq!(resumed, 4000 + size - GROUP_LEN - 5);
+		assert_eq!(s.index_staged([], small(3), Instant::now()), 0, "staged once");
+		let got = drain(&mut s, PeerId::random(), Source::Complete, Instant::now());
+		assert_eq!(got.len(), 2);
+		assert!(got.contains(&(cid(2), size, 1)) && got.contains(&(cid(2), size, 3)));
+		assert!(s.is_done());
+	}
+
+	#[test]
+	fn small_objects_share_requests_of_at_most_the_limit() {
+		let me = PeerId::random();
+		let mut s = sched(me);
+		s.index_staged([], small(150), Instant::now());
+		s.check();
+		let now = Instant::now();
+		let mut sizes = Vec::new();
+		while let Next::Fetch(l) = s.next(me, Source::Complete, now) {
+			sizes.push(groups(&l).len());
+			let _ = s.complete(me, l, Outcome::Done, now);
+		}
+		sizes.sort();
+		assert_eq!(sizes, vec![22, 64, 64], "packed, the remainder in one unit");
+		assert!(s.is_done());
+	}
+
+	#[test]
+	fn outboards_come_first_and_their_groups_follow() {
+		let me = PeerId::random();
+		let peer = PeerId::random();
+		let mut s = sched(me);
+		let size = 100 * GROUP_LEN;
+		let mut objects = small(10);
+		objects.push((cid(99), size, ObjectState::Absent));
+		s.index_staged([], objects, Instant::now());
+		let now = Instant::now();
+		let l = lease(s.next(peer, Source::Complete, now));
+		assert_eq!(*l.work(), Work::Outboard { cid: cid(99), size });
+		// Small groups wait for more while an outboard is pending.
+		assert!(matches!(s.next(peer, Source::Complete, now), Next::Wait));
+		assert_eq!(s.complete(peer, l, Outcome::Done, now), Completed::Finished);
+		s.check();
+		let got = drain(&mut s, peer, Source::Complete, now);
+		assert_eq!(got.len(), 110, "the outboard's 100 groups and the 10 small ones");
+		assert!(s.is_done());
+	}
+
+	#[test]
+	fn every_downloader_computes_the_same_owners() {
+		let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
+		let size = 300 * GROUP_LEN;
+		let owners = |me: PeerId, others: [PeerId; 2]| {
+			let mut s = sched(me);
+			s.index_staged(
+				others,
+				[(cid(5), size, ObjectState::Partial { missing: (0..300).collect() })],
+				Instant::now(),
+			);
+			let mut by: Vec<(PeerId, Vec<u64>)> = s
+				.owned
+				.iter()
+				.map(|(o, ids)| {
+					let mut g: Vec<u64> = ids
+						.iter()
+						.flat_map(|id| {
+							match s.units[*id].as_ref().unwrap().work.as_ref().unwrap() {
+								Work::Groups(l) => l.iter().map(|x| x.2).collect::<Vec<_>>(),
+								Work::Outboard { .. } => vec![],
+							}
+						})
+						.collect();
+					g.sort();
+					(*o, g)
+				})
+				.collect();
+			by.sort();
+			by
+		};
+		let seen_by_a = owners(a, [b, c]);
+		assert_eq!(seen_by_a, owners(b, [c, a]));
+		assert_eq!(seen_by_a, owners(c, [a, b]));
+		assert!(seen_by_a.len() > 1, "the work is split");
+	}
+
+	#[test]
+	fn primary_serves_own_share_then_stale_then_quiet_owners_only() {
+		let (me, other, primary) = (PeerId::random(), PeerId::random(), PeerId::random());
+		let mut s = sched(me);
+		let t0 = Instant::now();
+		s.index_staged([other], small(64 * 40), t0);
+		let mine = owned_groups(&s, me);
+		let theirs = owned_groups(&s, other);
+		assert!(mine > 0 && theirs > 0);
+		// The other owner made progress just now: the Primary serves only this node's share.
+		s.note_progress(other, 10, t0);
+		let got = drain(&mut s, primary, Source::Primary, t0);
+		assert_eq!(got.len(), mine);
+		assert!(!s.is_done());
+		// Quiet for the fallback: the Primary serves its share too.
+		let later = t0 + FALLBACK;
+		let got = drain(&mut s, primary, Source::Primary, later);
+		assert_eq!(got.len(), theirs);
+		assert!(s.is_done());
+	}
+
+	#[test]
+	fn primary_is_not_asked_while_a_complete_replica_serves() {
+		let (me, other, primary) = (PeerId::random(), PeerId::random(), PeerId::random());
+		let mut s = sched(me);
+		let t0 = Instant::now();
+		s.index_staged([other], small(64 * 10), t0);
+		s.complete_source(true);
+		assert!(matches!(s.next(primary, Source::Primary, t0 + FALLBACK * 10), Next::Wait));
+		// Only a gone owner's share may go to the Primary then.
+		s.owner_lost(other);
+		let got = drain(&mut s, primary, Source::Primary, t0);
+		assert!(!got.is_empty());
+		assert!(matches!(s.next(primary, Source::Primary, t0), Next::Wait), "own share stays");
+		s.complete_source(false);
+		assert!(matches!(s.next(primary, Source::Primary, t0), Next::Fetch(_)));
+	}
+
+	#[test]
+	fn a_syncing_peer_serves_its_share_first_and_this_nodes_share_last() {
+		let (me, a, b) = (PeerId::random(), PeerId::random(), PeerId::random());
+		let mut s = sched(me);
+		let t0 = Instant::now();
+		s.index_staged([a, b], small(64 * 60), t0);
+		let units_of = |s: &Sched, p: PeerId| s.owned.get(&p).map_or(0, Vec::len);
+		let (own_a, own_b, own_me) = (units_of(&s, a), units_of(&s, b), units_of(&s, me));
+		assert!(own_a > 0 && own_b > 0 && own_me > 0);
+		let mut order = Vec::new();
+		while let Next::Fetch(l) = s.next(a, Source::Syncing, t0) {
+			let first = groups(&l)[0];
+			order.push(s.owner_of(&first));
+			let _ = s.complete(a, l, Outcome::Done, t0);
+		}
+		assert_eq!(order.len(), own_a + own_b + own_me, "it may serve every share");
+		assert!(order[..own_a].iter().all(|o| *o == a), "its own share first");
+		assert!(order[own_a..own_a + own_b].iter().all(|o| *o == b), "then the others'");
+		assert!(order[own_a + own_b..].iter().all(|o| *o == me), "this node's share last");
+	}
+
+	#[test]
+	fn a_peer_missing_a_unit_is_not_asked_again_before_the_retry() {
+		let (me, a, b) = (PeerId::random(), PeerId::random(), PeerId::random());
+		let mut s = sched(me);
+		let t0 = Instant::now();
+		s.index_staged([], small(10), t0);
+		let l = lease(s.next(a, Source::Complete, t0));
+		assert_eq!(s.complete(a, l, Outcome::Missing(&none()), t0), Completed::Requeued);
+		s.check();
+		assert!(matches!(s.next(a, Source::Complete, t0), Next::Wait));
+		assert!(matches!(s.next(a, Source::Complete, t0 + RETRY / 2), Next::Wait));
+		let l = lease(s.next(b, Source::Complete, t0));
+		assert_eq!(s.complete(b, l, Outcome::Missing(&none()), t0), Completed::Requeued);
+		let l = lease(s.next(a, Source::Complete, t0 + RETRY));
+		assert_eq!(s.complete(a, l, Outcome::Done, t0 + RETRY), Completed::Finished);
+		assert!(s.is_done());
+	}
+
+	#[test]
+	fn a_failed_request_returns_only_what_was_not_received() {
+		let (me, a) = (PeerId::random(), PeerId::random());
+		let mut s = sched(me);
+		let t0 = Instant::now();
+		s.index_staged([], small(5), t0);
+		let l = lease(s.next(a, Source::Complete, t0));
+		let sent = groups(&l);
+		let got: HashSet<(Hash32, u64)> = sent[..2].iter().map(|(c, _, g)| (*c, *g)).collect();
+		assert_eq!(s.complete(a, l, Outcome::Failed(&got), t0), Completed::Requeued);
+		s.check();
+		// A failure is not a "missing": the same peer may be asked again at once.
+		let l = lease(s.next(a, Source::Complete, t0));
+		assert_eq!(groups(&l), sent[2..].to_vec());
+		assert_eq!(s.complete(a, l, Outcome::Failed(&HashSet::new()), t0), Completed::Requeued);
+		// A failed outboard goes back to the outboard queue.
+		let mut s2 = sched(me);
+		s2.index_staged([], [(cid(1), 10 * GROUP_LEN, ObjectState::Absent)], t0);
+		let l = lease(s2.next(a, Source::Complete, t0));
+		assert_eq!(s2.complete(a, l, Outcome::Failed(&none()), t0), Completed::Requeued);
+		assert!(matches!(lease(s2.next(a, Source::Complete, t0)).work(), Work::Outboard { .. }));
+	}
+
+	#[test]
+	fn a_gone_owners_share_goes_to_the_pool_after_the_fallback() {
+		let (me, other, primary) = (PeerId::random(), PeerId::random(), PeerId::random());
+		let mut s = sched(me);
+		let t0 = Instant::now();
+		s.index_staged([other], small(64 * 20), t0);
+		s.note_progress(other, 1, t0);
+		let mine = owned_groups(&s, me);
+		assert_eq!(drain(&mut s, primary, Source::Primary, t0).len(), mine);
+		assert!(!s.release_if_overdue(other, t0, t0 + FALLBACK / 2), "not yet");
+		assert!(matches!(s.next(primary, Source::Primary, t0), Next::Wait));
+		assert!(s.release_if_overdue(other, t0, t0 + FALLBACK));
+		assert!(!s.owned.contains_key(&other) && !s.stale.is_empty());
+		// A unit of a gone owner that comes back goes to the pool too; serving again reclaims.
+		let l = lease(s.next(primary, Source::Primary, t0));
+		let _ = s.complete(primary, l, Outcome::Failed(&none()), t0);
+		assert!(!s.owned.contains_key(&other));
+		s.serving(other);
+		drain(&mut s, primary, Source::Primary, t0);
+		assert!(s.is_done());
+	}
+
+	#[test]
+	fn random_outcomes_deliver_every_group_exactly_once() {
+		let me = PeerId::random();
+		let peers: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
+		let mut s = sched(me);
+		let mut rng = StdRng::seed_from_u64(42);
+		let mut objects = small(500);
+		for i in 0..5 {
+			objects.push((cid(1000 + i), (70 + i * 13) * GROUP_LEN + 7, ObjectState::Absent));
+		}
+		let want: HashSet<(Hash32, u64)> = objects
+			.iter()
+			.flat_map(|(c, size, _)| (0..groups_of(*size)).map(move |g| (*c, g)))
+			.collect();
+		let t0 = Instant::now();
+		s.index_staged(peers[..2].iter().copied(), objects, t0);
+		let mut stored: HashSet<(Hash32, u64)> = HashSet::new();
+		let mut now = t0;
+		for step in 0..100_000 {
+			if s.is_done() {
+				break;
+			}
+			now += Duration::from_millis(5);
+			let (peer, source) = match step % 5 {
+				4 => (PeerId::random(), Source::Primary),
+				i => (peers[i], if i < 2 { Source::Syncing } else { Source::Complete }),
+			};
+			let Next::Fetch(l) = s.next(peer, source, now) else { continue };
+			let asked: Vec<(Hash32, u64)> = match l.work() {
+				Work::Groups(g) => g.iter().map(|(c, _, g)| (*c, *g)).collect(),
+				Work::Outboard { .. } => vec![],
+			};
+			let got: HashSet<_> = asked.iter().copied().filter(|_| rng.gen_bool(0.5)).collect();
+			let outcome = match rng.gen_range(0..3) {
+				0 => Outcome::Done,
+				1 => Outcome::Missing(&got),
+				_ => Outcome::Failed(&got),
+			};
+			let delivered: Vec<_> = match outcome {
+				Outcome::Done => asked.clone(),
+				_ => got.iter().copied().collect(),
+			};
+			for d in delivered {
+				assert!(stored.insert(d), "{d:?} delivered twice");
+			}
+			let _ = s.complete(peer, l, outcome, now);
+			s.check();
+		}
+		assert!(s.is_done());
+		assert_eq!(stored, want);
+	}
+}
