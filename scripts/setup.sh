@@ -12,6 +12,12 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 envfile="$here/.env"
 log() { echo "[setup] $*" >&2; }
 
+# rustfmt and clippy run in the test command (rustup's default profile has both).
+for tool in rustfmt clippy-driver; do
+  command -v "$tool" >/dev/null 2>&1 || timeout 120 rustup component add "${tool%-driver}" >/dev/null 2>&1 ||
+    { log "$tool is missing and rustup cannot install it"; exit 1; }
+done
+
 need_apt=()
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
@@ -92,6 +98,9 @@ tmp="$(mktemp)"
   echo "# route=$route"
   echo "export CARGO_TARGET_DIR=\"\${CARGO_TARGET_DIR:-\$HOME/.cache/sync-registry/target}\""
   echo "export OPENSSL_NO_VENDOR=1"
+  # clippy runs as the compiler of the workspace crates in every build (see clippy-wrapper.sh)
+  echo "export RUSTC_WORKSPACE_WRAPPER=\"$here/clippy-wrapper.sh\""
+  echo "export CLIPPY_ARGS=-Dwarnings"
   if [ "$route" = debian ]; then
     echo "export WASM_BUILD_TOOLCHAIN=debian-wasm"
     echo "export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/lib/llvm-19/bin/wasm-ld"

@@ -59,5 +59,5 @@ pub struct Cli {
 
 	/// Data-plane (sync service) options.
 	#[clap(flatten)]
-	pub sync: crate::sync_service::SyncParams,
+	pub sync: sync_service::SyncParams,
 }

@@ -9,6 +9,7 @@ use std::{
 	path::PathBuf,
 	time::Duration,
 };
+use sync_service::hex::{hex, unhex};
 
 /// Where the node's RPC listens.
 #[derive(Debug, Clone, clap::Args)]
@@ -153,31 +154,6 @@ fn call(target: &RpcTarget, method: &str, params: Value) -> Result<Value, String
 		));
 	}
 	Ok(reply.get("result").cloned().unwrap_or(Value::Null))
-}
-
-/// `0x`-prefixed lower-case hex (the RPC's encoding of object bytes).
-pub(crate) fn hex(b: &[u8]) -> String {
-	const DIGITS: &[u8; 16] = b"0123456789abcdef";
-	let mut s = String::with_capacity(2 + 2 * b.len());
-	s.push_str("0x");
-	for x in b {
-		s.push(DIGITS[(x >> 4) as usize] as char);
-		s.push(DIGITS[(x & 15) as usize] as char);
-	}
-	s
-}
-
-/// Bytes from hex, with or without `0x`.
-pub(crate) fn unhex(s: &str) -> Result<Vec<u8>, String> {
-	let s = s.strip_prefix("0x").unwrap_or(s);
-	(0..s.len())
-		.step_by(2)
-		.map(|i| {
-			s.get(i..i + 2)
-				.and_then(|b| u8::from_str_radix(b, 16).ok())
-				.ok_or_else(|| "bad hex".to_string())
-		})
-		.collect()
 }
 
 impl PutCmd {

@@ -16,7 +16,7 @@ pub struct FullDeps<C, P> {
 	/// Transaction pool instance.
 	pub pool: Arc<P>,
 	/// The sync service.
-	pub sync: Arc<crate::sync_service::SyncHandle>,
+	pub sync: Arc<sync_service::SyncHandle>,
 }
 
 /// The node's RPC extensions.
@@ -40,6 +40,6 @@ where
 
 	module.merge(System::<P, C, Block>::new(client.clone(), pool).into_rpc())?;
 	module.merge(TransactionPayment::<C, Block>::new(client).into_rpc())?;
-	module.merge(crate::sync_service::rpc_module(sync)?)?;
+	module.merge(sync_service::rpc_module(sync)?)?;
 	Ok(module)
 }

@@ -9,7 +9,7 @@ use sc_telemetry::{Telemetry, TelemetryWorker};
 use sc_transaction_pool_api::OffchainTransactionPoolFactory;
 use sp_consensus_aura::sr25519::{AuthorityId as AuraId, AuthorityPair as AuraPair};
 use std::{sync::Arc, time::Duration};
-use sync_runtime::{apis::RuntimeApi, opaque::Block};
+use sync_runtime::{apis::RuntimeApi, opaque::Block, AccountId, Balance};
 
 /// The client type of this node.
 pub(crate) type FullClient = sc_service::TFullClient<
@@ -132,7 +132,7 @@ pub fn new_full<
 	N: sc_network::NetworkBackend<Block, <Block as sp_runtime::traits::Block>::Hash>,
 >(
 	config: Configuration,
-	sync: Option<crate::sync_service::SyncConfig>,
+	sync: Option<sync_service::SyncConfig>,
 ) -> Result<TaskManager, ServiceError> {
 	let sc_service::PartialComponents {
 		client,
@@ -209,7 +209,7 @@ pub fn new_full<
 	}
 
 	// The data plane, driven by finalized blocks (see `sync_service`).
-	let sync_handle = Arc::new(crate::sync_service::SyncHandle::default());
+	let sync_handle = Arc::new(sync_service::SyncHandle::default());
 	if let Some(sync) = sync {
 		// `--alice` & co. (and `--dev`) put the dev account's `sync` key into the keystore, as
 		// they do for the session keys, so the off-chain worker can sign for that account.
@@ -220,10 +220,11 @@ pub fn new_full<
 				.sr25519_generate_new(sync_primitives::KEY_TYPE, Some(seed))
 				.map_err(|e| ServiceError::Other(format!("inserting the dev sync key: {e}")))?;
 		}
-		crate::sync_service::spawn(
-			&task_manager,
-			client.clone(),
-			backend.clone(),
+		::sync_service::spawn(
+			&task_manager.spawn_essential_handle(),
+			::sync_service::RuntimeRegistry::<Block, _, AccountId, Balance>::new(client.clone()),
+			::sync_service::BackendOffchain::new(&*backend),
+			::sync_service::chain::wakes(&*client),
 			sync,
 			sync_handle.clone(),
 		);

@@ -1,3 +1,5 @@
+#![doc = include_str!("../README.md")]
+//!
 //! The node's embedded segment store: objects by CID, the authenticated index of every segment
 //! it holds, its roots by sequence number, and the resume state of transfers in progress.
 //!

@@ -19,16 +19,24 @@ use std::{
 use sync_primitives::{NodeSummary, SegmentId, SegmentSummary};
 use sync_runtime::{AccountId, RuntimeCall};
 
-/// The node binary: `$SYNC_NODE_BIN`, else `release/sync-node` in `$CARGO_TARGET_DIR`.
+static NODE_BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Sets the node binary the harness starts (the scenarios pass cargo's
+/// `CARGO_BIN_EXE_sync-node`, built in the same cargo graph); `$SYNC_NODE_BIN` overrides it.
+pub fn use_node_binary(path: impl Into<PathBuf>) {
+	let _ = NODE_BINARY.set(path.into());
+}
+
+/// The node binary: `$SYNC_NODE_BIN`, else the one set by [`use_node_binary`].
 pub fn node_binary() -> PathBuf {
 	if let Ok(p) = std::env::var("SYNC_NODE_BIN") {
 		return p.into();
 	}
-	let target = std::env::var("CARGO_TARGET_DIR")
-		.map(PathBuf::from)
-		.unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-	let bin = target.join("release/sync-node");
-	assert!(bin.exists(), "sync-node not found at {}; build it (cargo build --release -p sync-node) or set SYNC_NODE_BIN", bin.display());
+	let bin = NODE_BINARY
+		.get()
+		.cloned()
+		.expect("no sync-node binary: call use_node_binary or set SYNC_NODE_BIN");
+	assert!(bin.exists(), "sync-node not found at {}", bin.display());
 	bin
 }
 

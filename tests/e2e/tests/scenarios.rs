@@ -14,8 +14,9 @@
 //! 5. A Replica stopped while the Primary commits more roots becomes Lagging on chain, then
 //!    Active again after a restart.
 //!
-//! Run by `scripts/test.sh` (it needs the release `sync-node`):
-//! `cargo test --release -p sync-e2e -- --ignored --nocapture`.
+//! This file is an integration test of the `sync-node` package (see `node/cli/Cargo.toml`), so
+//! cargo builds the node binary in the same graph as every other test and passes its path as
+//! `CARGO_BIN_EXE_sync-node`. Alone: `cargo test --release -p sync-node --test scenarios`.
 use serde_json::json;
 use std::{
 	sync::{
@@ -168,8 +169,8 @@ fn wait_same_head(owner: &Node, node: &Node, segment: SegmentId) {
 }
 
 #[test]
-#[ignore = "spawns six sync-node processes for several minutes; run by scripts/test.sh"]
 fn scenarios() {
+	sync_e2e::use_node_binary(env!("CARGO_BIN_EXE_sync-node"));
 	let started = Instant::now();
 	let alice = Node::start("alice", &args("primary", None));
 	let boot = alice.bootnode();

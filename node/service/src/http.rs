@@ -13,7 +13,7 @@
 //! Keys are the rest of the path, percent-decoded (they may contain `/`). Errors are JSON
 //! `{ "error": "…" }` with the status code; nothing is written on an error. One request per
 //! connection (`connection: close`), request heads bounded to 16 KiB.
-use crate::sync_service::SyncHandle;
+use crate::SyncHandle;
 use std::{net::SocketAddr, sync::Arc};
 use sync_primitives::{
 	commitment::{Hash32, GROUP_LEN},
@@ -164,7 +164,7 @@ async fn get(
 	let stream = reader.get_mut();
 	let head = format!(
 		"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {size}\r\nx-sync-cid: {}\r\nconnection: close\r\n\r\n",
-		crate::object_cmd::hex(&cid)
+		crate::hex::hex(&cid)
 	);
 	// From here on the status is sent: a group that fails its check ends the connection early
 	// (the client sees a short body), it is never sent.
@@ -175,7 +175,7 @@ async fn get(
 	for g in 0..groups_of(size) {
 		let ok = read_group(&source, &outboard, &cid, size, g, &mut buf);
 		if !ok || stream.write_all(&buf).await.is_err() {
-			log::warn!(target: "sync", "object API: object {} group {g} unavailable or corrupt; response cut short", crate::object_cmd::hex(&cid));
+			log::warn!(target: "sync", "object API: object {} group {g} unavailable or corrupt; response cut short", crate::hex::hex(&cid));
 			return Ok(());
 		}
 	}
@@ -248,7 +248,7 @@ async fn put(
 		.await
 		.map_err(|e| refuse(500, e.to_string()))?
 		.map_err(|e| refuse(500, e.to_string()))?;
-	use crate::object_cmd::hex;
+	use crate::hex::hex;
 	let body = serde_json::json!({ "seq": head.seq, "root": hex(&head.facts.root), "cid": hex(&cid), "size": size }).to_string();
 	let resp = format!(
 		"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",

@@ -1,0 +1,200 @@
+//! How the service reaches the chain: two small traits, and their implementations over a
+//! Substrate client (the runtime API) and its backend (offchain local storage).
+//!
+//! The service never names the node's concrete client type, so it builds and tests without
+//! the node binary, and the node wires it with whatever client it has.
+use crate::view::{ChainView, SegmentView};
+use codec::Codec;
+use futures::{Stream, StreamExt};
+use sc_client_api::{backend::Backend, BlockchainEvents};
+use sp_api::ProvideRuntimeApi;
+use sp_runtime::traits::{Block as BlockT, Header as _};
+use std::{collections::HashMap, hash::Hash, marker::PhantomData, sync::Arc};
+use sync_net::{Holder, Multiaddr, PeerId};
+use sync_primitives::{ChallengeSummary, SyncRegistryApi};
+
+/// Read access to the registry at a block.
+pub trait Registry: Send + Sync + 'static {
+	/// Block hash.
+	type Hash: Copy + Send + Sync + std::fmt::Display + 'static;
+
+	/// The view at `at` of the node registered with data-plane peer id `me`.
+	fn view(&self, at: Self::Hash, me: &PeerId) -> Result<ChainView, String>;
+
+	/// The open challenges at `at` of the node registered with `me` (empty if none is).
+	fn open_challenges(
+		&self,
+		at: Self::Hash,
+		me: &PeerId,
+	) -> Result<Vec<ChallengeSummary<u32>>, String>;
+}
+
+/// The node's offchain local storage (`PERSISTENT` kind), shared with the off-chain worker.
+pub trait OffchainDb: Send + 'static {
+	/// Sets `key` to `value`.
+	fn set(&mut self, key: &[u8], value: &[u8]);
+	/// Removes `key`.
+	fn remove(&mut self, key: &[u8]);
+}
+
+/// What wakes the service up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake<H> {
+	/// A finalized block: the whole view (what to hold, follow, commit, claim).
+	Finalized(H, u32),
+	/// A new best block: only open challenges (their proof windows are short).
+	Best(H),
+}
+
+/// Finalized and new best blocks of `client`, merged.
+pub fn wakes<Block, C>(client: &C) -> impl Stream<Item = Wake<Block::Hash>> + Send + Unpin
+where
+	Block: BlockT,
+	C: BlockchainEvents<Block>,
+	sp_runtime::traits::NumberFor<Block>: Into<u32>,
+{
+	let finality = client
+		.finality_notification_stream()
+		.map(|n| Wake::Finalized(n.hash, (*n.header.number()).into()));
+	let best = client
+		.import_notification_stream()
+		.filter(|n| futures::future::ready(n.is_new_best))
+		.map(|n| Wake::Best(n.hash));
+	futures::stream::select(finality, best)
+}
+
+/// [`Registry`] over a client's runtime API ([`SyncRegistryApi`]).
+pub struct RuntimeRegistry<Block, C, AccountId, Balance> {
+	client: Arc<C>,
+	_marker: Marker<Block, AccountId, Balance>,
+}
+
+/// The types a [`RuntimeRegistry`] reads with, owned by none of its values.
+type Marker<Block, AccountId, Balance> = PhantomData<fn() -> (Block, AccountId, Balance)>;
+
+impl<Block, C, AccountId, Balance> RuntimeRegistry<Block, C, AccountId, Balance> {
+	/// Reads through `client`.
+	pub fn new(client: Arc<C>) -> Self {
+		RuntimeRegistry { client, _marker: PhantomData }
+	}
+}
+
+impl<Block, C, AccountId, Balance> Registry for RuntimeRegistry<Block, C, AccountId, Balance>
+where
+	Block: BlockT,
+	C: ProvideRuntimeApi<Block> + Send + Sync + 'static,
+	C::Api: SyncRegistryApi<Block, AccountId, Balance, u32>,
+	AccountId: Codec + Clone + Eq + Hash + Send + Sync + 'static,
+	Balance: Codec + Send + Sync + 'static,
+{
+	type Hash = Block::Hash;
+
+	fn view(&self, at: Block::Hash, me: &PeerId) -> Result<ChainView, String> {
+		let api = self.client.runtime_api();
+		let e = |e: sp_api::ApiError| e.to_string();
+		let Some(account) = api.node_by_peer_id(at, me.to_bytes()).map_err(e)? else {
+			return Ok(ChainView::default());
+		};
+		// Data planes of the accounts met, each read once.
+		let mut peers: HashMap<AccountId, Option<(PeerId, Vec<Multiaddr>)>> = HashMap::new();
+		let mut data_plane_of =
+			|who: &AccountId| -> Result<Option<(PeerId, Vec<Multiaddr>)>, String> {
+				if let Some(p) = peers.get(who) {
+					return Ok(p.clone());
+				}
+				let found = api.node_info(at, who.clone()).map_err(e)?.and_then(|n| {
+					let peer = PeerId::from_bytes(&n.peer_id).ok()?;
+					let addrs = n
+						.multiaddrs
+						.iter()
+						.filter_map(|a| std::str::from_utf8(a).ok()?.parse::<Multiaddr>().ok())
+						.collect();
+					Some((peer, addrs))
+				});
+				peers.insert(who.clone(), found.clone());
+				Ok(found)
+			};
+		let mut segments = Vec::new();
+		for id in api.node_segments(at, account.clone()).map_err(e)? {
+			let Some(info) = api.segment_info(at, id).map_err(e)? else { continue };
+			let mut primaries = Vec::new();
+			let mut holders = Vec::new();
+			for who in &info.primaries {
+				if let Some((peer, addrs)) = data_plane_of(who)? {
+					primaries.push(peer);
+					holders.push(Holder { peer, addrs, primary: true });
+				}
+			}
+			for (who, _status, _) in &info.holders {
+				if let Some((peer, addrs)) = data_plane_of(who)? {
+					if !holders.iter().any(|h| h.peer == peer) {
+						holders.push(Holder { peer, addrs, primary: false });
+					}
+				}
+			}
+			let holding = info
+				.holders
+				.iter()
+				.find(|(a, _, _)| *a == account)
+				.map(|(_, status, proven)| (*status, *proven));
+			segments.push(SegmentView {
+				id,
+				primaries,
+				holders,
+				owner: info.owner == account,
+				primary: info.primaries.contains(&account),
+				holding,
+				migrating_here: info
+					.migration
+					.as_ref()
+					.is_some_and(|(to, done)| *to == account && !done),
+				roots: info.roots.clone(),
+			});
+		}
+		let challenges = api.open_challenges(at, account).map_err(e)?;
+		Ok(ChainView { registered: true, segments, challenges })
+	}
+
+	fn open_challenges(
+		&self,
+		at: Block::Hash,
+		me: &PeerId,
+	) -> Result<Vec<ChallengeSummary<u32>>, String> {
+		let api = self.client.runtime_api();
+		let e = |e: sp_api::ApiError| e.to_string();
+		match api.node_by_peer_id(at, me.to_bytes()).map_err(e)? {
+			Some(account) => api.open_challenges(at, account).map_err(e),
+			None => Ok(Vec::new()),
+		}
+	}
+}
+
+/// [`OffchainDb`] over a client backend's offchain storage. Without one (offchain storage
+/// disabled) writes are dropped, and the off-chain worker, which reads the same storage, has
+/// nothing to submit.
+pub struct BackendOffchain<Block: BlockT, B: Backend<Block>> {
+	db: Option<B::OffchainStorage>,
+}
+
+impl<Block: BlockT, B: Backend<Block>> BackendOffchain<Block, B> {
+	/// The offchain storage of `backend`.
+	pub fn new(backend: &B) -> Self {
+		BackendOffchain { db: backend.offchain_storage() }
+	}
+}
+
+impl<Block: BlockT, B: Backend<Block> + 'static> OffchainDb for BackendOffchain<Block, B> {
+	fn set(&mut self, key: &[u8], value: &[u8]) {
+		use sp_core::offchain::OffchainStorage;
+		if let Some(db) = &mut self.db {
+			db.set(sp_core::offchain::STORAGE_PREFIX, key, value);
+		}
+	}
+
+	fn remove(&mut self, key: &[u8]) {
+		use sp_core::offchain::OffchainStorage;
+		if let Some(db) = &mut self.db {
+			db.remove(sp_core::offchain::STORAGE_PREFIX, key);
+		}
+	}
+}

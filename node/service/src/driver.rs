@@ -1,0 +1,371 @@
+//! The thin driver: reads the chain and the store, asks the [`Planner`], executes its actions.
+//!
+//! Everything that decides lives in `plan`; what is here is I/O (store reads, the data plane,
+//! offchain storage, logs) and the order of the two steps of a finalized block.
+use crate::{
+	chain::{OffchainDb, Registry, Wake},
+	config::{SyncConfig, SyncRole},
+	plan::{Action, DutyConfig, Planner},
+	view::{ChainView, LocalSegment, LocalState},
+	SyncHandle,
+};
+use codec::Encode;
+use futures::{Stream, StreamExt};
+use sp_core::traits::SpawnEssentialNamed;
+use std::{collections::HashMap, sync::Arc, time::Instant};
+use sync_net::{deltas::PrimaryKeys, Follower, Holder, Multiaddr, PeerId, SyncNetwork};
+use sync_primitives::{
+	commitment::Hash32,
+	offchain::{proof_key, sent_key, Intent, INTENTS_KEY},
+	ChallengeSummary, HoldingStatus, NodeRole, SegmentId,
+};
+use sync_store::Store;
+use tokio::sync::watch;
+
+/// Starts the service as essential tasks (the object API, if configured, and the sync
+/// service): if the data plane cannot start, the node stops.
+pub fn spawn<R, O, W>(
+	spawner: &dyn SpawnEssentialNamed,
+	registry: R,
+	offchain: O,
+	wakes: W,
+	config: SyncConfig,
+	handle: Arc<SyncHandle>,
+) where
+	R: Registry,
+	O: OffchainDb,
+	W: Stream<Item = Wake<R::Hash>> + Send + Unpin + 'static,
+{
+	if let Some((addr, max_object)) = config.http {
+		let h = handle.clone();
+		spawner.spawn_essential(
+			"sync-object-http",
+			Some("sync"),
+			Box::pin(async move {
+				if let Err(e) = crate::http::serve(addr, h, max_object).await {
+					log::error!(target: "sync", "object API on {addr} stopped: {e}");
+				}
+			}),
+		);
+	}
+	spawner.spawn_essential(
+		"sync-service",
+		Some("sync"),
+		Box::pin(async move {
+			if let Err(e) = run(registry, offchain, wakes, config, handle).await {
+				log::error!(target: "sync", "sync service stopped: {e}");
+			}
+		}),
+	);
+}
+
+/// What the driver keeps per segment: the data plane's handles and what it last logged.
+struct Tracked {
+	holders: watch::Sender<Vec<Holder>>,
+	follower: Option<Follower>,
+	last_logged: Option<u64>,
+	last_status: Option<(HoldingStatus, Option<u64>)>,
+	/// Verified bytes of a snapshot in progress at the last progress line, and when.
+	progress: Option<(i64, Instant)>,
+}
+
+impl Default for Tracked {
+	fn default() -> Self {
+		Tracked {
+			holders: watch::channel(Vec::new()).0,
+			follower: None,
+			last_logged: None,
+			last_status: None,
+			progress: None,
+		}
+	}
+}
+
+struct Driver<O> {
+	net: SyncNetwork,
+	handle: Arc<SyncHandle>,
+	offchain: O,
+	verifier: Arc<dyn sync_net::deltas::OpVerifier + Send + Sync>,
+	tracked: HashMap<SegmentId, Tracked>,
+	registered: Option<bool>,
+}
+
+async fn run<R: Registry, O: OffchainDb>(
+	registry: R,
+	offchain: O,
+	mut wakes: impl Stream<Item = Wake<R::Hash>> + Unpin,
+	config: SyncConfig,
+	handle: Arc<SyncHandle>,
+) -> Result<(), String> {
+	let SyncConfig { role, data_dir, net, register, commit_every, http: _ } = config;
+	let store = Store::open(data_dir.join("store")).map_err(|e| format!("store: {e}"))?;
+	let net = SyncNetwork::start(net, store).await.map_err(|e| e.to_string())?;
+	handle.set_network(net.clone());
+	let addrs = net.listen_addrs().await;
+	log::info!(
+		target: "sync",
+		"💾 Data plane ({role:?}) peer id {} listening on {}",
+		net.peer_id(),
+		addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+	);
+	let register = register.map(|public| {
+		let addrs = if public.is_empty() { routable(&addrs) } else { public };
+		let role = if role == SyncRole::Primary { NodeRole::Primary } else { NodeRole::Replica };
+		(role, addrs.iter().map(|a| a.to_string()).collect())
+	});
+	let me = net.peer_id();
+	let mut planner = Planner::new(DutyConfig { peer_id: me.to_bytes(), register, commit_every });
+	// Ops are accepted only if signed by a Primary of the segment on chain.
+	let verifier = {
+		let h = handle.clone();
+		Arc::new(PrimaryKeys(move |seg, peer: &PeerId| h.is_primary(seg, peer)))
+	};
+	let mut driver =
+		Driver { net, handle, offchain, verifier, tracked: HashMap::new(), registered: None };
+	while let Some(wake) = wakes.next().await {
+		match wake {
+			Wake::Best(hash) => match registry.open_challenges(hash, &me) {
+				Ok(challenges) => {
+					let actions = planner.on_best(&challenges);
+					driver.execute(&mut planner, actions).await;
+				},
+				Err(e) => log::debug!(target: "sync", "open challenges at {hash}: {e}"),
+			},
+			Wake::Finalized(hash, number) => {
+				let view = match registry.view(hash, &me) {
+					Ok(v) => v,
+					Err(e) => {
+						log::warn!(target: "sync", "reading the registry at {hash}: {e}");
+						continue;
+					},
+				};
+				driver.note_registration(view.registered);
+				driver.handle.set_segments(&view);
+				let mut local = local_state(driver.net.store(), &view);
+				let actions = planner.on_finalized(number, &view, &local);
+				driver.execute(&mut planner, actions).await;
+				driver.log_segments(&view);
+				// Step 2 sees the pins just made.
+				for (id, l) in local.iter_mut() {
+					l.pinned = driver.net.store().pinned(*id);
+				}
+				if let Some(intents) = planner.intents(&view, &local) {
+					for item in &intents.items {
+						if let Intent::Commit { segment, seq, facts } = item {
+							log::info!(
+								target: "sync",
+								"segment {segment}: committing seq {seq} root {}",
+								sync_store::Cid(facts.root)
+							);
+						}
+					}
+					driver.offchain.set(INTENTS_KEY, &intents.encode());
+				}
+			},
+		}
+	}
+	Ok(())
+}
+
+/// The listen addresses a peer can dial (not the unspecified address).
+fn routable(addrs: &[Multiaddr]) -> Vec<Multiaddr> {
+	addrs
+		.iter()
+		.filter(|a| {
+			!a.iter()
+				.any(|p| matches!(p, sync_net::Protocol::Ip4(ip) if ip.is_unspecified()))
+		})
+		.cloned()
+		.collect()
+}
+
+/// What the store holds of the view's segments (see [`LocalSegment`]).
+fn local_state(store: &Store, view: &ChainView) -> LocalState {
+	view.segments
+		.iter()
+		.map(|s| {
+			let provable = if s.owner {
+				Default::default()
+			} else {
+				s.roots.iter().map(|r| (r.seq, provable_root(store, s.id, r.seq))).collect()
+			};
+			let l = LocalSegment { head: store.head(s.id), pinned: store.pinned(s.id), provable };
+			(s.id, l)
+		})
+		.collect()
+}
+
+/// The root the store has at `seq`, if it can still prove it (the head, or a seq whose later
+/// ops are all logged).
+fn provable_root(store: &Store, segment: SegmentId, seq: u64) -> Option<Hash32> {
+	let head = store.head(segment)?;
+	if seq == head.seq {
+		return Some(head.facts.root);
+	}
+	if seq > head.seq || store.first_logged(segment).ok()??.saturating_sub(1) > seq {
+		return None;
+	}
+	// The root after op `seq` is the root before op `seq + 1`.
+	store.ops(segment, seq + 1, 1).ok()?.first().map(|o| o.op.prev_root)
+}
+
+impl<O: OffchainDb> Driver<O> {
+	async fn execute(&mut self, planner: &mut Planner, actions: Vec<Action>) {
+		for action in actions {
+			match action {
+				Action::Follow(id) => {
+					self.log_role(id, "following");
+					let t = self.tracked.entry(id).or_default();
+					let holders = t.holders.subscribe();
+					t.follower = Some(self.net.follow(id, holders, self.verifier.clone()));
+				},
+				Action::StopFollowing(id) => {
+					if let Some(t) = self.tracked.get_mut(&id) {
+						t.follower = None;
+					}
+				},
+				Action::TakeWrites(id) => {
+					self.log_role(id, "owner: serving and accepting writes");
+					self.handle.set_writable(id, true);
+				},
+				Action::RefuseWrites(id) => self.handle.set_writable(id, false),
+				Action::SetHolders(id, holders) => {
+					let t = self.tracked.entry(id).or_default();
+					t.holders.send_replace(holders);
+				},
+				Action::Pin(id) => match self.net.store().pin_snapshot(id) {
+					Ok(Some(head)) => {
+						log::debug!(target: "sync", "segment {id}: pinned seq {}", head.seq)
+					},
+					Ok(None) => {},
+					Err(e) => log::warn!(target: "sync", "segment {id}: pinning the head: {e}"),
+				},
+				Action::Forget(id) => {
+					self.tracked.remove(&id);
+				},
+				Action::Prove(ch) => self.prove(planner, ch).await,
+				Action::ForgetChallenge(id) => {
+					self.offchain.remove(&proof_key(id));
+					self.offchain.remove(&sent_key(id));
+				},
+			}
+		}
+	}
+
+	/// Builds the proof off the async runtime, checks it (the store verifies what it builds)
+	/// and stores it for the off-chain worker.
+	async fn prove(&mut self, planner: &mut Planner, ch: ChallengeSummary<u32>) {
+		let Some(seed) = ch.seed else { return };
+		let store = self.net.store().clone();
+		let (segment, seq, facts, indexes) = (ch.segment, ch.seq, ch.facts, ch.indexes.clone());
+		let started = Instant::now();
+		let built =
+			tokio::task::spawn_blocking(move || store.prove(segment, seq, &facts, &indexes)).await;
+		match built {
+			Ok(Ok(proof)) => {
+				self.offchain.set(&proof_key(ch.id), &proof.encode().encode());
+				planner.proof_stored(ch.id, seed);
+				log::info!(
+					target: "sync",
+					"segment {segment}: proof for challenge {} (seq {seq}, {} chunks) built in {} ms",
+					ch.id,
+					ch.indexes.len(),
+					started.elapsed().as_millis()
+				);
+			},
+			Ok(Err(e)) => {
+				if planner.proof_failed(ch.id) {
+					log::warn!(
+						target: "sync",
+						"segment {segment}: cannot prove challenge {} at seq {seq}: {e}",
+						ch.id
+					);
+				}
+			},
+			Err(e) => log::warn!(target: "sync", "proof task failed: {e}"),
+		}
+	}
+
+	fn note_registration(&mut self, registered: bool) {
+		if self.registered == Some(registered) {
+			return;
+		}
+		self.registered = Some(registered);
+		if !registered {
+			log::info!(
+				target: "sync",
+				"Data plane {} is not registered on chain yet: register it with \
+				 `syncRegistry.registerNode` (peer id above)",
+				self.net.peer_id()
+			);
+		}
+	}
+
+	fn log_role(&self, id: SegmentId, what: &str) {
+		let holders = self.handle.holders_on_chain(id);
+		log::info!(target: "sync", "segment {id}: {what} ({holders} holders on chain)");
+	}
+
+	/// Progress, head and on-chain status lines, each when it changed.
+	fn log_segments(&mut self, view: &ChainView) {
+		for s in &view.segments {
+			let Some(t) = self.tracked.get_mut(&s.id) else { continue };
+			log_progress(&self.net, s.id, t);
+			let head = self.net.store().head(s.id);
+			if head.map(|h| h.seq) != t.last_logged {
+				t.last_logged = head.map(|h| h.seq);
+				if let Some(h) = head {
+					log::info!(
+						target: "sync",
+						"segment {}: seq {} root {} ({} entries, {} bytes)",
+						s.id,
+						h.seq,
+						sync_store::Cid(h.facts.root),
+						h.facts.entries,
+						h.facts.bytes
+					);
+				}
+			}
+			if let Some((status, proven)) = s.holding {
+				if t.last_status != Some((status, proven)) {
+					t.last_status = Some((status, proven));
+					log::info!(
+						target: "sync",
+						"segment {}: on chain {status:?}, proven seq {proven:?}",
+						s.id
+					);
+				}
+			}
+		}
+	}
+}
+
+/// During a snapshot sync, one line per finalized block: verified bytes of the target, rate
+/// since the last line, and the time left at that rate.
+fn log_progress(net: &SyncNetwork, segment: SegmentId, t: &mut Tracked) {
+	let Ok(Some(transfer)) = net.store().transfer(segment) else {
+		t.progress = None;
+		return;
+	};
+	let done = net.metrics().progress.with_label_values(&[&segment.to_string()]).get();
+	let total = transfer.target.facts.bytes as i64;
+	let now = Instant::now();
+	let mib = |b: i64| b as f64 / (1 << 20) as f64;
+	if let Some((before, at)) = t.progress {
+		let rate = (done - before).max(0) as f64 / now.duration_since(at).as_secs_f64().max(1e-3);
+		let eta = if rate > 0.0 {
+			format!("{:.0} s", (total - done).max(0) as f64 / rate)
+		} else {
+			"unknown".into()
+		};
+		log::info!(
+			target: "sync",
+			"segment {segment}: syncing to seq {}: {:.1} of {:.1} MiB ({:.1} MiB/s, ETA {eta})",
+			transfer.target.seq,
+			mib(done),
+			mib(total),
+			rate / (1 << 20) as f64
+		);
+	}
+	t.progress = Some((done, now));
+}

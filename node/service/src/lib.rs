@@ -1,0 +1,75 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+pub mod chain;
+pub mod config;
+mod driver;
+pub mod hex;
+mod http;
+pub mod plan;
+mod rpc;
+pub mod view;
+
+pub use chain::{BackendOffchain, OffchainDb, Registry, RuntimeRegistry, Wake};
+pub use config::{SyncConfig, SyncParams, SyncRole};
+pub use driver::spawn;
+pub use rpc::{rpc_module, MAX_RPC_OBJECT};
+
+use parking_lot::{RwLock, RwLockReadGuard};
+use std::collections::{BTreeMap, BTreeSet};
+use sync_net::{PeerId, SyncNetwork};
+use sync_primitives::SegmentId;
+use view::{ChainView, SegmentView};
+
+/// What the RPC methods, the object API and the op verifier see of the running service.
+#[derive(Default)]
+pub struct SyncHandle {
+	net: std::sync::OnceLock<SyncNetwork>,
+	/// The segments of this node as of the last finalized block (the one place they are kept).
+	segments: RwLock<BTreeMap<SegmentId, SegmentView>>,
+	/// The segments this node accepts writes for (it owns them on chain).
+	writable: RwLock<BTreeSet<SegmentId>>,
+}
+
+impl SyncHandle {
+	/// The data plane, once started.
+	pub fn network(&self) -> Option<&SyncNetwork> {
+		self.net.get()
+	}
+
+	/// Whether this node accepts writes to `segment` (it owns it on chain).
+	pub fn owns(&self, segment: SegmentId) -> bool {
+		self.writable.read().contains(&segment)
+	}
+
+	/// The segments of this node as of the last finalized block.
+	pub fn segments(&self) -> RwLockReadGuard<'_, BTreeMap<SegmentId, SegmentView>> {
+		self.segments.read()
+	}
+
+	/// Whether `peer` is the data plane of a Primary of `segment` on chain.
+	pub fn is_primary(&self, segment: SegmentId, peer: &PeerId) -> bool {
+		self.segments.read().get(&segment).is_some_and(|s| s.primaries.contains(peer))
+	}
+
+	fn set_network(&self, net: SyncNetwork) {
+		let _ = self.net.set(net);
+	}
+
+	fn set_segments(&self, view: &ChainView) {
+		*self.segments.write() = view.segments.iter().map(|s| (s.id, s.clone())).collect();
+	}
+
+	fn set_writable(&self, segment: SegmentId, writable: bool) {
+		let mut w = self.writable.write();
+		if writable {
+			w.insert(segment);
+		} else {
+			w.remove(&segment);
+		}
+	}
+
+	fn holders_on_chain(&self, segment: SegmentId) -> usize {
+		self.segments.read().get(&segment).map_or(0, |s| s.holders.len())
+	}
+}

@@ -1,0 +1,313 @@
+//! The decision core: state in, actions out.
+//!
+//! [`Planner`] holds what the service remembers between blocks (when it last committed, which
+//! proofs it stored, what it last told the chain, what it follows) and turns a [`ChainView`] plus
+//! the [`LocalState`] of the store into [`Action`]s and [`Intents`]. It does no I/O: the driver
+//! (`driver.rs`) reads the chain and the store, calls the planner, and executes what it returns,
+//! as polkadot-sdk's sync strategies return actions that its engine executes.
+//!
+//! One finalized block is two steps, because a commit must name a root that stays servable:
+//! 1. [`Planner::on_finalized`]: follow/stop following, take/refuse writes, holder lists, pins,
+//!    proofs to build;
+//! 2. after the driver has pinned, [`Planner::intents`]: what to ask of the chain (register,
+//!    commit the newest pinned head, claim, attest), `None` if unchanged since last written.
+//!
+//! A new best block only concerns challenges ([`Planner::on_best`]): their proof windows are
+//! short, and waiting for finality would spend a good part of them.
+//!
+//! The chain's rules are not re-derived here: which root a holder may claim is
+//! [`sync_primitives::rules::claim_is_newer`], the function the pallet's `claim_sync` uses.
+use crate::view::{ChainView, LocalSegment, LocalState, SegmentView};
+use std::collections::{BTreeMap, BTreeSet};
+use sync_net::Holder;
+use sync_primitives::{
+	commitment::Hash32,
+	offchain::{Intent, Intents},
+	rules, ChallengeSummary, NodeRole, SegmentId,
+};
+
+/// Something the driver must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+	/// Start following the segment from its holders (snapshot, then live deltas).
+	Follow(SegmentId),
+	/// Stop following the segment (its follower task ends).
+	StopFollowing(SegmentId),
+	/// Accept writes to the segment: this node owns it on chain.
+	TakeWrites(SegmentId),
+	/// Refuse writes to the segment: this node no longer owns it.
+	RefuseWrites(SegmentId),
+	/// Hand the segment's holders (from the chain) to the data plane.
+	SetHolders(SegmentId, Vec<Holder>),
+	/// Pin the segment's head as a servable snapshot (what a commit names).
+	Pin(SegmentId),
+	/// Drop what is kept for a segment the node no longer has anything to do with.
+	Forget(SegmentId),
+	/// Build and check the proof answering this challenge and store it for the off-chain
+	/// worker; report the outcome with [`Planner::proof_stored`] or [`Planner::proof_failed`].
+	Prove(ChallengeSummary<u32>),
+	/// Drop the stored proof and the worker's sent marker of a challenge no longer open.
+	ForgetChallenge(u64),
+}
+
+/// The node's options that shape its duties.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DutyConfig {
+	/// Binary libp2p peer id of the data plane (what the node is registered with).
+	pub peer_id: Vec<u8>,
+	/// Register this node if no node is registered with its peer id: role and addresses.
+	pub register: Option<(NodeRole, Vec<String>)>,
+	/// Blocks between root commits of an owned segment (made only when its head moved).
+	pub commit_every: u32,
+}
+
+/// What the planner keeps per segment of the view.
+#[derive(Clone, Debug, Default)]
+struct Tracked {
+	/// Whether the node owned it at the last block (`None` before the first).
+	owner: Option<bool>,
+	/// Whether a follower runs.
+	following: bool,
+	/// The holder list last handed to the data plane.
+	holders: Option<Vec<Holder>>,
+	/// Whether the head was pinned since the start (pins live in memory).
+	pinned_once: bool,
+	/// Block at which a commit was last decided on.
+	last_commit: Option<u32>,
+}
+
+/// The decision core (see the module docs).
+#[derive(Debug)]
+pub struct Planner {
+	config: DutyConfig,
+	segments: BTreeMap<SegmentId, Tracked>,
+	/// Challenges (id, seed) whose proof is stored. The seed is part of the key: a challenge
+	/// seen on a best block that is later reorged may get another seed.
+	proven: BTreeSet<(u64, Hash32)>,
+	/// Challenges whose proof could not be built (logged once, retried every block).
+	failed: BTreeSet<u64>,
+	/// The intents last written.
+	written: Option<Intents>,
+}
+
+impl Planner {
+	/// A planner with nothing done yet.
+	pub fn new(config: DutyConfig) -> Self {
+		Planner {
+			config,
+			segments: BTreeMap::new(),
+			proven: BTreeSet::new(),
+			failed: BTreeSet::new(),
+			written: None,
+		}
+	}
+
+	/// Step 1 of finalized block `number`: what to follow, accept writes for, pin and prove.
+	pub fn on_finalized(
+		&mut self,
+		number: u32,
+		view: &ChainView,
+		local: &LocalState,
+	) -> Vec<Action> {
+		let mut out = Vec::new();
+		let gone: Vec<SegmentId> = self
+			.segments
+			.keys()
+			.filter(|id| view.segment(**id).is_none())
+			.copied()
+			.collect();
+		for id in gone {
+			if let Some(t) = self.segments.remove(&id) {
+				if t.following {
+					out.push(Action::StopFollowing(id));
+				}
+				if t.owner == Some(true) {
+					out.push(Action::RefuseWrites(id));
+				}
+				out.push(Action::Forget(id));
+			}
+		}
+		let commit_every = self.config.commit_every;
+		for s in &view.segments {
+			let t = self.segments.entry(s.id).or_default();
+			if t.holders.as_ref() != Some(&s.holders) {
+				t.holders = Some(s.holders.clone());
+				out.push(Action::SetHolders(s.id, s.holders.clone()));
+			}
+			// An owner writes; everyone else follows (a migration target until it owns the
+			// segment, an old owner after it).
+			if s.owner {
+				if t.following {
+					t.following = false;
+					out.push(Action::StopFollowing(s.id));
+				}
+				if t.owner != Some(true) {
+					out.push(Action::TakeWrites(s.id));
+				}
+				let head = local.get(&s.id).and_then(|l| l.head);
+				if commit_due(t, number, commit_every, head.map(|h| h.seq), latest_seq(s)) {
+					t.last_commit = Some(number);
+					t.pinned_once = true;
+					out.push(Action::Pin(s.id));
+				} else if !t.pinned_once {
+					// After a start the pins are gone: pin the head at once, so Replicas can
+					// snapshot the committed root again.
+					t.pinned_once = true;
+					out.push(Action::Pin(s.id));
+				}
+			} else {
+				if t.owner == Some(true) {
+					out.push(Action::RefuseWrites(s.id));
+				}
+				if !t.following {
+					t.following = true;
+					out.push(Action::Follow(s.id));
+				}
+			}
+			t.owner = Some(s.owner);
+		}
+		out.extend(self.prove_new(&view.challenges));
+		out
+	}
+
+	/// Step 2 of a finalized block, once the driver has executed step 1's pins (`local` read
+	/// after them): everything the node wants of the chain now, or `None` if that is what was
+	/// written last time.
+	pub fn intents(&mut self, view: &ChainView, local: &LocalState) -> Option<Intents> {
+		let mut items = Vec::new();
+		if !view.registered {
+			if let Some((role, addrs)) = &self.config.register {
+				let multiaddrs = addrs.iter().map(|a| a.as_bytes().to_vec()).collect();
+				items.push(Intent::Register { role: *role, multiaddrs });
+			}
+		}
+		let empty = LocalSegment::default();
+		for s in &view.segments {
+			let l = local.get(&s.id).unwrap_or(&empty);
+			if s.owner {
+				items.extend(commit(s, l));
+			} else {
+				items.extend(claim(s, l));
+				if s.primary {
+					items.extend(attest(s, l));
+				}
+			}
+		}
+		let intents = Intents { peer_id: self.config.peer_id.clone(), items };
+		if self.written.as_ref() == Some(&intents) {
+			return None;
+		}
+		self.written = Some(intents.clone());
+		Some(intents)
+	}
+
+	/// A new best block with the node's open `challenges` at it (the newest view): what was
+	/// kept for challenges no longer open is dropped, and new seeds are proven.
+	///
+	/// A finalized block's list lags behind the best one and would drop proofs of challenges
+	/// issued since, so only this step forgets.
+	pub fn on_best(&mut self, challenges: &[ChallengeSummary<u32>]) -> Vec<Action> {
+		let is_open = |id: u64| challenges.iter().any(|c| c.id == id);
+		let closed: BTreeSet<u64> = self
+			.proven
+			.iter()
+			.map(|(id, _)| *id)
+			.chain(self.failed.iter().copied())
+			.filter(|id| !is_open(*id))
+			.collect();
+		self.proven.retain(|(id, _)| !closed.contains(id));
+		self.failed.retain(|id| !closed.contains(id));
+		let mut out: Vec<Action> = closed.into_iter().map(Action::ForgetChallenge).collect();
+		out.extend(self.prove_new(challenges));
+		out
+	}
+
+	/// The proof of challenge `id` under `seed` is stored: it is not built again.
+	pub fn proof_stored(&mut self, id: u64, seed: Hash32) {
+		self.failed.remove(&id);
+		self.proven.insert((id, seed));
+	}
+
+	/// The proof of challenge `id` could not be built (it is tried again on the next block).
+	/// Returns whether this is the first failure, i.e. whether to log it.
+	pub fn proof_failed(&mut self, id: u64) -> bool {
+		self.failed.insert(id)
+	}
+
+	/// Whether this node owned `segment` at the last finalized block.
+	pub fn owns(&self, segment: SegmentId) -> bool {
+		self.segments.get(&segment).is_some_and(|t| t.owner == Some(true))
+	}
+
+	fn prove_new(&self, challenges: &[ChallengeSummary<u32>]) -> Vec<Action> {
+		challenges
+			.iter()
+			.filter(|ch| ch.seed.is_some_and(|seed| !self.proven.contains(&(ch.id, seed))))
+			.map(|ch| Action::Prove(ch.clone()))
+			.collect()
+	}
+}
+
+fn latest_seq(s: &SegmentView) -> Option<u64> {
+	s.roots.last().map(|r| r.seq)
+}
+
+/// An owner commits its head every `commit_every` blocks, if the head moved past the chain's
+/// latest root.
+fn commit_due(
+	t: &Tracked,
+	number: u32,
+	commit_every: u32,
+	head: Option<u64>,
+	committed: Option<u64>,
+) -> bool {
+	let moved = head.is_some_and(|h| rules::commit_is_newer(h, committed));
+	moved && t.last_commit.is_none_or(|b| number >= b.saturating_add(commit_every))
+}
+
+/// The commit to ask for: the newest pinned head past the chain's latest root (pinned when the
+/// commit was decided on, and asked for again until the chain has it).
+fn commit(s: &SegmentView, l: &LocalSegment) -> Option<Intent> {
+	let committed = latest_seq(s);
+	let pin = l.pinned.iter().rev().find(|p| rules::commit_is_newer(p.seq, committed))?;
+	Some(Intent::Commit { segment: s.id, seq: pin.seq, facts: pin.facts })
+}
+
+/// A holder claims the newest retained root it can prove that the chain lets it claim.
+fn claim(s: &SegmentView, l: &LocalSegment) -> Option<Intent> {
+	let (_, proven) = s.holding?;
+	for r in s.roots.iter().rev() {
+		if !rules::claim_is_newer(r.seq, proven, s.migrating_here) {
+			return None;
+		}
+		match l.provable_root(r.seq) {
+			Some(root) if root == r.facts.root => {
+				return Some(Intent::Claim { segment: s.id, seq: r.seq })
+			},
+			Some(_) => {
+				log::warn!(
+					target: "sync",
+					"segment {}: local root at seq {} differs from the committed one",
+					s.id,
+					r.seq
+				);
+				return None;
+			},
+			None => continue,
+		}
+	}
+	None
+}
+
+/// A co-Primary attests the latest committed root once its store has that root at that seq.
+fn attest(s: &SegmentView, l: &LocalSegment) -> Option<Intent> {
+	let latest = s.roots.last()?;
+	(l.provable_root(latest.seq)? == latest.facts.root).then_some(Intent::Attest {
+		segment: s.id,
+		seq: latest.seq,
+		root: latest.facts.root,
+	})
+}
+
+#[cfg(test)]
+mod tests;

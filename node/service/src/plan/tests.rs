@@ -1,0 +1,483 @@
+//! Unit tests of the decision core: no network, no store, no chain.
+use super::*;
+use crate::view::{LocalSegment, SegmentView};
+use sync_net::{Keypair, PeerId};
+use sync_primitives::{commitment::RootFacts, HoldingStatus, RootSummary};
+use sync_store::Head;
+
+const SEG: SegmentId = 7;
+const OTHER: SegmentId = 8;
+
+/// A fixed peer id per `n` (so equal views give equal holder lists).
+fn peer(n: u8) -> PeerId {
+	let mut secret = [n; 32];
+	Keypair::ed25519_from_bytes(&mut secret)
+		.expect("any 32 bytes are an Ed25519 secret")
+		.public()
+		.to_peer_id()
+}
+
+fn facts(seq: u64) -> RootFacts {
+	let mut root = [0u8; 32];
+	root[..8].copy_from_slice(&seq.to_le_bytes());
+	RootFacts { root, leaves: seq, entries: seq, bytes: seq * 100 }
+}
+
+fn head(seq: u64) -> Head {
+	Head { seq, facts: facts(seq) }
+}
+
+fn root(index: u32, seq: u64) -> RootSummary {
+	RootSummary { seq, index, facts: facts(seq) }
+}
+
+fn config(commit_every: u32) -> DutyConfig {
+	DutyConfig { peer_id: vec![1, 2, 3], register: None, commit_every }
+}
+
+fn holders() -> Vec<Holder> {
+	vec![Holder { peer: peer(1), addrs: vec![], primary: true }]
+}
+
+/// The view of an owned segment with `roots` committed (by seq).
+fn owned(roots: &[u64]) -> SegmentView {
+	SegmentView {
+		id: SEG,
+		primaries: vec![],
+		holders: holders(),
+		owner: true,
+		primary: true,
+		holding: None,
+		migrating_here: false,
+		roots: roots.iter().enumerate().map(|(i, s)| root(i as u32 + 1, *s)).collect(),
+	}
+}
+
+/// The view of a held segment with `roots` committed and the holding's proven seq.
+fn held(roots: &[u64], status: HoldingStatus, proven: Option<u64>) -> SegmentView {
+	SegmentView { owner: false, primary: false, holding: Some((status, proven)), ..owned(roots) }
+}
+
+fn view(segments: Vec<SegmentView>) -> ChainView {
+	ChainView { registered: true, segments, challenges: vec![] }
+}
+
+/// A store whose head is at `head` with `pinned` snapshots, that can prove the roots at the
+/// seqs in `provable` (with the committed root, or a different one if the seq is in `wrong`).
+fn local(head_seq: Option<u64>, pinned: &[u64], provable: &[u64], wrong: &[u64]) -> LocalState {
+	let provable = provable
+		.iter()
+		.map(|s| {
+			let mut r = facts(*s).root;
+			if wrong.contains(s) {
+				r[31] ^= 1;
+			}
+			(*s, Some(r))
+		})
+		.collect();
+	let seg = LocalSegment {
+		head: head_seq.map(head),
+		pinned: pinned.iter().map(|s| head(*s)).collect(),
+		provable,
+	};
+	[(SEG, seg)].into_iter().collect()
+}
+
+fn items(p: &mut Planner, v: &ChainView, l: &LocalState) -> Vec<Intent> {
+	p.intents(v, l).map(|i| i.items).unwrap_or_default()
+}
+
+fn challenge(id: u64, seed: Option<u8>) -> ChallengeSummary<u32> {
+	ChallengeSummary {
+		id,
+		segment: SEG,
+		seq: 5,
+		facts: facts(5),
+		seed: seed.map(|b| [b; 32]),
+		indexes: if seed.is_some() { vec![0, 1] } else { vec![] },
+		deadline: 100,
+		rechallenge: false,
+	}
+}
+
+// ---- registration ----
+
+#[test]
+fn unregistered_node_asks_to_register_when_configured() {
+	let mut p = Planner::new(DutyConfig {
+		register: Some((NodeRole::Replica, vec!["/ip4/1.2.3.4/tcp/1".into()])),
+		..config(10)
+	});
+	let v = ChainView::default();
+	assert!(p.on_finalized(1, &v, &LocalState::new()).is_empty());
+	let got = items(&mut p, &v, &LocalState::new());
+	assert_eq!(
+		got,
+		vec![Intent::Register {
+			role: NodeRole::Replica,
+			multiaddrs: vec![b"/ip4/1.2.3.4/tcp/1".to_vec()]
+		}]
+	);
+}
+
+#[test]
+fn unregistered_node_without_register_flag_asks_nothing() {
+	let mut p = Planner::new(config(10));
+	let v = ChainView::default();
+	let intents = p.intents(&v, &LocalState::new()).expect("first write");
+	assert!(intents.items.is_empty());
+	assert_eq!(intents.peer_id, vec![1, 2, 3]);
+}
+
+#[test]
+fn registered_node_does_not_register_again() {
+	let mut p =
+		Planner::new(DutyConfig { register: Some((NodeRole::Primary, vec![])), ..config(10) });
+	assert!(items(&mut p, &view(vec![]), &LocalState::new()).is_empty());
+}
+
+#[test]
+fn unchanged_intents_are_not_written_again() {
+	let mut p = Planner::new(config(10));
+	let v = view(vec![held(&[5], HoldingStatus::Syncing, None)]);
+	let l = local(Some(5), &[], &[5], &[]);
+	assert!(p.intents(&v, &l).is_some());
+	assert!(p.intents(&v, &l).is_none(), "same intents twice");
+	let l2 = local(Some(5), &[], &[], &[]);
+	assert!(p.intents(&v, &l2).is_some(), "changed intents are written");
+}
+
+// ---- commits ----
+
+#[test]
+fn owner_takes_writes_and_pins_at_start() {
+	let mut p = Planner::new(config(10));
+	let v = view(vec![owned(&[])]);
+	let actions = p.on_finalized(1, &v, &local(None, &[], &[], &[]));
+	assert_eq!(
+		actions,
+		vec![
+			Action::SetHolders(SEG, v.segments[0].holders.clone()),
+			Action::TakeWrites(SEG),
+			Action::Pin(SEG)
+		]
+	);
+	assert!(p.owns(SEG));
+}
+
+#[test]
+fn owner_commits_newest_pinned_head_when_head_moved() {
+	let mut p = Planner::new(config(10));
+	let v = view(vec![owned(&[3])]);
+	let actions = p.on_finalized(1, &v, &local(Some(9), &[], &[], &[]));
+	assert!(actions.contains(&Action::Pin(SEG)));
+	// The driver pinned seq 9.
+	let got = items(&mut p, &v, &local(Some(9), &[9], &[], &[]));
+	assert_eq!(got, vec![Intent::Commit { segment: SEG, seq: 9, facts: facts(9) }]);
+}
+
+#[test]
+fn owner_does_not_commit_when_head_did_not_move() {
+	let mut p = Planner::new(config(10));
+	let v = view(vec![owned(&[9])]);
+	p.on_finalized(1, &v, &local(Some(9), &[], &[], &[]));
+	assert!(items(&mut p, &v, &local(Some(9), &[9], &[], &[])).is_empty());
+}
+
+#[test]
+fn commit_cadence_is_every_commit_every_blocks() {
+	let mut p = Planner::new(config(10));
+	let v = view(vec![owned(&[3])]);
+	assert!(p
+		.on_finalized(100, &v, &local(Some(9), &[], &[], &[]))
+		.contains(&Action::Pin(SEG)));
+	// Writes go on; the chain took the commit of seq 9.
+	let v = view(vec![owned(&[3, 9])]);
+	for n in 101..110 {
+		let a = p.on_finalized(n, &v, &local(Some(20 + n as u64), &[9], &[], &[]));
+		assert!(!a.contains(&Action::Pin(SEG)), "no pin at block {n}");
+	}
+	assert!(p
+		.on_finalized(110, &v, &local(Some(200), &[9], &[], &[]))
+		.contains(&Action::Pin(SEG)));
+}
+
+#[test]
+fn commit_every_one_commits_every_block_the_head_moves() {
+	let mut p = Planner::new(config(1));
+	for n in 1..5u32 {
+		let v = view(vec![owned(&[n as u64])]);
+		let a = p.on_finalized(n, &v, &local(Some(n as u64 + 1), &[], &[], &[]));
+		assert!(a.contains(&Action::Pin(SEG)), "block {n}");
+	}
+}
+
+#[test]
+fn pending_commit_is_asked_for_again_until_the_chain_has_it() {
+	let mut p = Planner::new(config(10));
+	let v = view(vec![owned(&[3])]);
+	p.on_finalized(1, &v, &local(Some(9), &[], &[], &[]));
+	let want = vec![Intent::Commit { segment: SEG, seq: 9, facts: facts(9) }];
+	assert_eq!(items(&mut p, &v, &local(Some(9), &[9], &[], &[])), want);
+	// Block 2: not due; the chain has not included it; the head moved on.
+	let a = p.on_finalized(2, &v, &local(Some(12), &[9], &[], &[]));
+	assert!(!a.contains(&Action::Pin(SEG)));
+	let again = p.intents(&v, &local(Some(12), &[9], &[], &[]));
+	assert!(again.is_none(), "unchanged: the same commit stays written");
+	// Included: nothing more to ask.
+	let v = view(vec![owned(&[3, 9])]);
+	assert!(items(&mut p, &v, &local(Some(12), &[9], &[], &[])).is_empty());
+}
+
+#[test]
+fn first_block_after_start_pins_even_without_a_commit() {
+	let mut p = Planner::new(config(10));
+	let v = view(vec![owned(&[9])]);
+	assert!(p
+		.on_finalized(50, &v, &local(Some(9), &[], &[], &[]))
+		.contains(&Action::Pin(SEG)));
+	assert!(!p
+		.on_finalized(51, &v, &local(Some(9), &[9], &[], &[]))
+		.contains(&Action::Pin(SEG)));
+}
+
+#[test]
+fn owner_neither_claims_nor_attests() {
+	let mut p = Planner::new(config(10));
+	let mut s = owned(&[5]);
+	s.holding = Some((HoldingStatus::Syncing, None));
+	let v = view(vec![s]);
+	p.on_finalized(1, &v, &local(Some(5), &[5], &[5], &[]));
+	assert!(items(&mut p, &v, &local(Some(5), &[5], &[5], &[])).is_empty());
+}
+
+// ---- claims ----
+
+#[test]
+fn holder_claims_newest_provable_root() {
+	let mut p = Planner::new(config(10));
+	let v = view(vec![held(&[3, 5, 8], HoldingStatus::Syncing, None)]);
+	let got = items(&mut p, &v, &local(Some(8), &[], &[3, 5, 8], &[]));
+	assert_eq!(got, vec![Intent::Claim { segment: SEG, seq: 8 }]);
+}
+
+#[test]
+fn holder_skips_roots_it_cannot_prove() {
+	let mut p = Planner::new(config(10));
+	let v = view(vec![held(&[3, 5, 8], HoldingStatus::Syncing, None)]);
+	// Not at 8 yet (head 6), 5 still in the log.
+	let got = items(&mut p, &v, &local(Some(6), &[], &[3, 5], &[]));
+	assert_eq!(got, vec![Intent::Claim { segment: SEG, seq: 5 }]);
+}
+
+#[test]
+fn holder_does_not_claim_a_root_it_already_proved() {
+	let mut p = Planner::new(config(10));
+	let v = view(vec![held(&[3, 5], HoldingStatus::Active, Some(5))]);
+	assert!(items(&mut p, &v, &local(Some(5), &[], &[3, 5], &[])).is_empty());
+}
+
+#[test]
+fn holder_does_not_claim_older_than_proven_even_if_newest_is_unprovable() {
+	let mut p = Planner::new(config(10));
+	let v = view(vec![held(&[3, 5, 8], HoldingStatus::Active, Some(5))]);
+	assert!(items(&mut p, &v, &local(Some(6), &[], &[3, 5], &[])).is_empty());
+}
+
+#[test]
+fn holder_with_a_different_local_root_claims_nothing() {
+	let mut p = Planner::new(config(10));
+	let v = view(vec![held(&[3, 5], HoldingStatus::Syncing, None)]);
+	assert!(items(&mut p, &v, &local(Some(5), &[], &[3, 5], &[5])).is_empty());
+}
+
+#[test]
+fn migration_target_reproves_the_same_root() {
+	let mut p = Planner::new(config(10));
+	let mut s = held(&[3, 5], HoldingStatus::Active, Some(5));
+	s.migrating_here = true;
+	let v = view(vec![s]);
+	let got = items(&mut p, &v, &local(Some(5), &[], &[3, 5], &[]));
+	assert_eq!(got, vec![Intent::Claim { segment: SEG, seq: 5 }]);
+}
+
+#[test]
+fn lagging_holder_recovers_by_claiming_the_newest_root() {
+	let mut p = Planner::new(config(10));
+	let v = view(vec![held(&[2, 5, 9, 14], HoldingStatus::Lagging, Some(2))]);
+	let got = items(&mut p, &v, &local(Some(14), &[], &[9, 14], &[]));
+	assert_eq!(got, vec![Intent::Claim { segment: SEG, seq: 14 }]);
+}
+
+#[test]
+fn non_holder_co_primary_does_not_claim() {
+	let mut p = Planner::new(config(10));
+	let mut s = held(&[5], HoldingStatus::Syncing, None);
+	s.holding = None;
+	let v = view(vec![s]);
+	assert!(items(&mut p, &v, &local(Some(5), &[], &[5], &[])).is_empty());
+}
+
+// ---- attestations ----
+
+#[test]
+fn co_primary_attests_latest_root_once_reached() {
+	let mut p = Planner::new(config(10));
+	let mut s = held(&[3, 5], HoldingStatus::Active, Some(5));
+	s.primary = true;
+	let v = view(vec![s]);
+	let got = items(&mut p, &v, &local(Some(5), &[], &[3, 5], &[]));
+	assert_eq!(got, vec![Intent::Attest { segment: SEG, seq: 5, root: facts(5).root }]);
+}
+
+#[test]
+fn co_primary_does_not_attest_before_reaching_the_root() {
+	let mut p = Planner::new(config(10));
+	let mut s = held(&[3, 5], HoldingStatus::Active, Some(3));
+	s.primary = true;
+	let v = view(vec![s]);
+	assert_eq!(items(&mut p, &v, &local(Some(4), &[], &[3], &[])), vec![]);
+}
+
+#[test]
+fn co_primary_does_not_attest_a_different_root() {
+	let mut p = Planner::new(config(10));
+	let mut s = held(&[5], HoldingStatus::Active, Some(5));
+	s.primary = true;
+	let v = view(vec![s]);
+	assert!(items(&mut p, &v, &local(Some(5), &[], &[5], &[5])).is_empty());
+}
+
+// ---- followers and ownership ----
+
+#[test]
+fn held_segment_is_followed_once() {
+	let mut p = Planner::new(config(10));
+	let v = view(vec![held(&[], HoldingStatus::Syncing, None)]);
+	let a = p.on_finalized(1, &v, &LocalState::new());
+	assert_eq!(
+		a,
+		vec![Action::SetHolders(SEG, v.segments[0].holders.clone()), Action::Follow(SEG)]
+	);
+	assert!(p.on_finalized(2, &v, &LocalState::new()).is_empty(), "nothing changed");
+	assert!(!p.owns(SEG));
+}
+
+#[test]
+fn changed_holders_are_handed_over() {
+	let mut p = Planner::new(config(10));
+	let mut v = view(vec![held(&[], HoldingStatus::Syncing, None)]);
+	p.on_finalized(1, &v, &LocalState::new());
+	v.segments[0]
+		.holders
+		.push(Holder { peer: peer(2), addrs: vec![], primary: false });
+	let a = p.on_finalized(2, &v, &LocalState::new());
+	assert_eq!(a, vec![Action::SetHolders(SEG, v.segments[0].holders.clone())]);
+}
+
+#[test]
+fn ownership_moving_here_stops_the_follower_and_takes_writes() {
+	let mut p = Planner::new(config(10));
+	let v = view(vec![held(&[5], HoldingStatus::Active, Some(5))]);
+	p.on_finalized(1, &v, &local(Some(5), &[], &[5], &[]));
+	let v = view(vec![owned(&[5])]);
+	let a = p.on_finalized(2, &v, &local(Some(5), &[], &[5], &[]));
+	assert_eq!(&a[..2], &[Action::StopFollowing(SEG), Action::TakeWrites(SEG)]);
+	assert!(p.owns(SEG));
+}
+
+#[test]
+fn ownership_moving_away_refuses_writes_and_follows_the_new_owner() {
+	let mut p = Planner::new(config(10));
+	p.on_finalized(1, &view(vec![owned(&[5])]), &local(Some(5), &[], &[], &[]));
+	let v = view(vec![held(&[5], HoldingStatus::Active, Some(5))]);
+	let a = p.on_finalized(2, &v, &local(Some(5), &[], &[5], &[]));
+	assert_eq!(a, vec![Action::RefuseWrites(SEG), Action::Follow(SEG)]);
+	assert!(!p.owns(SEG));
+}
+
+#[test]
+fn segment_leaving_the_view_is_forgotten() {
+	let mut p = Planner::new(config(10));
+	let mut other = owned(&[]);
+	other.id = OTHER;
+	p.on_finalized(
+		1,
+		&view(vec![held(&[], HoldingStatus::Syncing, None), other.clone()]),
+		&LocalState::new(),
+	);
+	let a = p.on_finalized(2, &view(vec![]), &LocalState::new());
+	assert_eq!(
+		a,
+		vec![
+			Action::StopFollowing(SEG),
+			Action::Forget(SEG),
+			Action::RefuseWrites(OTHER),
+			Action::Forget(OTHER)
+		]
+	);
+	assert!(!p.owns(OTHER));
+}
+
+// ---- proofs ----
+
+#[test]
+fn challenge_without_seed_is_not_proven_yet() {
+	let mut p = Planner::new(config(10));
+	let v = ChainView { challenges: vec![challenge(1, None)], ..view(vec![]) };
+	assert!(p.on_finalized(1, &v, &LocalState::new()).is_empty());
+	assert!(p.on_best(&[challenge(1, None)]).is_empty());
+}
+
+#[test]
+fn seeded_challenge_is_proven_once() {
+	let mut p = Planner::new(config(10));
+	let ch = challenge(1, Some(9));
+	assert_eq!(p.on_best(std::slice::from_ref(&ch)), vec![Action::Prove(ch.clone())]);
+	p.proof_stored(1, [9; 32]);
+	assert!(p.on_best(std::slice::from_ref(&ch)).is_empty());
+	let v = ChainView { challenges: vec![ch], ..view(vec![]) };
+	assert!(p.on_finalized(3, &v, &LocalState::new()).is_empty());
+}
+
+#[test]
+fn reseeded_challenge_after_a_reorg_is_proven_again() {
+	let mut p = Planner::new(config(10));
+	p.on_best(&[challenge(1, Some(9))]);
+	p.proof_stored(1, [9; 32]);
+	let reseeded = challenge(1, Some(4));
+	assert_eq!(p.on_best(std::slice::from_ref(&reseeded)), vec![Action::Prove(reseeded)]);
+}
+
+#[test]
+fn failed_proof_is_retried_and_logged_once() {
+	let mut p = Planner::new(config(10));
+	let ch = challenge(1, Some(9));
+	p.on_best(std::slice::from_ref(&ch));
+	assert!(p.proof_failed(1), "first failure is logged");
+	assert_eq!(p.on_best(std::slice::from_ref(&ch)), vec![Action::Prove(ch.clone())]);
+	assert!(!p.proof_failed(1), "second failure is not");
+}
+
+#[test]
+fn closed_challenges_are_forgotten_on_best_blocks() {
+	let mut p = Planner::new(config(10));
+	p.on_best(&[challenge(1, Some(9)), challenge(2, Some(9))]);
+	p.proof_stored(1, [9; 32]);
+	p.proof_failed(2);
+	let a = p.on_best(&[challenge(3, None)]);
+	assert_eq!(a, vec![Action::ForgetChallenge(1), Action::ForgetChallenge(2)]);
+	assert!(p.on_best(&[]).is_empty(), "forgotten once");
+}
+
+#[test]
+fn finalized_blocks_never_forget_challenges() {
+	let mut p = Planner::new(config(10));
+	p.on_best(&[challenge(1, Some(9))]);
+	p.proof_stored(1, [9; 32]);
+	// The finalized view lags: it does not list challenge 1 yet.
+	let a = p.on_finalized(5, &view(vec![]), &LocalState::new());
+	assert!(a.is_empty());
+	// Still stored: not proven again when the best block lists it.
+	assert!(p.on_best(&[challenge(1, Some(9))]).is_empty());
+}

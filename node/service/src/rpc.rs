@@ -1,0 +1,115 @@
+//! The sync service's JSON-RPC methods: the object API and status.
+use crate::SyncHandle;
+use std::sync::Arc;
+use sync_net::SyncNetwork;
+
+/// Most bytes of an object moved through one JSON-RPC call (hex doubles it on the wire).
+pub const MAX_RPC_OBJECT: usize = 4 << 20;
+
+/// The object API and status as JSON-RPC methods:
+/// - `sync_status()`: peer id, addresses, and per tracked segment its head (seq, root,
+///   entries, bytes), whether this node owns it, its lag in seqs and the pinned snapshots;
+/// - `sync_put(segment, key, dataHex)`: writes an object into a segment this node owns on
+///   chain (one signed op, announced to followers); returns the new seq and root;
+/// - `sync_get(segment, key)`: the object under `key` (`null` if absent), verified against its
+///   CID on read.
+pub fn rpc_module(
+	handle: Arc<SyncHandle>,
+) -> Result<jsonrpsee::RpcModule<SyncHandle>, jsonrpsee::core::RegisterMethodError> {
+	use jsonrpsee::types::ErrorObjectOwned;
+	use serde_json::{json, Value};
+	type Reply = Result<Value, ErrorObjectOwned>;
+	fn err(code: i32, msg: impl Into<String>) -> ErrorObjectOwned {
+		ErrorObjectOwned::owned(code, msg.into(), None::<()>)
+	}
+	fn net(h: &SyncHandle) -> Result<&SyncNetwork, ErrorObjectOwned> {
+		h.network().ok_or_else(|| {
+			err(9000, "the sync service is not running (--sync-role none, or starting)")
+		})
+	}
+	use crate::hex::{hex, unhex};
+	let mut m = jsonrpsee::RpcModule::from_arc(handle);
+	m.register_blocking_method("sync_status", |_, h, _| -> Reply {
+		let net = net(&h)?;
+		let segments: Vec<Value> = h
+			.segments()
+			.iter()
+			.map(|(id, s)| {
+				let head = net.store().head(*id);
+				let (status, proven) =
+					s.holding.map_or((None, None), |(st, p)| (Some(format!("{st:?}")), p));
+				let transfer = net.store().transfer(*id).ok().flatten();
+				// What the node is doing with the segment right now.
+				let stage = match (s.owner, &transfer, head) {
+					(true, _, _) => "owner",
+					(false, Some(_), _) => "snapshot",
+					(false, None, Some(_)) => "following",
+					(false, None, None) => "waiting",
+				};
+				json!({
+					"segment": id,
+					"stage": stage,
+					"holdersOnChain": s.holders.len(),
+					"owner": s.owner,
+					"primary": s.primary,
+					"chainStatus": status,
+					"provenSeq": proven,
+					"committedSeq": s.roots.last().map(|r| r.seq),
+					"seq": head.map(|h| h.seq),
+					"root": head.map(|h| hex(&h.facts.root)),
+					"entries": head.map(|h| h.facts.entries),
+					"bytes": head.map(|h| h.facts.bytes),
+					"lagSeqs": net.metrics().lag.with_label_values(&[&id.to_string()]).get(),
+					"pinned": net.store().pinned(*id).iter().map(|h| h.seq).collect::<Vec<_>>(),
+					"syncing": transfer.map(|t| json!({
+						"targetSeq": t.target.seq,
+						"verifiedBytes": net.metrics().progress.with_label_values(&[&id.to_string()]).get(),
+						"totalBytes": t.target.facts.bytes,
+					})),
+				})
+			})
+			.collect();
+		let [usable, cooling, banned] = net.peer_book().states(std::time::Instant::now());
+		Ok(json!({
+			"peerId": net.peer_id().to_string(),
+			"bytesServed": net.served(),
+			"bytesReceived": net.received(),
+			"peers": { usable.0: usable.1, cooling.0: cooling.1, banned.0: banned.1 },
+			"segments": segments,
+		}))
+	})?;
+	m.register_blocking_method("sync_put", |params, h, _| -> Reply {
+		let (segment, key, data): (u64, String, String) = params.parse()?;
+		let net = net(&h)?;
+		if !h.owns(segment) {
+			return Err(err(9001, format!("this node does not own segment {segment} on chain; write to its owner")));
+		}
+		let digits = data.strip_prefix("0x").unwrap_or(&data);
+		if digits.len() / 2 > MAX_RPC_OBJECT {
+			return Err(err(9002, format!("object larger than {MAX_RPC_OBJECT} bytes")));
+		}
+		let bytes = unhex(digits).map_err(|_| err(9003, "data is not hex"))?;
+		let write = sync_store::SegmentWrite::Put { key: key.into_bytes(), data: bytes };
+		let head = net.write(segment, vec![write]).map_err(|e| err(9004, e.to_string()))?;
+		Ok(json!({ "seq": head.seq, "root": hex(&head.facts.root), "entries": head.facts.entries, "bytes": head.facts.bytes }))
+	})?;
+	m.register_blocking_method("sync_get", |params, h, _| -> Reply {
+		let (segment, key): (u64, String) = params.parse()?;
+		let net = net(&h)?;
+		let Some(entry) = net.store().lookup(segment, key.as_bytes()) else {
+			return Ok(Value::Null);
+		};
+		if entry.size as usize > MAX_RPC_OBJECT {
+			return Err(err(
+				9002,
+				format!("object of {} bytes is larger than {MAX_RPC_OBJECT}", entry.size),
+			));
+		}
+		let data = net.store().read_object(&entry.cid).map_err(|e| err(9004, e.to_string()))?;
+		if sync_primitives::commitment::cid_of(&data) != entry.cid {
+			return Err(err(9005, "stored object does not match its CID"));
+		}
+		Ok(json!({ "cid": hex(&entry.cid), "size": entry.size, "data": hex(&data) }))
+	})?;
+	Ok(m)
+}
