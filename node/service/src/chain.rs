@@ -21,12 +21,12 @@ pub trait Registry: Send + Sync + 'static {
 	/// The view at `at` of the node registered with data-plane peer id `me`.
 	fn view(&self, at: Self::Hash, me: &PeerId) -> Result<ChainView, String>;
 
-	/// The open challenges at `at` of the node registered with `me` (empty if none is).
+	/// The open challenges at `at` of the node registered with `me` (`None` if no node is).
 	fn open_challenges(
 		&self,
 		at: Self::Hash,
 		me: &PeerId,
-	) -> Result<Vec<ChallengeSummary<u32>>, String>;
+	) -> Result<Option<Vec<ChallengeSummary<u32>>>, String>;
 }
 
 /// The node's offchain local storage (`PERSISTENT` kind), shared with the off-chain worker.
@@ -159,12 +159,12 @@ where
 		&self,
 		at: Block::Hash,
 		me: &PeerId,
-	) -> Result<Vec<ChallengeSummary<u32>>, String> {
+	) -> Result<Option<Vec<ChallengeSummary<u32>>>, String> {
 		let api = self.client.runtime_api();
 		let e = |e: sp_api::ApiError| e.to_string();
 		match api.node_by_peer_id(at, me.to_bytes()).map_err(e)? {
-			Some(account) => api.open_challenges(at, account).map_err(e),
-			None => Ok(Vec::new()),
+			Some(account) => api.open_challenges(at, account).map(Some).map_err(e),
+			None => Ok(None),
 		}
 	}
 }

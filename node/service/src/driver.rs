@@ -110,6 +110,14 @@ async fn run<R: Registry, O: OffchainDb>(
 	);
 	let register = register.map(|public| {
 		let addrs = if public.is_empty() { routable(&addrs) } else { public };
+		if addrs.is_empty() {
+			// The chain refuses a node without addresses; the off-chain worker would skip it.
+			log::warn!(
+				target: "sync",
+				"--sync-register: no routable data-plane address (listening on the unspecified \
+				 address only?); pass --sync-public-addr"
+			);
+		}
 		let role = if role == SyncRole::Primary { NodeRole::Primary } else { NodeRole::Replica };
 		(role, addrs.iter().map(|a| a.to_string()).collect())
 	});
@@ -125,7 +133,10 @@ async fn run<R: Registry, O: OffchainDb>(
 	while let Some(wake) = wakes.next().await {
 		match wake {
 			Wake::Best(hash) => match registry.open_challenges(hash, &me) {
-				Ok(challenges) => {
+				// Not registered at this block (say, a fork without the registration): no
+				// challenges to answer, and nothing kept is forgotten on its account.
+				Ok(None) => {},
+				Ok(Some(challenges)) => {
 					let actions = planner.on_best(&challenges);
 					driver.execute(&mut planner, actions).await;
 				},
@@ -237,8 +248,11 @@ impl<O: OffchainDb> Driver<O> {
 					Ok(Some(head)) => {
 						log::debug!(target: "sync", "segment {id}: pinned seq {}", head.seq)
 					},
-					Ok(None) => {},
-					Err(e) => log::warn!(target: "sync", "segment {id}: pinning the head: {e}"),
+					Ok(None) => planner.pin_failed(id),
+					Err(e) => {
+						log::warn!(target: "sync", "segment {id}: pinning the head: {e}");
+						planner.pin_failed(id);
+					},
 				},
 				Action::Forget(id) => {
 					self.tracked.remove(&id);
@@ -348,13 +362,14 @@ fn log_progress(net: &SyncNetwork, segment: SegmentId, t: &mut Tracked) {
 		return;
 	};
 	let done = net.metrics().progress.with_label_values(&[&segment.to_string()]).get();
-	let total = transfer.target.facts.bytes as i64;
+	let total = i64::try_from(transfer.target.facts.bytes).unwrap_or(i64::MAX);
 	let now = Instant::now();
 	let mib = |b: i64| b as f64 / (1 << 20) as f64;
 	if let Some((before, at)) = t.progress {
-		let rate = (done - before).max(0) as f64 / now.duration_since(at).as_secs_f64().max(1e-3);
+		let rate = done.saturating_sub(before).max(0) as f64
+			/ now.duration_since(at).as_secs_f64().max(1e-3);
 		let eta = if rate > 0.0 {
-			format!("{:.0} s", (total - done).max(0) as f64 / rate)
+			format!("{:.0} s", total.saturating_sub(done).max(0) as f64 / rate)
 		} else {
 			"unknown".into()
 		};

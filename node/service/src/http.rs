@@ -133,8 +133,12 @@ fn percent_decode(s: &str) -> Option<Vec<u8>> {
 	let mut i = 0;
 	while i < b.len() {
 		if b[i] == b'%' {
-			let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-			out.push(u8::from_str_radix(hex, 16).ok()?);
+			let digits = b.get(i + 1..i + 3)?;
+			// `from_str_radix` alone would take a sign (`%+1`).
+			if !digits.iter().all(u8::is_ascii_hexdigit) {
+				return None;
+			}
+			out.push(u8::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()?);
 			i += 3;
 		} else {
 			out.push(b[i]);
@@ -277,4 +281,25 @@ async fn respond_error(stream: &mut TcpStream, code: u16, msg: &str) -> std::io:
 	);
 	stream.write_all(resp.as_bytes()).await?;
 	stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	#[test]
+	fn percent_decoding_refuses_signs_and_short_escapes() {
+		assert_eq!(percent_decode("a%2Fb"), Some(b"a/b".to_vec()));
+		assert_eq!(percent_decode("%+1"), None);
+		assert_eq!(percent_decode("%4"), None);
+		assert_eq!(percent_decode("%zz"), None);
+	}
+
+	#[test]
+	fn paths_name_a_segment_and_a_key() {
+		assert_eq!(parse_path("/v1/segments/3/objects/a%20b").ok(), Some((3, b"a b".to_vec())));
+		assert!(parse_path("/v1/segments/x/objects/a").is_err());
+		assert!(parse_path("/v1/segments/3/objects/").is_err());
+		assert!(parse_path("/v2/segments/3/objects/a").is_err());
+	}
 }

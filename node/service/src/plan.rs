@@ -70,10 +70,18 @@ struct Tracked {
 	following: bool,
 	/// The holder list last handed to the data plane.
 	holders: Option<Vec<Holder>>,
+}
+
+/// What the planner keeps per owned segment for the life of the process (also while the
+/// segment is out of the view: its cadence and pins do not restart when it comes back).
+#[derive(Clone, Debug, Default)]
+struct Commits {
 	/// Whether the head was pinned since the start (pins live in memory).
 	pinned_once: bool,
-	/// Block at which a commit was last decided on.
-	last_commit: Option<u32>,
+	/// Block at which a commit was last decided on (its pin made).
+	last: Option<u32>,
+	/// `last` before the commit decided on at this block, restored if its pin fails.
+	before: Option<u32>,
 }
 
 /// The decision core (see the module docs).
@@ -81,6 +89,7 @@ struct Tracked {
 pub struct Planner {
 	config: DutyConfig,
 	segments: BTreeMap<SegmentId, Tracked>,
+	commits: BTreeMap<SegmentId, Commits>,
 	/// Challenges (id, seed) whose proof is stored. The seed is part of the key: a challenge
 	/// seen on a best block that is later reorged may get another seed.
 	proven: BTreeSet<(u64, Hash32)>,
@@ -96,6 +105,7 @@ impl Planner {
 		Planner {
 			config,
 			segments: BTreeMap::new(),
+			commits: BTreeMap::new(),
 			proven: BTreeSet::new(),
 			failed: BTreeSet::new(),
 			written: None,
@@ -144,15 +154,16 @@ impl Planner {
 				if t.owner != Some(true) {
 					out.push(Action::TakeWrites(s.id));
 				}
+				let c = self.commits.entry(s.id).or_default();
 				let head = local.get(&s.id).and_then(|l| l.head);
-				if commit_due(t, number, commit_every, head.map(|h| h.seq), latest_seq(s)) {
-					t.last_commit = Some(number);
-					t.pinned_once = true;
+				if commit_due(c, number, commit_every, head.map(|h| h.seq), latest_seq(s)) {
+					c.before = c.last.replace(number);
+					c.pinned_once = true;
 					out.push(Action::Pin(s.id));
-				} else if !t.pinned_once {
+				} else if !c.pinned_once {
 					// After a start the pins are gone: pin the head at once, so Replicas can
 					// snapshot the committed root again.
-					t.pinned_once = true;
+					c.pinned_once = true;
 					out.push(Action::Pin(s.id));
 				}
 			} else {
@@ -234,6 +245,14 @@ impl Planner {
 		self.failed.insert(id)
 	}
 
+	/// The pin of `segment` asked for by [`Action::Pin`] failed: a commit decided on with it
+	/// is not counted, so the next block tries again.
+	pub fn pin_failed(&mut self, segment: SegmentId) {
+		if let Some(c) = self.commits.get_mut(&segment) {
+			c.last = c.before;
+		}
+	}
+
 	/// Whether this node owned `segment` at the last finalized block.
 	pub fn owns(&self, segment: SegmentId) -> bool {
 		self.segments.get(&segment).is_some_and(|t| t.owner == Some(true))
@@ -255,14 +274,14 @@ fn latest_seq(s: &SegmentView) -> Option<u64> {
 /// An owner commits its head every `commit_every` blocks, if the head moved past the chain's
 /// latest root.
 fn commit_due(
-	t: &Tracked,
+	c: &Commits,
 	number: u32,
 	commit_every: u32,
 	head: Option<u64>,
 	committed: Option<u64>,
 ) -> bool {
 	let moved = head.is_some_and(|h| rules::commit_is_newer(h, committed));
-	moved && t.last_commit.is_none_or(|b| number >= b.saturating_add(commit_every))
+	moved && c.last.is_none_or(|b| number >= b.saturating_add(commit_every))
 }
 
 /// The commit to ask for: the newest pinned head past the chain's latest root (pinned when the

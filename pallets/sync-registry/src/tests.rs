@@ -965,18 +965,25 @@ fn ocw_ext() -> (
 	(ext, pool_state, public)
 }
 
+/// Segment 0 with data, and `public` a funded Replica holding it that claimed root 1: the data,
+/// the node and its open challenge.
+fn challenged_replica(public: AccountId) -> (Data, AccountId, ChallengeId) {
+	let data = Data::with(3, 15);
+	segment_with(&data);
+	let node: AccountId = public;
+	<Balances as frame_support::traits::fungible::Mutate<_>>::set_balance(&node, 100_000);
+	register(node, NodeRole::Replica);
+	assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(node), 0));
+	assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(node), 0, 1));
+	let id = OpenChallenge::<Test>::get(node, 0).unwrap();
+	(data, node, id)
+}
+
 #[test]
 fn offchain_worker_submits_the_stored_proof_once() {
 	let (mut ext, pool_state, public) = ocw_ext();
 	ext.execute_with(|| {
-		let data = Data::with(3, 15);
-		segment_with(&data);
-		let node: AccountId = public;
-		<Balances as frame_support::traits::fungible::Mutate<_>>::set_balance(&node, 100_000);
-		register(node, NodeRole::Replica);
-		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(node), 0));
-		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(node), 0, 1));
-		let id = OpenChallenge::<Test>::get(node, 0).unwrap();
+		let (data, node, id) = challenged_replica(public);
 		let ch = Challenges::<Test>::get(id).unwrap();
 
 		// seed block not produced yet
@@ -1073,14 +1080,7 @@ fn offchain_worker_resends_a_proof_only_after_the_window() {
 	use crate::ocw::{Outcome, RESUBMIT_AFTER};
 	let (mut ext, pool_state, public) = ocw_ext();
 	ext.execute_with(|| {
-		let data = Data::with(3, 15);
-		segment_with(&data);
-		let node: AccountId = public;
-		<Balances as frame_support::traits::fungible::Mutate<_>>::set_balance(&node, 100_000);
-		register(node, NodeRole::Replica);
-		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(node), 0));
-		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(node), 0, 1));
-		let id = OpenChallenge::<Test>::get(node, 0).unwrap();
+		let (data, _node, id) = challenged_replica(public);
 		run_to(Challenges::<Test>::get(id).unwrap().seed_block + 1);
 		sp_io::offchain::local_storage_set(
 			sp_core::offchain::StorageKind::PERSISTENT,

@@ -481,3 +481,33 @@ fn finalized_blocks_never_forget_challenges() {
 	// Still stored: not proven again when the best block lists it.
 	assert!(p.on_best(&[challenge(1, Some(9))]).is_empty());
 }
+
+#[test]
+fn failed_pin_does_not_delay_the_next_commit() {
+	let mut p = Planner::new(config(10));
+	let v = view(vec![owned(&[3])]);
+	assert!(p
+		.on_finalized(100, &v, &local(Some(9), &[], &[], &[]))
+		.contains(&Action::Pin(SEG)));
+	p.pin_failed(SEG);
+	assert!(p
+		.on_finalized(101, &v, &local(Some(9), &[], &[], &[]))
+		.contains(&Action::Pin(SEG)));
+	// That one worked: the cadence counts from it.
+	assert!(!p
+		.on_finalized(102, &v, &local(Some(12), &[9], &[], &[]))
+		.contains(&Action::Pin(SEG)));
+}
+
+#[test]
+fn commit_cadence_survives_the_segment_leaving_the_view() {
+	let mut p = Planner::new(config(10));
+	let v = view(vec![owned(&[3])]);
+	assert!(p
+		.on_finalized(100, &v, &local(Some(9), &[], &[], &[]))
+		.contains(&Action::Pin(SEG)));
+	p.on_finalized(101, &view(vec![]), &LocalState::new());
+	let back = p.on_finalized(102, &view(vec![owned(&[3, 9])]), &local(Some(12), &[9], &[], &[]));
+	assert!(back.contains(&Action::TakeWrites(SEG)));
+	assert!(!back.contains(&Action::Pin(SEG)), "no new pin before the cadence: {back:?}");
+}
