@@ -171,6 +171,7 @@ pub fn validate_multiaddr(bytes: &[u8]) -> Result<(), AddressError> {
 }
 
 pub mod commitment;
+pub mod hex;
 pub mod outboard;
 pub mod rules;
 

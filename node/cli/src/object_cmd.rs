@@ -9,7 +9,7 @@ use std::{
 	path::PathBuf,
 	time::Duration,
 };
-use sync_service::hex::{hex, unhex};
+use sync_primitives::hex::{hex, unhex};
 
 /// Where the node's RPC listens.
 #[derive(Debug, Clone, clap::Args)]
@@ -202,7 +202,7 @@ impl GetCmd {
 			.get("data")
 			.and_then(Value::as_str)
 			.ok_or_else(|| format!("no object under {:?}", self.key))?;
-		let bytes = unhex(data)?;
+		let bytes = unhex(data).map_err(|e| e.to_string())?;
 		match &self.out {
 			Some(p) => std::fs::write(p, &bytes).map_err(|e| format!("{}: {e}", p.display())),
 			None => std::io::stdout().write_all(&bytes).map_err(|e| e.to_string()),

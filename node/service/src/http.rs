@@ -15,6 +15,7 @@
 //! connection (`connection: close`), request heads bounded to 16 KiB.
 use crate::SyncHandle;
 use std::{net::SocketAddr, sync::Arc};
+use sync_primitives::hex::hex;
 use sync_primitives::{
 	commitment::{Hash32, GROUP_LEN},
 	outboard::{group_range, groups_of, verify_group, Outboard},
@@ -168,7 +169,7 @@ async fn get(
 	let stream = reader.get_mut();
 	let head = format!(
 		"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {size}\r\nx-sync-cid: {}\r\nconnection: close\r\n\r\n",
-		crate::hex::hex(&cid)
+		hex(&cid)
 	);
 	// From here on the status is sent: a group that fails its check ends the connection early
 	// (the client sees a short body), it is never sent.
@@ -179,7 +180,7 @@ async fn get(
 	for g in 0..groups_of(size) {
 		let ok = read_group(&source, &outboard, &cid, size, g, &mut buf);
 		if !ok || stream.write_all(&buf).await.is_err() {
-			log::warn!(target: "sync", "object API: object {} group {g} unavailable or corrupt; response cut short", crate::hex::hex(&cid));
+			log::warn!(target: "sync", "object API: object {} group {g} unavailable or corrupt; response cut short", hex(&cid));
 			return Ok(());
 		}
 	}
@@ -252,7 +253,6 @@ async fn put(
 		.await
 		.map_err(|e| refuse(500, e.to_string()))?
 		.map_err(|e| refuse(500, e.to_string()))?;
-	use crate::hex::hex;
 	let body = serde_json::json!({ "seq": head.seq, "root": hex(&head.facts.root), "cid": hex(&cid), "size": size }).to_string();
 	let resp = format!(
 		"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",

@@ -4,7 +4,6 @@
 pub mod chain;
 pub mod config;
 mod driver;
-pub mod hex;
 mod http;
 pub mod plan;
 mod rpc;

@@ -27,7 +27,7 @@ pub fn rpc_module(
 			err(9000, "the sync service is not running (--sync-role none, or starting)")
 		})
 	}
-	use crate::hex::{hex, unhex};
+	use sync_primitives::hex::{hex, unhex};
 	let mut m = jsonrpsee::RpcModule::from_arc(handle);
 	m.register_blocking_method("sync_status", |_, h, _| -> Reply {
 		let net = net(&h)?;

@@ -54,6 +54,8 @@ use sync_primitives::{
 pub use objects::{GroupRead, GroupSource, ObjectState};
 pub use segments::{Head, SegmentWrite, Transfer};
 pub use sync_primitives::commitment::Entry;
+/// Object file names and printed CIDs are plain lowercase hex.
+pub(crate) use sync_primitives::hex::hex_plain as hex;
 
 /// Small objects are committed to the database once this many bytes are pending.
 pub const SMALL_BATCH_BYTES: usize = 2 << 20;
@@ -254,10 +256,6 @@ impl std::fmt::Debug for Cid {
 	fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
 		f.write_str(&hex(&self.0))
 	}
-}
-
-pub(crate) fn hex(b: &[u8]) -> String {
-	b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Per-segment in-memory state: the live trie and a cached listing for index pages.

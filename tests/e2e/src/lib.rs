@@ -287,25 +287,11 @@ pub fn eventually<T>(
 	}
 }
 
-/// Hex with `0x` (all of it: `HexDisplay` elides the middle of long inputs).
-pub fn hex(bytes: &[u8]) -> String {
-	const DIGITS: &[u8; 16] = b"0123456789abcdef";
-	let mut s = String::with_capacity(2 + bytes.len() * 2);
-	s.push_str("0x");
-	for b in bytes {
-		s.push(DIGITS[(b >> 4) as usize] as char);
-		s.push(DIGITS[(b & 15) as usize] as char);
-	}
-	s
-}
+pub use sync_primitives::hex::hex;
 
-/// Bytes of a `0x…` hex string.
+/// Bytes of a `0x…` hex string the node returned.
 pub fn unhex(s: &str) -> Vec<u8> {
-	let s = s.trim_start_matches("0x");
-	(0..s.len())
-		.step_by(2)
-		.map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-		.collect()
+	sync_primitives::hex::unhex(s).expect("the node returns hex")
 }
 
 /// Signs extrinsics and reads the registry through one node's RPC.

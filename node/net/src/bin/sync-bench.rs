@@ -43,14 +43,10 @@ fn arg(name: &str, default: u64) -> u64 {
 		.unwrap_or(default)
 }
 
-fn hex(b: &[u8]) -> String {
-	b.iter().map(|x| format!("{x:02x}")).collect()
-}
+use sync_primitives::hex::hex_plain as hex;
+/// Bytes of the hex a child process printed.
 fn unhex(s: &str) -> Vec<u8> {
-	(0..s.len())
-		.step_by(2)
-		.map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-		.collect()
+	sync_primitives::hex::unhex(s).expect("the child prints hex")
 }
 
 /// CPU seconds (user + system) this process has used.
