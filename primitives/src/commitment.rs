@@ -20,9 +20,7 @@
 //! Hash inputs are domain separated by a leading tag byte (leaf `0x00`, inner `0x01`, root
 //! `0x02`, key path `0x03`, challenge `0x04`); integers are little endian.
 use alloc::{boxed::Box, vec::Vec};
-use blake3::hazmat::{
-	left_subtree_len, merge_subtrees_non_root, merge_subtrees_root, HasherExt, Mode,
-};
+use blake3::hazmat::{merge_subtrees_non_root, merge_subtrees_root, HasherExt, Mode};
 use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
 use scale_info::TypeInfo;
 use sp_runtime::BoundedVec;
@@ -40,6 +38,8 @@ pub const MAX_KEY_LEN: u32 = 256;
 pub const MAX_CHUNK_DEPTH: u32 = 54;
 /// Most steps on a trie path (one per bit of the 256-bit key path).
 pub const MAX_TRIE_DEPTH: u32 = 256;
+/// Bits of a key path ([`key_path`]); valid split bits are `0..PATH_BITS`.
+pub const PATH_BITS: u16 = 256;
 /// Most chunk proofs in one Proof-of-Sync.
 pub const MAX_CHALLENGE_LEAVES: u32 = 16;
 
@@ -111,8 +111,25 @@ pub fn empty_root() -> Hash32 {
 }
 
 /// Bit `i` (0 = most significant bit of byte 0) of a key path.
+///
+/// Total: a path has [`PATH_BITS`] bits, and every `i >= PATH_BITS` reads as `false` (as if the
+/// path were padded with zeros). Callers that take `i` from untrusted input must reject such
+/// bits themselves, as [`verify_chunk_proof`] does, rather than rely on that padding.
 pub fn bit_at(path: &Hash32, i: u16) -> bool {
-	(path[(i / 8) as usize] >> (7 - (i % 8))) & 1 == 1
+	path.get(usize::from(i / 8))
+		.is_some_and(|byte| (byte >> (7 - (i % 8))) & 1 == 1)
+}
+
+/// Length of the left child of a BLAKE3 parent node over `len > CHUNK_LEN` bytes: the largest
+/// power-of-two number of chunks strictly below `len`.
+///
+/// The same as `blake3::hazmat::left_subtree_len`, which computes `(len + 1) / 2` and so
+/// overflows (wrapping to a nonsense split in release builds, after which BLAKE3 asserts on an
+/// unaligned offset) for an object of `u64::MAX` bytes; `div_ceil` cannot overflow. Meaningless
+/// (but panic-free) for `len <= CHUNK_LEN`, where a node has no children.
+pub(crate) fn left_subtree_len(len: u64) -> u64 {
+	// `len.div_ceil(2) <= 2^63`, so `next_power_of_two` cannot overflow either.
+	len.div_ceil(2).next_power_of_two()
 }
 
 /// First bit at which two different paths differ.
@@ -127,24 +144,24 @@ fn crit_bit(a: &Hash32, b: &Hash32) -> Option<u16> {
 }
 
 /// `k` leaf indexes in `0..leaves` derived from a challenge seed (the hash of a block that did
-/// not exist when the claim was made, plus claim-specific data).
+/// not exist when the claim was made, plus claim-specific data). Empty if `leaves == 0`.
+///
+/// Allocates `k` indexes: callers bound `k` (the chain by `MAX_CHALLENGE_LEAVES`).
 pub fn challenge_indexes(seed: &Hash32, leaves: u64, k: u32) -> Vec<u64> {
-	if leaves == 0 {
-		return Vec::new();
-	}
-	(0..k)
-		.map(|i| {
-			let mut h = blake3::Hasher::new();
-			h.update(&[0x04]);
-			h.update(seed);
-			h.update(&i.to_le_bytes());
-			let d = h.finalize();
-			let mut n = [0u8; 8];
-			n.copy_from_slice(&d.as_bytes()[..8]);
-			// 64-bit modulo: bias below 2^-40 for any segment under 2^24 TiB.
-			u64::from_le_bytes(n) % leaves
-		})
-		.collect()
+	(0..k).map_while(|i| challenge_index(seed, leaves, i)).collect()
+}
+
+/// Challenge index number `i` (see [`challenge_indexes`]); `None` if `leaves == 0`.
+fn challenge_index(seed: &Hash32, leaves: u64, i: u32) -> Option<u64> {
+	let mut h = blake3::Hasher::new();
+	h.update(&[0x04]);
+	h.update(seed);
+	h.update(&i.to_le_bytes());
+	let d = h.finalize();
+	let mut n = [0u8; 8];
+	n.copy_from_slice(&d.as_bytes()[..8]);
+	// 64-bit modulo: bias below 2^-40 for any segment under 2^24 TiB.
+	u64::from_le_bytes(n).checked_rem(leaves)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -161,8 +178,15 @@ struct Step {
 }
 
 /// The steps from the root of an object of `size` bytes down to the subtree that holds byte
-/// offset `index * unit` (`unit` a power of two ≥ 1 KiB), and that subtree's range.
+/// offset `index * unit`, and that subtree's range. `None` if the offset is outside the object
+/// or `unit` is not a power of two ≥ 1 KiB (any other unit does not name BLAKE3 subtrees).
+///
+/// Every `start + len` stays `<= size`, and every `left < len`, so the sums and differences
+/// below cannot overflow; they are checked anyway, so a mistake is an error, not a wrap.
 fn object_descent(size: u64, unit: u64, index: u64) -> Option<(Vec<Step>, u64, u64)> {
+	if unit < CHUNK_LEN || !unit.is_power_of_two() {
+		return None;
+	}
 	let offset = index.checked_mul(unit)?;
 	if offset >= size.max(1) {
 		return None;
@@ -171,13 +195,15 @@ fn object_descent(size: u64, unit: u64, index: u64) -> Option<(Vec<Step>, u64, u
 	let mut steps = Vec::new();
 	while len > unit {
 		let left = left_subtree_len(len);
-		if offset < start + left {
-			steps.push(Step { right: false, sibling_start: start + left, sibling_len: len - left });
+		let mid = start.checked_add(left)?;
+		let right_len = len.checked_sub(left)?;
+		if offset < mid {
+			steps.push(Step { right: false, sibling_start: mid, sibling_len: right_len });
 			len = left;
 		} else {
 			steps.push(Step { right: true, sibling_start: start, sibling_len: left });
-			start += left;
-			len -= left;
+			start = mid;
+			len = right_len;
 		}
 	}
 	Some((steps, start, len))
@@ -196,8 +222,11 @@ pub enum ProofError {
 	HashMismatch,
 	/// The trie path is not consistent with the challenged index or the key.
 	BadTriePath,
-	/// The proof has the wrong number of leaves for the challenge.
+	/// The proof has the wrong number of leaves for the challenge (or the challenge names no
+	/// leaves of a non-empty segment, so no proof could bind the root).
 	WrongLeafCount,
+	/// A count or offset in the proof does not fit in 64 bits.
+	Overflow,
 }
 
 /// Verifies that `data` is the subtree number `index` (units of `unit` bytes, a power of two
@@ -213,46 +242,50 @@ pub fn verify_subtree(
 ) -> Result<(), ProofError> {
 	let (steps, start, len) =
 		object_descent(size, unit, index).ok_or(ProofError::IndexOutOfRange)?;
-	if data.len() as u64 != len {
+	if u64::try_from(data.len()) != Ok(len) {
 		return Err(ProofError::BadLength);
 	}
 	if siblings.len() != steps.len() {
 		return Err(ProofError::BadPathLength);
 	}
-	if steps.is_empty() {
+	let (Some((top, below)), Some((top_sib, below_sibs))) =
+		(steps.split_first(), siblings.split_first())
+	else {
+		// No steps: the data is the whole object.
 		return if cid_of(data) == *cid { Ok(()) } else { Err(ProofError::HashMismatch) };
-	}
+	};
+	// With steps, the data is a proper subtree: non-empty (`len > 0`, checked above) and at a
+	// chunk-aligned offset (`start` is a sum of left-subtree lengths), as BLAKE3 requires.
 	let mut cv = blake3::Hasher::new().set_input_offset(start).update(data).finalize_non_root();
-	for (depth, (step, sib)) in steps.iter().zip(siblings).enumerate().rev() {
+	for (step, sib) in below.iter().zip(below_sibs).rev() {
 		let (l, r) = if step.right { (sib, &cv) } else { (&cv, sib) };
-		if depth == 0 {
-			let root = merge_subtrees_root(l, r, Mode::Hash);
-			return if root.as_bytes() == cid { Ok(()) } else { Err(ProofError::HashMismatch) };
-		}
 		cv = merge_subtrees_non_root(l, r, Mode::Hash);
 	}
-	unreachable!("steps is non-empty, so the loop returns at depth 0")
+	let (l, r) = if top.right { (top_sib, &cv) } else { (&cv, top_sib) };
+	if merge_subtrees_root(l, r, Mode::Hash).as_bytes() == cid {
+		Ok(())
+	} else {
+		Err(ProofError::HashMismatch)
+	}
 }
 
-/// Chaining value of the subtree `[start, start + len)` of `content`.
-fn subtree_cv(content: &[u8], start: u64, len: u64) -> Hash32 {
-	let (s, e) = (start as usize, (start + len) as usize);
-	blake3::Hasher::new()
-		.set_input_offset(start)
-		.update(&content[s..e])
-		.finalize_non_root()
+/// Chaining value of the subtree `[start, start + len)` of `content` (a sibling range from
+/// [`object_descent`] over `content.len()`: in range, non-empty and chunk-aligned).
+fn subtree_cv(content: &[u8], start: u64, len: u64) -> Option<Hash32> {
+	let s = usize::try_from(start).ok()?;
+	let e = usize::try_from(start.checked_add(len)?).ok()?;
+	let bytes = content.get(s..e).filter(|b| !b.is_empty())?;
+	Some(blake3::Hasher::new().set_input_offset(start).update(bytes).finalize_non_root())
 }
 
 /// Sibling chaining values (root first) proving subtree `index` of `content`, computed from the
 /// content itself. `O(size)`; the node's store uses precomputed outboards instead.
 pub fn subtree_siblings(content: &[u8], unit: u64, index: u64) -> Option<Vec<Hash32>> {
-	let (steps, _, _) = object_descent(content.len() as u64, unit, index)?;
-	Some(
-		steps
-			.iter()
-			.map(|s| subtree_cv(content, s.sibling_start, s.sibling_len))
-			.collect(),
-	)
+	let (steps, _, _) = object_descent(u64::try_from(content.len()).ok()?, unit, index)?;
+	steps
+		.iter()
+		.map(|s| subtree_cv(content, s.sibling_start, s.sibling_len))
+		.collect()
 }
 
 /// Byte range of subtree `index` (units of `unit` bytes) of an object of `size` bytes.
@@ -261,7 +294,7 @@ pub fn subtree_range(size: u64, unit: u64, index: u64) -> Option<(u64, u64)> {
 	if start >= size.max(1) {
 		return None;
 	}
-	Some((start, (start + unit).min(size)))
+	Some((start, start.saturating_add(unit).min(size)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -330,6 +363,9 @@ pub struct RootFacts {
 }
 
 /// Verifies one chunk proof for global chunk `index` against `facts`.
+///
+/// Total on hostile input: every field of `proof` (and of `facts`) may hold any value; the
+/// result is then an error, never a panic or a wrapped count.
 pub fn verify_chunk_proof(
 	facts: &RootFacts,
 	index: u64,
@@ -343,19 +379,25 @@ pub fn verify_chunk_proof(
 	let (mut weight, mut idx) = (facts.leaves, index);
 	let mut last_bit: Option<u16> = None;
 	for step in proof.trie_path.iter() {
-		if last_bit.is_some_and(|b| step.bit <= b) || bit_at(&path, step.bit) != step.right {
+		// Split bits lie inside the path and strictly increase downwards; checked before the
+		// bit is read.
+		if step.bit >= PATH_BITS
+			|| last_bit.is_some_and(|b| step.bit <= b)
+			|| bit_at(&path, step.bit) != step.right
+		{
 			return Err(ProofError::BadTriePath);
 		}
 		last_bit = Some(step.bit);
-		if step.sibling_weight == 0 || step.sibling_weight >= weight {
+		// Both subtrees weigh at least one chunk.
+		if step.sibling_weight == 0 {
 			return Err(ProofError::BadTriePath);
 		}
-		let own = weight - step.sibling_weight;
+		let own = match weight.checked_sub(step.sibling_weight) {
+			Some(own) if own > 0 => own,
+			_ => return Err(ProofError::BadTriePath),
+		};
 		if step.right {
-			if idx < step.sibling_weight {
-				return Err(ProofError::BadTriePath);
-			}
-			idx -= step.sibling_weight;
+			idx = idx.checked_sub(step.sibling_weight).ok_or(ProofError::BadTriePath)?;
 		} else if idx >= own {
 			return Err(ProofError::BadTriePath);
 		}
@@ -365,7 +407,8 @@ pub fn verify_chunk_proof(
 		return Err(ProofError::BadTriePath);
 	}
 	verify_subtree(&proof.cid, proof.size, CHUNK_LEN, idx, &proof.chunk, &proof.chunk_siblings)?;
-	// Bottom-up: recompute the top and the root.
+	// Bottom-up: recompute the top and the root. The sum returns to `facts.leaves` (the loop
+	// above subtracted exactly these weights), so it cannot overflow; checked regardless.
 	let mut h = leaf_hash(&proof.key, &proof.cid, proof.size);
 	let mut w = weight;
 	for step in proof.trie_path.iter().rev() {
@@ -374,7 +417,7 @@ pub fn verify_chunk_proof(
 		} else {
 			inner_hash(step.bit, &h, w, &step.sibling, step.sibling_weight)
 		};
-		w += step.sibling_weight;
+		w = w.checked_add(step.sibling_weight).ok_or(ProofError::Overflow)?;
 	}
 	if segment_root(&h, w, facts.entries, facts.bytes) != facts.root {
 		return Err(ProofError::HashMismatch);
@@ -383,18 +426,36 @@ pub fn verify_chunk_proof(
 }
 
 /// Verifies a whole Proof-of-Sync for the challenge `seed` with `k` leaves.
+///
+/// - An empty segment (`facts.leaves == 0`) has no chunks to challenge: only an empty proof of
+///   the empty root ([`empty_root`], with no entries and no bytes) verifies. Any other root
+///   with zero leaves is not the root of any trie, and a holder must not be able to "prove" it
+///   with no data ([`crate::rules::root_facts_consistent`] refuses such facts at commit time,
+///   too).
+/// - A non-empty segment needs `k ≥ 1`: a challenge of no leaves would accept an empty proof
+///   for any root without hashing anything ([`ProofError::WrongLeafCount`]).
+///
+/// The proof's length is compared with the challenge before anything is hashed or allocated,
+/// and every chunk proof is checked by [`verify_chunk_proof`], which is total on hostile input.
 pub fn verify_sync_proof(
 	facts: &RootFacts,
 	seed: &Hash32,
 	k: u32,
 	proof: &SyncProof,
 ) -> Result<(), ProofError> {
-	let indexes = challenge_indexes(seed, facts.leaves, k);
-	if indexes.len() != proof.chunks.len() {
+	if facts.leaves == 0 {
+		if !proof.chunks.is_empty() {
+			return Err(ProofError::WrongLeafCount);
+		}
+		let empty = facts.root == empty_root() && facts.entries == 0 && facts.bytes == 0;
+		return if empty { Ok(()) } else { Err(ProofError::HashMismatch) };
+	}
+	if k == 0 || usize::try_from(k) != Ok(proof.chunks.len()) {
 		return Err(ProofError::WrongLeafCount);
 	}
-	for (i, p) in indexes.iter().zip(proof.chunks.iter()) {
-		verify_chunk_proof(facts, *i, p)?;
+	for (i, p) in (0..k).zip(proof.chunks.iter()) {
+		let index = challenge_index(seed, facts.leaves, i).ok_or(ProofError::IndexOutOfRange)?;
+		verify_chunk_proof(facts, index, p)?;
 	}
 	Ok(())
 }
@@ -462,8 +523,13 @@ impl Node {
 }
 
 impl Inner {
+	/// Recomputes the weight and hash from the children.
+	///
+	/// The weight cannot saturate: every trie change first checks that the new total weight
+	/// fits in a `u64` ([`SegmentTrie::try_insert`]; removals only shrink it), and an inner
+	/// node weighs no more than the whole trie.
 	fn rehash(&mut self) {
-		self.weight = self.left.weight() + self.right.weight();
+		self.weight = self.left.weight().saturating_add(self.right.weight());
 		self.hash = inner_hash(
 			self.bit,
 			self.left.hash(),
@@ -474,10 +540,22 @@ impl Inner {
 	}
 }
 
+/// Why a trie change was refused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TrieError {
+	/// The segment's total bytes, chunks or entries would not fit in a `u64` (an entry with a
+	/// hostile size, e.g. two objects of `u64::MAX` bytes).
+	Overflow,
+}
+
 /// The authenticated index of one segment: a weighted crit-bit trie over `blake3(key)`.
 ///
 /// Inserts, updates and removals rehash only the path to the root (`O(log n)` expected), and the
 /// root depends only on the set of entries, not on the order they arrived in.
+///
+/// All arithmetic is checked: the totals (entries, bytes, chunks) always fit in a `u64`, so
+/// [`SegmentTrie::facts`] always satisfies [`crate::rules::root_facts_consistent`]. An insert
+/// that would overflow them is refused ([`SegmentTrie::try_insert`]) and changes nothing.
 #[derive(Clone, Debug, Default)]
 pub struct SegmentTrie {
 	top: Option<Node>,
@@ -526,54 +604,81 @@ impl SegmentTrie {
 	}
 
 	/// Inserts or replaces the entry for `entry.key`; returns the previous entry.
+	///
+	/// The panic-free wrapper of [`SegmentTrie::try_insert`] for trusted entries (ones that
+	/// already fitted in a trie, e.g. read back from the node's own store): if the totals would
+	/// overflow, the trie is left **unchanged** and `None` is returned, which a caller cannot
+	/// tell from a fresh insert. Entries from the network must go through `try_insert`.
 	pub fn insert(&mut self, entry: Entry) -> Option<Entry> {
+		self.try_insert(entry).unwrap_or(None)
+	}
+
+	/// Inserts or replaces the entry for `entry.key`; returns the previous entry.
+	///
+	/// [`TrieError::Overflow`] if the segment's entries, bytes or chunks would not fit in a
+	/// `u64`; the new totals are computed before the tree is touched, so on error the trie is
+	/// unchanged.
+	pub fn try_insert(&mut self, entry: Entry) -> Result<Option<Entry>, TrieError> {
 		let path = key_path(&entry.key);
 		let size = entry.size;
-		let new = Node::leaf(path, entry);
 		let Some(top) = self.top.as_mut() else {
-			self.top = Some(new);
+			self.top = Some(Node::leaf(path, entry));
 			self.entries = 1;
 			self.bytes = size;
-			return None;
+			return Ok(None);
 		};
-		// Find the closest existing path, then the crit bit against it.
+		// Find the closest existing leaf, then the crit bit against it.
 		let mut probe = &*top;
-		let closest = loop {
+		let (closest, closest_size) = loop {
 			match probe {
-				Node::Leaf { path: p, .. } => break *p,
+				Node::Leaf { path: p, entry, .. } => break (*p, entry.size),
 				Node::Inner(i) => probe = if bit_at(&path, i.bit) { &i.right } else { &i.left },
 			}
 		};
-		let old = match crit_bit(&path, &closest) {
-			None => Self::replace(top, new),
+		let crit = crit_bit(&path, &closest);
+		// New totals first: nothing is changed unless all of them fit.
+		let (entries, bytes, leaves) = match crit {
+			// Replacing the entry under the same key.
+			None => (
+				Some(self.entries),
+				self.bytes.checked_sub(closest_size).and_then(|b| b.checked_add(size)),
+				top.weight()
+					.checked_sub(chunks_of(closest_size))
+					.and_then(|w| w.checked_add(chunks_of(size))),
+			),
+			Some(_) => (
+				self.entries.checked_add(1),
+				self.bytes.checked_add(size),
+				top.weight().checked_add(chunks_of(size)),
+			),
+		};
+		let (Some(entries), Some(bytes), Some(_)) = (entries, bytes, leaves) else {
+			return Err(TrieError::Overflow);
+		};
+		let new = Node::leaf(path, entry);
+		let old = match crit {
+			None => Self::replace(top, &path, new),
 			Some(bit) => {
 				Self::insert_at(top, new, &path, bit);
 				None
 			},
 		};
-		match &old {
-			Some(prev) => {
-				self.bytes = self.bytes - prev.size + size;
-			},
-			None => {
-				self.entries += 1;
-				self.bytes += size;
-			},
-		}
-		old
+		self.entries = entries;
+		self.bytes = bytes;
+		Ok(old)
 	}
 
-	fn replace(node: &mut Node, new: Node) -> Option<Entry> {
-		let Node::Leaf { path, .. } = &new else { unreachable!() };
-		let path = *path;
+	/// Replaces the leaf with `path` (which exists below `node`) by `new`; returns its entry.
+	fn replace(node: &mut Node, path: &Hash32, new: Node) -> Option<Entry> {
 		match node {
 			Node::Leaf { .. } => match core::mem::replace(node, new) {
 				Node::Leaf { entry, .. } => Some(entry),
-				Node::Inner(_) => unreachable!(),
+				// `node` was just matched as a leaf.
+				Node::Inner(_) => None,
 			},
 			Node::Inner(i) => {
-				let child = if bit_at(&path, i.bit) { &mut i.right } else { &mut i.left };
-				let old = Self::replace(child, new);
+				let child = if bit_at(path, i.bit) { &mut i.right } else { &mut i.left };
+				let old = Self::replace(child, path, new);
 				i.rehash();
 				old
 			},
@@ -603,33 +708,39 @@ impl SegmentTrie {
 		let removed = match top {
 			Node::Leaf { path: p, .. } if *p == path => match self.top.take() {
 				Some(Node::Leaf { entry, .. }) => Some(entry),
-				_ => unreachable!(),
+				// `top` was just matched as a leaf.
+				other => {
+					self.top = other;
+					None
+				},
 			},
 			Node::Leaf { .. } => None,
 			Node::Inner(_) => Self::remove_in(top, &path),
 		}?;
-		self.entries -= 1;
-		self.bytes -= removed.size;
+		// The totals include the removed entry, so these cannot go below zero.
+		self.entries = self.entries.saturating_sub(1);
+		self.bytes = self.bytes.saturating_sub(removed.size);
 		Some(removed)
 	}
 
 	/// Removes the leaf with `path` below the inner node `node`, collapsing its parent.
 	fn remove_in(node: &mut Node, path: &Hash32) -> Option<Entry> {
 		let Node::Inner(i) = node else { return None };
-		let go_right = bit_at(path, i.bit);
-		let child = if go_right { &mut i.right } else { &mut i.left };
+		let (child, other) = if bit_at(path, i.bit) {
+			(&mut i.right, &mut i.left)
+		} else {
+			(&mut i.left, &mut i.right)
+		};
 		match child {
 			Node::Leaf { path: p, .. } if p == path => {
 				// Replace this inner node by the other child.
-				let Node::Inner(inner) = core::mem::replace(node, Node::placeholder()) else {
-					unreachable!()
-				};
-				let Inner { left, right, .. } = *inner;
-				let (gone, keep) = if go_right { (right, left) } else { (left, right) };
+				let gone = core::mem::replace(child, Node::placeholder());
+				let keep = core::mem::replace(other, Node::placeholder());
 				*node = keep;
 				match gone {
 					Node::Leaf { entry, .. } => Some(entry),
-					Node::Inner(_) => unreachable!(),
+					// `gone` was just matched as a leaf.
+					Node::Inner(_) => None,
 				}
 			},
 			Node::Leaf { .. } => None,
@@ -688,16 +799,19 @@ impl SegmentTrie {
 	) -> Option<ChunkProof> {
 		let (entry, chunk_idx, steps) = self.locate(index)?;
 		let data = content(entry)?;
-		if cid_of(&data) != entry.cid {
+		// The entry's size is whatever the index says (a Primary may have signed any size for
+		// a real CID): content of another length cannot prove it, and would slice out of range.
+		if u64::try_from(data.len()) != Ok(entry.size) || cid_of(&data) != entry.cid {
 			return None;
 		}
 		let (s, e) = subtree_range(entry.size, CHUNK_LEN, chunk_idx)?;
 		let sibs = subtree_siblings(&data, CHUNK_LEN, chunk_idx)?;
+		let chunk = data.get(usize::try_from(s).ok()?..usize::try_from(e).ok()?)?;
 		Some(ChunkProof {
 			key: entry.key.clone().try_into().ok()?,
 			cid: entry.cid,
 			size: entry.size,
-			chunk: data[s as usize..e as usize].to_vec().try_into().ok()?,
+			chunk: chunk.to_vec().try_into().ok()?,
 			chunk_siblings: sibs.try_into().ok()?,
 			trie_path: steps.try_into().ok()?,
 		})

@@ -15,11 +15,9 @@
 //! BLAKE3 subtree covers whole groups, because a left subtree is the largest power-of-two
 //! number of 1 KiB chunks below its parent's length, which is ≥ 16 KiB once the parent is
 //! longer than one group.
-use crate::commitment::{cid_of, Hash32, ProofError, CHUNK_LEN, GROUP_LEN};
+use crate::commitment::{cid_of, left_subtree_len, Hash32, ProofError, CHUNK_LEN, GROUP_LEN};
 use alloc::vec::Vec;
-use blake3::hazmat::{
-	left_subtree_len, merge_subtrees_non_root, merge_subtrees_root, HasherExt, Mode,
-};
+use blake3::hazmat::{merge_subtrees_non_root, merge_subtrees_root, HasherExt, Mode};
 
 /// Number of 16 KiB groups of an object of `size` bytes (at least one).
 pub fn groups_of(size: u64) -> u64 {
@@ -31,11 +29,19 @@ pub fn group_range(size: u64, index: u64) -> Option<(u64, u64)> {
 	if index >= groups_of(size) {
 		return None;
 	}
-	let start = index * GROUP_LEN;
-	Some((start, (start + GROUP_LEN).min(size)))
+	// `index < groups_of(size)`, so `start < size`; the end saturates for the last group of
+	// an object within 16 KiB of `u64::MAX` bytes.
+	let start = index.checked_mul(GROUP_LEN)?;
+	Some((start, start.saturating_add(GROUP_LEN).min(size)))
 }
 
 /// Non-root chaining value of group `index` holding `data`.
+///
+/// # Panics
+///
+/// BLAKE3 asserts that a non-root subtree is non-empty and fits its offset, so `data` must be
+/// a real group of a multi-group object: `1..=GROUP_LEN` bytes at an `index` below `2^50`.
+/// [`verify_group`] and [`Outboard::compute`] only call it so; do not pass unchecked input.
 pub fn group_cv(index: u64, data: &[u8]) -> Hash32 {
 	blake3::Hasher::new()
 		.set_input_offset(index * GROUP_LEN)
@@ -69,7 +75,8 @@ pub fn verify_group(
 	}
 }
 
-/// Number of outboard entries for an object of `size` bytes.
+/// Number of outboard entries for an object of `size` bytes (`groups_of(size) <= 2^50`, so this
+/// cannot overflow).
 pub fn outboard_len(size: u64) -> u64 {
 	2 * groups_of(size) - 2
 }
@@ -99,6 +106,11 @@ impl Outboard {
 
 	/// Builds the outboard from the chaining values of all groups, in order (for streaming
 	/// writers that hash each group as it arrives). `single` gives the CID of a one-group object.
+	///
+	/// # Panics
+	///
+	/// If `leaves` holds fewer than `groups_of(size)` values (a caller bug: the writer hashed
+	/// the groups itself).
 	pub fn from_group_cvs(
 		size: u64,
 		leaves: &[Hash32],
@@ -194,7 +206,8 @@ impl Outboard {
 	}
 
 	fn collect_leaves(&self, len: u64, pos: &mut usize, out: &mut Vec<Hash32>) {
-		let own = self.nodes[*pos];
+		// Every constructor checks the node count against the size, so this always exists.
+		let Some(own) = self.nodes.get(*pos).copied() else { return };
 		*pos += 1;
 		if len > GROUP_LEN {
 			let left = left_subtree_len(len);

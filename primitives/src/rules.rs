@@ -3,7 +3,7 @@
 //! Pure functions, so the node's sync service decides *when* to commit or claim by the same rule
 //! the chain enforces (`pallet-sync-registry` calls these from `can_commit` and `can_claim`),
 //! instead of re-deriving it.
-use crate::commitment::{RootFacts, CHUNK_LEN};
+use crate::commitment::{empty_root, RootFacts, CHUNK_LEN};
 
 /// Whether a holder may claim the root with key `candidate`.
 ///
@@ -26,25 +26,32 @@ pub fn commit_is_newer(seq: u64, latest: Option<u64>) -> bool {
 	latest.is_none_or(|l| seq > l)
 }
 
-/// Whether a root's counts are consistent with each other: every object has at least one
-/// chunk, there are no chunks or bytes without objects, and there are no more chunks than the
-/// bytes fill plus one per object (`leaves ≤ ⌈bytes / CHUNK_LEN⌉ + entries`: each object may
-/// end in a partial chunk, and an empty object still has one).
+/// Whether a root's counts are consistent with each other and with its hash: every object has
+/// at least one chunk, there are no chunks or bytes without objects, there are no more chunks
+/// than the bytes fill plus one per object (`leaves ≤ ⌈bytes / CHUNK_LEN⌉ + entries`: each
+/// object may end in a partial chunk, and an empty object still has one), and a segment without
+/// chunks has the empty root ([`empty_root`]).
 ///
-/// This bounds `leaves` by the data, so a Primary cannot announce chunks that hold nothing.
+/// This bounds `leaves` by the data, so a Primary cannot announce chunks that hold nothing; and
+/// since a root with no chunks cannot be challenged (a Proof-of-Sync of it has no chunks to
+/// show), only the one root that commits to nothing may have none.
 pub fn root_facts_consistent(facts: &RootFacts) -> bool {
 	facts.leaves >= facts.entries
 		&& (facts.entries == 0) == (facts.leaves == 0)
 		&& facts.leaves <= facts.bytes.div_ceil(CHUNK_LEN).saturating_add(facts.entries)
 		&& (facts.entries != 0 || facts.bytes == 0)
+		&& (facts.leaves != 0 || facts.root == empty_root())
 }
 
 #[cfg(test)]
 mod tests {
 	use super::*;
 
+	/// Facts with a placeholder root, or the empty root for an empty segment (the hash is not
+	/// what these cases are about; see `empty_root_requires_empty_hash`).
 	fn facts(leaves: u64, entries: u64, bytes: u64) -> RootFacts {
-		RootFacts { root: [0u8; 32], leaves, entries, bytes }
+		let root = if leaves == 0 { empty_root() } else { [0u8; 32] };
+		RootFacts { root, leaves, entries, bytes }
 	}
 
 	#[test]
@@ -91,5 +98,25 @@ mod tests {
 		assert!(!root_facts_consistent(&facts(5, 1, 2 * CHUNK_LEN + 512)));
 		// No overflow at the extremes.
 		assert!(root_facts_consistent(&facts(u64::MAX, u64::MAX, u64::MAX)));
+	}
+
+	#[test]
+	fn empty_root_requires_empty_hash() {
+		let empty = crate::commitment::SegmentTrie::new().facts();
+		assert_eq!(empty, RootFacts { root: empty_root(), leaves: 0, entries: 0, bytes: 0 });
+		assert!(root_facts_consistent(&empty));
+		// Zero counts with any other hash: nothing to challenge, so refused.
+		for root in [[0u8; 32], [0xff; 32], crate::commitment::segment_root(&[1; 32], 0, 0, 0)] {
+			assert!(!root_facts_consistent(&RootFacts { root, ..empty }), "{root:?}");
+		}
+		// The rule is about empty segments only: a non-empty one may have any hash here.
+		assert!(root_facts_consistent(&RootFacts {
+			root: empty_root(),
+			leaves: 1,
+			entries: 1,
+			bytes: 0
+		}));
+		// Counts that are inconsistent stay refused with the empty hash, too.
+		assert!(!root_facts_consistent(&RootFacts { bytes: 1, ..empty }));
 	}
 }

@@ -10,7 +10,7 @@ use codec::Encode;
 use redb::{Durability, ReadableDatabase, ReadableTable, WriteTransaction};
 use std::sync::Arc;
 use sync_primitives::{
-	commitment::{Entry, Hash32, RootFacts, SegmentTrie, MAX_KEY_LEN},
+	commitment::{Entry, Hash32, ProofError, RootFacts, SegmentTrie, MAX_KEY_LEN},
 	outboard::Outboard,
 	SegmentId,
 };
@@ -113,7 +113,15 @@ pub(crate) fn index_op(
 	let prev = match kind {
 		OpKind::Put { key, cid, size } => {
 			index.insert((segment, key.as_slice()), (*cid, *size))?;
-			let prev = trie.trie.insert(Entry { key: key.clone(), cid: *cid, size: *size });
+			// A replayed op's size is not checked against the object: one that would overflow
+			// the segment's totals is refused, leaving the trie (and so the undo log) unchanged.
+			let prev = trie
+				.trie
+				.try_insert(Entry { key: key.clone(), cid: *cid, size: *size })
+				.map_err(|_| StoreError::BadData {
+					cid: Cid(*cid),
+					reason: ProofError::Overflow,
+				})?;
 			trie.undo.push((key.clone(), prev.clone()));
 			prev
 		},
