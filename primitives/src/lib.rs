@@ -323,6 +323,8 @@ pub struct SegmentSummary<AccountId> {
 	pub roots: alloc::vec::Vec<RootSummary>,
 	/// Pending migration target (`Some((to, completed))`).
 	pub migration: Option<(AccountId, bool)>,
+	/// Co-Primaries whose attested root differs from the committed one: (who, seq, root).
+	pub divergences: alloc::vec::Vec<(AccountId, u64, commitment::Hash32)>,
 }
 
 /// An open challenge as the runtime API returns it: everything a prover needs.

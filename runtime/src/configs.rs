@@ -119,6 +119,8 @@ parameter_types! {
 	pub const NodeDeposit: Balance = 10 * UNIT;
 	/// 5 % of the deposit per missed challenge.
 	pub const FailurePenalty: Perbill = Perbill::from_percent(5);
+	/// Below half the deposit (ten unanswered challenges) a node is suspended until it tops up.
+	pub const MinDeposit: Balance = 5 * UNIT;
 }
 
 /// Proof-of-Sync and life-cycle timing, in 6-second blocks.
@@ -136,6 +138,11 @@ pub mod sync_timing {
 	pub const MIGRATION_TIMEOUT: BlockNumber = 24 * 60 * MINUTES;
 	/// The old provider stays a Primary for 10 minutes after a migration.
 	pub const MIGRATION_RETENTION: BlockNumber = 10 * MINUTES;
+	/// A holder that left keeps its failure count for a day if it rejoins.
+	pub const FAILURE_MEMORY: BlockNumber = 24 * 60 * MINUTES;
+	/// A holding may stay `Syncing` (unproven, or after a failure) for a day, as long as a
+	/// migration target may take.
+	pub const SYNCING_TIMEOUT: BlockNumber = MIGRATION_TIMEOUT;
 }
 
 parameter_types! {
@@ -153,11 +160,16 @@ impl pallet_sync_registry::Config for Runtime {
 	type NodeDeposit = NodeDeposit;
 	type FailurePenalty = FailurePenalty;
 	type MaxFailures = ConstU32<3>;
+	type MinDeposit = MinDeposit;
+	type FailureMemory = ConstU32<{ sync_timing::FAILURE_MEMORY }>;
+	type SyncingTimeout = ConstU32<{ sync_timing::SYNCING_TIMEOUT }>;
 	type MaxPrimaries = ConstU32<4>;
 	type MaxHolders = ConstU32<32>;
 	type MaxSegmentsPerNode = ConstU32<64>;
 	type RootRetention = ConstU32<16>;
 	type MaxLag = ConstU32<2>;
+	/// 2^32 ops per commit: exhausting the u64 seq space would take 2^32 commits.
+	type MaxSeqStep = ConstU64<{ 1 << 32 }>;
 	type ChallengeLeaves = ConstU32<6>;
 	type MaxProofBytes = ConstU32<{ 16 * 1024 }>;
 	type ChallengeDelay = ConstU32<{ sync_timing::CHALLENGE_DELAY }>;
@@ -166,7 +178,9 @@ impl pallet_sync_registry::Config for Runtime {
 	type LeaveDelay = ConstU32<{ sync_timing::LEAVE_DELAY }>;
 	type MigrationTimeout = ConstU32<{ sync_timing::MIGRATION_TIMEOUT }>;
 	type MigrationRetention = MigrationRetention;
-	type MaxScheduledPerBlock = ConstU32<16>;
+	/// 64 scheduled tasks per 6 s block (≈ 10 per second, 920 000 a day): e.g. 500 nodes × 20
+	/// holdings re-checked hourly need ≈ 28 per block (issue + the rare expiry).
+	type MaxScheduledPerBlock = ConstU32<64>;
 	type WeightInfo = pallet_sync_registry::weights::SubstrateWeight<Runtime>;
 }
 

@@ -29,11 +29,18 @@ describe('segments, roots, challenges and migration', () => {
     return events.filter(({ event }) => event.section === 'syncRegistry').map(({ event }) => event);
   }
 
-  /** Submits, asserts it failed with `name`, and that the pallet's storage did not change. */
+  /**
+   * Submits, asserts it was included and failed with the module error `name`, that the sender
+   * paid a fee for it, and that the pallet's storage did not change.
+   */
   async function fails(tx, signer, name) {
     const before = await palletState();
-    const { dispatchError } = await submit(api, tx, signer);
+    const { events, dispatchError } = await submit(api, tx, signer);
     assert.equal(dispatchError?.name, name);
+    const fee = events.find(({ event }) => event.section === 'transactionPayment' && event.method === 'TransactionFeePaid');
+    assert.ok(fee, `${name}: fee event`);
+    assert.equal(fee.event.data.who.toString(), signer.address);
+    assert.ok(fee.event.data.actualFee.toBigInt() > 0n, `${name}: the refused call paid a fee`);
     assert.deepEqual(await palletState(), before, `${name}: storage unchanged`);
   }
 
@@ -85,7 +92,12 @@ describe('segments, roots, challenges and migration', () => {
 
   test('roots are committed with checks, and co-Primaries reach parity', async () => {
     await fails(api.tx.syncRegistry.commitRoot(0, 1, { root: ROOT1, leaves: 1, entries: 2, bytes: 10 }), alice, 'InvalidRootFacts');
-    await fails(api.tx.syncRegistry.commitRoot(0, 1, { root: ROOT1, leaves: 3, entries: 2, bytes: 2000 }), charlie, 'NotPrimary');
+    await fails(api.tx.syncRegistry.commitRoot(0, 1, { root: ROOT1, leaves: 3, entries: 2, bytes: 2000 }), charlie, 'NotOwner');
+    // Attack 2: a co-Primary cannot commit (not even an "empty" root that proves with no data),
+    // and the owner cannot commit an empty segment under a non-empty hash or a bricking seq.
+    await fails(api.tx.syncRegistry.commitRoot(0, 1, { root: ROOT2, leaves: 0, entries: 0, bytes: 0 }), bob, 'NotOwner');
+    await fails(api.tx.syncRegistry.commitRoot(0, 1, { root: ROOT2, leaves: 0, entries: 0, bytes: 0 }), alice, 'InvalidRootFacts');
+    await fails(api.tx.syncRegistry.commitRoot(0, '18446744073709551615', { root: ROOT1, leaves: 3, entries: 2, bytes: 2000 }), alice, 'SeqStepTooLarge');
     const committed = await ok(api.tx.syncRegistry.commitRoot(0, 1, { root: ROOT1, leaves: 3, entries: 2, bytes: 2000 }), alice);
     const rc = find(committed, 'RootCommitted');
     assert.ok(rc);
@@ -93,7 +105,16 @@ describe('segments, roots, challenges and migration', () => {
     assert.equal(rc.data.index.toNumber(), 1);
     await fails(api.tx.syncRegistry.commitRoot(0, 1, { root: ROOT2, leaves: 3, entries: 2, bytes: 2000 }), alice, 'StaleSeq');
 
-    await fails(api.tx.syncRegistry.attestRoot(0, 1, ROOT2), bob, 'RootMismatch');
+    // A co-Primary that computed another root is recorded as diverging, not refused.
+    const diverged = await ok(api.tx.syncRegistry.attestRoot(0, 1, ROOT2), bob);
+    const dv = find(diverged, 'RootDiverged');
+    assert.ok(dv, 'RootDiverged');
+    assert.equal(dv.data.committed.toHex(), ROOT1);
+    assert.equal(dv.data.attested.toHex(), ROOT2);
+    const withDivergence = (await api.call.syncRegistryApi.segmentInfo(0)).unwrap();
+    assert.equal(withDivergence.divergences.length, 1);
+    assert.equal(withDivergence.divergences[0][0].toString(), bob.address);
+    await fails(api.tx.syncRegistry.attestRoot(0, 1, ROOT1), alice, 'IsOwner');
     const attested = await ok(api.tx.syncRegistry.attestRoot(0, 1, ROOT1), bob);
     assert.ok(find(attested, 'RootAttested'));
     const parity = find(attested, 'ParityReached');
@@ -104,6 +125,7 @@ describe('segments, roots, challenges and migration', () => {
     assert.equal(info.owner.toString(), alice.address);
     assert.equal(info.roots.length, 1);
     assert.equal(info.roots[0].facts.root.toHex(), ROOT1);
+    assert.equal(info.divergences.length, 0, 'agreeing supersedes the divergence');
   });
 
   test('a migration is requested and cancelled, with the target removed again', async () => {
@@ -143,6 +165,31 @@ describe('segments, roots, challenges and migration', () => {
 
     await fails(api.tx.syncRegistry.submitProof(id, { chunks: [] }), charlie, 'InvalidProof');
     await fails(api.tx.syncRegistry.submitProof(id, { chunks: [] }), bob, 'NotChallenged');
+    // Attack 1: a crafted trie step (bit 65535) once panicked the runtime, so the transaction
+    // was dropped without a fee; now it is an included, fee-paying `InvalidProof`.
+    const zero = '0x' + '00'.repeat(32);
+    const crafted = {
+      key: '0x01', cid: zero, size: 1, chunk: '0x00', chunkSiblings: [],
+      triePath: [{ bit: 65535, right: true, sibling: zero, siblingWeight: 1 }],
+    };
+    const k = api.consts.syncRegistry.challengeLeaves.toNumber();
+    await fails(api.tx.syncRegistry.submitProof(id, { chunks: Array(k).fill(crafted) }), charlie, 'InvalidProof');
+  });
+
+  test('abandoning a challenge costs: leaving counts as a failure that survives a rejoin', async () => {
+    // Attack 3: claim, see the seed, leave, rejoin, claim again — no longer free.
+    const heldBefore = (await api.query.syncRegistry.nodes(charlie.address)).unwrap().deposit.toBigInt();
+    const left = await ok(api.tx.syncRegistry.leaveSegment(0), charlie);
+    const abandoned = find(left, 'ChallengeAbandoned');
+    assert.ok(abandoned, 'ChallengeAbandoned');
+    assert.equal(abandoned.data.failures.toNumber(), 1);
+    const penalty = find(left, 'Penalized');
+    assert.ok(penalty && penalty.data.amount.toBigInt() > 0n, 'Penalized');
+    const heldAfter = (await api.query.syncRegistry.nodes(charlie.address)).unwrap().deposit.toBigInt();
+    assert.equal(heldAfter, heldBefore - penalty.data.amount.toBigInt());
+    await ok(api.tx.syncRegistry.joinSegment(0), charlie);
+    const holding = (await api.query.syncRegistry.holdings(0, charlie.address)).unwrap();
+    assert.equal(holding.failures.toNumber(), 1, 'the failure count survives leave and rejoin');
   });
 
   test('owners cannot leave; a Replica announces leave and cannot deregister early', async () => {

@@ -318,14 +318,13 @@ fn claim(s: &SegmentView, l: &LocalSegment) -> Option<Intent> {
 	None
 }
 
-/// A co-Primary attests the latest committed root once its store has that root at that seq.
+/// A co-Primary attests the root its store has at the latest committed seq, once it has one:
+/// the committed root is its parity vote; a different one is a divergence the chain records
+/// (once: `can_attest` refuses a repeat, so the off-chain worker does not resend it).
 fn attest(s: &SegmentView, l: &LocalSegment) -> Option<Intent> {
 	let latest = s.roots.last()?;
-	(l.provable_root(latest.seq)? == latest.facts.root).then_some(Intent::Attest {
-		segment: s.id,
-		seq: latest.seq,
-		root: latest.facts.root,
-	})
+	let root = l.provable_root(latest.seq)?;
+	Some(Intent::Attest { segment: s.id, seq: latest.seq, root })
 }
 
 #[cfg(test)]

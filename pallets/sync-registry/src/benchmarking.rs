@@ -7,7 +7,7 @@ use alloc::{vec, vec::Vec};
 use frame_benchmarking::v2::*;
 use frame_support::traits::{fungible::Mutate, Get, Hooks};
 use frame_system::{pallet_prelude::BlockNumberFor, RawOrigin};
-use sp_runtime::traits::{One, Saturating};
+use sp_runtime::traits::{One, Saturating, Zero};
 use sync_primitives::{
 	commitment::{cid_of, Entry, SegmentTrie},
 	MultiaddrBytes, MAX_MULTIADDRS,
@@ -119,6 +119,11 @@ fn go_to<T: Config>(n: BlockNumberFor<T>) {
 	let parent = n - One::one();
 	frame_system::BlockHash::<T>::insert(parent, T::Hash::default());
 	frame_system::Pallet::<T>::set_block_number(n);
+}
+
+/// Moves to the next block (a segment takes one commit per block).
+fn next_block<T: Config>() {
+	go_to::<T>(frame_system::Pallet::<T>::block_number() + One::one());
 }
 
 /// `who` holds segment 0 with an accepted proof of seq 1.
@@ -242,9 +247,11 @@ mod benches {
 			proven_holder::<T>(&account("holder", i, 0), facts);
 		}
 		for seq in 2..=(T::MaxLag::get() as u64 + 1) {
+			next_block::<T>();
 			SyncRegistry::<T>::commit_root(RawOrigin::Signed(owner.clone()).into(), s, seq, facts)
 				.expect("commits");
 		}
+		next_block::<T>();
 		let seq = T::MaxLag::get() as u64 + 2;
 		#[extrinsic_call]
 		_(RawOrigin::Signed(owner), s, seq, facts);
@@ -262,6 +269,7 @@ mod benches {
 				.expect("adds");
 			last = p;
 		}
+		next_block::<T>();
 		SyncRegistry::<T>::commit_root(RawOrigin::Signed(owner.clone()).into(), s, 2, facts)
 			.expect("commits");
 		for i in 1..T::MaxPrimaries::get() - 1 {
@@ -352,11 +360,10 @@ mod benches {
 			h.as_mut().unwrap().failures = T::MaxFailures::get().saturating_sub(1)
 		});
 		SyncRegistry::<T>::claim_sync(RawOrigin::Signed(who.clone()).into(), s, 1).expect("claims");
-		let ch = Challenges::<T>::get(OpenChallenge::<T>::get(&who, s).unwrap()).unwrap();
-		let at = ch.deadline + One::one();
+		let id = OpenChallenge::<T>::get(&who, s).unwrap();
 		#[block]
 		{
-			SyncRegistry::<T>::expire_challenges(at);
+			SyncRegistry::<T>::expire_challenge(id);
 		}
 		assert!(!OpenChallenge::<T>::contains_key(&who, s));
 	}
@@ -368,11 +375,9 @@ mod benches {
 		let (_owner, s) = segment::<T>(facts, 1);
 		let who: T::AccountId = account("holder", 0, 0);
 		proven_holder::<T>(&who, facts);
-		let at: BlockNumberFor<T> = 5u32.into();
-		ReChallenges::<T>::mutate(at, |b| b.try_push((s, who.clone())).expect("room"));
 		#[block]
 		{
-			SyncRegistry::<T>::issue_rechallenges(at);
+			SyncRegistry::<T>::rechallenge(s, &who);
 		}
 		assert!(OpenChallenge::<T>::contains_key(&who, s));
 	}
@@ -392,9 +397,75 @@ mod benches {
 		let at = m.until;
 		#[block]
 		{
-			SyncRegistry::<T>::process_migration_deadlines(at);
+			SyncRegistry::<T>::migration_deadline(s, at);
 		}
 		assert!(!Migrations::<T>::contains_key(s));
+	}
+
+	/// Topping up a deposit after a penalty.
+	#[benchmark]
+	fn top_up_deposit() {
+		let who = node::<T>("node", 0, NodeRole::Replica);
+		SyncRegistry::<T>::penalize(&who);
+		#[extrinsic_call]
+		_(RawOrigin::Signed(who.clone()));
+		assert_eq!(Nodes::<T>::get(&who).unwrap().deposit, T::NodeDeposit::get());
+	}
+
+	/// Clearing a full root window, votes and every co-Primary's divergence.
+	#[benchmark]
+	fn force_reset_roots() {
+		let facts = small_facts();
+		let (owner, s) = segment::<T>(facts, 0);
+		for i in 1..T::MaxPrimaries::get() {
+			let p = node::<T>("primary", i, NodeRole::Primary);
+			SyncRegistry::<T>::add_primary(RawOrigin::Signed(owner.clone()).into(), s, p.clone())
+				.expect("adds");
+			SyncRegistry::<T>::attest_root(RawOrigin::Signed(p).into(), s, 1, [i as u8; 32])
+				.expect("diverges");
+		}
+		#[extrinsic_call]
+		_(RawOrigin::Root, s);
+		assert!(Roots::<T>::get(s).is_empty());
+	}
+
+	/// Dropping an idle `Syncing` holder (also the pending migration target).
+	#[benchmark]
+	fn syncing_timeout() {
+		let (owner, s) = segment::<T>(small_facts(), 0);
+		let to = node::<T>("target", 0, NodeRole::Primary);
+		SyncRegistry::<T>::request_migration(RawOrigin::Signed(owner).into(), s, to.clone())
+			.expect("requests");
+		#[block]
+		{
+			SyncRegistry::<T>::syncing_timeout(s, &to);
+		}
+		assert!(!Holdings::<T>::contains_key(s, &to));
+	}
+
+	/// Forgetting a remembered failure.
+	#[benchmark]
+	fn forget_failures() {
+		let (_owner, s) = segment::<T>(small_facts(), 0);
+		let who: T::AccountId = account("gone", 0, 0);
+		FailureRecords::<T>::insert(s, &who, FailureRecord { failures: 1, until: Zero::zero() });
+		#[block]
+		{
+			SyncRegistry::<T>::forget_failures(s, &who, One::one());
+		}
+		assert!(!FailureRecords::<T>::contains_key(s, &who));
+	}
+
+	/// `on_initialize` catching up over `n` empty blocks of the agenda.
+	#[benchmark]
+	fn agenda_scan(n: Linear<1, { T::MaxScheduledPerBlock::get() }>) {
+		let now: BlockNumberFor<T> = 1_000u32.into();
+		AgendaCursor::<T>::put(now - BlockNumberFor::<T>::from(n));
+		#[block]
+		{
+			SyncRegistry::<T>::on_initialize(now);
+		}
+		assert_eq!(AgendaCursor::<T>::get(), Some(now + One::one()));
 	}
 
 	impl_benchmark_test_suite!(SyncRegistry, crate::mock::new_test_ext(), crate::mock::Test);

@@ -20,7 +20,25 @@ impl<T: crate::Config> Pallet<T> {
 			"ChallengeLeaves out of range"
 		);
 		assert!(T::MaxPrimaries::get() >= 1 && T::RootRetention::get() >= 1);
-		assert!(T::MaxScheduledPerBlock::get() >= 1);
+		assert!(T::MaxScheduledPerBlock::get() >= 2, "MaxScheduledPerBlock must be ≥ 2");
+		// The seed block's hash must still be known when the last proof lands.
+		assert!(
+			T::ChallengeDelay::get() + T::ProofWindow::get() + 1u32.into()
+				< <T as frame_system::Config>::BlockHashCount::get(),
+			"ChallengeDelay + ProofWindow must stay within BlockHashCount"
+		);
+		// A holder must be able to prove a root before it is pruned out of the window.
+		assert!(T::MaxLag::get() < T::RootRetention::get(), "MaxLag must be < RootRetention");
+		assert!(T::MinDeposit::get() <= T::NodeDeposit::get(), "MinDeposit must be ≤ NodeDeposit");
+		assert!(T::MaxSeqStep::get() >= 1, "MaxSeqStep must be ≥ 1");
+		assert!(!T::FailureMemory::get().is_zero(), "FailureMemory must be non-zero");
+		// A migration target is a Syncing holder until it proves: it must not time out first,
+		// and a claim must fit in the timeout.
+		assert!(
+			T::SyncingTimeout::get() >= T::MigrationTimeout::get()
+				&& T::SyncingTimeout::get() > T::ChallengeDelay::get() + T::ProofWindow::get(),
+			"SyncingTimeout must cover MigrationTimeout and a challenge"
+		);
 	}
 
 	/// Invariants of the registry, checked by `try_state` and after every test step:
@@ -32,17 +50,27 @@ impl<T: crate::Config> Pallet<T> {
 	/// - each `Active`/`Lagging` holding has a proven root that was committed for the
 	///   segment, and an `Active` one is within `MaxLag` commits of the latest;
 	/// - `NodeSegments` lists exactly the segments a node owns, co-owns or holds;
-	/// - every open challenge is indexed once and belongs to a current holder; its expiry is
-	///   scheduled; roots are strictly increasing and within the window.
+	/// - every open challenge is indexed once and belongs to a current holder; roots are
+	///   strictly increasing and within the window;
+	/// - the agenda holds exactly the live work: every challenge's expiry, every holding's
+	///   re-challenge and `Syncing` timeout, every migration's deadline and every remembered
+	///   failure's end are scheduled, and every task refers to something that exists and
+	///   points back at that block;
+	/// - every `Active`/`Lagging` holding has a re-challenge scheduled or a challenge open; a
+	///   `Syncing` one without an open challenge has its timeout running, and only then;
+	/// - parity votes and divergences come from current Primaries;
+	/// - each node's cached status equals the status derived from its holdings.
 	#[cfg(any(feature = "try-runtime", feature = "std", test))]
 	pub fn do_try_state() -> Result<(), sp_runtime::TryRuntimeError> {
 		use crate::{
-			Challenges, Expiries, HoldReason, HoldingStatus, Holdings, NodeSegments, Nodes,
-			OpenChallenge, PeerIds, Roots, Segments,
+			Agenda, Challenges, Divergences, FailureRecords, HoldReason, HoldingStatus, Holdings,
+			Migrations, NodeSegments, Nodes, OpenChallenge, ParityVotes, PeerIds, Roots, Segments,
+			Task,
 		};
 		use frame_support::{ensure, traits::fungible::InspectHold};
 		use sp_runtime::traits::Saturating;
 		use sync_primitives::NodeRole;
+		use sync_primitives::NodeStatus;
 		let mut count = 0u32;
 		for (who, info) in Nodes::<T>::iter() {
 			count += 1;
@@ -74,10 +102,17 @@ impl<T: crate::Config> Pallet<T> {
 				roots.windows(2).all(|w| w[0].seq < w[1].seq && w[0].index < w[1].index),
 				"roots not increasing"
 			);
+			// (Empty after `force_reset_roots`, when commits keep their count.)
 			ensure!(
-				roots.last().map(|r| r.index).unwrap_or(0) == seg.commits,
+				roots.last().is_none_or(|r| r.index == seg.commits),
 				"commit counter out of sync"
 			);
+			if let Some((_, _, votes)) = ParityVotes::<T>::get(s) {
+				ensure!(votes.iter().all(|v| seg.primaries.contains(v)), "vote of a non-Primary");
+			}
+			for (d, _) in Divergences::<T>::iter_prefix(s) {
+				ensure!(seg.primaries.contains(&d), "divergence of a non-Primary");
+			}
 			let migration = Self::migration(s);
 			for p in seg.primaries.iter() {
 				let retained = migration.as_ref().is_some_and(|m| m.completed && &m.from == p);
@@ -114,9 +149,70 @@ impl<T: crate::Config> Pallet<T> {
 				}
 			}
 		}
-		for (s, h, _) in Holdings::<T>::iter() {
+		for (s, h, hd) in Holdings::<T>::iter() {
 			let seg = Segments::<T>::get(s).ok_or("holding of unknown segment")?;
 			ensure!(seg.holders.contains(&h), "holding not listed by segment");
+			let open = OpenChallenge::<T>::contains_key(&h, s);
+			match hd.next_check {
+				Some(at) => ensure!(
+					Agenda::<T>::contains_key(at, Task::ReChallenge(s, h.clone())),
+					"re-challenge not scheduled"
+				),
+				None => ensure!(
+					hd.status == HoldingStatus::Syncing
+						|| open || Nodes::<T>::get(&h).is_some_and(|n| n.leave_at.is_some()),
+					"Active holder without re-challenge or open challenge"
+				),
+			}
+			let syncing_idle = hd.status == HoldingStatus::Syncing && !open;
+			match hd.syncing_until {
+				Some(at) => {
+					ensure!(syncing_idle, "Syncing timeout on a busy or proven holding");
+					ensure!(
+						Agenda::<T>::contains_key(at, Task::SyncingTimeout(s, h.clone())),
+						"Syncing timeout not scheduled"
+					);
+				},
+				None => ensure!(!syncing_idle, "idle Syncing holding without timeout"),
+			}
+		}
+		for (s, m) in Migrations::<T>::iter() {
+			ensure!(
+				Agenda::<T>::contains_key(m.until, Task::Migration(s)),
+				"migration unscheduled"
+			);
+		}
+		for (s, who, r) in FailureRecords::<T>::iter() {
+			let at = r.until.saturating_add(1u32.into());
+			ensure!(
+				Agenda::<T>::contains_key(at, Task::ForgetFailures(s, who)),
+				"failure record never forgotten"
+			);
+		}
+		let cursor = crate::AgendaCursor::<T>::get();
+		let next = frame_system::Pallet::<T>::block_number().saturating_add(1u32.into());
+		ensure!(cursor.is_none_or(|c| c <= next), "agenda cursor ahead of the chain");
+		for (at, task, ()) in Agenda::<T>::iter() {
+			ensure!(cursor.is_none_or(|c| at >= c), "task behind the agenda cursor");
+			let live = match &task {
+				Task::Expire(id) => Challenges::<T>::get(id)
+					.is_some_and(|c| c.deadline.saturating_add(1u32.into()) == at),
+				Task::ReChallenge(s, who) => {
+					Holdings::<T>::get(s, who).is_some_and(|h| h.next_check == Some(at))
+				},
+				Task::SyncingTimeout(s, who) => {
+					Holdings::<T>::get(s, who).is_some_and(|h| h.syncing_until == Some(at))
+				},
+				Task::Migration(s) => Migrations::<T>::get(s).is_some_and(|m| m.until == at),
+				Task::ForgetFailures(s, who) => FailureRecords::<T>::get(s, who)
+					.is_some_and(|r| r.until.saturating_add(1u32.into()) == at),
+			};
+			ensure!(live, "scheduled task refers to nothing");
+		}
+		for (who, info) in Nodes::<T>::iter() {
+			if info.status != NodeStatus::Leaving {
+				ensure!(info.status == Self::derive_status(&who), "cached node status is stale");
+			}
 		}
 		for (id, ch) in Challenges::<T>::iter() {
 			ensure!(
@@ -125,7 +221,10 @@ impl<T: crate::Config> Pallet<T> {
 			);
 			ensure!(Holdings::<T>::contains_key(ch.segment, &ch.who), "challenge of non-holder");
 			let at = ch.deadline.saturating_add(1u32.into());
-			ensure!(Expiries::<T>::get(at).contains(&id), "challenge expiry not scheduled");
+			ensure!(
+				Agenda::<T>::contains_key(at, Task::Expire(id)),
+				"challenge expiry not scheduled"
+			);
 		}
 		for (who, s, id) in OpenChallenge::<T>::iter() {
 			let ch = Challenges::<T>::get(id).ok_or("open challenge index dangling")?;

@@ -37,7 +37,7 @@ pub mod pallet {
 	use frame_system::{offchain::CreateSignedTransaction, pallet_prelude::*};
 
 	/// The in-code storage version.
-	const STORAGE_VERSION: StorageVersion = StorageVersion::new(1);
+	const STORAGE_VERSION: StorageVersion = StorageVersion::new(2);
 
 	#[pallet::pallet]
 	#[pallet::storage_version(STORAGE_VERSION)]
@@ -63,6 +63,17 @@ pub mod pallet {
 		/// Consecutive missed challenges after which a holder is dropped from the segment.
 		#[pallet::constant]
 		type MaxFailures: Get<u32>;
+		/// Held deposit below which a node is suspended: it cannot claim or join until it tops
+		/// up ([`Pallet::top_up_deposit`]).
+		#[pallet::constant]
+		type MinDeposit: Get<BalanceOf<Self>>;
+		/// Blocks the failure count of a holder that left a segment is remembered; rejoining
+		/// within them restores it.
+		#[pallet::constant]
+		type FailureMemory: Get<BlockNumberFor<Self>>;
+		/// Blocks a holding may stay `Syncing` without an open challenge before it is dropped.
+		#[pallet::constant]
+		type SyncingTimeout: Get<BlockNumberFor<Self>>;
 
 		/// Most Primaries (owner included) per segment.
 		#[pallet::constant]
@@ -80,6 +91,9 @@ pub mod pallet {
 		/// Commits a holder may be behind before it becomes Lagging.
 		#[pallet::constant]
 		type MaxLag: Get<u32>;
+		/// Largest seq advance of one commit (so the seq space cannot be exhausted).
+		#[pallet::constant]
+		type MaxSeqStep: Get<u64>;
 
 		/// Chunks sampled by one challenge (`k`).
 		#[pallet::constant]
@@ -108,7 +122,8 @@ pub mod pallet {
 		#[pallet::constant]
 		type MigrationRetention: Get<BlockNumberFor<Self>>;
 
-		/// Most expiries / re-challenges / migration deadlines handled per block (each).
+		/// Most scheduled tasks (expiries, re-challenges, migration deadlines, timeouts) run by
+		/// one block's `on_initialize`; later ones run in the next blocks (see [`schedule`]).
 		#[pallet::constant]
 		type MaxScheduledPerBlock: Get<u32>;
 		/// Weights of this pallet's calls and hooks, from its benchmarks.
@@ -189,30 +204,50 @@ pub mod pallet {
 		OptionQuery,
 	>;
 
-	/// Challenges to expire at the start of a block (deadline + 1).
+	/// Scheduled work: one key per [`Task`] under the block it is due at (see [`schedule`]).
 	#[pallet::storage]
-	pub type Expiries<T: Config> =
-		StorageMap<_, Twox64Concat, BlockNumberFor<T>, BucketOf<T, ChallengeId>, ValueQuery>;
-
-	/// Holdings to re-challenge at the start of a block.
-	#[pallet::storage]
-	pub type ReChallenges<T: Config> = StorageMap<
+	pub type Agenda<T: Config> = StorageDoubleMap<
 		_,
 		Twox64Concat,
 		BlockNumberFor<T>,
-		BucketOf<T, (SegmentId, T::AccountId)>,
-		ValueQuery,
+		Blake2_128Concat,
+		TaskOf<T>,
+		(),
+		OptionQuery,
+	>;
+
+	/// The oldest block whose tasks may not all have run yet.
+	#[pallet::storage]
+	pub type AgendaCursor<T: Config> = StorageValue<_, BlockNumberFor<T>, OptionQuery>;
+
+	/// Failures of accounts that left a segment, remembered for `FailureMemory` blocks.
+	#[pallet::storage]
+	pub type FailureRecords<T: Config> = StorageDoubleMap<
+		_,
+		Twox64Concat,
+		SegmentId,
+		Blake2_128Concat,
+		T::AccountId,
+		FailureRecord<BlockNumberFor<T>>,
+		OptionQuery,
+	>;
+
+	/// Co-Primaries whose attested root differs from the committed one: (seq, their root).
+	#[pallet::storage]
+	pub type Divergences<T: Config> = StorageDoubleMap<
+		_,
+		Twox64Concat,
+		SegmentId,
+		Blake2_128Concat,
+		T::AccountId,
+		(u64, Hash32),
+		OptionQuery,
 	>;
 
 	/// Migrations by segment (pending, or completed and retaining the old provider).
 	#[pallet::storage]
 	pub type Migrations<T: Config> =
 		StorageMap<_, Twox64Concat, SegmentId, MigrationOf<T>, OptionQuery>;
-
-	/// Migration deadlines (timeout or release) at the start of a block.
-	#[pallet::storage]
-	pub type MigrationDeadlines<T: Config> =
-		StorageMap<_, Twox64Concat, BlockNumberFor<T>, BucketOf<T, SegmentId>, ValueQuery>;
 
 	#[pallet::event]
 	#[pallet::generate_deposit(pub(super) fn deposit_event)]
@@ -242,7 +277,7 @@ pub mod pallet {
 		HolderJoined { segment: SegmentId, who: T::AccountId },
 		/// A node stopped holding a segment.
 		HolderLeft { segment: SegmentId, who: T::AccountId },
-		/// A Primary committed a root.
+		/// The owner committed a root.
 		RootCommitted {
 			segment: SegmentId,
 			seq: u64,
@@ -278,11 +313,31 @@ pub mod pallet {
 		},
 		/// A challenge expired unanswered.
 		ChallengeExpired { id: ChallengeId, segment: SegmentId, who: T::AccountId, failures: u32 },
+		/// A holder left (or was forced out) with a challenge open: counted as a failure.
+		ChallengeAbandoned { id: ChallengeId, segment: SegmentId, who: T::AccountId, failures: u32 },
+		/// A penalty left a node's deposit below `MinDeposit`: it cannot claim or join until it
+		/// tops up.
+		NodeSuspended { who: T::AccountId, deposit: BalanceOf<T> },
+		/// A node topped its held deposit back up to `NodeDeposit`.
+		DepositToppedUp { who: T::AccountId, amount: BalanceOf<T>, deposit: BalanceOf<T> },
+		/// The owner (or Root) removed a holder.
+		HolderRemoved { segment: SegmentId, who: T::AccountId },
+		/// A co-Primary attested a root that differs from the committed one at `seq`.
+		RootDiverged {
+			segment: SegmentId,
+			seq: u64,
+			who: T::AccountId,
+			committed: Hash32,
+			attested: Hash32,
+		},
+		/// Root cleared a segment's retained roots.
+		RootsReset { segment: SegmentId },
 		/// Part of a node's deposit was burnt.
 		Penalized { who: T::AccountId, amount: BalanceOf<T> },
 		/// A holder fell more than `MaxLag` commits behind.
 		HolderLagging { segment: SegmentId, who: T::AccountId, proven_seq: u64, latest_seq: u64 },
-		/// A holder was dropped after `MaxFailures` consecutive missed challenges.
+		/// A holder was dropped: `MaxFailures` consecutive failed challenges, or `Syncing` for
+		/// longer than `SyncingTimeout`.
 		HolderDropped { segment: SegmentId, who: T::AccountId },
 		/// A provider migration was requested.
 		MigrationRequested {
@@ -351,7 +406,7 @@ pub mod pallet {
 		TooManyHolders,
 		/// The node has the maximum number of segments.
 		TooManySegments,
-		/// The seq is not greater than the latest committed seq.
+		/// The seq is not greater than the latest committed seq (or, attesting, not the latest).
 		StaleSeq,
 		/// Leaf, entry and byte counts are inconsistent.
 		InvalidRootFacts,
@@ -375,14 +430,20 @@ pub mod pallet {
 		ProofTooLarge,
 		/// The proof does not verify against the challenged root.
 		InvalidProof,
-		/// No free scheduling slot in the next blocks; retry later.
-		ScheduleFull,
 		/// A migration of this segment is already pending.
 		MigrationPending,
 		/// No pending migration for this segment.
 		NoMigration,
 		/// The target already owns the segment.
 		AlreadyOwner,
+		/// The node's held deposit is below `MinDeposit`: top it up first.
+		DepositTooLow,
+		/// The seq advances by more than `MaxSeqStep` over the latest root.
+		SeqStepTooLarge,
+		/// The segment already has a commit in this block.
+		CommitTooSoon,
+		/// The root is of an empty segment: there is nothing to prove.
+		NothingToProve,
 	}
 
 	#[pallet::hooks]
@@ -535,9 +596,12 @@ pub mod pallet {
 		}
 
 		/// Become a holder of a segment (to mirror it).
-		/// - Origin: a registered node that is not leaving and does not own or hold the segment.
+		/// - Origin: a registered node that is not leaving or suspended and does not own or hold
+		///   the segment.
 		///
-		/// The holding starts `Syncing`; the node proves it with [`Pallet::claim_sync`].
+		/// The holding starts `Syncing`; the node proves it with [`Pallet::claim_sync`] within
+		/// [`Config::SyncingTimeout`] blocks or is dropped. Failures it left this segment with
+		/// in the last [`Config::FailureMemory`] blocks are restored.
 		/// Emits [`Event::HolderJoined`].
 		#[pallet::call_index(8)]
 		#[pallet::weight(T::WeightInfo::join_segment())]
@@ -548,7 +612,8 @@ pub mod pallet {
 
 		/// Stop holding a segment.
 		/// - Origin: a holder of the segment. A co-Primary also gives up its Primary seat; a
-		///   pending migration to the caller is cancelled.
+		///   pending migration to the caller is cancelled. An open challenge counts as failed
+		///   (penalty, failure count, [`Event::ChallengeAbandoned`]).
 		///
 		/// Emits [`Event::HolderLeft`] (and [`Event::PrimaryRemoved`],
 		/// [`Event::MigrationCancelled`]).
@@ -560,10 +625,12 @@ pub mod pallet {
 		}
 
 		/// Commit the root of a segment's state at `seq`.
-		/// - Origin: a Primary of the segment.
-		/// - `seq`: last op included; must exceed the latest committed seq.
+		/// - Origin: the segment's owner (co-Primaries attest with [`Pallet::attest_root`]).
+		/// - `seq`: last op included; must exceed the latest committed seq, by at most
+		///   [`Config::MaxSeqStep`]; one commit per segment per block.
 		/// - `facts`: root hash, total 1 KiB chunks (`leaves`), objects (`entries`) and `bytes`,
-		///   as computed by `sync_primitives::commitment::SegmentTrie`.
+		///   as computed by `sync_primitives::commitment::SegmentTrie`; consistent with each
+		///   other, and an empty segment (`leaves == 0`) has `root == empty_root()`.
 		///
 		/// Keeps the last [`Config::RootRetention`] roots. Holders whose proven root is now more
 		/// than [`Config::MaxLag`] commits behind become `Lagging`. The committer's commit counts
@@ -581,12 +648,13 @@ pub mod pallet {
 			Self::do_commit_root(who, segment, seq, facts)
 		}
 
-		/// Attest, as a Primary of the segment, that the caller reached the latest root.
-		/// - Origin: a Primary of the segment that has not attested this root yet.
-		/// - `seq`, `root`: must equal the latest commit.
+		/// Attest, as a co-Primary, the root the caller computed for a committed seq.
+		/// - Origin: a co-Primary of the segment (not the owner: its commit is its vote).
+		/// - `seq`: a retained commit; `root`: the caller's root at that seq.
 		///
-		/// Emits [`Event::RootAttested`], and [`Event::ParityReached`] once every Primary has
-		/// attested (or committed) this root.
+		/// The committed root at the latest seq is a parity vote: emits [`Event::RootAttested`],
+		/// and [`Event::ParityReached`] once every Primary has. A *different* root is recorded
+		/// in [`Divergences`] (and the runtime API) with [`Event::RootDiverged`].
 		#[pallet::call_index(11)]
 		#[pallet::weight(T::WeightInfo::attest_root())]
 		pub fn attest_root(
@@ -600,7 +668,8 @@ pub mod pallet {
 		}
 
 		/// Claim to hold the retained root `seq` of a segment; issues a Proof-of-Sync challenge.
-		/// - Origin: a holder of the segment without an open challenge for it.
+		/// - Origin: a holder of the segment without an open challenge for it, not suspended
+		///   (held deposit ≥ [`Config::MinDeposit`]).
 		/// - `seq`: a retained root newer than the holder's last proven one (a pending
 		///   migration target may re-prove its current root).
 		///
@@ -615,6 +684,9 @@ pub mod pallet {
 		}
 
 		/// Answer a challenge with a Proof-of-Sync.
+		///
+		/// Operational class, so honest proofs are not crowded out of full blocks; an accepted
+		/// proof pays no fee (`Pays::No`), a refused one pays.
 		/// - Origin: the challenged node.
 		/// - `id`: the challenge; accepted after its seed block and up to its deadline.
 		/// - `proof`: one chunk proof per challenged index (built by the node's store; the
@@ -625,12 +697,12 @@ pub mod pallet {
 		/// completes. A wrong proof fails with [`Error::InvalidProof`] and changes nothing.
 		/// Emits [`Event::SyncProven`] (and [`Event::MigrationCompleted`]).
 		#[pallet::call_index(13)]
-		#[pallet::weight(T::WeightInfo::submit_proof())]
+		#[pallet::weight((T::WeightInfo::submit_proof(), DispatchClass::Operational))]
 		pub fn submit_proof(
 			origin: OriginFor<T>,
 			id: ChallengeId,
 			proof: SyncProof,
-		) -> DispatchResult {
+		) -> DispatchResultWithPostInfo {
 			let who = ensure_signed(origin)?;
 			Self::do_submit_proof(who, id, proof)
 		}
@@ -680,6 +752,61 @@ pub mod pallet {
 		) -> DispatchResult {
 			ensure_root(origin)?;
 			Self::do_force_set_owner(segment, who)
+		}
+
+		/// Top the caller's held deposit back up to [`Config::NodeDeposit`] (after penalties),
+		/// ending a suspension.
+		/// - Origin: a registered node whose deposit is below `NodeDeposit`.
+		///
+		/// Emits [`Event::DepositToppedUp`].
+		#[pallet::call_index(17)]
+		#[pallet::weight(T::WeightInfo::top_up_deposit())]
+		pub fn top_up_deposit(origin: OriginFor<T>) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			Self::do_top_up_deposit(who)
+		}
+
+		/// Remove a holder from a segment (e.g. one that squats a seat).
+		/// - Origin: the segment's owner, or Root.
+		/// - `who`: a holder other than the owner. A co-Primary also loses its seat; a pending
+		///   migration to it is cancelled. Its open challenge is closed without penalty (being
+		///   removed is not its failure).
+		///
+		/// Emits [`Event::HolderRemoved`].
+		#[pallet::call_index(18)]
+		#[pallet::weight(T::WeightInfo::leave_segment())]
+		pub fn remove_holder(
+			origin: OriginFor<T>,
+			segment: SegmentId,
+			who: T::AccountId,
+		) -> DispatchResult {
+			let seg = Self::owned_segment(origin, segment)?;
+			Self::do_remove_holder(segment, seg, who)
+		}
+
+		/// Clear a segment's retained roots and parity votes (governance fix-up after a bad
+		/// commit); the next commit may start at any seq up to `MaxSeqStep`.
+		/// - Origin: Root.
+		///
+		/// Holders keep what they proved; commit indexes keep counting.
+		/// Emits [`Event::RootsReset`].
+		#[pallet::call_index(19)]
+		#[pallet::weight(T::WeightInfo::force_reset_roots())]
+		pub fn force_reset_roots(origin: OriginFor<T>, segment: SegmentId) -> DispatchResult {
+			ensure_root(origin)?;
+			Self::do_force_reset_roots(segment)
+		}
+
+		/// End a segment's migration record now (governance fix-up for a stuck migration).
+		/// - Origin: Root.
+		///
+		/// A pending migration is cancelled; a completed one releases the old provider.
+		/// Emits [`Event::MigrationCancelled`] or [`Event::ProviderReleased`].
+		#[pallet::call_index(20)]
+		#[pallet::weight(T::WeightInfo::migration_deadline())]
+		pub fn force_clear_migration(origin: OriginFor<T>, segment: SegmentId) -> DispatchResult {
+			ensure_root(origin)?;
+			Self::do_force_clear_migration(segment)
 		}
 	}
 }

@@ -10,8 +10,8 @@
 //! module ([`Pallet::migration`], [`Pallet::has_migration`], [`Pallet::pending_migration_to`],
 //! `put_migration`, `remove_migration`).
 use crate::{
-	Error, Event, Holdings, Migration, MigrationOf, Migrations, NodeSegments, Nodes, Pallet,
-	SegmentInfoOf, Segments,
+	segments::Exit, Error, Event, Holdings, Migration, MigrationOf, Migrations, NodeSegments,
+	Nodes, Pallet, SegmentInfoOf, Segments, Task,
 };
 use frame_support::{ensure, pallet_prelude::*};
 use frame_system::pallet_prelude::BlockNumberFor;
@@ -40,8 +40,11 @@ impl<T: crate::Config> Pallet<T> {
 		Migrations::<T>::insert(segment, m);
 	}
 
+	/// Removes the record and its scheduled deadline.
 	fn remove_migration(segment: SegmentId) {
-		Migrations::<T>::remove(segment);
+		if let Some(m) = Migrations::<T>::take(segment) {
+			Self::unschedule(m.until, &Task::Migration(segment));
+		}
 	}
 
 	// ---------------------------------------------------------------- calls
@@ -64,8 +67,10 @@ impl<T: crate::Config> Pallet<T> {
 			Self::add_holder(segment, &mut seg, &to)?;
 		}
 		let now = frame_system::Pallet::<T>::block_number();
-		let until =
-			Self::schedule_migration(segment, now.saturating_add(T::MigrationTimeout::get()))?;
+		let until = Self::schedule(
+			now.saturating_add(T::MigrationTimeout::get()),
+			Task::Migration(segment),
+		);
 		let from = seg.owner.clone();
 		Self::put_migration(
 			segment,
@@ -92,10 +97,20 @@ impl<T: crate::Config> Pallet<T> {
 		Ok(())
 	}
 
+	pub(crate) fn do_force_clear_migration(segment: SegmentId) -> DispatchResult {
+		let m = Self::migration(segment).ok_or(Error::<T>::NoMigration)?;
+		if m.completed {
+			Self::release_provider(segment, m);
+		} else {
+			Self::abort_migration(segment, m, false);
+		}
+		Ok(())
+	}
+
 	pub(crate) fn do_force_set_owner(segment: SegmentId, who: T::AccountId) -> DispatchResult {
 		let mut seg = Segments::<T>::get(segment).ok_or(Error::<T>::UnknownSegment)?;
 		ensure!(seg.owner != who, Error::<T>::AlreadyOwner);
-		let info = Nodes::<T>::get(&who).ok_or(Error::<T>::NotRegistered)?;
+		let info = Self::active_node(&who)?;
 		ensure!(info.role == NodeRole::Primary, Error::<T>::WrongRole);
 		ensure!(!Self::has_migration(segment), Error::<T>::MigrationPending);
 		let from = seg.owner.clone();
@@ -109,6 +124,7 @@ impl<T: crate::Config> Pallet<T> {
 				.map_err(|_| Error::<T>::TooManySegments)?;
 		}
 		seg.owner = who.clone();
+		crate::Divergences::<T>::remove(segment, &who);
 		if Nodes::<T>::contains_key(&from) {
 			Self::add_holder(segment, &mut seg, &from)?;
 		}
@@ -138,18 +154,18 @@ impl<T: crate::Config> Pallet<T> {
 		now: BlockNumberFor<T>,
 	) {
 		Self::take_out_holder(segment, &mut seg, &m.to);
+		// Its own root is now the commit: an earlier divergence of the new owner is moot.
+		crate::Divergences::<T>::remove(segment, &m.to);
 		if !seg.primaries.contains(&m.to) {
-			// Room was checked at request time and Primary seats only shrink meanwhile
-			// unless the owner added some; fall back to replacing the old owner's seat.
-			if seg.primaries.try_push(m.to.clone()).is_err() {
-				seg.primaries.retain(|p| p != &m.from);
-				let _ = seg.primaries.try_push(m.to.clone());
-			}
+			// Room was checked at request time and `add_primary` keeps the target's seat free
+			// while the migration is pending, so this cannot fail.
+			let _ = seg.primaries.try_push(m.to.clone());
 		}
 		seg.owner = m.to.clone();
 		Segments::<T>::insert(segment, seg);
+		Self::unschedule(m.until, &Task::Migration(segment));
 		let release = now.saturating_add(T::MigrationRetention::get());
-		m.until = Self::schedule_migration(segment, release).unwrap_or(release);
+		m.until = Self::schedule(release, Task::Migration(segment));
 		m.completed = true;
 		Self::put_migration(segment, &m);
 		Self::deposit_event(Event::MigrationCompleted {
@@ -167,7 +183,7 @@ impl<T: crate::Config> Pallet<T> {
 		if m.target_added {
 			let proven = Holdings::<T>::get(segment, &m.to).is_some_and(|h| h.proven.is_some());
 			if !proven {
-				Self::drop_holder(segment, &m.to, true);
+				Self::drop_holder(segment, &m.to, Exit::Removed);
 			}
 		}
 		if timed_out {
@@ -178,30 +194,32 @@ impl<T: crate::Config> Pallet<T> {
 		Self::refresh_status(&m.to);
 	}
 
-	/// Times out or releases the migrations due at `now`; returns how many were processed.
-	pub(crate) fn process_migration_deadlines(now: BlockNumberFor<T>) -> u32 {
-		let due = crate::MigrationDeadlines::<T>::take(now);
-		let n = due.len() as u32;
-		for segment in due {
-			let Some(m) = Self::migration(segment) else { continue };
-			if m.until != now {
-				continue;
-			}
-			if !m.completed {
-				Self::abort_migration(segment, m, true);
-			} else {
-				Self::remove_migration(segment);
-				if let Some(mut seg) = Segments::<T>::get(segment) {
-					if seg.owner != m.from && !seg.holders.contains(&m.from) {
-						seg.primaries.retain(|p| p != &m.from);
-						NodeSegments::<T>::mutate(&m.from, |v| v.retain(|s| *s != segment));
-						Segments::<T>::insert(segment, seg);
-					}
-				}
-				Self::deposit_event(Event::ProviderReleased { segment, who: m.from.clone() });
-				Self::refresh_status(&m.from);
+	/// Times out or releases the migration of `segment` (its [`Task::Migration`] is due).
+	pub(crate) fn migration_deadline(segment: SegmentId, now: BlockNumberFor<T>) {
+		let Some(m) = Self::migration(segment) else { return };
+		if m.until > now {
+			return;
+		}
+		if m.completed {
+			Self::release_provider(segment, m);
+		} else {
+			Self::abort_migration(segment, m, true);
+		}
+	}
+
+	/// Ends a completed migration: the old provider stops being a Primary (unless it holds the
+	/// segment as an ordinary holder).
+	fn release_provider(segment: SegmentId, m: MigrationOf<T>) {
+		Self::remove_migration(segment);
+		if let Some(mut seg) = Segments::<T>::get(segment) {
+			if seg.owner != m.from && !seg.holders.contains(&m.from) {
+				seg.primaries.retain(|p| p != &m.from);
+				Self::forget_votes(segment, &m.from);
+				Self::unindex_segment(&m.from, segment);
+				Segments::<T>::insert(segment, seg);
 			}
 		}
-		n
+		Self::deposit_event(Event::ProviderReleased { segment, who: m.from.clone() });
+		Self::refresh_status(&m.from);
 	}
 }

@@ -90,11 +90,15 @@ pub const PROOF_WINDOW: u64 = 5;
 pub const RECHALLENGE_PERIOD: u64 = 30;
 pub const MIGRATION_TIMEOUT: u64 = 40;
 pub const MIGRATION_RETENTION: u64 = 10;
+pub const FAILURE_MEMORY: u64 = 50;
+pub const SYNCING_TIMEOUT: u64 = 60;
+pub const MAX_SEQ_STEP: u64 = 1_000;
 pub const K: u32 = 6;
 
 parameter_types! {
 	pub const NodeDeposit: Balance = DEPOSIT;
 	pub const FailurePenalty: Perbill = Perbill::from_percent(10);
+	pub const MinDeposit: Balance = DEPOSIT / 2;
 }
 
 impl pallet_sync_registry::Config for Test {
@@ -104,11 +108,15 @@ impl pallet_sync_registry::Config for Test {
 	type NodeDeposit = NodeDeposit;
 	type FailurePenalty = FailurePenalty;
 	type MaxFailures = frame_support::traits::ConstU32<3>;
+	type MinDeposit = MinDeposit;
+	type FailureMemory = frame_support::traits::ConstU64<FAILURE_MEMORY>;
+	type SyncingTimeout = frame_support::traits::ConstU64<SYNCING_TIMEOUT>;
 	type MaxPrimaries = frame_support::traits::ConstU32<3>;
 	type MaxHolders = frame_support::traits::ConstU32<4>;
 	type MaxSegmentsPerNode = frame_support::traits::ConstU32<4>;
 	type RootRetention = frame_support::traits::ConstU32<4>;
 	type MaxLag = frame_support::traits::ConstU32<2>;
+	type MaxSeqStep = frame_support::traits::ConstU64<MAX_SEQ_STEP>;
 	type ChallengeLeaves = frame_support::traits::ConstU32<K>;
 	type MaxProofBytes = frame_support::traits::ConstU32<{ 16 * 1024 }>;
 	type ChallengeDelay = frame_support::traits::ConstU64<CHALLENGE_DELAY>;

@@ -4,15 +4,15 @@
 //! A node's status is derived from its holdings (`refresh_status`) after every change
 //! that can move it; `Leaving` is set only by `do_announce_leave` and never derived.
 use crate::{
-	Error, Event, HoldReason, HoldingStatus, Holdings, NodeInfo, NodeInfoOf, NodeSegments, Nodes,
-	Pallet, PeerIds, Segments, WeightInfo,
+	segments::Exit, Error, Event, HoldReason, HoldingStatus, Holdings, NodeInfo, NodeInfoOf,
+	NodeSegments, Nodes, Pallet, PeerIds, Segments, WeightInfo,
 };
 use frame_support::{
 	ensure,
 	pallet_prelude::*,
 	traits::{fungible::MutateHold, tokens::Precision},
 };
-use sp_runtime::traits::Saturating;
+use sp_runtime::traits::{Saturating, Zero};
 use sync_primitives::{AddressError, Multiaddrs, NodeRole, NodeStatus, PeerIdBytes};
 
 impl<T> From<AddressError> for Error<T> {
@@ -113,6 +113,25 @@ impl<T: crate::Config> Pallet<T> {
 		Ok(Some(T::WeightInfo::deregister_node(n)).into())
 	}
 
+	pub(crate) fn do_top_up_deposit(who: T::AccountId) -> DispatchResult {
+		let mut info = Nodes::<T>::get(&who).ok_or(Error::<T>::NotRegistered)?;
+		let missing = T::NodeDeposit::get().saturating_sub(info.deposit);
+		ensure!(!missing.is_zero(), Error::<T>::NothingToUpdate);
+		T::Currency::hold(&HoldReason::NodeDeposit.into(), &who, missing)
+			.map_err(|_| Error::<T>::InsufficientDeposit)?;
+		info.deposit = info.deposit.saturating_add(missing);
+		let deposit = info.deposit;
+		Nodes::<T>::insert(&who, info);
+		Self::deposit_event(Event::DepositToppedUp { who, amount: missing, deposit });
+		Ok(())
+	}
+
+	/// A node that is not suspended: its held deposit is at least `MinDeposit`.
+	pub(crate) fn ensure_not_suspended(info: &NodeInfoOf<T>) -> Result<(), Error<T>> {
+		ensure!(info.deposit >= T::MinDeposit::get(), Error::<T>::DepositTooLow);
+		Ok(())
+	}
+
 	pub(crate) fn do_announce_leave(who: T::AccountId) -> DispatchResult {
 		let mut info = Nodes::<T>::get(&who).ok_or(Error::<T>::NotRegistered)?;
 		ensure!(info.status != NodeStatus::Leaving, Error::<T>::AlreadyLeaving);
@@ -120,6 +139,15 @@ impl<T: crate::Config> Pallet<T> {
 			let seg = Segments::<T>::get(s).ok_or(Error::<T>::UnknownSegment)?;
 			ensure!(seg.owner != who, Error::<T>::OwnsSegments);
 			ensure!(Self::pending_migration_to(s, &who).is_none(), Error::<T>::MigrationPending);
+		}
+		// No new re-challenges while leaving: once `LeaveDelay` (longer than a challenge) has
+		// passed nothing chain-issued is open, so deregistering abandons nothing.
+		for s in NodeSegments::<T>::get(&who) {
+			Holdings::<T>::mutate(s, &who, |h| {
+				if let Some(h) = h {
+					Self::clear_next_check(s, &who, h);
+				}
+			});
 		}
 		let leave_at =
 			frame_system::Pallet::<T>::block_number().saturating_add(T::LeaveDelay::get());
@@ -158,9 +186,10 @@ impl<T: crate::Config> Pallet<T> {
 			let seg = Segments::<T>::get(s).ok_or(Error::<T>::UnknownSegment)?;
 			ensure!(seg.owner != who, Error::<T>::OwnsSegments);
 		}
+		let exit = if forced { Exit::Forced } else { Exit::Left };
 		for s in segments.iter() {
 			Self::forget_migration_to(*s, &who);
-			Self::drop_holder(*s, &who, true);
+			Self::drop_holder(*s, &who, exit);
 		}
 		NodeSegments::<T>::remove(&who);
 		let released = T::Currency::release(
@@ -189,7 +218,7 @@ impl<T: crate::Config> Pallet<T> {
 		}
 	}
 
-	fn derive_status(who: &T::AccountId) -> NodeStatus {
+	pub(crate) fn derive_status(who: &T::AccountId) -> NodeStatus {
 		let (mut syncing, mut lagging, mut active) = (false, false, false);
 		for s in NodeSegments::<T>::get(who) {
 			match Holdings::<T>::get(s, who) {

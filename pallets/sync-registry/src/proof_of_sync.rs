@@ -9,8 +9,8 @@
 //! `penalize`s.
 use crate::{
 	Challenge, ChallengeId, ChallengeKind, ChallengeOf, Challenges, CommittedRootOf, Error, Event,
-	Expiries, HoldReason, HoldingStatus, Holdings, NextChallengeId, Nodes, OpenChallenge, Pallet,
-	ProvenRoot, Roots, Segments,
+	HoldReason, HoldingStatus, Holdings, NextChallengeId, Nodes, OpenChallenge, Pallet, ProvenRoot,
+	Roots, Segments, Task,
 };
 use frame_support::{
 	ensure,
@@ -28,7 +28,8 @@ use sync_primitives::{
 };
 
 impl<T: crate::Config> Pallet<T> {
-	/// Chain rule of `claim_sync`: `who` holds `segment`, has no open challenge for it, and
+	/// Chain rule of `claim_sync`: `who` holds `segment`, is not suspended (its held deposit is
+	/// at least [`crate::Config::MinDeposit`]), has no open challenge for it, and
 	/// `seq` is a retained root newer than its last proven one ([`rules::claim_is_newer`] on
 	/// commit indexes; the pending migration target may re-prove its current root). Returns the
 	/// root to challenge.
@@ -38,12 +39,17 @@ impl<T: crate::Config> Pallet<T> {
 		seq: u64,
 	) -> Result<CommittedRootOf<T>, Error<T>> {
 		let holding = Holdings::<T>::get(segment, who).ok_or(Error::<T>::NotHolder)?;
+		Self::ensure_not_suspended(&Nodes::<T>::get(who).ok_or(Error::<T>::NotRegistered)?)?;
 		ensure!(!OpenChallenge::<T>::contains_key(who, segment), Error::<T>::ChallengeAlreadyOpen);
 		let root = Roots::<T>::get(segment)
 			.into_iter()
 			.find(|r| r.seq == seq)
 			.ok_or(Error::<T>::UnknownRoot)?;
-		let migrating_here = Self::pending_migration_to(segment, who).is_some();
+		// An empty root has nothing to sample: proving it would be a free, empty transaction.
+		ensure!(root.facts.leaves > 0, Error::<T>::NothingToProve);
+		// The target may re-prove its current root only if that root completes the migration.
+		let migrating_here =
+			Self::pending_migration_to(segment, who).is_some_and(|m| root.index >= m.min_index);
 		ensure!(
 			rules::claim_is_newer(
 				root.index.into(),
@@ -64,7 +70,7 @@ impl<T: crate::Config> Pallet<T> {
 			root.index,
 			root.facts,
 			ChallengeKind::Claim,
-		)?;
+		);
 		Ok(())
 	}
 
@@ -72,7 +78,7 @@ impl<T: crate::Config> Pallet<T> {
 		who: T::AccountId,
 		id: ChallengeId,
 		proof: SyncProof,
-	) -> DispatchResult {
+	) -> DispatchResultWithPostInfo {
 		let ch = Challenges::<T>::get(id).ok_or(Error::<T>::UnknownChallenge)?;
 		ensure!(ch.who == who, Error::<T>::NotChallenged);
 		let now = frame_system::Pallet::<T>::block_number();
@@ -91,10 +97,12 @@ impl<T: crate::Config> Pallet<T> {
 		)
 		.map_err(|_| Error::<T>::InvalidProof)?;
 		Self::accept_proof(id, ch, now);
-		Ok(())
+		// An accepted proof is the honest path: it costs its sender nothing.
+		Ok(Pays::No.into())
 	}
 
-	/// Creates a challenge for `who` and schedules its expiry.
+	/// Creates a challenge for `who` and schedules its expiry at `deadline + 1`. While the
+	/// challenge is open the holding's `Syncing` timeout is suspended (the challenge decides).
 	pub(crate) fn issue_challenge(
 		segment: SegmentId,
 		who: &T::AccountId,
@@ -102,19 +110,23 @@ impl<T: crate::Config> Pallet<T> {
 		index: u32,
 		facts: RootFacts,
 		kind: ChallengeKind,
-	) -> Result<ChallengeId, DispatchError> {
+	) -> ChallengeId {
 		let now = frame_system::Pallet::<T>::block_number();
 		let seed_block = now.saturating_add(T::ChallengeDelay::get());
-		let id = NextChallengeId::<T>::get();
 		let deadline = seed_block.saturating_add(T::ProofWindow::get());
-		let expires = Self::schedule_expiry(deadline.saturating_add(1u32.into()), id)?;
-		let deadline = expires.saturating_sub(1u32.into());
+		let id = NextChallengeId::<T>::get();
 		NextChallengeId::<T>::put(id.saturating_add(1));
+		Self::schedule(deadline.saturating_add(1u32.into()), Task::Expire(id));
 		Challenges::<T>::insert(
 			id,
 			Challenge { segment, who: who.clone(), seq, index, facts, seed_block, deadline, kind },
 		);
 		OpenChallenge::<T>::insert(who, segment, id);
+		Holdings::<T>::mutate(segment, who, |h| {
+			if let Some(h) = h {
+				Self::clear_syncing_timeout(segment, who, h);
+			}
+		});
 		Self::deposit_event(Event::ChallengeIssued {
 			id,
 			segment,
@@ -124,7 +136,18 @@ impl<T: crate::Config> Pallet<T> {
 			seed_block,
 			deadline,
 		});
-		Ok(id)
+		id
+	}
+
+	/// Removes the open challenge of `who` for `segment` and its expiry task; returns it.
+	pub(crate) fn close_challenge(
+		segment: SegmentId,
+		who: &T::AccountId,
+	) -> Option<(ChallengeId, ChallengeOf<T>)> {
+		let id = OpenChallenge::<T>::take(who, segment)?;
+		let ch = Challenges::<T>::take(id)?;
+		Self::unschedule(ch.deadline.saturating_add(1u32.into()), &Task::Expire(id));
+		Some((id, ch))
 	}
 
 	/// The seed of challenge `id`: the hash of its seed block bound to the challenge id.
@@ -136,13 +159,14 @@ impl<T: crate::Config> Pallet<T> {
 		sp_io::hashing::blake2_256(&input)
 	}
 
-	/// Records a verified proof: the holding becomes `Active` (or `Lagging`), failures reset, a
-	/// re-challenge is scheduled and a pending migration to the prover may complete.
+	/// Records a verified proof: the holding becomes `Active` (or `Lagging`), failures reset,
+	/// its next re-challenge is (re)scheduled and a pending migration to the prover may
+	/// complete.
 	pub(crate) fn accept_proof(id: ChallengeId, ch: ChallengeOf<T>, now: BlockNumberFor<T>) {
-		Challenges::<T>::remove(id);
-		OpenChallenge::<T>::remove(&ch.who, ch.segment);
+		let _ = Self::close_challenge(ch.segment, &ch.who);
 		let Some(seg) = Segments::<T>::get(ch.segment) else { return };
 		let latest = seg.commits;
+		let leaving = Nodes::<T>::get(&ch.who).is_some_and(|n| n.leave_at.is_some());
 		Holdings::<T>::mutate(ch.segment, &ch.who, |h| {
 			if let Some(h) = h {
 				let newer = h.proven.is_none_or(|p| ch.index >= p.index);
@@ -156,15 +180,13 @@ impl<T: crate::Config> Pallet<T> {
 					HoldingStatus::Active
 				};
 				h.failures = 0;
+				Self::clear_syncing_timeout(ch.segment, &ch.who, h);
+				// A leaving node is not re-checked any more (see `do_announce_leave`).
+				if !leaving {
+					Self::set_next_check(ch.segment, &ch.who, h, now);
+				}
 			}
 		});
-		let period = T::ReChallengePeriod::get();
-		let entry = (ch.segment, ch.who.clone());
-		// The next check lands within SCHEDULE_SPAN blocks of `now + period`; if all those
-		// buckets are full (more than MaxScheduledPerBlock × SCHEDULE_SPAN proofs accepted in
-		// one span) this holder is not re-checked until it proves again — sized away by the
-		// runtime's constants (16 × 32 = 512 per span).
-		let _ = Self::schedule_rechallenge(now.saturating_add(period), entry);
 		Self::deposit_event(Event::SyncProven {
 			id,
 			segment: ch.segment,
@@ -174,49 +196,57 @@ impl<T: crate::Config> Pallet<T> {
 			kind: ch.kind,
 		});
 		if let Some(m) = Self::pending_migration_to(ch.segment, &ch.who) {
-			if ch.index >= m.min_index {
+			// A proof after the timeout does not complete it, even if the timeout task is late.
+			if ch.index >= m.min_index && now <= m.until {
 				Self::complete_migration(ch.segment, seg, m, ch.seq, now);
 			}
 		}
 		Self::refresh_status(&ch.who);
 	}
 
-	/// Expires the challenges due at `now`; returns how many were processed.
-	pub(crate) fn expire_challenges(now: BlockNumberFor<T>) -> u32 {
-		let due = Expiries::<T>::take(now);
-		let n = due.len() as u32;
-		for id in due {
-			let Some(ch) = Challenges::<T>::take(id) else { continue };
-			OpenChallenge::<T>::remove(&ch.who, ch.segment);
-			let failures = Holdings::<T>::mutate(ch.segment, &ch.who, |h| {
-				h.as_mut().map(|h| {
-					h.failures = h.failures.saturating_add(1);
-					h.status = HoldingStatus::Syncing;
-					h.failures
-				})
-			});
-			let Some(failures) = failures else { continue };
-			Self::deposit_event(Event::ChallengeExpired {
-				id,
-				segment: ch.segment,
-				who: ch.who.clone(),
-				failures,
-			});
-			Self::penalize(&ch.who);
-			if failures >= T::MaxFailures::get() {
-				if let Some(m) = Self::pending_migration_to(ch.segment, &ch.who) {
-					Self::abort_migration(ch.segment, m, true);
-				}
-				if Holdings::<T>::contains_key(ch.segment, &ch.who) {
-					Self::drop_holder(ch.segment, &ch.who, false);
-				}
+	/// Expires challenge `id` (its [`Task::Expire`] is due): a failure for the holder.
+	pub(crate) fn expire_challenge(id: ChallengeId) {
+		let Some(ch) = Challenges::<T>::take(id) else { return };
+		OpenChallenge::<T>::remove(&ch.who, ch.segment);
+		let Some(failures) = Self::count_failure(ch.segment, &ch.who) else { return };
+		Self::deposit_event(Event::ChallengeExpired {
+			id,
+			segment: ch.segment,
+			who: ch.who.clone(),
+			failures,
+		});
+		if failures >= T::MaxFailures::get() {
+			if let Some(m) = Self::pending_migration_to(ch.segment, &ch.who) {
+				Self::abort_migration(ch.segment, m, true);
 			}
-			Self::refresh_status(&ch.who);
+			if Holdings::<T>::contains_key(ch.segment, &ch.who) {
+				Self::drop_holder(ch.segment, &ch.who, crate::segments::Exit::Dropped);
+			}
 		}
-		n
+		Self::refresh_status(&ch.who);
 	}
 
-	/// Burns [`crate::Config::FailurePenalty`] of the node deposit (at most what is left).
+	/// A failed challenge of `who` on `segment` (expired, or abandoned by leaving): the
+	/// failure counter grows, the holding is `Syncing` again (its re-challenge is cancelled and
+	/// its `Syncing` timeout starts) and the penalty is burnt. Returns the new count, or `None`
+	/// if `who` does not hold the segment.
+	pub(crate) fn count_failure(segment: SegmentId, who: &T::AccountId) -> Option<u32> {
+		let failures = Holdings::<T>::mutate(segment, who, |h| {
+			h.as_mut().map(|h| {
+				h.failures = h.failures.saturating_add(1);
+				h.status = HoldingStatus::Syncing;
+				Self::clear_next_check(segment, who, h);
+				Self::set_syncing_timeout(segment, who, h);
+				h.failures
+			})
+		})?;
+		Self::penalize(who);
+		Some(failures)
+	}
+
+	/// Burns [`crate::Config::FailurePenalty`] of the node deposit (at most what is left); a
+	/// node left below [`crate::Config::MinDeposit`] is suspended (it cannot claim) until it
+	/// tops up.
 	pub(crate) fn penalize(who: &T::AccountId) {
 		let Some(mut info) = Nodes::<T>::get(who) else { return };
 		let amount = T::FailurePenalty::get() * T::NodeDeposit::get();
@@ -232,39 +262,35 @@ impl<T: crate::Config> Pallet<T> {
 			Fortitude::Force,
 		)
 		.unwrap_or_default();
+		let was_suspended = info.deposit < T::MinDeposit::get();
 		info.deposit = info.deposit.saturating_sub(burnt);
+		let deposit = info.deposit;
 		Nodes::<T>::insert(who, info);
 		Self::deposit_event(Event::Penalized { who: who.clone(), amount: burnt });
+		if !was_suspended && deposit < T::MinDeposit::get() {
+			Self::deposit_event(Event::NodeSuspended { who: who.clone(), deposit });
+		}
 	}
 
-	/// Issues the re-challenges due at `now`; returns how many entries were processed.
-	pub(crate) fn issue_rechallenges(now: BlockNumberFor<T>) -> u32 {
-		let due = crate::ReChallenges::<T>::take(now);
-		let n = due.len() as u32;
-		for (segment, who) in due {
-			let Some(h) = Holdings::<T>::get(segment, &who) else { continue };
-			let Some(p) = h.proven else { continue };
-			if h.status == HoldingStatus::Syncing || OpenChallenge::<T>::contains_key(&who, segment)
-			{
-				continue;
-			}
-			// Best effort: if the expiry schedule is full the holder is checked next period.
-			if Self::issue_challenge(
+	/// Re-challenges `who` on `segment` (its [`Task::ReChallenge`] is due), if it still holds a
+	/// proven root and has no open challenge. A holder with an open challenge gets its next
+	/// check when that challenge is answered.
+	pub(crate) fn rechallenge(segment: SegmentId, who: &T::AccountId) {
+		let Some(mut h) = Holdings::<T>::get(segment, who) else { return };
+		h.next_check = None;
+		let due = h.proven.filter(|_| {
+			h.status != HoldingStatus::Syncing && !OpenChallenge::<T>::contains_key(who, segment)
+		});
+		Holdings::<T>::insert(segment, who, h);
+		if let Some(p) = due {
+			Self::issue_challenge(
 				segment,
-				&who,
+				who,
 				p.seq,
 				p.index,
 				p.facts,
 				ChallengeKind::ReChallenge,
-			)
-			.is_err()
-			{
-				let _ = Self::schedule_rechallenge(
-					now.saturating_add(T::ReChallengePeriod::get()),
-					(segment, who),
-				);
-			}
+			);
 		}
-		n
 	}
 }

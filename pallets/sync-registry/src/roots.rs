@@ -1,12 +1,19 @@
-//! Roots: Primaries commit a segment's root, co-Primaries attest it, and parity is reached when
-//! every Primary has.
+//! Roots: the owner commits a segment's root, co-Primaries attest it, and parity is reached when
+//! every Primary has. A co-Primary that attests a *different* root for a retained seq is
+//! recorded as diverging ([`crate::Divergences`], [`Event::RootDiverged`]).
+//!
+//! Only the owner commits: its op log defines the segment. A commit advances the seq by at most
+//! [`crate::Config::MaxSeqStep`] and lands at most once per block per segment, so no commit can
+//! exhaust the seq space or push every holder past `MaxLag` at once; Root can clear a
+//! segment's roots ([`Pallet::force_reset_roots`]) if an owner committed garbage.
 //!
 //! [`Pallet::can_commit`] and [`Pallet::can_attest`] are the chain rules of the two calls; the
 //! off-chain worker asks them before it spends a fee (see [`crate::ocw`]).
 use crate::{
-	CommittedRoot, Error, Event, HoldingStatus, Holdings, Pallet, ParityVotes, RootWindowOf, Roots,
-	SegmentInfoOf, Segments, VotesOf, WeightInfo,
+	CommittedRoot, Divergences, Error, Event, HoldingStatus, Holdings, Pallet, ParityVotes,
+	RootWindowOf, Roots, SegmentInfoOf, Segments, VotesOf, WeightInfo,
 };
+use frame_support::traits::Get;
 use frame_support::{ensure, pallet_prelude::*};
 use sync_primitives::{
 	commitment::{Hash32, RootFacts},
@@ -14,9 +21,10 @@ use sync_primitives::{
 };
 
 impl<T: crate::Config> Pallet<T> {
-	/// Chain rule of `commit_root`: `who` is a Primary of `segment`, `facts` are consistent
-	/// ([`rules::root_facts_consistent`]) and `seq` is above the latest retained root
-	/// ([`rules::commit_is_newer`]). Returns the segment and its root window.
+	/// Chain rule of `commit_root`: `who` is the owner of `segment`, `facts` are consistent
+	/// ([`rules::root_facts_consistent`]: an empty segment has the empty root), `seq` is above
+	/// the latest retained root ([`rules::commit_is_newer`]) by at most `MaxSeqStep`, and the
+	/// segment has no commit in this block yet. Returns the segment and its root window.
 	pub fn can_commit(
 		who: &T::AccountId,
 		segment: SegmentId,
@@ -24,10 +32,15 @@ impl<T: crate::Config> Pallet<T> {
 		facts: &RootFacts,
 	) -> Result<(SegmentInfoOf<T>, RootWindowOf<T>), Error<T>> {
 		let seg = Segments::<T>::get(segment).ok_or(Error::<T>::UnknownSegment)?;
-		ensure!(seg.primaries.contains(who), Error::<T>::NotPrimary);
+		ensure!(seg.owner == *who, Error::<T>::NotOwner);
 		ensure!(rules::root_facts_consistent(facts), Error::<T>::InvalidRootFacts);
 		let roots = Roots::<T>::get(segment);
-		ensure!(rules::commit_is_newer(seq, roots.last().map(|r| r.seq)), Error::<T>::StaleSeq);
+		let latest = roots.last();
+		ensure!(rules::commit_is_newer(seq, latest.map(|r| r.seq)), Error::<T>::StaleSeq);
+		let step = seq.saturating_sub(latest.map_or(0, |r| r.seq));
+		ensure!(step <= T::MaxSeqStep::get(), Error::<T>::SeqStepTooLarge);
+		let now = frame_system::Pallet::<T>::block_number();
+		ensure!(latest.is_none_or(|r| r.at < now), Error::<T>::CommitTooSoon);
 		Ok((seg, roots))
 	}
 
@@ -87,21 +100,35 @@ impl<T: crate::Config> Pallet<T> {
 		Ok(Some(T::WeightInfo::commit_root(holders)).into())
 	}
 
-	/// Chain rule of `attest_root`: `who` is a Primary of `segment` that has not attested yet,
-	/// and `(seq, root)` is the latest commit. Returns the segment and the votes so far.
+	/// Chain rule of `attest_root`: `who` is a co-Primary of `segment` (the owner's commit is
+	/// its vote) and `seq` is a retained root. Attesting the committed root of the latest
+	/// commit is a parity vote (once); attesting a different root for a retained seq records a
+	/// divergence (once per root). Returns what the attestation means.
 	pub fn can_attest(
 		who: &T::AccountId,
 		segment: SegmentId,
 		seq: u64,
 		root: &Hash32,
-	) -> Result<(SegmentInfoOf<T>, VotesOf<T>), Error<T>> {
+	) -> Result<Attestation<T>, Error<T>> {
 		let seg = Segments::<T>::get(segment).ok_or(Error::<T>::UnknownSegment)?;
 		ensure!(seg.primaries.contains(who), Error::<T>::NotPrimary);
-		let (vseq, vroot, votes) = ParityVotes::<T>::get(segment).ok_or(Error::<T>::UnknownRoot)?;
-		ensure!(seq == vseq, Error::<T>::UnknownRoot);
-		ensure!(*root == vroot, Error::<T>::RootMismatch);
+		ensure!(seg.owner != *who, Error::<T>::IsOwner);
+		let committed = Roots::<T>::get(segment)
+			.into_iter()
+			.find(|r| r.seq == seq)
+			.ok_or(Error::<T>::UnknownRoot)?;
+		if committed.facts.root != *root {
+			ensure!(
+				Divergences::<T>::get(segment, who) != Some((seq, *root)),
+				Error::<T>::AlreadyAttested
+			);
+			return Ok(Attestation::Diverges { committed: committed.facts.root });
+		}
+		let (vseq, _, votes) = ParityVotes::<T>::get(segment).ok_or(Error::<T>::UnknownRoot)?;
+		// Agreeing with an older root is no news; only the latest commit collects votes.
+		ensure!(seq == vseq, Error::<T>::StaleSeq);
 		ensure!(!votes.contains(who), Error::<T>::AlreadyAttested);
-		Ok((seg, votes))
+		Ok(Attestation::Agrees { seg, votes })
 	}
 
 	pub(crate) fn do_attest_root(
@@ -110,14 +137,46 @@ impl<T: crate::Config> Pallet<T> {
 		seq: u64,
 		root: Hash32,
 	) -> DispatchResult {
-		let (seg, mut votes) = Self::can_attest(&who, segment, seq, &root)?;
-		votes.try_push(who.clone()).map_err(|_| Error::<T>::TooManyPrimaries)?;
-		let parity = seg.primaries.iter().all(|p| votes.contains(p));
-		ParityVotes::<T>::insert(segment, (seq, root, votes));
-		Self::deposit_event(Event::RootAttested { segment, seq, who });
-		if parity {
-			Self::deposit_event(Event::ParityReached { segment, seq, root });
+		match Self::can_attest(&who, segment, seq, &root)? {
+			Attestation::Agrees { seg, mut votes } => {
+				votes.try_push(who.clone()).map_err(|_| Error::<T>::TooManyPrimaries)?;
+				let parity = seg.primaries.iter().all(|p| votes.contains(p));
+				ParityVotes::<T>::insert(segment, (seq, root, votes));
+				// Agreeing on the latest root supersedes an earlier divergence.
+				Divergences::<T>::remove(segment, &who);
+				Self::deposit_event(Event::RootAttested { segment, seq, who });
+				if parity {
+					Self::deposit_event(Event::ParityReached { segment, seq, root });
+				}
+			},
+			Attestation::Diverges { committed } => {
+				Divergences::<T>::insert(segment, &who, (seq, root));
+				Self::deposit_event(Event::RootDiverged {
+					segment,
+					seq,
+					who,
+					committed,
+					attested: root,
+				});
+			},
 		}
 		Ok(())
 	}
+
+	pub(crate) fn do_force_reset_roots(segment: SegmentId) -> DispatchResult {
+		ensure!(Segments::<T>::contains_key(segment), Error::<T>::UnknownSegment);
+		Roots::<T>::remove(segment);
+		ParityVotes::<T>::remove(segment);
+		let _ = Divergences::<T>::clear_prefix(segment, T::MaxPrimaries::get(), None);
+		Self::deposit_event(Event::RootsReset { segment });
+		Ok(())
+	}
+}
+
+/// What an accepted `attest_root` means (see [`Pallet::can_attest`]).
+pub enum Attestation<T: crate::Config> {
+	/// A parity vote for the latest root: the segment and the votes so far.
+	Agrees { seg: SegmentInfoOf<T>, votes: VotesOf<T> },
+	/// A different root than the one committed at that seq.
+	Diverges { committed: Hash32 },
 }

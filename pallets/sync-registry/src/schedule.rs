@@ -1,78 +1,86 @@
-//! Scheduling: bounded per-block buckets and the `on_initialize` tick.
+//! Scheduling: one storage item per task, and the `on_initialize` tick that runs them.
 //!
-//! Expiries ([`Expiries`]), re-challenges ([`ReChallenges`]) and migration deadlines
-//! ([`MigrationDeadlines`]) are kept in buckets of at most [`Config::MaxScheduledPerBlock`]
-//! entries keyed by block. An item goes into the first bucket with room among
-//! [`SCHEDULE_SPAN`] consecutive blocks (so a deadline may move a few blocks later); if all are
-//! full, the call that schedules it fails with [`Error::ScheduleFull`]. Each block processes
-//! exactly one bucket of each kind, so `on_initialize` is bounded by
-//! `3 × MaxScheduledPerBlock` items.
-use crate::{
-	ChallengeId, Config, Error, Expiries, MigrationDeadlines, Pallet, ReChallenges, WeightInfo,
-};
+//! Every piece of deferred work — a challenge expiry, a re-challenge, a migration timeout or
+//! release, a `Syncing` timeout, forgetting remembered failures — is one [`Task`] key in
+//! [`Agenda`] under the block it is due at. Whoever makes a task obsolete removes it at once
+//! (a proof removes its expiry, a leave removes the holder's re-challenge and timeout, a cancel
+//! removes the migration's deadline), so the agenda holds exactly the live work: its size is
+//! bounded by the state it refers to (challenges, holdings, migrations), never by history.
+//!
+//! Scheduling never fails and never moves a deadline: there is no per-block bucket to fill, so
+//! no account can make another account's claim, re-challenge or migration fail by flooding.
+//! Running is bounded instead: `on_initialize` runs at most [`Config::MaxScheduledPerBlock`]
+//! tasks (and looks at at most as many empty blocks), oldest first from [`AgendaCursor`]. A
+//! task may therefore run a few blocks after it is due when more than that many fall due at
+//! once; every task checks the state it acts on (an expiry after the deadline is still an
+//! expiry; a proof after the deadline is refused regardless), so running late is safe.
+use crate::{Agenda, AgendaCursor, Config, Pallet, Task, TaskOf, WeightInfo};
 use frame_support::pallet_prelude::*;
 use frame_system::pallet_prelude::BlockNumberFor;
 use sp_runtime::traits::Saturating;
-use sync_primitives::SegmentId;
-
-/// How many consecutive blocks scheduling looks at for a free slot.
-pub const SCHEDULE_SPAN: u32 = 32;
 
 impl<T: Config> Pallet<T> {
-	/// The `on_initialize` work of block `now`: expire the challenges due, issue the
-	/// re-challenges due, then time out or release the migrations due. Returns its weight.
+	/// The `on_initialize` work of block `now`: run the tasks due, oldest first, up to the
+	/// per-block budget. Returns its weight.
 	pub(crate) fn do_on_initialize(now: BlockNumberFor<T>) -> Weight {
-		let expired = Self::expire_challenges(now);
-		let rechallenged = Self::issue_rechallenges(now);
-		let migrations = Self::process_migration_deadlines(now);
-		T::WeightInfo::on_initialize_base()
-			.saturating_add(T::WeightInfo::expire_challenge().saturating_mul(expired.into()))
-			.saturating_add(T::WeightInfo::rechallenge().saturating_mul(rechallenged.into()))
-			.saturating_add(T::WeightInfo::migration_deadline().saturating_mul(migrations.into()))
-	}
-
-	/// Pushes `item` into the first of the [`SCHEDULE_SPAN`] buckets from `from` on that has
-	/// room (`push` hands the item back when a bucket is full); returns that block.
-	fn schedule<V>(
-		from: BlockNumberFor<T>,
-		item: V,
-		mut push: impl FnMut(BlockNumberFor<T>, V) -> Result<(), V>,
-	) -> Result<BlockNumberFor<T>, DispatchError> {
-		let mut at = from;
-		let mut item = item;
-		for _ in 0..SCHEDULE_SPAN {
-			match push(at, item) {
-				Ok(()) => return Ok(at),
-				Err(back) => item = back,
+		let budget = T::MaxScheduledPerBlock::get();
+		let (mut ran, mut scanned) = (0u32, 0u32);
+		let mut weight = T::WeightInfo::on_initialize_base();
+		let mut at = AgendaCursor::<T>::get().unwrap_or(now);
+		while at <= now && ran < budget && scanned < budget {
+			match Agenda::<T>::iter_key_prefix(at).next() {
+				Some(task) => {
+					Agenda::<T>::remove(at, &task);
+					weight.saturating_accrue(Self::run_task(task, now));
+					ran += 1;
+				},
+				None => {
+					at.saturating_inc();
+					scanned += 1;
+				},
 			}
-			at = at.saturating_add(1u32.into());
 		}
-		Err(Error::<T>::ScheduleFull.into())
+		AgendaCursor::<T>::put(at);
+		weight.saturating_add(T::WeightInfo::agenda_scan(scanned))
 	}
 
-	/// Schedules the expiry of challenge `id` at `from` or later; returns the block.
-	pub(crate) fn schedule_expiry(
-		from: BlockNumberFor<T>,
-		id: ChallengeId,
-	) -> Result<BlockNumberFor<T>, DispatchError> {
-		Self::schedule(from, id, |at, i| Expiries::<T>::mutate(at, |b| b.try_push(i)))
+	/// Runs one due task; returns its weight.
+	fn run_task(task: TaskOf<T>, now: BlockNumberFor<T>) -> Weight {
+		match task {
+			Task::Expire(id) => {
+				Self::expire_challenge(id);
+				T::WeightInfo::expire_challenge()
+			},
+			Task::ReChallenge(segment, who) => {
+				Self::rechallenge(segment, &who);
+				T::WeightInfo::rechallenge()
+			},
+			Task::Migration(segment) => {
+				Self::migration_deadline(segment, now);
+				T::WeightInfo::migration_deadline()
+			},
+			Task::SyncingTimeout(segment, who) => {
+				Self::syncing_timeout(segment, &who);
+				T::WeightInfo::syncing_timeout()
+			},
+			Task::ForgetFailures(segment, who) => {
+				Self::forget_failures(segment, &who, now);
+				T::WeightInfo::forget_failures()
+			},
+		}
 	}
 
-	/// Schedules a migration deadline (timeout or release) at `from` or later.
-	pub(crate) fn schedule_migration(
-		segment: SegmentId,
-		from: BlockNumberFor<T>,
-	) -> Result<BlockNumberFor<T>, DispatchError> {
-		Self::schedule(from, segment, |at, s| {
-			MigrationDeadlines::<T>::mutate(at, |b| b.try_push(s))
-		})
+	/// Schedules `task` at block `at` (never earlier than the next block, so a task scheduled
+	/// by `on_initialize` itself cannot be lost behind the cursor).
+	pub(crate) fn schedule(at: BlockNumberFor<T>, task: TaskOf<T>) -> BlockNumberFor<T> {
+		let next = frame_system::Pallet::<T>::block_number().saturating_add(1u32.into());
+		let at = at.max(next);
+		Agenda::<T>::insert(at, task, ());
+		at
 	}
 
-	/// Schedules a re-challenge of `entry` (segment, holder) at `from` or later.
-	pub(crate) fn schedule_rechallenge(
-		from: BlockNumberFor<T>,
-		entry: (SegmentId, T::AccountId),
-	) -> Result<BlockNumberFor<T>, DispatchError> {
-		Self::schedule(from, entry, |at, e| ReChallenges::<T>::mutate(at, |b| b.try_push(e)))
+	/// Removes `task` scheduled at `at` (no-op if it is not there).
+	pub(crate) fn unschedule(at: BlockNumberFor<T>, task: &TaskOf<T>) {
+		Agenda::<T>::remove(at, task);
 	}
 }

@@ -4,12 +4,30 @@
 //! each holder has a [`Holding`] record and the segment appears in the holder's
 //! [`NodeSegments`]. The helpers here keep those three views consistent.
 use crate::{
-	Challenges, Error, Event, Holding, HoldingStatus, Holdings, NextSegmentId, NodeSegments,
-	OpenChallenge, Pallet, ParityVotes, SegmentInfo, SegmentInfoOf, Segments,
+	Divergences, Error, Event, FailureRecord, FailureRecords, Holding, HoldingStatus, Holdings,
+	NextSegmentId, NodeSegments, Pallet, ParityVotes, SegmentInfo, SegmentInfoOf, Segments, Task,
 };
 use frame_support::{ensure, pallet_prelude::*};
-use frame_system::{ensure_root, ensure_signed, pallet_prelude::OriginFor};
+use frame_system::{
+	ensure_root, ensure_signed,
+	pallet_prelude::{BlockNumberFor, OriginFor},
+};
+use sp_runtime::traits::Saturating;
 use sync_primitives::{NodeRole, SegmentId};
+
+/// How a holder leaves a segment; decides whether an open challenge counts as failed, and the
+/// event.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Exit {
+	/// The holder left, or deregistered: an open challenge is abandoned, which is a failure.
+	Left,
+	/// Root removed the node (`force_deregister`): an open challenge is abandoned, a failure.
+	Forced,
+	/// The segment's owner (or Root) removed the holder: not the holder's failure.
+	Removed,
+	/// The chain dropped it (`MaxFailures`, or `Syncing` for longer than `SyncingTimeout`).
+	Dropped,
+}
 
 impl<T: crate::Config> Pallet<T> {
 	/// The segment, if `origin` is Root or its owner.
@@ -60,6 +78,14 @@ impl<T: crate::Config> Pallet<T> {
 		let info = Self::active_node(&who)?;
 		ensure!(info.role == NodeRole::Primary, Error::<T>::WrongRole);
 		ensure!(!seg.primaries.contains(&who), Error::<T>::AlreadyPrimary);
+		// A pending migration target that is not a Primary yet needs a seat when it completes.
+		let reserved = Self::migration(segment)
+			.filter(|m| !m.completed && !seg.primaries.contains(&m.to) && m.to != who)
+			.map_or(0, |_| 1);
+		ensure!(
+			seg.primaries.len().saturating_add(reserved) < T::MaxPrimaries::get() as usize,
+			Error::<T>::TooManyPrimaries
+		);
 		seg.primaries.try_push(who.clone()).map_err(|_| Error::<T>::TooManyPrimaries)?;
 		if !Holdings::<T>::contains_key(segment, &who) {
 			Self::add_holder(segment, &mut seg, &who)?;
@@ -76,20 +102,59 @@ impl<T: crate::Config> Pallet<T> {
 		who: T::AccountId,
 	) -> DispatchResult {
 		ensure!(seg.owner != who, Error::<T>::IsOwner);
+		// The old provider retained after a migration leaves with its release (or Root's
+		// `force_clear_migration`), which also unindexes it.
+		ensure!(
+			!Self::migration(segment).is_some_and(|m| m.completed && m.from == who),
+			Error::<T>::MigrationPending
+		);
 		let pos = seg.primaries.iter().position(|p| p == &who).ok_or(Error::<T>::NotPrimary)?;
 		seg.primaries.remove(pos);
-		ParityVotes::<T>::mutate(segment, |v| {
-			if let Some((_, _, votes)) = v {
-				votes.retain(|p| p != &who);
-			}
-		});
+		Self::forget_votes(segment, &who);
 		Segments::<T>::insert(segment, seg);
 		Self::deposit_event(Event::PrimaryRemoved { segment, who });
 		Ok(())
 	}
 
+	/// Removes `segment` from `who`'s segment list (and the list itself once empty, so a
+	/// departed account leaves no entry behind).
+	pub(crate) fn unindex_segment(who: &T::AccountId, segment: SegmentId) {
+		NodeSegments::<T>::mutate_exists(who, |v| {
+			if let Some(list) = v {
+				list.retain(|s| *s != segment);
+				if list.is_empty() {
+					*v = None;
+				}
+			}
+		});
+	}
+
+	/// Removes `who`'s parity vote and recorded divergence for `segment` (it is no Primary
+	/// any more).
+	pub(crate) fn forget_votes(segment: SegmentId, who: &T::AccountId) {
+		ParityVotes::<T>::mutate(segment, |v| {
+			if let Some((_, _, votes)) = v {
+				votes.retain(|p| p != who);
+			}
+		});
+		Divergences::<T>::remove(segment, who);
+	}
+
+	pub(crate) fn do_remove_holder(
+		segment: SegmentId,
+		seg: SegmentInfoOf<T>,
+		who: T::AccountId,
+	) -> DispatchResult {
+		ensure!(seg.owner != who, Error::<T>::IsOwner);
+		ensure!(Holdings::<T>::contains_key(segment, &who), Error::<T>::NotHolder);
+		Self::forget_migration_to(segment, &who);
+		Self::drop_holder(segment, &who, Exit::Removed);
+		Self::refresh_status(&who);
+		Ok(())
+	}
+
 	pub(crate) fn do_join_segment(who: T::AccountId, segment: SegmentId) -> DispatchResult {
-		Self::active_node(&who)?;
+		Self::ensure_not_suspended(&Self::active_node(&who)?)?;
 		let mut seg = Segments::<T>::get(segment).ok_or(Error::<T>::UnknownSegment)?;
 		ensure!(seg.owner != who, Error::<T>::IsOwner);
 		ensure!(!Holdings::<T>::contains_key(segment, &who), Error::<T>::AlreadyHolder);
@@ -102,12 +167,13 @@ impl<T: crate::Config> Pallet<T> {
 	pub(crate) fn do_leave_segment(who: T::AccountId, segment: SegmentId) -> DispatchResult {
 		ensure!(Holdings::<T>::contains_key(segment, &who), Error::<T>::NotHolder);
 		Self::forget_migration_to(segment, &who);
-		Self::drop_holder(segment, &who, true);
+		Self::drop_holder(segment, &who, Exit::Left);
 		Self::refresh_status(&who);
 		Ok(())
 	}
 
-	/// Adds `who` as a `Syncing` holder (caller stores `seg`).
+	/// Adds `who` as a `Syncing` holder (caller stores `seg`). Failures it left with within
+	/// [`crate::Config::FailureMemory`] are restored; its `Syncing` timeout starts.
 	pub(crate) fn add_holder(
 		segment: SegmentId,
 		seg: &mut SegmentInfoOf<T>,
@@ -122,50 +188,178 @@ impl<T: crate::Config> Pallet<T> {
 			}
 		})
 		.map_err(|_| Error::<T>::TooManySegments)?;
-		Holdings::<T>::insert(
-			segment,
-			who,
-			Holding {
-				status: HoldingStatus::Syncing,
-				proven: None,
-				failures: 0,
-				joined_at: frame_system::Pallet::<T>::block_number(),
+		let now = frame_system::Pallet::<T>::block_number();
+		let failures = match FailureRecords::<T>::take(segment, who) {
+			Some(r) => {
+				Self::unschedule(
+					r.until.saturating_add(1u32.into()),
+					&Task::ForgetFailures(segment, who.clone()),
+				);
+				if r.until >= now {
+					r.failures
+				} else {
+					0
+				}
 			},
-		);
+			None => 0,
+		};
+		let mut holding = Holding {
+			status: HoldingStatus::Syncing,
+			proven: None,
+			failures,
+			joined_at: now,
+			next_check: None,
+			syncing_until: None,
+		};
+		Self::set_syncing_timeout(segment, who, &mut holding);
+		Holdings::<T>::insert(segment, who, holding);
 		Self::deposit_event(Event::HolderJoined { segment, who: who.clone() });
 		Ok(())
 	}
 
-	/// Removes `who`'s holding record and open challenge (not its Primary seat).
+	/// Removes `who`'s holding record, its open challenge and its scheduled tasks (not its
+	/// Primary seat); returns the holding.
 	pub(crate) fn take_out_holder(
 		segment: SegmentId,
 		seg: &mut SegmentInfoOf<T>,
 		who: &T::AccountId,
-	) {
+	) -> Option<Holding<BlockNumberFor<T>>> {
 		seg.holders.retain(|h| h != who);
-		Holdings::<T>::remove(segment, who);
-		if let Some(id) = OpenChallenge::<T>::take(who, segment) {
-			Challenges::<T>::remove(id);
-		}
+		let _ = Self::close_challenge(segment, who);
+		let mut h = Holdings::<T>::take(segment, who)?;
+		Self::clear_next_check(segment, who, &mut h);
+		Self::clear_syncing_timeout(segment, who, &mut h);
+		Some(h)
 	}
 
-	/// Removes `who` from a segment entirely (holding, Primary seat, node index).
-	pub(crate) fn drop_holder(segment: SegmentId, who: &T::AccountId, voluntary: bool) {
+	/// Removes `who` from a segment entirely (holding, Primary seat, votes, node index). When
+	/// it leaves or is forced out with a challenge open, that challenge counts as failed; its
+	/// failures are remembered for [`crate::Config::FailureMemory`] blocks.
+	pub(crate) fn drop_holder(segment: SegmentId, who: &T::AccountId, exit: Exit) {
+		if matches!(exit, Exit::Left | Exit::Forced) {
+			// Leaving before the seed is known re-rolls nothing: only a challenge whose indexes
+			// were visible counts as abandoned.
+			let now = frame_system::Pallet::<T>::block_number();
+			if let Some((id, _)) =
+				Self::close_challenge(segment, who).filter(|(_, ch)| now > ch.seed_block)
+			{
+				if let Some(failures) = Self::count_failure(segment, who) {
+					Self::deposit_event(Event::ChallengeAbandoned {
+						id,
+						segment,
+						who: who.clone(),
+						failures,
+					});
+				}
+			}
+		}
 		if let Some(mut seg) = Segments::<T>::get(segment) {
-			Self::take_out_holder(segment, &mut seg, who);
+			if let Some(h) = Self::take_out_holder(segment, &mut seg, who) {
+				Self::remember_failures(segment, who, h.failures);
+			}
 			if seg.owner != *who {
 				if let Some(pos) = seg.primaries.iter().position(|p| p == who) {
 					seg.primaries.remove(pos);
+					Self::forget_votes(segment, who);
 					Self::deposit_event(Event::PrimaryRemoved { segment, who: who.clone() });
 				}
-				NodeSegments::<T>::mutate(who, |v| v.retain(|s| *s != segment));
+				Self::unindex_segment(who, segment);
 			}
 			Segments::<T>::insert(segment, seg);
 		}
-		if voluntary {
-			Self::deposit_event(Event::HolderLeft { segment, who: who.clone() });
-		} else {
-			Self::deposit_event(Event::HolderDropped { segment, who: who.clone() });
+		let who = who.clone();
+		Self::deposit_event(match exit {
+			Exit::Left | Exit::Forced => Event::HolderLeft { segment, who },
+			Exit::Removed => Event::HolderRemoved { segment, who },
+			Exit::Dropped => Event::HolderDropped { segment, who },
+		});
+	}
+
+	/// Keeps `failures` of a departing holder until `now + FailureMemory`.
+	fn remember_failures(segment: SegmentId, who: &T::AccountId, failures: u32) {
+		if failures == 0 {
+			return;
+		}
+		let until =
+			frame_system::Pallet::<T>::block_number().saturating_add(T::FailureMemory::get());
+		Self::schedule(
+			until.saturating_add(1u32.into()),
+			Task::ForgetFailures(segment, who.clone()),
+		);
+		FailureRecords::<T>::insert(segment, who, FailureRecord { failures, until });
+	}
+
+	/// Forgets remembered failures whose memory ended (its [`Task::ForgetFailures`] is due).
+	pub(crate) fn forget_failures(segment: SegmentId, who: &T::AccountId, now: BlockNumberFor<T>) {
+		if FailureRecords::<T>::get(segment, who).is_some_and(|r| r.until < now) {
+			FailureRecords::<T>::remove(segment, who);
+		}
+	}
+
+	/// Drops a holding that stayed `Syncing` for `SyncingTimeout` (its task is due).
+	pub(crate) fn syncing_timeout(segment: SegmentId, who: &T::AccountId) {
+		let Some(mut h) = Holdings::<T>::get(segment, who) else { return };
+		h.syncing_until = None;
+		Holdings::<T>::insert(segment, who, &h);
+		if h.status != HoldingStatus::Syncing
+			|| crate::OpenChallenge::<T>::contains_key(who, segment)
+		{
+			return;
+		}
+		if let Some(m) = Self::pending_migration_to(segment, who) {
+			Self::abort_migration(segment, m, true);
+		}
+		if Holdings::<T>::contains_key(segment, who) {
+			Self::drop_holder(segment, who, Exit::Dropped);
+		}
+		Self::refresh_status(who);
+	}
+
+	// ------------------------------------------------------------ a holding's scheduled tasks
+
+	/// Schedules the holding's next re-challenge at `now + ReChallengePeriod` (replacing one
+	/// already scheduled).
+	pub(crate) fn set_next_check(
+		segment: SegmentId,
+		who: &T::AccountId,
+		h: &mut Holding<BlockNumberFor<T>>,
+		now: BlockNumberFor<T>,
+	) {
+		Self::clear_next_check(segment, who, h);
+		let at = now.saturating_add(T::ReChallengePeriod::get());
+		h.next_check = Some(Self::schedule(at, Task::ReChallenge(segment, who.clone())));
+	}
+
+	/// Cancels the holding's scheduled re-challenge, if any.
+	pub(crate) fn clear_next_check(
+		segment: SegmentId,
+		who: &T::AccountId,
+		h: &mut Holding<BlockNumberFor<T>>,
+	) {
+		if let Some(at) = h.next_check.take() {
+			Self::unschedule(at, &Task::ReChallenge(segment, who.clone()));
+		}
+	}
+
+	/// Starts the holding's `Syncing` timeout (replacing one already running).
+	pub(crate) fn set_syncing_timeout(
+		segment: SegmentId,
+		who: &T::AccountId,
+		h: &mut Holding<BlockNumberFor<T>>,
+	) {
+		Self::clear_syncing_timeout(segment, who, h);
+		let at = frame_system::Pallet::<T>::block_number().saturating_add(T::SyncingTimeout::get());
+		h.syncing_until = Some(Self::schedule(at, Task::SyncingTimeout(segment, who.clone())));
+	}
+
+	/// Cancels the holding's `Syncing` timeout, if one is running.
+	pub(crate) fn clear_syncing_timeout(
+		segment: SegmentId,
+		who: &T::AccountId,
+		h: &mut Holding<BlockNumberFor<T>>,
+	) {
+		if let Some(at) = h.syncing_until.take() {
+			Self::unschedule(at, &Task::SyncingTimeout(segment, who.clone()));
 		}
 	}
 }

@@ -3,10 +3,10 @@
 use crate::{mock::*, *};
 use alloc::collections::BTreeMap;
 use codec::{Decode, Encode};
-use frame_support::{assert_noop, assert_ok, traits::fungible::InspectHold, BoundedVec};
+use frame_support::{assert_noop, assert_ok, traits::fungible::InspectHold};
 use sp_runtime::DispatchError;
 use sync_primitives::{
-	commitment::{cid_of, Entry, SegmentTrie},
+	commitment::{cid_of, Entry, RootFacts, SegmentTrie},
 	HoldingStatus, Multiaddrs, NodeRole, NodeStatus, PeerIdBytes,
 };
 
@@ -114,6 +114,19 @@ fn claim_and_prove(who: AccountId, seq: u64, data: &Data) -> ChallengeId {
 	run_to(ch.seed_block + 1);
 	assert_ok!(SyncRegistry::submit_proof(RuntimeOrigin::signed(who), id, data.prove(id)));
 	id
+}
+
+/// `who` claims seq 1 of segment 0 and waits until the challenge's indexes are known.
+fn claim_and_see_seed(who: AccountId) -> ChallengeId {
+	assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(who), 0, 1));
+	let id = OpenChallenge::<Test>::get(who, 0).unwrap();
+	run_to(Challenges::<Test>::get(id).unwrap().seed_block + 1);
+	id
+}
+
+/// Moves to the next block (a segment takes one commit per block).
+fn next_block() {
+	run_to(System::block_number() + 1);
 }
 
 /// Runs a test body and then checks the pallet's invariants.
@@ -289,15 +302,16 @@ fn create_segment_requires_an_active_primary() {
 }
 
 #[test]
-fn commit_root_checks_primary_seq_and_facts_and_prunes_window() {
+fn commit_root_checks_owner_seq_and_facts_and_prunes_window() {
 	run(|| {
 		let data = Data::with(3, 1);
 		segment_with(&data);
 		register(bob(), NodeRole::Primary);
 		assert_noop!(
 			SyncRegistry::commit_root(RuntimeOrigin::signed(bob()), 0, 2, data.facts()),
-			E::NotPrimary
+			E::NotOwner
 		);
+		next_block();
 		assert_noop!(
 			SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 1, data.facts()),
 			E::StaleSeq
@@ -319,6 +333,7 @@ fn commit_root_checks_primary_seq_and_facts_and_prunes_window() {
 			E::InvalidRootFacts
 		);
 		for seq in 2..=6 {
+			next_block();
 			assert_ok!(SyncRegistry::commit_root(
 				RuntimeOrigin::signed(alice()),
 				0,
@@ -340,6 +355,155 @@ fn commit_root_checks_primary_seq_and_facts_and_prunes_window() {
 			index: 6,
 			committer: alice()
 		}));
+	});
+}
+
+#[test]
+fn co_primary_cannot_commit() {
+	run(|| {
+		let data = Data::with(2, 3);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		assert_ok!(SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, bob()));
+		next_block();
+		// A co-Primary's commit — even of the owner's very root — is refused.
+		assert_noop!(
+			SyncRegistry::commit_root(RuntimeOrigin::signed(bob()), 0, 2, data.facts()),
+			E::NotOwner
+		);
+		// The empty-segment commit that made holders Active on nothing is refused too.
+		let empty = RootFacts { root: [7; 32], leaves: 0, entries: 0, bytes: 0 };
+		assert_noop!(
+			SyncRegistry::commit_root(RuntimeOrigin::signed(bob()), 0, 2, empty),
+			E::NotOwner
+		);
+		assert!(matches!(SyncRegistry::can_commit(&bob(), 0, 2, &data.facts()), Err(E::NotOwner)));
+	});
+}
+
+#[test]
+fn empty_root_requires_empty_hash() {
+	run(|| {
+		let data = Data::with(1, 4);
+		segment_with(&data);
+		next_block();
+		let fake = RootFacts { root: [7; 32], leaves: 0, entries: 0, bytes: 0 };
+		assert_noop!(
+			SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 2, fake),
+			E::InvalidRootFacts
+		);
+		let empty = SegmentTrie::new().facts();
+		assert_eq!(empty.root, sync_primitives::commitment::empty_root());
+		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 2, empty));
+	});
+}
+
+#[test]
+fn bricking_seq_and_burst_commits_are_refused() {
+	run(|| {
+		let data = Data::with(1, 5);
+		segment_with(&data);
+		next_block();
+		// `seq = u64::MAX` (after which every commit would be stale) exceeds the step bound.
+		assert_noop!(
+			SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, u64::MAX, data.facts()),
+			E::SeqStepTooLarge
+		);
+		assert_noop!(
+			SyncRegistry::commit_root(
+				RuntimeOrigin::signed(alice()),
+				0,
+				1 + MAX_SEQ_STEP + 1,
+				data.facts()
+			),
+			E::SeqStepTooLarge
+		);
+		assert_ok!(SyncRegistry::commit_root(
+			RuntimeOrigin::signed(alice()),
+			0,
+			1 + MAX_SEQ_STEP,
+			data.facts()
+		));
+		// A second commit in the same block (MaxLag + 1 of them would make every holder
+		// Lagging at once) is refused.
+		assert_noop!(
+			SyncRegistry::commit_root(
+				RuntimeOrigin::signed(alice()),
+				0,
+				2 + MAX_SEQ_STEP,
+				data.facts()
+			),
+			E::CommitTooSoon
+		);
+	});
+}
+
+#[test]
+fn root_can_reset_roots_and_clear_a_stuck_migration() {
+	run(|| {
+		let data = Data::with(2, 6);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		assert_noop!(
+			SyncRegistry::force_reset_roots(RuntimeOrigin::signed(alice()), 0),
+			DispatchError::BadOrigin
+		);
+		assert_ok!(SyncRegistry::force_reset_roots(RuntimeOrigin::root(), 0));
+		assert!(has_event(Event::RootsReset { segment: 0 }));
+		assert!(Roots::<Test>::get(0).is_empty());
+		// Commit indexes keep counting; seqs may start again.
+		next_block();
+		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 1, data.facts()));
+		assert_eq!(Roots::<Test>::get(0).last().unwrap().index, 2);
+		// A pending migration: Root clears it, target and schedule included.
+		assert_ok!(SyncRegistry::request_migration(RuntimeOrigin::signed(alice()), 0, bob()));
+		assert_noop!(
+			SyncRegistry::force_clear_migration(RuntimeOrigin::signed(alice()), 0),
+			DispatchError::BadOrigin
+		);
+		assert_ok!(SyncRegistry::force_clear_migration(RuntimeOrigin::root(), 0));
+		assert!(Migrations::<Test>::get(0).is_none());
+		assert!(!Holdings::<Test>::contains_key(0, bob()));
+		assert!(!Agenda::<Test>::iter().any(|(_, t, _)| t == Task::Migration(0)));
+		assert_noop!(SyncRegistry::force_clear_migration(RuntimeOrigin::root(), 0), E::NoMigration);
+	});
+}
+
+#[test]
+fn co_primary_divergence_is_recorded() {
+	run(|| {
+		let data = Data::with(2, 7);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		assert_ok!(SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, bob()));
+		let f = data.facts();
+		// Bob computed a different root at seq 1: recorded, not refused.
+		assert_ok!(SyncRegistry::attest_root(RuntimeOrigin::signed(bob()), 0, 1, [9; 32]));
+		assert!(has_event(Event::RootDiverged {
+			segment: 0,
+			seq: 1,
+			who: bob(),
+			committed: f.root,
+			attested: [9; 32]
+		}));
+		assert_eq!(Divergences::<Test>::get(0, bob()), Some((1, [9; 32])));
+		assert_eq!(
+			SyncRegistry::segment_summary(0).unwrap().divergences,
+			vec![(bob(), 1, [9; 32])]
+		);
+		// The same divergence again changes nothing.
+		assert_noop!(
+			SyncRegistry::attest_root(RuntimeOrigin::signed(bob()), 0, 1, [9; 32]),
+			E::AlreadyAttested
+		);
+		// Agreeing later supersedes it.
+		assert_ok!(SyncRegistry::attest_root(RuntimeOrigin::signed(bob()), 0, 1, f.root));
+		assert_eq!(Divergences::<Test>::get(0, bob()), None);
+		// Leaving the Primary seat forgets votes and divergences.
+		assert_ok!(SyncRegistry::attest_root(RuntimeOrigin::signed(bob()), 0, 1, [8; 32]));
+		assert_ok!(SyncRegistry::remove_primary(RuntimeOrigin::signed(alice()), 0, bob()));
+		assert_eq!(Divergences::<Test>::get(0, bob()), None);
+		assert!(!ParityVotes::<Test>::get(0).unwrap().2.contains(&bob()));
 	});
 }
 
@@ -378,19 +542,16 @@ fn primaries_attest_until_parity() {
 			E::UnknownRoot
 		);
 		assert_noop!(
-			SyncRegistry::attest_root(RuntimeOrigin::signed(bob()), 0, 1, [0; 32]),
-			E::RootMismatch
-		);
-		assert_noop!(
 			SyncRegistry::attest_root(RuntimeOrigin::signed(alice()), 0, 1, f.root),
-			E::AlreadyAttested
+			E::IsOwner
 		);
 		assert_ok!(SyncRegistry::attest_root(RuntimeOrigin::signed(bob()), 0, 1, f.root));
 		assert!(has_event(Event::RootAttested { segment: 0, seq: 1, who: bob() }));
 		assert!(has_event(Event::ParityReached { segment: 0, seq: 1, root: f.root }));
 		// a new commit resets the votes
-		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(bob()), 0, 2, f));
-		assert_eq!(ParityVotes::<Test>::get(0).unwrap().2.into_inner(), vec![bob()]);
+		next_block();
+		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 2, f));
+		assert_eq!(ParityVotes::<Test>::get(0).unwrap().2.into_inner(), vec![alice()]);
 		// removal
 		assert_noop!(
 			SyncRegistry::remove_primary(RuntimeOrigin::signed(alice()), 0, alice()),
@@ -654,6 +815,7 @@ fn holder_lags_after_max_lag_commits_and_recovers_by_proving() {
 		join_and_prove(bob(), 1, &data);
 		// two more commits: still within MaxLag = 2
 		for seq in 2..=3 {
+			next_block();
 			data.put(format!("new/{seq}").as_bytes(), vec![seq as u8; 3000]);
 			assert_ok!(SyncRegistry::commit_root(
 				RuntimeOrigin::signed(alice()),
@@ -664,6 +826,7 @@ fn holder_lags_after_max_lag_commits_and_recovers_by_proving() {
 		}
 		assert_eq!(Holdings::<Test>::get(0, bob()).unwrap().status, HoldingStatus::Active);
 		data.put(b"new/4", vec![4; 10]);
+		next_block();
 		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 4, data.facts()));
 		assert!(has_event(Event::HolderLagging {
 			segment: 0,
@@ -691,6 +854,7 @@ fn proving_a_root_that_went_stale_meanwhile_leaves_the_holder_lagging() {
 		let id = OpenChallenge::<Test>::get(bob(), 0).unwrap();
 		// three commits while the challenge is open: seq 1 is now beyond MaxLag = 2
 		for seq in 2..=4 {
+			next_block();
 			data.put(format!("late/{seq}").as_bytes(), vec![seq as u8; 100]);
 			assert_ok!(SyncRegistry::commit_root(
 				RuntimeOrigin::signed(alice()),
@@ -708,7 +872,7 @@ fn proving_a_root_that_went_stale_meanwhile_leaves_the_holder_lagging() {
 }
 
 #[test]
-fn expiries_beyond_the_per_block_bound_move_to_later_blocks() {
+fn expiries_beyond_the_per_block_budget_run_in_later_blocks() {
 	run(|| {
 		let data = Data::with(2, 9);
 		segment_with(&data);
@@ -717,41 +881,350 @@ fn expiries_beyond_the_per_block_bound_move_to_later_blocks() {
 			assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(account(i)), 0));
 			assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(account(i)), 0, 1));
 		}
-		let deadlines: Vec<u64> = (2..=4)
-			.map(|i| {
-				Challenges::<Test>::get(OpenChallenge::<Test>::get(account(i), 0).unwrap())
-					.unwrap()
-					.deadline
-			})
-			.collect();
+		let ids: Vec<u64> =
+			(2..=4).map(|i| OpenChallenge::<Test>::get(account(i), 0).unwrap()).collect();
 		let base = 1 + CHALLENGE_DELAY + PROOF_WINDOW;
-		assert_eq!(deadlines, vec![base, base, base + 1], "bucket of 2 per block");
-		assert_eq!(Expiries::<Test>::get(base + 1).len(), 2);
+		// Deadlines never move: all three are due at the same block.
+		assert!(ids.iter().all(|id| Challenges::<Test>::get(id).unwrap().deadline == base));
+		// The mock runs 2 tasks per block: two expire at base + 1, the third one block later.
+		run_to(base + 1);
+		assert_eq!(ids.iter().filter(|id| Challenges::<Test>::contains_key(id)).count(), 1);
+		run_to(base + 2);
+		assert!(ids.iter().all(|id| !Challenges::<Test>::contains_key(id)));
+		assert_eq!(Agenda::<Test>::iter_prefix(base + 1).count(), 0);
 	});
 }
 
 #[test]
-fn claims_are_refused_when_every_expiry_bucket_is_full() {
+fn schedule_flood_does_not_block_others() {
 	run(|| {
-		let data = Data::with(1, 17);
+		let data = Data::with(2, 9);
+		segment_with(&data);
+		register(bob(), NodeRole::Replica);
+		register(charlie(), NodeRole::Replica);
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(charlie()), 0));
+		// Bob claims and leaves over and over in one block (paying a failure each time): each
+		// leave removes its challenge's expiry, so nothing piles up.
+		for _ in 0..40 {
+			assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1));
+			assert_ok!(SyncRegistry::leave_segment(RuntimeOrigin::signed(bob()), 0));
+			if SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0).is_err() {
+				break;
+			}
+		}
+		// Charlie's claim is unaffected and is due at its exact deadline.
+		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(charlie()), 0, 1));
+		let id = OpenChallenge::<Test>::get(charlie(), 0).unwrap();
+		let ch = Challenges::<Test>::get(id).unwrap();
+		assert_eq!(ch.deadline, 1 + CHALLENGE_DELAY + PROOF_WINDOW);
+		let expiries =
+			Agenda::<Test>::iter().filter(|(_, t, _)| matches!(t, Task::Expire(_))).count();
+		assert!(expiries <= 2, "only live challenges are scheduled, got {expiries}");
+		run_to(ch.seed_block + 1);
+		assert_ok!(SyncRegistry::submit_proof(
+			RuntimeOrigin::signed(charlie()),
+			id,
+			data.prove(id)
+		));
+		let h = Holdings::<Test>::get(0, charlie()).unwrap();
+		assert_eq!(h.status, HoldingStatus::Active);
+		// …and its re-challenge is scheduled exactly one period later.
+		assert_eq!(h.next_check, Some(ch.seed_block + 1 + RECHALLENGE_PERIOD));
+	});
+}
+
+// ------------------------------------------------------------------ failures cost
+
+#[test]
+fn crafted_trie_bit_is_an_error() {
+	run(|| {
+		let data = Data::with(3, 11);
 		segment_with(&data);
 		register(bob(), NodeRole::Replica);
 		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
-		let first = 1 + CHALLENGE_DELAY + PROOF_WINDOW + 1;
-		for at in first..first + 32 {
-			Expiries::<Test>::insert(at, BoundedVec::truncate_from(vec![u64::MAX, u64::MAX - 1]));
-		}
-		assert_noop!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1), E::ScheduleFull);
-		// one free slot at the end of the span is found
-		Expiries::<Test>::mutate(first + 31, |b| {
-			b.pop();
-		});
 		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1));
-		let ch = Challenges::<Test>::get(OpenChallenge::<Test>::get(bob(), 0).unwrap()).unwrap();
-		assert_eq!(ch.deadline, first + 30);
-		for at in first..first + 32 {
-			Expiries::<Test>::mutate(at, |b| b.retain(|id| *id < u64::MAX - 1));
+		let id = OpenChallenge::<Test>::get(bob(), 0).unwrap();
+		run_to(Challenges::<Test>::get(id).unwrap().seed_block + 1);
+		for bit in [65535u16, 256] {
+			let mut p = data.prove(id);
+			for c in p.chunks.iter_mut() {
+				let mut path = c.trie_path.clone().into_inner();
+				if let Some(step) = path.first_mut() {
+					step.bit = bit;
+				}
+				c.trie_path = path.try_into().unwrap();
+			}
+			let r = SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, p);
+			assert_eq!(r.map_err(|e| e.error), Err(E::InvalidProof.into()));
 		}
+		// The honest proof still lands, fee-free.
+		let r = SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, data.prove(id));
+		assert_eq!(r.unwrap().pays_fee, frame_support::dispatch::Pays::No);
+	});
+}
+
+#[test]
+fn proofs_are_operational_and_free_only_when_accepted() {
+	use frame_support::dispatch::{DispatchClass, GetDispatchInfo, Pays};
+	let call =
+		Call::<Test>::submit_proof { id: 0, proof: SyncProof { chunks: Default::default() } };
+	let info = call.get_dispatch_info();
+	assert_eq!((info.class, info.pays_fee), (DispatchClass::Operational, Pays::Yes));
+	run(|| {
+		let data = Data::with(2, 12);
+		segment_with(&data);
+		register(bob(), NodeRole::Replica);
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
+		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1));
+		let id = OpenChallenge::<Test>::get(bob(), 0).unwrap();
+		run_to(Challenges::<Test>::get(id).unwrap().seed_block + 1);
+		let mut bad = data.prove(id);
+		bad.chunks[0].chunk[0] ^= 1;
+		let refused = SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, bad);
+		assert_eq!(refused.unwrap_err().post_info.pays_fee, Pays::Yes);
+		let ok = SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, data.prove(id));
+		assert_eq!(ok.unwrap().pays_fee, Pays::No);
+	});
+}
+
+#[test]
+fn abandoning_a_challenge_is_a_failure() {
+	run(|| {
+		let data = Data::with(2, 13);
+		segment_with(&data);
+		register(bob(), NodeRole::Replica);
+		// Claim, see the seed, leave: the challenge counts as failed and is penalised.
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
+		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1));
+		let id = OpenChallenge::<Test>::get(bob(), 0).unwrap();
+		run_to(Challenges::<Test>::get(id).unwrap().seed_block + 1);
+		assert_ok!(SyncRegistry::leave_segment(RuntimeOrigin::signed(bob()), 0));
+		assert!(has_event(Event::ChallengeAbandoned { id, segment: 0, who: bob(), failures: 1 }));
+		assert!(has_event(Event::Penalized { who: bob(), amount: DEPOSIT / 10 }));
+		assert_eq!(held(bob()), DEPOSIT - DEPOSIT / 10);
+		// Rejoining does not reset the count…
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
+		assert_eq!(Holdings::<Test>::get(0, bob()).unwrap().failures, 1);
+		// …and MaxFailures (3) abandoned rounds drop the holder like missed ones.
+		for round in 2..=3 {
+			claim_and_see_seed(bob());
+			assert_ok!(SyncRegistry::leave_segment(RuntimeOrigin::signed(bob()), 0));
+			assert_eq!(FailureRecords::<Test>::get(0, bob()).unwrap().failures, round);
+			assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
+		}
+		assert_eq!(Holdings::<Test>::get(0, bob()).unwrap().failures, 3);
+		// Leaving before the seed is known re-rolls nothing and is free…
+		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1));
+		assert_ok!(SyncRegistry::leave_segment(RuntimeOrigin::signed(bob()), 0));
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
+		assert_eq!(Holdings::<Test>::get(0, bob()).unwrap().failures, 3);
+		// …but being forced out with the indexes known is abandoning it.
+		claim_and_see_seed(bob());
+		assert_ok!(SyncRegistry::force_deregister(RuntimeOrigin::root(), bob()));
+		assert!(events().iter().any(|e| matches!(
+			e,
+			Event::ChallengeAbandoned { who, failures: 4, .. } if *who == bob()
+		)));
+	});
+}
+
+#[test]
+fn remembered_failures_are_forgotten_after_the_cooling_period() {
+	run(|| {
+		let data = Data::with(2, 14);
+		segment_with(&data);
+		register(bob(), NodeRole::Replica);
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
+		claim_and_see_seed(bob());
+		assert_ok!(SyncRegistry::leave_segment(RuntimeOrigin::signed(bob()), 0));
+		let until = FailureRecords::<Test>::get(0, bob()).unwrap().until;
+		assert_eq!(until, System::block_number() + FAILURE_MEMORY);
+		run_to(until + 1);
+		assert_eq!(FailureRecords::<Test>::get(0, bob()), None, "forgotten by its task");
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
+		assert_eq!(Holdings::<Test>::get(0, bob()).unwrap().failures, 0);
+	});
+}
+
+#[test]
+fn deposit_below_minimum_suspends_until_topped_up() {
+	run(|| {
+		let data = Data::with(2, 15);
+		segment_with(&data);
+		register(bob(), NodeRole::Replica);
+		// Six abandoned challenges burn 60 % of the deposit: below MinDeposit (50 %).
+		for _ in 0..6 {
+			assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
+			claim_and_see_seed(bob());
+			assert_ok!(SyncRegistry::leave_segment(RuntimeOrigin::signed(bob()), 0));
+		}
+		let deposit = Nodes::<Test>::get(bob()).unwrap().deposit;
+		assert_eq!(deposit, DEPOSIT * 4 / 10);
+		assert!(has_event(Event::NodeSuspended { who: bob(), deposit }));
+		assert_noop!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0), E::DepositTooLow);
+		// (A holder that became suspended cannot claim either.)
+		assert!(matches!(SyncRegistry::can_claim(&bob(), 0, 1), Err(E::NotHolder)));
+		assert_ok!(SyncRegistry::top_up_deposit(RuntimeOrigin::signed(bob())));
+		assert!(has_event(Event::DepositToppedUp {
+			who: bob(),
+			amount: DEPOSIT * 6 / 10,
+			deposit: DEPOSIT
+		}));
+		assert_eq!(held(bob()), DEPOSIT);
+		assert_noop!(
+			SyncRegistry::top_up_deposit(RuntimeOrigin::signed(bob())),
+			E::NothingToUpdate
+		);
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
+		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1));
+		// The poor cannot top up.
+		assert_noop!(SyncRegistry::top_up_deposit(RuntimeOrigin::signed(poor())), E::NotRegistered);
+	});
+}
+
+#[test]
+fn suspended_holder_cannot_claim() {
+	run(|| {
+		let data = Data::with(2, 16);
+		segment_with(&data);
+		register(bob(), NodeRole::Replica);
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
+		Nodes::<Test>::mutate(bob(), |n| n.as_mut().unwrap().deposit = DEPOSIT / 2 - 1);
+		assert_noop!(
+			SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1),
+			E::DepositTooLow
+		);
+		Nodes::<Test>::mutate(bob(), |n| n.as_mut().unwrap().deposit = DEPOSIT);
+	});
+}
+
+#[test]
+fn idle_syncing_holding_is_dropped() {
+	run(|| {
+		let data = Data::with(2, 17);
+		segment_with(&data);
+		register(bob(), NodeRole::Replica);
+		register(charlie(), NodeRole::Replica);
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(charlie()), 0));
+		let joined = System::block_number();
+		// Charlie has a challenge open when its timeout would end: the challenge decides.
+		run_to(joined + SYNCING_TIMEOUT - 2);
+		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(charlie()), 0, 1));
+		run_to(joined + SYNCING_TIMEOUT);
+		assert!(has_event(Event::HolderDropped { segment: 0, who: bob() }));
+		assert!(!Holdings::<Test>::contains_key(0, bob()));
+		assert_eq!(Nodes::<Test>::get(bob()).unwrap().status, NodeStatus::Joining);
+		assert!(Holdings::<Test>::contains_key(0, charlie()));
+		// Charlie's missed challenge restarts its timeout.
+		let id = OpenChallenge::<Test>::get(charlie(), 0).unwrap();
+		let deadline = Challenges::<Test>::get(id).unwrap().deadline;
+		run_to(deadline + 1);
+		let h = Holdings::<Test>::get(0, charlie()).unwrap();
+		assert_eq!(h.syncing_until, Some(deadline + 1 + SYNCING_TIMEOUT));
+	});
+}
+
+#[test]
+fn owner_can_remove_a_holder() {
+	run(|| {
+		let data = Data::with(2, 18);
+		segment_with(&data);
+		register(bob(), NodeRole::Replica);
+		register(charlie(), NodeRole::Replica);
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
+		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1));
+		assert_noop!(
+			SyncRegistry::remove_holder(RuntimeOrigin::signed(charlie()), 0, bob()),
+			E::NotOwner
+		);
+		assert_noop!(
+			SyncRegistry::remove_holder(RuntimeOrigin::signed(alice()), 0, alice()),
+			E::IsOwner
+		);
+		assert_noop!(
+			SyncRegistry::remove_holder(RuntimeOrigin::signed(alice()), 0, charlie()),
+			E::NotHolder
+		);
+		assert_ok!(SyncRegistry::remove_holder(RuntimeOrigin::signed(alice()), 0, bob()));
+		assert!(has_event(Event::HolderRemoved { segment: 0, who: bob() }));
+		// Being removed is not the holder's failure: no penalty, no abandoned challenge.
+		assert_eq!(held(bob()), DEPOSIT);
+		assert!(!events().iter().any(|e| matches!(e, Event::ChallengeAbandoned { .. })));
+		assert!(OpenChallenge::<Test>::get(bob(), 0).is_none());
+		assert!(NodeSegments::<Test>::get(bob()).is_empty());
+		// Root may too.
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(charlie()), 0));
+		assert_ok!(SyncRegistry::remove_holder(RuntimeOrigin::root(), 0, charlie()));
+	});
+}
+
+#[test]
+fn leaving_node_is_not_rechallenged_and_deregisters_without_penalty() {
+	run(|| {
+		let data = Data::with(2, 20);
+		segment_with(&data);
+		register(bob(), NodeRole::Replica);
+		join_and_prove(bob(), 1, &data);
+		assert!(Holdings::<Test>::get(0, bob()).unwrap().next_check.is_some());
+		assert_ok!(SyncRegistry::announce_leave(RuntimeOrigin::signed(bob())));
+		assert_eq!(Holdings::<Test>::get(0, bob()).unwrap().next_check, None);
+		let leave_at = Nodes::<Test>::get(bob()).unwrap().leave_at.unwrap();
+		run_to(leave_at.max(1 + RECHALLENGE_PERIOD + 1));
+		assert!(OpenChallenge::<Test>::get(bob(), 0).is_none(), "no re-challenge while leaving");
+		assert_ok!(SyncRegistry::deregister_node(RuntimeOrigin::signed(bob())));
+		assert!(!events().iter().any(|e| matches!(e, Event::Penalized { .. })));
+	});
+}
+
+#[test]
+fn empty_roots_and_stale_reproofs_cannot_be_claimed() {
+	run(|| {
+		let data = Data::with(2, 21);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		join_and_prove(bob(), 1, &data);
+		next_block();
+		let empty = SegmentTrie::new().facts();
+		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 2, empty));
+		assert_noop!(
+			SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 2),
+			E::NothingToProve
+		);
+		// A migration target may re-prove its root only if that root completes the migration.
+		assert_ok!(SyncRegistry::request_migration(RuntimeOrigin::signed(alice()), 0, bob()));
+		assert_noop!(
+			SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1),
+			E::AlreadyProven
+		);
+	});
+}
+
+#[test]
+fn co_primaries_cannot_take_a_pending_targets_seat() {
+	run(|| {
+		let data = Data::with(2, 22);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		register(charlie(), NodeRole::Primary);
+		register(dave(), NodeRole::Primary);
+		assert_ok!(SyncRegistry::request_migration(RuntimeOrigin::signed(alice()), 0, dave()));
+		// MaxPrimaries = 3: alice + one more, the last seat is dave's.
+		assert_ok!(SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, bob()));
+		assert_noop!(
+			SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, charlie()),
+			E::TooManyPrimaries
+		);
+		claim_and_prove(dave(), 1, &data);
+		let seg = Segments::<Test>::get(0).unwrap();
+		assert_eq!(seg.owner, dave());
+		assert!(seg.primaries.contains(&alice()), "the old provider is retained");
+		// The retained provider is released by the chain, not removed by the new owner.
+		assert_noop!(
+			SyncRegistry::remove_primary(RuntimeOrigin::signed(dave()), 0, alice()),
+			E::MigrationPending
+		);
 	});
 }
 
@@ -1168,7 +1641,7 @@ fn offchain_worker_applies_the_dispatchables_rules() {
 			vec![(commit_bad, Stale), (commit.clone(), Submitted)]
 		);
 		// Once committed, the same seq is stale (`StaleSeq`) and the owner may not attest its
-		// own commit (`AlreadyAttested`).
+		// own commit (`IsOwner`: its commit is its vote).
 		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(owner), 0, 1, data.facts()));
 		let attest = Intent::Attest { segment: 0, seq: 1, root: data.facts().root };
 		set(vec![commit.clone(), attest.clone()]);
@@ -1177,7 +1650,7 @@ fn offchain_worker_applies_the_dispatchables_rules() {
 			vec![(commit, Stale), (attest, Stale)]
 		);
 		let root = data.facts().root;
-		assert!(matches!(SyncRegistry::can_attest(&owner, 0, 1, &root), Err(E::AlreadyAttested)));
+		assert!(matches!(SyncRegistry::can_attest(&owner, 0, 1, &root), Err(E::IsOwner)));
 	});
 }
 
@@ -1211,7 +1684,14 @@ fn try_state_detects_corrupted_state() {
 		Holdings::<Test>::insert(
 			0,
 			dave(),
-			Holding { status: HoldingStatus::Syncing, proven: None, failures: 0, joined_at: 1 },
+			Holding {
+				status: HoldingStatus::Syncing,
+				proven: None,
+				failures: 0,
+				joined_at: 1,
+				next_check: None,
+				syncing_until: None,
+			},
 		);
 		assert!(SyncRegistry::do_try_state().is_err());
 		Holdings::<Test>::remove(0, dave());
@@ -1223,91 +1703,198 @@ fn try_state_detects_corrupted_state() {
 	});
 }
 
+#[test]
+fn try_state_detects_broken_schedule_votes_and_status() {
+	new_test_ext().execute_with(|| {
+		let data = Data::with(3, 19);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		register(charlie(), NodeRole::Replica);
+		assert_ok!(SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, bob()));
+		join_and_prove(charlie(), 1, &data);
+		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1));
+		assert_ok!(SyncRegistry::do_try_state());
+		let check = |broken: &'static str| {
+			assert_eq!(SyncRegistry::do_try_state(), Err(broken.into()));
+		};
+
+		// A challenge whose expiry was lost.
+		let id = OpenChallenge::<Test>::get(bob(), 0).unwrap();
+		let at = Challenges::<Test>::get(id).unwrap().deadline + 1;
+		Agenda::<Test>::remove(at, Task::Expire(id));
+		check("challenge expiry not scheduled");
+		Agenda::<Test>::insert(at, Task::Expire(id), ());
+		assert_ok!(SyncRegistry::do_try_state());
+
+		// A task that refers to nothing.
+		Agenda::<Test>::insert(at, Task::Expire(999), ());
+		check("scheduled task refers to nothing");
+		Agenda::<Test>::remove(at, Task::Expire(999));
+
+		// An Active holder that will never be re-checked.
+		let honest = Holdings::<Test>::get(0, charlie()).unwrap();
+		let next = honest.next_check.unwrap();
+		Agenda::<Test>::remove(next, Task::ReChallenge(0, charlie()));
+		check("re-challenge not scheduled");
+		Holdings::<Test>::insert(0, charlie(), Holding { next_check: None, ..honest.clone() });
+		check("Active holder without re-challenge or open challenge");
+		Holdings::<Test>::insert(0, charlie(), honest);
+		Agenda::<Test>::insert(next, Task::ReChallenge(0, charlie()), ());
+		assert_ok!(SyncRegistry::do_try_state());
+
+		// An idle Syncing holding whose timeout is gone.
+		register(dave(), NodeRole::Replica);
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(dave()), 0));
+		let idle = Holdings::<Test>::get(0, dave()).unwrap();
+		Holdings::<Test>::insert(0, dave(), Holding { syncing_until: None, ..idle.clone() });
+		check("idle Syncing holding without timeout");
+		Holdings::<Test>::insert(0, dave(), idle);
+		assert_ok!(SyncRegistry::do_try_state());
+
+		// A parity vote of someone who is no Primary.
+		ParityVotes::<Test>::mutate(0, |v| v.as_mut().unwrap().2.try_push(charlie()).unwrap());
+		check("vote of a non-Primary");
+		ParityVotes::<Test>::mutate(0, |v| v.as_mut().unwrap().2.retain(|p| *p != charlie()));
+		Divergences::<Test>::insert(0, charlie(), (1, [1; 32]));
+		check("divergence of a non-Primary");
+		Divergences::<Test>::remove(0, charlie());
+		assert_ok!(SyncRegistry::do_try_state());
+
+		// A cached node status that no longer matches its holdings.
+		Nodes::<Test>::mutate(charlie(), |n| n.as_mut().unwrap().status = NodeStatus::Lagging);
+		check("cached node status is stale");
+		Nodes::<Test>::mutate(charlie(), |n| n.as_mut().unwrap().status = NodeStatus::Active);
+		assert_ok!(SyncRegistry::do_try_state());
+
+		// A migration whose deadline is not scheduled.
+		register(account(5), NodeRole::Primary);
+		assert_ok!(SyncRegistry::request_migration(RuntimeOrigin::signed(alice()), 0, account(5)));
+		let until = Migrations::<Test>::get(0).unwrap().until;
+		Agenda::<Test>::remove(until, Task::Migration(0));
+		check("migration unscheduled");
+	});
+}
+
 // ------------------------------------------------------------------ random sequences
 
 mod sequences {
 	use super::*;
 	use proptest::prelude::*;
 
+	/// One call (or block advance) of a random sequence; `s` picks segment 0 or 1.
 	#[derive(Clone, Debug)]
 	enum Op {
 		Register(u8, bool),
 		Create(u8),
-		Join(u8),
-		Leave(u8),
-		AddPrimary(u8),
-		Commit(u8),
-		Claim(u8),
-		Prove(u8),
-		BadProof(u8),
+		Join(u8, u8),
+		Leave(u8, u8),
+		AddPrimary(u8, u8),
+		RemovePrimary(u8, u8),
+		RemoveHolder(u8, u8),
+		Commit(u8, u8),
+		Attest(u8, u8, bool),
+		Claim(u8, u8),
+		Prove(u8, u8),
+		BadProof(u8, u8),
 		Advance(u8),
 		Announce(u8),
 		Deregister(u8),
-		Migrate(u8),
-		Cancel,
+		ForceDeregister(u8),
+		TopUp(u8),
+		Migrate(u8, u8),
+		Cancel(u8),
+		ForceOwner(u8, u8),
+		ResetRoots(u8),
+		ClearMigration(u8),
 	}
 
 	fn op() -> impl Strategy<Value = Op> {
 		let who = 1u8..=5;
+		let seg = 0u8..2;
 		prop_oneof![
 			(who.clone(), any::<bool>()).prop_map(|(w, p)| Op::Register(w, p)),
 			who.clone().prop_map(Op::Create),
-			who.clone().prop_map(Op::Join),
-			who.clone().prop_map(Op::Leave),
-			who.clone().prop_map(Op::AddPrimary),
-			who.clone().prop_map(Op::Commit),
-			who.clone().prop_map(Op::Claim),
-			who.clone().prop_map(Op::Prove),
-			who.clone().prop_map(Op::BadProof),
+			(who.clone(), seg.clone()).prop_map(|(w, s)| Op::Join(w, s)),
+			(who.clone(), seg.clone()).prop_map(|(w, s)| Op::Leave(w, s)),
+			(who.clone(), seg.clone()).prop_map(|(w, s)| Op::AddPrimary(w, s)),
+			(who.clone(), seg.clone()).prop_map(|(w, s)| Op::RemovePrimary(w, s)),
+			(who.clone(), seg.clone()).prop_map(|(w, s)| Op::RemoveHolder(w, s)),
+			(who.clone(), seg.clone()).prop_map(|(w, s)| Op::Commit(w, s)),
+			(who.clone(), seg.clone(), any::<bool>()).prop_map(|(w, s, g)| Op::Attest(w, s, g)),
+			(who.clone(), seg.clone()).prop_map(|(w, s)| Op::Claim(w, s)),
+			(who.clone(), seg.clone()).prop_map(|(w, s)| Op::Prove(w, s)),
+			(who.clone(), seg.clone()).prop_map(|(w, s)| Op::Prove(w, s)),
+			(who.clone(), seg.clone()).prop_map(|(w, s)| Op::BadProof(w, s)),
 			(1u8..12).prop_map(Op::Advance),
+			(20u8..80).prop_map(Op::Advance),
 			who.clone().prop_map(Op::Announce),
 			who.clone().prop_map(Op::Deregister),
-			who.clone().prop_map(Op::Migrate),
-			Just(Op::Cancel),
+			who.clone().prop_map(Op::ForceDeregister),
+			who.clone().prop_map(Op::TopUp),
+			(who.clone(), seg.clone()).prop_map(|(w, s)| Op::Migrate(w, s)),
+			seg.clone().prop_map(Op::Cancel),
+			(who.clone(), seg.clone()).prop_map(|(w, s)| Op::ForceOwner(w, s)),
+			seg.clone().prop_map(Op::ResetRoots),
+			seg.clone().prop_map(Op::ClearMigration),
 		]
 	}
 
+	fn storage_root() -> Vec<u8> {
+		sp_io::storage::root(sp_runtime::StateVersion::V1)
+	}
+
 	proptest! {
-		#![proptest_config(ProptestConfig::with_cases(48))]
+		#![proptest_config(ProptestConfig::with_cases(64))]
+		/// Random call sequences over two segments: after every step the invariants hold
+		/// (`do_try_state`), every refused call changed nothing, every valid proof is accepted
+		/// without a fee and every corrupted one is refused.
 		#[test]
-		fn invariants_hold_after_every_call(ops in proptest::collection::vec(op(), 1..60)) {
+		fn invariants_hold_after_every_call(ops in proptest::collection::vec(op(), 1..80)) {
 			new_test_ext().execute_with(|| {
-				// data of every committed seq of segment 0
-				let mut versions: BTreeMap<u64, Data> = BTreeMap::new();
+				// data of every committed (segment, seq)
+				let mut versions: BTreeMap<(u64, u64), Data> = BTreeMap::new();
 				let mut seq = 0u64;
 				for op in ops {
 					let o = |w: u8| RuntimeOrigin::signed(account(w));
-					let _ = match op {
+					let owner = |s: u8| Segments::<Test>::get(s as u64).map(|g| g.owner.0[0]).unwrap_or(1);
+					let before = storage_root();
+					let r: sp_runtime::DispatchResult = match op {
 						Op::Register(w, p) => SyncRegistry::register_node(o(w), if p { NodeRole::Primary } else { NodeRole::Replica }, pid(w), addrs(&["/a/1"])),
 						Op::Create(w) => SyncRegistry::create_segment(o(w)),
-						Op::Join(w) => SyncRegistry::join_segment(o(w), 0),
-						Op::Leave(w) => SyncRegistry::leave_segment(o(w), 0),
-						Op::AddPrimary(w) => Segments::<Test>::get(0).map(|s| SyncRegistry::add_primary(o(s.owner.0[0]), 0, account(w))).unwrap_or(Ok(())),
-						Op::Commit(w) => {
+						Op::Join(w, s) => SyncRegistry::join_segment(o(w), s as u64),
+						Op::Leave(w, s) => SyncRegistry::leave_segment(o(w), s as u64),
+						Op::AddPrimary(w, s) => SyncRegistry::add_primary(o(owner(s)), s as u64, account(w)),
+						Op::RemovePrimary(w, s) => SyncRegistry::remove_primary(o(owner(s)), s as u64, account(w)),
+						Op::RemoveHolder(w, s) => SyncRegistry::remove_holder(o(owner(s)), s as u64, account(w)),
+						Op::Commit(w, s) => {
 							seq += 1;
 							let d = Data::with((seq % 4) as usize + 1, seq as u8);
-							let r = SyncRegistry::commit_root(o(w), 0, seq, d.facts()).map(|_| ()).map_err(|e| e.error);
-							versions.insert(seq, d);
-							r
+							versions.insert((s as u64, seq), d.clone());
+							SyncRegistry::commit_root(o(w), s as u64, seq, d.facts()).map(|_| ()).map_err(|e| e.error)
 						},
-						Op::Claim(w) => {
-							let latest = Roots::<Test>::get(0).last().map(|r| r.seq).unwrap_or(0);
-							SyncRegistry::claim_sync(o(w), 0, latest)
+						Op::Attest(w, s, good) => {
+							let latest = Roots::<Test>::get(s as u64).last().copied();
+							let (q, root) = latest.map(|r| (r.seq, if good { r.facts.root } else { [w; 32] })).unwrap_or((0, [0; 32]));
+							SyncRegistry::attest_root(o(w), s as u64, q, root)
 						},
-						Op::Prove(w) | Op::BadProof(w) => match OpenChallenge::<Test>::get(account(w), 0) {
+						Op::Claim(w, s) => {
+							let latest = Roots::<Test>::get(s as u64).last().map(|r| r.seq).unwrap_or(0);
+							SyncRegistry::claim_sync(o(w), s as u64, latest)
+						},
+						Op::Prove(w, s) | Op::BadProof(w, s) => match OpenChallenge::<Test>::get(account(w), s as u64) {
 							Some(id) if System::block_number() > Challenges::<Test>::get(id).unwrap().seed_block => {
 								let ch = Challenges::<Test>::get(id).unwrap();
-								let mut p = versions[&ch.seq].prove(id);
-								if matches!(op, Op::BadProof(_)) {
+								let Some(d) = versions.get(&(s as u64, ch.seq)).filter(|d| d.facts() == ch.facts) else { continue };
+								let mut p = d.prove(id);
+								if matches!(op, Op::BadProof(..)) {
 									p.chunks[0].chunk[0] ^= 1;
-									let before = sp_io::storage::root(sp_runtime::StateVersion::V1);
 									let r = SyncRegistry::submit_proof(o(w), id, p);
-									prop_assert_eq!(r, Err(E::InvalidProof.into()));
-									prop_assert_eq!(before, sp_io::storage::root(sp_runtime::StateVersion::V1));
+									prop_assert_eq!(r.map_err(|e| e.error), Err(E::InvalidProof.into()));
 									Ok(())
 								} else {
 									let r = SyncRegistry::submit_proof(o(w), id, p);
 									prop_assert!(r.is_ok(), "valid proof refused: {:?}", r);
+									prop_assert_eq!(r.unwrap().pays_fee, frame_support::dispatch::Pays::No);
 									Ok(())
 								}
 							},
@@ -1319,9 +1906,18 @@ mod sequences {
 						},
 						Op::Announce(w) => SyncRegistry::announce_leave(o(w)),
 						Op::Deregister(w) => SyncRegistry::deregister_node(o(w)).map(|_| ()).map_err(|e| e.error),
-						Op::Migrate(w) => Segments::<Test>::get(0).map(|s| SyncRegistry::request_migration(o(s.owner.0[0]), 0, account(w))).unwrap_or(Ok(())),
-						Op::Cancel => SyncRegistry::cancel_migration(RuntimeOrigin::root(), 0),
+						Op::ForceDeregister(w) => SyncRegistry::force_deregister(RuntimeOrigin::root(), account(w)).map(|_| ()).map_err(|e| e.error),
+						Op::TopUp(w) => SyncRegistry::top_up_deposit(o(w)),
+						Op::Migrate(w, s) => SyncRegistry::request_migration(o(owner(s)), s as u64, account(w)),
+						Op::Cancel(s) => SyncRegistry::cancel_migration(RuntimeOrigin::root(), s as u64),
+						Op::ForceOwner(w, s) => SyncRegistry::force_set_owner(RuntimeOrigin::root(), s as u64, account(w)),
+						Op::ResetRoots(s) => SyncRegistry::force_reset_roots(RuntimeOrigin::root(), s as u64),
+						Op::ClearMigration(s) => SyncRegistry::force_clear_migration(RuntimeOrigin::root(), s as u64),
 					};
+					if let Err(e) = r {
+						prop_assert!(matches!(e, DispatchError::Module(_)), "untyped error {:?} from {:?}", e, op);
+						prop_assert_eq!(&before, &storage_root(), "refused {:?} changed state", op);
+					}
 					if let Err(e) = SyncRegistry::do_try_state() {
 						prop_assert!(false, "invariant broken after {:?}: {:?}", op, e);
 					}

@@ -42,8 +42,8 @@ pub type RootWindowOf<T> = BoundedVec<CommittedRootOf<T>, <T as crate::Config>::
 /// The Primaries that attested a root (at most `MaxPrimaries`).
 pub type VotesOf<T> =
 	BoundedVec<<T as frame_system::Config>::AccountId, <T as crate::Config>::MaxPrimaries>;
-/// The items scheduled for one block (at most `MaxScheduledPerBlock`).
-pub type BucketOf<T, V> = BoundedVec<V, <T as crate::Config>::MaxScheduledPerBlock>;
+/// A scheduled task of this runtime.
+pub type TaskOf<T> = Task<<T as frame_system::Config>::AccountId>;
 /// Stored migration of this runtime.
 pub type MigrationOf<T> = Migration<
 	<T as frame_system::Config>::AccountId,
@@ -129,6 +129,55 @@ pub struct Holding<BlockNumber> {
 	pub failures: u32,
 	/// Block the holder joined.
 	pub joined_at: BlockNumber,
+	/// The block of this holding's scheduled [`Task::ReChallenge`], if one is scheduled.
+	pub next_check: Option<BlockNumber>,
+	/// While `Syncing` without an open challenge: the block of its scheduled
+	/// [`Task::SyncingTimeout`] (the holding is dropped then unless it proved meanwhile).
+	pub syncing_until: Option<BlockNumber>,
+}
+
+/// Work the chain does at a block, stored one item per key in [`crate::Agenda`] and removed
+/// as soon as it no longer applies.
+#[derive(
+	Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug,
+)]
+pub enum Task<AccountId> {
+	/// Expire challenge `id` unless it was answered (scheduled at `deadline + 1`).
+	#[codec(index = 0)]
+	Expire(crate::ChallengeId),
+	/// Re-challenge the Active or Lagging holder of a segment.
+	#[codec(index = 1)]
+	ReChallenge(SegmentId, AccountId),
+	/// Time out a pending migration, or release the old provider of a completed one.
+	#[codec(index = 2)]
+	Migration(SegmentId),
+	/// Drop a holding that stayed `Syncing` (never proved, or failed) for `SyncingTimeout`.
+	#[codec(index = 3)]
+	SyncingTimeout(SegmentId, AccountId),
+	/// Forget the remembered failures of a (segment, account) that left.
+	#[codec(index = 4)]
+	ForgetFailures(SegmentId, AccountId),
+}
+
+/// Failures of an account that left a segment, remembered until `until` so that leaving and
+/// rejoining does not reset them.
+#[derive(
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	MaxEncodedLen,
+	TypeInfo,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+)]
+pub struct FailureRecord<BlockNumber> {
+	/// Consecutive failures at the time it left (an abandoned challenge counts).
+	pub failures: u32,
+	/// Last block at which a rejoin restores them.
+	pub until: BlockNumber,
 }
 
 /// A root a holder proved.

@@ -58,6 +58,9 @@ impl<T: crate::Config> Pallet<T> {
 				})
 				.collect(),
 			migration: Self::migration(segment).map(|m| (m.to, m.completed)),
+			divergences: crate::Divergences::<T>::iter_prefix(segment)
+				.map(|(who, (seq, root))| (who, seq, root))
+				.collect(),
 		})
 	}
 

@@ -340,12 +340,17 @@ fn co_primary_does_not_attest_before_reaching_the_root() {
 }
 
 #[test]
-fn co_primary_does_not_attest_a_different_root() {
+fn co_primary_reports_a_different_root_as_a_divergence() {
 	let mut p = Planner::new(config(10));
 	let mut s = held(&[5], HoldingStatus::Active, Some(5));
 	s.primary = true;
 	let v = view(vec![s]);
-	assert!(items(&mut p, &v, &local(Some(5), &[], &[5], &[5])).is_empty());
+	let mut mine = facts(5).root;
+	mine[31] ^= 1;
+	assert_eq!(
+		items(&mut p, &v, &local(Some(5), &[], &[5], &[5])),
+		vec![Intent::Attest { segment: SEG, seq: 5, root: mine }]
+	);
 }
 
 // ---- followers and ownership ----
