@@ -460,7 +460,7 @@ mod benches {
 	#[benchmark]
 	fn agenda_scan(n: Linear<1, { T::MaxScheduledPerBlock::get() }>) {
 		let now: BlockNumberFor<T> = 1_000u32.into();
-		AgendaCursor::<T>::put(now - BlockNumberFor::<T>::from(n));
+		AgendaCursor::<T>::put(now + One::one() - BlockNumberFor::<T>::from(n));
 		#[block]
 		{
 			SyncRegistry::<T>::on_initialize(now);
