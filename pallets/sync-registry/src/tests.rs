@@ -943,9 +943,7 @@ fn crafted_trie_bit_is_an_error() {
 		segment_with(&data);
 		register(bob(), NodeRole::Replica);
 		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
-		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1));
-		let id = OpenChallenge::<Test>::get(bob(), 0).unwrap();
-		run_to(Challenges::<Test>::get(id).unwrap().seed_block + 1);
+		let id = claim_and_see_seed(bob());
 		for bit in [65535u16, 256] {
 			let mut p = data.prove(id);
 			for c in p.chunks.iter_mut() {
@@ -976,9 +974,7 @@ fn proofs_are_operational_and_free_only_when_accepted() {
 		segment_with(&data);
 		register(bob(), NodeRole::Replica);
 		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
-		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1));
-		let id = OpenChallenge::<Test>::get(bob(), 0).unwrap();
-		run_to(Challenges::<Test>::get(id).unwrap().seed_block + 1);
+		let id = claim_and_see_seed(bob());
 		let mut bad = data.prove(id);
 		bad.chunks[0].chunk[0] ^= 1;
 		let refused = SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, bad);
@@ -996,9 +992,7 @@ fn abandoning_a_challenge_is_a_failure() {
 		register(bob(), NodeRole::Replica);
 		// Claim, see the seed, leave: the challenge counts as failed and is penalised.
 		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
-		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1));
-		let id = OpenChallenge::<Test>::get(bob(), 0).unwrap();
-		run_to(Challenges::<Test>::get(id).unwrap().seed_block + 1);
+		let id = claim_and_see_seed(bob());
 		assert_ok!(SyncRegistry::leave_segment(RuntimeOrigin::signed(bob()), 0));
 		assert!(has_event(Event::ChallengeAbandoned { id, segment: 0, who: bob(), failures: 1 }));
 		assert!(has_event(Event::Penalized { who: bob(), amount: DEPOSIT / 10 }));
