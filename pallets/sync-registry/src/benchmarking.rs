@@ -448,7 +448,11 @@ mod benches {
 	fn forget_failures() {
 		let (_owner, s) = segment::<T>(small_facts(), 0);
 		let who: T::AccountId = account("gone", 0, 0);
-		FailureRecords::<T>::insert(s, &who, FailureRecord { failures: 1, until: Zero::zero() });
+		FailureRecords::<T>::insert(
+			s,
+			&who,
+			FailureRecord { failures: 1, until: Zero::zero(), barred: true },
+		);
 		#[block]
 		{
 			SyncRegistry::<T>::forget_failures(s, &who, One::one());

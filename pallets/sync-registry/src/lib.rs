@@ -444,6 +444,9 @@ pub mod pallet {
 		CommitTooSoon,
 		/// The root is of an empty segment: there is nothing to prove.
 		NothingToProve,
+		/// The account was removed from (or dropped by) this segment recently; it may rejoin
+		/// after `FailureMemory` blocks.
+		RejoinBarred,
 	}
 
 	#[pallet::hooks]

@@ -183,7 +183,7 @@ impl<T: crate::Config> Pallet<T> {
 		if m.target_added {
 			let proven = Holdings::<T>::get(segment, &m.to).is_some_and(|h| h.proven.is_some());
 			if !proven {
-				Self::drop_holder(segment, &m.to, Exit::Removed);
+				Self::drop_holder(segment, &m.to, Exit::Withdrawn);
 			}
 		}
 		if timed_out {

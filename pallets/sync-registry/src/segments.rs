@@ -27,6 +27,8 @@ pub enum Exit {
 	Removed,
 	/// The chain dropped it (`MaxFailures`, or `Syncing` for longer than `SyncingTimeout`).
 	Dropped,
+	/// A migration it was added for ended unproven (cancelled or timed out): nobody's fault.
+	Withdrawn,
 }
 
 impl<T: crate::Config> Pallet<T> {
@@ -158,6 +160,11 @@ impl<T: crate::Config> Pallet<T> {
 		let mut seg = Segments::<T>::get(segment).ok_or(Error::<T>::UnknownSegment)?;
 		ensure!(seg.owner != who, Error::<T>::IsOwner);
 		ensure!(!Holdings::<T>::contains_key(segment, &who), Error::<T>::AlreadyHolder);
+		let now = frame_system::Pallet::<T>::block_number();
+		ensure!(
+			!FailureRecords::<T>::get(segment, &who).is_some_and(|r| r.barred && r.until >= now),
+			Error::<T>::RejoinBarred
+		);
 		Self::add_holder(segment, &mut seg, &who)?;
 		Segments::<T>::insert(segment, seg);
 		Self::refresh_status(&who);
@@ -255,7 +262,8 @@ impl<T: crate::Config> Pallet<T> {
 		}
 		if let Some(mut seg) = Segments::<T>::get(segment) {
 			if let Some(h) = Self::take_out_holder(segment, &mut seg, who) {
-				Self::remember_failures(segment, who, h.failures);
+				let barred = matches!(exit, Exit::Removed | Exit::Dropped);
+				Self::remember_failures(segment, who, h.failures, barred);
 			}
 			if seg.owner != *who {
 				if let Some(pos) = seg.primaries.iter().position(|p| p == who) {
@@ -271,13 +279,15 @@ impl<T: crate::Config> Pallet<T> {
 		Self::deposit_event(match exit {
 			Exit::Left | Exit::Forced => Event::HolderLeft { segment, who },
 			Exit::Removed => Event::HolderRemoved { segment, who },
+			Exit::Withdrawn => Event::HolderLeft { segment, who },
 			Exit::Dropped => Event::HolderDropped { segment, who },
 		});
 	}
 
-	/// Keeps `failures` of a departing holder until `now + FailureMemory`.
-	fn remember_failures(segment: SegmentId, who: &T::AccountId, failures: u32) {
-		if failures == 0 {
+	/// Keeps `failures` of a departing holder until `now + FailureMemory` (and, if `barred`,
+	/// keeps it from rejoining until then).
+	fn remember_failures(segment: SegmentId, who: &T::AccountId, failures: u32, barred: bool) {
+		if failures == 0 && !barred {
 			return;
 		}
 		let until =
@@ -286,7 +296,7 @@ impl<T: crate::Config> Pallet<T> {
 			until.saturating_add(1u32.into()),
 			Task::ForgetFailures(segment, who.clone()),
 		);
-		FailureRecords::<T>::insert(segment, who, FailureRecord { failures, until });
+		FailureRecords::<T>::insert(segment, who, FailureRecord { failures, until, barred });
 	}
 
 	/// Forgets remembered failures whose memory ended (its [`Task::ForgetFailures`] is due).

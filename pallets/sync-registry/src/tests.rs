@@ -1109,6 +1109,7 @@ fn idle_syncing_holding_is_dropped() {
 		run_to(joined + SYNCING_TIMEOUT);
 		assert!(has_event(Event::HolderDropped { segment: 0, who: bob() }));
 		assert!(!Holdings::<Test>::contains_key(0, bob()));
+		assert_noop!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0), E::RejoinBarred);
 		assert_eq!(Nodes::<Test>::get(bob()).unwrap().status, NodeStatus::Joining);
 		assert!(Holdings::<Test>::contains_key(0, charlie()));
 		// Charlie's missed challenge restarts its timeout.
@@ -1151,6 +1152,11 @@ fn owner_can_remove_a_holder() {
 		// Root may too.
 		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(charlie()), 0));
 		assert_ok!(SyncRegistry::remove_holder(RuntimeOrigin::root(), 0, charlie()));
+		// A removed holder cannot squat the seat again at once…
+		assert_noop!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0), E::RejoinBarred);
+		// …only after the cooling period.
+		run_to(System::block_number() + FAILURE_MEMORY + 1);
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
 	});
 }
 

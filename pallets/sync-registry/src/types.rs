@@ -178,6 +178,9 @@ pub struct FailureRecord<BlockNumber> {
 	pub failures: u32,
 	/// Last block at which a rejoin restores them.
 	pub until: BlockNumber,
+	/// Whether the account may not `join_segment` again until `until`: it was removed by the
+	/// owner or dropped by the chain (so squatting a seat cannot be repeated at once).
+	pub barred: bool,
 }
 
 /// A root a holder proved.
