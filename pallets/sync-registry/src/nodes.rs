@@ -186,10 +186,9 @@ impl<T: crate::Config> Pallet<T> {
 			let seg = Segments::<T>::get(s).ok_or(Error::<T>::UnknownSegment)?;
 			ensure!(seg.owner != who, Error::<T>::OwnsSegments);
 		}
-		let exit = if forced { Exit::Forced } else { Exit::Left };
 		for s in segments.iter() {
 			Self::forget_migration_to(*s, &who);
-			Self::drop_holder(*s, &who, exit);
+			Self::drop_holder(*s, &who, Exit::Left);
 		}
 		NodeSegments::<T>::remove(&who);
 		let released = T::Currency::release(

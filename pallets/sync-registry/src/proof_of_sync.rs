@@ -82,7 +82,7 @@ impl<T: crate::Config> Pallet<T> {
 		let ch = Challenges::<T>::get(id).ok_or(Error::<T>::UnknownChallenge)?;
 		ensure!(ch.who == who, Error::<T>::NotChallenged);
 		let now = frame_system::Pallet::<T>::block_number();
-		ensure!(now > ch.seed_block, Error::<T>::ChallengeNotReady);
+		ensure!(Self::seed_known(&ch, now), Error::<T>::ChallengeNotReady);
 		ensure!(now <= ch.deadline, Error::<T>::UnknownChallenge);
 		ensure!(
 			codec::Encode::encoded_size(&proof) <= T::MaxProofBytes::get() as usize,
@@ -148,6 +148,12 @@ impl<T: crate::Config> Pallet<T> {
 		let ch = Challenges::<T>::take(id)?;
 		Self::unschedule(ch.deadline.saturating_add(1u32.into()), &Task::Expire(id));
 		Some((id, ch))
+	}
+
+	/// Whether the seed (and so the chunk indexes) of `ch` is known at `now`: its seed block
+	/// is in state. Before then proofs are refused, and leaving re-rolls nothing.
+	pub fn seed_known(ch: &ChallengeOf<T>, now: BlockNumberFor<T>) -> bool {
+		now > ch.seed_block
 	}
 
 	/// The seed of challenge `id`: the hash of its seed block bound to the challenge id.

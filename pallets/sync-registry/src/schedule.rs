@@ -83,4 +83,18 @@ impl<T: Config> Pallet<T> {
 	pub(crate) fn unschedule(at: BlockNumberFor<T>, task: &TaskOf<T>) {
 		Agenda::<T>::remove(at, task);
 	}
+
+	/// Points a record's task slot (`slot` holds the block its `task` is scheduled at) at
+	/// `at`: the task scheduled before, if any, is removed; with `Some(at)` it is scheduled
+	/// anew and `slot` records the block actually used.
+	pub(crate) fn reschedule(
+		slot: &mut Option<BlockNumberFor<T>>,
+		task: TaskOf<T>,
+		at: Option<BlockNumberFor<T>>,
+	) {
+		if let Some(old) = slot.take() {
+			Self::unschedule(old, &task);
+		}
+		*slot = at.map(|at| Self::schedule(at, task));
+	}
 }

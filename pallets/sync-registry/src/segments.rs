@@ -4,8 +4,9 @@
 //! each holder has a [`Holding`] record and the segment appears in the holder's
 //! [`NodeSegments`]. The helpers here keep those three views consistent.
 use crate::{
-	Divergences, Error, Event, FailureRecord, FailureRecords, Holding, HoldingStatus, Holdings,
-	NextSegmentId, NodeSegments, Pallet, ParityVotes, SegmentInfo, SegmentInfoOf, Segments, Task,
+	Challenges, Divergences, Error, Event, FailureRecord, FailureRecords, Holding, HoldingStatus,
+	Holdings, NextSegmentId, NodeSegments, OpenChallenge, Pallet, ParityVotes, SegmentInfo,
+	SegmentInfoOf, Segments, Task,
 };
 use frame_support::{ensure, pallet_prelude::*};
 use frame_system::{
@@ -19,10 +20,9 @@ use sync_primitives::{NodeRole, SegmentId};
 /// event.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Exit {
-	/// The holder left, or deregistered: an open challenge is abandoned, which is a failure.
+	/// The holder left, deregistered or was force-deregistered by Root: an open challenge
+	/// whose indexes are known is abandoned, which is a failure.
 	Left,
-	/// Root removed the node (`force_deregister`): an open challenge is abandoned, a failure.
-	Forced,
 	/// The segment's owner (or Root) removed the holder: not the holder's failure.
 	Removed,
 	/// The chain dropped it (`MaxFailures`, or `Syncing` for longer than `SyncingTimeout`).
@@ -243,25 +243,26 @@ impl<T: crate::Config> Pallet<T> {
 	/// it leaves or is forced out with a challenge open, that challenge counts as failed; its
 	/// failures are remembered for [`crate::Config::FailureMemory`] blocks.
 	pub(crate) fn drop_holder(segment: SegmentId, who: &T::AccountId, exit: Exit) {
-		if matches!(exit, Exit::Left | Exit::Forced) {
-			// Leaving before the seed is known re-rolls nothing: only a challenge whose indexes
-			// were visible counts as abandoned.
-			let now = frame_system::Pallet::<T>::block_number();
-			if let Some((id, _)) =
-				Self::close_challenge(segment, who).filter(|(_, ch)| now > ch.seed_block)
-			{
-				if let Some(failures) = Self::count_failure(segment, who) {
+		let now = frame_system::Pallet::<T>::block_number();
+		// Leaving before the seed is known re-rolls nothing: only a challenge whose indexes
+		// were visible counts as abandoned (taken before the holding goes with its tasks).
+		let abandoned = OpenChallenge::<T>::get(who, segment)
+			.and_then(|id| Challenges::<T>::get(id).map(|ch| (id, ch)))
+			.filter(|(_, ch)| exit == Exit::Left && Self::seed_known(ch, now));
+		if let Some(mut seg) = Segments::<T>::get(segment) {
+			if let Some(mut h) = Self::take_out_holder(segment, &mut seg, who) {
+				if let Some((id, _)) = abandoned {
+					// The holding is going: count the failure on it, without the status and
+					// timeout bookkeeping `count_failure` does for a holding that stays.
+					h.failures = h.failures.saturating_add(1);
+					Self::penalize(who);
 					Self::deposit_event(Event::ChallengeAbandoned {
 						id,
 						segment,
 						who: who.clone(),
-						failures,
+						failures: h.failures,
 					});
 				}
-			}
-		}
-		if let Some(mut seg) = Segments::<T>::get(segment) {
-			if let Some(h) = Self::take_out_holder(segment, &mut seg, who) {
 				let barred = matches!(exit, Exit::Removed | Exit::Dropped);
 				Self::remember_failures(segment, who, h.failures, barred);
 			}
@@ -277,9 +278,8 @@ impl<T: crate::Config> Pallet<T> {
 		}
 		let who = who.clone();
 		Self::deposit_event(match exit {
-			Exit::Left | Exit::Forced => Event::HolderLeft { segment, who },
+			Exit::Left | Exit::Withdrawn => Event::HolderLeft { segment, who },
 			Exit::Removed => Event::HolderRemoved { segment, who },
-			Exit::Withdrawn => Event::HolderLeft { segment, who },
 			Exit::Dropped => Event::HolderDropped { segment, who },
 		});
 	}
@@ -311,9 +311,7 @@ impl<T: crate::Config> Pallet<T> {
 		let Some(mut h) = Holdings::<T>::get(segment, who) else { return };
 		h.syncing_until = None;
 		Holdings::<T>::insert(segment, who, &h);
-		if h.status != HoldingStatus::Syncing
-			|| crate::OpenChallenge::<T>::contains_key(who, segment)
-		{
+		if h.status != HoldingStatus::Syncing || OpenChallenge::<T>::contains_key(who, segment) {
 			return;
 		}
 		if let Some(m) = Self::pending_migration_to(segment, who) {
@@ -335,9 +333,8 @@ impl<T: crate::Config> Pallet<T> {
 		h: &mut Holding<BlockNumberFor<T>>,
 		now: BlockNumberFor<T>,
 	) {
-		Self::clear_next_check(segment, who, h);
 		let at = now.saturating_add(T::ReChallengePeriod::get());
-		h.next_check = Some(Self::schedule(at, Task::ReChallenge(segment, who.clone())));
+		Self::reschedule(&mut h.next_check, Task::ReChallenge(segment, who.clone()), Some(at));
 	}
 
 	/// Cancels the holding's scheduled re-challenge, if any.
@@ -346,9 +343,7 @@ impl<T: crate::Config> Pallet<T> {
 		who: &T::AccountId,
 		h: &mut Holding<BlockNumberFor<T>>,
 	) {
-		if let Some(at) = h.next_check.take() {
-			Self::unschedule(at, &Task::ReChallenge(segment, who.clone()));
-		}
+		Self::reschedule(&mut h.next_check, Task::ReChallenge(segment, who.clone()), None);
 	}
 
 	/// Starts the holding's `Syncing` timeout (replacing one already running).
@@ -357,9 +352,12 @@ impl<T: crate::Config> Pallet<T> {
 		who: &T::AccountId,
 		h: &mut Holding<BlockNumberFor<T>>,
 	) {
-		Self::clear_syncing_timeout(segment, who, h);
 		let at = frame_system::Pallet::<T>::block_number().saturating_add(T::SyncingTimeout::get());
-		h.syncing_until = Some(Self::schedule(at, Task::SyncingTimeout(segment, who.clone())));
+		Self::reschedule(
+			&mut h.syncing_until,
+			Task::SyncingTimeout(segment, who.clone()),
+			Some(at),
+		);
 	}
 
 	/// Cancels the holding's `Syncing` timeout, if one is running.
@@ -368,8 +366,6 @@ impl<T: crate::Config> Pallet<T> {
 		who: &T::AccountId,
 		h: &mut Holding<BlockNumberFor<T>>,
 	) {
-		if let Some(at) = h.syncing_until.take() {
-			Self::unschedule(at, &Task::SyncingTimeout(segment, who.clone()));
-		}
+		Self::reschedule(&mut h.syncing_until, Task::SyncingTimeout(segment, who.clone()), None);
 	}
 }

@@ -77,7 +77,8 @@ impl<T: crate::Config> Pallet<T> {
 		OpenChallenge::<T>::iter_prefix(&who)
 			.filter_map(|(_, id)| Challenges::<T>::get(id).map(|c| (id, c)))
 			.map(|(id, c)| {
-				let seed = (now > c.seed_block).then(|| Self::challenge_seed(id, c.seed_block));
+				let seed =
+					Self::seed_known(&c, now).then(|| Self::challenge_seed(id, c.seed_block));
 				let indexes = seed
 					.map(|s| {
 						sync_primitives::commitment::challenge_indexes(
