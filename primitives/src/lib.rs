@@ -170,6 +170,43 @@ pub fn validate_multiaddr(bytes: &[u8]) -> Result<(), AddressError> {
 	Ok(())
 }
 
+/// An Ed25519 signature by a node's data-plane key, binding its peer id to one account on one
+/// chain (see [`peer_binding_message`]).
+pub type PeerSignature = [u8; 64];
+
+/// Domain tag that starts every [`peer_binding_message`], so the data-plane key's signature
+/// can never be mistaken for one made for another purpose.
+pub const PEER_BINDING_TAG: &[u8] = b"sync-registry/peer-binding/v1";
+
+/// The identity-multihash prefix of a libp2p Ed25519 peer id: multihash code `0x00`, length
+/// 36, then the protobuf `PublicKey { Type = Ed25519 (1), Data = 32 bytes }`.
+const ED25519_PEER_ID_PREFIX: [u8; 6] = [0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
+
+/// The Ed25519 public key a libp2p peer id carries, if it is an Ed25519 peer id (the only
+/// kind the chain can verify a binding for; `sync-node` always uses Ed25519).
+pub fn peer_id_ed25519_key(peer_id: &[u8]) -> Option<[u8; 32]> {
+	let key = peer_id.strip_prefix(&ED25519_PEER_ID_PREFIX[..])?;
+	key.try_into().ok()
+}
+
+/// What the data-plane key signs to let `account` register `peer_id` on the chain whose
+/// genesis hash is `genesis`: `PEER_BINDING_TAG ‖ genesis ‖ account ‖ peer_id`, where `account`
+/// is the SCALE encoding of the account id (fixed length for a given runtime, e.g. 32 bytes
+/// for `AccountId32`), so the concatenation is unambiguous.
+///
+/// No nonce: a binding only ever lets *that* account use *that* peer id on *that* chain, so
+/// replaying it gives nobody anything the key's owner did not grant.
+pub fn peer_binding_message(genesis: &[u8; 32], account: &[u8], peer_id: &[u8]) -> alloc::vec::Vec<u8> {
+	let mut m = alloc::vec::Vec::with_capacity(
+		PEER_BINDING_TAG.len() + 32 + account.len() + peer_id.len(),
+	);
+	m.extend_from_slice(PEER_BINDING_TAG);
+	m.extend_from_slice(genesis);
+	m.extend_from_slice(account);
+	m.extend_from_slice(peer_id);
+	m
+}
+
 pub mod commitment;
 pub mod hex;
 pub mod outboard;
@@ -220,6 +257,10 @@ pub mod offchain {
 			role: crate::NodeRole,
 			/// Multiaddrs of the data plane (text form).
 			multiaddrs: alloc::vec::Vec<alloc::vec::Vec<u8>>,
+			/// One binding per keystore account the node may register as: the SCALE-encoded
+			/// account id and the data-plane key's signature over
+			/// [`peer_binding_message`](crate::peer_binding_message) for it.
+			bindings: alloc::vec::Vec<(alloc::vec::Vec<u8>, crate::PeerSignature)>,
 		},
 		/// Commit the owned segment's root at `seq` (`commit_root`).
 		#[codec(index = 1)]
@@ -372,6 +413,32 @@ mod tests {
 		assert_eq!(validate_peer_id(&[0x13, 1, 0]), Err(AddressError::InvalidPeerId));
 		assert_eq!(validate_peer_id(&[]), Err(AddressError::InvalidPeerId));
 		assert_eq!(validate_peer_id(&[0x00, 0]), Err(AddressError::InvalidPeerId));
+	}
+
+	#[test]
+	fn ed25519_key_is_read_from_ed25519_peer_ids_only() {
+		assert_eq!(peer_id_ed25519_key(&ed25519_peer_id()), Some([7u8; 32]));
+		let id = ed25519_peer_id();
+		assert_eq!(peer_id_ed25519_key(&id[..id.len() - 1]), None);
+		let mut long = id.clone();
+		long.push(0);
+		assert_eq!(peer_id_ed25519_key(&long), None);
+		// secp256k1 key type (2) inside an identity multihash
+		let mut secp = id.clone();
+		secp[3] = 0x02;
+		assert_eq!(peer_id_ed25519_key(&secp), None);
+		let mut sha = alloc::vec![0x12, 32];
+		sha.extend_from_slice(&[1u8; 32]);
+		assert_eq!(peer_id_ed25519_key(&sha), None);
+	}
+
+	#[test]
+	fn peer_binding_message_separates_its_fields() {
+		let m = peer_binding_message(&[1; 32], &[2; 32], &[3; 38]);
+		assert!(m.starts_with(PEER_BINDING_TAG));
+		assert_eq!(m.len(), PEER_BINDING_TAG.len() + 32 + 32 + 38);
+		assert_ne!(m, peer_binding_message(&[9; 32], &[2; 32], &[3; 38]));
+		assert_ne!(m, peer_binding_message(&[1; 32], &[9; 32], &[3; 38]));
 	}
 
 	#[test]

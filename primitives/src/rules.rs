@@ -43,8 +43,25 @@ pub fn root_facts_consistent(facts: &RootFacts) -> bool {
 		&& (facts.leaves != 0 || facts.root == empty_root())
 }
 
+/// Whether a holding's re-check at this tick issues a re-challenge: with probability
+/// `1 / ticks`, decided by the first four bytes of `draw` (a hash of the beacon, the segment
+/// and the holder). `ticks <= 1` always fires. The modulo bias is below `ticks / 2^32`.
+pub fn recheck_fires(draw: &[u8; 32], ticks: u32) -> bool {
+	ticks <= 1 || u32::from_le_bytes([draw[0], draw[1], draw[2], draw[3]]) % ticks == 0
+}
+
 #[cfg(test)]
 mod tests {
+	#[test]
+	fn recheck_fires_about_once_per_ticks() {
+		assert!(super::recheck_fires(&[0xff; 32], 0));
+		assert!(super::recheck_fires(&[0xff; 32], 1));
+		let fired = (0u32..4000)
+			.filter(|i| super::recheck_fires(&sp_core::hashing::blake2_256(&i.to_le_bytes()), 6))
+			.count();
+		assert!((600..740).contains(&fired), "{fired} of 4000 at 1/6");
+	}
+
 	use super::*;
 
 	/// Facts with a placeholder root, or the empty root for an empty segment (the hash is not

@@ -136,6 +136,8 @@ pub mod sync_timing {
 	pub const LEAVE_DELAY: BlockNumber = 3 * (CHALLENGE_DELAY + PROOF_WINDOW);
 	/// A migration target has a day to sync and prove.
 	pub const MIGRATION_TIMEOUT: BlockNumber = 24 * 60 * MINUTES;
+	/// An offered co-Primary seat can be accepted for a day.
+	pub const OFFER_TIMEOUT: BlockNumber = 24 * 60 * MINUTES;
 	/// The old provider stays a Primary for 10 minutes after a migration.
 	pub const MIGRATION_RETENTION: BlockNumber = 10 * MINUTES;
 	/// A holder that left keeps its failure count for a day if it rejoins.
@@ -151,6 +153,17 @@ parameter_types! {
 	/// runtime upgrade: Root sets `twox_128(":MigrationRetention:")` with `system.setStorage`
 	/// (the polkadot.js migration suite shortens it to a few blocks this way).
 	pub storage MigrationRetention: BlockNumber = sync_timing::MIGRATION_RETENTION;
+}
+
+/// Stand-in randomness under Aura: the parent block's hash (grindable by its author; replaced
+/// by BABE's VRF output).
+pub struct ParentHashRandomness;
+impl frame_support::traits::Randomness<Hash, BlockNumber> for ParentHashRandomness {
+	fn random(subject: &[u8]) -> (Hash, BlockNumber) {
+		use sp_runtime::traits::Hash as _;
+		let n = System::block_number().saturating_sub(1);
+		(BlakeTwo256::hash_of(&(subject, System::parent_hash())), n)
+	}
 }
 
 impl pallet_sync_registry::Config for Runtime {
@@ -175,9 +188,15 @@ impl pallet_sync_registry::Config for Runtime {
 	type ChallengeDelay = ConstU32<{ sync_timing::CHALLENGE_DELAY }>;
 	type ProofWindow = ConstU32<{ sync_timing::PROOF_WINDOW }>;
 	type ReChallengePeriod = ConstU32<{ sync_timing::RECHALLENGE_PERIOD }>;
+	/// A re-check draw every 10 minutes, firing with probability 1/6: on average hourly,
+	/// never at a time known more than a block ahead.
+	type ReChallengeTicks = ConstU32<6>;
+	/// TEMPORARY until the BABE switch lands: the parent hash, which its author can grind.
+	type Randomness = ParentHashRandomness;
 	type LeaveDelay = ConstU32<{ sync_timing::LEAVE_DELAY }>;
 	type MigrationTimeout = ConstU32<{ sync_timing::MIGRATION_TIMEOUT }>;
 	type MigrationRetention = MigrationRetention;
+	type OfferTimeout = ConstU32<{ sync_timing::OFFER_TIMEOUT }>;
 	/// 64 scheduled tasks per 6 s block (≈ 10 per second, 920 000 a day): e.g. 500 nodes × 20
 	/// holdings re-checked hourly need ≈ 28 per block (issue + the rare expiry).
 	type MaxScheduledPerBlock = ConstU32<64>;

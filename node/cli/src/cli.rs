@@ -4,9 +4,10 @@
 #[derive(Debug, clap::Subcommand)]
 #[allow(clippy::large_enum_variant)]
 pub enum Subcommand {
-	/// Key management cli utilities
+	/// Key management cli utilities: Substrate's, and `sign-peer-binding` (the data-plane
+	/// key's signature that lets an account register this node's peer id).
 	#[command(subcommand)]
-	Key(sc_cli::KeySubcommand),
+	Key(crate::key_cmd::KeySubcommand),
 
 	/// Build a chain specification.
 	/// DEPRECATED: `export-chain-spec` is the replacement.

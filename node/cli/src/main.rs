@@ -7,6 +7,7 @@
 mod chain_spec;
 mod cli;
 mod command;
+mod key_cmd;
 mod object_cmd;
 mod rpc;
 mod service;

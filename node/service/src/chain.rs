@@ -1,12 +1,13 @@
-//! How the service reaches the chain: two small traits, and their implementations over a
-//! Substrate client (the runtime API) and its backend (offchain local storage).
+//! How the service reaches the chain: three small traits, and their implementations over a
+//! Substrate client (the runtime API), its backend (offchain local storage) and its keystore
+//! (the `sync` accounts the off-chain worker signs for).
 //!
 //! The service never names the node's concrete client type, so it builds and tests without
 //! the node binary, and the node wires it with whatever client it has.
 use crate::view::{ChainView, SegmentView};
 use codec::Codec;
 use futures::{Stream, StreamExt};
-use sc_client_api::{backend::Backend, BlockchainEvents};
+use sc_client_api::{backend::Backend, BlockchainEvents, HeaderBackend};
 use sp_api::ProvideRuntimeApi;
 use sp_runtime::traits::{Block as BlockT, Header as _};
 use std::{collections::HashMap, hash::Hash, marker::PhantomData, sync::Arc};
@@ -17,6 +18,9 @@ use sync_primitives::{ChallengeSummary, SyncRegistryApi};
 pub trait Registry: Send + Sync + 'static {
 	/// Block hash.
 	type Hash: Copy + Send + Sync + std::fmt::Display + 'static;
+
+	/// The chain's genesis hash (part of every peer binding, so one is good on one chain only).
+	fn genesis(&self) -> Result<[u8; 32], String>;
 
 	/// The view at `at` of the node registered with data-plane peer id `me`.
 	fn view(&self, at: Self::Hash, me: &PeerId) -> Result<ChainView, String>;
@@ -82,12 +86,19 @@ impl<Block, C, AccountId, Balance> RuntimeRegistry<Block, C, AccountId, Balance>
 impl<Block, C, AccountId, Balance> Registry for RuntimeRegistry<Block, C, AccountId, Balance>
 where
 	Block: BlockT,
-	C: ProvideRuntimeApi<Block> + Send + Sync + 'static,
+	C: ProvideRuntimeApi<Block> + HeaderBackend<Block> + Send + Sync + 'static,
 	C::Api: SyncRegistryApi<Block, AccountId, Balance, u32>,
 	AccountId: Codec + Clone + Eq + Hash + Send + Sync + 'static,
 	Balance: Codec + Send + Sync + 'static,
 {
 	type Hash = Block::Hash;
+
+	fn genesis(&self) -> Result<[u8; 32], String> {
+		let hash = self.client.info().genesis_hash;
+		let bytes: &[u8] = hash.as_ref();
+		<[u8; 32]>::try_from(bytes)
+			.map_err(|_| format!("a genesis hash of {} bytes, not 32", bytes.len()))
+	}
 
 	fn view(&self, at: Block::Hash, me: &PeerId) -> Result<ChainView, String> {
 		let api = self.client.runtime_api();
@@ -169,6 +180,44 @@ where
 	}
 }
 
+/// The accounts the off-chain worker can sign for: those of the `sync` keys in the keystore.
+pub trait SyncAccounts: Send + 'static {
+	/// SCALE-encoded account ids of the keystore's `sync` keys (read anew at each call: an
+	/// operator may insert a key while the node runs).
+	fn accounts(&self) -> Vec<Vec<u8>>;
+}
+
+/// [`SyncAccounts`] of a node's keystore, read through `public_keys` (the keystore's
+/// `sr25519_public_keys`, called with [`sync_primitives::KEY_TYPE`]): each key as the runtime's
+/// `AccountId32`, the account of its `MultiSigner`, as the off-chain worker's `Signer` derives
+/// it. A function rather than the keystore itself, so this crate needs no `sp-keystore`.
+pub struct KeystoreAccounts<F>(F);
+
+impl<F> KeystoreAccounts<F>
+where
+	F: Fn(sp_core::crypto::KeyTypeId) -> Vec<sp_core::sr25519::Public> + Send + 'static,
+{
+	/// The `sync` accounts of the keystore `public_keys` reads, e.g.
+	/// `move |t| sp_keystore::Keystore::sr25519_public_keys(&*keystore, t)`.
+	pub fn new(public_keys: F) -> Self {
+		KeystoreAccounts(public_keys)
+	}
+}
+
+impl<F> SyncAccounts for KeystoreAccounts<F>
+where
+	F: Fn(sp_core::crypto::KeyTypeId) -> Vec<sp_core::sr25519::Public> + Send + 'static,
+{
+	fn accounts(&self) -> Vec<Vec<u8>> {
+		use codec::Encode;
+		use sp_runtime::traits::IdentifyAccount;
+		(self.0)(sync_primitives::KEY_TYPE)
+			.into_iter()
+			.map(|public| sp_runtime::MultiSigner::from(public).into_account().encode())
+			.collect()
+	}
+}
+
 /// [`OffchainDb`] over a client backend's offchain storage. Without one (offchain storage
 /// disabled) writes are dropped, and the off-chain worker, which reads the same storage, has
 /// nothing to submit.
@@ -196,5 +245,22 @@ impl<Block: BlockT, B: Backend<Block> + 'static> OffchainDb for BackendOffchain<
 		if let Some(db) = &mut self.db {
 			db.remove(sp_core::offchain::STORAGE_PREFIX, key);
 		}
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	#[test]
+	fn keystore_accounts_are_the_sr25519_public_keys_of_type_sync() {
+		let asked = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+		let seen = asked.clone();
+		let accounts = KeystoreAccounts::new(move |t| {
+			seen.lock().push(t);
+			vec![sp_core::sr25519::Public::from_raw([5; 32])]
+		});
+		assert_eq!(accounts.accounts(), vec![vec![5u8; 32]], "AccountId32 = the public key");
+		assert_eq!(*asked.lock(), vec![sync_primitives::KEY_TYPE]);
 	}
 }

@@ -12,6 +12,15 @@ pub const DEFAULT_PORT: u16 = 30433;
 pub const DEFAULT_COMMIT_EVERY: u32 = 10;
 /// Largest object the HTTP object API accepts, unless `--sync-http-max-object` says.
 pub const DEFAULT_HTTP_MAX_OBJECT: u64 = 256 << 20;
+/// File name of the data-plane key in the data directory.
+pub const KEY_FILE: &str = "network-key";
+
+/// The data directory: `--sync-data-dir` if given, else `sync` in the chain's directory
+/// (`<base path>/chains/<chain spec id>`). The one rule, used by the node and by
+/// `sync-node key sign-peer-binding`.
+pub fn data_dir(sync_data_dir: Option<&Path>, chain_dir: &Path) -> PathBuf {
+	sync_data_dir.map_or_else(|| chain_dir.join("sync"), Path::to_path_buf)
+}
 
 /// What this node's data plane does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -140,9 +149,9 @@ impl SyncParams {
 		if role == SyncRole::None {
 			return Ok(None);
 		}
-		let data_dir = self.sync_data_dir.clone().unwrap_or_else(|| chain_dir.join("sync"));
+		let data_dir = data_dir(self.sync_data_dir.as_deref(), chain_dir);
 		std::fs::create_dir_all(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
-		let mut net = NetConfig::new(load_or_create_key(&data_dir.join("network-key"))?);
+		let mut net = NetConfig::new(load_or_create_key(&data_dir.join(KEY_FILE))?);
 		net.listen = if self.sync_listen_addr.is_empty() {
 			let host =
 				if dev { std::net::Ipv4Addr::LOCALHOST } else { std::net::Ipv4Addr::UNSPECIFIED };
@@ -184,13 +193,18 @@ impl SyncParams {
 	}
 }
 
+/// Reads the data-plane key at `path` (32 secret Ed25519 bytes, see [`KEY_FILE`]); never
+/// creates one.
+pub fn load_key(path: &Path) -> Result<Keypair, String> {
+	let mut bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+	Keypair::ed25519_from_bytes(&mut bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// The data-plane key: 32 secret bytes in a file only the node's user can read.
 fn load_or_create_key(path: &Path) -> Result<Keypair, String> {
 	let err = |e: std::io::Error| format!("{}: {e}", path.display());
 	if path.exists() {
-		let mut bytes = std::fs::read(path).map_err(err)?;
-		return Keypair::ed25519_from_bytes(&mut bytes)
-			.map_err(|e| format!("{}: {e}", path.display()));
+		return load_key(path);
 	}
 	let key = Keypair::generate_ed25519();
 	let secret = key.clone().try_into_ed25519().map_err(|e| e.to_string())?.secret();
@@ -283,5 +297,19 @@ mod tests {
 		let a = cmd.sync.resolve(false, dir.path(), None).expect("first").expect("on");
 		let b = cmd.sync.resolve(false, dir.path(), None).expect("second").expect("on");
 		assert_eq!(peer(a), peer(b));
+	}
+
+	#[test]
+	fn the_key_file_is_where_sign_peer_binding_looks() {
+		let dir = tempfile::tempdir().expect("temp dir");
+		let cmd = Cmd::try_parse_from(["sync-node"]).expect("parse");
+		let config = cmd.sync.resolve(false, dir.path(), None).expect("resolves").expect("on");
+		let path = data_dir(None, dir.path()).join(KEY_FILE);
+		assert_eq!(config.data_dir, dir.path().join("sync"));
+		let key = load_key(&path).expect("the node created it there");
+		assert_eq!(key.public().to_peer_id(), config.net.keypair.public().to_peer_id());
+		let elsewhere = std::path::Path::new("/elsewhere");
+		assert_eq!(data_dir(Some(elsewhere), dir.path()), elsewhere);
+		assert!(load_key(&dir.path().join("missing")).is_err(), "never created");
 	}
 }

@@ -3,7 +3,8 @@
 //! Everything that decides lives in `plan`; what is here is I/O (store reads, the data plane,
 //! offchain storage, logs) and the order of the two steps of a finalized block.
 use crate::{
-	chain::{OffchainDb, Registry, Wake},
+	binding::{self, Binding},
+	chain::{OffchainDb, Registry, SyncAccounts, Wake},
 	config::{SyncConfig, SyncRole},
 	plan::{Action, DutyConfig, Planner},
 	view::{ChainView, LocalSegment, LocalState},
@@ -13,7 +14,7 @@ use codec::Encode;
 use futures::{Stream, StreamExt};
 use sp_core::traits::SpawnEssentialNamed;
 use std::{collections::HashMap, sync::Arc, time::Instant};
-use sync_net::{deltas::PrimaryKeys, Follower, Holder, Multiaddr, PeerId, SyncNetwork};
+use sync_net::{deltas::PrimaryKeys, Follower, Holder, Keypair, Multiaddr, PeerId, SyncNetwork};
 use sync_primitives::{
 	commitment::Hash32,
 	offchain::{proof_key, sent_key, Intent, INTENTS_KEY},
@@ -24,17 +25,22 @@ use tokio::sync::watch;
 
 /// Starts the service as essential tasks (the object API, if configured, and the sync
 /// service): if the data plane cannot start, the node stops.
-pub fn spawn<R, O, W>(
+///
+/// `accounts` are the keystore's `sync` accounts: with `--sync-register`, the data-plane key
+/// signs a peer binding for each, so the off-chain worker can register as one of them.
+pub fn spawn<R, O, W, A>(
 	spawner: &dyn SpawnEssentialNamed,
 	registry: R,
 	offchain: O,
 	wakes: W,
+	accounts: A,
 	config: SyncConfig,
 	handle: Arc<SyncHandle>,
 ) where
 	R: Registry,
 	O: OffchainDb,
 	W: Stream<Item = Wake<R::Hash>> + Send + Unpin + 'static,
+	A: SyncAccounts,
 {
 	if let Some((addr, max_object)) = config.http {
 		let h = handle.clone();
@@ -52,7 +58,7 @@ pub fn spawn<R, O, W>(
 		"sync-service",
 		Some("sync"),
 		Box::pin(async move {
-			if let Err(e) = run(registry, offchain, wakes, config, handle).await {
+			if let Err(e) = run(registry, offchain, wakes, accounts, config, handle).await {
 				log::error!(target: "sync", "sync service stopped: {e}");
 			}
 		}),
@@ -90,14 +96,56 @@ struct Driver<O> {
 	registered: Option<bool>,
 }
 
-async fn run<R: Registry, O: OffchainDb>(
+/// Peer bindings of the data-plane key for the keystore's `sync` accounts, signed again only
+/// when the accounts change (an operator may insert a key while the node runs).
+struct Binder<A> {
+	key: Keypair,
+	genesis: [u8; 32],
+	accounts: A,
+	/// The accounts `bindings` were signed for (`None` before the first read).
+	signed_for: Option<Vec<Vec<u8>>>,
+	bindings: Vec<Binding>,
+}
+
+impl<A: SyncAccounts> Binder<A> {
+	fn current(&mut self) -> &[Binding] {
+		let accounts = self.accounts.accounts();
+		if self.signed_for.as_ref() != Some(&accounts) {
+			if accounts.is_empty() {
+				log::warn!(
+					target: "sync",
+					"--sync-register: no `sync` key in the keystore, so no account to register \
+					 as: insert one (`sync-node key insert --key-type sync --scheme sr25519`)"
+				);
+			}
+			self.bindings = binding::bindings(&self.key, &self.genesis, &accounts)
+				.unwrap_or_else(|e| {
+					log::warn!(target: "sync", "--sync-register: {e}");
+					Vec::new()
+				});
+			self.signed_for = Some(accounts);
+		}
+		&self.bindings
+	}
+}
+
+async fn run<R: Registry, O: OffchainDb, A: SyncAccounts>(
 	registry: R,
 	offchain: O,
 	mut wakes: impl Stream<Item = Wake<R::Hash>> + Unpin,
+	accounts: A,
 	config: SyncConfig,
 	handle: Arc<SyncHandle>,
 ) -> Result<(), String> {
 	let SyncConfig { role, data_dir, net, register, commit_every, http: _ } = config;
+	// The bindings sign for this chain only (its genesis hash is part of what is signed).
+	let mut binder = Binder {
+		key: net.keypair.clone(),
+		genesis: registry.genesis()?,
+		accounts,
+		signed_for: None,
+		bindings: Vec::new(),
+	};
 	let store = Store::open(data_dir.join("store")).map_err(|e| format!("store: {e}"))?;
 	let net = SyncNetwork::start(net, store).await.map_err(|e| e.to_string())?;
 	handle.set_network(net.clone());
@@ -122,6 +170,7 @@ async fn run<R: Registry, O: OffchainDb>(
 		(role, addrs.iter().map(|a| a.to_string()).collect())
 	});
 	let me = net.peer_id();
+	let has_register = register.is_some();
 	let mut planner = Planner::new(DutyConfig { peer_id: me.to_bytes(), register, commit_every });
 	// Ops are accepted only if signed by a Primary of the segment on chain.
 	let verifier = {
@@ -160,7 +209,10 @@ async fn run<R: Registry, O: OffchainDb>(
 				for (id, l) in local.iter_mut() {
 					l.pinned = driver.net.store().pinned(*id);
 				}
-				if let Some(intents) = planner.intents(&view, &local) {
+				// Bindings matter only for a registration still to be made.
+				let bindings: &[Binding] =
+					if !view.registered && has_register { binder.current() } else { &[] };
+				if let Some(intents) = planner.intents(&view, &local, bindings) {
 					for item in &intents.items {
 						if let Intent::Commit { segment, seq, facts } = item {
 							log::info!(
@@ -309,7 +361,9 @@ impl<O: OffchainDb> Driver<O> {
 			log::info!(
 				target: "sync",
 				"Data plane {} is not registered on chain yet: register it with \
-				 `syncRegistry.registerNode` (peer id above)",
+				 `syncRegistry.registerNode` (peer id above, and the binding signature that \
+				 `sync-node key sign-peer-binding` prints for the account), or run with \
+				 --sync-register",
 				self.net.peer_id()
 			);
 		}

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod binding;
 pub mod chain;
 pub mod config;
 mod driver;
@@ -9,7 +10,9 @@ pub mod plan;
 mod rpc;
 pub mod view;
 
-pub use chain::{BackendOffchain, OffchainDb, Registry, RuntimeRegistry, Wake};
+pub use chain::{
+	BackendOffchain, KeystoreAccounts, OffchainDb, Registry, RuntimeRegistry, SyncAccounts, Wake,
+};
 pub use config::{SyncConfig, SyncParams, SyncRole};
 pub use driver::spawn;
 pub use rpc::{rpc_module, MAX_RPC_OBJECT};

@@ -11,13 +11,18 @@
 //!    proofs to build;
 //! 2. after the driver has pinned, [`Planner::intents`]: what to ask of the chain (register,
 //!    commit the newest pinned head, claim, attest), `None` if unchanged since last written.
+//!    A registration carries the peer bindings the driver signed for the keystore's `sync`
+//!    accounts (an input like the view: the planner signs nothing).
 //!
 //! A new best block only concerns challenges ([`Planner::on_best`]): their proof windows are
 //! short, and waiting for finality would spend a good part of them.
 //!
 //! The chain's rules are not re-derived here: which root a holder may claim is
 //! [`sync_primitives::rules::claim_is_newer`], the function the pallet's `claim_sync` uses.
-use crate::view::{ChainView, LocalSegment, LocalState, SegmentView};
+use crate::{
+	binding::Binding,
+	view::{ChainView, LocalSegment, LocalState, SegmentView},
+};
 use std::collections::{BTreeMap, BTreeSet};
 use sync_net::Holder;
 use sync_primitives::{
@@ -55,7 +60,8 @@ pub enum Action {
 pub struct DutyConfig {
 	/// Binary libp2p peer id of the data plane (what the node is registered with).
 	pub peer_id: Vec<u8>,
-	/// Register this node if no node is registered with its peer id: role and addresses.
+	/// Register this node if no node is registered with its peer id: role and addresses (the
+	/// account to register as and its binding come with each [`Planner::intents`] call).
 	pub register: Option<(NodeRole, Vec<String>)>,
 	/// Blocks between root commits of an owned segment (made only when its head moved).
 	pub commit_every: u32,
@@ -184,12 +190,25 @@ impl Planner {
 	/// Step 2 of a finalized block, once the driver has executed step 1's pins (`local` read
 	/// after them): everything the node wants of the chain now, or `None` if that is what was
 	/// written last time.
-	pub fn intents(&mut self, view: &ChainView, local: &LocalState) -> Option<Intents> {
+	///
+	/// `bindings` are the data-plane key's peer bindings for the keystore's `sync` accounts
+	/// (only read while the node is unregistered and `register` is set). Without any, there is
+	/// no account the off-chain worker could register as, so no registration is asked for.
+	pub fn intents(
+		&mut self,
+		view: &ChainView,
+		local: &LocalState,
+		bindings: &[Binding],
+	) -> Option<Intents> {
 		let mut items = Vec::new();
-		if !view.registered {
+		if !view.registered && !bindings.is_empty() {
 			if let Some((role, addrs)) = &self.config.register {
 				let multiaddrs = addrs.iter().map(|a| a.as_bytes().to_vec()).collect();
-				items.push(Intent::Register { role: *role, multiaddrs });
+				items.push(Intent::Register {
+					role: *role,
+					multiaddrs,
+					bindings: bindings.to_vec(),
+				});
 			}
 		}
 		let empty = LocalSegment::default();

@@ -13,15 +13,20 @@ use sync_primitives::{
 	MultiaddrBytes, MAX_MULTIADDRS,
 };
 
-/// A well-formed Ed25519 peer id, distinct for each `(name, index)`.
-fn peer_id_of(name: &str, i: u32) -> PeerIdBytes {
-	let mut v = vec![0x00, 36, 0x08, 0x01, 0x12, 0x20];
-	v.extend_from_slice(&sp_io::hashing::blake2_256(&codec::Encode::encode(&(name, i))));
-	v.try_into().expect("38 bytes fit")
-}
+/// Key type of the benchmarks' data-plane keys (in the benchmark's keystore only).
+const PEER_KEY: sp_core::crypto::KeyTypeId = sp_core::crypto::KeyTypeId(*b"bpid");
 
-fn peer_id(seed: u32) -> PeerIdBytes {
-	peer_id_of("seed", seed)
+/// An Ed25519 peer id for `(name, i)` and its binding to `who` (a real signature, so
+/// registration pays the verification it does on chain).
+fn peer_of<T: Config>(who: &T::AccountId, name: &str, i: u32) -> (PeerIdBytes, PeerSignature) {
+	let seed = alloc::format!("//{name}/{i}").into_bytes();
+	let public = sp_io::crypto::ed25519_generate(PEER_KEY, Some(seed));
+	let mut v = vec![0x00, 36, 0x08, 0x01, 0x12, 0x20];
+	v.extend_from_slice(&public.0);
+	let peer: PeerIdBytes = v.try_into().expect("38 bytes fit");
+	let msg = SyncRegistry::<T>::peer_binding_message_for(who, &peer);
+	let sig = sp_io::crypto::ed25519_sign(PEER_KEY, &public, &msg).expect("key in keystore");
+	(peer, sig.0)
 }
 
 /// Enough to pay any number of deposits in a benchmark.
@@ -44,14 +49,25 @@ where
 {
 	let who: T::AccountId = account(name, i, 0);
 	T::Currency::set_balance(&who, endowment::<T>());
-	SyncRegistry::<T>::register_node(
-		RawOrigin::Signed(who.clone()).into(),
-		role,
-		peer_id_of(name, i),
-		max_addrs(),
-	)
+	let (peer, sig) = peer_of::<T>(&who, name, i);
+	SyncRegistry::<T>::register_node(RawOrigin::Signed(who.clone()).into(), role, peer, max_addrs(), sig)
 	.expect("registers");
 	who
+}
+
+/// `owner` offers `who` a Primary seat of `s` and `who` takes it.
+fn make_primary<T: Config>(owner: &T::AccountId, s: SegmentId, who: &T::AccountId) {
+	SyncRegistry::<T>::add_primary(RawOrigin::Signed(owner.clone()).into(), s, who.clone())
+		.expect("offers");
+	SyncRegistry::<T>::accept_primary(RawOrigin::Signed(who.clone()).into(), s).expect("accepts");
+}
+
+/// `owner` requests a migration of `s` to `to` and `to` accepts it.
+fn migrate_to<T: Config>(owner: &T::AccountId, s: SegmentId, to: &T::AccountId) {
+	SyncRegistry::<T>::request_migration(RawOrigin::Signed(owner.clone()).into(), s, to.clone())
+		.expect("requests");
+	SyncRegistry::<T>::accept_migration(RawOrigin::Signed(to.clone()).into(), s)
+		.expect("accepts");
 }
 
 /// Segment data whose proofs are large: many keys (deep trie) and a multi-level object.
@@ -143,17 +159,19 @@ mod benches {
 	fn register_node() {
 		let who: T::AccountId = account("node", 0, 0);
 		T::Currency::set_balance(&who, endowment::<T>());
+		let (peer, sig) = peer_of::<T>(&who, "seed", 1);
 		#[extrinsic_call]
-		_(RawOrigin::Signed(who.clone()), NodeRole::Primary, peer_id(1), max_addrs());
+		_(RawOrigin::Signed(who.clone()), NodeRole::Primary, peer, max_addrs(), sig);
 		assert!(Nodes::<T>::contains_key(&who));
 	}
 
 	#[benchmark]
 	fn update_node() {
 		let who = node::<T>("node", 0, NodeRole::Replica);
+		let (peer, sig) = peer_of::<T>(&who, "seed", 99);
 		#[extrinsic_call]
-		_(RawOrigin::Signed(who.clone()), Some(peer_id(99)), Some(max_addrs()));
-		assert_eq!(Nodes::<T>::get(&who).map(|n| n.peer_id), Some(peer_id(99)));
+		_(RawOrigin::Signed(who.clone()), Some((peer.clone(), sig)), Some(max_addrs()));
+		assert_eq!(Nodes::<T>::get(&who).map(|n| n.peer_id), Some(peer));
 	}
 
 	/// A leaving node holding `s` segments.
@@ -200,21 +218,61 @@ mod benches {
 		assert!(Segments::<T>::contains_key(0));
 	}
 
+	/// An offer that first clears `MaxPrimaries - 1` expired offers.
 	#[benchmark]
 	fn add_primary() {
 		let (owner, s) = segment::<T>(small_facts(), T::MaxHolders::get() - 1);
+		for i in 1..T::MaxPrimaries::get() {
+			let p = node::<T>("offered", i, NodeRole::Primary);
+			SyncRegistry::<T>::add_primary(RawOrigin::Signed(owner.clone()).into(), s, p)
+				.expect("offers");
+		}
+		go_to::<T>(
+			frame_system::Pallet::<T>::block_number()
+				.saturating_add(T::OfferTimeout::get())
+				.saturating_add(One::one()),
+		);
 		let who = node::<T>("primary", 0, NodeRole::Primary);
 		#[extrinsic_call]
 		_(RawOrigin::Signed(owner), s, who.clone());
+		assert!(PrimaryOffers::<T>::contains_key(s, &who));
+	}
+
+	/// Taking an offered seat among `MaxPrimaries - 2` other live offers, joining a segment
+	/// with one free holder seat.
+	#[benchmark]
+	fn accept_primary() {
+		let (owner, s) = segment::<T>(small_facts(), T::MaxHolders::get() - 1);
+		for i in 1..T::MaxPrimaries::get().saturating_sub(1) {
+			let p = node::<T>("offered", i, NodeRole::Primary);
+			SyncRegistry::<T>::add_primary(RawOrigin::Signed(owner.clone()).into(), s, p)
+				.expect("offers");
+		}
+		let who = node::<T>("primary", 0, NodeRole::Primary);
+		SyncRegistry::<T>::add_primary(RawOrigin::Signed(owner).into(), s, who.clone())
+			.expect("offers");
+		#[extrinsic_call]
+		_(RawOrigin::Signed(who.clone()), s);
 		assert!(Segments::<T>::get(s).unwrap().primaries.contains(&who));
+	}
+
+	/// The target accepts and joins a segment with one free holder seat.
+	#[benchmark]
+	fn accept_migration() {
+		let (owner, s) = segment::<T>(small_facts(), T::MaxHolders::get() - 1);
+		let to = node::<T>("target", 0, NodeRole::Primary);
+		SyncRegistry::<T>::request_migration(RawOrigin::Signed(owner).into(), s, to.clone())
+			.expect("requests");
+		#[extrinsic_call]
+		_(RawOrigin::Signed(to.clone()), s);
+		assert!(Holdings::<T>::contains_key(s, &to));
 	}
 
 	#[benchmark]
 	fn remove_primary() {
 		let (owner, s) = segment::<T>(small_facts(), 0);
 		let who = node::<T>("primary", 0, NodeRole::Primary);
-		SyncRegistry::<T>::add_primary(RawOrigin::Signed(owner.clone()).into(), s, who.clone())
-			.expect("adds");
+		make_primary::<T>(&owner, s, &who);
 		#[extrinsic_call]
 		_(RawOrigin::Signed(owner), s, who.clone());
 		assert!(!Segments::<T>::get(s).unwrap().primaries.contains(&who));
@@ -265,8 +323,7 @@ mod benches {
 		let mut last = owner.clone();
 		for i in 1..T::MaxPrimaries::get() {
 			let p = node::<T>("primary", i, NodeRole::Primary);
-			SyncRegistry::<T>::add_primary(RawOrigin::Signed(owner.clone()).into(), s, p.clone())
-				.expect("adds");
+			make_primary::<T>(&owner, s, &p);
 			last = p;
 		}
 		next_block::<T>();
@@ -300,8 +357,7 @@ mod benches {
 		let data = Data::build();
 		let (owner, s) = segment::<T>(data.trie.facts(), 0);
 		let who = node::<T>("target", 0, NodeRole::Primary);
-		SyncRegistry::<T>::request_migration(RawOrigin::Signed(owner).into(), s, who.clone())
-			.expect("requests");
+		migrate_to::<T>(&owner, s, &who);
 		SyncRegistry::<T>::claim_sync(RawOrigin::Signed(who.clone()).into(), s, 1).expect("claims");
 		let id = OpenChallenge::<T>::get(&who, s).expect("open");
 		let ch = Challenges::<T>::get(id).expect("open");
@@ -325,8 +381,7 @@ mod benches {
 	fn cancel_migration() {
 		let (owner, s) = segment::<T>(small_facts(), 0);
 		let to = node::<T>("target", 0, NodeRole::Primary);
-		SyncRegistry::<T>::request_migration(RawOrigin::Signed(owner.clone()).into(), s, to)
-			.expect("requests");
+		migrate_to::<T>(&owner, s, &to);
 		#[extrinsic_call]
 		_(RawOrigin::Signed(owner), s);
 		assert!(!Migrations::<T>::contains_key(s));
@@ -387,12 +442,7 @@ mod benches {
 	fn migration_deadline() {
 		let (owner, s) = segment::<T>(small_facts(), 0);
 		let to = node::<T>("target", 0, NodeRole::Primary);
-		SyncRegistry::<T>::request_migration(
-			RawOrigin::Signed(owner.clone()).into(),
-			s,
-			to.clone(),
-		)
-		.expect("requests");
+		migrate_to::<T>(&owner, s, &to);
 		let m = Migrations::<T>::get(s).unwrap();
 		let at = m.until;
 		#[block]
@@ -419,8 +469,7 @@ mod benches {
 		let (owner, s) = segment::<T>(facts, 0);
 		for i in 1..T::MaxPrimaries::get() {
 			let p = node::<T>("primary", i, NodeRole::Primary);
-			SyncRegistry::<T>::add_primary(RawOrigin::Signed(owner.clone()).into(), s, p.clone())
-				.expect("adds");
+			make_primary::<T>(&owner, s, &p);
 			SyncRegistry::<T>::attest_root(RawOrigin::Signed(p).into(), s, 1, [i as u8; 32])
 				.expect("diverges");
 		}
@@ -434,8 +483,7 @@ mod benches {
 	fn syncing_timeout() {
 		let (owner, s) = segment::<T>(small_facts(), 0);
 		let to = node::<T>("target", 0, NodeRole::Primary);
-		SyncRegistry::<T>::request_migration(RawOrigin::Signed(owner).into(), s, to.clone())
-			.expect("requests");
+		migrate_to::<T>(&owner, s, &to);
 		#[block]
 		{
 			SyncRegistry::<T>::syncing_timeout(s, &to);

@@ -2,6 +2,7 @@
 //! `try_state` (also run after every step of the unit tests' random call sequences).
 use crate::Pallet;
 use frame_support::traits::Get;
+use frame_system::pallet_prelude::BlockNumberFor;
 use sp_runtime::traits::Zero;
 
 impl<T: crate::Config> Pallet<T> {
@@ -21,16 +22,18 @@ impl<T: crate::Config> Pallet<T> {
 		);
 		assert!(T::MaxPrimaries::get() >= 1 && T::RootRetention::get() >= 1);
 		assert!(T::MaxScheduledPerBlock::get() >= 2, "MaxScheduledPerBlock must be ≥ 2");
-		// The seed block's hash must still be known when the last proof lands.
+		// Re-checks draw at least once per period and at most once per block.
 		assert!(
-			T::ChallengeDelay::get() + T::ProofWindow::get() + 1u32.into()
-				< <T as frame_system::Config>::BlockHashCount::get(),
-			"ChallengeDelay + ProofWindow must stay within BlockHashCount"
+			T::ReChallengeTicks::get() >= 1
+				&& BlockNumberFor::<T>::from(T::ReChallengeTicks::get())
+					<= T::ReChallengePeriod::get(),
+			"ReChallengeTicks must be in 1..=ReChallengePeriod"
 		);
 		// A holder must be able to prove a root before it is pruned out of the window.
 		assert!(T::MaxLag::get() < T::RootRetention::get(), "MaxLag must be < RootRetention");
 		assert!(T::MinDeposit::get() <= T::NodeDeposit::get(), "MinDeposit must be ≤ NodeDeposit");
 		assert!(T::MaxSeqStep::get() >= 1, "MaxSeqStep must be ≥ 1");
+		assert!(!T::OfferTimeout::get().is_zero(), "OfferTimeout must be non-zero");
 		assert!(!T::FailureMemory::get().is_zero(), "FailureMemory must be non-zero");
 		// A migration target is a Syncing holder until it proves: it must not time out first,
 		// and a claim must fit in the timeout.
@@ -114,6 +117,15 @@ impl<T: crate::Config> Pallet<T> {
 				ensure!(seg.primaries.contains(&d), "divergence of a non-Primary");
 			}
 			let migration = Self::migration(s);
+			if let Some(m) = migration.as_ref() {
+				ensure!(m.accepted || (!m.completed && !m.target_added), "unaccepted migration acted on");
+			}
+			let mut offers = 0u32;
+			for (a, _) in crate::PrimaryOffers::<T>::iter_prefix(s) {
+				ensure!(!seg.primaries.contains(&a), "seat offered to a Primary");
+				offers = offers.saturating_add(1);
+			}
+			ensure!(offers <= T::MaxPrimaries::get(), "too many offers");
 			for p in seg.primaries.iter() {
 				let retained = migration.as_ref().is_some_and(|m| m.completed && &m.from == p);
 				ensure!(

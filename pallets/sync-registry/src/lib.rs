@@ -27,7 +27,7 @@ pub mod weights;
 
 use sync_primitives::{
 	commitment::{Hash32, RootFacts, SyncProof},
-	Multiaddrs, NodeRole, NodeStatus, PeerIdBytes, SegmentId,
+	Multiaddrs, NodeRole, NodeStatus, PeerIdBytes, PeerSignature, SegmentId,
 };
 
 #[frame_support::pallet]
@@ -108,9 +108,20 @@ pub mod pallet {
 		/// Blocks after the seed block in which the proof is accepted.
 		#[pallet::constant]
 		type ProofWindow: Get<BlockNumberFor<Self>>;
-		/// Blocks between re-challenges of an Active holder.
+		/// Mean blocks between re-challenges of an Active holder.
 		#[pallet::constant]
 		type ReChallengePeriod: Get<BlockNumberFor<Self>>;
+		/// Re-checks per `ReChallengePeriod`: every `ReChallengePeriod / ReChallengeTicks`
+		/// blocks a holder is challenged with probability `1 / ReChallengeTicks`, drawn from
+		/// the beacon, so nobody knows a re-challenge is coming before the block before it.
+		/// `1` re-challenges exactly every period (predictably).
+		#[pallet::constant]
+		type ReChallengeTicks: Get<u32>;
+		/// Per-block randomness folded into the challenge [`Beacon`]: it must be fixed before
+		/// the block's author chooses the block's contents (the runtime feeds BABE's VRF output
+		/// of the parent block, `pallet_babe::ParentBlockRandomness`). A block hash is not
+		/// acceptable: its author can grind it.
+		type Randomness: frame_support::traits::Randomness<Self::Hash, BlockNumberFor<Self>>;
 
 		/// Blocks a Leaving node waits before it may deregister (longer than a challenge).
 		#[pallet::constant]
@@ -121,6 +132,9 @@ pub mod pallet {
 		/// Blocks the old provider remains a Primary after a migration completes.
 		#[pallet::constant]
 		type MigrationRetention: Get<BlockNumberFor<Self>>;
+		/// Blocks an offered Primary seat ([`Pallet::add_primary`]) can be accepted.
+		#[pallet::constant]
+		type OfferTimeout: Get<BlockNumberFor<Self>>;
 
 		/// Most scheduled tasks (expiries, re-challenges, migration deadlines, timeouts) run by
 		/// one block's `on_initialize`; later ones run in the next blocks (see [`schedule`]).
@@ -216,6 +230,12 @@ pub mod pallet {
 		OptionQuery,
 	>;
 
+	/// The challenge beacon: `Beacon[b] = blake2(Beacon[b-1] ‖ randomness(b) ‖ b)`, written at
+	/// the start of block `b + 1` from [`Config::Randomness`]; kept `ProofWindow + 2` blocks.
+	/// A challenge seeded at block `b` is unknown until block `b` is published.
+	#[pallet::storage]
+	pub type Beacon<T: Config> = StorageMap<_, Twox64Concat, BlockNumberFor<T>, Hash32, OptionQuery>;
+
 	/// The oldest block whose tasks may not all have run yet.
 	#[pallet::storage]
 	pub type AgendaCursor<T: Config> = StorageValue<_, BlockNumberFor<T>, OptionQuery>;
@@ -244,6 +264,20 @@ pub mod pallet {
 		OptionQuery,
 	>;
 
+	/// Primary seats offered by a segment's owner and not accepted yet: (segment, account) →
+	/// last block the offer can be accepted. At most `MaxPrimaries` per segment (an offer holds
+	/// a seat until it expires; expired ones are removed by the next `add_primary`).
+	#[pallet::storage]
+	pub type PrimaryOffers<T: Config> = StorageDoubleMap<
+		_,
+		Twox64Concat,
+		SegmentId,
+		Blake2_128Concat,
+		T::AccountId,
+		BlockNumberFor<T>,
+		OptionQuery,
+	>;
+
 	/// Migrations by segment (pending, or completed and retaining the old provider).
 	#[pallet::storage]
 	pub type Migrations<T: Config> =
@@ -269,7 +303,11 @@ pub mod pallet {
 		NodeDeregistered { who: T::AccountId, released: BalanceOf<T>, forced: bool },
 		/// A segment was created.
 		SegmentCreated { segment: SegmentId, owner: T::AccountId },
-		/// A co-Primary was added to a segment.
+		/// The owner offered `who` a Primary seat; `who` may accept it until `until`.
+		PrimaryOffered { segment: SegmentId, who: T::AccountId, until: BlockNumberFor<T> },
+		/// An offered Primary seat was withdrawn by the owner, or expired unaccepted.
+		PrimaryOfferWithdrawn { segment: SegmentId, who: T::AccountId },
+		/// A co-Primary was added to a segment (it accepted the offer).
 		PrimaryAdded { segment: SegmentId, who: T::AccountId },
 		/// A co-Primary was removed from a segment (it stays a holder).
 		PrimaryRemoved { segment: SegmentId, who: T::AccountId },
@@ -346,6 +384,8 @@ pub mod pallet {
 			to: T::AccountId,
 			until: BlockNumberFor<T>,
 		},
+		/// The target accepted a requested migration; it now holds the segment and must prove.
+		MigrationAccepted { segment: SegmentId, to: T::AccountId },
 		/// The target proved the segment; ownership moved.
 		MigrationCompleted { segment: SegmentId, from: T::AccountId, to: T::AccountId, seq: u64 },
 		/// A pending migration was cancelled.
@@ -447,6 +487,16 @@ pub mod pallet {
 		/// The account was removed from (or dropped by) this segment recently; it may rejoin
 		/// after `FailureMemory` blocks.
 		RejoinBarred,
+		/// The peer id is not an Ed25519 libp2p peer id, the only kind whose binding the chain
+		/// can verify.
+		PeerIdNotEd25519,
+		/// The peer-id binding signature is missing or was not made by the peer id's key for
+		/// this chain and this account.
+		BadPeerSignature,
+		/// No offer (Primary seat or migration) to the caller for this segment, or it expired.
+		NoOffer,
+		/// The account was already offered a Primary seat of this segment.
+		AlreadyOffered,
 	}
 
 	#[pallet::hooks]
@@ -477,6 +527,11 @@ pub mod pallet {
 		/// - `peer_id`: binary libp2p peer id of the node's data plane, unique on chain.
 		/// - `multiaddrs`: 1 to 8 text multiaddrs of the data plane, e.g.
 		///   `/ip4/127.0.0.1/tcp/30433`.
+		/// - `peer_signature`: the peer id's Ed25519 key's signature over
+		///   [`sync_primitives::peer_binding_message`] (this chain's genesis hash, the caller's
+		///   account, the peer id), so nobody registers an identity whose key they do not hold.
+		///   `sync-node` produces it itself (`--sync-register`); for polkadot.js,
+		///   `sync-node key sign-peer-binding` prints it. Only Ed25519 peer ids can be bound.
 		///
 		/// Holds [`Config::NodeDeposit`]; the node starts `Joining`.
 		/// Emits [`Event::NodeRegistered`].
@@ -487,14 +542,17 @@ pub mod pallet {
 			role: NodeRole,
 			peer_id: PeerIdBytes,
 			multiaddrs: Multiaddrs,
+			peer_signature: PeerSignature,
 		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
-			Self::do_register_node(who, role, peer_id, multiaddrs)
+			Self::do_register_node(who, role, peer_id, multiaddrs, peer_signature)
 		}
 
 		/// Change the data-plane peer id and/or multiaddrs of the caller's node.
 		/// - Origin: the node's account.
-		/// - `peer_id` / `multiaddrs`: new values, or `None` to keep the current ones.
+		/// - `peer`: a new peer id with its binding signature (as for
+		///   [`Pallet::register_node`]), or `None` to keep the current one.
+		/// - `multiaddrs`: new addresses, or `None` to keep the current ones.
 		///
 		/// Fails with [`Error::NothingToUpdate`] if nothing would change.
 		/// Emits [`Event::NodeUpdated`] with the resulting identity.
@@ -502,11 +560,11 @@ pub mod pallet {
 		#[pallet::weight(T::WeightInfo::update_node())]
 		pub fn update_node(
 			origin: OriginFor<T>,
-			peer_id: Option<PeerIdBytes>,
+			peer: Option<(PeerIdBytes, PeerSignature)>,
 			multiaddrs: Option<Multiaddrs>,
 		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
-			Self::do_update_node(who, peer_id, multiaddrs)
+			Self::do_update_node(who, peer, multiaddrs)
 		}
 
 		/// Remove the caller's node and release its deposit.
@@ -565,12 +623,14 @@ pub mod pallet {
 			Self::do_create_segment(who)
 		}
 
-		/// Add a co-Primary to a segment.
+		/// Offer a co-Primary seat of a segment; nothing changes for `who` until it accepts
+		/// with [`Pallet::accept_primary`] within [`Config::OfferTimeout`] blocks.
 		/// - Origin: the segment's owner, or Root.
-		/// - `who`: a registered Primary that is not leaving. If it does not hold the segment it
-		///   becomes a holder (`Syncing`) and must prove like any holder.
+		/// - `who`: a registered Primary that is not leaving, not a Primary of the segment and
+		///   not already offered. The offer holds a seat until it expires.
 		///
-		/// Emits [`Event::PrimaryAdded`] (and [`Event::HolderJoined`]).
+		/// Emits [`Event::PrimaryOffered`] (and [`Event::PrimaryOfferWithdrawn`] for expired
+		/// offers it clears).
 		#[pallet::call_index(6)]
 		#[pallet::weight(T::WeightInfo::add_primary())]
 		pub fn add_primary(
@@ -582,11 +642,12 @@ pub mod pallet {
 			Self::do_add_primary(segment, seg, who)
 		}
 
-		/// Remove a co-Primary from a segment; it remains a holder.
+		/// Remove a co-Primary from a segment (it remains a holder), or withdraw a seat offered
+		/// to it and not accepted yet.
 		/// - Origin: the segment's owner, or Root.
-		/// - `who`: a Primary of the segment other than the owner.
+		/// - `who`: a Primary of the segment other than the owner, or an account with an offer.
 		///
-		/// Emits [`Event::PrimaryRemoved`].
+		/// Emits [`Event::PrimaryRemoved`] or [`Event::PrimaryOfferWithdrawn`].
 		#[pallet::call_index(7)]
 		#[pallet::weight(T::WeightInfo::remove_primary())]
 		pub fn remove_primary(
@@ -712,11 +773,12 @@ pub mod pallet {
 
 		/// Ask that a segment move to another provider.
 		/// - Origin: the segment's owner, or Root.
-		/// - `to`: a registered Primary, not leaving, not the owner. It becomes a holder if it is
-		///   not one and must prove a root at least as new as the latest at request time.
+		/// - `to`: a registered Primary, not leaving, not the owner. Nothing changes for `to`
+		///   until it calls [`Pallet::accept_migration`]; then it becomes a holder if it is not
+		///   one and must prove a root at least as new as the latest at request time.
 		///
-		/// Times out after [`Config::MigrationTimeout`] blocks.
-		/// Emits [`Event::MigrationRequested`] (and [`Event::HolderJoined`]).
+		/// Times out (accepted or not) after [`Config::MigrationTimeout`] blocks.
+		/// Emits [`Event::MigrationRequested`].
 		#[pallet::call_index(14)]
 		#[pallet::weight(T::WeightInfo::request_migration())]
 		pub fn request_migration(
@@ -810,6 +872,36 @@ pub mod pallet {
 		pub fn force_clear_migration(origin: OriginFor<T>, segment: SegmentId) -> DispatchResult {
 			ensure_root(origin)?;
 			Self::do_force_clear_migration(segment)
+		}
+
+		/// Take the co-Primary seat of a segment that its owner offered the caller
+		/// ([`Pallet::add_primary`]), before the offer expires.
+		/// - Origin: the offered account: a registered Primary that is not leaving.
+		///
+		/// The caller becomes a Primary and, if it does not hold the segment, a `Syncing`
+		/// holder that must prove like any holder. Fails with [`Error::NoOffer`] without an
+		/// unexpired offer.
+		/// Emits [`Event::PrimaryAdded`] (and [`Event::HolderJoined`]).
+		#[pallet::call_index(21)]
+		#[pallet::weight(T::WeightInfo::accept_primary())]
+		pub fn accept_primary(origin: OriginFor<T>, segment: SegmentId) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			Self::do_accept_primary(segment, who)
+		}
+
+		/// Accept becoming the new provider of a segment whose owner requested a migration to
+		/// the caller ([`Pallet::request_migration`]).
+		/// - Origin: the migration's target: a registered Primary that is not leaving.
+		///
+		/// The caller becomes a holder if it is not one; ownership moves once it proves a root
+		/// at least as new as the latest at request time, before the migration times out.
+		/// Fails with [`Error::NoOffer`] if no unaccepted migration names the caller.
+		/// Emits [`Event::MigrationAccepted`] (and [`Event::HolderJoined`]).
+		#[pallet::call_index(22)]
+		#[pallet::weight(T::WeightInfo::accept_migration())]
+		pub fn accept_migration(origin: OriginFor<T>, segment: SegmentId) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			Self::do_accept_migration(segment, who)
 		}
 	}
 }

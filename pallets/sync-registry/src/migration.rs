@@ -31,9 +31,11 @@ impl<T: crate::Config> Pallet<T> {
 		Migrations::<T>::contains_key(segment)
 	}
 
-	/// The *pending* migration of `segment` whose target is `who`.
+	/// The *pending* migration of `segment` that `who` accepted as its target. (An unaccepted
+	/// request involves the target in nothing: it only waits for
+	/// [`Pallet::accept_migration`].)
 	pub fn pending_migration_to(segment: SegmentId, who: &T::AccountId) -> Option<MigrationOf<T>> {
-		Migrations::<T>::get(segment).filter(|m| !m.completed && &m.to == who)
+		Migrations::<T>::get(segment).filter(|m| !m.completed && m.accepted && &m.to == who)
 	}
 
 	fn put_migration(segment: SegmentId, m: &MigrationOf<T>) {
@@ -49,9 +51,11 @@ impl<T: crate::Config> Pallet<T> {
 
 	// ---------------------------------------------------------------- calls
 
+	/// The owner asks `to` to take the segment over; nothing changes for `to` until it calls
+	/// [`Pallet::accept_migration`]. The deadline covers acceptance and proof.
 	pub(crate) fn do_request_migration(
 		segment: SegmentId,
-		mut seg: SegmentInfoOf<T>,
+		seg: SegmentInfoOf<T>,
 		to: T::AccountId,
 	) -> DispatchResult {
 		ensure!(!Self::has_migration(segment), Error::<T>::MigrationPending);
@@ -59,13 +63,9 @@ impl<T: crate::Config> Pallet<T> {
 		let info = Self::active_node(&to)?;
 		ensure!(info.role == NodeRole::Primary, Error::<T>::WrongRole);
 		ensure!(
-			seg.primaries.contains(&to) || !seg.primaries.is_full(),
+			seg.primaries.contains(&to) || Self::seat_free(segment, &seg, &to),
 			Error::<T>::TooManyPrimaries
 		);
-		let target_added = !Holdings::<T>::contains_key(segment, &to);
-		if target_added {
-			Self::add_holder(segment, &mut seg, &to)?;
-		}
 		let now = frame_system::Pallet::<T>::block_number();
 		let until = Self::schedule(
 			now.saturating_add(T::MigrationTimeout::get()),
@@ -81,12 +81,36 @@ impl<T: crate::Config> Pallet<T> {
 				min_index: seg.commits,
 				until,
 				completed: false,
-				target_added,
+				accepted: false,
+				target_added: false,
 			},
 		);
-		Segments::<T>::insert(segment, seg);
-		Self::deposit_event(Event::MigrationRequested { segment, from, to: to.clone(), until });
-		Self::refresh_status(&to);
+		Self::deposit_event(Event::MigrationRequested { segment, from, to, until });
+		Ok(())
+	}
+
+	/// The target accepts a requested migration: it becomes a holder if it is not one (and
+	/// must prove a root at least as new as the latest at request time before `until`).
+	pub(crate) fn do_accept_migration(segment: SegmentId, who: T::AccountId) -> DispatchResult {
+		let mut m = Self::migration(segment)
+			.filter(|m| !m.completed && !m.accepted && m.to == who)
+			.ok_or(Error::<T>::NoOffer)?;
+		let mut seg = Segments::<T>::get(segment).ok_or(Error::<T>::UnknownSegment)?;
+		let info = Self::active_node(&who)?;
+		ensure!(info.role == NodeRole::Primary, Error::<T>::WrongRole);
+		ensure!(
+			seg.primaries.contains(&who) || Self::seat_free(segment, &seg, &who),
+			Error::<T>::TooManyPrimaries
+		);
+		m.target_added = !Holdings::<T>::contains_key(segment, &who);
+		if m.target_added {
+			Self::add_holder(segment, &mut seg, &who)?;
+			Segments::<T>::insert(segment, seg);
+		}
+		m.accepted = true;
+		Self::put_migration(segment, &m);
+		Self::deposit_event(Event::MigrationAccepted { segment, to: who.clone() });
+		Self::refresh_status(&who);
 		Ok(())
 	}
 
@@ -125,6 +149,7 @@ impl<T: crate::Config> Pallet<T> {
 		}
 		seg.owner = who.clone();
 		crate::Divergences::<T>::remove(segment, &who);
+		crate::PrimaryOffers::<T>::remove(segment, &who);
 		if Nodes::<T>::contains_key(&from) {
 			Self::add_holder(segment, &mut seg, &from)?;
 		}
@@ -154,8 +179,10 @@ impl<T: crate::Config> Pallet<T> {
 		now: BlockNumberFor<T>,
 	) {
 		Self::take_out_holder(segment, &mut seg, &m.to);
-		// Its own root is now the commit: an earlier divergence of the new owner is moot.
+		// Its own root is now the commit: an earlier divergence of the new owner is moot, and
+		// so is a seat offered to it.
 		crate::Divergences::<T>::remove(segment, &m.to);
+		crate::PrimaryOffers::<T>::remove(segment, &m.to);
 		if !seg.primaries.contains(&m.to) {
 			// Room was checked at request time and `add_primary` keeps the target's seat free
 			// while the migration is pending, so this cannot fail.

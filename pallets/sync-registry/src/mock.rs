@@ -1,6 +1,7 @@
 //! Mock runtime for unit tests: frame-system, balances and the sync registry, with sr25519
 //! accounts so keystore keys are accounts (as in the real runtime) and the OCW can sign.
 use crate as pallet_sync_registry;
+use codec::Encode;
 use frame_support::{derive_impl, parameter_types, traits::Hooks};
 use sp_core::sr25519::{Public, Signature};
 use sp_runtime::{
@@ -90,12 +91,17 @@ pub const PROOF_WINDOW: u64 = 5;
 pub const RECHALLENGE_PERIOD: u64 = 30;
 pub const MIGRATION_TIMEOUT: u64 = 40;
 pub const MIGRATION_RETENTION: u64 = 10;
+pub const OFFER_TIMEOUT: u64 = 15;
 pub const FAILURE_MEMORY: u64 = 50;
 pub const SYNCING_TIMEOUT: u64 = 60;
 pub const MAX_SEQ_STEP: u64 = 1_000;
 pub const K: u32 = 6;
 
 parameter_types! {
+	/// Re-check draws per period (1: exactly every period, as most tests expect).
+	pub static ReChallengeTicks: u32 = 1;
+	/// When set, the "VRF output" every block reports (tests of the beacon).
+	pub static VrfOverride: Option<[u8; 32]> = None;
 	pub const NodeDeposit: Balance = DEPOSIT;
 	pub const FailurePenalty: Perbill = Perbill::from_percent(10);
 	pub const MinDeposit: Balance = DEPOSIT / 2;
@@ -122,11 +128,28 @@ impl pallet_sync_registry::Config for Test {
 	type ChallengeDelay = frame_support::traits::ConstU64<CHALLENGE_DELAY>;
 	type ProofWindow = frame_support::traits::ConstU64<PROOF_WINDOW>;
 	type ReChallengePeriod = frame_support::traits::ConstU64<RECHALLENGE_PERIOD>;
+	type ReChallengeTicks = ReChallengeTicks;
+	type Randomness = TestRandomness;
 	type LeaveDelay = frame_support::traits::ConstU64<LEAVE_DELAY>;
 	type MigrationTimeout = frame_support::traits::ConstU64<MIGRATION_TIMEOUT>;
 	type MigrationRetention = frame_support::traits::ConstU64<MIGRATION_RETENTION>;
+	type OfferTimeout = frame_support::traits::ConstU64<OFFER_TIMEOUT>;
 	type MaxScheduledPerBlock = frame_support::traits::ConstU32<2>;
 	type WeightInfo = ();
+}
+
+/// Stands in for BABE's per-block VRF output: a hash of the parent block's recorded hash
+/// (distinct per block in `run_to`), or [`VrfOverride`].
+pub struct TestRandomness;
+impl frame_support::traits::Randomness<sp_core::H256, u64> for TestRandomness {
+	fn random(subject: &[u8]) -> (sp_core::H256, u64) {
+		let n = System::block_number().saturating_sub(1);
+		let v = VrfOverride::get().unwrap_or_else(|| {
+			let parent = frame_system::BlockHash::<Test>::get(n);
+			sp_io::hashing::blake2_256(&(subject, parent).encode())
+		});
+		(v.into(), n)
+	}
 }
 
 pub fn account(n: u8) -> AccountId {
@@ -157,6 +180,8 @@ pub fn new_test_ext() -> sp_io::TestExternalities {
 		.assimilate_storage(&mut t)
 		.unwrap();
 	let mut ext = sp_io::TestExternalities::new(t);
+	// The benchmarks sign peer-id bindings with keystore keys, as on a real benchmark host.
+	ext.register_extension(sp_keystore::KeystoreExt::new(sp_keystore::testing::MemoryKeystore::new()));
 	ext.execute_with(|| System::set_block_number(1));
 	ext
 }

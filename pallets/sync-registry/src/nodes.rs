@@ -13,7 +13,8 @@ use frame_support::{
 	traits::{fungible::MutateHold, tokens::Precision},
 };
 use sp_runtime::traits::{Saturating, Zero};
-use sync_primitives::{AddressError, Multiaddrs, NodeRole, NodeStatus, PeerIdBytes};
+use frame_system::pallet_prelude::BlockNumberFor;
+use sync_primitives::{AddressError, Multiaddrs, NodeRole, NodeStatus, PeerIdBytes, PeerSignature};
 
 impl<T> From<AddressError> for Error<T> {
 	fn from(e: AddressError) -> Self {
@@ -25,19 +26,55 @@ impl<T> From<AddressError> for Error<T> {
 }
 
 impl<T: crate::Config> Pallet<T> {
-	/// Chain rule of `register_node`: `who` has no node, the addresses are well formed and the
-	/// peer id is not registered to anyone. (The deposit is checked when it is held.)
+	/// Chain rule of `register_node`: `who` has no node, the addresses are well formed, the
+	/// peer id is not registered to anyone and its key signed the binding to `who`. (The deposit
+	/// is checked when it is held.)
 	///
 	/// Shared by the dispatchable and the off-chain worker.
 	pub fn can_register(
 		who: &T::AccountId,
 		peer_id: &PeerIdBytes,
 		multiaddrs: &Multiaddrs,
+		signature: &PeerSignature,
 	) -> Result<(), Error<T>> {
 		ensure!(!Nodes::<T>::contains_key(who), Error::<T>::AlreadyRegistered);
 		Self::validate_addresses(peer_id, multiaddrs)?;
 		ensure!(!PeerIds::<T>::contains_key(peer_id), Error::<T>::PeerIdTaken);
+		Self::check_peer_binding(who, peer_id, signature)
+	}
+
+	/// The peer-id binding rule: `peer_id` is an Ed25519 libp2p peer id and its key signed
+	/// [`sync_primitives::peer_binding_message`] for this chain's genesis hash and `who`. So
+	/// nobody can register (or move to) a data-plane identity whose key they do not hold.
+	pub fn check_peer_binding(
+		who: &T::AccountId,
+		peer_id: &PeerIdBytes,
+		signature: &PeerSignature,
+	) -> Result<(), Error<T>> {
+		let key =
+			sync_primitives::peer_id_ed25519_key(peer_id).ok_or(Error::<T>::PeerIdNotEd25519)?;
+		let ok = sp_io::crypto::ed25519_verify(
+			&sp_core::ed25519::Signature::from_raw(*signature),
+			&Self::peer_binding_message_for(who, peer_id),
+			&sp_core::ed25519::Public::from_raw(key),
+		);
+		ensure!(ok, Error::<T>::BadPeerSignature);
 		Ok(())
+	}
+
+	/// What `peer_id`'s key signs to bind it to `who` on this chain: the genesis hash (kept by
+	/// `frame_system` forever) in [`sync_primitives::peer_binding_message`].
+	pub fn peer_binding_message_for(
+		who: &T::AccountId,
+		peer_id: &[u8],
+	) -> alloc::vec::Vec<u8> {
+		let genesis = frame_system::Pallet::<T>::block_hash(BlockNumberFor::<T>::zero());
+		let bytes = genesis.as_ref();
+		// `T::Hash` is 32 bytes in every runtime this pallet targets; any other length is
+		// hashed to 32 bytes rather than truncated.
+		let g: [u8; 32] =
+			bytes.try_into().unwrap_or_else(|_| sp_io::hashing::blake2_256(bytes));
+		sync_primitives::peer_binding_message(&g, &who.encode(), peer_id)
 	}
 
 	pub(crate) fn do_register_node(
@@ -45,8 +82,9 @@ impl<T: crate::Config> Pallet<T> {
 		role: NodeRole,
 		peer_id: PeerIdBytes,
 		multiaddrs: Multiaddrs,
+		signature: PeerSignature,
 	) -> DispatchResult {
-		Self::can_register(&who, &peer_id, &multiaddrs)?;
+		Self::can_register(&who, &peer_id, &multiaddrs, &signature)?;
 		let deposit = T::NodeDeposit::get();
 		T::Currency::hold(&HoldReason::NodeDeposit.into(), &who, deposit)
 			.map_err(|_| Error::<T>::InsufficientDeposit)?;
@@ -70,11 +108,14 @@ impl<T: crate::Config> Pallet<T> {
 
 	pub(crate) fn do_update_node(
 		who: T::AccountId,
-		peer_id: Option<PeerIdBytes>,
+		peer: Option<(PeerIdBytes, PeerSignature)>,
 		multiaddrs: Option<Multiaddrs>,
 	) -> DispatchResult {
 		let mut info = Nodes::<T>::get(&who).ok_or(Error::<T>::NotRegistered)?;
-		let new_peer = peer_id.unwrap_or_else(|| info.peer_id.clone());
+		let (new_peer, signature) = match peer {
+			Some((p, sig)) => (p, Some(sig)),
+			None => (info.peer_id.clone(), None),
+		};
 		let new_addrs = multiaddrs.unwrap_or_else(|| info.multiaddrs.clone());
 		ensure!(
 			new_peer != info.peer_id || new_addrs != info.multiaddrs,
@@ -83,6 +124,8 @@ impl<T: crate::Config> Pallet<T> {
 		Self::validate_addresses(&new_peer, &new_addrs)?;
 		if new_peer != info.peer_id {
 			ensure!(!PeerIds::<T>::contains_key(&new_peer), Error::<T>::PeerIdTaken);
+			let signature = signature.ok_or(Error::<T>::BadPeerSignature)?;
+			Self::check_peer_binding(&who, &new_peer, &signature)?;
 			PeerIds::<T>::remove(&info.peer_id);
 			PeerIds::<T>::insert(&new_peer, &who);
 			info.peer_id = new_peer.clone();

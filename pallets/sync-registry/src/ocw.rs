@@ -215,9 +215,14 @@ pub fn run_intents<T: Config>(now: BlockNumberFor<T>) -> alloc::vec::Vec<(Intent
 				done.push((intent, IntentOutcome::Stale));
 				continue;
 			},
-			(Intent::Register { .. }, None) => {
-				accounts.iter().find(|a| !Nodes::<T>::contains_key(&a.id))
-			},
+			// The first keystore account without a node that the data-plane key signed a
+			// binding for.
+			(Intent::Register { bindings, .. }, None) => accounts.iter().find(|a| {
+				!Nodes::<T>::contains_key(&a.id) && {
+					let id = a.id.encode();
+					bindings.iter().any(|(b, _)| *b == id)
+				}
+			}),
 			(_, Some(who)) => accounts.iter().find(|a| &a.id == who),
 			(_, None) => {
 				done.push((intent, IntentOutcome::Stale));
@@ -264,12 +269,21 @@ fn call_for<T: Config>(
 		log::debug!(target: "sync-registry", "intent {intent:?} is stale: {e:?}");
 	};
 	match intent {
-		Intent::Register { role, multiaddrs } => {
+		Intent::Register { role, multiaddrs, bindings } => {
 			let multiaddrs: alloc::vec::Vec<sync_primitives::MultiaddrBytes> =
 				multiaddrs.iter().filter_map(|a| a.clone().try_into().ok()).collect();
 			let multiaddrs = sync_primitives::Multiaddrs::try_from(multiaddrs).ok()?;
-			Pallet::<T>::can_register(who, peer_id, &multiaddrs).map_err(stale).ok()?;
-			Some(Call::register_node { role: *role, peer_id: peer_id.clone(), multiaddrs })
+			let account = who.encode();
+			let (_, peer_signature) = bindings.iter().find(|(a, _)| *a == account)?;
+			Pallet::<T>::can_register(who, peer_id, &multiaddrs, peer_signature)
+				.map_err(stale)
+				.ok()?;
+			Some(Call::register_node {
+				role: *role,
+				peer_id: peer_id.clone(),
+				multiaddrs,
+				peer_signature: *peer_signature,
+			})
 		},
 		Intent::Commit { segment, seq, facts } => {
 			Pallet::<T>::can_commit(who, *segment, *seq, facts).map_err(stale).ok()?;

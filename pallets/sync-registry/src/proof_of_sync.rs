@@ -20,8 +20,9 @@ use frame_support::{
 		tokens::{Fortitude, Precision},
 	},
 };
+use codec::Encode;
 use frame_system::pallet_prelude::BlockNumberFor;
-use sp_runtime::traits::{Saturating, Zero};
+use sp_runtime::traits::{One, Saturating, Zero};
 use sync_primitives::{
 	commitment::{Hash32, RootFacts, SyncProof},
 	rules, SegmentId,
@@ -156,11 +157,11 @@ impl<T: crate::Config> Pallet<T> {
 		now > ch.seed_block
 	}
 
-	/// The seed of challenge `id`: the hash of its seed block bound to the challenge id.
-	/// Zero-hash seed (block not yet known) is never used: proofs are refused before then.
+	/// The seed of challenge `id`: the [`crate::Beacon`] of its seed block bound to the
+	/// challenge id. Not known to anyone before the seed block is published (and not
+	/// choosable by its author, unlike a block hash); proofs are refused before then.
 	pub fn challenge_seed(id: ChallengeId, seed_block: BlockNumberFor<T>) -> Hash32 {
-		let h = frame_system::Pallet::<T>::block_hash(seed_block);
-		let mut input = h.as_ref().to_vec();
+		let mut input = Self::beacon(seed_block).to_vec();
 		input.extend_from_slice(&id.to_le_bytes());
 		sp_io::hashing::blake2_256(&input)
 	}
@@ -284,6 +285,15 @@ impl<T: crate::Config> Pallet<T> {
 	pub(crate) fn rechallenge(segment: SegmentId, who: &T::AccountId) {
 		let Some(mut h) = Holdings::<T>::get(segment, who) else { return };
 		h.next_check = None;
+		let now = frame_system::Pallet::<T>::block_number();
+		let parent = Self::beacon(now.saturating_sub(One::one()));
+		let draw = sp_io::hashing::blake2_256(&(b"sync-registry/recheck", parent, segment, who).encode());
+		if !rules::recheck_fires(&draw, T::ReChallengeTicks::get()) {
+			// Not this tick: look again one tick later.
+			Self::set_next_check(segment, who, &mut h, now);
+			Holdings::<T>::insert(segment, who, h);
+			return;
+		}
 		let due = h.proven.filter(|_| {
 			h.status != HoldingStatus::Syncing && !OpenChallenge::<T>::contains_key(who, segment)
 		});

@@ -14,15 +14,19 @@
 //! task may therefore run a few blocks after it is due when more than that many fall due at
 //! once; every task checks the state it acts on (an expiry after the deadline is still an
 //! expiry; a proof after the deadline is refused regardless), so running late is safe.
-use crate::{Agenda, AgendaCursor, Config, Pallet, Task, TaskOf, WeightInfo};
-use frame_support::pallet_prelude::*;
+use crate::{Agenda, AgendaCursor, Beacon, Config, Pallet, Task, TaskOf, WeightInfo};
+use codec::Encode;
+use frame_support::{pallet_prelude::*, traits::Randomness};
 use frame_system::pallet_prelude::BlockNumberFor;
-use sp_runtime::traits::Saturating;
+use sp_runtime::traits::{One, Saturating};
+use sync_primitives::commitment::Hash32;
 
 impl<T: Config> Pallet<T> {
 	/// The `on_initialize` work of block `now`: run the tasks due, oldest first, up to the
 	/// per-block budget. Returns its weight.
 	pub(crate) fn do_on_initialize(now: BlockNumberFor<T>) -> Weight {
+		// First, so that tasks of this block (re-challenge draws) see the parent's beacon.
+		Self::fold_beacon(now);
 		let budget = T::MaxScheduledPerBlock::get();
 		let (mut ran, mut scanned) = (0u32, 0u32);
 		let mut weight = T::WeightInfo::on_initialize_base();
@@ -42,6 +46,27 @@ impl<T: Config> Pallet<T> {
 		}
 		AgendaCursor::<T>::put(at);
 		weight.saturating_add(T::WeightInfo::agenda_scan(scanned))
+	}
+
+	/// Folds the parent block's randomness into the beacon and prunes the entry that no open
+	/// challenge can need any more (a seed block's beacon is read until `ProofWindow` blocks
+	/// after it).
+	pub(crate) fn fold_beacon(now: BlockNumberFor<T>) {
+		let parent = now.saturating_sub(One::one());
+		// The parent's VRF output: fixed before the parent's author chose its contents.
+		let (r, _) = T::Randomness::random(b"sync-registry/beacon");
+		let prev = Beacon::<T>::get(parent.saturating_sub(One::one())).unwrap_or_default();
+		Beacon::<T>::insert(parent, sp_io::hashing::blake2_256(&(prev, r, parent).encode()));
+		let keep = T::ProofWindow::get().saturating_add(2u32.into());
+		if parent >= keep {
+			Beacon::<T>::remove(parent.saturating_sub(keep));
+		}
+	}
+
+	/// The beacon of block `b` (all-zero before block `b + 1` started; never used then,
+	/// because proofs and views wait until the seed block has passed).
+	pub fn beacon(b: BlockNumberFor<T>) -> Hash32 {
+		Beacon::<T>::get(b).unwrap_or_default()
 	}
 
 	/// Runs one due task; returns its weight.

@@ -5,8 +5,8 @@
 //! [`NodeSegments`]. The helpers here keep those three views consistent.
 use crate::{
 	Challenges, Divergences, Error, Event, FailureRecord, FailureRecords, Holding, HoldingStatus,
-	Holdings, NextSegmentId, NodeSegments, OpenChallenge, Pallet, ParityVotes, SegmentInfo,
-	SegmentInfoOf, Segments, Task,
+	Holdings, NextSegmentId, NodeSegments, OpenChallenge, Pallet, ParityVotes, PrimaryOffers,
+	SegmentInfo, SegmentInfoOf, Segments, Task,
 };
 use frame_support::{ensure, pallet_prelude::*};
 use frame_system::{
@@ -72,26 +72,67 @@ impl<T: crate::Config> Pallet<T> {
 		Ok(())
 	}
 
+	/// Seats of `segment` taken or promised to someone other than `who`: its Primaries, the
+	/// live (unexpired) offers and a pending migration target that is not a Primary yet. The
+	/// one seat-counting rule of `add_primary`, `accept_primary` and `request_migration`.
+	fn seats_taken(segment: SegmentId, seg: &SegmentInfoOf<T>, who: &T::AccountId) -> usize {
+		let now = frame_system::Pallet::<T>::block_number();
+		let offers = PrimaryOffers::<T>::iter_prefix(segment)
+			.filter(|(a, until)| a != who && *until >= now)
+			.count();
+		let target = Self::migration(segment)
+			.filter(|m| !m.completed && !seg.primaries.contains(&m.to) && &m.to != who)
+			.map_or(0, |_| 1);
+		seg.primaries.len().saturating_add(offers).saturating_add(target)
+	}
+
+	/// Whether `segment` has a free Primary seat for `who`.
+	pub(crate) fn seat_free(segment: SegmentId, seg: &SegmentInfoOf<T>, who: &T::AccountId) -> bool {
+		Self::seats_taken(segment, seg, who) < T::MaxPrimaries::get() as usize
+	}
+
+	/// The owner offers `who` a Primary seat; `who` takes it with [`Pallet::accept_primary`].
+	/// Expired offers of the segment are removed first, so they hold no seat.
 	pub(crate) fn do_add_primary(
 		segment: SegmentId,
-		mut seg: SegmentInfoOf<T>,
+		seg: SegmentInfoOf<T>,
 		who: T::AccountId,
 	) -> DispatchResult {
 		let info = Self::active_node(&who)?;
 		ensure!(info.role == NodeRole::Primary, Error::<T>::WrongRole);
 		ensure!(!seg.primaries.contains(&who), Error::<T>::AlreadyPrimary);
-		// A pending migration target that is not a Primary yet needs a seat when it completes.
-		let reserved = Self::migration(segment)
-			.filter(|m| !m.completed && !seg.primaries.contains(&m.to) && m.to != who)
-			.map_or(0, |_| 1);
-		ensure!(
-			seg.primaries.len().saturating_add(reserved) < T::MaxPrimaries::get() as usize,
-			Error::<T>::TooManyPrimaries
-		);
+		let now = frame_system::Pallet::<T>::block_number();
+		let expired: alloc::vec::Vec<_> = PrimaryOffers::<T>::iter_prefix(segment)
+			.filter(|(_, until)| *until < now)
+			.map(|(a, _)| a)
+			.collect();
+		for a in expired {
+			PrimaryOffers::<T>::remove(segment, &a);
+			Self::deposit_event(Event::PrimaryOfferWithdrawn { segment, who: a });
+		}
+		ensure!(!PrimaryOffers::<T>::contains_key(segment, &who), Error::<T>::AlreadyOffered);
+		ensure!(Self::seat_free(segment, &seg, &who), Error::<T>::TooManyPrimaries);
+		let until = now.saturating_add(T::OfferTimeout::get());
+		PrimaryOffers::<T>::insert(segment, &who, until);
+		Self::deposit_event(Event::PrimaryOffered { segment, who, until });
+		Ok(())
+	}
+
+	/// `who` takes the Primary seat it was offered: it becomes a co-Primary and, if it does not
+	/// hold the segment yet, a `Syncing` holder that must prove.
+	pub(crate) fn do_accept_primary(segment: SegmentId, who: T::AccountId) -> DispatchResult {
+		let mut seg = Segments::<T>::get(segment).ok_or(Error::<T>::UnknownSegment)?;
+		let until = PrimaryOffers::<T>::get(segment, &who).ok_or(Error::<T>::NoOffer)?;
+		ensure!(frame_system::Pallet::<T>::block_number() <= until, Error::<T>::NoOffer);
+		let info = Self::active_node(&who)?;
+		ensure!(info.role == NodeRole::Primary, Error::<T>::WrongRole);
+		ensure!(!seg.primaries.contains(&who), Error::<T>::AlreadyPrimary);
+		ensure!(Self::seat_free(segment, &seg, &who), Error::<T>::TooManyPrimaries);
 		seg.primaries.try_push(who.clone()).map_err(|_| Error::<T>::TooManyPrimaries)?;
 		if !Holdings::<T>::contains_key(segment, &who) {
 			Self::add_holder(segment, &mut seg, &who)?;
 		}
+		PrimaryOffers::<T>::remove(segment, &who);
 		Segments::<T>::insert(segment, seg);
 		Self::deposit_event(Event::PrimaryAdded { segment, who: who.clone() });
 		Self::refresh_status(&who);
@@ -104,6 +145,11 @@ impl<T: crate::Config> Pallet<T> {
 		who: T::AccountId,
 	) -> DispatchResult {
 		ensure!(seg.owner != who, Error::<T>::IsOwner);
+		// An offer not taken yet is withdrawn.
+		if PrimaryOffers::<T>::take(segment, &who).is_some() {
+			Self::deposit_event(Event::PrimaryOfferWithdrawn { segment, who });
+			return Ok(());
+		}
 		// The old provider retained after a migration leaves with its release (or Root's
 		// `force_clear_migration`), which also unindexes it.
 		ensure!(
@@ -325,16 +371,23 @@ impl<T: crate::Config> Pallet<T> {
 
 	// ------------------------------------------------------------ a holding's scheduled tasks
 
-	/// Schedules the holding's next re-challenge at `now + ReChallengePeriod` (replacing one
-	/// already scheduled).
+	/// Schedules the holding's next re-check draw one tick from `now` (replacing one already
+	/// scheduled); see [`Pallet::rechallenge`].
 	pub(crate) fn set_next_check(
 		segment: SegmentId,
 		who: &T::AccountId,
 		h: &mut Holding<BlockNumberFor<T>>,
 		now: BlockNumberFor<T>,
 	) {
-		let at = now.saturating_add(T::ReChallengePeriod::get());
+		let at = now.saturating_add(Self::recheck_tick());
 		Self::reschedule(&mut h.next_check, Task::ReChallenge(segment, who.clone()), Some(at));
+	}
+
+	/// Blocks between two re-check draws of a holding: `ReChallengePeriod / ReChallengeTicks`
+	/// (at least 1), so re-challenges come on average once per period.
+	pub(crate) fn recheck_tick() -> BlockNumberFor<T> {
+		let ticks: BlockNumberFor<T> = T::ReChallengeTicks::get().max(1).into();
+		(T::ReChallengePeriod::get() / ticks).max(1u32.into())
 	}
 
 	/// Cancels the holding's scheduled re-challenge, if any.

@@ -7,15 +7,31 @@ use frame_support::{assert_noop, assert_ok, traits::fungible::InspectHold};
 use sp_runtime::DispatchError;
 use sync_primitives::{
 	commitment::{cid_of, Entry, RootFacts, SegmentTrie},
-	HoldingStatus, Multiaddrs, NodeRole, NodeStatus, PeerIdBytes,
+	HoldingStatus, Multiaddrs, NodeRole, NodeStatus, PeerIdBytes, PeerSignature,
 };
 
 type E = Error<Test>;
 
+/// The data-plane (Ed25519) key of peer `seed`.
+fn peer_key(seed: u8) -> sp_core::ed25519::Pair {
+	use sp_core::Pair;
+	sp_core::ed25519::Pair::from_seed(&[seed; 32])
+}
+
+/// The Ed25519 libp2p peer id of peer `seed`.
 fn pid(seed: u8) -> PeerIdBytes {
+	use sp_core::Pair;
 	let mut v = vec![0x00, 36, 0x08, 0x01, 0x12, 0x20];
-	v.extend_from_slice(&[seed; 32]);
+	v.extend_from_slice(&peer_key(seed).public().0);
 	v.try_into().unwrap()
+}
+
+/// Peer `seed`'s signature binding its peer id to `who` on this chain.
+fn bind(who: AccountId, seed: u8) -> PeerSignature {
+	use sp_core::Pair;
+	let genesis: [u8; 32] = System::block_hash(0).into();
+	let msg = sync_primitives::peer_binding_message(&genesis, &who.encode(), &pid(seed));
+	peer_key(seed).sign(&msg).0
 }
 
 fn addrs(list: &[&str]) -> Multiaddrs {
@@ -36,8 +52,21 @@ fn register(who: AccountId, role: NodeRole) {
 		RuntimeOrigin::signed(who),
 		role,
 		pid(seed),
-		addrs(&["/ip4/127.0.0.1/tcp/30433"])
+		addrs(&["/ip4/127.0.0.1/tcp/30433"]),
+		bind(who, seed)
 	));
+}
+
+/// The owner (or Root, `origin`) offers `who` a Primary seat and `who` accepts it.
+fn make_primary(origin: RuntimeOrigin, segment: u64, who: AccountId) {
+	assert_ok!(SyncRegistry::add_primary(origin, segment, who));
+	assert_ok!(SyncRegistry::accept_primary(RuntimeOrigin::signed(who), segment));
+}
+
+/// The owner (or Root, `origin`) requests a migration to `to` and `to` accepts it.
+fn migrate(origin: RuntimeOrigin, segment: u64, to: AccountId) {
+	assert_ok!(SyncRegistry::request_migration(origin, segment, to));
+	assert_ok!(SyncRegistry::accept_migration(RuntimeOrigin::signed(to), segment));
 }
 
 fn events() -> Vec<Event<Test>> {
@@ -166,29 +195,39 @@ fn register_rejects_bad_input_without_changes() {
 	run(|| {
 		register(alice(), NodeRole::Primary);
 		let a = addrs(&["/dns/a/tcp/1"]);
-		let r = |who, p, ad| {
-			SyncRegistry::register_node(RuntimeOrigin::signed(who), NodeRole::Replica, p, ad)
+		let r = |who: AccountId, p: PeerIdBytes, ad, sig| {
+			SyncRegistry::register_node(RuntimeOrigin::signed(who), NodeRole::Replica, p, ad, sig)
 		};
-		assert_noop!(r(alice(), pid(9), a.clone()), E::AlreadyRegistered);
-		assert_noop!(r(bob(), pid(1), a.clone()), E::PeerIdTaken);
+		assert_noop!(r(alice(), pid(9), a.clone(), bind(alice(), 9)), E::AlreadyRegistered);
+		assert_noop!(r(bob(), pid(1), a.clone(), bind(bob(), 1)), E::PeerIdTaken);
 		assert_noop!(
-			r(bob(), vec![0x00, 36, 1, 2].try_into().unwrap(), a.clone()),
+			r(bob(), vec![0x00, 36, 1, 2].try_into().unwrap(), a.clone(), [0; 64]),
 			E::InvalidPeerId
 		);
-		assert_noop!(r(bob(), pid(2), addrs(&[])), E::InvalidMultiaddr);
-		assert_noop!(r(bob(), pid(2), addrs(&["/ok/1", "tcp 1"])), E::InvalidMultiaddr);
-		assert_noop!(r(poor(), pid(3), a.clone()), E::InsufficientDeposit);
+		assert_noop!(r(bob(), pid(2), addrs(&[]), bind(bob(), 2)), E::InvalidMultiaddr);
+		assert_noop!(
+			r(bob(), pid(2), addrs(&["/ok/1", "tcp 1"]), bind(bob(), 2)),
+			E::InvalidMultiaddr
+		);
+		assert_noop!(r(poor(), pid(3), a.clone(), bind(poor(), 3)), E::InsufficientDeposit);
 		assert_noop!(
 			SyncRegistry::register_node(
 				RuntimeOrigin::none(),
 				NodeRole::Replica,
 				pid(4),
-				a.clone()
+				a.clone(),
+				[0; 64]
 			),
 			DispatchError::BadOrigin
 		);
 		assert_noop!(
-			SyncRegistry::register_node(RuntimeOrigin::root(), NodeRole::Replica, pid(4), a),
+			SyncRegistry::register_node(
+				RuntimeOrigin::root(),
+				NodeRole::Replica,
+				pid(4),
+				a,
+				[0; 64]
+			),
 			DispatchError::BadOrigin
 		);
 	});
@@ -198,7 +237,11 @@ fn register_rejects_bad_input_without_changes() {
 fn update_changes_identity_and_reindexes() {
 	run(|| {
 		register(alice(), NodeRole::Replica);
-		assert_ok!(SyncRegistry::update_node(RuntimeOrigin::signed(alice()), Some(pid(7)), None));
+		assert_ok!(SyncRegistry::update_node(
+			RuntimeOrigin::signed(alice()),
+			Some((pid(7), bind(alice(), 7))),
+			None
+		));
 		assert_eq!(PeerIds::<Test>::get(pid(1)), None);
 		assert_eq!(PeerIds::<Test>::get(pid(7)), Some(alice()));
 		let new = addrs(&["/ip4/10.0.0.1/tcp/1", "/ip6/::1/tcp/2"]);
@@ -213,7 +256,8 @@ fn update_changes_identity_and_reindexes() {
 			RuntimeOrigin::signed(bob()),
 			NodeRole::Replica,
 			pid(1),
-			addrs(&["/a/1"])
+			addrs(&["/a/1"]),
+			bind(bob(), 1)
 		));
 	});
 }
@@ -222,7 +266,11 @@ fn update_changes_identity_and_reindexes() {
 fn update_errors() {
 	run(|| {
 		assert_noop!(
-			SyncRegistry::update_node(RuntimeOrigin::signed(alice()), Some(pid(2)), None),
+			SyncRegistry::update_node(
+				RuntimeOrigin::signed(alice()),
+				Some((pid(2), bind(alice(), 2))),
+				None
+			),
 			E::NotRegistered
 		);
 		register(alice(), NodeRole::Replica);
@@ -232,11 +280,19 @@ fn update_errors() {
 			E::NothingToUpdate
 		);
 		assert_noop!(
-			SyncRegistry::update_node(RuntimeOrigin::signed(alice()), Some(pid(1)), None),
+			SyncRegistry::update_node(
+				RuntimeOrigin::signed(alice()),
+				Some((pid(1), bind(alice(), 1))),
+				None
+			),
 			E::NothingToUpdate
 		);
 		assert_noop!(
-			SyncRegistry::update_node(RuntimeOrigin::signed(alice()), Some(pid(2)), None),
+			SyncRegistry::update_node(
+				RuntimeOrigin::signed(alice()),
+				Some((pid(2), bind(alice(), 2))),
+				None
+			),
 			E::PeerIdTaken
 		);
 		assert_noop!(
@@ -246,11 +302,49 @@ fn update_errors() {
 		assert_noop!(
 			SyncRegistry::update_node(
 				RuntimeOrigin::signed(alice()),
-				Some(vec![0x12, 32, 0].try_into().unwrap()),
+				Some((vec![0x12, 32, 0].try_into().unwrap(), [0; 64])),
 				None
 			),
 			E::InvalidPeerId
 		);
+	});
+}
+
+/// Regression (#13): anyone could register someone else's data-plane peer id; the victim then
+/// could not register and its node resolved "me" to the squatter's account.
+#[test]
+fn peer_id_needs_its_signature() {
+	run(|| {
+		let a = addrs(&["/ip4/127.0.0.1/tcp/1"]);
+		let reg = |who: AccountId, p: PeerIdBytes, sig: PeerSignature| {
+			SyncRegistry::register_node(RuntimeOrigin::signed(who), NodeRole::Replica, p, a.clone(), sig)
+		};
+		// Bob squats Alice's peer id: without her key he has no binding for his account —
+		// neither a forged one, nor the one she made for herself, nor one for another chain.
+		assert_noop!(reg(bob(), pid(1), [0; 64]), E::BadPeerSignature);
+		assert_noop!(reg(bob(), pid(1), bind(alice(), 1)), E::BadPeerSignature);
+		let other_chain = {
+			use sp_core::Pair;
+			let msg = sync_primitives::peer_binding_message(&[7; 32], &bob().encode(), &pid(1));
+			peer_key(1).sign(&msg).0
+		};
+		assert_noop!(reg(bob(), pid(1), other_chain), E::BadPeerSignature);
+		// A binding made with another peer's key.
+		assert_noop!(reg(bob(), pid(1), bind(bob(), 2)), E::BadPeerSignature);
+		// Only Ed25519 peer ids can be bound (a sha2-256 multihash id carries no key).
+		let mut sha = vec![0x12, 32];
+		sha.extend_from_slice(&[5; 32]);
+		assert_noop!(reg(bob(), sha.try_into().unwrap(), [0; 64]), E::PeerIdNotEd25519);
+		// Alice registers her own id; the same holds when moving to a new peer id.
+		assert_ok!(reg(alice(), pid(1), bind(alice(), 1)));
+		assert_ok!(reg(bob(), pid(2), bind(bob(), 2)));
+		let upd = |sig| {
+			SyncRegistry::update_node(RuntimeOrigin::signed(bob()), Some((pid(3), sig)), None)
+		};
+		assert_noop!(upd(bind(alice(), 3)), E::BadPeerSignature);
+		assert_noop!(upd(bind(bob(), 4)), E::BadPeerSignature);
+		assert_ok!(upd(bind(bob(), 3)));
+		assert_eq!(PeerIds::<Test>::get(pid(3)), Some(bob()));
 	});
 }
 
@@ -364,7 +458,7 @@ fn co_primary_cannot_commit() {
 		let data = Data::with(2, 3);
 		segment_with(&data);
 		register(bob(), NodeRole::Primary);
-		assert_ok!(SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, bob()));
+		make_primary(RuntimeOrigin::signed(alice()), 0, bob());
 		next_block();
 		// A co-Primary's commit — even of the owner's very root — is refused.
 		assert_noop!(
@@ -456,7 +550,7 @@ fn root_can_reset_roots_and_clear_a_stuck_migration() {
 		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 1, data.facts()));
 		assert_eq!(Roots::<Test>::get(0).last().unwrap().index, 2);
 		// A pending migration: Root clears it, target and schedule included.
-		assert_ok!(SyncRegistry::request_migration(RuntimeOrigin::signed(alice()), 0, bob()));
+		migrate(RuntimeOrigin::signed(alice()), 0, bob());
 		assert_noop!(
 			SyncRegistry::force_clear_migration(RuntimeOrigin::signed(alice()), 0),
 			DispatchError::BadOrigin
@@ -475,7 +569,7 @@ fn co_primary_divergence_is_recorded() {
 		let data = Data::with(2, 7);
 		segment_with(&data);
 		register(bob(), NodeRole::Primary);
-		assert_ok!(SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, bob()));
+		make_primary(RuntimeOrigin::signed(alice()), 0, bob());
 		let f = data.facts();
 		// Bob computed a different root at seq 1: recorded, not refused.
 		assert_ok!(SyncRegistry::attest_root(RuntimeOrigin::signed(bob()), 0, 1, [9; 32]));
@@ -507,6 +601,97 @@ fn co_primary_divergence_is_recorded() {
 	});
 }
 
+/// Regression (#13): anyone (an owner) could make a node a co-Primary, filling its segment
+/// list, flipping it to `Syncing` and blocking its `announce_leave`. An offer now changes
+/// nothing for the target until it accepts.
+#[test]
+fn co_primary_needs_consent() {
+	run(|| {
+		let data = Data::with(2, 3);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		let status = Nodes::<Test>::get(bob()).unwrap().status;
+		assert_ok!(SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, bob()));
+		let until = System::block_number() + OFFER_TIMEOUT;
+		assert!(has_event(Event::PrimaryOffered { segment: 0, who: bob(), until }));
+		assert!(NodeSegments::<Test>::get(bob()).is_empty());
+		assert!(!Holdings::<Test>::contains_key(0, bob()));
+		assert!(!Segments::<Test>::get(0).unwrap().primaries.contains(&bob()));
+		assert_eq!(Nodes::<Test>::get(bob()).unwrap().status, status);
+		// Only the offered account can take it, once.
+		assert_noop!(SyncRegistry::accept_primary(RuntimeOrigin::signed(charlie()), 0), E::NoOffer);
+		assert_noop!(
+			SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, bob()),
+			E::AlreadyOffered
+		);
+		assert_ok!(SyncRegistry::accept_primary(RuntimeOrigin::signed(bob()), 0));
+		assert!(has_event(Event::PrimaryAdded { segment: 0, who: bob() }));
+		assert!(has_event(Event::HolderJoined { segment: 0, who: bob() }));
+		assert!(Segments::<Test>::get(0).unwrap().primaries.contains(&bob()));
+		assert_noop!(SyncRegistry::accept_primary(RuntimeOrigin::signed(bob()), 0), E::NoOffer);
+		// An offer expires; an expired offer holds no seat and is cleared by the next offer.
+		register(charlie(), NodeRole::Primary);
+		register(dave(), NodeRole::Primary);
+		assert_ok!(SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, charlie()));
+		// Owner, bob and charlie's offer: the segment's three seats are taken.
+		assert_noop!(
+			SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, dave()),
+			E::TooManyPrimaries
+		);
+		run_to(System::block_number() + OFFER_TIMEOUT + 1);
+		assert_noop!(SyncRegistry::accept_primary(RuntimeOrigin::signed(charlie()), 0), E::NoOffer);
+		assert_ok!(SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, dave()));
+		assert!(has_event(Event::PrimaryOfferWithdrawn { segment: 0, who: charlie() }));
+		assert!(!PrimaryOffers::<Test>::contains_key(0, charlie()));
+		// The owner can withdraw an offer not taken yet.
+		assert_ok!(SyncRegistry::remove_primary(RuntimeOrigin::signed(alice()), 0, dave()));
+		assert!(has_event(Event::PrimaryOfferWithdrawn { segment: 0, who: dave() }));
+		assert_noop!(SyncRegistry::accept_primary(RuntimeOrigin::signed(dave()), 0), E::NoOffer);
+		assert!(NodeSegments::<Test>::get(dave()).is_empty());
+		assert!(NodeSegments::<Test>::get(charlie()).is_empty());
+	});
+}
+
+/// Regression (#13): a migration request made its target a holder at once (segment list,
+/// `Syncing`, leave blocked). Now the target is untouched until `accept_migration`.
+#[test]
+fn migration_target_needs_consent() {
+	run(|| {
+		let data = Data::with(2, 3);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		register(charlie(), NodeRole::Primary);
+		assert_ok!(SyncRegistry::request_migration(RuntimeOrigin::signed(alice()), 0, bob()));
+		assert!(NodeSegments::<Test>::get(bob()).is_empty());
+		assert!(!Holdings::<Test>::contains_key(0, bob()));
+		assert_eq!(SyncRegistry::segment_summary(0).unwrap().migration, None);
+		assert_noop!(
+			SyncRegistry::accept_migration(RuntimeOrigin::signed(charlie()), 0),
+			E::NoOffer
+		);
+		// Not blocked: the target may leave, and then it can no longer accept.
+		assert_ok!(SyncRegistry::announce_leave(RuntimeOrigin::signed(bob())));
+		assert_noop!(
+			SyncRegistry::accept_migration(RuntimeOrigin::signed(bob()), 0),
+			E::NodeLeaving
+		);
+		// Unaccepted, it times out with nothing to undo.
+		run_to(System::block_number() + MIGRATION_TIMEOUT + 1);
+		assert!(has_event(Event::MigrationTimedOut { segment: 0, to: bob() }));
+		assert!(Migrations::<Test>::get(0).is_none());
+		// Accepted, the target holds the segment and is shown as the target.
+		assert_ok!(SyncRegistry::request_migration(RuntimeOrigin::signed(alice()), 0, charlie()));
+		assert_ok!(SyncRegistry::accept_migration(RuntimeOrigin::signed(charlie()), 0));
+		assert!(has_event(Event::MigrationAccepted { segment: 0, to: charlie() }));
+		assert!(Holdings::<Test>::contains_key(0, charlie()));
+		assert_eq!(SyncRegistry::segment_summary(0).unwrap().migration, Some((charlie(), false)));
+		assert_noop!(
+			SyncRegistry::accept_migration(RuntimeOrigin::signed(charlie()), 0),
+			E::NoOffer
+		);
+	});
+}
+
 #[test]
 fn primaries_attest_until_parity() {
 	run(|| {
@@ -527,7 +712,7 @@ fn primaries_attest_until_parity() {
 			SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, dave()),
 			E::NotRegistered
 		);
-		assert_ok!(SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, bob()));
+		make_primary(RuntimeOrigin::signed(alice()), 0, bob());
 		assert!(has_event(Event::PrimaryAdded { segment: 0, who: bob() }));
 		assert!(has_event(Event::HolderJoined { segment: 0, who: bob() }));
 		assert_noop!(SyncRegistry::add_primary(RuntimeOrigin::root(), 0, bob()), E::AlreadyPrimary);
@@ -575,8 +760,8 @@ fn segment_limits_are_enforced() {
 		for i in 2..=5 {
 			register(account(i), NodeRole::Primary);
 		}
-		assert_ok!(SyncRegistry::add_primary(RuntimeOrigin::root(), 0, account(2)));
-		assert_ok!(SyncRegistry::add_primary(RuntimeOrigin::root(), 0, account(3)));
+		make_primary(RuntimeOrigin::root(), 0, account(2));
+		make_primary(RuntimeOrigin::root(), 0, account(3));
 		assert_noop!(
 			SyncRegistry::add_primary(RuntimeOrigin::root(), 0, account(4)),
 			E::TooManyPrimaries
@@ -803,6 +988,88 @@ fn active_holders_are_rechallenged() {
 		let h = Holdings::<Test>::get(0, bob()).unwrap();
 		assert_eq!((h.status, h.failures), (HoldingStatus::Syncing, 1));
 		assert_eq!(Nodes::<Test>::get(bob()).unwrap().status, NodeStatus::Syncing);
+	});
+}
+
+/// Regression (#13): re-challenges landed at a predictable `now + ReChallengePeriod`. They
+/// now come at random ticks: a draw every `ReChallengePeriod / ReChallengeTicks` blocks fires
+/// with probability `1 / ReChallengeTicks`.
+#[test]
+fn rechallenges_come_at_random_ticks() {
+	run(|| {
+		ReChallengeTicks::set(4);
+		let tick = RECHALLENGE_PERIOD / 4;
+		let data = Data::with(4, 7);
+		segment_with(&data);
+		let holders = [bob(), charlie(), dave(), account(5)];
+		let mut proven_at = BTreeMap::new();
+		for w in holders {
+			register(w, NodeRole::Replica);
+			join_and_prove(w, 1, &data);
+			proven_at.insert(w, System::block_number());
+			assert_eq!(Holdings::<Test>::get(0, w).unwrap().next_check, Some(System::block_number() + tick));
+		}
+		let mut waited = BTreeMap::new();
+		let end = System::block_number() + 40 * tick;
+		while System::block_number() < end && waited.len() < holders.len() {
+			next_block();
+			for w in holders {
+				if waited.contains_key(&w) {
+					continue;
+				}
+				if let Some(id) = OpenChallenge::<Test>::get(w, 0) {
+					assert_eq!(Challenges::<Test>::get(id).unwrap().kind, ChallengeKind::ReChallenge);
+					let d = System::block_number() - proven_at[&w];
+					assert_eq!(d % tick, 0, "re-challenges come only at ticks");
+					waited.insert(w, d / tick);
+				}
+			}
+		}
+		assert_eq!(waited.len(), holders.len(), "every holder was re-challenged: {waited:?}");
+		assert!(waited.values().any(|k| *k > 1), "not every draw fires: {waited:?}");
+		ReChallengeTicks::set(1);
+	});
+}
+
+/// Regression (#13): the seed was `blake2(block_hash(claim_block + 1) ‖ id)`, which the seed
+/// block's author can grind (reorder extrinsics, nudge the timestamp). It now comes from the
+/// beacon, which only the per-block randomness (BABE's VRF output) moves.
+#[test]
+fn challenge_seed_ignores_the_block_hash() {
+	let seed_with = |vrf: Option<[u8; 32]>| {
+		new_test_ext().execute_with(|| {
+			let data = Data::with(2, 5);
+			segment_with(&data);
+			register(bob(), NodeRole::Replica);
+			assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
+			assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1));
+			let id = OpenChallenge::<Test>::get(bob(), 0).unwrap();
+			let ch = Challenges::<Test>::get(id).unwrap();
+			VrfOverride::set(vrf);
+			run_to(ch.seed_block + 1);
+			VrfOverride::set(None);
+			let seed = SyncRegistry::challenge_seed(id, ch.seed_block);
+			// The author of the seed block picks other contents: another hash, same seed.
+			frame_system::BlockHash::<Test>::insert(ch.seed_block, sp_core::H256::repeat_byte(0x42));
+			assert_eq!(SyncRegistry::challenge_seed(id, ch.seed_block), seed);
+			let beacon = Beacon::<Test>::get(ch.seed_block).expect("folded");
+			assert_eq!(seed, sp_io::hashing::blake2_256(&[&beacon[..], &id.to_le_bytes()].concat()));
+			seed
+		})
+	};
+	let (a, b, c) = (seed_with(None), seed_with(Some([1; 32])), seed_with(Some([2; 32])));
+	assert!(a != b && b != c && a != c, "the randomness decides the seed");
+}
+
+/// The beacon keeps only what open challenges can still need.
+#[test]
+fn beacon_is_pruned_after_the_proof_window() {
+	run(|| {
+		run_to(3 * PROOF_WINDOW + 10);
+		let now = System::block_number();
+		let kept: Vec<u64> = Beacon::<Test>::iter_keys().collect();
+		assert_eq!(kept.len() as u64, PROOF_WINDOW + 2);
+		assert!(kept.iter().all(|b| *b + PROOF_WINDOW + 2 >= now && *b < now));
 	});
 }
 
@@ -1193,7 +1460,7 @@ fn empty_roots_and_stale_reproofs_cannot_be_claimed() {
 			E::NothingToProve
 		);
 		// A migration target may re-prove its root only if that root completes the migration.
-		assert_ok!(SyncRegistry::request_migration(RuntimeOrigin::signed(alice()), 0, bob()));
+		migrate(RuntimeOrigin::signed(alice()), 0, bob());
 		assert_noop!(
 			SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1),
 			E::AlreadyProven
@@ -1209,9 +1476,9 @@ fn co_primaries_cannot_take_a_pending_targets_seat() {
 		register(bob(), NodeRole::Primary);
 		register(charlie(), NodeRole::Primary);
 		register(dave(), NodeRole::Primary);
-		assert_ok!(SyncRegistry::request_migration(RuntimeOrigin::signed(alice()), 0, dave()));
+		migrate(RuntimeOrigin::signed(alice()), 0, dave());
 		// MaxPrimaries = 3: alice + one more, the last seat is dave's.
-		assert_ok!(SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, bob()));
+		make_primary(RuntimeOrigin::signed(alice()), 0, bob());
 		assert_noop!(
 			SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, charlie()),
 			E::TooManyPrimaries
@@ -1308,7 +1575,7 @@ fn migration_moves_ownership_only_after_the_proof() {
 			SyncRegistry::cancel_migration(RuntimeOrigin::signed(alice()), 0),
 			E::NoMigration
 		);
-		assert_ok!(SyncRegistry::request_migration(RuntimeOrigin::signed(alice()), 0, bob()));
+		migrate(RuntimeOrigin::signed(alice()), 0, bob());
 		let until = 1 + MIGRATION_TIMEOUT;
 		assert!(has_event(Event::MigrationRequested {
 			segment: 0,
@@ -1369,7 +1636,7 @@ fn migration_can_be_cancelled_or_time_out() {
 		segment_with(&data);
 		register(bob(), NodeRole::Primary);
 		register(charlie(), NodeRole::Primary);
-		assert_ok!(SyncRegistry::request_migration(RuntimeOrigin::signed(alice()), 0, bob()));
+		migrate(RuntimeOrigin::signed(alice()), 0, bob());
 		assert_noop!(
 			SyncRegistry::cancel_migration(RuntimeOrigin::signed(charlie()), 0),
 			E::NotOwner
@@ -1382,7 +1649,7 @@ fn migration_can_be_cancelled_or_time_out() {
 		);
 		assert_eq!(Segments::<Test>::get(0).unwrap().owner, alice());
 		// timeout
-		assert_ok!(SyncRegistry::request_migration(RuntimeOrigin::root(), 0, charlie()));
+		migrate(RuntimeOrigin::root(), 0, charlie());
 		let until = Migrations::<Test>::get(0).unwrap().until;
 		run_to(until);
 		assert!(has_event(Event::MigrationTimedOut { segment: 0, to: charlie() }));
@@ -1515,7 +1782,13 @@ fn offchain_worker_submits_only_the_intents_the_chain_would_accept() {
 			assert!(pool_state.read().transactions.is_empty(), "exactly one transaction");
 			Extrinsic::decode(&mut &*tx).unwrap().function
 		};
-		let register = Intent::Register { role: NodeRole::Replica, multiaddrs: vec![b"/ip4/127.0.0.1/tcp/4001".to_vec()] };
+		let binding = bind(node, 77);
+		// A binding for another account is ignored: the worker registers only an account the
+		// data-plane key signed for.
+		let stranger = Intent::Register { role: NodeRole::Replica, multiaddrs: vec![b"/ip4/127.0.0.1/tcp/4001".to_vec()], bindings: vec![(alice().encode(), bind(alice(), 77))] };
+		set(vec![stranger.clone()]);
+		assert_eq!(crate::ocw::run_intents::<Test>(System::block_number()), vec![(stranger, NoKey)]);
+		let register = Intent::Register { role: NodeRole::Replica, multiaddrs: vec![b"/ip4/127.0.0.1/tcp/4001".to_vec()], bindings: vec![(node.encode(), binding)] };
 		let claim = Intent::Claim { segment: 0, seq: 1 };
 		set(vec![register.clone(), claim.clone()]);
 		// Not registered: registers with the keystore key; a claim needs a registered node.
@@ -1530,7 +1803,8 @@ fn offchain_worker_submits_only_the_intents_the_chain_would_accept() {
 			RuntimeOrigin::signed(node),
 			NodeRole::Replica,
 			peer.clone(),
-			addrs(&["/ip4/127.0.0.1/tcp/4001"])
+			addrs(&["/ip4/127.0.0.1/tcp/4001"]),
+			binding
 		));
 		assert_eq!(crate::ocw::run_intents::<Test>(now + 1), vec![(register.clone(), Stale), (claim.clone(), Stale)]);
 		// … until the node joins.
@@ -1710,7 +1984,7 @@ fn try_state_detects_broken_schedule_votes_and_status() {
 		segment_with(&data);
 		register(bob(), NodeRole::Primary);
 		register(charlie(), NodeRole::Replica);
-		assert_ok!(SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, bob()));
+		make_primary(RuntimeOrigin::signed(alice()), 0, bob());
 		join_and_prove(charlie(), 1, &data);
 		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1));
 		assert_ok!(SyncRegistry::do_try_state());
@@ -1768,7 +2042,7 @@ fn try_state_detects_broken_schedule_votes_and_status() {
 
 		// A migration whose deadline is not scheduled.
 		register(account(5), NodeRole::Primary);
-		assert_ok!(SyncRegistry::request_migration(RuntimeOrigin::signed(alice()), 0, account(5)));
+		migrate(RuntimeOrigin::signed(alice()), 0, account(5));
 		let until = Migrations::<Test>::get(0).unwrap().until;
 		Agenda::<Test>::remove(until, Task::Migration(0));
 		check("migration unscheduled");
@@ -1789,6 +2063,7 @@ mod sequences {
 		Join(u8, u8),
 		Leave(u8, u8),
 		AddPrimary(u8, u8),
+		AcceptPrimary(u8, u8),
 		RemovePrimary(u8, u8),
 		RemoveHolder(u8, u8),
 		Commit(u8, u8),
@@ -1802,7 +2077,9 @@ mod sequences {
 		ForceDeregister(u8),
 		TopUp(u8),
 		Migrate(u8, u8),
+		AcceptMigration(u8, u8),
 		Cancel(u8),
+		Update(u8, u8, bool),
 		ForceOwner(u8, u8),
 		ResetRoots(u8),
 		ClearMigration(u8),
@@ -1817,6 +2094,7 @@ mod sequences {
 			(who.clone(), seg.clone()).prop_map(|(w, s)| Op::Join(w, s)),
 			(who.clone(), seg.clone()).prop_map(|(w, s)| Op::Leave(w, s)),
 			(who.clone(), seg.clone()).prop_map(|(w, s)| Op::AddPrimary(w, s)),
+			(who.clone(), seg.clone()).prop_map(|(w, s)| Op::AcceptPrimary(w, s)),
 			(who.clone(), seg.clone()).prop_map(|(w, s)| Op::RemovePrimary(w, s)),
 			(who.clone(), seg.clone()).prop_map(|(w, s)| Op::RemoveHolder(w, s)),
 			(who.clone(), seg.clone()).prop_map(|(w, s)| Op::Commit(w, s)),
@@ -1832,6 +2110,8 @@ mod sequences {
 			who.clone().prop_map(Op::ForceDeregister),
 			who.clone().prop_map(Op::TopUp),
 			(who.clone(), seg.clone()).prop_map(|(w, s)| Op::Migrate(w, s)),
+			(who.clone(), seg.clone()).prop_map(|(w, s)| Op::AcceptMigration(w, s)),
+			(who.clone(), 1u8..=7, any::<bool>()).prop_map(|(w, p, own)| Op::Update(w, p, own)),
 			seg.clone().prop_map(Op::Cancel),
 			(who.clone(), seg.clone()).prop_map(|(w, s)| Op::ForceOwner(w, s)),
 			seg.clone().prop_map(Op::ResetRoots),
@@ -1859,11 +2139,12 @@ mod sequences {
 					let owner = |s: u8| Segments::<Test>::get(s as u64).map(|g| g.owner.0[0]).unwrap_or(1);
 					let before = storage_root();
 					let r: sp_runtime::DispatchResult = match op {
-						Op::Register(w, p) => SyncRegistry::register_node(o(w), if p { NodeRole::Primary } else { NodeRole::Replica }, pid(w), addrs(&["/a/1"])),
+						Op::Register(w, p) => SyncRegistry::register_node(o(w), if p { NodeRole::Primary } else { NodeRole::Replica }, pid(w), addrs(&["/a/1"]), bind(account(w), w)),
 						Op::Create(w) => SyncRegistry::create_segment(o(w)),
 						Op::Join(w, s) => SyncRegistry::join_segment(o(w), s as u64),
 						Op::Leave(w, s) => SyncRegistry::leave_segment(o(w), s as u64),
 						Op::AddPrimary(w, s) => SyncRegistry::add_primary(o(owner(s)), s as u64, account(w)),
+						Op::AcceptPrimary(w, s) => SyncRegistry::accept_primary(o(w), s as u64),
 						Op::RemovePrimary(w, s) => SyncRegistry::remove_primary(o(owner(s)), s as u64, account(w)),
 						Op::RemoveHolder(w, s) => SyncRegistry::remove_holder(o(owner(s)), s as u64, account(w)),
 						Op::Commit(w, s) => {
@@ -1909,6 +2190,9 @@ mod sequences {
 						Op::ForceDeregister(w) => SyncRegistry::force_deregister(RuntimeOrigin::root(), account(w)).map(|_| ()).map_err(|e| e.error),
 						Op::TopUp(w) => SyncRegistry::top_up_deposit(o(w)),
 						Op::Migrate(w, s) => SyncRegistry::request_migration(o(owner(s)), s as u64, account(w)),
+						Op::AcceptMigration(w, s) => SyncRegistry::accept_migration(o(w), s as u64),
+						// A new peer id with its own binding, or with one signed by another key.
+						Op::Update(w, p, own) => SyncRegistry::update_node(o(w), Some((pid(p), bind(account(w), if own { p } else { p % 7 + 1 }))), None),
 						Op::Cancel(s) => SyncRegistry::cancel_migration(RuntimeOrigin::root(), s as u64),
 						Op::ForceOwner(w, s) => SyncRegistry::force_set_owner(RuntimeOrigin::root(), s as u64, account(w)),
 						Op::ResetRoots(s) => SyncRegistry::force_reset_roots(RuntimeOrigin::root(), s as u64),

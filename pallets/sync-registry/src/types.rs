@@ -267,6 +267,9 @@ pub struct Migration<AccountId, BlockNumber> {
 	pub until: BlockNumber,
 	/// Whether ownership has moved (then `from` is retained until `until`).
 	pub completed: bool,
+	/// Whether `to` accepted the request ([`crate::Pallet::accept_migration`]); until then the
+	/// target is not involved in anything.
+	pub accepted: bool,
 	/// Whether `to` became a holder because of this migration (removed again on cancel).
 	pub target_added: bool,
 }

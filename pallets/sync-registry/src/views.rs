@@ -57,7 +57,8 @@ impl<T: crate::Config> Pallet<T> {
 					facts: r.facts,
 				})
 				.collect(),
-			migration: Self::migration(segment).map(|m| (m.to, m.completed)),
+			// A request its target has not accepted involves nobody yet.
+			migration: Self::migration(segment).filter(|m| m.accepted).map(|m| (m.to, m.completed)),
 			divergences: crate::Divergences::<T>::iter_prefix(segment)
 				.map(|(who, (seq, root))| (who, seq, root))
 				.collect(),

@@ -68,6 +68,8 @@ pub trait WeightInfo {
 	fn forget_failures() -> Weight;
 	fn top_up_deposit() -> Weight;
 	fn force_reset_roots() -> Weight;
+	fn accept_primary() -> Weight;
+	fn accept_migration() -> Weight;
 }
 
 /// Weights for `pallet_sync_registry` using the runtime's database weights.
@@ -546,6 +548,23 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 			.saturating_add(T::DbWeight::get().reads(2))
 			.saturating_add(T::DbWeight::get().writes(11))
 	}
+	/// PROVISIONAL (hand estimate until `scripts/bench-weights.sh` regenerates this file):
+	/// segment, offer, `MaxPrimaries` offers scanned, migration, node, holding, node segments,
+	/// failure record read; segment, offer, holding, node segments, node written.
+	fn accept_primary() -> Weight {
+		Weight::from_parts(140_000_000, 0)
+			.saturating_add(Weight::from_parts(0, 4_700))
+			.saturating_add(T::DbWeight::get().reads(12))
+			.saturating_add(T::DbWeight::get().writes(5))
+	}
+	/// PROVISIONAL (hand estimate): migration, segment, node, holding, node segments, failure
+	/// record read; holding, node segments, segment, migration, node written.
+	fn accept_migration() -> Weight {
+		Weight::from_parts(130_000_000, 0)
+			.saturating_add(Weight::from_parts(0, 4_700))
+			.saturating_add(T::DbWeight::get().reads(10))
+			.saturating_add(T::DbWeight::get().writes(5))
+	}
 }
 
 
@@ -1023,6 +1042,23 @@ impl WeightInfo for () {
 			.saturating_add(Weight::from_parts(0, 3_700))
 			.saturating_add(RocksDbWeight::get().reads(2))
 			.saturating_add(RocksDbWeight::get().writes(11))
+	}
+	/// PROVISIONAL (hand estimate until `scripts/bench-weights.sh` regenerates this file):
+	/// segment, offer, `MaxPrimaries` offers scanned, migration, node, holding, node segments,
+	/// failure record read; segment, offer, holding, node segments, node written.
+	fn accept_primary() -> Weight {
+		Weight::from_parts(140_000_000, 0)
+			.saturating_add(Weight::from_parts(0, 4_700))
+			.saturating_add(RocksDbWeight::get().reads(12))
+			.saturating_add(RocksDbWeight::get().writes(5))
+	}
+	/// PROVISIONAL (hand estimate): migration, segment, node, holding, node segments, failure
+	/// record read; holding, node segments, segment, migration, node written.
+	fn accept_migration() -> Weight {
+		Weight::from_parts(130_000_000, 0)
+			.saturating_add(Weight::from_parts(0, 4_700))
+			.saturating_add(RocksDbWeight::get().reads(10))
+			.saturating_add(RocksDbWeight::get().writes(5))
 	}
 
 }

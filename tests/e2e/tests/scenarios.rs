@@ -8,7 +8,8 @@
 //!    prove, and are Active on chain; reads served by the Replicas match.
 //! 2. A third Replica syncs mostly from the other Replicas: the Primary's egress is measured
 //!    and must stay well under one copy.
-//! 3. A co-Primary joins while writes go on and reaches parity (attests the latest root).
+//! 3. A co-Primary joins while writes go on (offered the seat by the owner, accepted by her
+//!    own account) and reaches parity (attests the latest root).
 //! 4. A Replica is killed (`kill -9`) 40 % into its snapshot and restarted: it resumes (does not fetch
 //!    again what it verified) and becomes Active.
 //! 5. A Replica stopped while the Primary commits more roots becomes Lagging on chain, then
@@ -294,9 +295,24 @@ fn scenarios() {
 	);
 	let writer = Writer::start(alice.rpc, segment, "live3");
 	let t = Instant::now();
+	// The owner offers the seat; it is Eve's only once she accepts it (signed by her account).
 	chain.submit(
 		sync_e2e::keyring("alice"),
 		registry(pallet_sync_registry::Call::add_primary { segment, who: eve.account() }),
+	);
+	assert!(
+		!chain.segment(segment).unwrap().primaries.contains(&eve.account()),
+		"an offered seat is not taken until accepted"
+	);
+	chain.submit(
+		sync_e2e::keyring("eve"),
+		registry(pallet_sync_registry::Call::accept_primary { segment }),
+	);
+	eventually(
+		Duration::from_secs(60),
+		"eve a Primary once she accepted the seat",
+		|| chain.segment(segment)?.primaries.contains(&eve.account()).then_some(()),
+		|| eve.log_tail(30),
 	);
 	let (seq, root, votes) = eventually(
 		Duration::from_secs(300),

@@ -84,7 +84,12 @@ fn local(head_seq: Option<u64>, pinned: &[u64], provable: &[u64], wrong: &[u64])
 }
 
 fn items(p: &mut Planner, v: &ChainView, l: &LocalState) -> Vec<Intent> {
-	p.intents(v, l).map(|i| i.items).unwrap_or_default()
+	p.intents(v, l, &[]).map(|i| i.items).unwrap_or_default()
+}
+
+/// A peer binding for account `n` (the planner only carries them: any bytes do).
+fn binding(n: u8) -> Binding {
+	(vec![n; 32], [n; 64])
 }
 
 fn challenge(id: u64, seed: Option<u8>) -> ChallengeSummary<u32> {
@@ -102,20 +107,26 @@ fn challenge(id: u64, seed: Option<u8>) -> ChallengeSummary<u32> {
 
 // ---- registration ----
 
+fn registering(role: NodeRole) -> Planner {
+	Planner::new(DutyConfig {
+		register: Some((role, vec!["/ip4/1.2.3.4/tcp/1".into()])),
+		..config(10)
+	})
+}
+
 #[test]
 fn unregistered_node_asks_to_register_when_configured() {
-	let mut p = Planner::new(DutyConfig {
-		register: Some((NodeRole::Replica, vec!["/ip4/1.2.3.4/tcp/1".into()])),
-		..config(10)
-	});
+	let mut p = registering(NodeRole::Replica);
 	let v = ChainView::default();
 	assert!(p.on_finalized(1, &v, &LocalState::new()).is_empty());
-	let got = items(&mut p, &v, &LocalState::new());
+	let bindings = [binding(1), binding(2)];
+	let got = p.intents(&v, &LocalState::new(), &bindings).expect("first write").items;
 	assert_eq!(
 		got,
 		vec![Intent::Register {
 			role: NodeRole::Replica,
-			multiaddrs: vec![b"/ip4/1.2.3.4/tcp/1".to_vec()]
+			multiaddrs: vec![b"/ip4/1.2.3.4/tcp/1".to_vec()],
+			bindings: bindings.to_vec(),
 		}]
 	);
 }
@@ -124,16 +135,39 @@ fn unregistered_node_asks_to_register_when_configured() {
 fn unregistered_node_without_register_flag_asks_nothing() {
 	let mut p = Planner::new(config(10));
 	let v = ChainView::default();
-	let intents = p.intents(&v, &LocalState::new()).expect("first write");
+	let intents = p.intents(&v, &LocalState::new(), &[binding(1)]).expect("first write");
 	assert!(intents.items.is_empty());
 	assert_eq!(intents.peer_id, vec![1, 2, 3]);
+}
+
+#[test]
+fn unregistered_node_without_sync_account_asks_nothing() {
+	// No `sync` key in the keystore: no account could register, so no binding and no intent.
+	let mut p = registering(NodeRole::Primary);
+	let v = ChainView::default();
+	let intents = p.intents(&v, &LocalState::new(), &[]).expect("first write");
+	assert!(intents.items.is_empty());
+}
+
+#[test]
+fn a_key_inserted_later_rewrites_the_registration() {
+	let mut p = registering(NodeRole::Primary);
+	let v = ChainView::default();
+	let l = LocalState::new();
+	assert!(p.intents(&v, &l, &[]).is_some());
+	let once = p.intents(&v, &l, &[binding(1)]).expect("a binding appeared");
+	assert!(matches!(&once.items[..], [Intent::Register { bindings, .. }] if bindings == &[binding(1)]));
+	assert!(p.intents(&v, &l, &[binding(1)]).is_none(), "unchanged");
+	let twice = p.intents(&v, &l, &[binding(1), binding(2)]).expect("another account");
+	assert!(matches!(&twice.items[..], [Intent::Register { bindings, .. }] if bindings.len() == 2));
 }
 
 #[test]
 fn registered_node_does_not_register_again() {
 	let mut p =
 		Planner::new(DutyConfig { register: Some((NodeRole::Primary, vec![])), ..config(10) });
-	assert!(items(&mut p, &view(vec![]), &LocalState::new()).is_empty());
+	let got = p.intents(&view(vec![]), &LocalState::new(), &[binding(1)]).expect("first write");
+	assert!(got.items.is_empty());
 }
 
 #[test]
@@ -141,10 +175,10 @@ fn unchanged_intents_are_not_written_again() {
 	let mut p = Planner::new(config(10));
 	let v = view(vec![held(&[5], HoldingStatus::Syncing, None)]);
 	let l = local(Some(5), &[], &[5], &[]);
-	assert!(p.intents(&v, &l).is_some());
-	assert!(p.intents(&v, &l).is_none(), "same intents twice");
+	assert!(p.intents(&v, &l, &[]).is_some());
+	assert!(p.intents(&v, &l, &[]).is_none(), "same intents twice");
 	let l2 = local(Some(5), &[], &[], &[]);
-	assert!(p.intents(&v, &l2).is_some(), "changed intents are written");
+	assert!(p.intents(&v, &l2, &[]).is_some(), "changed intents are written");
 }
 
 // ---- commits ----
@@ -222,7 +256,7 @@ fn pending_commit_is_asked_for_again_until_the_chain_has_it() {
 	// Block 2: not due; the chain has not included it; the head moved on.
 	let a = p.on_finalized(2, &v, &local(Some(12), &[9], &[], &[]));
 	assert!(!a.contains(&Action::Pin(SEG)));
-	let again = p.intents(&v, &local(Some(12), &[9], &[], &[]));
+	let again = p.intents(&v, &local(Some(12), &[9], &[], &[]), &[]);
 	assert!(again.is_none(), "unchanged: the same commit stays written");
 	// Included: nothing more to ask.
 	let v = view(vec![owned(&[3, 9])]);
