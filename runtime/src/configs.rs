@@ -5,7 +5,7 @@ use frame_support::{
 	derive_impl,
 	dispatch::DispatchClass,
 	parameter_types,
-	traits::{ConstBool, ConstU128, ConstU32, ConstU64, ConstU8, VariantCountOf},
+	traits::{ConstU128, ConstU32, ConstU64, ConstU8, VariantCountOf},
 	weights::{
 		constants::{RocksDbWeight, WEIGHT_REF_TIME_PER_SECOND},
 		IdentityFee, Weight,
@@ -13,8 +13,10 @@ use frame_support::{
 };
 use frame_system::limits::{BlockLength, BlockWeights};
 use pallet_transaction_payment::{ConstFeeMultiplier, FungibleAdapter, Multiplier};
-use sp_consensus_aura::sr25519::AuthorityId as AuraId;
-use sp_runtime::{traits::One, Perbill};
+use sp_runtime::{
+	traits::{BlakeTwo256, One},
+	Perbill,
+};
 use sp_version::RuntimeVersion;
 
 const NORMAL_DISPATCH_RATIO: Perbill = Perbill::from_percent(75);
@@ -52,12 +54,26 @@ impl frame_system::Config for Runtime {
 	type MaxConsumers = frame_support::traits::ConstU32<16>;
 }
 
-impl pallet_aura::Config for Runtime {
-	type AuthorityId = AuraId;
+parameter_types! {
+	/// BABE epoch length in slots; it cannot change after genesis.
+	pub const EpochDuration: u64 = EPOCH_DURATION_IN_SLOTS;
+	/// Every slot has an author (secondary VRF slots), so a block per slot.
+	pub const ExpectedBlockTime: u64 = MILLI_SECS_PER_BLOCK;
+}
+
+/// BABE with a fixed authority set from genesis, re-enacted at every epoch
+/// (`SameAuthoritiesForever`, no pallet-session), and no equivocation reporting: the same model
+/// as GRANDPA's below.
+impl pallet_babe::Config for Runtime {
+	type EpochDuration = EpochDuration;
+	type ExpectedBlockTime = ExpectedBlockTime;
+	type EpochChangeTrigger = pallet_babe::SameAuthoritiesForever;
 	type DisabledValidators = ();
+	type WeightInfo = ();
 	type MaxAuthorities = ConstU32<32>;
-	type AllowMultipleBlocksPerSlot = ConstBool<false>;
-	type SlotDuration = pallet_aura::MinimumPeriodTimesTwo<Runtime>;
+	type MaxNominators = ConstU32<0>;
+	type KeyOwnerProof = sp_core::Void;
+	type EquivocationReportSystem = ();
 }
 
 impl pallet_grandpa::Config for Runtime {
@@ -72,7 +88,9 @@ impl pallet_grandpa::Config for Runtime {
 
 impl pallet_timestamp::Config for Runtime {
 	type Moment = u64;
-	type OnTimestampSet = Aura;
+	/// BABE checks that the timestamp's slot is the block's slot.
+	type OnTimestampSet = Babe;
+	/// BABE's slot duration is twice this.
 	type MinimumPeriod = ConstU64<{ SLOT_DURATION / 2 }>;
 	type WeightInfo = ();
 }
@@ -126,11 +144,13 @@ parameter_types! {
 /// Proof-of-Sync and life-cycle timing, in 6-second blocks.
 pub mod sync_timing {
 	use crate::{BlockNumber, MINUTES};
-	/// The challenge seed is the hash of the block after the claim's.
-	pub const CHALLENGE_DELAY: BlockNumber = 1;
+	/// A challenge is seeded by the randomness of the block this many blocks after the claim's:
+	/// an authority must author all of them to predict the seed.
+	pub const CHALLENGE_DELAY: BlockNumber = 3;
 	/// Two minutes to build and land a proof once the seed is known.
 	pub const PROOF_WINDOW: BlockNumber = 2 * MINUTES;
-	/// Active holders are re-checked every hour.
+	/// Active holders are re-checked on average every hour (at random blocks, see
+	/// `ReChallengeTicks`).
 	pub const RECHALLENGE_PERIOD: BlockNumber = 60 * MINUTES;
 	/// Leaving takes three challenge windows.
 	pub const LEAVE_DELAY: BlockNumber = 3 * (CHALLENGE_DELAY + PROOF_WINDOW);
@@ -155,14 +175,21 @@ parameter_types! {
 	pub storage MigrationRetention: BlockNumber = sync_timing::MIGRATION_RETENTION;
 }
 
-/// Stand-in randomness under Aura: the parent block's hash (grindable by its author; replaced
-/// by BABE's VRF output).
-pub struct ParentHashRandomness;
-impl frame_support::traits::Randomness<Hash, BlockNumber> for ParentHashRandomness {
+/// The randomness `pallet-sync-registry` seeds challenges with: BABE's VRF output of the parent
+/// block (`pallet_babe::ParentBlockRandomness`, hashed with `subject`). Where BABE has none
+/// (block 1, whose parent is genesis; benchmarks, which have no BABE digest) it falls back to a
+/// hash of `subject` and the parent hash.
+pub struct BabeBlockRandomness;
+
+impl frame_support::traits::Randomness<Hash, BlockNumber> for BabeBlockRandomness {
 	fn random(subject: &[u8]) -> (Hash, BlockNumber) {
+		use frame_support::traits::Randomness;
 		use sp_runtime::traits::Hash as _;
-		let n = System::block_number().saturating_sub(1);
-		(BlakeTwo256::hash_of(&(subject, System::parent_hash())), n)
+		let (random, known_since): (Option<Hash>, BlockNumber) =
+			pallet_babe::ParentBlockRandomness::<Runtime>::random(subject);
+		let random =
+			random.unwrap_or_else(|| BlakeTwo256::hash_of(&(subject, System::parent_hash())));
+		(random, known_since)
 	}
 }
 
@@ -188,11 +215,10 @@ impl pallet_sync_registry::Config for Runtime {
 	type ChallengeDelay = ConstU32<{ sync_timing::CHALLENGE_DELAY }>;
 	type ProofWindow = ConstU32<{ sync_timing::PROOF_WINDOW }>;
 	type ReChallengePeriod = ConstU32<{ sync_timing::RECHALLENGE_PERIOD }>;
-	/// A re-check draw every 10 minutes, firing with probability 1/6: on average hourly,
-	/// never at a time known more than a block ahead.
+	/// A re-check runs every `ReChallengePeriod / 6` blocks and challenges with probability 1/6,
+	/// so the interval is random with mean `ReChallengePeriod`.
 	type ReChallengeTicks = ConstU32<6>;
-	/// TEMPORARY until the BABE switch lands: the parent hash, which its author can grind.
-	type Randomness = ParentHashRandomness;
+	type Randomness = BabeBlockRandomness;
 	type LeaveDelay = ConstU32<{ sync_timing::LEAVE_DELAY }>;
 	type MigrationTimeout = ConstU32<{ sync_timing::MIGRATION_TIMEOUT }>;
 	type MigrationRetention = MigrationRetention;

@@ -1,4 +1,4 @@
-//! Runtime of the Sync Registry chain: an Aura + GRANDPA solochain with balances, sudo,
+//! Runtime of the Sync Registry chain: a BABE + GRANDPA solochain with balances, sudo,
 //! transaction payment and `pallet-sync-registry`.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![recursion_limit = "256"]
@@ -43,9 +43,9 @@ pub mod opaque {
 }
 
 impl_opaque_keys! {
-	/// Session keys of an authority: Aura for authoring, GRANDPA for finality.
+	/// Session keys of an authority: BABE for authoring, GRANDPA for finality.
 	pub struct SessionKeys {
-		pub aura: Aura,
+		pub babe: Babe,
 		pub grandpa: Grandpa,
 	}
 }
@@ -55,7 +55,7 @@ pub const VERSION: RuntimeVersion = RuntimeVersion {
 	spec_name: alloc::borrow::Cow::Borrowed("sync-registry"),
 	impl_name: alloc::borrow::Cow::Borrowed("sync-registry"),
 	authoring_version: 1,
-	spec_version: 100,
+	spec_version: 101,
 	impl_version: 1,
 	apis: apis::RUNTIME_API_VERSIONS,
 	transaction_version: 1,
@@ -63,12 +63,28 @@ pub const VERSION: RuntimeVersion = RuntimeVersion {
 };
 
 mod block_times {
-	/// Target block time. Aura slots have this duration.
+	/// Target block time. With secondary VRF slots every slot has an author, so this is also the
+	/// BABE slot length.
 	pub const MILLI_SECS_PER_BLOCK: u64 = 6000;
-	/// Aura slot duration; changing it after genesis halts production.
+	/// BABE slot duration; changing it after genesis halts production.
 	pub const SLOT_DURATION: u64 = MILLI_SECS_PER_BLOCK;
+	/// BABE epoch length in slots (10 minutes); it cannot change after genesis.
+	pub const EPOCH_DURATION_IN_SLOTS: u64 = 10 * 60_000 / SLOT_DURATION;
+	/// `c`: on average 1 slot in 4 has a primary (VRF-lottery) winner; every other slot goes to
+	/// its secondary (VRF) author.
+	pub const PRIMARY_PROBABILITY: (u64, u64) = (1, 4);
 }
 pub use block_times::*;
+
+/// BABE's epoch configuration at genesis. `PrimaryAndSecondaryVRFSlots`: every slot has an
+/// author (so a block every 6 s, as under Aura, even with one authority) and every block carries
+/// a VRF output, which `pallet-sync-registry` reads through its `Randomness`
+/// ([`configs::BabeBlockRandomness`]). Secondary *plain* slots would leave that output stale.
+pub const BABE_GENESIS_EPOCH_CONFIG: sp_consensus_babe::BabeEpochConfiguration =
+	sp_consensus_babe::BabeEpochConfiguration {
+		c: PRIMARY_PROBABILITY,
+		allowed_slots: sp_consensus_babe::AllowedSlots::PrimaryAndSecondaryVRFSlots,
+	};
 
 pub const MINUTES: BlockNumber = 60_000 / (MILLI_SECS_PER_BLOCK as BlockNumber);
 pub const HOURS: BlockNumber = MINUTES * 60;
@@ -147,7 +163,7 @@ mod runtime {
 	#[runtime::pallet_index(1)]
 	pub type Timestamp = pallet_timestamp;
 	#[runtime::pallet_index(2)]
-	pub type Aura = pallet_aura;
+	pub type Babe = pallet_babe;
 	#[runtime::pallet_index(3)]
 	pub type Grandpa = pallet_grandpa;
 	#[runtime::pallet_index(4)]

@@ -36,7 +36,7 @@ describe('three-node local network', () => {
     assert.ok(finalized.every((f) => f >= 3));
     const hashes = await Promise.all(nodes.map((n) => n.api.rpc.chain.getBlockHash(3)));
     assert.equal(new Set(hashes.map((h) => h.toHex())).size, 1, 'same block #3 everywhere');
-    const authors = await nodes[0].api.query.aura.authorities();
+    const authors = await nodes[0].api.query.babe.authorities();
     assert.equal(authors.length, 3);
   });
 

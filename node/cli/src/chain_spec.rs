@@ -1,5 +1,6 @@
 //! Chain specifications: `dev` (Alice alone, for one machine) and `local` (Alice, Bob and
-//! Charlie as authorities, for a three-process network on loopback).
+//! Charlie as authorities, for a three-process network on loopback). The genesis (BABE and
+//! GRANDPA authorities, BABE's epoch configuration) comes from the runtime's presets.
 use sc_service::ChainType;
 use sync_runtime::WASM_BINARY;
 
