@@ -36,10 +36,10 @@ pub const GROUP_LEN: u64 = 16 * 1024;
 pub const MAX_KEY_LEN: u32 = 256;
 /// Most sibling chaining values on a BLAKE3 path (objects up to 2^64 bytes).
 pub const MAX_CHUNK_DEPTH: u32 = 54;
-/// Most steps on a trie path (one per bit of the 256-bit key path).
-pub const MAX_TRIE_DEPTH: u32 = 256;
 /// Bits of a key path ([`key_path`]); valid split bits are `0..PATH_BITS`.
 pub const PATH_BITS: u16 = 256;
+/// Most steps on a trie path: one per bit of the key path.
+pub const MAX_TRIE_DEPTH: u32 = PATH_BITS as u32;
 /// Most chunk proofs in one Proof-of-Sync.
 pub const MAX_CHALLENGE_LEAVES: u32 = 16;
 

@@ -182,11 +182,54 @@ pub const PEER_BINDING_TAG: &[u8] = b"sync-registry/peer-binding/v1";
 /// 36, then the protobuf `PublicKey { Type = Ed25519 (1), Data = 32 bytes }`.
 const ED25519_PEER_ID_PREFIX: [u8; 6] = [0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
 
+/// The encodings, sign bit cleared, of the Ed25519 points of small order (libsodium's
+/// `ge25519_has_small_order` list): the identity, the points of order 2, 4 and 8, and the
+/// non-canonical `y = p - 1, p, p + 1`. With either sign bit they give all 14 encodings.
+const SMALL_ORDER_KEYS: [[u8; 32]; 7] = {
+	let mut ff = [0xff; 32];
+	ff[31] = 0x7f;
+	let mut p_minus_1 = ff;
+	p_minus_1[0] = 0xec;
+	let mut p = ff;
+	p[0] = 0xed;
+	let mut p_plus_1 = ff;
+	p_plus_1[0] = 0xee;
+	let mut one = [0; 32];
+	one[0] = 1;
+	[
+		[0; 32],
+		one,
+		[
+			0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef,
+			0x98, 0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88,
+			0x6d, 0x53, 0xfc, 0x05,
+		],
+		[
+			0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10,
+			0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77,
+			0x92, 0xac, 0x03, 0x7a,
+		],
+		p_minus_1,
+		p,
+		p_plus_1,
+	]
+};
+
+/// Whether `key` encodes an Ed25519 point of small order: a "key" for which a signature
+/// verifies on any message (ZIP-215 verification, which the runtime uses, accepts them), so
+/// nobody holds it and it can bind nothing.
+pub fn is_small_order_ed25519(key: &[u8; 32]) -> bool {
+	let mut k = *key;
+	k[31] &= 0x7f;
+	SMALL_ORDER_KEYS.contains(&k)
+}
+
 /// The Ed25519 public key a libp2p peer id carries, if it is an Ed25519 peer id (the only
-/// kind the chain can verify a binding for; `sync-node` always uses Ed25519).
+/// kind the chain can verify a binding for; `sync-node` always uses Ed25519) and not a
+/// small-order point ([`is_small_order_ed25519`]).
 pub fn peer_id_ed25519_key(peer_id: &[u8]) -> Option<[u8; 32]> {
-	let key = peer_id.strip_prefix(&ED25519_PEER_ID_PREFIX[..])?;
-	key.try_into().ok()
+	let key: [u8; 32] = peer_id.strip_prefix(&ED25519_PEER_ID_PREFIX[..])?.try_into().ok()?;
+	(!is_small_order_ed25519(&key)).then_some(key)
 }
 
 /// What the data-plane key signs to let `account` register `peer_id` on the chain whose
@@ -196,10 +239,13 @@ pub fn peer_id_ed25519_key(peer_id: &[u8]) -> Option<[u8; 32]> {
 ///
 /// No nonce: a binding only ever lets *that* account use *that* peer id on *that* chain, so
 /// replaying it gives nobody anything the key's owner did not grant.
-pub fn peer_binding_message(genesis: &[u8; 32], account: &[u8], peer_id: &[u8]) -> alloc::vec::Vec<u8> {
-	let mut m = alloc::vec::Vec::with_capacity(
-		PEER_BINDING_TAG.len() + 32 + account.len() + peer_id.len(),
-	);
+pub fn peer_binding_message(
+	genesis: &[u8; 32],
+	account: &[u8],
+	peer_id: &[u8],
+) -> alloc::vec::Vec<u8> {
+	let mut m =
+		alloc::vec::Vec::with_capacity(PEER_BINDING_TAG.len() + 32 + account.len() + peer_id.len());
 	m.extend_from_slice(PEER_BINDING_TAG);
 	m.extend_from_slice(genesis);
 	m.extend_from_slice(account);
@@ -430,6 +476,35 @@ mod tests {
 		let mut sha = alloc::vec![0x12, 32];
 		sha.extend_from_slice(&[1u8; 32]);
 		assert_eq!(peer_id_ed25519_key(&sha), None);
+	}
+
+	/// Review of #13: ZIP-215 verification accepts a signature (R = identity, S = 0) for any
+	/// message under a small-order key, so such a "peer id" could be bound by anyone.
+	#[test]
+	fn small_order_keys_bind_nothing() {
+		use sp_core::{ed25519, Pair as _};
+		let mut forged = [0u8; 64];
+		forged[0] = 1; // R = the identity, S = 0
+		let mut accepted = 0;
+		for base in SMALL_ORDER_KEYS {
+			for sign in [0u8, 0x80] {
+				let mut key = base;
+				key[31] |= sign;
+				assert!(is_small_order_ed25519(&key));
+				let mut id = ED25519_PEER_ID_PREFIX.to_vec();
+				id.extend_from_slice(&key);
+				assert_eq!(peer_id_ed25519_key(&id), None, "{key:02x?}");
+				let sig = ed25519::Signature::from_raw(forged);
+				if ed25519::Pair::verify(&sig, b"any message", &ed25519::Public::from_raw(key)) {
+					accepted += 1;
+				}
+			}
+		}
+		// The forgery is real (the runtime's verifier takes it), which is why these are refused.
+		assert!(accepted >= 1, "no small-order forgery verified");
+		// An honest key is not mistaken for one.
+		let honest = ed25519::Pair::from_seed(&[7; 32]).public().0;
+		assert!(!is_small_order_ed25519(&honest));
 	}
 
 	#[test]

@@ -47,7 +47,7 @@ pub fn root_facts_consistent(facts: &RootFacts) -> bool {
 /// `1 / ticks`, decided by the first four bytes of `draw` (a hash of the beacon, the segment
 /// and the holder). `ticks <= 1` always fires. The modulo bias is below `ticks / 2^32`.
 pub fn recheck_fires(draw: &[u8; 32], ticks: u32) -> bool {
-	ticks <= 1 || u32::from_le_bytes([draw[0], draw[1], draw[2], draw[3]]) % ticks == 0
+	ticks <= 1 || u32::from_le_bytes([draw[0], draw[1], draw[2], draw[3]]).is_multiple_of(ticks)
 }
 
 #[cfg(test)]
@@ -57,7 +57,7 @@ mod tests {
 		assert!(super::recheck_fires(&[0xff; 32], 0));
 		assert!(super::recheck_fires(&[0xff; 32], 1));
 		let fired = (0u32..4000)
-			.filter(|i| super::recheck_fires(&sp_core::hashing::blake2_256(&i.to_le_bytes()), 6))
+			.filter(|i| super::recheck_fires(blake3::hash(&i.to_le_bytes()).as_bytes(), 6))
 			.count();
 		assert!((600..740).contains(&fired), "{fired} of 4000 at 1/6");
 	}

@@ -9,6 +9,7 @@ import { Keyring } from '@polkadot/keyring';
 import { u8aToHex } from '@polkadot/util';
 import { base58Decode, cryptoWaitReady } from '@polkadot/util-crypto';
 import { eventually, sleep, startLocalNetwork, submit, waitForFinalized } from './lib/node.js';
+import { nodeBinding } from './lib/peer.js';
 
 
 describe('three-node local network', () => {
@@ -51,9 +52,14 @@ describe('three-node local network', () => {
       assert.equal(r.dispatchError, null, JSON.stringify(r.dispatchError));
       return r.events;
     };
+    // A running node's peer id is registered with the binding its own data-plane key signs
+    // for the account (`sync-node key sign-peer-binding`, reading the node's key file).
     const register = async (n, who, role) => {
       const { peerId } = await n.rpc('sync_status');
-      await ok(api.tx.syncRegistry.registerNode(role, u8aToHex(base58Decode(peerId)), [`/ip4/127.0.0.1/tcp/${n.syncPort}`]), who);
+      const binding = nodeBinding(n, who.address);
+      assert.equal(binding.peerId, peerId, 'the CLI signs with the key the node runs with');
+      assert.equal(binding.peerIdHex, u8aToHex(base58Decode(peerId)));
+      await ok(api.tx.syncRegistry.registerNode(role, binding.peerIdHex, [`/ip4/127.0.0.1/tcp/${n.syncPort}`], binding.signature), who);
     };
     await register(a, alice, 'Primary');
     await register(b, bob, 'Replica');

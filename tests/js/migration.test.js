@@ -1,10 +1,12 @@
 // Provider migration driven from polkadot.js on a three-node `local` network, every node with
 // its data plane and off-chain worker on:
 // - all three register themselves (`--sync-register`: the off-chain worker signs
-//   `registerNode` with the node's `sync` key and its data-plane peer id);
+//   `registerNode` with the node's `sync` key, its data-plane peer id and the peer binding the
+//   node's service signed with its data-plane key for that account);
 // - Alice (Primary) creates a segment, writes objects, and her service commits the root;
-// - the suite asks, with extrinsics, that the segment move from Alice to Charlie (Primary);
-//   Charlie's node syncs it, claims the latest root, and his off-chain worker proves it;
+// - the suite asks, with extrinsics, that the segment move from Alice to Charlie (Primary),
+//   and Charlie accepts (`acceptMigration`, signed by his account); until then nothing of his
+//   changes; then his node syncs it, claims the latest root, and his off-chain worker proves it;
 //   the suite waits for `MigrationCompleted` and checks storage and both nodes;
 // - Alice is released after the retention period (shortened by Root through
 //   `system.setStorage`: it is a storage parameter of the runtime);
@@ -14,7 +16,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Keyring } from '@polkadot/keyring';
 import { u8aToHex } from '@polkadot/util';
-import { cryptoWaitReady, xxhashAsHex } from '@polkadot/util-crypto';
+import { base58Decode, cryptoWaitReady, xxhashAsHex } from '@polkadot/util-crypto';
 import { eventually, startLocalNetwork, submit } from './lib/node.js';
 
 /** Blocks the old provider stays a Primary after the migration, in this suite. */
@@ -79,6 +81,7 @@ describe('provider migration from polkadot.js', () => {
       assert.equal(owner.unwrap().toString(), who.address, 'peer id bound to the account');
       assert.equal(api.createType('Text', info.multiaddrs[0]).toString(), `/ip4/127.0.0.1/tcp/${nodes[i].syncPort}`);
       assert.ok(peerId.length > 40);
+      assert.equal(info.peerId.toHex(), u8aToHex(base58Decode(peerId)), 'registered with its own data-plane peer id');
     }
   });
 
@@ -114,10 +117,16 @@ describe('provider migration from polkadot.js', () => {
     // The release comes RETENTION blocks after completion: listen from now on.
     released = nextEvent('ProviderReleased', (d) => d.segment.toNumber() === segment, 360_000);
     released.catch(() => {});
+    const charlieBefore = (await api.query.syncRegistry.nodeSegments(charlie.address)).toHex();
     const requested = await ok(api.tx.syncRegistry.requestMigration(segment, charlie.address), alice);
     const req = event(requested, 'MigrationRequested');
     assert.equal(req.data.to.toString(), charlie.address);
     assert.equal(req.data.from.toString(), alice.address);
+    // Requested is not accepted: the target is untouched until it says yes.
+    assert.equal((await api.query.syncRegistry.nodeSegments(charlie.address)).toHex(), charlieBefore, 'Charlie untouched');
+    assert.ok((await api.query.syncRegistry.holdings(segment, charlie.address)).isNone, 'Charlie holds nothing yet');
+    const accepted = await ok(api.tx.syncRegistry.acceptMigration(segment), charlie);
+    assert.ok(event(accepted, 'MigrationAccepted'), 'MigrationAccepted');
     const done = await completed;
     assert.equal(done.data.to.toString(), charlie.address);
 
@@ -161,6 +170,8 @@ describe('provider migration from polkadot.js', () => {
   test('a second migration can be cancelled', async () => {
     const requested = await ok(api.tx.syncRegistry.requestMigration(segment, alice.address), charlie);
     assert.ok(event(requested, 'MigrationRequested'));
+    assert.ok((await api.query.syncRegistry.holdings(segment, alice.address)).isNone, 'not a holder before accepting');
+    assert.ok(event(await ok(api.tx.syncRegistry.acceptMigration(segment), alice), 'MigrationAccepted'));
     assert.ok((await api.query.syncRegistry.holdings(segment, alice.address)).isSome, 'the target became a holder');
     await assert.rejects(
       submit(api, api.tx.syncRegistry.cancelMigration(segment), bob).then((r) => { if (r.dispatchError) throw new Error(r.dispatchError.name); }),

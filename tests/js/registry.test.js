@@ -2,17 +2,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Keyring } from '@polkadot/keyring';
-import { u8aToHex } from '@polkadot/util';
 import { cryptoWaitReady } from '@polkadot/util-crypto';
 import { startNode, submit, waitForBlock, waitForFinalized } from './lib/node.js';
+import { peerKey, sha256PeerId } from './lib/peer.js';
 
-/** A well-formed libp2p Ed25519 peer id (identity multihash of the protobuf public key). */
-function peerId(seed) {
-  const bytes = new Uint8Array(38);
-  bytes.set([0x00, 36, 0x08, 0x01, 0x12, 0x20]);
-  bytes.fill(seed, 6);
-  return u8aToHex(bytes);
-}
+/** Data-plane identities made in JS (Ed25519 keys and their libp2p peer ids). */
+const [k1, k2, k3, k4, k5] = [1, 2, 3, 4, 5].map(peerKey);
+const NO_SIGNATURE = `0x${'00'.repeat(64)}`;
 
 describe('sync-node dev chain with polkadot.js', () => {
   let node;
@@ -43,7 +39,7 @@ describe('sync-node dev chain with polkadot.js', () => {
   test('metadata has the SyncRegistry pallet, its calls and runtime API', () => {
     const pallet = api.runtimeMetadata.asLatest.pallets.find((p) => p.name.toString() === 'SyncRegistry');
     assert.ok(pallet, 'SyncRegistry pallet in metadata');
-    for (const call of ['registerNode', 'updateNode', 'deregisterNode', 'forceDeregister']) {
+    for (const call of ['registerNode', 'updateNode', 'deregisterNode', 'forceDeregister', 'acceptPrimary', 'acceptMigration']) {
       assert.equal(typeof api.tx.syncRegistry[call], 'function', `call ${call}`);
     }
     assert.equal(typeof api.query.syncRegistry.nodes, 'function');
@@ -51,9 +47,9 @@ describe('sync-node dev chain with polkadot.js', () => {
     assert.ok(api.consts.syncRegistry.nodeDeposit.gtn(0));
   });
 
-  test('registers a node signed by //Alice and reads it back', async () => {
+  test('registers a node signed by //Alice, with its peer binding, and reads it back', async () => {
     const deposit = api.consts.syncRegistry.nodeDeposit;
-    const tx = api.tx.syncRegistry.registerNode('Primary', peerId(1), ['/ip4/127.0.0.1/tcp/30433']);
+    const tx = api.tx.syncRegistry.registerNode('Primary', k1.peerId, ['/ip4/127.0.0.1/tcp/30433'], k1.sign(api, alice.address));
     const { events, dispatchError } = await submit(api, tx, alice);
     assert.equal(dispatchError, null);
     const ev = events.find(({ event }) => api.events.syncRegistry.NodeRegistered.is(event));
@@ -61,16 +57,16 @@ describe('sync-node dev chain with polkadot.js', () => {
     const [who, role, pid, dep] = ev.event.data;
     assert.equal(who.toString(), alice.address);
     assert.equal(role.toString(), 'Primary');
-    assert.equal(pid.toHex(), peerId(1));
+    assert.equal(pid.toHex(), k1.peerId);
     assert.equal(dep.toString(), deposit.toString());
 
     const stored = (await api.query.syncRegistry.nodes(alice.address)).unwrap();
     assert.equal(stored.role.toString(), 'Primary');
     assert.equal(stored.status.toString(), 'Joining');
-    assert.equal(stored.peerId.toHex(), peerId(1));
+    assert.equal(stored.peerId.toHex(), k1.peerId);
     assert.equal(stored.multiaddrs[0].toUtf8(), '/ip4/127.0.0.1/tcp/30433');
     assert.equal(stored.deposit.toString(), deposit.toString());
-    assert.equal((await api.query.syncRegistry.peerIds(peerId(1))).unwrap().toString(), alice.address);
+    assert.equal((await api.query.syncRegistry.peerIds(k1.peerId)).unwrap().toString(), alice.address);
 
     const summary = await api.call.syncRegistryApi.nodeInfo(alice.address);
     assert.ok(summary.isSome, 'runtime API returns the node');
@@ -82,17 +78,32 @@ describe('sync-node dev chain with polkadot.js', () => {
 
   test('bad calls fail with typed errors and change nothing', async () => {
     const before = (await api.query.syncRegistry.nodes(alice.address)).toHex();
+    const register = (who, peerId, signature, addrs = ['/ip4/127.0.0.1/tcp/1']) =>
+      submit(api, api.tx.syncRegistry.registerNode('Replica', peerId, addrs, signature), who);
 
-    const twice = await submit(api, api.tx.syncRegistry.registerNode('Replica', peerId(2), ['/ip4/127.0.0.1/tcp/1']), alice);
+    const twice = await register(alice, k2.peerId, k2.sign(api, alice.address));
     assert.deepEqual([twice.dispatchError?.section, twice.dispatchError?.name], ['syncRegistry', 'AlreadyRegistered']);
 
-    const taken = await submit(api, api.tx.syncRegistry.registerNode('Replica', peerId(1), ['/ip4/127.0.0.1/tcp/1']), bob);
+    const taken = await register(bob, k1.peerId, k1.sign(api, bob.address));
     assert.equal(taken.dispatchError?.name, 'PeerIdTaken');
 
-    const badPeer = await submit(api, api.tx.syncRegistry.registerNode('Replica', '0x0024', ['/ip4/127.0.0.1/tcp/1']), bob);
+    // Another node's peer id cannot be registered: its key signed for someone else, or not
+    // at all, or another key signed.
+    const stolen = await register(bob, k3.peerId, k3.sign(api, alice.address));
+    assert.equal(stolen.dispatchError?.name, 'BadPeerSignature', 'a binding made for another account');
+    const unsigned = await register(bob, k3.peerId, NO_SIGNATURE);
+    assert.equal(unsigned.dispatchError?.name, 'BadPeerSignature', 'no binding');
+    const otherKey = await register(bob, k3.peerId, k4.sign(api, bob.address));
+    assert.equal(otherKey.dispatchError?.name, 'BadPeerSignature', 'a binding by another key');
+
+    const badPeer = await register(bob, '0x0024', NO_SIGNATURE);
     assert.equal(badPeer.dispatchError?.name, 'InvalidPeerId');
 
-    const badAddr = await submit(api, api.tx.syncRegistry.registerNode('Replica', peerId(3), ['not-a-multiaddr']), bob);
+    // Well-formed, but a hash of a key rather than the key: nothing to verify a binding with.
+    const hashed = await register(bob, sha256PeerId(7), NO_SIGNATURE);
+    assert.equal(hashed.dispatchError?.name, 'PeerIdNotEd25519');
+
+    const badAddr = await register(bob, k3.peerId, k3.sign(api, bob.address), ['not-a-multiaddr']);
     assert.equal(badAddr.dispatchError?.name, 'InvalidMultiaddr');
 
     const notRoot = await submit(api, api.tx.syncRegistry.forceDeregister(alice.address), bob);
@@ -100,13 +111,32 @@ describe('sync-node dev chain with polkadot.js', () => {
 
     assert.equal((await api.query.syncRegistry.nodes(alice.address)).toHex(), before, 'Alice unchanged');
     assert.ok((await api.query.syncRegistry.nodes(bob.address)).isNone, 'Bob not registered');
+    assert.ok((await api.query.syncRegistry.peerIds(k3.peerId)).isNone, 'the peer id is still free');
   });
 
-  test('updates and deregisters, releasing the deposit', async () => {
-    const upd = await submit(api, api.tx.syncRegistry.updateNode(peerId(4), ['/ip4/127.0.0.1/tcp/30444', '/ip6/::1/tcp/30444']), alice);
+  test('updates (a new peer id needs its binding) and deregisters, releasing the deposit', async () => {
+    const before = (await api.query.syncRegistry.nodes(alice.address)).toHex();
+    const update = (peer, addrs) => submit(api, api.tx.syncRegistry.updateNode(peer, addrs), alice);
+    const forBob = await update([k4.peerId, k4.sign(api, bob.address)], null);
+    assert.equal(forBob.dispatchError?.name, 'BadPeerSignature', 'a binding made for another account');
+    const byOther = await update([k4.peerId, k5.sign(api, alice.address)], null);
+    assert.equal(byOther.dispatchError?.name, 'BadPeerSignature', 'a binding by another key');
+    const hashed = await update([sha256PeerId(8), NO_SIGNATURE], null);
+    assert.equal(hashed.dispatchError?.name, 'PeerIdNotEd25519');
+    assert.equal((await api.query.syncRegistry.nodes(alice.address)).toHex(), before, 'Alice unchanged');
+
+    const upd = await update([k4.peerId, k4.sign(api, alice.address)], ['/ip4/127.0.0.1/tcp/30444', '/ip6/::1/tcp/30444']);
     assert.equal(upd.dispatchError, null);
     assert.ok(upd.events.some(({ event }) => api.events.syncRegistry.NodeUpdated.is(event)));
-    assert.ok((await api.query.syncRegistry.peerIds(peerId(1))).isNone, 'old peer id freed');
+    assert.ok((await api.query.syncRegistry.peerIds(k1.peerId)).isNone, 'old peer id freed');
+    assert.equal((await api.query.syncRegistry.peerIds(k4.peerId)).unwrap().toString(), alice.address);
+
+    // Addresses alone need no binding: the peer id stays.
+    const addrs = await update(null, ['/ip4/127.0.0.1/tcp/30445']);
+    assert.equal(addrs.dispatchError, null);
+    const stored = (await api.query.syncRegistry.nodes(alice.address)).unwrap();
+    assert.equal(stored.peerId.toHex(), k4.peerId);
+    assert.equal(stored.multiaddrs[0].toUtf8(), '/ip4/127.0.0.1/tcp/30445');
 
     const dereg = await submit(api, api.tx.syncRegistry.deregisterNode(), alice);
     assert.equal(dereg.dispatchError, null);

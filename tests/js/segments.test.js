@@ -1,18 +1,12 @@
-// End-to-end: segments, committed roots, parity, Proof-of-Sync challenges, provider migration
-// requests and leaving — driven through @polkadot/api on a dev chain of `sync-node`.
+// End-to-end: segments, co-Primary seats (offered, then accepted by the target), committed
+// roots, parity, Proof-of-Sync challenges, provider migration requests (accepted by the
+// target) and leaving — driven through @polkadot/api on a dev chain of `sync-node`.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Keyring } from '@polkadot/keyring';
-import { u8aToHex } from '@polkadot/util';
 import { cryptoWaitReady } from '@polkadot/util-crypto';
 import { startNode, submit, waitForBlock } from './lib/node.js';
-
-function peerId(seed) {
-  const bytes = new Uint8Array(38);
-  bytes.set([0x00, 36, 0x08, 0x01, 0x12, 0x20]);
-  bytes.fill(seed, 6);
-  return u8aToHex(bytes);
-}
+import { peerKey } from './lib/peer.js';
 
 const ROOT1 = '0x' + '11'.repeat(32);
 const ROOT2 = '0x' + '22'.repeat(32);
@@ -21,6 +15,8 @@ describe('segments, roots, challenges and migration', () => {
   let node;
   let api;
   let alice; let bob; let charlie; let dave;
+  /** A registered Primary with nothing offered to it: a third account. */
+  let eve;
 
   /** Submits, asserts success, returns the events of this pallet as { method: data }. */
   async function ok(tx, signer) {
@@ -62,19 +58,24 @@ describe('segments, roots, challenges and migration', () => {
   before(async () => {
     await cryptoWaitReady();
     const keyring = new Keyring({ type: 'sr25519' });
-    [alice, bob, charlie, dave] = ['//Alice', '//Bob', '//Charlie', '//Dave'].map((u) => keyring.addFromUri(u));
+    [alice, bob, charlie, dave, eve] = ['//Alice', '//Bob', '//Charlie', '//Dave', '//Eve'].map((u) => keyring.addFromUri(u));
     node = await startNode(['--dev', '--tmp']);
     api = node.api;
     await waitForBlock(api, 1);
-    const reg = (who, role, seed) => ok(api.tx.syncRegistry.registerNode(role, peerId(seed), [`/ip4/127.0.0.1/tcp/${30400 + seed}`]), who);
-    await Promise.all([reg(alice, 'Primary', 1), reg(bob, 'Primary', 2), reg(charlie, 'Replica', 3), reg(dave, 'Primary', 4)]);
+    const reg = (who, role, seed) => {
+      const key = peerKey(seed);
+      return ok(api.tx.syncRegistry.registerNode(role, key.peerId, [`/ip4/127.0.0.1/tcp/${30400 + seed}`], key.sign(api, who.address)), who);
+    };
+    await Promise.all([reg(alice, 'Primary', 1), reg(bob, 'Primary', 2), reg(charlie, 'Replica', 3), reg(dave, 'Primary', 4), reg(eve, 'Primary', 5)]);
   });
 
   after(async () => {
     await node?.stop();
   });
 
-  test('a Primary creates a segment and adds a co-Primary', async () => {
+  const segmentsOf = async (who) => (await api.query.syncRegistry.nodeSegments(who.address)).toHex();
+
+  test('a Primary creates a segment and offers a co-Primary seat, which only the target can take', async () => {
     const created = await ok(api.tx.syncRegistry.createSegment(), alice);
     const ev = find(created, 'SegmentCreated');
     assert.ok(ev, 'SegmentCreated');
@@ -83,11 +84,23 @@ describe('segments, roots, challenges and migration', () => {
     await fails(api.tx.syncRegistry.createSegment(), charlie, 'WrongRole');
     await fails(api.tx.syncRegistry.addPrimary(0, bob.address), charlie, 'NotOwner');
 
-    const added = await ok(api.tx.syncRegistry.addPrimary(0, bob.address), alice);
-    assert.ok(find(added, 'PrimaryAdded'));
-    assert.ok(find(added, 'HolderJoined'));
+    // The owner only offers the seat: the target is untouched until it accepts.
+    const bobBefore = await segmentsOf(bob);
+    const offered = await ok(api.tx.syncRegistry.addPrimary(0, bob.address), alice);
+    assert.ok(find(offered, 'PrimaryOffered'), 'PrimaryOffered');
+    assert.ok(!find(offered, 'PrimaryAdded'), 'an offer adds nobody');
+    assert.deepEqual((await api.query.syncRegistry.segments(0)).unwrap().primaries.map(String), [alice.address]);
+    assert.equal(await segmentsOf(bob), bobBefore, 'the target\'s nodeSegments unchanged');
+    assert.ok((await api.query.syncRegistry.holdings(0, bob.address)).isNone, 'the target holds nothing');
+    // Nobody else can take the seat offered to Bob.
+    await fails(api.tx.syncRegistry.acceptPrimary(0), eve, 'NoOffer');
+
+    const added = await ok(api.tx.syncRegistry.acceptPrimary(0), bob);
+    assert.ok(find(added, 'PrimaryAdded'), 'PrimaryAdded');
+    assert.ok(find(added, 'HolderJoined'), 'HolderJoined');
     const seg = (await api.query.syncRegistry.segments(0)).unwrap();
     assert.deepEqual(seg.primaries.map(String), [alice.address, bob.address]);
+    assert.ok((await api.query.syncRegistry.nodeSegments(bob.address)).some((s) => s.toNumber() === 0));
   });
 
   test('roots are committed with checks, and co-Primaries reach parity', async () => {
@@ -128,12 +141,20 @@ describe('segments, roots, challenges and migration', () => {
     assert.equal(info.divergences.length, 0, 'agreeing supersedes the divergence');
   });
 
-  test('a migration is requested and cancelled, with the target removed again', async () => {
+  test('a migration is requested, accepted by its target only, and cancelled, with the target removed again', async () => {
     await fails(api.tx.syncRegistry.requestMigration(0, charlie.address), alice, 'WrongRole');
+    const daveBefore = await segmentsOf(dave);
     const requested = await ok(api.tx.syncRegistry.requestMigration(0, dave.address), alice);
     const ev = find(requested, 'MigrationRequested');
     assert.ok(ev);
     assert.equal(ev.data.to.toString(), dave.address);
+    // Not accepted yet: the target is untouched.
+    assert.ok((await api.query.syncRegistry.holdings(0, dave.address)).isNone, 'not a holder before accepting');
+    assert.equal(await segmentsOf(dave), daveBefore, 'the target\'s nodeSegments unchanged');
+    await fails(api.tx.syncRegistry.acceptMigration(0), eve, 'NoOffer');
+
+    const accepted = await ok(api.tx.syncRegistry.acceptMigration(0), dave);
+    assert.ok(find(accepted, 'MigrationAccepted'), 'MigrationAccepted');
     assert.ok((await api.query.syncRegistry.holdings(0, dave.address)).isSome, 'target became a holder');
     await fails(api.tx.syncRegistry.requestMigration(0, bob.address), alice, 'MigrationPending');
     await fails(api.tx.syncRegistry.cancelMigration(0), bob, 'NotOwner');

@@ -8,9 +8,10 @@ import { base58Decode, cryptoWaitReady } from '@polkadot/util-crypto';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { freePort, nodeBinary, sleep, startNode, submit, waitForBlock } from './lib/node.js';
+import { nodeBinding, verifyBinding } from './lib/peer.js';
 
 /** Waits until the node's log matches `re`; returns the match. */
 async function logLine(node, re, timeoutMs = 90_000) {
@@ -27,12 +28,15 @@ describe('sync service in the node', () => {
   let node;
   let api;
   let alice;
+  let bob;
   let segment;
   let http;
 
   before(async () => {
     await cryptoWaitReady();
-    alice = new Keyring({ type: 'sr25519' }).addFromUri('//Alice');
+    const keyring = new Keyring({ type: 'sr25519' });
+    alice = keyring.addFromUri('//Alice');
+    bob = keyring.addFromUri('//Bob');
     const httpPort = await freePort();
     http = `http://127.0.0.1:${httpPort}/v1/segments`;
     node = await startNode(['--dev', '--tmp', '--sync-http-addr', `127.0.0.1:${httpPort}`, '--sync-http-max-object', String(12 << 20)]);
@@ -49,7 +53,15 @@ describe('sync service in the node', () => {
     assert.equal(addr, `/ip4/127.0.0.1/tcp/${node.syncPort}`);
     await logLine(node, new RegExp(`Data plane ${peer} is not registered on chain yet`));
 
-    const reg = await submit(api, api.tx.syncRegistry.registerNode('Primary', u8aToHex(base58Decode(peer)), [addr]), alice);
+    // The binding comes from the node's own key (`sync-node key sign-peer-binding`); it is
+    // what the chain's rule (lib/peer.js) says, and good for Alice only.
+    const binding = nodeBinding(node, alice.address);
+    assert.deepEqual([binding.peerId, binding.peerIdHex], [peer, u8aToHex(base58Decode(peer))]);
+    assert.ok(verifyBinding(api.genesisHash, alice.address, binding.peerIdHex, binding.signature), 'a valid binding for Alice');
+    assert.ok(!verifyBinding(api.genesisHash, bob.address, binding.peerIdHex, binding.signature), 'not one for Bob');
+    const stolen = await submit(api, api.tx.syncRegistry.registerNode('Primary', binding.peerIdHex, [addr], binding.signature), bob);
+    assert.equal(stolen.dispatchError?.name, 'BadPeerSignature', 'Bob cannot register the node with Alice\'s binding');
+    const reg = await submit(api, api.tx.syncRegistry.registerNode('Primary', binding.peerIdHex, [addr], binding.signature), alice);
     assert.equal(reg.dispatchError, null);
     const created = await submit(api, api.tx.syncRegistry.createSegment(), alice);
     assert.equal(created.dispatchError, null);
@@ -91,6 +103,25 @@ describe('sync service in the node', () => {
     const st = JSON.parse(cli('status').toString());
     assert.deepEqual([st.peerId, st.segments.find((s) => s.segment === id).seq], [peer, 2]);
     assert.throws(() => cli('put', '--segment', String(id + 1), '--key', 'k', file), (e) => /does not own segment/.test(e.stderr.toString()));
+  });
+
+  test('`sync-node key` keeps Substrate\'s utilities; sign-peer-binding refuses bad input', () => {
+    const key = (...args) => execFileSync(nodeBinary(), ['key', ...args], { stdio: 'pipe' });
+    const inspected = JSON.parse(key('inspect', '--output-type', 'json', '//Alice').toString());
+    assert.equal(inspected.ss58Address, alice.address);
+    const genesis = api.genesisHash.toHex();
+    const sign = (...args) => key('sign-peer-binding', '--account', alice.address, ...args);
+    // The same binding for an account given as SS58 or as hex, from --sync-key-file or the
+    // --sync-data-dir the key file is in.
+    const bySs58 = JSON.parse(sign('--genesis-hash', genesis, '--sync-key-file', node.syncKeyFile).toString());
+    const byHex = JSON.parse(key('sign-peer-binding', '--account', u8aToHex(alice.publicKey), '--genesis-hash', genesis,
+      '--sync-data-dir', dirname(node.syncKeyFile)).toString());
+    assert.deepEqual(byHex, bySs58);
+    const refused = (args, re) => assert.throws(() => sign(...args), (e) => re.test(e.stderr.toString()));
+    refused(['--genesis-hash', '0x1234', '--sync-key-file', node.syncKeyFile], /--genesis-hash/);
+    refused(['--genesis-hash', genesis, '--sync-key-file', join(tmpdir(), 'no-such-sync-key')], /data-plane key/);
+    assert.throws(() => key('sign-peer-binding', '--account', 'not-an-account', '--genesis-hash', genesis,
+      '--sync-key-file', node.syncKeyFile), (e) => /--account/.test(e.stderr.toString()));
   });
 
   test('the HTTP object API streams objects of any size and refuses bad requests', async () => {

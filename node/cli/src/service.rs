@@ -249,6 +249,10 @@ pub fn new_full<
 			::sync_service::RuntimeRegistry::<Block, _, AccountId, Balance>::new(client.clone()),
 			::sync_service::BackendOffchain::new(&*backend),
 			::sync_service::chain::wakes(&*client),
+			::sync_service::KeystoreAccounts::new({
+				let keystore = keystore_container.keystore();
+				move |key_type| sp_keystore::Keystore::sr25519_public_keys(&*keystore, key_type)
+			}),
 			sync,
 			sync_handle.clone(),
 		);

@@ -64,7 +64,8 @@ mod tests {
 		let peer = peer_id(&k).to_bytes();
 		// What the pallet does: the key comes out of the peer id, the message is rebuilt, and a
 		// plain Ed25519 verification (another implementation than libp2p's) must accept it.
-		let public = ed25519::Public::from_raw(peer_id_ed25519_key(&peer).expect("Ed25519 peer id"));
+		let public =
+			ed25519::Public::from_raw(peer_id_ed25519_key(&peer).expect("Ed25519 peer id"));
 		let verify = |g: &[u8; 32], a: &[u8], p: &[u8]| {
 			ed25519::Pair::verify(&sig, peer_binding_message(g, a, p), &public)
 		};

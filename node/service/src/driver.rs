@@ -118,8 +118,8 @@ impl<A: SyncAccounts> Binder<A> {
 					 as: insert one (`sync-node key insert --key-type sync --scheme sr25519`)"
 				);
 			}
-			self.bindings = binding::bindings(&self.key, &self.genesis, &accounts)
-				.unwrap_or_else(|e| {
+			self.bindings =
+				binding::bindings(&self.key, &self.genesis, &accounts).unwrap_or_else(|e| {
 					log::warn!(target: "sync", "--sync-register: {e}");
 					Vec::new()
 				});

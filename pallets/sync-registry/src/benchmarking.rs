@@ -19,7 +19,7 @@ const PEER_KEY: sp_core::crypto::KeyTypeId = sp_core::crypto::KeyTypeId(*b"bpid"
 /// An Ed25519 peer id for `(name, i)` and its binding to `who` (a real signature, so
 /// registration pays the verification it does on chain).
 fn peer_of<T: Config>(who: &T::AccountId, name: &str, i: u32) -> (PeerIdBytes, PeerSignature) {
-	let seed = alloc::format!("//{name}/{i}").into_bytes();
+	let seed = alloc::format!("//{name}//{i}").into_bytes();
 	let public = sp_io::crypto::ed25519_generate(PEER_KEY, Some(seed));
 	let mut v = vec![0x00, 36, 0x08, 0x01, 0x12, 0x20];
 	v.extend_from_slice(&public.0);
@@ -50,7 +50,13 @@ where
 	let who: T::AccountId = account(name, i, 0);
 	T::Currency::set_balance(&who, endowment::<T>());
 	let (peer, sig) = peer_of::<T>(&who, name, i);
-	SyncRegistry::<T>::register_node(RawOrigin::Signed(who.clone()).into(), role, peer, max_addrs(), sig)
+	SyncRegistry::<T>::register_node(
+		RawOrigin::Signed(who.clone()).into(),
+		role,
+		peer,
+		max_addrs(),
+		sig,
+	)
 	.expect("registers");
 	who
 }
@@ -66,8 +72,7 @@ fn make_primary<T: Config>(owner: &T::AccountId, s: SegmentId, who: &T::AccountI
 fn migrate_to<T: Config>(owner: &T::AccountId, s: SegmentId, to: &T::AccountId) {
 	SyncRegistry::<T>::request_migration(RawOrigin::Signed(owner.clone()).into(), s, to.clone())
 		.expect("requests");
-	SyncRegistry::<T>::accept_migration(RawOrigin::Signed(to.clone()).into(), s)
-		.expect("accepts");
+	SyncRegistry::<T>::accept_migration(RawOrigin::Signed(to.clone()).into(), s).expect("accepts");
 }
 
 /// Segment data whose proofs are large: many keys (deep trie) and a multi-level object.

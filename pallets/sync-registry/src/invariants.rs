@@ -118,7 +118,10 @@ impl<T: crate::Config> Pallet<T> {
 			}
 			let migration = Self::migration(s);
 			if let Some(m) = migration.as_ref() {
-				ensure!(m.accepted || (!m.completed && !m.target_added), "unaccepted migration acted on");
+				ensure!(
+					m.accepted || (!m.completed && !m.target_added),
+					"unaccepted migration acted on"
+				);
 			}
 			let mut offers = 0u32;
 			for (a, _) in crate::PrimaryOffers::<T>::iter_prefix(s) {

@@ -37,7 +37,9 @@ pub mod pallet {
 	use frame_system::{offchain::CreateSignedTransaction, pallet_prelude::*};
 
 	/// The in-code storage version.
-	const STORAGE_VERSION: StorageVersion = StorageVersion::new(2);
+	/// 3: `Migration::accepted`, `PrimaryOffers`, `Beacon` (#13). Like 2, it ships with a new
+	/// genesis (the BABE switch), so there is no migration.
+	const STORAGE_VERSION: StorageVersion = StorageVersion::new(3);
 
 	#[pallet::pallet]
 	#[pallet::storage_version(STORAGE_VERSION)]
@@ -102,7 +104,7 @@ pub mod pallet {
 		#[pallet::constant]
 		type MaxProofBytes: Get<u32>;
 
-		/// Blocks between a claim and the block whose hash seeds its challenge (≥ 1).
+		/// Blocks between a claim and the block whose [`Beacon`] seeds its challenge (≥ 1).
 		#[pallet::constant]
 		type ChallengeDelay: Get<BlockNumberFor<Self>>;
 		/// Blocks after the seed block in which the proof is accepted.
@@ -234,7 +236,8 @@ pub mod pallet {
 	/// the start of block `b + 1` from [`Config::Randomness`]; kept `ProofWindow + 2` blocks.
 	/// A challenge seeded at block `b` is unknown until block `b` is published.
 	#[pallet::storage]
-	pub type Beacon<T: Config> = StorageMap<_, Twox64Concat, BlockNumberFor<T>, Hash32, OptionQuery>;
+	pub type Beacon<T: Config> =
+		StorageMap<_, Twox64Concat, BlockNumberFor<T>, Hash32, OptionQuery>;
 
 	/// The oldest block whose tasks may not all have run yet.
 	#[pallet::storage]
@@ -487,8 +490,8 @@ pub mod pallet {
 		/// The account was removed from (or dropped by) this segment recently; it may rejoin
 		/// after `FailureMemory` blocks.
 		RejoinBarred,
-		/// The peer id is not an Ed25519 libp2p peer id, the only kind whose binding the chain
-		/// can verify.
+		/// The peer id is not an Ed25519 libp2p peer id (the only kind whose binding the chain
+		/// can verify), or its key is a small-order point that nobody holds.
 		PeerIdNotEd25519,
 		/// The peer-id binding signature is missing or was not made by the peer id's key for
 		/// this chain and this account.
@@ -497,6 +500,9 @@ pub mod pallet {
 		NoOffer,
 		/// The account was already offered a Primary seat of this segment.
 		AlreadyOffered,
+		/// The holder has an open challenge whose indexes are known: wait until it is answered
+		/// or expires (removing it now would erase a failure it may be due).
+		ChallengeInProgress,
 	}
 
 	#[pallet::hooks]
@@ -737,8 +743,9 @@ pub mod pallet {
 		/// - `seq`: a retained root newer than the holder's last proven one (a pending
 		///   migration target may re-prove its current root).
 		///
-		/// The challenge is seeded by the hash of block `now + ChallengeDelay` and must be
-		/// answered with [`Pallet::submit_proof`] by `seed + ProofWindow`.
+		/// The challenge is seeded by the [`Beacon`] of block `now + ChallengeDelay` (unknown
+		/// until that block is published) and must be answered with [`Pallet::submit_proof`]
+		/// by `seed + ProofWindow`.
 		/// Emits [`Event::ChallengeIssued`].
 		#[pallet::call_index(12)]
 		#[pallet::weight(T::WeightInfo::claim_sync())]

@@ -92,8 +92,9 @@ impl<T: crate::Config> Pallet<T> {
 	/// The target accepts a requested migration: it becomes a holder if it is not one (and
 	/// must prove a root at least as new as the latest at request time before `until`).
 	pub(crate) fn do_accept_migration(segment: SegmentId, who: T::AccountId) -> DispatchResult {
+		let now = frame_system::Pallet::<T>::block_number();
 		let mut m = Self::migration(segment)
-			.filter(|m| !m.completed && !m.accepted && m.to == who)
+			.filter(|m| !m.completed && !m.accepted && m.to == who && now <= m.until)
 			.ok_or(Error::<T>::NoOffer)?;
 		let mut seg = Segments::<T>::get(segment).ok_or(Error::<T>::UnknownSegment)?;
 		let info = Self::active_node(&who)?;
@@ -117,6 +118,12 @@ impl<T: crate::Config> Pallet<T> {
 	pub(crate) fn do_cancel_migration(segment: SegmentId) -> DispatchResult {
 		let m = Self::migration(segment).ok_or(Error::<T>::NoMigration)?;
 		ensure!(!m.completed, Error::<T>::NoMigration);
+		// Cancelling withdraws a target added for the migration without a failure: not while
+		// it has a challenge in progress (so cancelling cannot erase a failure it is due).
+		ensure!(
+			!m.target_added || !Self::challenge_in_progress(segment, &m.to),
+			Error::<T>::ChallengeInProgress
+		);
 		Self::abort_migration(segment, m, false);
 		Ok(())
 	}
@@ -149,7 +156,7 @@ impl<T: crate::Config> Pallet<T> {
 		}
 		seg.owner = who.clone();
 		crate::Divergences::<T>::remove(segment, &who);
-		crate::PrimaryOffers::<T>::remove(segment, &who);
+		Self::withdraw_offers(segment);
 		if Nodes::<T>::contains_key(&from) {
 			Self::add_holder(segment, &mut seg, &from)?;
 		}
@@ -182,7 +189,7 @@ impl<T: crate::Config> Pallet<T> {
 		// Its own root is now the commit: an earlier divergence of the new owner is moot, and
 		// so is a seat offered to it.
 		crate::Divergences::<T>::remove(segment, &m.to);
-		crate::PrimaryOffers::<T>::remove(segment, &m.to);
+		Self::withdraw_offers(segment);
 		if !seg.primaries.contains(&m.to) {
 			// Room was checked at request time and `add_primary` keeps the target's seat free
 			// while the migration is pending, so this cannot fail.

@@ -181,7 +181,9 @@ pub fn new_test_ext() -> sp_io::TestExternalities {
 		.unwrap();
 	let mut ext = sp_io::TestExternalities::new(t);
 	// The benchmarks sign peer-id bindings with keystore keys, as on a real benchmark host.
-	ext.register_extension(sp_keystore::KeystoreExt::new(sp_keystore::testing::MemoryKeystore::new()));
+	ext.register_extension(sp_keystore::KeystoreExt::new(
+		sp_keystore::testing::MemoryKeystore::new(),
+	));
 	ext.execute_with(|| System::set_block_number(1));
 	ext
 }

@@ -12,8 +12,8 @@ use frame_support::{
 	pallet_prelude::*,
 	traits::{fungible::MutateHold, tokens::Precision},
 };
-use sp_runtime::traits::{Saturating, Zero};
 use frame_system::pallet_prelude::BlockNumberFor;
+use sp_runtime::traits::{Saturating, Zero};
 use sync_primitives::{AddressError, Multiaddrs, NodeRole, NodeStatus, PeerIdBytes, PeerSignature};
 
 impl<T> From<AddressError> for Error<T> {
@@ -64,16 +64,12 @@ impl<T: crate::Config> Pallet<T> {
 
 	/// What `peer_id`'s key signs to bind it to `who` on this chain: the genesis hash (kept by
 	/// `frame_system` forever) in [`sync_primitives::peer_binding_message`].
-	pub fn peer_binding_message_for(
-		who: &T::AccountId,
-		peer_id: &[u8],
-	) -> alloc::vec::Vec<u8> {
+	pub fn peer_binding_message_for(who: &T::AccountId, peer_id: &[u8]) -> alloc::vec::Vec<u8> {
 		let genesis = frame_system::Pallet::<T>::block_hash(BlockNumberFor::<T>::zero());
 		let bytes = genesis.as_ref();
 		// `T::Hash` is 32 bytes in every runtime this pallet targets; any other length is
 		// hashed to 32 bytes rather than truncated.
-		let g: [u8; 32] =
-			bytes.try_into().unwrap_or_else(|_| sp_io::hashing::blake2_256(bytes));
+		let g: [u8; 32] = bytes.try_into().unwrap_or_else(|_| sp_io::hashing::blake2_256(bytes));
 		sync_primitives::peer_binding_message(&g, &who.encode(), peer_id)
 	}
 

@@ -136,7 +136,7 @@ pub fn answer_challenges<T: Config>(
 	for account in Signer::<T, T::AuthorityId>::keystore_accounts() {
 		for (_segment, id) in OpenChallenge::<T>::iter_prefix(&account.id) {
 			let Some(ch) = Challenges::<T>::get(id) else { continue };
-			// The seed block's hash is in state once the next block started.
+			// The seed block's beacon is in state once the next block started.
 			if now <= ch.seed_block {
 				done.push((id, Outcome::NotReady));
 				continue;

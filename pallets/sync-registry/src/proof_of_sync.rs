@@ -1,17 +1,19 @@
 //! Proof-of-Sync: a holder claims a retained root, is challenged on `k` chunks chosen by the
-//! hash of a block that does not exist yet, and answers with Merkle proofs against the root.
+//! beacon of a block that does not exist yet (folded from the chain's VRF randomness), and
+//! answers with Merkle proofs against the root.
 //!
 //! Life of a challenge: [`Pallet::can_claim`] / `do_claim_sync` (or a re-challenge
-//! from `issue_rechallenges`) → `issue_challenge` copies the root's facts and
+//! from `rechallenge`) → `issue_challenge` copies the root's facts and
 //! schedules the expiry → after the seed block, `do_submit_proof` verifies against
 //! [`Pallet::challenge_seed`] and `accept_proof` updates the holding (and may complete
-//! a migration) → or, unanswered, `expire_challenges` counts a failure and
+//! a migration) → or, unanswered, `expire_challenge` counts a failure and
 //! `penalize`s.
 use crate::{
 	Challenge, ChallengeId, ChallengeKind, ChallengeOf, Challenges, CommittedRootOf, Error, Event,
 	HoldReason, HoldingStatus, Holdings, NextChallengeId, Nodes, OpenChallenge, Pallet, ProvenRoot,
 	Roots, Segments, Task,
 };
+use codec::Encode;
 use frame_support::{
 	ensure,
 	pallet_prelude::*,
@@ -20,7 +22,6 @@ use frame_support::{
 		tokens::{Fortitude, Precision},
 	},
 };
-use codec::Encode;
 use frame_system::pallet_prelude::BlockNumberFor;
 use sp_runtime::traits::{One, Saturating, Zero};
 use sync_primitives::{
@@ -158,8 +159,9 @@ impl<T: crate::Config> Pallet<T> {
 	}
 
 	/// The seed of challenge `id`: the [`crate::Beacon`] of its seed block bound to the
-	/// challenge id. Not known to anyone before the seed block is published (and not
-	/// choosable by its author, unlike a block hash); proofs are refused before then.
+	/// challenge id. Known to the seed block's author while it builds that block and to
+	/// everyone once it is published; its author can withhold the block but, unlike a block
+	/// hash, cannot choose the value. Proofs are refused before the seed block has passed.
 	pub fn challenge_seed(id: ChallengeId, seed_block: BlockNumberFor<T>) -> Hash32 {
 		let mut input = Self::beacon(seed_block).to_vec();
 		input.extend_from_slice(&id.to_le_bytes());
@@ -279,34 +281,40 @@ impl<T: crate::Config> Pallet<T> {
 		}
 	}
 
-	/// Re-challenges `who` on `segment` (its [`Task::ReChallenge`] is due), if it still holds a
-	/// proven root and has no open challenge. A holder with an open challenge gets its next
-	/// check when that challenge is answered.
+	/// A re-check of `who` on `segment` (its [`Task::ReChallenge`] is due): if it is Active
+	/// without an open challenge, a draw from the parent block's beacon decides whether it is
+	/// re-challenged now (probability `1 / ReChallengeTicks`) or checked again a tick later.
+	/// A holder with an open challenge gets its next check when that challenge is answered.
+	/// A Lagging one is not re-checked on its old root (which an honest node may have pruned:
+	/// that could only fail it for being behind); it becomes `Syncing` instead, with the
+	/// `Syncing` timeout: it must prove a newer root in time or be dropped, so a holder that
+	/// deleted its data cannot stay listed by lagging.
 	pub(crate) fn rechallenge(segment: SegmentId, who: &T::AccountId) {
 		let Some(mut h) = Holdings::<T>::get(segment, who) else { return };
 		h.next_check = None;
+		let open = OpenChallenge::<T>::contains_key(who, segment);
+		if h.status == HoldingStatus::Lagging && !open {
+			h.status = HoldingStatus::Syncing;
+			Self::set_syncing_timeout(segment, who, &mut h);
+			Holdings::<T>::insert(segment, who, h);
+			Self::refresh_status(who);
+			return;
+		}
+		let due = h.proven.filter(|_| h.status == HoldingStatus::Active && !open);
+		let Some(p) = due else {
+			Holdings::<T>::insert(segment, who, h);
+			return;
+		};
 		let now = frame_system::Pallet::<T>::block_number();
 		let parent = Self::beacon(now.saturating_sub(One::one()));
-		let draw = sp_io::hashing::blake2_256(&(b"sync-registry/recheck", parent, segment, who).encode());
+		let draw =
+			sp_io::hashing::blake2_256(&(b"sync-registry/recheck", parent, segment, who).encode());
 		if !rules::recheck_fires(&draw, T::ReChallengeTicks::get()) {
-			// Not this tick: look again one tick later.
 			Self::set_next_check(segment, who, &mut h, now);
 			Holdings::<T>::insert(segment, who, h);
 			return;
 		}
-		let due = h.proven.filter(|_| {
-			h.status != HoldingStatus::Syncing && !OpenChallenge::<T>::contains_key(who, segment)
-		});
 		Holdings::<T>::insert(segment, who, h);
-		if let Some(p) = due {
-			Self::issue_challenge(
-				segment,
-				who,
-				p.seq,
-				p.index,
-				p.facts,
-				ChallengeKind::ReChallenge,
-			);
-		}
+		Self::issue_challenge(segment, who, p.seq, p.index, p.facts, ChallengeKind::ReChallenge);
 	}
 }

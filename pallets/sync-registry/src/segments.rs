@@ -77,17 +77,31 @@ impl<T: crate::Config> Pallet<T> {
 	/// one seat-counting rule of `add_primary`, `accept_primary` and `request_migration`.
 	fn seats_taken(segment: SegmentId, seg: &SegmentInfoOf<T>, who: &T::AccountId) -> usize {
 		let now = frame_system::Pallet::<T>::block_number();
-		let offers = PrimaryOffers::<T>::iter_prefix(segment)
-			.filter(|(a, until)| a != who && *until >= now)
-			.count();
 		let target = Self::migration(segment)
-			.filter(|m| !m.completed && !seg.primaries.contains(&m.to) && &m.to != who)
-			.map_or(0, |_| 1);
+			.filter(|m| !m.completed && !seg.primaries.contains(&m.to))
+			.map(|m| m.to);
+		// Each account counts once: the pending target's own offer is its one seat.
+		let offers = PrimaryOffers::<T>::iter_prefix(segment)
+			.filter(|(a, until)| a != who && Some(a) != target.as_ref() && *until >= now)
+			.count();
+		let target = target.filter(|t| t != who).map_or(0, |_| 1);
 		seg.primaries.len().saturating_add(offers).saturating_add(target)
 	}
 
+	/// Withdraws every seat offer of `segment` (its owner changed: the new owner made none of
+	/// them). At most `MaxPrimaries` entries.
+	pub(crate) fn withdraw_offers(segment: SegmentId) {
+		for (who, _) in PrimaryOffers::<T>::drain_prefix(segment) {
+			Self::deposit_event(Event::PrimaryOfferWithdrawn { segment, who });
+		}
+	}
+
 	/// Whether `segment` has a free Primary seat for `who`.
-	pub(crate) fn seat_free(segment: SegmentId, seg: &SegmentInfoOf<T>, who: &T::AccountId) -> bool {
+	pub(crate) fn seat_free(
+		segment: SegmentId,
+		seg: &SegmentInfoOf<T>,
+		who: &T::AccountId,
+	) -> bool {
 		Self::seats_taken(segment, seg, who) < T::MaxPrimaries::get() as usize
 	}
 
@@ -195,6 +209,9 @@ impl<T: crate::Config> Pallet<T> {
 	) -> DispatchResult {
 		ensure!(seg.owner != who, Error::<T>::IsOwner);
 		ensure!(Holdings::<T>::contains_key(segment, &who), Error::<T>::NotHolder);
+		// Removing is no failure of the holder's, so it must not be a way out of a challenge
+		// it can no longer pass (an owner colluding with its holder): wait for the outcome.
+		ensure!(!Self::challenge_in_progress(segment, &who), Error::<T>::ChallengeInProgress);
 		Self::forget_migration_to(segment, &who);
 		Self::drop_holder(segment, &who, Exit::Removed);
 		Self::refresh_status(&who);
@@ -285,16 +302,35 @@ impl<T: crate::Config> Pallet<T> {
 		Some(h)
 	}
 
+	/// The open challenge of `who` on `segment`, if any. Leaving with it counts as failing it,
+	/// even before its seed is public: the seed block's author knows the seed while building
+	/// that block, so "before the seed is known" is not a moment the chain can observe.
+	pub(crate) fn open_challenge(
+		segment: SegmentId,
+		who: &T::AccountId,
+	) -> Option<(crate::ChallengeId, crate::ChallengeOf<T>)> {
+		OpenChallenge::<T>::get(who, segment)
+			.and_then(|id| Challenges::<T>::get(id).map(|ch| (id, ch)))
+	}
+
+	/// Whether `who` has an open challenge on `segment` that may still be answered (its
+	/// deadline has not passed): removing the holder then would erase a failure it may be due,
+	/// and counting one would punish an honest holder, so the removal waits.
+	pub(crate) fn challenge_in_progress(segment: SegmentId, who: &T::AccountId) -> bool {
+		let now = frame_system::Pallet::<T>::block_number();
+		Self::open_challenge(segment, who).is_some_and(|(_, ch)| now <= ch.deadline)
+	}
+
 	/// Removes `who` from a segment entirely (holding, Primary seat, votes, node index). When
 	/// it leaves or is forced out with a challenge open, that challenge counts as failed; its
 	/// failures are remembered for [`crate::Config::FailureMemory`] blocks.
 	pub(crate) fn drop_holder(segment: SegmentId, who: &T::AccountId, exit: Exit) {
+		// A challenge left open counts as failed when the holder leaves, and whatever the
+		// exit once its deadline passed (the failure is certain; its expiry is only late).
+		// Taken before the holding goes with its tasks.
 		let now = frame_system::Pallet::<T>::block_number();
-		// Leaving before the seed is known re-rolls nothing: only a challenge whose indexes
-		// were visible counts as abandoned (taken before the holding goes with its tasks).
-		let abandoned = OpenChallenge::<T>::get(who, segment)
-			.and_then(|id| Challenges::<T>::get(id).map(|ch| (id, ch)))
-			.filter(|(_, ch)| exit == Exit::Left && Self::seed_known(ch, now));
+		let abandoned = Self::open_challenge(segment, who)
+			.filter(|(_, ch)| exit == Exit::Left || now > ch.deadline);
 		if let Some(mut seg) = Segments::<T>::get(segment) {
 			if let Some(mut h) = Self::take_out_holder(segment, &mut seg, who) {
 				if let Some((id, _)) = abandoned {

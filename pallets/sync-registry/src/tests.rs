@@ -317,7 +317,13 @@ fn peer_id_needs_its_signature() {
 	run(|| {
 		let a = addrs(&["/ip4/127.0.0.1/tcp/1"]);
 		let reg = |who: AccountId, p: PeerIdBytes, sig: PeerSignature| {
-			SyncRegistry::register_node(RuntimeOrigin::signed(who), NodeRole::Replica, p, a.clone(), sig)
+			SyncRegistry::register_node(
+				RuntimeOrigin::signed(who),
+				NodeRole::Replica,
+				p,
+				a.clone(),
+				sig,
+			)
 		};
 		// Bob squats Alice's peer id: without her key he has no binding for his account —
 		// neither a forged one, nor the one she made for herself, nor one for another chain.
@@ -331,6 +337,12 @@ fn peer_id_needs_its_signature() {
 		assert_noop!(reg(bob(), pid(1), other_chain), E::BadPeerSignature);
 		// A binding made with another peer's key.
 		assert_noop!(reg(bob(), pid(1), bind(bob(), 2)), E::BadPeerSignature);
+		// A small-order "key" verifies a forged signature on any message: refused as a key.
+		let mut weak = vec![0x00, 36, 0x08, 0x01, 0x12, 0x20, 1];
+		weak.extend_from_slice(&[0; 31]);
+		let mut forged = [0u8; 64];
+		forged[0] = 1;
+		assert_noop!(reg(bob(), weak.try_into().unwrap(), forged), E::PeerIdNotEd25519);
 		// Only Ed25519 peer ids can be bound (a sha2-256 multihash id carries no key).
 		let mut sha = vec![0x12, 32];
 		sha.extend_from_slice(&[5; 32]);
@@ -652,6 +664,41 @@ fn co_primary_needs_consent() {
 	});
 }
 
+/// Review of #13: seats offered by an old owner survived an owner change, so the new owner
+/// could get co-Primaries (writers) it never chose.
+#[test]
+fn an_owner_change_withdraws_the_old_owners_offers() {
+	run(|| {
+		let data = Data::with(2, 9);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		register(charlie(), NodeRole::Primary);
+		assert_ok!(SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, charlie()));
+		assert_ok!(SyncRegistry::force_set_owner(RuntimeOrigin::root(), 0, bob()));
+		assert!(has_event(Event::PrimaryOfferWithdrawn { segment: 0, who: charlie() }));
+		assert_noop!(SyncRegistry::accept_primary(RuntimeOrigin::signed(charlie()), 0), E::NoOffer);
+	});
+}
+
+/// Review of #13: a migration target that also held an offer was counted twice, so another
+/// offered account could not take a free seat.
+#[test]
+fn the_migration_target_holds_one_seat() {
+	run(|| {
+		let data = Data::with(2, 10);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		register(charlie(), NodeRole::Primary);
+		// MaxPrimaries = 3: alice, and offers to bob and charlie.
+		assert_ok!(SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, bob()));
+		assert_ok!(SyncRegistry::add_primary(RuntimeOrigin::signed(alice()), 0, charlie()));
+		assert_ok!(SyncRegistry::request_migration(RuntimeOrigin::signed(alice()), 0, bob()));
+		assert_ok!(SyncRegistry::accept_primary(RuntimeOrigin::signed(charlie()), 0));
+		assert_ok!(SyncRegistry::accept_migration(RuntimeOrigin::signed(bob()), 0));
+		assert_eq!(Segments::<Test>::get(0).unwrap().primaries.len(), 2);
+	});
+}
+
 /// Regression (#13): a migration request made its target a holder at once (segment list,
 /// `Syncing`, leave blocked). Now the target is untouched until `accept_migration`.
 #[test]
@@ -910,6 +957,15 @@ fn oversized_proof_is_refused() {
 		let id = OpenChallenge::<Test>::get(bob(), 0).unwrap();
 		run_to(1 + CHALLENGE_DELAY + 1);
 		let mut proof = data.prove(id);
+		// Make every chunk proof as large as its bounds allow (which chunks the seed picks
+		// decides how large they are to start with).
+		let step = sync_primitives::commitment::TrieStep {
+			bit: 0,
+			right: false,
+			sibling: [0; 32],
+			sibling_weight: 1,
+		};
+		while proof.chunks[0].trie_path.try_push(step.clone()).is_ok() {}
 		while proof.encoded_size() <= 16 * 1024 {
 			let c = proof.chunks[0].clone();
 			if proof.chunks.try_push(c).is_err() {
@@ -991,6 +1047,80 @@ fn active_holders_are_rechallenged() {
 	});
 }
 
+/// Review of #13: removing a holder (or cancelling the migration it was added for) is no
+/// failure of the holder's, so a colluding owner could use it to erase a failure the holder
+/// was due once its challenge's indexes were known. Both wait for the challenge's outcome.
+#[test]
+fn owner_cannot_erase_a_pending_failure() {
+	run(|| {
+		let data = Data::with(2, 4);
+		segment_with(&data);
+		register(bob(), NodeRole::Replica);
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
+		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1));
+		let id = OpenChallenge::<Test>::get(bob(), 0).unwrap();
+		let ch = Challenges::<Test>::get(id).unwrap();
+		register(charlie(), NodeRole::Primary);
+		migrate(RuntimeOrigin::signed(alice()), 0, charlie());
+		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(charlie()), 0, 1));
+		// Until the deadline, neither removal nor cancelling the migration lets the holder
+		// off (not even before the seed is public: its block's author knows it earlier).
+		assert_noop!(
+			SyncRegistry::remove_holder(RuntimeOrigin::signed(alice()), 0, bob()),
+			E::ChallengeInProgress
+		);
+		run_to(ch.seed_block + 1);
+		assert_noop!(
+			SyncRegistry::remove_holder(RuntimeOrigin::signed(alice()), 0, bob()),
+			E::ChallengeInProgress
+		);
+		assert_noop!(
+			SyncRegistry::cancel_migration(RuntimeOrigin::signed(alice()), 0),
+			E::ChallengeInProgress
+		);
+		// Once the challenges expired (failures counted), both are possible.
+		run_to(ch.deadline + 3);
+		assert_eq!(Holdings::<Test>::get(0, bob()).unwrap().failures, 1);
+		assert_ok!(SyncRegistry::remove_holder(RuntimeOrigin::signed(alice()), 0, bob()));
+		assert_ok!(SyncRegistry::cancel_migration(RuntimeOrigin::signed(alice()), 0));
+		// The removed holder's failure is remembered.
+		assert_eq!(FailureRecords::<Test>::get(0, bob()).map(|r| r.failures), Some(1));
+	});
+}
+
+/// Review of #13: a Lagging holder was re-challenged on its old root, which an honest node may
+/// have pruned; it is not re-checked until it proves a newer root (it shows `Lagging`).
+#[test]
+fn lagging_holders_must_catch_up_instead_of_being_rechallenged() {
+	run(|| {
+		let data = Data::with(3, 6);
+		segment_with(&data);
+		register(bob(), NodeRole::Replica);
+		join_and_prove(bob(), 1, &data);
+		for seq in 2..=4 {
+			next_block();
+			assert_ok!(SyncRegistry::commit_root(
+				RuntimeOrigin::signed(alice()),
+				0,
+				seq,
+				data.facts()
+			));
+		}
+		assert_eq!(Holdings::<Test>::get(0, bob()).unwrap().status, HoldingStatus::Lagging);
+		// At its next re-check it is not challenged on the old root but must catch up: it is
+		// `Syncing`, with the `Syncing` timeout, and no failure.
+		let check = Holdings::<Test>::get(0, bob()).unwrap().next_check.unwrap();
+		run_to(check);
+		assert!(OpenChallenge::<Test>::get(bob(), 0).is_none());
+		let h = Holdings::<Test>::get(0, bob()).unwrap();
+		assert_eq!((h.status, h.failures, h.next_check), (HoldingStatus::Syncing, 0, None));
+		assert_eq!(h.syncing_until, Some(check + SYNCING_TIMEOUT));
+		// Proving a newer root makes it Active again; not doing so in time drops it.
+		run_to(check + SYNCING_TIMEOUT + 1);
+		assert!(has_event(Event::HolderDropped { segment: 0, who: bob() }));
+	});
+}
+
 /// Regression (#13): re-challenges landed at a predictable `now + ReChallengePeriod`. They
 /// now come at random ticks: a draw every `ReChallengePeriod / ReChallengeTicks` blocks fires
 /// with probability `1 / ReChallengeTicks`.
@@ -1007,7 +1137,10 @@ fn rechallenges_come_at_random_ticks() {
 			register(w, NodeRole::Replica);
 			join_and_prove(w, 1, &data);
 			proven_at.insert(w, System::block_number());
-			assert_eq!(Holdings::<Test>::get(0, w).unwrap().next_check, Some(System::block_number() + tick));
+			assert_eq!(
+				Holdings::<Test>::get(0, w).unwrap().next_check,
+				Some(System::block_number() + tick)
+			);
 		}
 		let mut waited = BTreeMap::new();
 		let end = System::block_number() + 40 * tick;
@@ -1018,7 +1151,10 @@ fn rechallenges_come_at_random_ticks() {
 					continue;
 				}
 				if let Some(id) = OpenChallenge::<Test>::get(w, 0) {
-					assert_eq!(Challenges::<Test>::get(id).unwrap().kind, ChallengeKind::ReChallenge);
+					assert_eq!(
+						Challenges::<Test>::get(id).unwrap().kind,
+						ChallengeKind::ReChallenge
+					);
 					let d = System::block_number() - proven_at[&w];
 					assert_eq!(d % tick, 0, "re-challenges come only at ticks");
 					waited.insert(w, d / tick);
@@ -1050,10 +1186,16 @@ fn challenge_seed_ignores_the_block_hash() {
 			VrfOverride::set(None);
 			let seed = SyncRegistry::challenge_seed(id, ch.seed_block);
 			// The author of the seed block picks other contents: another hash, same seed.
-			frame_system::BlockHash::<Test>::insert(ch.seed_block, sp_core::H256::repeat_byte(0x42));
+			frame_system::BlockHash::<Test>::insert(
+				ch.seed_block,
+				sp_core::H256::repeat_byte(0x42),
+			);
 			assert_eq!(SyncRegistry::challenge_seed(id, ch.seed_block), seed);
 			let beacon = Beacon::<Test>::get(ch.seed_block).expect("folded");
-			assert_eq!(seed, sp_io::hashing::blake2_256(&[&beacon[..], &id.to_le_bytes()].concat()));
+			assert_eq!(
+				seed,
+				sp_io::hashing::blake2_256(&[&beacon[..], &id.to_le_bytes()].concat())
+			);
 			seed
 		})
 	};
@@ -1275,17 +1417,18 @@ fn abandoning_a_challenge_is_a_failure() {
 			assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
 		}
 		assert_eq!(Holdings::<Test>::get(0, bob()).unwrap().failures, 3);
-		// Leaving before the seed is known re-rolls nothing and is free…
+		// Leaving before the seed is public is abandoning it too: the seed block's author
+		// knows the seed while it builds that block (and could include the leave in it).
 		assert_ok!(SyncRegistry::claim_sync(RuntimeOrigin::signed(bob()), 0, 1));
 		assert_ok!(SyncRegistry::leave_segment(RuntimeOrigin::signed(bob()), 0));
+		assert_eq!(FailureRecords::<Test>::get(0, bob()).unwrap().failures, 4);
 		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
-		assert_eq!(Holdings::<Test>::get(0, bob()).unwrap().failures, 3);
-		// …but being forced out with the indexes known is abandoning it.
+		// So is being forced out.
 		claim_and_see_seed(bob());
 		assert_ok!(SyncRegistry::force_deregister(RuntimeOrigin::root(), bob()));
 		assert!(events().iter().any(|e| matches!(
 			e,
-			Event::ChallengeAbandoned { who, failures: 4, .. } if *who == bob()
+			Event::ChallengeAbandoned { who, failures: 5, .. } if *who == bob()
 		)));
 	});
 }
@@ -1409,6 +1552,15 @@ fn owner_can_remove_a_holder() {
 			SyncRegistry::remove_holder(RuntimeOrigin::signed(alice()), 0, charlie()),
 			E::NotHolder
 		);
+		// With a challenge open, the removal waits for its outcome (see
+		// `owner_cannot_erase_a_pending_failure`); answered, the holder can be removed.
+		assert_noop!(
+			SyncRegistry::remove_holder(RuntimeOrigin::signed(alice()), 0, bob()),
+			E::ChallengeInProgress
+		);
+		let id = OpenChallenge::<Test>::get(bob(), 0).unwrap();
+		run_to(Challenges::<Test>::get(id).unwrap().seed_block + 1);
+		assert_ok!(SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, data.prove(id)));
 		assert_ok!(SyncRegistry::remove_holder(RuntimeOrigin::signed(alice()), 0, bob()));
 		assert!(has_event(Event::HolderRemoved { segment: 0, who: bob() }));
 		// Being removed is not the holder's failure: no penalty, no abandoned challenge.

@@ -145,7 +145,7 @@ pub enum Task<AccountId> {
 	/// Expire challenge `id` unless it was answered (scheduled at `deadline + 1`).
 	#[codec(index = 0)]
 	Expire(crate::ChallengeId),
-	/// Re-challenge the Active or Lagging holder of a segment.
+	/// Draw whether to re-challenge the Active holder of a segment now (see `rechallenge`).
 	#[codec(index = 1)]
 	ReChallenge(SegmentId, AccountId),
 	/// Time out a pending migration, or release the old provider of a completed one.
@@ -242,7 +242,8 @@ pub struct Challenge<AccountId, BlockNumber> {
 	pub index: u32,
 	/// The root to prove against (copied, so pruning the window cannot break the challenge).
 	pub facts: RootFacts,
-	/// The block whose hash seeds the leaf selection; unknown when the challenge is made.
+	/// The block whose [`crate::Beacon`] seeds the leaf selection; unknown when the challenge
+	/// is made.
 	pub seed_block: BlockNumber,
 	/// Last block in which a proof is accepted.
 	pub deadline: BlockNumber,

@@ -78,8 +78,10 @@ impl<T: crate::Config> Pallet<T> {
 		OpenChallenge::<T>::iter_prefix(&who)
 			.filter_map(|(_, id)| Challenges::<T>::get(id).map(|c| (id, c)))
 			.map(|(id, c)| {
-				let seed =
-					Self::seed_known(&c, now).then(|| Self::challenge_seed(id, c.seed_block));
+				// Past its deadline a challenge can no longer be answered (and its seed block's
+				// beacon may be pruned): no seed.
+				let seed = (Self::seed_known(&c, now) && now <= c.deadline)
+					.then(|| Self::challenge_seed(id, c.seed_block));
 				let indexes = seed
 					.map(|s| {
 						sync_primitives::commitment::challenge_indexes(

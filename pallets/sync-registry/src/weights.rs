@@ -94,6 +94,9 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 			.saturating_add(Weight::from_parts(0, 4647))
 			.saturating_add(T::DbWeight::get().reads(5))
 			.saturating_add(T::DbWeight::get().writes(5))
+			// PROVISIONAL, until the weights are regenerated: the binding check: one Ed25519 verification (~60 µs) and the genesis hash.
+			.saturating_add(Weight::from_parts(60_000_000, 0))
+			.saturating_add(T::DbWeight::get().reads(1))
 	}
 	/// Storage: `SyncRegistry::Nodes` (r:1 w:1)
 	/// Proof: `SyncRegistry::Nodes` (`max_values`: None, `max_size`: Some(1182), added: 3657, mode: `MaxEncodedLen`)
@@ -108,6 +111,9 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 			.saturating_add(Weight::from_parts(0, 4647))
 			.saturating_add(T::DbWeight::get().reads(2))
 			.saturating_add(T::DbWeight::get().writes(3))
+			// PROVISIONAL, until the weights are regenerated: the binding check: one Ed25519 verification (~60 µs) and the genesis hash.
+			.saturating_add(Weight::from_parts(60_000_000, 0))
+			.saturating_add(T::DbWeight::get().reads(1))
 	}
 	/// Storage: `SyncRegistry::Nodes` (r:1 w:1)
 	/// Proof: `SyncRegistry::Nodes` (`max_values`: None, `max_size`: Some(1182), added: 3657, mode: `MaxEncodedLen`)
@@ -205,6 +211,9 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 			.saturating_add(Weight::from_parts(0, 4675))
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(4))
+			// PROVISIONAL, until the weights are regenerated: the offers of the segment scanned and up to `MaxPrimaries - 1` expired ones removed.
+			.saturating_add(T::DbWeight::get().reads(4))
+			.saturating_add(T::DbWeight::get().writes(3))
 	}
 	/// Storage: `SyncRegistry::Segments` (r:1 w:1)
 	/// Proof: `SyncRegistry::Segments` (`max_values`: None, `max_size`: Some(1210), added: 3685, mode: `MaxEncodedLen`)
@@ -377,6 +386,8 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 			.saturating_add(Weight::from_parts(0, 4675))
 			.saturating_add(T::DbWeight::get().reads(6))
 			.saturating_add(T::DbWeight::get().writes(6))
+			// PROVISIONAL, until the weights are regenerated: the offers of the segment scanned.
+			.saturating_add(T::DbWeight::get().reads(4))
 	}
 	/// Storage: `SyncRegistry::Segments` (r:1 w:1)
 	/// Proof: `SyncRegistry::Segments` (`max_values`: None, `max_size`: Some(1210), added: 3685, mode: `MaxEncodedLen`)
@@ -434,6 +445,9 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		Weight::from_parts(14_084_000, 0)
 			.saturating_add(Weight::from_parts(0, 4118))
 			.saturating_add(T::DbWeight::get().reads(3))
+			// PROVISIONAL, until the weights are regenerated: folding the beacon: randomness and previous beacon read, beacon written and pruned.
+			.saturating_add(T::DbWeight::get().reads(2))
+			.saturating_add(T::DbWeight::get().writes(2))
 	}
 	/// Storage: `SyncRegistry::Expiries` (r:1 w:1)
 	/// Proof: `SyncRegistry::Expiries` (`max_values`: None, `max_size`: Some(141), added: 2616, mode: `MaxEncodedLen`)
@@ -589,6 +603,9 @@ impl WeightInfo for () {
 			.saturating_add(Weight::from_parts(0, 4647))
 			.saturating_add(RocksDbWeight::get().reads(5))
 			.saturating_add(RocksDbWeight::get().writes(5))
+			// PROVISIONAL, until the weights are regenerated: the binding check: one Ed25519 verification (~60 µs) and the genesis hash.
+			.saturating_add(Weight::from_parts(60_000_000, 0))
+			.saturating_add(RocksDbWeight::get().reads(1))
 	}
 	/// Storage: `SyncRegistry::Nodes` (r:1 w:1)
 	/// Proof: `SyncRegistry::Nodes` (`max_values`: None, `max_size`: Some(1182), added: 3657, mode: `MaxEncodedLen`)
@@ -603,6 +620,9 @@ impl WeightInfo for () {
 			.saturating_add(Weight::from_parts(0, 4647))
 			.saturating_add(RocksDbWeight::get().reads(2))
 			.saturating_add(RocksDbWeight::get().writes(3))
+			// PROVISIONAL, until the weights are regenerated: the binding check: one Ed25519 verification (~60 µs) and the genesis hash.
+			.saturating_add(Weight::from_parts(60_000_000, 0))
+			.saturating_add(RocksDbWeight::get().reads(1))
 	}
 	/// Storage: `SyncRegistry::Nodes` (r:1 w:1)
 	/// Proof: `SyncRegistry::Nodes` (`max_values`: None, `max_size`: Some(1182), added: 3657, mode: `MaxEncodedLen`)
@@ -700,6 +720,9 @@ impl WeightInfo for () {
 			.saturating_add(Weight::from_parts(0, 4675))
 			.saturating_add(RocksDbWeight::get().reads(4))
 			.saturating_add(RocksDbWeight::get().writes(4))
+			// PROVISIONAL, until the weights are regenerated: the offers of the segment scanned and up to `MaxPrimaries - 1` expired ones removed.
+			.saturating_add(RocksDbWeight::get().reads(4))
+			.saturating_add(RocksDbWeight::get().writes(3))
 	}
 	/// Storage: `SyncRegistry::Segments` (r:1 w:1)
 	/// Proof: `SyncRegistry::Segments` (`max_values`: None, `max_size`: Some(1210), added: 3685, mode: `MaxEncodedLen`)
@@ -872,6 +895,8 @@ impl WeightInfo for () {
 			.saturating_add(Weight::from_parts(0, 4675))
 			.saturating_add(RocksDbWeight::get().reads(6))
 			.saturating_add(RocksDbWeight::get().writes(6))
+			// PROVISIONAL, until the weights are regenerated: the offers of the segment scanned.
+			.saturating_add(RocksDbWeight::get().reads(4))
 	}
 	/// Storage: `SyncRegistry::Segments` (r:1 w:1)
 	/// Proof: `SyncRegistry::Segments` (`max_values`: None, `max_size`: Some(1210), added: 3685, mode: `MaxEncodedLen`)
@@ -929,6 +954,9 @@ impl WeightInfo for () {
 		Weight::from_parts(14_084_000, 0)
 			.saturating_add(Weight::from_parts(0, 4118))
 			.saturating_add(RocksDbWeight::get().reads(3))
+			// PROVISIONAL, until the weights are regenerated: folding the beacon: randomness and previous beacon read, beacon written and pruned.
+			.saturating_add(RocksDbWeight::get().reads(2))
+			.saturating_add(RocksDbWeight::get().writes(2))
 	}
 	/// Storage: `SyncRegistry::Expiries` (r:1 w:1)
 	/// Proof: `SyncRegistry::Expiries` (`max_values`: None, `max_size`: Some(141), added: 2616, mode: `MaxEncodedLen`)

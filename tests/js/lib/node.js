@@ -4,18 +4,26 @@
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiPromise, WsProvider } from '@polkadot/api';
 
 const running = new Set();
+/** Data-plane directories made for nodes (`--sync-data-dir`), removed with them. */
+const dataDirs = new Set();
+
+function removeDir(dir) {
+  try { rmSync(dir, { recursive: true, force: true }); } catch { /* best effort */ }
+  dataDirs.delete(dir);
+}
 
 function killAll() {
   for (const child of running) {
     try { child.kill('SIGKILL'); } catch { /* already gone */ }
   }
   running.clear();
+  for (const dir of [...dataDirs]) removeDir(dir);
 }
 process.on('exit', killAll);
 for (const sig of ['SIGINT', 'SIGTERM']) {
@@ -46,14 +54,28 @@ export function freePort() {
 
 /**
  * Starts `sync-node` with `args` plus free RPC, p2p and data-plane ports, and connects
- * polkadot.js to it. Returns { api, child, rpcPort, p2pPort, syncPort, logs, stop }.
+ * polkadot.js to it. Returns { api, child, rpcPort, p2pPort, syncPort, syncKeyFile, logs, stop }.
+ *
+ * Unless `args` name one, the data plane gets its own `--sync-data-dir` (a temporary directory
+ * removed with the node), so `syncKeyFile` is the node's data-plane key file: what
+ * `sync-node key sign-peer-binding --sync-key-file` reads (`lib/peer.js`, `nodeBinding`).
  */
 export async function startNode(args = ['--dev', '--tmp'], { readyTimeoutMs = 180_000, p2pPort: fixedP2p } = {}) {
   const rpcPort = await freePort();
   const p2pPort = fixedP2p ?? await freePort();
   const syncPort = await freePort();
+  const given = args.indexOf('--sync-data-dir');
+  let syncDataDir;
+  if (given >= 0) {
+    syncDataDir = args[given + 1];
+  } else {
+    syncDataDir = mkdtempSync(join(tmpdir(), 'sync-node-js-'));
+    dataDirs.add(syncDataDir);
+  }
+  const ownDir = given < 0;
   const fullArgs = [
     ...args,
+    ...(ownDir ? ['--sync-data-dir', syncDataDir] : []),
     '--rpc-port', String(rpcPort),
     '--port', String(p2pPort),
     '--sync-listen-addr', `/ip4/127.0.0.1/tcp/${syncPort}`,
@@ -75,12 +97,14 @@ export async function startNode(args = ['--dev', '--tmp'], { readyTimeoutMs = 18
   child.on('exit', (code, signal) => { exited = { code, signal }; running.delete(child); });
 
   const stop = async () => {
-    if (exited) return;
-    child.kill('SIGINT');
-    const deadline = Date.now() + 10_000;
-    while (!exited && Date.now() < deadline) await sleep(100);
-    if (!exited) child.kill('SIGKILL');
-    running.delete(child);
+    if (!exited) {
+      child.kill('SIGINT');
+      const deadline = Date.now() + 10_000;
+      while (!exited && Date.now() < deadline) await sleep(100);
+      if (!exited) child.kill('SIGKILL');
+      running.delete(child);
+    }
+    if (ownDir) removeDir(syncDataDir);
   };
 
   const deadline = Date.now() + readyTimeoutMs;
@@ -105,6 +129,7 @@ export async function startNode(args = ['--dev', '--tmp'], { readyTimeoutMs = 18
   }
   return {
     api, provider, child, rpcPort, p2pPort, syncPort, logs,
+    syncKeyFile: join(syncDataDir, 'network-key'),
     /** Calls a JSON-RPC method polkadot.js does not decorate (the node's `sync_*` methods). */
     rpc: (method, params = []) => provider.send(method, params),
     stop: async () => { try { await api.disconnect(); } catch { /* ignore */ } await stop(); },

@@ -156,7 +156,9 @@ fn a_key_inserted_later_rewrites_the_registration() {
 	let l = LocalState::new();
 	assert!(p.intents(&v, &l, &[]).is_some());
 	let once = p.intents(&v, &l, &[binding(1)]).expect("a binding appeared");
-	assert!(matches!(&once.items[..], [Intent::Register { bindings, .. }] if bindings == &[binding(1)]));
+	assert!(
+		matches!(&once.items[..], [Intent::Register { bindings, .. }] if bindings == &[binding(1)])
+	);
 	assert!(p.intents(&v, &l, &[binding(1)]).is_none(), "unchanged");
 	let twice = p.intents(&v, &l, &[binding(1), binding(2)]).expect("another account");
 	assert!(matches!(&twice.items[..], [Intent::Register { bindings, .. }] if bindings.len() == 2));
@@ -166,7 +168,9 @@ fn a_key_inserted_later_rewrites_the_registration() {
 fn registered_node_does_not_register_again() {
 	let mut p =
 		Planner::new(DutyConfig { register: Some((NodeRole::Primary, vec![])), ..config(10) });
-	let got = p.intents(&view(vec![]), &LocalState::new(), &[binding(1)]).expect("first write");
+	let got = p
+		.intents(&view(vec![]), &LocalState::new(), &[binding(1)])
+		.expect("first write");
 	assert!(got.items.is_empty());
 }
 
