@@ -95,6 +95,25 @@ describe('three-node local network', () => {
       const h = (await api.query.syncRegistry.holdings(id, bob.address)).unwrap();
       return h.status.isActive && h;
     }, { what: 'Bob Active on chain', timeoutMs: 180_000, logs: b.logs });
+    // How long a proof takes to build and land (#13): blocks from the seed block to the
+    // proof's inclusion, on this three-authority network (the service proves once the seed
+    // block is final; the off-chain worker submits it).
+    const head = (await api.rpc.chain.getHeader()).number.toNumber();
+    let issued;
+    let provenAt;
+    for (let n = Math.max(1, head - 100); n <= head && provenAt === undefined; n++) {
+      for (const { event } of await api.query.system.events.at(await api.rpc.chain.getBlockHash(n))) {
+        if (event.section !== 'syncRegistry' || !event.data.who?.eq(bob.address)) continue;
+        if (event.method === 'ChallengeIssued') {
+          issued = { at: n, seed: event.data.seedBlock.toNumber(), deadline: event.data.deadline.toNumber() };
+        }
+        if (event.method === 'SyncProven' && issued) provenAt = n;
+      }
+    }
+    assert.ok(issued && provenAt !== undefined, 'the claim and its proof are on chain');
+    console.log(`[measure] claim in block ${issued.at}, seed block ${issued.seed}, proof included in block ${provenAt}: `
+      + `${provenAt - issued.seed} blocks after the seed (window ends at ${issued.deadline})`);
+    assert.ok(provenAt > issued.seed && provenAt <= issued.deadline, 'proved inside the window');
     const proven = holding.proven.unwrap();
     const roots = await api.query.syncRegistry.roots(id);
     assert.ok(roots.some((r) => r.seq.eq(proven.seq) && r.facts.root.eq(proven.facts.root)), 'proved a committed root');

@@ -225,8 +225,25 @@ impl<T: crate::Config> Pallet<T> {
 			ensure!(live, "scheduled task refers to nothing");
 		}
 		for (who, info) in Nodes::<T>::iter() {
+			// The O(1) counters against a recount of the node's holdings …
+			let (mut syncing, mut lagging) = (0u32, 0u32);
+			for s in NodeSegments::<T>::get(&who) {
+				match Holdings::<T>::get(s, &who).map(|h| h.status) {
+					Some(HoldingStatus::Syncing) => syncing += 1,
+					Some(HoldingStatus::Lagging) => lagging += 1,
+					_ => {},
+				}
+			}
+			ensure!(
+				(info.syncing, info.lagging) == (syncing, lagging),
+				"holding counters out of sync"
+			);
+			// … and the cached status against the one they give.
 			if info.status != NodeStatus::Leaving {
-				ensure!(info.status == Self::derive_status(&who), "cached node status is stale");
+				ensure!(
+					info.status == Self::derive_status(&who, &info),
+					"cached node status is stale"
+				);
 			}
 		}
 		for (id, ch) in Challenges::<T>::iter() {

@@ -2,7 +2,9 @@
 //! [`NodeStatus`] of a node.
 //!
 //! A node's status is derived from its holdings (`refresh_status`) after every change
-//! that can move it; `Leaving` is set only by `do_announce_leave` and never derived.
+//! that can move it, in O(1): `NodeInfo` counts its `Syncing` and `Lagging` holdings
+//! (`note_holding`, called by every holding status change), so no call pays for the node's
+//! other segments. `Leaving` is set only by `do_announce_leave` and never derived.
 use crate::{
 	segments::Exit, Error, Event, HoldReason, HoldingStatus, Holdings, NodeInfo, NodeInfoOf,
 	NodeSegments, Nodes, Pallet, PeerIds, Segments, WeightInfo,
@@ -96,6 +98,8 @@ impl<T: crate::Config> Pallet<T> {
 				deposit,
 				registered_at: frame_system::Pallet::<T>::block_number(),
 				leave_at: None,
+				syncing: 0,
+				lagging: 0,
 			},
 		);
 		Self::deposit_event(Event::NodeRegistered { who, role, peer_id, deposit });
@@ -248,7 +252,7 @@ impl<T: crate::Config> Pallet<T> {
 		if info.status == NodeStatus::Leaving {
 			return;
 		}
-		let status = Self::derive_status(who);
+		let status = Self::derive_status(who, &info);
 		if status != info.status {
 			info.status = status;
 			Nodes::<T>::insert(who, info);
@@ -256,27 +260,42 @@ impl<T: crate::Config> Pallet<T> {
 		}
 	}
 
-	pub(crate) fn derive_status(who: &T::AccountId) -> NodeStatus {
-		let (mut syncing, mut lagging, mut active) = (false, false, false);
-		for s in NodeSegments::<T>::get(who) {
-			match Holdings::<T>::get(s, who) {
-				Some(h) => match h.status {
-					HoldingStatus::Syncing => syncing = true,
-					HoldingStatus::Lagging => lagging = true,
-					HoldingStatus::Active => active = true,
-				},
-				// Owner, or old provider retained after a migration.
-				None => active = true,
-			}
-		}
-		if lagging {
+	/// A node's status from its holding counters and segment list: two reads, whatever the
+	/// number of segments. `Lagging` if any holding lags, else `Syncing` if any is unproven,
+	/// else `Active` if it owns or holds anything, else `Joining`.
+	pub(crate) fn derive_status(who: &T::AccountId, info: &NodeInfoOf<T>) -> NodeStatus {
+		if info.lagging > 0 {
 			NodeStatus::Lagging
-		} else if syncing {
+		} else if info.syncing > 0 {
 			NodeStatus::Syncing
-		} else if active {
+		} else if NodeSegments::<T>::decode_len(who).unwrap_or(0) > 0 {
 			NodeStatus::Active
 		} else {
 			NodeStatus::Joining
 		}
+	}
+
+	/// Records that one holding of `who` went from `old` to `new` status (`None`: no holding).
+	/// Every change of a holding's status — created, proven, failed, lagging, caught out
+	/// lagging, removed — calls this; `try_state` recounts.
+	pub(crate) fn note_holding(
+		who: &T::AccountId,
+		old: Option<HoldingStatus>,
+		new: Option<HoldingStatus>,
+	) {
+		if old == new {
+			return;
+		}
+		Nodes::<T>::mutate(who, |n| {
+			let Some(n) = n else { return };
+			for (status, up) in [(old, false), (new, true)] {
+				let count = match status {
+					Some(HoldingStatus::Syncing) => &mut n.syncing,
+					Some(HoldingStatus::Lagging) => &mut n.lagging,
+					_ => continue,
+				};
+				*count = if up { count.saturating_add(1) } else { count.saturating_sub(1) };
+			}
+		});
 	}
 }

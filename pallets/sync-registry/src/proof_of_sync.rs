@@ -176,8 +176,9 @@ impl<T: crate::Config> Pallet<T> {
 		let Some(seg) = Segments::<T>::get(ch.segment) else { return };
 		let latest = seg.commits;
 		let leaving = Nodes::<T>::get(&ch.who).is_some_and(|n| n.leave_at.is_some());
-		Holdings::<T>::mutate(ch.segment, &ch.who, |h| {
-			if let Some(h) = h {
+		let changed = Holdings::<T>::mutate(ch.segment, &ch.who, |h| {
+			h.as_mut().map(|h| {
+				let before = h.status;
 				let newer = h.proven.is_none_or(|p| ch.index >= p.index);
 				if newer {
 					h.proven = Some(ProvenRoot { seq: ch.seq, index: ch.index, facts: ch.facts });
@@ -194,8 +195,12 @@ impl<T: crate::Config> Pallet<T> {
 				if !leaving {
 					Self::set_next_check(ch.segment, &ch.who, h, now);
 				}
-			}
+				(before, h.status)
+			})
 		});
+		if let Some((before, after)) = changed {
+			Self::note_holding(&ch.who, Some(before), Some(after));
+		}
 		Self::deposit_event(Event::SyncProven {
 			id,
 			segment: ch.segment,
@@ -242,13 +247,16 @@ impl<T: crate::Config> Pallet<T> {
 	pub(crate) fn count_failure(segment: SegmentId, who: &T::AccountId) -> Option<u32> {
 		let failures = Holdings::<T>::mutate(segment, who, |h| {
 			h.as_mut().map(|h| {
+				let before = h.status;
 				h.failures = h.failures.saturating_add(1);
 				h.status = HoldingStatus::Syncing;
 				Self::clear_next_check(segment, who, h);
 				Self::set_syncing_timeout(segment, who, h);
-				h.failures
+				(before, h.failures)
 			})
-		})?;
+		});
+		let (before, failures) = failures?;
+		Self::note_holding(who, Some(before), Some(HoldingStatus::Syncing));
 		Self::penalize(who);
 		Some(failures)
 	}
@@ -297,6 +305,7 @@ impl<T: crate::Config> Pallet<T> {
 			h.status = HoldingStatus::Syncing;
 			Self::set_syncing_timeout(segment, who, &mut h);
 			Holdings::<T>::insert(segment, who, h);
+			Self::note_holding(who, Some(HoldingStatus::Lagging), Some(HoldingStatus::Syncing));
 			Self::refresh_status(who);
 			return;
 		}

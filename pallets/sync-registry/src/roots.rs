@@ -87,6 +87,7 @@ impl<T: crate::Config> Pallet<T> {
 				_ => None,
 			});
 			if let Some(proven_seq) = changed {
+				Self::note_holding(h, Some(HoldingStatus::Active), Some(HoldingStatus::Lagging));
 				Self::deposit_event(Event::HolderLagging {
 					segment,
 					who: h.clone(),

@@ -283,6 +283,7 @@ impl<T: crate::Config> Pallet<T> {
 		};
 		Self::set_syncing_timeout(segment, who, &mut holding);
 		Holdings::<T>::insert(segment, who, holding);
+		Self::note_holding(who, None, Some(HoldingStatus::Syncing));
 		Self::deposit_event(Event::HolderJoined { segment, who: who.clone() });
 		Ok(())
 	}
@@ -297,6 +298,7 @@ impl<T: crate::Config> Pallet<T> {
 		seg.holders.retain(|h| h != who);
 		let _ = Self::close_challenge(segment, who);
 		let mut h = Holdings::<T>::take(segment, who)?;
+		Self::note_holding(who, Some(h.status), None);
 		Self::clear_next_check(segment, who, &mut h);
 		Self::clear_syncing_timeout(segment, who, &mut h);
 		Some(h)

@@ -2186,6 +2186,12 @@ fn try_state_detects_broken_schedule_votes_and_status() {
 		Divergences::<Test>::remove(0, charlie());
 		assert_ok!(SyncRegistry::do_try_state());
 
+		// A holding counter that drifted from the holdings (status is derived from them).
+		Nodes::<Test>::mutate(charlie(), |n| n.as_mut().unwrap().syncing += 1);
+		check("holding counters out of sync");
+		Nodes::<Test>::mutate(charlie(), |n| n.as_mut().unwrap().syncing -= 1);
+		assert_ok!(SyncRegistry::do_try_state());
+
 		// A cached node status that no longer matches its holdings.
 		Nodes::<Test>::mutate(charlie(), |n| n.as_mut().unwrap().status = NodeStatus::Lagging);
 		check("cached node status is stale");

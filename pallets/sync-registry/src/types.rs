@@ -69,6 +69,11 @@ pub struct NodeInfo<Balance, BlockNumber> {
 	pub registered_at: BlockNumber,
 	/// When leaving: the first block at which the node may deregister.
 	pub leave_at: Option<BlockNumber>,
+	/// How many of the node's holdings are `Syncing`, and how many `Lagging` (kept by every
+	/// holding change, see `Pallet::note_holding`, so the status is derived in O(1)).
+	pub syncing: u32,
+	/// See `syncing`.
+	pub lagging: u32,
 }
 
 /// A committed segment root.
