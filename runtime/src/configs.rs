@@ -222,9 +222,9 @@ impl pallet_sync_registry::Config for Runtime {
 	type MigrationTimeout = ConstU32<{ sync_timing::MIGRATION_TIMEOUT }>;
 	type MigrationRetention = MigrationRetention;
 	type OfferTimeout = ConstU32<{ sync_timing::OFFER_TIMEOUT }>;
-	/// 128 scheduled tasks per 6 s block (≈ 1.8 million a day): ≈ 86 ms (4.3 % of the block's
-	/// weight) if all are re-check draws, ≈ 164 ms (8 %) if all are expiries, at today's
-	/// weights. Each Active holding costs `ReChallengeTicks` draws
+	/// 128 scheduled tasks per 6 s block (≈ 1.8 million a day): ≈ 94 ms (4.7 % of the block's
+	/// weight) if all are re-check draws, ≈ 180 ms (9 %) if all are expiries, at the
+	/// benchmarked weights. Each Active holding costs `ReChallengeTicks` draws
 	/// per `ReChallengePeriod`: 10 000 holdings (500 nodes × 20) need ≈ 67 draws per block,
 	/// about half the budget; ≈ 19 000 holdings fill it.
 	type MaxScheduledPerBlock = ConstU32<128>;

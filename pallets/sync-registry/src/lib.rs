@@ -7,7 +7,7 @@ pub use pallet::*;
 pub use types::*;
 pub use weights::WeightInfo;
 
-#[cfg(feature = "runtime-benchmarks")]
+#[cfg(any(feature = "runtime-benchmarks", test))]
 mod benchmarking;
 pub mod invariants;
 pub mod migration;

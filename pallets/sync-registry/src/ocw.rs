@@ -216,12 +216,18 @@ pub fn run_intents<T: Config>(now: BlockNumberFor<T>) -> alloc::vec::Vec<(Intent
 				continue;
 			},
 			// The first keystore account without a node that the data-plane key signed a
-			// binding for.
+			// binding for and that can hold the deposit (an unfunded one would only pay a
+			// failing transaction's fee every few blocks while a funded one waits).
 			(Intent::Register { bindings, .. }, None) => accounts.iter().find(|a| {
-				!Nodes::<T>::contains_key(&a.id) && {
-					let id = a.id.encode();
-					bindings.iter().any(|(b, _)| *b == id)
-				}
+				!Nodes::<T>::contains_key(&a.id)
+					&& {
+						let id = a.id.encode();
+						bindings.iter().any(|(b, _)| *b == id)
+					} && <T::Currency as frame_support::traits::fungible::InspectHold<_>>::can_hold(
+					&crate::HoldReason::NodeDeposit.into(),
+					&a.id,
+					T::NodeDeposit::get(),
+				)
 			}),
 			(_, Some(who)) => accounts.iter().find(|a| &a.id == who),
 			(_, None) => {

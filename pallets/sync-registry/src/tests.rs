@@ -1941,6 +1941,11 @@ fn offchain_worker_submits_only_the_intents_the_chain_would_accept() {
 		set(vec![stranger.clone()]);
 		assert_eq!(crate::ocw::run_intents::<Test>(System::block_number()), vec![(stranger, NoKey)]);
 		let register = Intent::Register { role: NodeRole::Replica, multiaddrs: vec![b"/ip4/127.0.0.1/tcp/4001".to_vec()], bindings: vec![(node.encode(), binding)] };
+		// Nor is an account that cannot hold the deposit (it would pay a failing fee).
+		<Balances as frame_support::traits::fungible::Mutate<_>>::set_balance(&node, DEPOSIT / 2);
+		set(vec![register.clone()]);
+		assert_eq!(crate::ocw::run_intents::<Test>(System::block_number()), vec![(register.clone(), NoKey)]);
+		<Balances as frame_support::traits::fungible::Mutate<_>>::set_balance(&node, 100_000);
 		let claim = Intent::Claim { segment: 0, seq: 1 };
 		set(vec![register.clone(), claim.clone()]);
 		// Not registered: registers with the keystore key; a claim needs a registered node.
