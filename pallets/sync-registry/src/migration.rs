@@ -16,7 +16,7 @@ use crate::{
 use frame_support::{ensure, pallet_prelude::*};
 use frame_system::pallet_prelude::BlockNumberFor;
 use sp_runtime::traits::Saturating;
-use sync_primitives::{NodeRole, SegmentId};
+use sync_primitives::SegmentId;
 
 impl<T: crate::Config> Pallet<T> {
 	// ---------------------------------------------------------------- access to `Migrations`
@@ -60,12 +60,8 @@ impl<T: crate::Config> Pallet<T> {
 	) -> DispatchResult {
 		ensure!(!Self::has_migration(segment), Error::<T>::MigrationPending);
 		ensure!(seg.owner != to, Error::<T>::AlreadyOwner);
-		let info = Self::active_node(&to)?;
-		ensure!(info.role == NodeRole::Primary, Error::<T>::WrongRole);
-		ensure!(
-			seg.primaries.contains(&to) || Self::seat_free(segment, &seg, &to),
-			Error::<T>::TooManyPrimaries
-		);
+		Self::active_primary(&to)?;
+		Self::ensure_target_seat(segment, &seg, &to)?;
 		let now = frame_system::Pallet::<T>::block_number();
 		let until = Self::schedule(
 			now.saturating_add(T::MigrationTimeout::get()),
@@ -97,12 +93,8 @@ impl<T: crate::Config> Pallet<T> {
 			.filter(|m| !m.completed && !m.accepted && m.to == who && now <= m.until)
 			.ok_or(Error::<T>::NoOffer)?;
 		let mut seg = Segments::<T>::get(segment).ok_or(Error::<T>::UnknownSegment)?;
-		let info = Self::active_node(&who)?;
-		ensure!(info.role == NodeRole::Primary, Error::<T>::WrongRole);
-		ensure!(
-			seg.primaries.contains(&who) || Self::seat_free(segment, &seg, &who),
-			Error::<T>::TooManyPrimaries
-		);
+		Self::active_primary(&who)?;
+		Self::ensure_target_seat(segment, &seg, &who)?;
 		m.target_added = !Holdings::<T>::contains_key(segment, &who);
 		if m.target_added {
 			Self::add_holder(segment, &mut seg, &who)?;
@@ -141,8 +133,7 @@ impl<T: crate::Config> Pallet<T> {
 	pub(crate) fn do_force_set_owner(segment: SegmentId, who: T::AccountId) -> DispatchResult {
 		let mut seg = Segments::<T>::get(segment).ok_or(Error::<T>::UnknownSegment)?;
 		ensure!(seg.owner != who, Error::<T>::AlreadyOwner);
-		let info = Self::active_node(&who)?;
-		ensure!(info.role == NodeRole::Primary, Error::<T>::WrongRole);
+		Self::active_primary(&who)?;
 		ensure!(!Self::has_migration(segment), Error::<T>::MigrationPending);
 		let from = seg.owner.clone();
 		if !seg.primaries.contains(&who) {

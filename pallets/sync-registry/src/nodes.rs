@@ -212,6 +212,13 @@ impl<T: crate::Config> Pallet<T> {
 	}
 
 	/// A registered node that is not leaving.
+	/// A registered Primary that is not leaving: who may own, co-own or take over a segment.
+	pub(crate) fn active_primary(who: &T::AccountId) -> Result<NodeInfoOf<T>, Error<T>> {
+		let info = Self::active_node(who)?;
+		ensure!(info.role == NodeRole::Primary, Error::<T>::WrongRole);
+		Ok(info)
+	}
+
 	pub(crate) fn active_node(who: &T::AccountId) -> Result<NodeInfoOf<T>, Error<T>> {
 		let info = Nodes::<T>::get(who).ok_or(Error::<T>::NotRegistered)?;
 		ensure!(info.status != NodeStatus::Leaving, Error::<T>::NodeLeaving);

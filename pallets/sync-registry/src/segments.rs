@@ -14,7 +14,7 @@ use frame_system::{
 	pallet_prelude::{BlockNumberFor, OriginFor},
 };
 use sp_runtime::traits::Saturating;
-use sync_primitives::{NodeRole, SegmentId};
+use sync_primitives::SegmentId;
 
 /// How a holder leaves a segment; decides whether an open challenge counts as failed, and the
 /// event.
@@ -49,8 +49,7 @@ impl<T: crate::Config> Pallet<T> {
 	}
 
 	pub(crate) fn do_create_segment(who: T::AccountId) -> DispatchResult {
-		let info = Self::active_node(&who)?;
-		ensure!(info.role == NodeRole::Primary, Error::<T>::WrongRole);
+		Self::active_primary(&who)?;
 		let id = NextSegmentId::<T>::get();
 		NodeSegments::<T>::try_mutate(&who, |v| v.try_push(id))
 			.map_err(|_| Error::<T>::TooManySegments)?;
@@ -96,6 +95,20 @@ impl<T: crate::Config> Pallet<T> {
 		}
 	}
 
+	/// A migration target is a Primary of `segment` already, or a seat is free for it (checked
+	/// at request and again at acceptance).
+	pub(crate) fn ensure_target_seat(
+		segment: SegmentId,
+		seg: &SegmentInfoOf<T>,
+		who: &T::AccountId,
+	) -> Result<(), Error<T>> {
+		ensure!(
+			seg.primaries.contains(who) || Self::seat_free(segment, seg, who),
+			Error::<T>::TooManyPrimaries
+		);
+		Ok(())
+	}
+
 	/// Whether `segment` has a free Primary seat for `who`.
 	pub(crate) fn seat_free(
 		segment: SegmentId,
@@ -112,8 +125,7 @@ impl<T: crate::Config> Pallet<T> {
 		seg: SegmentInfoOf<T>,
 		who: T::AccountId,
 	) -> DispatchResult {
-		let info = Self::active_node(&who)?;
-		ensure!(info.role == NodeRole::Primary, Error::<T>::WrongRole);
+		Self::active_primary(&who)?;
 		ensure!(!seg.primaries.contains(&who), Error::<T>::AlreadyPrimary);
 		let now = frame_system::Pallet::<T>::block_number();
 		let expired: alloc::vec::Vec<_> = PrimaryOffers::<T>::iter_prefix(segment)
@@ -138,8 +150,7 @@ impl<T: crate::Config> Pallet<T> {
 		let mut seg = Segments::<T>::get(segment).ok_or(Error::<T>::UnknownSegment)?;
 		let until = PrimaryOffers::<T>::get(segment, &who).ok_or(Error::<T>::NoOffer)?;
 		ensure!(frame_system::Pallet::<T>::block_number() <= until, Error::<T>::NoOffer);
-		let info = Self::active_node(&who)?;
-		ensure!(info.role == NodeRole::Primary, Error::<T>::WrongRole);
+		Self::active_primary(&who)?;
 		ensure!(!seg.primaries.contains(&who), Error::<T>::AlreadyPrimary);
 		ensure!(Self::seat_free(segment, &seg, &who), Error::<T>::TooManyPrimaries);
 		seg.primaries.try_push(who.clone()).map_err(|_| Error::<T>::TooManyPrimaries)?;
