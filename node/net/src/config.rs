@@ -74,10 +74,10 @@ pub struct NetConfig {
 	/// Ops of each segment kept in the log for peers catching up; older ones are pruned and such
 	/// peers catch up through a snapshot.
 	pub log_retention: u64,
-	/// A node pins its head as a servable snapshot (for nodes joining while writes continue)
-	/// every this many seqs; the last
-	/// [`PINNED_SNAPSHOTS`](sync_store::PINNED_SNAPSHOTS) pins are kept.
-	pub pin_every: u64,
+	/// Time allowed per index page on top of one `request_timeout`: a whole index of `n`
+	/// pages must arrive within `request_timeout + n × index_page_time`, so a holder cannot
+	/// drip-feed pages to hold a sync (a page is at most 512 KiB).
+	pub index_page_time: Duration,
 }
 
 impl NetConfig {
@@ -98,7 +98,7 @@ impl NetConfig {
 			gossip_heartbeat: Duration::from_secs(1),
 			head_poll: Duration::from_secs(5),
 			log_retention: 262_144,
-			pin_every: 65_536,
+			index_page_time: Duration::from_secs(2),
 		}
 	}
 }

@@ -15,7 +15,7 @@ pub use live::deltas;
 
 pub use config::{NetConfig, ServeLimits};
 pub use libp2p::{identity::Keypair, multiaddr::Protocol, Multiaddr, PeerId};
-pub use live::{gossip::Announcement, Follower};
+pub use live::{anchor::Anchors, gossip::Announcement, Follower};
 pub use peers::PeerManagerConfig;
 pub use snapshot::{Holder, SyncError, SyncReport};
 
@@ -278,15 +278,17 @@ impl SyncNetwork {
 	}
 
 	/// Keeps `segment` in sync with the holders in `holders` (from the chain; they may change),
-	/// accepting only ops `verifier` attributes to a Primary of the segment. See
-	/// [`live::follow`].
+	/// snapshotting only to a root in `anchors` (the chain's committed roots of the segment)
+	/// and accepting only ops `verifier` attributes to a Primary of the segment. See
+	/// [`live::follow`] and [`live::anchor`].
 	pub fn follow(
 		&self,
 		segment: SegmentId,
 		holders: watch::Receiver<Vec<Holder>>,
+		anchors: live::anchor::Anchors,
 		verifier: Arc<dyn OpVerifier + Send + Sync>,
 	) -> Follower {
-		live::follow::start(self, segment, holders, verifier)
+		live::follow::start(self, segment, holders, anchors, verifier)
 	}
 
 	/// Brings `segment` from its head up to seq `target` with ops (and their objects) fetched
@@ -306,9 +308,9 @@ impl SyncNetwork {
 	}
 
 	/// The Primary's write path: applies `writes` to `segment` as signed ops, announces the
-	/// newest op on the segment's topic, pins a servable snapshot every
-	/// [`NetConfig::pin_every`] seqs and prunes the log beyond [`NetConfig::log_retention`].
-	/// Blocking (one durable transaction). See [`live::write`](crate::live).
+	/// newest op on the segment's topic and prunes the log beyond
+	/// [`NetConfig::log_retention`]. Blocking (one durable transaction). See
+	/// [`live::write`](crate::live).
 	pub fn write(&self, segment: SegmentId, writes: Vec<SegmentWrite>) -> Result<Head, StoreError> {
 		live::write::write(self, segment, writes)
 	}

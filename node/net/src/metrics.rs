@@ -50,6 +50,10 @@ pub struct Metrics {
 	pub ops_replayed: IntCounter,
 	/// Requests being answered.
 	pub serving: IntGauge,
+	/// Holders' heads that contradicted a root the chain committed (dropped, the holder cooled).
+	pub contradicting_heads: IntCounter,
+	/// Times the local root at a committed seq was not the chain's (the segment was re-synced).
+	pub diverged: IntCounter,
 }
 
 impl Metrics {
@@ -70,6 +74,8 @@ impl Metrics {
 		registry.register(Box::new(m.queued.clone()))?;
 		registry.register(Box::new(m.ops_replayed.clone()))?;
 		registry.register(Box::new(m.serving.clone()))?;
+		registry.register(Box::new(m.contradicting_heads.clone()))?;
+		registry.register(Box::new(m.diverged.clone()))?;
 		Ok(m)
 	}
 
@@ -139,6 +145,14 @@ impl Metrics {
 			),
 			serving: IntGauge::new("sync_net_requests_serving", "Requests being answered")
 				.expect("valid metric"),
+			contradicting_heads: counter(
+				"sync_net_contradicting_heads_total",
+				"Holder heads at a committed seq with other facts than the chain's",
+			),
+			diverged: counter(
+				"sync_net_diverged_total",
+				"Re-syncs because the local root at a committed seq was not the chain's",
+			),
 		}
 	}
 

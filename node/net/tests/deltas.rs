@@ -16,12 +16,11 @@ use sync_net::{
 use sync_store::{oplog::OpVerifier, Head, SegmentWrite, Store};
 use tokio::sync::watch;
 
-/// Defaults, with gossip and head polling sped up for tests and frequent pins.
+/// Defaults, with gossip and head polling sped up for tests.
 fn fast() -> NetConfig {
 	let mut cfg = NetConfig::new(Keypair::generate_ed25519());
 	cfg.gossip_heartbeat = Duration::from_millis(100);
 	cfg.head_poll = Duration::from_millis(300);
-	cfg.pin_every = 64;
 	cfg
 }
 
@@ -92,6 +91,9 @@ fn assert_log_contiguous(store: &Store, head: Head) -> u64 {
 async fn writes_continue_while_three_replicas_and_a_co_primary_join_and_all_converge() {
 	let p = node(fast()).await;
 	p.net.write(SEG, (0..100).map(put).collect()).unwrap();
+	let chain = Chain::new();
+	chain.commit(p.store());
+	let committer = chain.committer(p.store().clone(), Duration::from_millis(200));
 	let (stop, writer) = steady_writer(p.net.clone(), 100, Duration::from_millis(3));
 	let co = node(fast()).await;
 	let mut replicas = Vec::new();
@@ -103,8 +105,10 @@ async fn writes_continue_while_three_replicas_and_a_co_primary_join_and_all_conv
 	let (_tx, rx) = watch::channel(holders);
 	let verifier = primaries(&[p.net.peer_id(), co.net.peer_id()]);
 	let nodes: Vec<&Node> = std::iter::once(&co).chain(replicas.iter()).collect();
-	let followers: Vec<Follower> =
-		nodes.iter().map(|n| n.net.follow(SEG, rx.clone(), verifier.clone())).collect();
+	let followers: Vec<Follower> = nodes
+		.iter()
+		.map(|n| n.net.follow(SEG, rx.clone(), chain.anchors(), verifier.clone()))
+		.collect();
 	// Everyone joined (snapshot of a pinned root) and is following live while writes go on.
 	let during = p.store().head(SEG).unwrap();
 	for f in &followers {
@@ -115,6 +119,7 @@ async fn writes_continue_while_three_replicas_and_a_co_primary_join_and_all_conv
 	tokio::time::sleep(Duration::from_millis(500)).await;
 	stop.store(true, Ordering::SeqCst);
 	let written = writer.join().unwrap();
+	committer.abort();
 	let last = p.store().head(SEG).unwrap();
 	assert!(last.seq > during.seq, "writes continued after the joins");
 	for (n, f) in nodes.iter().zip(&followers) {
@@ -144,10 +149,12 @@ async fn a_replica_offline_for_n_ops_catches_up_by_range_fetch_after_restart() {
 	for i in 0..10 {
 		p.net.write(SEG, (i * 10..i * 10 + 10).map(put).collect()).unwrap();
 	}
+	let chain = Chain::new();
+	chain.commit(p.store());
 	let r = node(fast()).await;
 	let (_tx, rx) = watch::channel(vec![p.holder(true)]);
 	let verifier = primaries(&[p.net.peer_id()]);
-	let f = r.net.follow(SEG, rx.clone(), verifier.clone());
+	let f = r.net.follow(SEG, rx.clone(), chain.anchors(), verifier.clone());
 	reach(&f, p.store().head(SEG).unwrap()).await;
 	drop(f);
 	// Offline while the Primary writes 300 ops in 30 announced batches.
@@ -159,7 +166,8 @@ async fn a_replica_offline_for_n_ops_catches_up_by_range_fetch_after_restart() {
 	.await;
 	let last = p.store().head(SEG).unwrap();
 	assert_eq!(r.store().head(SEG).unwrap().seq, 100, "the head survived the restart");
-	let f = r.net.follow(SEG, rx, verifier);
+	chain.commit(p.store());
+	let f = r.net.follow(SEG, rx, chain.anchors(), verifier);
 	reach(&f, last).await;
 	assert_eq!(
 		f.stats().snapshots.load(Ordering::Relaxed),
@@ -173,15 +181,17 @@ async fn a_replica_offline_for_n_ops_catches_up_by_range_fetch_after_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_offline_longer_than_the_log_catches_up_through_a_newer_snapshot() {
-	// The Primary keeps 100 ops of log and pins every 64 seqs.
+	// The Primary keeps 100 ops of log.
 	let mut pcfg = fast();
 	pcfg.log_retention = 100;
 	let p = node(pcfg).await;
 	p.net.write(SEG, (0..50).map(put).collect()).unwrap();
+	let chain = Chain::new();
+	chain.commit(p.store());
 	let r = node(fast()).await;
 	let (_tx, rx) = watch::channel(vec![p.holder(true)]);
 	let verifier = primaries(&[p.net.peer_id()]);
-	let f = r.net.follow(SEG, rx.clone(), verifier.clone());
+	let f = r.net.follow(SEG, rx.clone(), chain.anchors(), verifier.clone());
 	reach(&f, p.store().head(SEG).unwrap()).await;
 	let snapshots_before = f.stats().snapshots.load(Ordering::Relaxed);
 	drop(f);
@@ -194,7 +204,8 @@ async fn a_replica_offline_longer_than_the_log_catches_up_through_a_newer_snapsh
 	let last = p.store().head(SEG).unwrap();
 	let first = p.store().first_logged(SEG).unwrap().unwrap();
 	assert!(first > 51, "the Primary pruned the ops the Replica misses (log starts at {first})");
-	let f = r.net.follow(SEG, rx, verifier);
+	chain.commit(p.store());
+	let f = r.net.follow(SEG, rx, chain.anchors(), verifier);
 	reach(&f, last).await;
 	assert_eq!(
 		f.stats().snapshots.load(Ordering::Relaxed),
@@ -213,10 +224,12 @@ async fn forged_replayed_and_conflicting_announcements_are_rejected() {
 		p.net.write(SEG, (i * 5..i * 5 + 5).map(put).collect()).unwrap();
 	}
 	// F joins after those announcements went out: it learns them by polling and range fetch.
+	let chain = Chain::new();
+	chain.commit(p.store());
 	let f_node = node(fast()).await;
 	let verifier = primaries(&[p.net.peer_id()]);
 	let (_tx, rx) = watch::channel(vec![p.holder(true)]);
-	let f = f_node.net.follow(SEG, rx, verifier.clone());
+	let f = f_node.net.follow(SEG, rx, chain.anchors(), verifier.clone());
 	let head = p.store().head(SEG).unwrap();
 	reach(&f, head).await;
 	let first = f_node.store().first_logged(SEG).unwrap().unwrap();
@@ -227,8 +240,8 @@ async fn forged_replayed_and_conflicting_announcements_are_rejected() {
 	let x = node(fast()).await;
 	let y = node(fast()).await;
 	let (_none, empty) = watch::channel(Vec::<Holder>::new());
-	let _fx = x.net.follow(SEG, empty.clone(), verifier.clone());
-	let _fy = y.net.follow(SEG, empty, verifier.clone());
+	let _fx = x.net.follow(SEG, empty.clone(), chain.anchors(), verifier.clone());
+	let _fy = y.net.follow(SEG, empty, chain.anchors(), verifier.clone());
 	for rogue in [&x, &y] {
 		rogue.net.dial(f_node.net.peer_id(), f_node.addrs.clone()).await.unwrap();
 	}
@@ -275,10 +288,11 @@ async fn forged_replayed_and_conflicting_announcements_are_rejected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_restarted_mid_replay_ends_with_the_same_root_and_no_duplicates() {
-	let mut pcfg = fast();
-	pcfg.pin_every = u64::MAX / 2; // one pin, at the first write: everything after is replay
-	let p = node(pcfg).await;
+	let p = node(fast()).await;
 	p.net.write(SEG, (0..10).map(put).collect()).unwrap();
+	// One commit, after the first write: everything after it is replay.
+	let chain = Chain::new();
+	chain.commit(p.store());
 	let tiny = |i: u64| SegmentWrite::Put {
 		key: format!("t{}", i % 3000).into_bytes(),
 		data: blob(i, 64 + (i as usize % 200)),
@@ -290,7 +304,7 @@ async fn a_follower_restarted_mid_replay_ends_with_the_same_root_and_no_duplicat
 	let r = node(fast()).await;
 	let (_tx, rx) = watch::channel(vec![p.holder(true)]);
 	let verifier = primaries(&[p.net.peer_id()]);
-	let f = r.net.follow(SEG, rx.clone(), verifier.clone());
+	let f = r.net.follow(SEG, rx.clone(), chain.anchors(), verifier.clone());
 	let mut heads = f.head();
 	let mid = loop {
 		heads.changed().await.unwrap();
@@ -305,7 +319,7 @@ async fn a_follower_restarted_mid_replay_ends_with_the_same_root_and_no_duplicat
 	let resumed = r.store().head(SEG).unwrap();
 	println!("stopped at seq {} (saw {}), of {}", resumed.seq, mid.seq, last.seq);
 	assert!(resumed.seq >= mid.seq && resumed.seq < last.seq, "stopped mid-replay");
-	let f = r.net.follow(SEG, rx, verifier);
+	let f = r.net.follow(SEG, rx, chain.anchors(), verifier);
 	reach(&f, last).await;
 	assert_eq!(f.stats().snapshots.load(Ordering::Relaxed), 0);
 	assert_eq!(

@@ -274,7 +274,11 @@ mod rogue {
 	use codec::{Decode, Encode};
 	use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 	use libp2p::{noise, tcp, yamux};
-	use sync_net::transfer::protocol::{Envelope, Request, Response, WireHead, PROTOCOL};
+	use std::sync::atomic::{AtomicU64, Ordering};
+	use sync_net::transfer::protocol::{
+		Envelope, ErrorCode, Request, Response, WireEntry, WireHead, PROTOCOL,
+	};
+	use sync_store::oplog::{Op, OpKind, SignedOp};
 
 	#[derive(Clone, Copy)]
 	pub enum Mode {
@@ -284,9 +288,25 @@ mod rogue {
 		WrongLength,
 		/// Sends half a frame and closes.
 		Truncated,
+		/// Serves the index of `head` one entry per page, a page a second: each page beats the
+		/// per-page timeout, the whole index never comes.
+		DripIndex,
+		/// Advertises states the chain did not commit: a far higher head and pin with a fake
+		/// entry count, and other facts at `head`'s (committed) seq. Refuses everything else.
+		FakePins,
+		/// Advertises a head 1 000 seqs ahead and answers `Ops` with one op putting an object of
+		/// `u64::MAX` bytes (junk signature); answers an outboard request with that length.
+		HugeOp,
 	}
 
 	pub async fn start(head: Head, mode: Mode) -> Holder {
+		start_counting(head, mode).await.0
+	}
+
+	/// Also returns how many data requests (`Index`, `Outboard`, `Groups`) it received.
+	pub async fn start_counting(head: Head, mode: Mode) -> (Holder, Arc<AtomicU64>) {
+		let asked = Arc::new(AtomicU64::new(0));
+		let counter = asked.clone();
 		let kp = Keypair::generate_ed25519();
 		let mut swarm = libp2p::SwarmBuilder::with_existing_identity(kp)
 			.with_tokio()
@@ -313,6 +333,7 @@ mod rogue {
 		});
 		tokio::spawn(async move {
 			while let Some((_, mut s)) = incoming.next().await {
+				let asked = counter.clone();
 				tokio::spawn(async move {
 					loop {
 						let mut len = [0u8; 4];
@@ -322,8 +343,58 @@ mod rogue {
 						let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
 						s.read_exact(&mut buf).await.unwrap();
 						let env = Envelope::decode(&mut &buf[..]).unwrap();
-						let reply = match env.request {
-							Request::Head { .. } => {
+						if matches!(
+							env.request,
+							Request::Index { .. } | Request::Outboard { .. } | Request::Groups { .. }
+						) {
+							asked.fetch_add(1, Ordering::SeqCst);
+						}
+						let wire = |seq: u64, facts| WireHead { seq, facts };
+						let reply = match (mode, env.request) {
+							(Mode::FakePins, Request::Head { .. }) => {
+								let mut fake = head.facts;
+								fake.root = [0xee; 32];
+								fake.entries = 1 << 40;
+								let mut other = head.facts;
+								other.root = [0xdd; 32];
+								Response::Head {
+									complete: Some(wire(head.seq + 1_000_000, fake)),
+									syncing: None,
+									received: 0,
+									pinned: vec![wire(head.seq, other), wire(head.seq + 999_999, fake)],
+								}
+								.encode()
+							},
+							(Mode::HugeOp, Request::Head { .. }) => Response::Head {
+								complete: Some(wire(head.seq + 1_000, head.facts)),
+								syncing: None,
+								received: 0,
+								pinned: vec![],
+							}
+							.encode(),
+							(Mode::HugeOp, Request::Ops { segment, from, .. }) => {
+								let op = Op {
+									segment,
+									seq: from,
+									kind: OpKind::Put { key: b"x".to_vec(), cid: [7; 32], size: u64::MAX },
+									prev_root: head.facts.root,
+									new_root: [8; 32],
+								};
+								Response::Ops {
+									ops: vec![SignedOp { op, signer: vec![1; 36], signature: vec![1; 64] }],
+								}
+								.encode()
+							},
+							(Mode::HugeOp, Request::Outboard { .. }) => {
+								Response::Outboard { len: u64::MAX / 2 }.encode()
+							},
+							(Mode::DripIndex, Request::Index { .. }) => {
+								tokio::time::sleep(Duration::from_secs(1)).await;
+								let entry = WireEntry { key: b"k".to_vec(), cid: [3; 32], size: 1 };
+								Response::Index { entries: vec![entry], total: head.facts.entries }
+									.encode()
+							},
+							(_, Request::Head { .. }) => {
 								let h = WireHead { seq: head.seq, facts: head.facts };
 								Response::Head {
 									complete: Some(h),
@@ -333,7 +404,10 @@ mod rogue {
 								}
 								.encode()
 							},
-							_ => match mode {
+							(Mode::FakePins | Mode::HugeOp | Mode::DripIndex, _) => {
+								Response::Error(ErrorCode::NotHeld).encode()
+							},
+							(_, request) => match mode {
 								Mode::Oversized => {
 									let _ = s.write_all(&(100u32 << 20).to_le_bytes()).await;
 									let _ = s.write_all(&[0u8; 1024]).await;
@@ -347,7 +421,7 @@ mod rogue {
 									let _ = s.close().await;
 									return;
 								},
-								Mode::WrongLength => match env.request {
+								Mode::WrongLength => match request {
 									Request::Groups { .. } => {
 										let mut out = Vec::new();
 										let hdr = Response::Groups.encode();
@@ -359,10 +433,10 @@ mod rogue {
 										let _ = s.flush().await;
 										continue;
 									},
-									_ => Response::Error(
-										sync_net::transfer::protocol::ErrorCode::NotHeld,
-									)
-									.encode(),
+									_ => Response::Error(ErrorCode::NotHeld).encode(),
+								},
+								Mode::FakePins | Mode::HugeOp | Mode::DripIndex => {
+									unreachable!("answered above")
 								},
 							},
 						};
@@ -373,7 +447,7 @@ mod rogue {
 				});
 			}
 		});
-		Holder { peer, addrs: vec![addr], primary: false }
+		(Holder { peer, addrs: vec![addr], primary: false }, asked)
 	}
 
 	pub fn peer_of(h: &Holder) -> PeerId {
@@ -536,4 +610,89 @@ async fn a_replica_joins_while_the_primary_keeps_writing_and_converges() {
 	let ops = r.store().ops(SEG, snapshot.seq + 1, 100_000).unwrap();
 	assert_eq!(ops.len() as u64, last.seq - snapshot.seq);
 	assert!(ops.iter().enumerate().all(|(i, o)| o.op.seq == snapshot.seq + 1 + i as u64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_entry_count_is_bounded() {
+	// A committed root with 300 entries; a holder that serves its index one entry a second
+	// (every page beats the 3 s per-page timeout; the whole index would take 300 s).
+	let p = Node::start().await;
+	let small = |i: u64| sync_store::SegmentWrite::Put {
+		key: format!("e{i:04}").into_bytes(),
+		data: sync_net::fixtures::blob(i, 100),
+	};
+	let head = p.store().apply(SEG, (0..300).map(small).collect()).unwrap();
+	let drip = rogue::start(head, rogue::Mode::DripIndex).await;
+	let mut cfg = NetConfig::new(Keypair::generate_ed25519());
+	cfg.request_timeout = Duration::from_secs(3);
+	cfg.index_page_time = Duration::from_millis(100);
+	let d = Node::start_with(Arc::new(tempfile::tempdir().unwrap()), cfg).await;
+	// Only the drip-feeder at first, so it is asked for the index; the Primary comes later.
+	let (tx, rx) = watch::channel(vec![drip.clone()]);
+	let started = std::time::Instant::now();
+	let sync = tokio::spawn({
+		let net = d.net.clone();
+		async move { net.sync_segment(SEG, head, rx).await }
+	});
+	tokio::time::sleep(Duration::from_secs(4)).await;
+	tx.send_replace(vec![drip.clone(), p.holder(true)]);
+	let report = tokio::time::timeout(Duration::from_secs(60), sync)
+		.await
+		.expect("the drip-feeder cannot hold the sync")
+		.unwrap()
+		.unwrap();
+	assert_holds(d.store(), head);
+	assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+	assert_eq!(report.by_peer.get(&drip.peer).copied().unwrap_or(0), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rogue_pin_is_not_adopted() {
+	use sync_net::deltas::{KeypairSigner, PrimaryKeys};
+	let key = Keypair::generate_ed25519();
+	let p = Node::start_with(Arc::new(tempfile::tempdir().unwrap()), NetConfig::new(key.clone()))
+		.await;
+	let write = |i: u64| sync_store::SegmentWrite::Put {
+		key: format!("k{i}").into_bytes(),
+		data: sync_net::fixtures::blob(i, 1000 + i as usize * 300),
+	};
+	p.store().apply_signed(SEG, (0..20).map(write).collect(), &KeypairSigner(key)).unwrap();
+	let chain = Chain::new();
+	let committed = chain.commit(p.store());
+	// The rogue advertises a head and a pin a million seqs ahead (with 2^40 entries) and other
+	// facts at the committed seq; it is listed first.
+	let (rogue, asked) = rogue::start_counting(committed, rogue::Mode::FakePins).await;
+	let f = Node::start().await;
+	let (_tx, rx) = watch::channel(vec![rogue.clone(), p.holder(true)]);
+	let primary = p.net.peer_id();
+	let verifier: Arc<dyn sync_store::oplog::OpVerifier + Send + Sync> =
+		Arc::new(PrimaryKeys(move |seg, peer: &PeerId| seg == SEG && *peer == primary));
+	let follower = f.net.follow(SEG, rx, chain.anchors(), verifier);
+	let got = tokio::time::timeout(Duration::from_secs(30), follower.reached(committed.seq))
+		.await
+		.expect("follows the committed root");
+	assert_eq!(got, committed, "the chain's root, not the rogue's");
+	assert_holds(f.store(), committed);
+	assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing asked of the rogue");
+	assert!(f.net.metrics().contradicting_heads.get() >= 1, "the contradiction was seen");
+	let failures = f.net.peer_book().record(&rogue.peer).map_or(0, |r| r.failures);
+	assert!(failures >= 1, "the rogue counted a failure");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_size_op_is_refused_before_fetch() {
+	let (p, head) = primary(2 * MIB, 0, ServeLimits::default()).await;
+	let r = Node::start().await;
+	let (_tx, rx) = watch::channel(vec![p.holder(true)]);
+	r.net.sync_segment(SEG, head, rx).await.unwrap();
+	// A holder answers the gap with an op putting a u64::MAX-byte object (and would answer the
+	// outboard request with a matching length): the op is verified first, so nothing is asked
+	// for and nothing allocated by its size.
+	let (bad, asked) = rogue::start_counting(head, rogue::Mode::HugeOp).await;
+	r.net.dial(bad.peer, bad.addrs.clone()).await.unwrap();
+	let anyone = sync_net::deltas::PrimaryKeys(|_, _: &PeerId| true);
+	let err = r.net.catch_up(SEG, head.seq + 1_000, bad.peer, &anyone, None).await.unwrap_err();
+	assert!(err.is_invalid(), "{err}");
+	assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 0, "no object fetched");
+	assert_eq!(r.store().head(SEG), Some(head), "nothing applied");
 }

@@ -16,11 +16,10 @@ use sp_core::traits::SpawnEssentialNamed;
 use std::{collections::HashMap, sync::Arc, time::Instant};
 use sync_net::{deltas::PrimaryKeys, Follower, Holder, Keypair, Multiaddr, PeerId, SyncNetwork};
 use sync_primitives::{
-	commitment::Hash32,
 	offchain::{proof_key, sent_key, Intent, INTENTS_KEY},
 	ChallengeSummary, HoldingStatus, NodeRole, SegmentId,
 };
-use sync_store::Store;
+use sync_store::{Head, Store};
 use tokio::sync::watch;
 
 /// Starts the service as essential tasks (the object API, if configured, and the sync
@@ -68,6 +67,8 @@ pub fn spawn<R, O, W, A>(
 /// What the driver keeps per segment: the data plane's handles and what it last logged.
 struct Tracked {
 	holders: watch::Sender<Vec<Holder>>,
+	/// The segment's retained committed roots (finalized): the only snapshot targets.
+	anchors: watch::Sender<Vec<Head>>,
 	follower: Option<Follower>,
 	last_logged: Option<u64>,
 	last_status: Option<(HoldingStatus, Option<u64>)>,
@@ -79,6 +80,7 @@ impl Default for Tracked {
 	fn default() -> Self {
 		Tracked {
 			holders: watch::channel(Vec::new()).0,
+			anchors: watch::channel(Vec::new()).0,
 			follower: None,
 			last_logged: None,
 			last_status: None,
@@ -202,6 +204,7 @@ async fn run<R: Registry, O: OffchainDb, A: SyncAccounts>(
 				driver.note_registration(view.registered);
 				driver.handle.set_segments(&view);
 				let mut local = local_state(driver.net.store(), &view);
+				driver.set_anchors(&view);
 				let actions = planner.on_finalized(number, &view, &local);
 				driver.execute(&mut planner, actions).await;
 				driver.log_segments(&view);
@@ -250,7 +253,7 @@ fn local_state(store: &Store, view: &ChainView) -> LocalState {
 			let provable = if s.owner {
 				Default::default()
 			} else {
-				s.roots.iter().map(|r| (r.seq, provable_root(store, s.id, r.seq))).collect()
+				s.roots.iter().map(|r| (r.seq, store.root_at(s.id, r.seq))).collect()
 			};
 			let l = LocalSegment { head: store.head(s.id), pinned: store.pinned(s.id), provable };
 			(s.id, l)
@@ -258,29 +261,30 @@ fn local_state(store: &Store, view: &ChainView) -> LocalState {
 		.collect()
 }
 
-/// The root the store has at `seq`, if it can still prove it (the head, or a seq whose later
-/// ops are all logged).
-fn provable_root(store: &Store, segment: SegmentId, seq: u64) -> Option<Hash32> {
-	let head = store.head(segment)?;
-	if seq == head.seq {
-		return Some(head.facts.root);
-	}
-	if seq > head.seq || store.first_logged(segment).ok()??.saturating_sub(1) > seq {
-		return None;
-	}
-	// The root after op `seq` is the root before op `seq + 1`.
-	store.ops(segment, seq + 1, 1).ok()?.first().map(|o| o.op.prev_root)
-}
-
 impl<O: OffchainDb> Driver<O> {
+	/// Hands each segment's committed roots (finalized) to the data plane, before the actions
+	/// of the block start or stop followers.
+	fn set_anchors(&mut self, view: &ChainView) {
+		for s in &view.segments {
+			let roots: Vec<Head> =
+				s.roots.iter().map(|r| Head { seq: r.seq, facts: r.facts }).collect();
+			self.tracked
+				.entry(s.id)
+				.or_default()
+				.anchors
+				.send_if_modified(|a| std::mem::replace(a, roots.clone()) != roots);
+		}
+	}
+
 	async fn execute(&mut self, planner: &mut Planner, actions: Vec<Action>) {
 		for action in actions {
 			match action {
 				Action::Follow(id) => {
 					self.log_role(id, "following");
 					let t = self.tracked.entry(id).or_default();
-					let holders = t.holders.subscribe();
-					t.follower = Some(self.net.follow(id, holders, self.verifier.clone()));
+					let (holders, anchors) = (t.holders.subscribe(), t.anchors.subscribe());
+					t.follower =
+						Some(self.net.follow(id, holders, anchors, self.verifier.clone()));
 				},
 				Action::StopFollowing(id) => {
 					if let Some(t) = self.tracked.get_mut(&id) {

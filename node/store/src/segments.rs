@@ -340,15 +340,59 @@ impl Store {
 	pub fn pin_snapshot(&self, segment: SegmentId) -> Result<Option<Head>> {
 		let Some(head) = self.head(segment) else { return Ok(None) };
 		let listing = self.listing(segment, &head.facts.root)?;
+		self.keep_pin(segment, head, listing);
+		Ok(Some(head))
+	}
+
+	/// Pins the state the segment had at `seq` (a root the chain committed, which a follower has
+	/// usually passed by the time it learns of the commit): the index is rebuilt from the head's
+	/// with the later logged ops undone ([`Store::trie_at`]) and must hash to `expected`, or
+	/// nothing is pinned ([`StoreError::RootMismatch`]). [`StoreError::Pruned`] if the log no
+	/// longer reaches back to `seq`.
+	pub fn pin_at(&self, segment: SegmentId, seq: u64, expected: &RootFacts) -> Result<Head> {
+		if let Some(h) = self.pinned(segment).into_iter().find(|h| h.seq == seq) {
+			return if h.facts == *expected {
+				Ok(h)
+			} else {
+				Err(StoreError::RootMismatch { segment, seq })
+			};
+		}
+		let trie = self.trie_at(segment, seq)?;
+		if trie.facts() != *expected {
+			return Err(StoreError::RootMismatch { segment, seq });
+		}
+		let head = Head { seq, facts: *expected };
+		self.keep_pin(segment, head, Arc::new(trie.entries().into_iter().cloned().collect()));
+		Ok(head)
+	}
+
+	/// The root the segment had at `seq`, if the store can still tell (and prove) it: the head's
+	/// at the head, else the root before the logged op `seq + 1` when every op after `seq` is
+	/// still logged. `None` after the head or before the log.
+	pub fn root_at(&self, segment: SegmentId, seq: u64) -> Option<Hash32> {
+		let head = self.head(segment)?;
+		if seq == head.seq {
+			return Some(head.facts.root);
+		}
+		if seq > head.seq || self.first_logged(segment).ok()??.saturating_sub(1) > seq {
+			return None;
+		}
+		// The root after op `seq` is the root before op `seq + 1`.
+		self.ops(segment, seq + 1, 1).ok()?.first().map(|o| o.op.prev_root)
+	}
+
+	/// Adds a pin, keeping the newest [`PINNED_SNAPSHOTS`](crate::PINNED_SNAPSHOTS) by seq.
+	fn keep_pin(&self, segment: SegmentId, head: Head, listing: Arc<Vec<Entry>>) {
 		let mut pinned = self.inner.pinned.lock();
 		let q = pinned.entry(segment).or_default();
-		if !q.iter().any(|(h, _)| *h == head) {
-			q.push_back((head, listing));
-			while q.len() > crate::PINNED_SNAPSHOTS {
-				q.pop_front();
-			}
+		if q.iter().any(|(h, _)| *h == head) {
+			return;
 		}
-		Ok(Some(head))
+		let at = q.iter().position(|(h, _)| h.seq > head.seq).unwrap_or(q.len());
+		q.insert(at, (head, listing));
+		while q.len() > crate::PINNED_SNAPSHOTS {
+			q.pop_front();
+		}
 	}
 
 	/// The pinned snapshots of a segment, oldest first.
@@ -481,7 +525,16 @@ impl Store {
 			tx.open_table(STAGED)?
 				.retain_in((segment, &[][..])..(segment + 1, &[][..]), |_, _| false)?;
 			tx.open_table(TRANSFERS)?.remove(segment)?;
+			// The log described the state being replaced: after a re-sync to an earlier
+			// committed seq (the local state disagreed with the chain) its ops above that seq
+			// are of another history and would be taken for applied ones. A state that came
+			// from a snapshot has no log before it.
+			let all = (segment, 0)..=(segment, u64::MAX);
+			tx.open_table(crate::OPS)?.retain_in(all.clone(), |_, _| false)?;
+			tx.open_table(crate::UNDO)?.retain_in(all.clone(), |_, _| false)?;
+			tx.open_table(crate::ROOTS)?.retain_in(all, |_, _| false)?;
 		}
+		self.inner.pinned.lock().remove(&segment);
 		let mut segs = self.inner.segments.lock();
 		let state = segs.entry(segment).or_default();
 		commit_head(tx, &mut state.head, &mut state.listing, segment, t.target)?;

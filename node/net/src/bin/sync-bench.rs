@@ -561,7 +561,9 @@ mod deltas {
 		let (p, mut ph) = node_limited(&base.join("w-primary"), per_peer).await;
 		ph.primary = true;
 		populate(p.store(), SEG, 64 * MIB, 8 * MIB).expect("populate");
-		p.store().pin_snapshot(SEG).expect("pin");
+		// The owner pins what it commits; the committed root is the joiner's snapshot target.
+		let committed = p.store().pin_snapshot(SEG).expect("pin").expect("held");
+		let (_anchors_tx, anchors) = watch::channel(vec![committed]);
 		let writes = |p: SyncNetwork, stop: Arc<AtomicBool>, count: Arc<AtomicU64>, from: u64| {
 			std::thread::spawn(move || {
 				let mut i = from;
@@ -594,7 +596,7 @@ mod deltas {
 		ch.primary = true;
 		let (stop, count, w) = measure(next, p.clone());
 		let (_tx, rx) = watch::channel(vec![ph.clone(), ch]);
-		let follower = c.follow(SEG, rx, verifier(p.peer_id()));
+		let follower = c.follow(SEG, rx, anchors, verifier(p.peer_id()));
 		tokio::time::sleep(window).await;
 		stop.store(true, Ordering::SeqCst);
 		w.join().unwrap();
@@ -675,6 +677,8 @@ mod deltas {
 		let (p, mut ph) = node(&base.join("l-primary")).await;
 		ph.primary = true;
 		p.write(SEG, (0..100).map(small).collect()).expect("write");
+		let committed = p.store().pin_snapshot(SEG).expect("pin").expect("held");
+		let (_anchors_tx, anchors) = watch::channel(vec![committed]);
 		let mut nodes = Vec::new();
 		let mut holders = vec![ph];
 		for i in 0..5 {
@@ -685,7 +689,7 @@ mod deltas {
 		let (_tx, rx) = watch::channel(holders);
 		let v = verifier(p.peer_id());
 		let followers: Vec<_> =
-			nodes.iter().map(|r| r.follow(SEG, rx.clone(), v.clone())).collect();
+			nodes.iter().map(|r| r.follow(SEG, rx.clone(), anchors.clone(), v.clone())).collect();
 		let start_seq = p.store().head(SEG).unwrap().seq;
 		for f in &followers {
 			f.reached(start_seq).await;

@@ -14,7 +14,11 @@ use libp2p::{
 	PeerId,
 };
 use std::collections::HashSet;
-use sync_primitives::{commitment::SegmentTrie, outboard::groups_of, SegmentId};
+use sync_primitives::{
+	commitment::{Hash32, SegmentTrie},
+	outboard::groups_of,
+	SegmentId,
+};
 /// The store's signing traits, which [`KeypairSigner`] and [`PrimaryKeys`] implement.
 pub use sync_store::oplog::{OpSigner, OpVerifier};
 use sync_store::{
@@ -131,6 +135,10 @@ pub(crate) async fn catch_up(
 				}
 			}
 		}
+		// Verify before fetch: seq chain, op chain, checkpoint signature by a Primary the chain
+		// lists and the root chain recomputed (nothing is changed), so no object of an
+		// unverified op is downloaded, stored or served, and sizes are the signed ones.
+		store.verify_ops(segment, &ops, verifier)?;
 		fetch_objects(net, &mut session, &ops).await?;
 		// Objects finished by the background committer must be in place before replay.
 		store.flush()?;
@@ -144,45 +152,34 @@ pub(crate) async fn catch_up(
 
 /// Fetches the objects `ops` put that the store lacks, verified group by group: outboards of
 /// multi-group objects first, then every missing group packed into requests of up to
-/// [`MAX_GROUPS_PER_REQUEST`] (small objects share requests instead of paying one each).
+/// [`MAX_GROUPS_PER_REQUEST`] (small objects share requests instead of paying one each). The
+/// ops are verified ([`sync_store::Store::verify_ops`]), so sizes are the Primary's; requests
+/// are built one at a time, never a list of every range of the batch.
 async fn fetch_objects(
 	net: &SyncNetwork,
 	session: &mut Session,
 	ops: &[SignedOp],
 ) -> Result<(), DeltaError> {
 	let store = net.store().clone();
-	let mut ranges: Vec<(GroupRange, u64)> = Vec::new();
+	let mut objects: Vec<(Hash32, u64)> = Vec::new();
 	let mut seen = HashSet::new();
 	for op in ops {
 		let OpKind::Put { cid, size, .. } = &op.op.kind else { continue };
 		if !seen.insert(*cid) || store.has_object(cid)? {
 			continue;
 		}
-		let groups = groups_of(*size);
-		if groups > 1 {
+		if groups_of(*size) > 1 {
 			let ob = session.outboard(*cid, *size).await?;
 			store.begin_object(cid, *size, &ob).map_err(PeerError::from)?;
 		}
-		let mut first = 0;
-		while first < groups {
-			let count = (groups - first).min(MAX_GROUPS_PER_REQUEST as u64) as u32;
-			ranges.push((GroupRange { cid: *cid, first, count }, *size));
-			first += count as u64;
-		}
+		objects.push((*cid, *size));
 	}
-	// Pack whole ranges (each ≤ the limit) into requests of at most the limit.
-	let mut rest = ranges.as_slice();
-	while !rest.is_empty() {
-		let mut groups = 0;
-		let n = rest
-			.iter()
-			.take_while(|(r, _)| {
-				groups += r.count;
-				groups <= MAX_GROUPS_PER_REQUEST
-			})
-			.count();
-		let (batch, tail) = rest.split_at(n);
-		rest = tail;
+	let mut packer = Packer::new(&objects);
+	loop {
+		let batch = packer.next_request();
+		if batch.is_empty() {
+			return Ok(());
+		}
 		let sizes: Vec<u64> = batch.iter().map(|(_, s)| *s).collect();
 		session
 			.groups(batch.iter().map(|(r, _)| r.clone()).collect(), &sizes, |i, g, data| match data
@@ -195,5 +192,75 @@ async fn fetch_objects(
 			})
 			.await?;
 	}
-	Ok(())
+}
+
+/// Packs the groups of objects into requests of at most [`MAX_GROUPS_PER_REQUEST`] groups,
+/// one request at a time (an object's groups in ranges, small objects sharing a request).
+struct Packer<'a> {
+	objects: &'a [(Hash32, u64)],
+	/// The object and group the next range starts at.
+	at: (usize, u64),
+}
+
+impl<'a> Packer<'a> {
+	fn new(objects: &'a [(Hash32, u64)]) -> Self {
+		Packer { objects, at: (0, 0) }
+	}
+
+	/// The next request's ranges with their objects' sizes; empty when all are packed.
+	fn next_request(&mut self) -> Vec<(GroupRange, u64)> {
+		let mut out = Vec::new();
+		let mut room = MAX_GROUPS_PER_REQUEST as u64;
+		while room > 0 {
+			let Some(&(cid, size)) = self.objects.get(self.at.0) else { break };
+			let first = self.at.1;
+			let count = (groups_of(size) - first).min(room);
+			out.push((GroupRange { cid, first, count: count as u32 }, size));
+			room -= count;
+			self.at = if first + count >= groups_of(size) { (self.at.0 + 1, 0) } else { (self.at.0, first + count) };
+		}
+		out
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use sync_primitives::commitment::GROUP_LEN;
+
+	fn all(objects: &[(Hash32, u64)]) -> Vec<Vec<(GroupRange, u64)>> {
+		let mut p = Packer::new(objects);
+		std::iter::from_fn(|| Some(p.next_request()).filter(|r| !r.is_empty())).collect()
+	}
+
+	#[test]
+	fn groups_are_packed_into_full_requests_in_order() {
+		let g = GROUP_LEN;
+		// 100 groups, 1 group, 30 groups: 64 | 36 + 1 + 27 | 3.
+		let objects = [([1; 32], 100 * g), ([2; 32], 10), ([3; 32], 30 * g)];
+		let reqs = all(&objects);
+		let counts: Vec<Vec<u32>> =
+			reqs.iter().map(|r| r.iter().map(|(x, _)| x.count).collect()).collect();
+		assert_eq!(counts, vec![vec![64], vec![36, 1, 27], vec![3]]);
+		assert_eq!(reqs[1][0].0.first, 64);
+		assert_eq!(reqs[2][0].0, GroupRange { cid: [3; 32], first: 27, count: 3 });
+		assert!(reqs.iter().all(|r| r.iter().map(|(x, _)| x.count).sum::<u32>()
+			<= MAX_GROUPS_PER_REQUEST));
+	}
+
+	#[test]
+	fn a_huge_verified_object_is_packed_lazily() {
+		// 2^32 groups: only one request's ranges exist at a time.
+		let objects = [([9; 32], GROUP_LEN << 32)];
+		let mut p = Packer::new(&objects);
+		let r = p.next_request();
+		assert_eq!(r.len(), 1);
+		assert_eq!(r[0].0.count, MAX_GROUPS_PER_REQUEST);
+		assert_eq!(p.next_request()[0].0.first, MAX_GROUPS_PER_REQUEST as u64);
+	}
+
+	#[test]
+	fn nothing_to_pack() {
+		assert!(all(&[]).is_empty());
+	}
 }

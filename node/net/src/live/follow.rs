@@ -5,20 +5,28 @@
 //! 1. It learns how far the log goes from validated [`Announcement`]s and, every
 //!    [`NetConfig::head_poll`](crate::NetConfig), from its holders' heads (announcements missed
 //!    while disconnected are noticed that way).
-//! 2. A node without the segment starts from the newest pinned snapshot a holder serves
-//!    ([`SyncNetwork::sync_segment`]); announcements arriving meanwhile are only remembered (the
-//!    highest seq), so none is lost and none applied twice: the ops after the snapshot's seq are
-//!    fetched by range afterwards.
+//! 2. A node without the segment starts from the newest root the chain committed
+//!    ([`super::anchor`]) that a holder serves ([`SyncNetwork::sync_segment`]); a holder's own
+//!    head or pin is never a snapshot target, and one that advertises other facts at a
+//!    committed seq is penalised. Announcements arriving meanwhile are only remembered (the
+//!    highest seq), so none is lost and none applied twice: the ops after the snapshot's seq
+//!    are fetched by range afterwards. With no commit yet, the node replays the log from the
+//!    empty root (every op is authenticated by the Primary's checkpoints).
 //! 3. A node behind fetches the gap by range ([`SyncNetwork::catch_up`]) from a holder that is
 //!    ahead — a Replica first, the Primary last — and replays it exactly once. A holder sending
 //!    ops that fail verification is penalised (banned with `ban_on_invalid`); one that fails or
 //!    whose op differs from the announced one counts a failure, and the next holder is asked.
 //! 4. A node further behind than the holders' retained logs ([`sync_store::StoreError::Pruned`])
 //!    catches up through a newer snapshot, then continues with deltas.
+//! 5. Every holder pins the newest committed root it has reached (rebuilt from its op log if
+//!    it has passed it), so Replicas serve committed snapshots to each other. If the local
+//!    root at a committed seq is not the chain's, the node re-syncs to a committed root
+//!    instead of serving another history.
 //!
 //! A snapshot target that no holder serves any more (its pin rotated out while the transfer
 //! ran) is abandoned for a newer one; objects already fetched stay in the store.
 use super::{
+	anchor::{self, Anchors},
 	deltas::DeltaError,
 	gossip::{topic, Announcement},
 	Verifier,
@@ -109,22 +117,13 @@ impl Polled {
 		self.0.iter().filter_map(|(_, p)| p.complete.map(|c| c.seq)).max().unwrap_or(0)
 	}
 
-	/// The newest state a holder keeps servable: a pinned snapshot, else (nobody pins) a head.
-	fn best_snapshot(&self) -> Option<Head> {
-		let pinned = self.0.iter().flat_map(|(_, p)| p.pinned.iter()).max_by_key(|h| h.seq);
-		let any = pinned.or_else(|| {
-			self.0.iter().filter_map(|(_, p)| p.complete.as_ref()).max_by_key(|h| h.seq)
-		});
-		any.map(|h| Head { seq: h.seq, facts: h.facts })
+	/// The snapshot target: the newest committed root a holder serves.
+	fn target(&self, anchors: &[Head]) -> Option<Head> {
+		anchor::snapshot_target(anchors, self.0.iter().map(|(_, p)| p))
 	}
 
 	fn serves(&self, target: &Head) -> bool {
-		self.0.iter().any(|(_, p)| {
-			let same = |h: &crate::transfer::protocol::WireHead| h.facts.root == target.facts.root;
-			p.complete.as_ref().is_some_and(same)
-				|| p.syncing.as_ref().is_some_and(same)
-				|| p.pinned.iter().any(same)
-		})
+		self.0.iter().any(|(_, p)| anchor::serves(p, target))
 	}
 }
 
@@ -133,6 +132,7 @@ pub(crate) fn start(
 	net: &SyncNetwork,
 	segment: SegmentId,
 	holders: watch::Receiver<Vec<Holder>>,
+	anchors: Anchors,
 	verifier: Verifier,
 ) -> Follower {
 	let (announced_tx, announced) = watch::channel(None);
@@ -145,6 +145,7 @@ pub(crate) fn start(
 		net: net.clone(),
 		segment,
 		holders,
+		anchors,
 		verifier,
 		announced,
 		head_tx,
@@ -154,16 +155,46 @@ pub(crate) fn start(
 	Follower { net: net.clone(), segment, head, stats, task }
 }
 
-/// Asks each holder (dialling it if needed) what it serves of `segment`.
-async fn poll_heads(net: &SyncNetwork, segment: SegmentId, holders: &[Holder]) -> Polled {
+/// Asks each holder (dialling it if needed) what it serves of `segment`. A holder that
+/// advertises a state at a committed seq with other facts than the chain's cannot back it: it
+/// counts a failure (it cools down) and its answer is dropped.
+async fn poll_heads(
+	net: &SyncNetwork,
+	segment: SegmentId,
+	holders: &[Holder],
+	anchors: &[Head],
+) -> Polled {
 	let me = net.peer_id();
 	let peers: Vec<PeerId> = holders.iter().map(|h| h.peer).filter(|p| *p != me).collect();
 	let chosen = net.peers().select(&peers, Instant::now());
+	// Each poll has its own deadlines (connect, request); a failure is that peer's only.
 	let asks = holders.iter().filter(|h| chosen.contains(&h.peer)).map(|h| async move {
-		let mut s = net.connect(h).await.ok()?;
-		s.head(segment).await.ok().map(|p| (h.clone(), p))
+		let asked = match net.connect(h).await {
+			Ok(mut s) => s.head(segment).await,
+			Err(e) => Err(e),
+		};
+		match asked {
+			Ok(p) => Some((h.clone(), p)),
+			Err(e) => {
+				if e.blames_peer() {
+					net.peer_failed(h.peer);
+				}
+				None
+			},
+		}
 	});
-	Polled(futures::future::join_all(asks).await.into_iter().flatten().collect())
+	let mut polled: Vec<(Holder, PeerHead)> =
+		futures::future::join_all(asks).await.into_iter().flatten().collect();
+	polled.retain(|(h, p)| {
+		let lies = anchor::contradicts(anchors, p);
+		if lies {
+			log::warn!(target: "sync-net", "segment {segment}: {} advertises a state the chain did not commit", h.peer);
+			net.metrics().contradicting_heads.inc();
+			net.peer_failed(h.peer);
+		}
+		!lies
+	});
+	Polled(polled)
 }
 
 /// The follow loop's state.
@@ -171,10 +202,18 @@ struct Run {
 	net: SyncNetwork,
 	segment: SegmentId,
 	holders: watch::Receiver<Vec<Holder>>,
+	anchors: Anchors,
 	verifier: Verifier,
 	announced: watch::Receiver<Option<Announcement>>,
 	head_tx: watch::Sender<Option<Head>>,
 	stats: Arc<FollowStats>,
+}
+
+/// Resolves when the value changes; never if the sender is gone (nothing will change).
+async fn changed<T>(rx: &mut watch::Receiver<T>) {
+	if rx.changed().await.is_err() {
+		std::future::pending::<()>().await;
+	}
 }
 
 /// How long the loop rests after a round in which no holder could help.
@@ -187,10 +226,26 @@ impl Run {
 		let label = self.segment.to_string();
 		loop {
 			let poll = self.net.config().head_poll;
+			let anchors = self.anchors.borrow().clone();
 			if last_poll.is_none_or(|t| t.elapsed() >= poll) {
 				let holders = self.holders.borrow().clone();
-				polled = poll_heads(&self.net, self.segment, &holders).await;
+				polled = poll_heads(&self.net, self.segment, &holders, &anchors).await;
 				last_poll = Some(Instant::now());
+			}
+			let diverged = {
+				let (store, segment) = (self.net.store(), self.segment);
+				anchor::diverged(&anchors, |s| store.root_at(segment, s))
+			};
+			if let Some(seq) = diverged {
+				// Another history than the chain's (a fork the Primary signed, or local damage):
+				// never served on, replaced by a committed snapshot.
+				log::warn!(target: "sync-net", "segment {}: the local root at committed seq {seq} is not the chain's; re-syncing", self.segment);
+				self.net.metrics().diverged.inc();
+				if !self.snapshot(&mut polled, &anchors).await {
+					self.wait(RETRY).await;
+					last_poll = None;
+				}
+				continue;
 			}
 			let head = self.net.store().head(self.segment);
 			self.head_tx.send_if_modified(|h| std::mem::replace(h, head) != head);
@@ -203,6 +258,7 @@ impl Run {
 				.with_label_values(&[&label])
 				.set(goal.saturating_sub(have) as i64);
 			if goal <= have && head.is_some() {
+				self.upkeep(&anchors);
 				self.wait(poll.saturating_sub(last_poll.map_or(Duration::ZERO, |t| t.elapsed())))
 					.await;
 				continue;
@@ -213,14 +269,14 @@ impl Run {
 				last_poll = None;
 				continue;
 			}
-			let progressed = if head.is_none() && polled.best_snapshot().is_some_and(|s| s.seq > 0)
-			{
-				self.snapshot(&mut polled).await
+			let target = polled.target(&anchors);
+			let progressed = if head.is_none() && target.is_some_and(|s| s.seq > 0) {
+				self.snapshot(&mut polled, &anchors).await
 			} else {
 				match self.deltas(have, goal, &polled, ann.as_ref()).await {
 					Ok(()) => true,
-					Err(DeltaError::Pruned(_)) => match polled.best_snapshot() {
-						Some(s) if s.seq > have => self.snapshot(&mut polled).await,
+					Err(DeltaError::Pruned(_)) => match target {
+						Some(s) if s.seq > have => self.snapshot(&mut polled, &anchors).await,
 						_ => false,
 					},
 					Err(e) => {
@@ -229,11 +285,7 @@ impl Run {
 					},
 				}
 			};
-			if let Some(h) = self.net.store().head(self.segment) {
-				if let Err(e) = super::write::maintain(&self.net, self.segment, h) {
-					log::warn!(target: "sync-net", "segment {}: {e}", self.segment);
-				}
-			}
+			self.upkeep(&anchors);
 			if !progressed {
 				self.wait(RETRY).await;
 				last_poll = None;
@@ -241,10 +293,20 @@ impl Run {
 		}
 	}
 
+	/// Pins the newest committed root reached, prunes the log (see [`super::write::maintain`]).
+	fn upkeep(&self, anchors: &[Head]) {
+		if let Some(h) = self.net.store().head(self.segment) {
+			if let Err(e) = super::write::maintain(&self.net, self.segment, h, anchors) {
+				log::warn!(target: "sync-net", "segment {}: {e}", self.segment);
+			}
+		}
+	}
+
 	async fn wait(&mut self, d: Duration) {
 		tokio::select! {
 			_ = self.announced.changed() => {},
-			_ = self.holders.changed() => {},
+			_ = changed(&mut self.holders) => {},
+			_ = changed(&mut self.anchors) => {},
 			_ = tokio::time::sleep(d) => {},
 		}
 	}
@@ -296,10 +358,11 @@ impl Run {
 					if e.is_invalid() {
 						log::warn!(target: "sync-net", "segment {}: {} sent invalid ops: {e}", self.segment, h.peer);
 						self.net.penalise_invalid(h.peer);
-					} else if !matches!(
-						e,
-						DeltaError::Short(_) | DeltaError::Pruned(_) | DeltaError::Store(_)
-					) {
+					} else if match &e {
+						DeltaError::Peer(p) => p.blames_peer(),
+						DeltaError::NotAnnounced(_) => true,
+						DeltaError::Short(_) | DeltaError::Pruned(_) | DeltaError::Store(_) => false,
+					} {
 						self.net.peer_failed(h.peer);
 					}
 					// Some progress is progress: the next round goes on from the new head.
@@ -315,9 +378,10 @@ impl Run {
 		Err(last)
 	}
 
-	/// Syncs to the newest servable snapshot; abandons a target no holder serves any more.
-	async fn snapshot(&mut self, polled: &mut Polled) -> bool {
-		let Some(target) = polled.best_snapshot() else { return false };
+	/// Syncs to the newest committed root a holder serves; abandons a target no holder serves
+	/// any more.
+	async fn snapshot(&mut self, polled: &mut Polled, anchors: &[Head]) -> bool {
+		let Some(target) = polled.target(anchors) else { return false };
 		log::info!(target: "sync-net", "segment {}: snapshot sync to seq {}", self.segment, target.seq);
 		let sync = self.net.sync_segment(self.segment, target, self.holders.clone());
 		tokio::pin!(sync);
@@ -335,7 +399,7 @@ impl Run {
 				},
 				_ = tokio::time::sleep(self.net.config().head_poll) => {
 					let holders = self.holders.borrow().clone();
-					*polled = poll_heads(&self.net, self.segment, &holders).await;
+					*polled = poll_heads(&self.net, self.segment, &holders, anchors).await;
 					if !polled.serves(&target) {
 						log::info!(target: "sync-net", "segment {}: snapshot {} no longer served; moving on", self.segment, target.seq);
 						return false;

@@ -2,12 +2,14 @@
 //!
 //! - [`follow`]: the follow loop of one segment (snapshot first, then deltas), a [`Follower`]
 //!   handle per segment;
+//! - [`anchor`]: the chain's committed roots, the only snapshot targets;
 //! - [`deltas`]: signed ops, range fetch of a gap and exactly-once replay;
 //! - [`gossip`]: signed announcements per segment, validated before they spread;
 //! - [`write`]: the Primary's write path (sign, apply, announce, pin, prune).
 //!
 //! This component owns the registry of followed segments (what gossip validation needs: the
 //! verifier of each segment's Primaries, and where to hand a new announcement).
+pub mod anchor;
 pub mod deltas;
 pub mod follow;
 pub mod gossip;

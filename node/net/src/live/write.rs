@@ -6,9 +6,10 @@ use sync_primitives::SegmentId;
 use sync_store::{Head, SegmentWrite, StoreError};
 
 /// The Primary's write path: applies `writes` to `segment` as signed ops, announces the
-/// newest op on the segment's topic, pins a servable snapshot every
-/// [`NetConfig::pin_every`](crate::NetConfig) seqs and prunes the log beyond
-/// [`NetConfig::log_retention`](crate::NetConfig). Blocking (one durable transaction).
+/// newest op on the segment's topic and prunes the log beyond
+/// [`NetConfig::log_retention`](crate::NetConfig). Blocking (one durable transaction). The
+/// owner pins what it commits on chain (the node's planner pins the head before committing
+/// it), not here.
 pub(crate) fn write(
 	net: &SyncNetwork,
 	segment: SegmentId,
@@ -20,24 +21,33 @@ pub(crate) fn write(
 	if let Some(last) = ops.last() {
 		super::gossip::publish(net, &Announcement::of(last, key));
 	}
-	maintain(net, segment, head)?;
+	maintain(net, segment, head, &[])?;
 	if !was_held {
 		net.provide(segment);
 	}
 	Ok(head)
 }
 
-/// Pins and prunes as the config says (Primaries and followers alike: both serve).
+/// The upkeep every holder does (Primaries and followers alike: both serve): pins the newest
+/// committed root it has reached (see [`super::anchor::pin_wanted`]; rebuilt from the op log
+/// if the head has passed it) and prunes the log beyond the retention.
 pub(crate) fn maintain(
 	net: &SyncNetwork,
 	segment: SegmentId,
 	head: Head,
+	anchors: &[Head],
 ) -> Result<(), StoreError> {
 	let cfg = &net.config();
 	let store = net.store();
-	let newest_pin = store.pinned(segment).last().map(|h| h.seq);
-	if newest_pin.is_none_or(|p| head.seq >= p + cfg.pin_every) {
-		store.pin_snapshot(segment)?;
+	if let Some(a) = super::anchor::pin_wanted(anchors, &head, &store.pinned(segment)) {
+		// Only if the log still reaches it and agrees (a cheap look before rebuilding the
+		// index; a disagreement is the follow loop's to repair).
+		if store.root_at(segment, a.seq) == Some(a.facts.root) {
+			match store.pin_at(segment, a.seq, &a.facts) {
+				Ok(_) | Err(StoreError::Pruned { .. }) | Err(StoreError::RootMismatch { .. }) => {},
+				Err(e) => return Err(e),
+			}
+		}
 	}
 	// Pruned in steps of 1/16 of the retention, not on every write.
 	let slack = (cfg.log_retention / 16).max(1);

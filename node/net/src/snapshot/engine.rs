@@ -213,11 +213,16 @@ impl Engine {
 					return;
 				},
 				Err(e) => {
-					let reason =
-						if matches!(e, PeerError::Refused(_)) { "refused" } else { "transport" };
+					let reason = match e {
+						PeerError::Refused(_) => "refused",
+						PeerError::Local(_) => "local",
+						_ => "transport",
+					};
 					self.net.metrics().failures.with_label_values(&[reason]).inc();
 					log::debug!(target: "sync-net", "segment {}: {peer}: {e}", self.segment);
-					self.net.peer_failed(peer);
+					if e.blames_peer() {
+						self.net.peer_failed(peer);
+					}
 					self.release_if_overdue(peer, *down_since.get_or_insert_with(Instant::now));
 					if !self.net.peer_usable(&peer) {
 						// Resting: the sync loop asks it again only if the peer manager selects it.
@@ -377,15 +382,15 @@ impl Engine {
 			Err(StoreError::IndexMismatch { .. }) | Err(StoreError::KeyTooLong(_)) => {
 				return Err(PeerError::Misbehaved("index does not hash to the target root".into()))
 			},
-			Err(e) => return Err(PeerError::Transport(format!("store: {e}"))),
+			Err(e) => return Err(PeerError::Local(format!("store: {e}"))),
 		}
 		let (_, listing) = self
 			.net
 			.store()
 			.staged_index(self.segment)
-			.map_err(|e| PeerError::Transport(e.to_string()))?
-			.ok_or_else(|| PeerError::Transport("store: the staged index is gone".into()))?;
-		self.build_units(&listing).map_err(|e| PeerError::Transport(e.to_string()))?;
+			.map_err(|e| PeerError::Local(e.to_string()))?
+			.ok_or_else(|| PeerError::Local("store: the staged index is gone".into()))?;
+		self.build_units(&listing).map_err(|e| PeerError::Local(e.to_string()))?;
 		self.net.metrics().set_stage(self.segment, Stage::Objects);
 		Ok(())
 	}

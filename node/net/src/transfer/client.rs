@@ -25,6 +25,25 @@ pub enum PeerError {
 	/// The peer broke the protocol or sent data that does not verify: ban it.
 	#[error("misbehaved: {0}")]
 	Misbehaved(String),
+	/// This node failed (its store, its disk): not the peer's doing, never counted against it.
+	#[error("local: {0}")]
+	Local(String),
+}
+
+impl PeerError {
+	/// Whether the failure counts against the peer (towards its cooldown): a transport failure
+	/// or a protocol violation does; `Busy` (the peer is at its limits, as it should be),
+	/// `NotHeld` and `Pruned` (honest answers about what it has) and this node's own failures
+	/// do not.
+	pub fn blames_peer(&self) -> bool {
+		match self {
+			PeerError::Transport(_) | PeerError::Misbehaved(_) => true,
+			PeerError::Refused(code) => {
+				!matches!(code, ErrorCode::Busy | ErrorCode::NotHeld | ErrorCode::Pruned)
+			},
+			PeerError::Local(_) => false,
+		}
+	}
 }
 
 impl From<WireError> for PeerError {
@@ -42,7 +61,7 @@ impl From<sync_store::StoreError> for PeerError {
 	fn from(e: sync_store::StoreError) -> Self {
 		match e {
 			sync_store::StoreError::BadData { .. } => PeerError::Misbehaved(e.to_string()),
-			other => PeerError::Transport(format!("store: {other}")),
+			other => PeerError::Local(format!("store: {other}")),
 		}
 	}
 }
@@ -75,6 +94,7 @@ pub struct Session {
 	io: BufReader<Stream>,
 	buf: Vec<u8>,
 	timeout: Duration,
+	index_page_time: Duration,
 }
 
 impl Drop for Session {
@@ -99,6 +119,7 @@ impl Session {
 			io: BufReader::with_capacity(4 * 1024, stream),
 			buf: Vec::with_capacity(MAX_DATA_FRAME),
 			timeout: net.config().request_timeout,
+			index_page_time: net.config().index_page_time,
 		})
 	}
 
@@ -134,45 +155,55 @@ impl Session {
 		}
 	}
 
-	/// The whole index of `segment` at `root`, paged.
+	/// The whole index of `segment` at `root`, paged. `expected` is the entry count of the
+	/// target's facts (the chain's, for a committed root); the whole index must arrive within
+	/// `request_timeout + pages × index_page_time` (each page also within `request_timeout`), and
+	/// memory grows only with the entries received.
 	pub async fn index(
 		&mut self,
 		segment: SegmentId,
 		root: Hash32,
 		expected: u64,
 	) -> Result<Vec<Entry>, PeerError> {
-		let mut out = Vec::with_capacity(expected.min(1 << 20) as usize);
-		while (out.len() as u64) < expected {
-			let start = out.len() as u64;
-			let t = self.timeout;
-			let f = self.send(Request::Index { segment, root, start, count: MAX_INDEX_PAGE });
-			match tokio::time::timeout(t, f)
-				.await
-				.map_err(|_| PeerError::Transport("timed out".into()))??
-			{
-				Response::Index { entries, total } => {
-					if total != expected
-						|| entries.is_empty()
-						|| entries.len() > MAX_INDEX_PAGE as usize
-					{
-						return Err(PeerError::Misbehaved(
-							"index page inconsistent with the root facts".into(),
-						));
-					}
-					out.extend(entries.into_iter().map(Entry::from));
-				},
-				other => return Err(PeerError::Misbehaved(format!("unexpected {other:?}"))),
+		let pages = expected.div_ceil(MAX_INDEX_PAGE as u64).min(u32::MAX as u64) as u32;
+		let deadline = self.timeout.saturating_add(self.index_page_time.saturating_mul(pages));
+		let t = self.timeout;
+		let all = async {
+			let mut out = Vec::with_capacity(expected.min(MAX_INDEX_PAGE as u64) as usize);
+			while (out.len() as u64) < expected {
+				let start = out.len() as u64;
+				let f = self.send(Request::Index { segment, root, start, count: MAX_INDEX_PAGE });
+				match tokio::time::timeout(t, f)
+					.await
+					.map_err(|_| PeerError::Transport("timed out".into()))??
+				{
+					Response::Index { entries, total } => {
+						if total != expected
+							|| entries.is_empty()
+							|| entries.len() > MAX_INDEX_PAGE as usize
+						{
+							return Err(PeerError::Misbehaved(
+								"index page inconsistent with the root facts".into(),
+							));
+						}
+						out.extend(entries.into_iter().map(Entry::from));
+					},
+					other => return Err(PeerError::Misbehaved(format!("unexpected {other:?}"))),
+				}
 			}
-		}
-		if out.len() as u64 != expected {
-			return Err(PeerError::Misbehaved("index longer than the root facts".into()));
-		}
-		Ok(out)
+			if out.len() as u64 != expected {
+				return Err(PeerError::Misbehaved("index longer than the root facts".into()));
+			}
+			Ok(out)
+		};
+		tokio::time::timeout(deadline, all).await.map_err(|_| {
+			PeerError::Transport(format!("index of {expected} entries not delivered in {deadline:?}"))
+		})?
 	}
 
 	/// The outboard of object `(cid, size)` (unverified; the store checks it against the CID).
 	pub async fn outboard(&mut self, cid: Hash32, size: u64) -> Result<Vec<u8>, PeerError> {
-		let want = outboard_len(size) * 32;
+		let want = outboard_len(size).saturating_mul(32);
 		let t = self.timeout;
 		let f = async {
 			match self.send(Request::Outboard { cid }).await? {
@@ -184,7 +215,9 @@ impl Session {
 				},
 				other => return Err(PeerError::Misbehaved(format!("unexpected {other:?}"))),
 			}
-			let mut out = Vec::with_capacity(want as usize);
+			// Grows with the bytes received (verified against the CID by the store once complete),
+			// not with the size the op claims.
+			let mut out = Vec::with_capacity(want.min(MAX_DATA_FRAME as u64 * 64) as usize);
 			while (out.len() as u64) < want {
 				read_frame_into(&mut self.io, MAX_DATA_FRAME, &mut self.buf).await?;
 				if self.buf.first() != Some(&TAG_DATA)

@@ -295,7 +295,13 @@ async fn answer(
 				},
 				_ => None,
 			};
-			let received = net.metrics.bytes_in.get();
+			// Progress of this segment's transfer (what co-downloaders watch), not the node's
+			// total: bytes of another segment are no progress on this one.
+			let received = if syncing.is_some() {
+				net.metrics.progress.with_label_values(&[&segment.to_string()]).get().max(0) as u64
+			} else {
+				0
+			};
 			let pinned = store
 				.pinned(segment)
 				.into_iter()

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 use std::{sync::Arc, time::Duration};
 use sync_net::{
-	fixtures::populate, Holder, Keypair, Multiaddr, NetConfig, ServeLimits, SyncNetwork,
+	fixtures::populate, Anchors, Holder, Keypair, Multiaddr, NetConfig, ServeLimits, SyncNetwork,
 };
 use sync_primitives::commitment::cid_of;
 use sync_store::{Head, Store, StoreError};
@@ -77,6 +77,43 @@ pub fn assert_holds(store: &Store, head: Head) {
 		let data = store.read_object(&e.cid).unwrap();
 		assert_eq!(cid_of(&data), e.cid);
 		assert_eq!(data.len() as u64, e.size);
+	}
+}
+
+/// The chain's part in these tests: the committed roots of [`SEG`]. The owner pins what it
+/// commits, as the node's planner does before asking the chain to commit it.
+pub struct Chain(tokio::sync::watch::Sender<Vec<Head>>);
+
+impl Chain {
+	pub fn new() -> Arc<Chain> {
+		Arc::new(Chain(tokio::sync::watch::channel(Vec::new()).0))
+	}
+	/// What followers are handed (finalized committed roots).
+	pub fn anchors(&self) -> Anchors {
+		self.0.subscribe()
+	}
+	/// The owner commits its head: pinned on the owner, appended to the roots (16 kept, as the
+	/// runtime's `RootRetention`).
+	pub fn commit(&self, owner: &Store) -> Head {
+		let head = owner.pin_snapshot(SEG).unwrap().expect("the owner holds the segment");
+		self.0.send_modify(|a| {
+			if a.last() != Some(&head) {
+				a.push(head);
+			}
+			let n = a.len();
+			a.drain(..n.saturating_sub(16));
+		});
+		head
+	}
+	/// Commits the owner's head every `every`, as long as the task runs (abort it to stop).
+	pub fn committer(self: &Arc<Self>, owner: Store, every: Duration) -> tokio::task::JoinHandle<()> {
+		let chain = self.clone();
+		tokio::spawn(async move {
+			loop {
+				tokio::time::sleep(every).await;
+				chain.commit(&owner);
+			}
+		})
 	}
 }
 
