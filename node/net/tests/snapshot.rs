@@ -208,10 +208,8 @@ async fn churn_holders_leave_and_join_mid_sync() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_are_refused_and_the_server_keeps_serving() {
 	use codec::Encode;
-	use sync_net::transfer::{
-		client::Session,
-		protocol::{Envelope, ErrorCode, GroupRange, Request, Response, MAX_REQUEST_BYTES},
-	};
+	use sync_net::transfer::client::Session;
+	use sync_proto::{Envelope, ErrorCode, GroupRange, Request, Response, MAX_REQUEST_BYTES};
 	let (p, head) = primary(2 * MIB, 0, ServeLimits::default()).await;
 	let c = Node::start().await;
 	c.net.dial(p.net.peer_id(), p.addrs.clone()).await.unwrap();
@@ -252,7 +250,7 @@ async fn malformed_requests_are_refused_and_the_server_keeps_serving() {
 		Response::Error(ErrorCode::TooLarge)
 	);
 	let h = s.head(SEG).await.unwrap();
-	assert_eq!(h.complete.map(|h| h.facts), Some(head.facts));
+	assert_eq!(h.complete.map(|h| Head::from(h).facts), Some(head.facts));
 	// Unknown segment / wrong root: NotHeld.
 	let r = s
 		.raw_request(&req(1, Request::Index { segment: 99, root: [1; 32], start: 0, count: 1 }))
@@ -274,7 +272,8 @@ mod rogue {
 	use codec::{Decode, Encode};
 	use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 	use libp2p::{noise, tcp, yamux};
-	use sync_net::transfer::protocol::{Envelope, Request, Response, WireHead, PROTOCOL};
+	use sync_net::transfer::protocol::PROTOCOL;
+	use sync_proto::{Envelope, ErrorCode, Request, Response, WireHead};
 
 	#[derive(Clone, Copy)]
 	pub enum Mode {
@@ -324,7 +323,7 @@ mod rogue {
 						let env = Envelope::decode(&mut &buf[..]).unwrap();
 						let reply = match env.request {
 							Request::Head { .. } => {
-								let h = WireHead { seq: head.seq, facts: head.facts };
+								let h = WireHead::from(head);
 								Response::Head {
 									complete: Some(h),
 									syncing: None,
@@ -359,10 +358,7 @@ mod rogue {
 										let _ = s.flush().await;
 										continue;
 									},
-									_ => Response::Error(
-										sync_net::transfer::protocol::ErrorCode::NotHeld,
-									)
-									.encode(),
+									_ => Response::Error(ErrorCode::NotHeld).encode(),
 								},
 							},
 						};
@@ -440,7 +436,8 @@ async fn a_replica_behind_by_n_ops_catches_up_by_range_fetch_and_refuses_forged_
 	use sync_net::deltas::{KeypairSigner, PrimaryKeys};
 	use sync_store::SegmentWrite;
 	let key = Keypair::generate_ed25519();
-	let signer = KeypairSigner(key.clone());
+	// The genesis hash of `NetConfig::new` (all zero): the chain these nodes sign for.
+	let signer = KeypairSigner::new(key.clone(), [0; 32]);
 	let pdir = Arc::new(tempfile::tempdir().unwrap());
 	let p = {
 		let mut cfg = NetConfig::new(key.clone());
@@ -464,7 +461,7 @@ async fn a_replica_behind_by_n_ops_catches_up_by_range_fetch_and_refuses_forged_
 	r.net.dial(p.net.peer_id(), p.addrs.clone()).await.unwrap();
 
 	// A verifier that does not list this Primary refuses the ops; nothing changes.
-	let nobody = PrimaryKeys(|_, _: &PeerId| false);
+	let nobody = PrimaryKeys::new([0; 32], |_, _: &PeerId| false);
 	let err = r.net.catch_up(SEG, head.seq, p.net.peer_id(), &nobody, None).await.unwrap_err();
 	assert!(
 		matches!(
@@ -479,7 +476,8 @@ async fn a_replica_behind_by_n_ops_catches_up_by_range_fetch_and_refuses_forged_
 	assert_eq!(r.store().head(SEG), Some(snapshot));
 
 	let primary = p.net.peer_id();
-	let chain = PrimaryKeys(move |seg, peer: &PeerId| seg == SEG && *peer == primary);
+	let chain =
+		PrimaryKeys::new([0; 32], move |seg, peer: &PeerId| seg == SEG && *peer == primary);
 	let caught = r.net.catch_up(SEG, head.seq, p.net.peer_id(), &chain, None).await.unwrap();
 	assert_eq!(caught, head);
 	assert_holds(r.store(), head);
@@ -495,7 +493,7 @@ async fn a_replica_joins_while_the_primary_keeps_writing_and_converges() {
 	let key = Keypair::generate_ed25519();
 	let pdir = Arc::new(tempfile::tempdir().unwrap());
 	let p = { Node::start_with(pdir, NetConfig::new(key.clone())).await };
-	let signer = KeypairSigner(key);
+	let signer = KeypairSigner::new(key, [0; 32]);
 	let write = |i: u64| SegmentWrite::Put {
 		key: format!("k{}", i % 40).into_bytes(),
 		data: sync_net::fixtures::blob(i, 300 + (i as usize % 5) * 7_000),
@@ -516,7 +514,8 @@ async fn a_replica_joins_while_the_primary_keeps_writing_and_converges() {
 	};
 	let r = Node::start().await;
 	let primary = p.net.peer_id();
-	let chain = PrimaryKeys(move |seg, peer: &PeerId| seg == SEG && *peer == primary);
+	let chain =
+		PrimaryKeys::new([0; 32], move |seg, peer: &PeerId| seg == SEG && *peer == primary);
 	// Snapshot at the root the Primary pinned (as it does for what it commits on chain), then
 	// follow with deltas while writes go on.
 	let snapshot = p.store().pin_snapshot(SEG).unwrap().unwrap();

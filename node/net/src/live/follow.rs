@@ -18,11 +18,7 @@
 //!
 //! A snapshot target that no holder serves any more (its pin rotated out while the transfer
 //! ran) is abandoned for a newer one; objects already fetched stay in the store.
-use super::{
-	deltas::DeltaError,
-	gossip::{topic, Announcement},
-	Verifier,
-};
+use super::{deltas::DeltaError, gossip::topic, Verifier};
 use crate::{snapshot::Holder, swarm::Command, transfer::client::PeerHead, SyncNetwork};
 use libp2p::PeerId;
 use std::{
@@ -33,6 +29,7 @@ use std::{
 	time::{Duration, Instant},
 };
 use sync_primitives::SegmentId;
+use sync_proto::{Announcement, WireHead};
 use sync_store::Head;
 use tokio::{sync::watch, task::JoinHandle};
 
@@ -115,12 +112,12 @@ impl Polled {
 		let any = pinned.or_else(|| {
 			self.0.iter().filter_map(|(_, p)| p.complete.as_ref()).max_by_key(|h| h.seq)
 		});
-		any.map(|h| Head { seq: h.seq, facts: h.facts })
+		any.map(|h| Head::from(*h))
 	}
 
 	fn serves(&self, target: &Head) -> bool {
 		self.0.iter().any(|(_, p)| {
-			let same = |h: &crate::transfer::protocol::WireHead| h.facts.root == target.facts.root;
+			let same = |h: &WireHead| h.facts.root == target.facts.root;
 			p.complete.as_ref().is_some_and(same)
 				|| p.syncing.as_ref().is_some_and(same)
 				|| p.pinned.iter().any(same)
