@@ -128,7 +128,8 @@ impl DeltaError {
 /// from `holder`, replaying them through the store, one durable batch per response. Each
 /// batch ends on the Primary's last checkpoint in it, whose signature covers every op of the
 /// batch through the op chain (see [`sync_store::oplog`]); forged, re-ordered, replayed or
-/// out-of-order ops are refused by the store and nothing of that batch is applied. If `announced` is given, the op at its seq must be the announced one.
+/// out-of-order ops are refused by the store and nothing of that batch is applied. If
+/// `announced` is given, the op at its seq must be the announced one.
 pub(crate) async fn catch_up(
 	net: &SyncNetwork,
 	segment: SegmentId,
