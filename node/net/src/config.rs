@@ -3,7 +3,7 @@
 //! them too); the field docs say what each knob does, not its default.
 use crate::peers::PeerManagerConfig;
 #[cfg(doc)]
-use crate::transfer::protocol::MAX_GROUPS_PER_REQUEST;
+use sync_proto::MAX_GROUPS_PER_REQUEST;
 use libp2p::{identity::Keypair, Multiaddr, PeerId};
 use std::time::Duration;
 
@@ -43,6 +43,13 @@ impl Default for ServeLimits {
 pub struct NetConfig {
 	/// The node's identity (Ed25519; the node passes its network key).
 	pub keypair: Keypair,
+	/// The genesis hash of the chain this data plane serves: part of every payload this node
+	/// signs (checkpoint ops written through [`SyncNetwork::write`](crate::SyncNetwork::write),
+	/// and their announcements), so a signature is good on that chain only. Followers check
+	/// with the genesis hash of their verifier ([`PrimaryKeys`](crate::deltas::PrimaryKeys)).
+	/// The all-zero default of [`NetConfig::new`] is for tests only; the node sets the chain's
+	/// genesis hash.
+	pub genesis: [u8; 32],
 	/// Addresses to listen on.
 	pub listen: Vec<Multiaddr>,
 	/// Peers to connect to at start (also added to the DHT).
@@ -85,6 +92,8 @@ impl NetConfig {
 	pub fn new(keypair: Keypair) -> Self {
 		NetConfig {
 			keypair,
+			// Tests only: the node sets its chain's genesis hash.
+			genesis: [0; 32],
 			listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")],
 			bootnodes: Vec::new(),
 			yamux_window: Some(16 << 20),

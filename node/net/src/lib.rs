@@ -12,12 +12,15 @@ pub mod transfer;
 
 /// Deltas moved to [`live::deltas`]; `sync_net::deltas::PrimaryKeys` keeps resolving.
 pub use live::deltas;
+/// The wire format (messages, framing, signed ops, announcements, signing payloads, limits).
+pub use sync_proto as proto;
 
 pub use config::{NetConfig, ServeLimits};
 pub use libp2p::{identity::Keypair, multiaddr::Protocol, Multiaddr, PeerId};
-pub use live::{anchor::Anchors, gossip::Announcement, Follower};
+pub use live::{anchor::Anchors, gossip::sign_announcement, Follower};
 pub use peers::PeerManagerConfig;
 pub use snapshot::{Holder, SyncError, SyncReport};
+pub use sync_proto::Announcement;
 
 use live::Live;
 use peers::{PeerBook, PeerManager};
@@ -27,7 +30,8 @@ use std::{
 	time::{Duration, Instant},
 };
 use sync_primitives::SegmentId;
-use sync_store::{oplog::OpVerifier, Head, SegmentWrite, Store, StoreError};
+use sync_proto::OpVerifier;
+use sync_store::{Head, SegmentWrite, Store, StoreError};
 use tokio::{
 	sync::{mpsc, oneshot, watch},
 	task::JoinHandle,
@@ -293,9 +297,10 @@ impl SyncNetwork {
 
 	/// Brings `segment` from its head up to seq `target` with ops (and their objects) fetched
 	/// from `holder`, replaying them through the store, one durable batch per response. Each
-	/// batch ends on the Primary's last checkpoint in it (see [`sync_store::oplog`]); forged,
-	/// replayed or out-of-order ops are refused by the store and nothing of that batch is
-	/// applied. If `announced` is given, the op at its seq must be the announced one.
+	/// batch ends on the Primary's last checkpoint in it, whose signature covers every op of the
+	/// batch through the op chain (see [`sync_store::oplog`]); forged, re-ordered, replayed or
+	/// out-of-order ops are refused by the store and nothing of that batch is applied. If
+	/// `announced` is given, the op at its seq must be the announced one.
 	pub async fn catch_up(
 		&self,
 		segment: SegmentId,

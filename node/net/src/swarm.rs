@@ -67,7 +67,7 @@ pub(crate) fn build(
 		.validation_mode(gossipsub::ValidationMode::Strict)
 		.validate_messages()
 		.message_id_fn(crate::live::gossip::message_id)
-		.max_transmit_size(crate::live::gossip::MAX_ANNOUNCEMENT_BYTES * 4)
+		.max_transmit_size(sync_proto::MAX_ANNOUNCEMENT_BYTES * 4)
 		.build()
 		.map_err(|e| e.to_string())?;
 	let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())

@@ -10,10 +10,11 @@ use std::{
 	time::Duration,
 };
 use sync_net::{
-	deltas::PrimaryKeys, fixtures::blob, Announcement, Follower, Holder, Keypair, NetConfig,
+	deltas::PrimaryKeys, fixtures::blob, sign_announcement, Follower, Holder, Keypair, NetConfig,
 	PeerId, SyncNetwork,
 };
-use sync_store::{oplog::OpVerifier, Head, SegmentWrite, Store};
+use sync_proto::OpVerifier;
+use sync_store::{Head, SegmentWrite, Store};
 use tokio::sync::watch;
 
 /// Defaults, with gossip and head polling sped up for tests.
@@ -35,10 +36,11 @@ fn put(i: u64) -> SegmentWrite {
 	}
 }
 
-/// The chain's view: these peers are the segment's Primaries.
+/// The chain's view: these peers are the segment's Primaries (on the chain of `NetConfig::new`'s
+/// all-zero genesis hash, which the nodes sign for).
 fn primaries(peers: &[PeerId]) -> Arc<dyn OpVerifier + Send + Sync> {
 	let peers = peers.to_vec();
-	Arc::new(PrimaryKeys(move |seg, p: &PeerId| seg == SEG && peers.contains(p)))
+	Arc::new(PrimaryKeys::new([0; 32], move |seg, p: &PeerId| seg == SEG && peers.contains(p)))
 }
 
 /// Writes one op every `every` on the Primary (a steady client load) until stopped.
@@ -259,21 +261,21 @@ async fn forged_replayed_and_conflicting_announcements_are_rejected() {
 
 	// A replay: the Primary's genuine announcement of seq 10, sent again.
 	let op10 = p.store().ops(SEG, 10, 1).unwrap().remove(0);
-	x.net.announce(&Announcement::of(&op10, &pkey));
+	x.net.announce(&sign_announcement(&op10, &pkey, &p.cfg.genesis));
 	until("replayed").await;
 	assert!(!f_node.net.is_banned(&x.net.peer_id()), "a replay is dropped, not punished");
 
 	// A forgery: a new seq signed by a key that is not a Primary of the segment.
 	let mut next = p.store().ops(SEG, 20, 1).unwrap().remove(0);
 	next.op.seq = 21;
-	x.net.announce(&Announcement::of(&next, &x.cfg.keypair));
+	x.net.announce(&sign_announcement(&next, &x.cfg.keypair, &x.cfg.genesis));
 	until("forged").await;
 	assert!(f_node.net.is_banned(&x.net.peer_id()), "the sender of a forgery is banned");
 
 	// A conflict: the Primary's key (leaked, or equivocating) on another op at an applied seq.
 	let mut other = p.store().ops(SEG, 15, 1).unwrap().remove(0);
 	other.op.new_root = [7; 32];
-	y.net.announce(&Announcement::of(&other, &pkey));
+	y.net.announce(&sign_announcement(&other, &pkey, &p.cfg.genesis));
 	until("conflicting").await;
 	assert!(f_node.net.is_banned(&y.net.peer_id()));
 

@@ -208,10 +208,8 @@ async fn churn_holders_leave_and_join_mid_sync() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_are_refused_and_the_server_keeps_serving() {
 	use codec::Encode;
-	use sync_net::transfer::{
-		client::Session,
-		protocol::{Envelope, ErrorCode, GroupRange, Request, Response, MAX_REQUEST_BYTES},
-	};
+	use sync_net::transfer::client::Session;
+	use sync_proto::{Envelope, ErrorCode, GroupRange, Request, Response, MAX_REQUEST_BYTES};
 	let (p, head) = primary(2 * MIB, 0, ServeLimits::default()).await;
 	let c = Node::start().await;
 	c.net.dial(p.net.peer_id(), p.addrs.clone()).await.unwrap();
@@ -252,7 +250,7 @@ async fn malformed_requests_are_refused_and_the_server_keeps_serving() {
 		Response::Error(ErrorCode::TooLarge)
 	);
 	let h = s.head(SEG).await.unwrap();
-	assert_eq!(h.complete.map(|h| h.facts), Some(head.facts));
+	assert_eq!(h.complete.map(|h| Head::from(h).facts), Some(head.facts));
 	// Unknown segment / wrong root: NotHeld.
 	let r = s
 		.raw_request(&req(1, Request::Index { segment: 99, root: [1; 32], start: 0, count: 1 }))
@@ -275,10 +273,11 @@ mod rogue {
 	use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 	use libp2p::{noise, tcp, yamux};
 	use std::sync::atomic::{AtomicU64, Ordering};
-	use sync_net::transfer::protocol::{
-		Envelope, ErrorCode, Request, Response, WireEntry, WireHead, PROTOCOL,
+	use sync_net::transfer::protocol::PROTOCOL;
+	use sync_proto::{
+		Envelope, ErrorCode, Op, OpKind, Request, Response, SignedOp, WireEntry, WireHead,
 	};
-	use sync_store::oplog::{Op, OpKind, SignedOp};
+	use sync_store::wire::facts_to_wire;
 
 	#[derive(Clone, Copy)]
 	pub enum Mode {
@@ -349,7 +348,7 @@ mod rogue {
 						) {
 							asked.fetch_add(1, Ordering::SeqCst);
 						}
-						let wire = |seq: u64, facts| WireHead { seq, facts };
+						let wire = |seq: u64, facts| WireHead { seq, facts: facts_to_wire(facts) };
 						let reply = match (mode, env.request) {
 							(Mode::FakePins, Request::Head { .. }) => {
 								let mut fake = head.facts;
@@ -376,6 +375,7 @@ mod rogue {
 								let op = Op {
 									segment,
 									seq: from,
+									prev_op: [0; 32],
 									kind: OpKind::Put { key: b"x".to_vec(), cid: [7; 32], size: u64::MAX },
 									prev_root: head.facts.root,
 									new_root: [8; 32],
@@ -395,7 +395,7 @@ mod rogue {
 									.encode()
 							},
 							(_, Request::Head { .. }) => {
-								let h = WireHead { seq: head.seq, facts: head.facts };
+								let h = WireHead::from(head);
 								Response::Head {
 									complete: Some(h),
 									syncing: None,
@@ -514,7 +514,8 @@ async fn a_replica_behind_by_n_ops_catches_up_by_range_fetch_and_refuses_forged_
 	use sync_net::deltas::{KeypairSigner, PrimaryKeys};
 	use sync_store::SegmentWrite;
 	let key = Keypair::generate_ed25519();
-	let signer = KeypairSigner(key.clone());
+	// The genesis hash of `NetConfig::new` (all zero): the chain these nodes sign for.
+	let signer = KeypairSigner::new(key.clone(), [0; 32]);
 	let pdir = Arc::new(tempfile::tempdir().unwrap());
 	let p = {
 		let mut cfg = NetConfig::new(key.clone());
@@ -538,7 +539,7 @@ async fn a_replica_behind_by_n_ops_catches_up_by_range_fetch_and_refuses_forged_
 	r.net.dial(p.net.peer_id(), p.addrs.clone()).await.unwrap();
 
 	// A verifier that does not list this Primary refuses the ops; nothing changes.
-	let nobody = PrimaryKeys(|_, _: &PeerId| false);
+	let nobody = PrimaryKeys::new([0; 32], |_, _: &PeerId| false);
 	let err = r.net.catch_up(SEG, head.seq, p.net.peer_id(), &nobody, None).await.unwrap_err();
 	assert!(
 		matches!(
@@ -553,7 +554,8 @@ async fn a_replica_behind_by_n_ops_catches_up_by_range_fetch_and_refuses_forged_
 	assert_eq!(r.store().head(SEG), Some(snapshot));
 
 	let primary = p.net.peer_id();
-	let chain = PrimaryKeys(move |seg, peer: &PeerId| seg == SEG && *peer == primary);
+	let chain =
+		PrimaryKeys::new([0; 32], move |seg, peer: &PeerId| seg == SEG && *peer == primary);
 	let caught = r.net.catch_up(SEG, head.seq, p.net.peer_id(), &chain, None).await.unwrap();
 	assert_eq!(caught, head);
 	assert_holds(r.store(), head);
@@ -569,7 +571,7 @@ async fn a_replica_joins_while_the_primary_keeps_writing_and_converges() {
 	let key = Keypair::generate_ed25519();
 	let pdir = Arc::new(tempfile::tempdir().unwrap());
 	let p = { Node::start_with(pdir, NetConfig::new(key.clone())).await };
-	let signer = KeypairSigner(key);
+	let signer = KeypairSigner::new(key, [0; 32]);
 	let write = |i: u64| SegmentWrite::Put {
 		key: format!("k{}", i % 40).into_bytes(),
 		data: sync_net::fixtures::blob(i, 300 + (i as usize % 5) * 7_000),
@@ -590,7 +592,8 @@ async fn a_replica_joins_while_the_primary_keeps_writing_and_converges() {
 	};
 	let r = Node::start().await;
 	let primary = p.net.peer_id();
-	let chain = PrimaryKeys(move |seg, peer: &PeerId| seg == SEG && *peer == primary);
+	let chain =
+		PrimaryKeys::new([0; 32], move |seg, peer: &PeerId| seg == SEG && *peer == primary);
 	// Snapshot at the root the Primary pinned (as it does for what it commits on chain), then
 	// follow with deltas while writes go on.
 	let snapshot = p.store().pin_snapshot(SEG).unwrap().unwrap();
@@ -656,7 +659,7 @@ async fn rogue_pin_is_not_adopted() {
 		key: format!("k{i}").into_bytes(),
 		data: sync_net::fixtures::blob(i, 1000 + i as usize * 300),
 	};
-	p.store().apply_signed(SEG, (0..20).map(write).collect(), &KeypairSigner(key)).unwrap();
+	p.store().apply_signed(SEG, (0..20).map(write).collect(), &KeypairSigner::new(key, [0; 32])).unwrap();
 	let chain = Chain::new();
 	let committed = chain.commit(p.store());
 	// The rogue advertises a head and a pin a million seqs ahead (with 2^40 entries) and other
@@ -665,8 +668,8 @@ async fn rogue_pin_is_not_adopted() {
 	let f = Node::start().await;
 	let (_tx, rx) = watch::channel(vec![rogue.clone(), p.holder(true)]);
 	let primary = p.net.peer_id();
-	let verifier: Arc<dyn sync_store::oplog::OpVerifier + Send + Sync> =
-		Arc::new(PrimaryKeys(move |seg, peer: &PeerId| seg == SEG && *peer == primary));
+	let verifier: Arc<dyn sync_net::deltas::OpVerifier + Send + Sync> =
+		Arc::new(PrimaryKeys::new([0; 32], move |seg, peer: &PeerId| seg == SEG && *peer == primary));
 	let follower = f.net.follow(SEG, rx, chain.anchors(), verifier);
 	let got = tokio::time::timeout(Duration::from_secs(30), follower.reached(committed.seq))
 		.await
@@ -690,7 +693,7 @@ async fn huge_size_op_is_refused_before_fetch() {
 	// for and nothing allocated by its size.
 	let (bad, asked) = rogue::start_counting(head, rogue::Mode::HugeOp).await;
 	r.net.dial(bad.peer, bad.addrs.clone()).await.unwrap();
-	let anyone = sync_net::deltas::PrimaryKeys(|_, _: &PeerId| true);
+	let anyone = sync_net::deltas::PrimaryKeys::new([0; 32], |_, _: &PeerId| true);
 	let err = r.net.catch_up(SEG, head.seq + 1_000, bad.peer, &anyone, None).await.unwrap_err();
 	assert!(err.is_invalid(), "{err}");
 	assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 0, "no object fetched");

@@ -139,11 +139,14 @@ async fn run<R: Registry, O: OffchainDb, A: SyncAccounts>(
 	config: SyncConfig,
 	handle: Arc<SyncHandle>,
 ) -> Result<(), String> {
-	let SyncConfig { role, data_dir, net, register, commit_every, http: _ } = config;
-	// The bindings sign for this chain only (its genesis hash is part of what is signed).
+	let SyncConfig { role, data_dir, mut net, register, commit_every, http: _ } = config;
+	// The bindings, the ops and the announcements sign for this chain only (its genesis hash is
+	// part of what is signed), and ops and announcements are checked for it.
+	let genesis = registry.genesis()?;
+	net.genesis = genesis;
 	let mut binder = Binder {
 		key: net.keypair.clone(),
-		genesis: registry.genesis()?,
+		genesis,
 		accounts,
 		signed_for: None,
 		bindings: Vec::new(),
@@ -174,10 +177,10 @@ async fn run<R: Registry, O: OffchainDb, A: SyncAccounts>(
 	let me = net.peer_id();
 	let has_register = register.is_some();
 	let mut planner = Planner::new(DutyConfig { peer_id: me.to_bytes(), register, commit_every });
-	// Ops are accepted only if signed by a Primary of the segment on chain.
+	// Ops are accepted only if signed for this chain by a Primary of the segment on chain.
 	let verifier = {
 		let h = handle.clone();
-		Arc::new(PrimaryKeys(move |seg, peer: &PeerId| h.is_primary(seg, peer)))
+		Arc::new(PrimaryKeys::new(genesis, move |seg, peer: &PeerId| h.is_primary(seg, peer)))
 	};
 	let mut driver =
 		Driver { net, handle, offchain, verifier, tracked: HashMap::new(), registered: None };

@@ -38,6 +38,7 @@ mod objects;
 pub mod oplog;
 mod proofs;
 mod segments;
+pub mod wire;
 
 use parking_lot::Mutex;
 use redb::{Database, TableDefinition};
@@ -92,7 +93,7 @@ const HEADS: TableDefinition<u64, HeadRow> = TableDefinition::new("heads");
 const ROOTS: TableDefinition<(u64, u64), FactsRow> = TableDefinition::new("roots");
 /// Transfer in progress: segment → (target seq, root, leaves, entries, bytes, index staged).
 const TRANSFERS: TableDefinition<u64, TransferRow> = TableDefinition::new("transfers");
-/// Op log: (segment, seq) → SCALE-encoded [`oplog::SignedOp`].
+/// Op log: (segment, seq) → SCALE-encoded [`sync_proto::SignedOp`].
 const OPS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("ops");
 /// Undo records of the op log: (segment, seq) → what the op's key mapped to before it, so the
 /// index at any logged seq can be rebuilt for a Proof-of-Sync (see [`proofs`]).
@@ -155,6 +156,10 @@ pub enum StoreError {
 	/// A key longer than the protocol allows.
 	#[error("key of {0} bytes exceeds the limit")]
 	KeyTooLong(usize),
+	/// An object (written, or named by an op) larger than
+	/// [`MAX_OBJECT_BYTES`](sync_proto::MAX_OBJECT_BYTES).
+	#[error("object of {0} bytes exceeds the limit")]
+	ObjectTooLarge(u64),
 	/// An op whose seq does not follow the segment's head (`expected` is head + 1).
 	#[error("segment {segment}: op seq {got}, expected {expected}")]
 	OutOfOrder {
@@ -177,6 +182,15 @@ pub enum StoreError {
 	/// than it claims.
 	#[error("segment {segment}: op {seq} does not match the segment's root")]
 	RootMismatch {
+		/// The segment.
+		segment: SegmentId,
+		/// Seq of the rejected op.
+		seq: u64,
+	},
+	/// An op whose `prev_op` does not name the op before it: the previous op of its batch, or
+	/// the logged op that produced the segment's head (see [`oplog`]).
+	#[error("segment {segment}: op {seq} does not follow the op before it")]
+	BrokenChain {
 		/// The segment.
 		segment: SegmentId,
 		/// Seq of the rejected op.

@@ -10,7 +10,7 @@
 //! Chunk bytes come from the verified object (inline bytes, or one 16 KiB group read from disk
 //! and checked against the outboard); the BLAKE3 siblings above the group come from the
 //! outboard, so a proof never rehashes a large object.
-use crate::{oplog::OpKind, oplog::SignedOp, GroupRead, Result, Store, StoreError, OPS, UNDO};
+use crate::{GroupRead, Result, Store, StoreError, OPS, UNDO};
 use codec::Decode;
 use redb::ReadableDatabase;
 use sync_primitives::{
@@ -21,6 +21,7 @@ use sync_primitives::{
 	outboard::{group_range, groups_of, verify_group, Outboard},
 	SegmentId,
 };
+use sync_proto::{OpKind, SignedOp};
 
 impl Store {
 	/// The index of `segment` as it was at `seq`: the head's, with the logged ops after `seq`

@@ -3,7 +3,7 @@
 //! the recomputed root equals the target.
 use crate::{
 	objects::is_small,
-	oplog::{Op, OpKind, OpSigner, SignedOp},
+	oplog::head_op_hash,
 	Cid, Result, SegmentState, Store, StoreError, HEADS, INDEX, OPS, ROOTS, STAGED, TRANSFERS,
 };
 use codec::Encode;
@@ -14,6 +14,7 @@ use sync_primitives::{
 	outboard::Outboard,
 	SegmentId,
 };
+use sync_proto::{Op, OpKind, OpSigner, SignedOp, CHECKPOINT_EVERY, MAX_OBJECT_BYTES, NO_PREV_OP};
 
 /// A segment's state at a sequence number.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -102,17 +103,12 @@ impl Drop for TrieTxn<'_> {
 	}
 }
 
-/// Applies one op's change to the segment's index table and trie: the one place where both a
-/// Primary's writes and a follower's replay change an index.
-pub(crate) fn index_op(
-	index: &mut redb::Table<crate::IndexKey, crate::EntryRow>,
-	trie: &mut TrieTxn<'_>,
-	segment: SegmentId,
-	kind: &OpKind,
-) -> Result<Option<crate::EntryRow>> {
+/// Applies one op's change to the segment's trie (undone with the [`TrieTxn`] unless it is
+/// committed) and returns what the key mapped to before: the one place where a Primary's
+/// writes, a follower's replay and the verification of ops change a trie.
+pub(crate) fn trie_op(trie: &mut TrieTxn<'_>, kind: &OpKind) -> Result<Option<crate::EntryRow>> {
 	let prev = match kind {
 		OpKind::Put { key, cid, size } => {
-			index.insert((segment, key.as_slice()), (*cid, *size))?;
 			// A replayed op's size is not checked against the object: one that would overflow
 			// the segment's totals is refused, leaving the trie (and so the undo log) unchanged.
 			let prev = trie
@@ -126,13 +122,42 @@ pub(crate) fn index_op(
 			prev
 		},
 		OpKind::Delete { key } => {
-			index.remove((segment, key.as_slice()))?;
 			let prev = trie.trie.remove(key);
 			trie.undo.push((key.clone(), prev.clone()));
 			prev
 		},
 	};
 	Ok(prev.map(|e| (e.cid, e.size)))
+}
+
+/// Writes one op's change to the segment's index table (its trie change is [`trie_op`]).
+pub(crate) fn index_write(
+	index: &mut redb::Table<crate::IndexKey, crate::EntryRow>,
+	segment: SegmentId,
+	kind: &OpKind,
+) -> Result<()> {
+	match kind {
+		OpKind::Put { key, cid, size } => {
+			index.insert((segment, key.as_slice()), (*cid, *size))?;
+		},
+		OpKind::Delete { key } => {
+			index.remove((segment, key.as_slice()))?;
+		},
+	}
+	Ok(())
+}
+
+/// Applies one op's change to the segment's trie and index table: [`trie_op`], then
+/// [`index_write`] (nothing is written if the trie refuses the change).
+pub(crate) fn index_op(
+	index: &mut redb::Table<crate::IndexKey, crate::EntryRow>,
+	trie: &mut TrieTxn<'_>,
+	segment: SegmentId,
+	kind: &OpKind,
+) -> Result<Option<crate::EntryRow>> {
+	let prev = trie_op(trie, kind)?;
+	index_write(index, segment, kind)?;
+	Ok(prev)
 }
 
 /// A write to a segment.
@@ -214,7 +239,9 @@ impl Store {
 
 	/// Applies writes to a segment in one durable transaction (each write is one seq) and
 	/// returns the new head. Large objects are written as files before the index refers to them.
-	/// No op log is kept (see [`Store::apply_signed`] for the Primary's write path).
+	/// No op log is kept (see [`Store::apply_signed`] for the Primary's write path). Keys longer
+	/// than `MAX_KEY_LEN` and objects larger than [`MAX_OBJECT_BYTES`] are refused
+	/// ([`StoreError::KeyTooLong`], [`StoreError::ObjectTooLarge`]) and nothing is written.
 	pub fn apply(&self, segment: SegmentId, writes: Vec<SegmentWrite>) -> Result<Head> {
 		self.apply_inner(segment, writes, None).map(|(head, _)| head)
 	}
@@ -232,17 +259,30 @@ impl Store {
 			if key.len() > MAX_KEY_LEN as usize {
 				return Err(StoreError::KeyTooLong(key.len()));
 			}
+			if let SegmentWrite::Put { data, .. } = w {
+				if data.len() as u64 > MAX_OBJECT_BYTES {
+					return Err(StoreError::ObjectTooLarge(data.len() as u64));
+				}
+			}
 		}
 		let mut segs = self.inner.segments.lock();
 		let SegmentState { trie, head: head_slot, listing } = segs.entry(segment).or_default();
 		let mut trie = TrieTxn::new(trie);
-		let mut seq = head_slot.map(|h| h.seq).unwrap_or(0);
+		let start = head_slot.unwrap_or(Head { seq: 0, facts: trie.facts() });
+		let mut seq = start.seq;
 		let mut signed = Vec::new();
 		let tx = durable(&self.inner.db)?;
 		{
 			let mut index = tx.open_table(INDEX)?;
 			let mut ops = tx.open_table(OPS)?;
 			let mut undo = tx.open_table(crate::UNDO)?;
+			// The op chain (see the oplog module): the first op names the logged op that produced
+			// the head (none: a state from a snapshot, or the first write), each later one the op
+			// made just before it.
+			let mut prev_op = match signer {
+				Some(_) => head_op_hash(&ops, segment, &start)?.unwrap_or(NO_PREV_OP),
+				None => NO_PREV_OP,
+			};
 			let last = writes.len();
 			for (i, w) in writes.iter().enumerate() {
 				seq += 1;
@@ -264,12 +304,12 @@ impl Store {
 				let facts = trie.facts();
 				if let Some(signer) = signer {
 					undo.insert((segment, seq), prev)?;
-					let op = Op { segment, seq, kind, prev_root, new_root: facts.root };
+					let op = Op { segment, seq, prev_op, kind, prev_root, new_root: facts.root };
+					prev_op = op.hash();
 					// Checkpoints only (see the oplog module): the batch's last op and every
 					// CHECKPOINT_EVERY-th seq, so any window of that many ops holds one.
-					let checkpoint = i + 1 == last || seq % crate::oplog::CHECKPOINT_EVERY == 0;
-					let signature =
-						if checkpoint { signer.sign(&op.signing_payload()) } else { Vec::new() };
+					let checkpoint = i + 1 == last || seq % CHECKPOINT_EVERY == 0;
+					let signature = if checkpoint { signer.sign_op(&op) } else { Vec::new() };
 					let op = SignedOp { signature, signer: signer.public(), op };
 					ops.insert((segment, seq), op.encode().as_slice())?;
 					signed.push(op);

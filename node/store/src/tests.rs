@@ -292,11 +292,20 @@ fn object_fully_verified_but_not_committed_before_a_crash_is_committed_on_reopen
 
 mod oplog {
 	use super::*;
-	use crate::oplog::{OpKind, OpSigner, OpVerifier, SignedOp};
+	use sync_proto::{
+		op_signing_payload, Op, OpKind, OpSigner, OpVerifier, SignedOp, MAX_OBJECT_BYTES,
+		NO_PREV_OP,
+	};
+
+	/// The genesis hash of the unit tests' chain.
+	const GENESIS: Hash32 = [0x47; 32];
 
 	/// Unit-test keys: a keyed BLAKE3 MAC stands in for the node's Ed25519 key.
 	struct Key(u8);
 	impl OpSigner for Key {
+		fn genesis(&self) -> Hash32 {
+			GENESIS
+		}
 		fn public(&self) -> Vec<u8> {
 			vec![self.0]
 		}
@@ -307,6 +316,9 @@ mod oplog {
 	/// Accepts signatures of the Primaries listed.
 	struct Primaries(Vec<u8>);
 	impl OpVerifier for Primaries {
+		fn genesis(&self) -> Hash32 {
+			GENESIS
+		}
 		fn verify(&self, _: u64, signer: &[u8], payload: &[u8], signature: &[u8]) -> bool {
 			signer.len() == 1
 				&& self.0.contains(&signer[0])
@@ -372,9 +384,16 @@ mod oplog {
 		let mut forged = ops.clone();
 		let other = Key(9);
 		forged[0].signer = other.public();
-		forged[0].signature = other.sign(&forged[0].op.signing_payload());
+		forged[0].signature = other.sign_op(&forged[0].op);
 		assert!(matches!(
 			f.replay(7, &forged[..1], &ok),
+			Err(StoreError::BadSignature { seq: 1, .. })
+		));
+		// Signed by the Primary, but for another chain (another genesis hash).
+		let mut elsewhere = ops[0].clone();
+		elsewhere.signature = Key(1).sign(&op_signing_payload(&[0; 32], &elsewhere.op));
+		assert!(matches!(
+			f.replay(7, &[elsewhere], &ok),
 			Err(StoreError::BadSignature { seq: 1, .. })
 		));
 		// A tampered op under the real signature.
@@ -404,7 +423,7 @@ mod oplog {
 		let key = Key(1);
 		let mut stale = ops[2].clone();
 		stale.op.prev_root = [0; 32];
-		stale.signature = key.sign(&stale.op.signing_payload());
+		stale.signature = key.sign_op(&stale.op);
 		assert!(matches!(f.replay(7, &[stale], &ok), Err(StoreError::RootMismatch { seq: 3, .. })));
 		assert_eq!(f.head(7).unwrap().seq, 2);
 	}
@@ -430,7 +449,7 @@ mod oplog {
 			f.replay(7, &altered, &ok),
 			Err(StoreError::RootMismatch { seq: 11, .. })
 		));
-		// Even with the roots recomputed to match, the checkpoint's signature no longer does.
+		// With the roots recomputed to match, the op chain breaks at the next op.
 		let mut trie = sync_primitives::commitment::SegmentTrie::new();
 		let mut rechained = altered.clone();
 		for o in rechained.iter_mut() {
@@ -448,6 +467,16 @@ mod oplog {
 				},
 			}
 			o.op.new_root = trie.facts().root;
+		}
+		assert!(matches!(
+			f.replay(7, &rechained, &ok),
+			Err(StoreError::BrokenChain { seq: 12, .. })
+		));
+		// And with the op chain recomputed too, the checkpoint's signature no longer matches.
+		let mut prev = NO_PREV_OP;
+		for o in rechained.iter_mut() {
+			o.op.prev_op = prev;
+			prev = o.op.hash();
 		}
 		assert!(matches!(
 			f.replay(7, &rechained, &ok),
@@ -567,5 +596,167 @@ mod oplog {
 			ops[8].op.new_root,
 			"seq 9 is still rebuildable"
 		);
+	}
+
+	/// Rows of the index, the log and the undo records (all segments).
+	fn rows(s: &Store) -> (u64, u64, u64) {
+		use redb::{ReadableDatabase, ReadableTableMetadata};
+		let tx = s.inner.db.begin_read().unwrap();
+		(
+			tx.open_table(crate::INDEX).unwrap().len().unwrap(),
+			tx.open_table(crate::OPS).unwrap().len().unwrap(),
+			tx.open_table(crate::UNDO).unwrap().len().unwrap(),
+		)
+	}
+
+	#[test]
+	fn forged_op_path_is_refused() {
+		// One batch of three writes (put k0, put k1, delete k1): only its last op is signed.
+		let (p, f, ops, _d) = setup_batched(2, 3);
+		let ok = Primaries(vec![1]);
+		let signed: Vec<bool> = ops.iter().map(|o| o.is_checkpoint()).collect();
+		assert_eq!(signed, vec![false, false, true]);
+		// A holder's other path from the empty root to the checkpoint's `prev_root`: the two
+		// puts in the other order, unsigned, each op chained to the forged one before it.
+		let mut trie = SegmentTrie::new();
+		let mut forged = Vec::new();
+		let mut prev_op = NO_PREV_OP;
+		for (seq, real) in [(1, &ops[1]), (2, &ops[0])] {
+			let OpKind::Put { key, cid, size } = &real.op.kind else { panic!("a put") };
+			let prev_root = trie.facts().root;
+			trie.insert(Entry { key: key.clone(), cid: *cid, size: *size });
+			let op = Op {
+				segment: 7,
+				seq,
+				prev_op,
+				kind: real.op.kind.clone(),
+				prev_root,
+				new_root: trie.facts().root,
+			};
+			prev_op = op.hash();
+			forged.push(SignedOp { op, signer: real.signer.clone(), signature: Vec::new() });
+		}
+		// The roots chain: another intermediate root, the same root before the checkpoint. Every
+		// other check passes (the forged ops only lack a checkpoint of their own).
+		assert_ne!(forged[0].op.new_root, ops[0].op.new_root);
+		assert_eq!(forged[1].op.new_root, ops[2].op.prev_root);
+		assert!(matches!(
+			f.verify_ops(7, &forged, &ok),
+			Err(StoreError::Unsigned { seq: 2, .. })
+		));
+		// With the real checkpoint after them, only the op chain tells: it names the real op 2.
+		forged.push(ops[2].clone());
+		assert!(matches!(
+			f.verify_ops(7, &forged, &ok),
+			Err(StoreError::BrokenChain { seq: 3, .. })
+		));
+		assert!(matches!(f.replay(7, &forged, &ok), Err(StoreError::BrokenChain { seq: 3, .. })));
+		assert_eq!(f.head(7), None, "nothing applied");
+		assert_eq!(rows(&f), (0, 0, 0));
+		// Splicing a forged op in front of the real ones breaks the chain right after it.
+		let spliced = [forged[0].clone(), ops[1].clone(), ops[2].clone()];
+		assert!(matches!(
+			f.replay(7, &spliced, &ok),
+			Err(StoreError::BrokenChain { seq: 2, .. })
+		));
+		assert_eq!(f.head(7), None);
+		// The real path replays.
+		assert_eq!(f.replay(7, &ops, &ok).unwrap(), p.head(7).unwrap());
+	}
+
+	#[test]
+	fn ops_chain_across_batches_and_to_the_logged_head() {
+		let (p, f, ops, _d) = setup(4);
+		let ok = Primaries(vec![1]);
+		assert_eq!(ops[0].op.prev_op, NO_PREV_OP, "nothing before seq 1");
+		for w in ops.windows(2) {
+			assert_eq!(w[1].op.prev_op, w[0].op.hash(), "each batch names the op before it");
+		}
+		f.replay(7, &ops[..2], &ok).unwrap();
+		// A next op signed by the Primary but naming another op than the logged head's.
+		let mut fork = ops[2].clone();
+		fork.op.prev_op = [9; 32];
+		fork.signature = Key(1).sign_op(&fork.op);
+		assert!(matches!(f.replay(7, &[fork], &ok), Err(StoreError::BrokenChain { seq: 3, .. })));
+		// A writer that started from a snapshot names no op: accepted after a logged head too.
+		let mut fresh = ops[2].clone();
+		fresh.op.prev_op = NO_PREV_OP;
+		fresh.signature = Key(1).sign_op(&fresh.op);
+		assert_eq!(f.verify_ops(7, &[fresh], &ok).unwrap().seq, 3);
+		assert_eq!(f.replay(7, &ops[2..], &ok).unwrap(), p.head(7).unwrap());
+	}
+
+	#[test]
+	fn verify_ops_changes_nothing() {
+		let (p, f, ops, _d) = setup(6);
+		let ok = Primaries(vec![1]);
+		let end = p.head(7).unwrap();
+		// A store without any of the objects verifies the whole batch ...
+		let empty = tempfile::tempdir().unwrap();
+		let g = Store::open(empty.path()).unwrap();
+		assert_eq!(g.verify_ops(7, &ops, &ok).unwrap(), end);
+		assert_eq!(g.head(7), None);
+		assert!(g.segments().is_empty());
+		assert!(g.lookup(7, b"k0").is_none());
+		assert_eq!(rows(&g), (0, 0, 0));
+		// ... again (nothing it recomputed stayed behind) ...
+		assert_eq!(g.verify_ops(7, &ops, &ok).unwrap(), end);
+		// ... and still cannot replay it.
+		assert!(matches!(g.replay(7, &ops, &ok), Err(StoreError::UnknownObject(_))));
+		assert_eq!(g.head(7), None);
+		assert_eq!(rows(&g), (0, 0, 0));
+		// On top of a head: the rest of the batch verifies, and nothing moves.
+		let h2 = f.replay(7, &ops[..2], &ok).unwrap();
+		let before = rows(&f);
+		assert_eq!(f.verify_ops(7, &ops, &ok).unwrap(), end);
+		assert_eq!(f.verify_ops(7, &ops[..2], &ok).unwrap(), h2, "nothing new");
+		assert_eq!(f.head(7), Some(h2));
+		assert_eq!(rows(&f), before);
+		assert_eq!(f.ops(7, 1, 100).unwrap(), ops[..2].to_vec());
+		assert!(f.lookup(7, b"k2").is_none());
+		assert_eq!(f.listing(7, &h2.facts.root).unwrap().len(), 2);
+		// It refuses what replay refuses.
+		let mut bad = ops.clone();
+		bad[4].op.prev_op[0] ^= 1;
+		assert!(matches!(f.verify_ops(7, &bad, &ok), Err(StoreError::BrokenChain { seq: 5, .. })));
+		assert!(matches!(
+			f.verify_ops(7, &ops[3..], &ok),
+			Err(StoreError::OutOfOrder { got: 4, expected: 3, .. })
+		));
+		assert_eq!(f.head(7), Some(h2));
+		// Then the replay, and a reopen: the index still hashes to the head.
+		assert_eq!(f.replay(7, &ops, &ok).unwrap(), end);
+		drop(f);
+		let f = Store::open(_d.1.path()).unwrap();
+		assert_eq!(f.head(7), Some(end));
+		drop(g);
+		let g = Store::open(empty.path()).unwrap();
+		assert!(g.segments().is_empty());
+	}
+
+	#[test]
+	fn oversized_put_is_refused() {
+		let (_p, f, ops, _d) = setup(2);
+		let ok = Primaries(vec![1]);
+		// An op, signed by the Primary, naming an object one byte over the limit.
+		let oversized = |size: u64| {
+			let mut op = ops[0].clone();
+			let OpKind::Put { size: s, .. } = &mut op.op.kind else { panic!("a put") };
+			*s = size;
+			op.signature = Key(1).sign_op(&op.op);
+			op
+		};
+		let too_large = |r: Result<Head>| {
+			matches!(r, Err(StoreError::ObjectTooLarge(n)) if n == MAX_OBJECT_BYTES + 1)
+		};
+		assert!(too_large(f.verify_ops(7, &[oversized(MAX_OBJECT_BYTES + 1)], &ok)));
+		assert!(too_large(f.replay(7, &[oversized(MAX_OBJECT_BYTES + 1)], &ok)));
+		assert_eq!(f.head(7), None);
+		// At the limit the size is allowed (and this op then fails on its root, as it lies).
+		assert!(matches!(
+			f.verify_ops(7, &[oversized(MAX_OBJECT_BYTES)], &ok),
+			Err(StoreError::RootMismatch { seq: 1, .. })
+		));
+		assert_eq!(f.replay(7, &ops, &ok).unwrap().seq, 3);
 	}
 }

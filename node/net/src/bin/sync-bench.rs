@@ -24,10 +24,8 @@ use std::{
 	process::{Command, Stdio},
 	time::{Duration, Instant},
 };
-use sync_net::{
-	fixtures::populate, transfer::protocol::WireHead, Holder, Keypair, Multiaddr, NetConfig,
-	PeerId, SyncNetwork,
-};
+use sync_net::{fixtures::populate, Holder, Keypair, Multiaddr, NetConfig, PeerId, SyncNetwork};
+use sync_proto::WireHead;
 use sync_store::{Head, Store};
 use tokio::sync::watch;
 
@@ -97,7 +95,7 @@ async fn child_serve(dir: String, size: u64, large: u64) {
 		t.elapsed().as_secs_f64()
 	);
 	let addr = net.listen_addrs().await[0].clone();
-	let wire = WireHead { seq: head.seq, facts: head.facts }.encode();
+	let wire = WireHead::from(head).encode();
 	println!("READY {} {} {}", net.peer_id(), addr, hex(&wire));
 	std::io::stdout().flush().unwrap();
 	let _ = tokio::task::spawn_blocking(|| {
@@ -128,7 +126,7 @@ fn parse_primary(peer: &str, addr: &str, head: &str) -> (Head, Holder) {
 	let w = WireHead::decode(&mut &unhex(head)[..]).expect("head");
 	let peer: PeerId = peer.parse().expect("peer id");
 	let addr: Multiaddr = addr.parse().expect("multiaddr");
-	(Head { seq: w.seq, facts: w.facts }, Holder { peer, addrs: vec![addr], primary: true })
+	(Head::from(w), Holder { peer, addrs: vec![addr], primary: true })
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -474,7 +472,8 @@ mod deltas {
 		Arc,
 	};
 	use sync_net::{deltas::PrimaryKeys, fixtures::blob};
-	use sync_store::{oplog::OpVerifier, SegmentWrite};
+	use sync_proto::{OpKind, OpVerifier, SignedOp};
+	use sync_store::SegmentWrite;
 
 	pub struct Figures {
 		ops: u64,
@@ -539,7 +538,8 @@ mod deltas {
 	}
 
 	fn verifier(primary: PeerId) -> Arc<dyn OpVerifier + Send + Sync> {
-		Arc::new(PrimaryKeys(move |_, p: &PeerId| *p == primary))
+		// The genesis hash of `NetConfig::new` (all zero), which the Primary signs for.
+		Arc::new(PrimaryKeys::new([0; 32], move |_, p: &PeerId| *p == primary))
 	}
 
 	fn small(i: u64) -> SegmentWrite {
@@ -633,10 +633,10 @@ mod deltas {
 			batches.push(batch);
 		}
 		let v = verifier(p.peer_id());
-		let replay_at = |dir: &str, per_tx: &[Vec<sync_store::oplog::SignedOp>]| {
+		let replay_at = |dir: &str, per_tx: &[Vec<SignedOp>]| {
 			let f = Store::open(base.join(dir)).expect("open");
 			for o in per_tx.iter().flatten() {
-				if let sync_store::oplog::OpKind::Put { cid, size, .. } = &o.op.kind {
+				if let OpKind::Put { cid, size, .. } = &o.op.kind {
 					f.write_group(cid, *size, 0, &p.store().read_object(cid).expect("object"))
 						.expect("copy");
 				}
@@ -657,9 +657,10 @@ mod deltas {
 		// End to end: a fresh node catches up over the network (ops + objects + replay).
 		let (g, _) = node(&base.join("d-net")).await;
 		g.dial(p.peer_id(), ph.addrs.clone()).await.expect("dial");
+		let anyone = PrimaryKeys::new([0; 32], |_, _: &PeerId| true);
 		let t = Instant::now();
 		let reached = g
-			.catch_up(SEG, head.seq, p.peer_id(), &PrimaryKeys(|_, _: &PeerId| true), None)
+			.catch_up(SEG, head.seq, p.peer_id(), &anyone, None)
 			.await
 			.expect("catch up");
 		let replay_net = ops as f64 / t.elapsed().as_secs_f64();

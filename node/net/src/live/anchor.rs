@@ -12,8 +12,9 @@
 //!
 //! These are pure functions of the anchors and the polled heads; the follow loop
 //! ([`super::follow`]) acts on them.
-use crate::transfer::{client::PeerHead, protocol::WireHead};
+use crate::transfer::client::PeerHead;
 use sync_primitives::commitment::Hash32;
+use sync_proto::WireHead;
 use sync_store::Head;
 
 /// The chain's retained committed roots of one segment, oldest first, from finalized state
@@ -21,7 +22,7 @@ use sync_store::Head;
 pub type Anchors = tokio::sync::watch::Receiver<Vec<Head>>;
 
 fn is(h: &WireHead, a: &Head) -> bool {
-	h.seq == a.seq && h.facts == a.facts
+	Head::from(*h) == *a
 }
 
 fn advertised(p: &PeerHead) -> impl Iterator<Item = &WireHead> {
@@ -45,7 +46,7 @@ pub(crate) fn snapshot_target<'a>(
 /// Whether `p` advertises a state at a committed seq with other facts than the chain's: it
 /// cannot back that state with anything the chain vouches for.
 pub(crate) fn contradicts(anchors: &[Head], p: &PeerHead) -> bool {
-	advertised(p).any(|h| anchors.iter().any(|a| a.seq == h.seq && a.facts != h.facts))
+	advertised(p).any(|h| anchors.iter().any(|a| a.seq == h.seq && Head::from(*h).facts != a.facts))
 }
 
 /// The anchor a holder whose head is `head` should pin so others can snapshot it: the newest
@@ -74,7 +75,7 @@ mod tests {
 		Head { seq, facts: RootFacts { root: [r; 32], leaves: 1, entries: 1, bytes: seq } }
 	}
 	fn wire(h: Head) -> WireHead {
-		WireHead { seq: h.seq, facts: h.facts }
+		WireHead::from(h)
 	}
 	fn peer(complete: Option<Head>, pinned: &[Head]) -> PeerHead {
 		PeerHead {

@@ -1,12 +1,9 @@
-//! Deltas: ops signed with the node's network key, checked against the Primaries the chain
-//! lists for the segment, and gap fill — fetching a range of ops and the objects they put from
-//! a holder, then replaying them through the store (exactly once, in seq order).
-use super::gossip::Announcement;
+//! Deltas: ops signed with the node's network key for the chain's genesis hash, checked
+//! against the Primaries the chain lists for the segment, and gap fill — fetching a range of
+//! ops and the objects they put from a holder, then replaying them through the store (exactly
+//! once, in seq order, along the op chain).
 use crate::{
-	transfer::{
-		client::{PeerError, Received, Session},
-		protocol::{ErrorCode, GroupRange, MAX_GROUPS_PER_REQUEST, MAX_OPS_PER_REQUEST},
-	},
+	transfer::client::{PeerError, Received, Session},
 	SyncNetwork,
 };
 use libp2p::{
@@ -19,34 +16,67 @@ use sync_primitives::{
 	outboard::groups_of,
 	SegmentId,
 };
-/// The store's signing traits, which [`KeypairSigner`] and [`PrimaryKeys`] implement.
-pub use sync_store::oplog::{OpSigner, OpVerifier};
-use sync_store::{
-	oplog::{OpKind, SignedOp, CHECKPOINT_EVERY},
-	Head, StoreError,
+/// The signing traits, which [`KeypairSigner`] and [`PrimaryKeys`] implement.
+pub use sync_proto::{OpSigner, OpVerifier};
+use sync_proto::{
+	Announcement, ErrorCode, GroupRange, OpKind, SignedOp, CHECKPOINT_EVERY,
+	MAX_GROUPS_PER_REQUEST, MAX_OPS_PER_REQUEST,
 };
+use sync_store::{Head, StoreError};
 
-/// Signs ops with the node's libp2p key (Ed25519); the signer field is the protobuf-encoded
-/// public key, so a follower derives the PeerId the chain registered.
-pub struct KeypairSigner(pub Keypair);
+/// Signs ops with the node's libp2p key (Ed25519) for the chain whose genesis hash is
+/// `genesis`; the signer field is the protobuf-encoded public key, so a follower derives the
+/// PeerId the chain registered.
+pub struct KeypairSigner {
+	/// The node's network key.
+	pub key: Keypair,
+	/// The chain's genesis hash (part of every signed payload).
+	pub genesis: Hash32,
+}
 
-impl OpSigner for KeypairSigner {
-	fn public(&self) -> Vec<u8> {
-		self.0.public().encode_protobuf()
-	}
-	fn sign(&self, payload: &[u8]) -> Vec<u8> {
-		self.0.sign(payload).expect("Ed25519 signing does not fail")
+impl KeypairSigner {
+	/// Signs with `key` for the chain whose genesis hash is `genesis`.
+	pub fn new(key: Keypair, genesis: Hash32) -> Self {
+		KeypairSigner { key, genesis }
 	}
 }
 
-/// Accepts ops whose signer's PeerId `is_primary(segment, peer)` says may write the segment
-/// (the node answers from the chain) and whose signature verifies.
-pub struct PrimaryKeys<F>(pub F);
+impl OpSigner for KeypairSigner {
+	fn genesis(&self) -> Hash32 {
+		self.genesis
+	}
+	fn public(&self) -> Vec<u8> {
+		self.key.public().encode_protobuf()
+	}
+	fn sign(&self, payload: &[u8]) -> Vec<u8> {
+		self.key.sign(payload).expect("Ed25519 signing does not fail")
+	}
+}
+
+/// Accepts ops and announcements signed for the chain whose genesis hash is `genesis`, by a
+/// signer whose PeerId `is_primary(segment, peer)` says may write the segment (the node
+/// answers from the chain), with a signature that verifies.
+pub struct PrimaryKeys<F> {
+	/// The chain's genesis hash (part of every signed payload).
+	pub genesis: Hash32,
+	/// Whether a peer is a Primary of a segment on chain.
+	pub is_primary: F,
+}
+
+impl<F: Fn(SegmentId, &PeerId) -> bool> PrimaryKeys<F> {
+	/// Accepts the Primaries `is_primary` names, on the chain whose genesis hash is `genesis`.
+	pub fn new(genesis: Hash32, is_primary: F) -> Self {
+		PrimaryKeys { genesis, is_primary }
+	}
+}
 
 impl<F: Fn(SegmentId, &PeerId) -> bool> OpVerifier for PrimaryKeys<F> {
+	fn genesis(&self) -> Hash32 {
+		self.genesis
+	}
 	fn verify(&self, segment: SegmentId, signer: &[u8], payload: &[u8], signature: &[u8]) -> bool {
 		let Ok(key) = PublicKey::try_decode_protobuf(signer) else { return false };
-		(self.0)(segment, &key.to_peer_id()) && key.verify(payload, signature)
+		(self.is_primary)(segment, &key.to_peer_id()) && key.verify(payload, signature)
 	}
 }
 
@@ -72,7 +102,8 @@ pub enum DeltaError {
 
 impl DeltaError {
 	/// Whether the holder sent data that cannot come from an honest holder (ban-worthy): ops
-	/// failing their signature or root chain, out of order, or a batch without checkpoint.
+	/// failing their signature, op chain or root chain, out of order, naming an over-long key or
+	/// an over-large object, or a batch without checkpoint.
 	pub fn is_invalid(&self) -> bool {
 		match self {
 			DeltaError::Peer(PeerError::Misbehaved(_)) => true,
@@ -83,7 +114,9 @@ impl DeltaError {
 					| StoreError::OutOfOrder { .. }
 					| StoreError::Conflict { .. }
 					| StoreError::Unsigned { .. }
+					| StoreError::BrokenChain { .. }
 					| StoreError::KeyTooLong(_)
+					| StoreError::ObjectTooLarge(_)
 					| StoreError::BadData { .. }
 			),
 			_ => false,
@@ -93,9 +126,10 @@ impl DeltaError {
 
 /// Brings `segment` from its head up to seq `target` with ops (and their objects) fetched
 /// from `holder`, replaying them through the store, one durable batch per response. Each
-/// batch ends on the Primary's last checkpoint in it (see [`sync_store::oplog`]); forged,
-/// replayed or out-of-order ops are refused by the store and nothing of that batch is
-/// applied. If `announced` is given, the op at its seq must be the announced one.
+/// batch ends on the Primary's last checkpoint in it, whose signature covers every op of the
+/// batch through the op chain (see [`sync_store::oplog`]); forged, re-ordered, replayed or
+/// out-of-order ops are refused by the store and nothing of that batch is applied. If
+/// `announced` is given, the op at its seq must be the announced one.
 pub(crate) async fn catch_up(
 	net: &SyncNetwork,
 	segment: SegmentId,
@@ -262,5 +296,37 @@ mod tests {
 	#[test]
 	fn nothing_to_pack() {
 		assert!(all(&[]).is_empty());
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use crate::live::gossip::sign_announcement;
+	use sync_proto::Op;
+
+	#[test]
+	fn signatures_hold_on_their_chain_only() {
+		let key = Keypair::generate_ed25519();
+		let me = key.public().to_peer_id();
+		let op = Op {
+			segment: 1,
+			seq: 2,
+			prev_op: [3; 32],
+			kind: OpKind::Delete { key: b"k".to_vec() },
+			prev_root: [4; 32],
+			new_root: [5; 32],
+		};
+		let signer = KeypairSigner::new(key.clone(), [7; 32]);
+		let signed = SignedOp { signature: signer.sign_op(&op), signer: signer.public(), op };
+		let a = sign_announcement(&signed, &key, &[7; 32]);
+		assert_eq!((a.seq, a.op_hash, a.new_root), (2, signed.op.hash(), [5; 32]));
+		let here = PrimaryKeys::new([7; 32], move |_, p: &PeerId| *p == me);
+		let elsewhere = PrimaryKeys::new([8; 32], move |_, p: &PeerId| *p == me);
+		let nobody = PrimaryKeys::new([7; 32], |_, _: &PeerId| false);
+		assert!(here.verify_op(&signed) && here.verify_announcement(&a));
+		assert!(!elsewhere.verify_op(&signed), "another chain");
+		assert!(!elsewhere.verify_announcement(&a), "another chain");
+		assert!(!nobody.verify_op(&signed) && !nobody.verify_announcement(&a), "not a Primary");
 	}
 }

@@ -28,7 +28,7 @@
 use super::{
 	anchor::{self, Anchors},
 	deltas::DeltaError,
-	gossip::{topic, Announcement},
+	gossip::topic,
 	Verifier,
 };
 use crate::{snapshot::Holder, swarm::Command, transfer::client::PeerHead, SyncNetwork};
@@ -41,6 +41,7 @@ use std::{
 	time::{Duration, Instant},
 };
 use sync_primitives::SegmentId;
+use sync_proto::Announcement;
 use sync_store::Head;
 use tokio::{sync::watch, task::JoinHandle};
 

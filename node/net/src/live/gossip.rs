@@ -1,12 +1,15 @@
 //! Live announcements over gossipsub: one topic per segment carrying small signed
 //! [`Announcement`]s (segment, seq, op hash, new root) of the Primary's newest op. Op bodies and
 //! objects are fetched by request ([`super::deltas`]); gossip only says how far the log goes.
+//! The message, its signing payload (which includes the chain's genesis hash) and the topic
+//! name are [`sync_proto`]'s.
 //!
 //! Every announcement is validated before gossipsub forwards it (`validate_messages`):
 //! - **Reject** (not forwarded; the peer that sent it is penalised — banned when
 //!   [`PeerManagerConfig::ban_on_invalid`](crate::peers::PeerManagerConfig) is set): undecodable,
-//!   on the wrong topic, not signed by a Primary of the segment, or contradicting the logged op
-//!   at that seq (same seq, different op).
+//!   on the wrong topic, not signed by a Primary of the segment for this chain (the segment's
+//!   verifier decides, with its genesis hash), or contradicting the logged op at that seq (same
+//!   seq, different op).
 //! - **Ignore** (not forwarded, no penalty): a segment this node does not follow, or a seq
 //!   already applied with exactly that op — a replay. Honest meshes deliver these too (an
 //!   announcement can arrive after the range fetch it triggered elsewhere), so a replay is
@@ -14,56 +17,24 @@
 //!   exactly-once).
 //! - **Accept**: a valid announcement ahead of this node's head; the follow loop fetches the gap.
 use crate::{swarm::Command, SyncNetwork};
-use codec::{Decode, DecodeAll, Encode};
+use codec::{DecodeAll, Encode};
 use libp2p::{gossipsub, identity::Keypair, PeerId};
 use sync_primitives::{commitment::Hash32, SegmentId};
-use sync_store::{oplog::SignedOp, Head, StoreError};
+use sync_proto::{announcement_topic, Announcement, SignedOp, MAX_ANNOUNCEMENT_BYTES};
+use sync_store::{Head, StoreError};
 
-/// Most bytes of one announcement on the wire.
-pub const MAX_ANNOUNCEMENT_BYTES: usize = 1024;
-
-/// A Primary's signed statement that `segment`'s log reached `seq`, with that op's hash and the
-/// root after it.
-#[derive(Encode, Decode, Clone, PartialEq, Eq, Debug)]
-pub struct Announcement {
-	/// The segment.
-	pub segment: SegmentId,
-	/// Seq of the announced op.
-	pub seq: u64,
-	/// [`sync_store::oplog::Op::hash`] of that op.
-	pub op_hash: Hash32,
-	/// Segment root after it.
-	pub new_root: Hash32,
-	/// The signer's public key (protobuf-encoded libp2p key).
-	pub signer: Vec<u8>,
-	/// Signature over [`Announcement::signing_payload`].
-	pub signature: Vec<u8>,
-}
-
-impl Announcement {
-	/// Announces `op` (a Primary's newest op), signed with `key`.
-	pub fn of(op: &SignedOp, key: &Keypair) -> Announcement {
-		let mut a = Announcement {
-			segment: op.op.segment,
-			seq: op.op.seq,
-			op_hash: op.op.hash(),
-			new_root: op.op.new_root,
-			signer: key.public().encode_protobuf(),
-			signature: Vec::new(),
-		};
-		a.signature = key.sign(&a.signing_payload()).expect("Ed25519 signing does not fail");
-		a
-	}
-
-	/// The bytes a Primary signs (domain separated from ops).
-	pub fn signing_payload(&self) -> Vec<u8> {
-		(b"sync-registry/announce/v1", self.segment, self.seq, self.op_hash, self.new_root).encode()
-	}
+/// Announces `op` (a Primary's newest op), signed with `key` for the chain whose genesis hash
+/// is `genesis` (the node's [`NetConfig::genesis`](crate::NetConfig)).
+pub fn sign_announcement(op: &SignedOp, key: &Keypair, genesis: &Hash32) -> Announcement {
+	let mut a = Announcement::unsigned(&op.op);
+	a.signer = key.public().encode_protobuf();
+	a.signature = key.sign(&a.signing_payload(genesis)).expect("Ed25519 signing does not fail");
+	a
 }
 
 /// The gossipsub topic of a segment.
 pub fn topic(segment: SegmentId) -> gossipsub::IdentTopic {
-	gossipsub::IdentTopic::new(format!("/sync-registry/segment/{segment}/ops/1"))
+	gossipsub::IdentTopic::new(announcement_topic(segment))
 }
 
 /// What validation decided, and why (the `outcome` label of `sync_net_gossip_total`).
@@ -118,7 +89,7 @@ fn validate(net: &SyncNetwork, msg: &gossipsub::Message) -> (Verdict, Option<Ann
 	let Some(verifier) = net.live().verifier(a.segment) else {
 		return (Verdict::Ignore("not_followed"), None);
 	};
-	if !verifier.verify(a.segment, &a.signer, &a.signing_payload(), &a.signature) {
+	if !verifier.verify_announcement(&a) {
 		return (Verdict::Reject("forged"), None);
 	}
 	let head = net.store().head(a.segment).map_or(0, |h: Head| h.seq);

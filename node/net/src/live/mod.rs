@@ -18,14 +18,14 @@ pub(crate) mod write;
 pub use follow::Follower;
 
 use follow::FollowStats;
-use gossip::Announcement;
 use parking_lot::Mutex;
 use std::{
 	collections::HashMap,
 	sync::{atomic::Ordering, Arc},
 };
 use sync_primitives::SegmentId;
-use sync_store::{oplog::OpVerifier, Head};
+use sync_proto::{Announcement, OpVerifier};
+use sync_store::Head;
 use tokio::sync::watch;
 
 /// A verifier of a segment's ops and announcements (answers from the chain).

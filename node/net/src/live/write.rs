@@ -1,6 +1,7 @@
-//! The Primary's write path: ops signed with the node's key, applied in one durable
-//! transaction, announced on the segment's topic; and the pin/prune upkeep every holder does.
-use super::{deltas::KeypairSigner, gossip::Announcement};
+//! The Primary's write path: ops signed with the node's key for the chain's genesis hash
+//! ([`NetConfig::genesis`](crate::NetConfig)), applied in one durable transaction, announced on
+//! the segment's topic; and the pin/prune upkeep every holder does.
+use super::{deltas::KeypairSigner, gossip::sign_announcement};
 use crate::SyncNetwork;
 use sync_primitives::SegmentId;
 use sync_store::{Head, SegmentWrite, StoreError};
@@ -15,11 +16,12 @@ pub(crate) fn write(
 	segment: SegmentId,
 	writes: Vec<SegmentWrite>,
 ) -> Result<Head, StoreError> {
-	let key = &net.config().keypair;
+	let (key, genesis) = (&net.config().keypair, net.config().genesis);
 	let was_held = net.store().head(segment).is_some();
-	let (head, ops) = net.store().apply_signed(segment, writes, &KeypairSigner(key.clone()))?;
+	let signer = KeypairSigner::new(key.clone(), genesis);
+	let (head, ops) = net.store().apply_signed(segment, writes, &signer)?;
 	if let Some(last) = ops.last() {
-		super::gossip::publish(net, &Announcement::of(last, key));
+		super::gossip::publish(net, &sign_announcement(last, key, &genesis));
 	}
 	maintain(net, segment, head, &[])?;
 	if !was_held {

@@ -8,10 +8,7 @@ use super::{
 };
 use crate::{
 	metrics::Stage,
-	transfer::{
-		client::{PeerError, PeerHead, Received, Session},
-		protocol::{ErrorCode, GroupRange},
-	},
+	transfer::client::{PeerError, PeerHead, Received, Session},
 	SyncNetwork,
 };
 use libp2p::PeerId;
@@ -28,6 +25,7 @@ use sync_primitives::{
 	commitment::{Entry, Hash32},
 	SegmentId,
 };
+use sync_proto::{ErrorCode, GroupRange};
 use sync_store::{Head, StoreError};
 use tokio::{sync::watch, sync::Notify, task::JoinHandle};
 

@@ -30,7 +30,7 @@
 //! - `engine`: the I/O driver: the sync loop, one worker per selected peer, the index fetch,
 //!   and the requests, each ending in an outcome handed back to the scheduler.
 #[cfg(doc)]
-use crate::transfer::protocol::MAX_GROUPS_PER_REQUEST;
+use sync_proto::MAX_GROUPS_PER_REQUEST;
 use libp2p::{Multiaddr, PeerId};
 use std::{collections::HashMap, time::Duration};
 use sync_store::{Head, StoreError};

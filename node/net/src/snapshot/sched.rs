@@ -12,7 +12,6 @@
 //! Ownership (see the module docs of [`super`] on Primary egress): every group belongs to one
 //! of the non-Primary holders (and this node), by a hash of its aligned run over the sorted
 //! peer ids, so every co-downloader computes the same split.
-use crate::transfer::protocol::MAX_GROUPS_PER_REQUEST;
 use libp2p::PeerId;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::{
@@ -23,6 +22,7 @@ use sync_primitives::{
 	commitment::Hash32,
 	outboard::{group_range, groups_of},
 };
+use sync_proto::MAX_GROUPS_PER_REQUEST;
 use sync_store::ObjectState;
 
 /// One chunk group: (object CID, object size, group index).

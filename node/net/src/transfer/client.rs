@@ -1,6 +1,6 @@
 //! Client side of the transfer protocol: one stream per peer, one request at a time, every
 //! response checked against the protocol limits before anything is allocated.
-use super::protocol::*;
+use super::protocol::PROTOCOL;
 use crate::SyncNetwork;
 use codec::DecodeAll;
 use futures::{io::BufReader, AsyncWriteExt};
@@ -11,7 +11,12 @@ use sync_primitives::{
 	outboard::{group_range, outboard_len},
 	SegmentId,
 };
-use sync_store::oplog::SignedOp;
+use sync_proto::{
+	read_frame_into, write_frame, write_msg, Envelope, ErrorCode, GroupRange, Request, Response,
+	SignedOp, WireError, WireHead, MAX_DATA_FRAME, MAX_HEADER_BYTES, MAX_INDEX_PAGE, TAG_DATA,
+	TAG_MISSING, VERSION,
+};
+use sync_store::wire::entry_from_wire;
 
 /// How a peer failed a request.
 #[derive(Debug, thiserror::Error)]
@@ -186,7 +191,7 @@ impl Session {
 								"index page inconsistent with the root facts".into(),
 							));
 						}
-						out.extend(entries.into_iter().map(Entry::from));
+						out.extend(entries.into_iter().map(entry_from_wire));
 					},
 					other => return Err(PeerError::Misbehaved(format!("unexpected {other:?}"))),
 				}

@@ -1,6 +1,9 @@
 //! The transfer protocol `/sync-registry/transfer/1` and its two ends.
 //!
-//! - [`protocol`]: the wire format (framed SCALE messages, streamed data frames) and its limits;
+//! The wire format (framed SCALE messages, streamed data frames, limits) is pinned in
+//! [`sync_proto`], with the protocol written out in its crate docs.
+//!
+//! - [`protocol`]: the libp2p stream protocol and the serving priority of each request;
 //! - [`client`]: one request-at-a-time [`Session`](client::Session) per peer, every response
 //!   bounded before anything is allocated;
 //! - `server`: answering from the store, within the [`ServeLimits`](crate::ServeLimits)

@@ -1,6 +1,6 @@
 //! Serving side of the transfer protocol: bounded streams (global and per peer), optional
 //! byte-rate limits, and requests answered straight from the store in streamed frames.
-use super::protocol::*;
+use super::protocol::{priority, Priority};
 use crate::{metrics::Metrics, peers::PeerManager, ServeLimits};
 use codec::DecodeAll;
 use futures::{io::BufWriter, AsyncWriteExt, StreamExt};
@@ -11,7 +11,12 @@ use std::{
 	sync::Arc,
 	time::{Duration, Instant},
 };
-use sync_store::{Store, StoreError};
+use sync_proto::{
+	check_limits, read_frame_into, write_data_frame, write_msg, Envelope, ErrorCode, Request,
+	Response, WireError, WireHead, MAX_DATA_FRAME, MAX_REQUEST_BYTES, TAG_DATA, TAG_MISSING,
+	VERSION,
+};
+use sync_store::{wire::entry_to_wire, Store, StoreError};
 use tokio::sync::{oneshot, Semaphore};
 
 /// A token bucket of bytes per second (bursts of a quarter second).
@@ -53,7 +58,7 @@ async fn throttle(bucket: Option<&Mutex<Bucket>>, n: u64) {
 }
 
 /// Admission of requests to the serving slots: a freed slot goes to the oldest waiting
-/// high-priority request, else the oldest low-priority one (see [`Request::priority`]).
+/// high-priority request, else the oldest low-priority one (see [`priority`]).
 struct Gate {
 	state: Mutex<GateState>,
 }
@@ -263,7 +268,7 @@ async fn serve_stream(net: &Arc<Server>, peer: PeerId, stream: Stream) -> Result
 			io.flush().await?;
 			continue;
 		}
-		let priority = env.request.priority();
+		let priority = priority(&env.request);
 		let label = [if priority == Priority::High { "high" } else { "low" }];
 		net.metrics.queued.with_label_values(&label).inc();
 		let pass = net.gate.enter(priority).await;
@@ -288,11 +293,9 @@ async fn answer(
 	let store = &net.store;
 	match request {
 		Request::Head { segment } => {
-			let complete = store.head(segment).map(|h| WireHead { seq: h.seq, facts: h.facts });
+			let complete = store.head(segment).map(WireHead::from);
 			let syncing = match store.transfer(segment) {
-				Ok(Some(t)) if t.index_staged => {
-					Some(WireHead { seq: t.target.seq, facts: t.target.facts })
-				},
+				Ok(Some(t)) if t.index_staged => Some(WireHead::from(t.target)),
 				_ => None,
 			};
 			// Progress of this segment's transfer (what co-downloaders watch), not the node's
@@ -302,17 +305,13 @@ async fn answer(
 			} else {
 				0
 			};
-			let pinned = store
-				.pinned(segment)
-				.into_iter()
-				.map(|h| WireHead { seq: h.seq, facts: h.facts })
-				.collect();
+			let pinned = store.pinned(segment).into_iter().map(WireHead::from).collect();
 			write_msg(io, &Response::Head { complete, syncing, received, pinned }).await
 		},
 		Request::Index { segment, root, start, count } => {
 			match store.index_page(segment, &root, start, count as u64) {
 				Ok((entries, total)) => {
-					let entries = entries.into_iter().map(WireEntry::from).collect();
+					let entries = entries.into_iter().map(entry_to_wire).collect();
 					write_msg(io, &Response::Index { entries, total }).await
 				},
 				Err(_) => write_msg(io, &Response::Error(ErrorCode::NotHeld)).await,
