@@ -12,28 +12,36 @@
 //! - `objects/xx/<cid>`: complete large objects as plain files, so serving is one `pread` and
 //!   bulk data never goes through the B-tree (the 2×–3× write amplification of a page store is
 //!   what large objects would otherwise pay).
-//! - `partial/<cid>`: a large object being downloaded, written in place at its offsets, followed
-//!   by one byte per group that is set only after the group was verified and written (one file
-//!   per object: no side files to create and delete, which on ext4 costs more than the data).
-//!   Finishing truncates the bytes away and renames the file into `objects/`.
+//! - `partial/<cid>` and `partial/<cid>.bits`: a large object being downloaded: its data,
+//!   exactly the object's size from creation on, written in place at its offsets, and a sidecar
+//!   of one byte per group, set only after the group was verified and written. Finishing is an
+//!   fsync and a rename of the data file into `objects/`; nothing is ever trimmed.
+//! - `quarantine/<cid>`: objects the open check or the scrub found damaged, moved aside (no
+//!   longer held; kept for inspection).
 //!
 //! # Crash safety
 //! Nothing is fsynced per chunk. Group data is `pwrite`n before its bit; bits are written
-//! lazily (every [`BITS_FLUSH_GROUPS`] groups over all objects, and on [`Store::flush`]); small objects and
-//! outboards are committed to the database in batches of [`SMALL_BATCH_BYTES`] (a partial
-//! object whose outboard was not committed yet is discarded on reopen). After `kill -9` the page cache
-//! still holds every completed write, so at most the unflushed bits and the unflushed small
-//! batch are fetched again. The bits are only a hint: reopening a partial object re-hashes every
-//! flagged group against the outboard, so even a torn write after power loss costs a refetch,
-//! never a corrupt byte. A finished object is fsynced and then renamed into `objects/` (the
-//! rename is the commit point) by a background thread, so disk flushes overlap the transfer; a finished segment swaps its index and head in one durable
-//! database transaction.
+//! lazily (every [`BITS_FLUSH_GROUPS`] groups over all objects, and on [`Store::flush`]); small
+//! objects and outboards are committed to the database in batches of [`SMALL_BATCH_BYTES`] (a
+//! partial object whose outboard was not committed yet is discarded on reopen). After `kill -9`
+//! the page cache still holds every completed write, so at most the unflushed bits and the
+//! unflushed small batch are fetched again. The bits are only a hint: reopening a partial
+//! object re-hashes every flagged group against the outboard, so even a torn write after power
+//! loss costs a refetch, never a corrupt byte. A background thread finishes objects: it sets
+//! `done` (no bitfield write after it), fsyncs the data, renames it into `objects/` (the commit
+//! point) and fsyncs the directories; only then is the object durable, and a head that
+//! references an object commits only once it is (small objects in the same or an earlier
+//! durable transaction, large ones after the directory fsync). At open, every large object a
+//! head references is checked for presence and length ([`Store::open_report`]); the scrub
+//! ([`Store::scrub_step`]) re-verifies stored bytes and quarantines what rotted, and
+//! [`Store::missing_objects`] lists what a segment needs fetched again.
 //!
 //! # Roots
 //! Each segment's index lives in memory as a [`SegmentTrie`] (loaded at open and checked
 //! against the stored head), so a write rehashes only its trie path, never the whole segment.
 #![warn(missing_docs)]
 
+mod integrity;
 mod objects;
 pub mod oplog;
 mod proofs;
@@ -52,6 +60,7 @@ use sync_primitives::{
 	SegmentId,
 };
 
+pub use integrity::{OpenReport, ScrubReport, SCRUB_OBJECT_COST};
 pub use objects::{GroupRead, GroupSource, ObjectState};
 pub use segments::{Head, SegmentWrite, Transfer};
 pub use sync_primitives::commitment::Entry;
@@ -297,13 +306,12 @@ pub(crate) struct Inner {
 }
 
 impl Store {
-	/// Opens (or creates) the store in `dir`, loading and checking every segment's index.
+	/// Opens (or creates) the store in `dir`, loading and checking every segment's index, and
+	/// checking that every large object a head references is present at its size (what was not
+	/// is absent now and reported by [`Store::open_report`]).
 	pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
 		let dir = dir.as_ref().to_path_buf();
-		for i in 0..=255u8 {
-			std::fs::create_dir_all(dir.join("objects").join(hex(&[i])))?;
-		}
-		std::fs::create_dir_all(dir.join("partial"))?;
+		objects::create_dirs(&dir)?;
 		let db = Database::create(dir.join("db.redb"))?;
 		{
 			let tx = db.begin_write()?;
@@ -329,6 +337,7 @@ impl Store {
 		};
 		let store = Store { inner: Arc::new(inner) };
 		store.load_segments()?;
+		store.check_objects()?;
 		Ok(store)
 	}
 
@@ -353,9 +362,11 @@ impl Store {
 		Ok(tx.open_table(META)?.get(name)?.map(|v| v.value().to_vec()))
 	}
 
-	/// Makes everything written so far survive a crash: commits pending small objects and
-	/// writes the bits of partial objects. Called by the transfer engine periodically and at
-	/// the end of a sync; cheap when nothing is pending.
+	/// Makes everything written so far survive a crash: waits until the objects being finished
+	/// are durable (fsynced, renamed, directories synced), commits pending small objects and
+	/// outboards, and writes the bits of partial objects. Called by the transfer engine
+	/// periodically and at the end of a sync, and needed before a head may reference what was
+	/// received; cheap when nothing is pending.
 	pub fn flush(&self) -> Result<()> {
 		self.inner.objects.flush(&self.inner.db)
 	}

@@ -1,18 +1,39 @@
 //! Objects by CID: small ones inline in the database, large ones as files with outboards, and
-//! partial (downloading) large objects written in place with a lazily persisted bitfield.
+//! partial (downloading) large objects written in place, with a lazily persisted bitfield of
+//! verified groups in a sidecar file.
+//!
+//! # Finishing a partial object
+//! A partial object is `partial/<cid>` (exactly `size` bytes from the start, groups written in
+//! place) and `partial/<cid>.bits` (one byte per group, set only after the group was verified
+//! and written). The finisher thread commits a complete one in these steps, each safe to crash
+//! after:
+//! 1. `done` is set under the bits lock, after one last write of the (full) bitfield: no
+//!    bitfield write can follow (see [`Partial::write_bits`]). A crash now leaves a partial
+//!    whose every group is flagged; reopening re-verifies them all and finishes again.
+//! 2. The data file is fsynced. A crash leaves the same partial, now also safe from power loss.
+//! 3. The data file is renamed to `objects/xx/<cid>`: the commit point. The file already has
+//!    exactly the object's bytes, so there is nothing to trim; a crash leaves a complete object
+//!    (and a sidecar that the next open removes).
+//! 4. The directories (`objects/xx` and `partial/`) are fsynced, for all objects of the batch at
+//!    once. Only after this does the object count as durable ([`Store::flush`] waits for it, and
+//!    [`Store::has_object_in`], which decides what a head may reference, says no before it).
+//! 5. The sidecar is removed and the object leaves the in-memory partials.
 use crate::{
-	hex, Cid, Result, Store, StoreError, BITS_FLUSH_GROUPS, BLOBS, OUTBOARDS, SMALL_BATCH_BYTES,
+	hex,
+	integrity::{OpenReport, ScrubCursor},
+	Cid, Result, Store, StoreError, BITS_FLUSH_GROUPS, BLOBS, OUTBOARDS, SMALL_BATCH_BYTES,
 };
 use parking_lot::{Condvar, Mutex};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
 use std::{
-	collections::HashMap,
+	collections::{BTreeSet, HashMap},
 	fs::{self, File, OpenOptions},
 	io::{ErrorKind, Write},
 	os::unix::fs::FileExt,
 	path::{Path, PathBuf},
 	sync::{
 		atomic::{AtomicU32, Ordering},
+		mpsc::{Receiver, Sender},
 		Arc,
 	},
 };
@@ -20,6 +41,9 @@ use sync_primitives::{
 	commitment::{cid_of, Hash32, ProofError, GROUP_LEN},
 	outboard::{group_range, groups_of, verify_group, Outboard},
 };
+
+/// Most objects the finisher commits with one round of directory fsyncs.
+const FINISH_BATCH: usize = 64;
 
 /// What the store has of an object.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -45,11 +69,16 @@ pub enum GroupRead {
 }
 
 /// A large object being downloaded.
-struct Partial {
+pub(crate) struct Partial {
 	size: u64,
 	leaves: Vec<Hash32>,
+	/// `partial/<cid>`: exactly `size` bytes, each group written in place at its offset.
 	data: File,
+	/// `partial/<cid>.bits`: one byte per group. Written only with this lock held, and never once
+	/// `done` is set (see [`Partial::write_bits`]).
+	bits: Mutex<File>,
 	state: Mutex<PartialState>,
+	hooks: Arc<Hooks>,
 }
 
 struct PartialState {
@@ -57,20 +86,92 @@ struct PartialState {
 	missing: u64,
 	/// Bits changed since they were last written.
 	dirty: bool,
+	/// Handed to the finisher: no more bitfield writes.
 	done: bool,
 }
 
 /// A partial object whose last group is verified, handed to the finisher thread.
 type Finished = (Hash32, Arc<Partial>);
 
+/// The steps of finishing a partial object (see the module docs), named for the tests'
+/// simulated crashes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum FinishStep {
+	/// Handed to the finisher, nothing done yet.
+	Queued,
+	/// `done` set and the full bitfield written.
+	Done,
+	/// Data fsynced.
+	Synced,
+	/// Renamed into `objects/`, directories not synced yet.
+	Renamed,
+	/// Directories synced, the sidecar not removed yet.
+	DirSynced,
+}
+
+/// Fault injection for the tests; empty, and every check a constant, outside `cfg(test)`.
+#[derive(Default)]
+pub(crate) struct Hooks {
+	/// Finishing stops right after this step, as if the process were killed there.
+	#[cfg(test)]
+	pub(crate) crash_after: Mutex<Option<FinishStep>>,
+	/// Set once a simulated crash happened: from then on nothing more reaches the files (no
+	/// bits, no batch, no further finishing), as after a `kill -9`.
+	#[cfg(test)]
+	crashed: std::sync::atomic::AtomicBool,
+	/// Runs once inside [`Partial::write_bits`], after the `done` check and before the write.
+	#[cfg(test)]
+	#[allow(clippy::type_complexity)]
+	pub(crate) before_bits_write: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+#[cfg(test)]
+impl Hooks {
+	fn crash_after(&self, step: FinishStep) -> bool {
+		if *self.crash_after.lock() == Some(step) {
+			self.crashed.store(true, Ordering::SeqCst);
+			return true;
+		}
+		false
+	}
+	fn crashed(&self) -> bool {
+		self.crashed.load(Ordering::SeqCst)
+	}
+	fn before_bits_write(&self) {
+		let hook = self.before_bits_write.lock().take();
+		if let Some(f) = hook {
+			f();
+		}
+	}
+}
+
+#[cfg(not(test))]
+impl Hooks {
+	#[inline(always)]
+	fn crash_after(&self, _step: FinishStep) -> bool {
+		false
+	}
+	#[inline(always)]
+	fn crashed(&self) -> bool {
+		false
+	}
+	#[inline(always)]
+	fn before_bits_write(&self) {}
+}
+
 pub(crate) struct Objects {
 	dir: PathBuf,
 	pending: Mutex<Pending>,
 	partials: Arc<Mutex<HashMap<Hash32, Arc<Partial>>>>,
-	finisher: Mutex<Option<std::sync::mpsc::Sender<Finished>>>,
+	finisher: Mutex<Option<Sender<Finished>>>,
 	finishing: Arc<(Mutex<usize>, Condvar)>,
 	/// Verified groups whose bits are not written yet, over all partial objects.
 	dirty_groups: AtomicU32,
+	pub(crate) hooks: Arc<Hooks>,
+	/// What the check at open found (see [`Store::open_report`]).
+	pub(crate) report: Mutex<OpenReport>,
+	/// Where the scrub is (see [`Store::scrub_step`]).
+	pub(crate) scrub: Mutex<ScrubCursor>,
 }
 
 #[derive(Default)]
@@ -99,40 +200,47 @@ impl Objects {
 			finisher: Mutex::new(None),
 			finishing: Arc::new((Mutex::new(0), Condvar::new())),
 			dirty_groups: AtomicU32::new(0),
+			hooks: Arc::new(Hooks::default()),
+			report: Mutex::new(OpenReport::default()),
+			scrub: Mutex::new(ScrubCursor::default()),
 		}
 	}
 
-	/// Hands a fully verified partial object to the finisher thread, which fsyncs it and then
-	/// renames it into `objects/` (the commit point), off the transfer's hot path.
+	/// Hands a fully verified partial object to the finisher thread, which commits it (see the
+	/// module docs) off the transfer's hot path.
 	fn finish_later(&self, cid: Hash32, p: Arc<Partial>) -> Result<()> {
 		*self.finishing.0.lock() += 1;
+		let sent = self.send_to_finisher((cid, p));
+		if sent.is_err() {
+			// Never handed over: nothing to wait for.
+			finished(&self.finishing, 1);
+		}
+		sent
+	}
+
+	fn send_to_finisher(&self, f: Finished) -> Result<()> {
 		let mut tx = self.finisher.lock();
 		if tx.is_none() {
-			let (send, recv) = std::sync::mpsc::channel::<(Hash32, Arc<Partial>)>();
-			let (partials, finishing, dir) =
-				(self.partials.clone(), self.finishing.clone(), self.dir.clone());
-			std::thread::Builder::new().name("sync-store-finisher".into()).spawn(move || {
-				for (cid, p) in recv {
-					if let Err(e) = commit_partial(&dir, &cid, &p) {
-						log::error!(target: "sync-store", "finishing object {}: {e}", Cid(cid));
-					} else {
-						partials.lock().remove(&cid);
-					}
-					let mut n = finishing.0.lock();
-					*n -= 1;
-					finishing.1.notify_all();
-				}
-			})?;
+			let (send, recv) = std::sync::mpsc::channel::<Finished>();
+			let ctx = FinishCtx {
+				dir: self.dir.clone(),
+				partials: self.partials.clone(),
+				finishing: self.finishing.clone(),
+				hooks: self.hooks.clone(),
+			};
+			std::thread::Builder::new()
+				.name("sync-store-finisher".into())
+				.spawn(move || ctx.run(recv))?;
 			*tx = Some(send);
 		}
-		tx.as_ref()
-			.expect("set above")
-			.send((cid, p))
-			.map_err(|_| std::io::Error::other("finisher stopped"))?;
+		let Some(send) = tx.as_ref() else {
+			return Err(std::io::Error::other("finisher not started").into());
+		};
+		send.send(f).map_err(|_| std::io::Error::other("finisher stopped"))?;
 		Ok(())
 	}
 
-	/// Waits until every handed-over object is committed.
+	/// Waits until every handed-over object is committed and durable.
 	fn wait_finished(&self) {
 		let mut n = self.finishing.0.lock();
 		while *n > 0 {
@@ -146,9 +254,26 @@ impl Objects {
 	fn partial_path(&self, cid: &Hash32) -> PathBuf {
 		partial_path(&self.dir, cid)
 	}
+	fn bits_path(&self, cid: &Hash32) -> PathBuf {
+		bits_path(&self.dir, cid)
+	}
 
-	/// Commits pending small objects and outboards, writes dirty bitfields and waits for
-	/// finishing objects.
+	/// Whether the finisher holds `cid` between its first step and the end of its directory
+	/// sync: the file in `objects/` (if already renamed) is not durable yet.
+	fn finishing(&self, cid: &Hash32) -> bool {
+		self.partials.lock().get(cid).is_some_and(|p| p.state.lock().done)
+	}
+
+	/// Whether `objects/` durably holds the large object `cid` with its outboard committed: what a
+	/// head may reference.
+	fn has_durable_file(&self, cid: &Hash32) -> bool {
+		!self.finishing(cid)
+			&& !self.pending.lock().outboards.contains_key(cid)
+			&& self.object_path(cid).exists()
+	}
+
+	/// Waits for finishing objects (durable: fsynced, renamed, directories synced), then commits
+	/// pending small objects and outboards and writes dirty bitfields.
 	pub(crate) fn flush(&self, db: &Database) -> Result<()> {
 		self.wait_finished();
 		self.commit_pending(db)?;
@@ -157,6 +282,9 @@ impl Objects {
 
 	/// Commits the pending batch of small objects and outboards (one durable transaction).
 	fn commit_pending(&self, db: &Database) -> Result<()> {
+		if self.hooks.crashed() {
+			return Ok(());
+		}
 		let (blobs, outboards) = {
 			let mut p = self.pending.lock();
 			p.bytes = 0;
@@ -190,6 +318,9 @@ impl Objects {
 	/// Writes the bits of every partial object that changed. Outboards must be committed first:
 	/// bits without their outboard are worthless after a crash.
 	fn write_all_bits(&self) -> Result<()> {
+		if self.hooks.crashed() {
+			return Ok(());
+		}
 		let partials: Vec<_> = self.partials.lock().values().cloned().collect();
 		for p in partials {
 			p.write_bits()?;
@@ -208,8 +339,9 @@ impl Objects {
 		Ok(())
 	}
 
-	/// Writes a complete large object (already hashed by the caller) durably; its outboard goes
-	/// into `tx`, the caller's segment transaction.
+	/// Writes a complete large object (already hashed by the caller) durably — file fsynced,
+	/// renamed into place, directory synced — before `tx`, the caller's segment transaction that
+	/// references it, can commit; its outboard goes into `tx`.
 	pub(crate) fn put_large_in(
 		&self,
 		tx: &WriteTransaction,
@@ -218,7 +350,9 @@ impl Objects {
 		outboard: &Outboard,
 	) -> Result<()> {
 		let path = self.object_path(cid);
-		if !path.exists() {
+		// A file the finisher has renamed but not yet synced the directory of is written again
+		// (the same bytes under the same name) rather than referenced before it is durable.
+		if self.finishing(cid) || !path.exists() {
 			write_durable(&path, data)?;
 		}
 		tx.open_table(OUTBOARDS)?.insert(cid, outboard.to_bytes().as_slice())?;
@@ -232,6 +366,120 @@ impl Objects {
 		}
 		Ok(db.begin_read()?.open_table(OUTBOARDS)?.get(cid)?.map(|v| v.value().to_vec()))
 	}
+
+	/// The partial object in memory, if any (for tests that drive its steps directly).
+	#[cfg(test)]
+	pub(crate) fn partial_in_memory(&self, cid: &Hash32) -> Option<Arc<Partial>> {
+		self.partials.lock().get(cid).cloned()
+	}
+}
+
+/// Takes `n` objects off the count [`Objects::wait_finished`] waits on.
+fn finished(finishing: &(Mutex<usize>, Condvar), n: usize) {
+	let mut count = finishing.0.lock();
+	*count = count.saturating_sub(n);
+	finishing.1.notify_all();
+}
+
+/// What the finisher thread works with.
+struct FinishCtx {
+	dir: PathBuf,
+	partials: Arc<Mutex<HashMap<Hash32, Arc<Partial>>>>,
+	finishing: Arc<(Mutex<usize>, Condvar)>,
+	hooks: Arc<Hooks>,
+}
+
+impl FinishCtx {
+	/// Commits objects as they are handed over, in batches of whatever is queued (up to
+	/// [`FINISH_BATCH`]), so one round of directory fsyncs serves many objects.
+	fn run(self, recv: Receiver<Finished>) {
+		while let Ok(first) = recv.recv() {
+			let mut batch = vec![first];
+			while batch.len() < FINISH_BATCH {
+				match recv.try_recv() {
+					Ok(f) => batch.push(f),
+					Err(_) => break,
+				}
+			}
+			self.finish_batch(&batch);
+			finished(&self.finishing, batch.len());
+		}
+	}
+
+	/// Steps 1–5 of the module docs for a batch. An object that fails stays in the partials
+	/// (not durable, so no head can reference it); the error is logged.
+	fn finish_batch(&self, batch: &[Finished]) {
+		let mut renamed = Vec::with_capacity(batch.len());
+		let mut dirs = BTreeSet::new();
+		for (cid, p) in batch {
+			if self.hooks.crashed() || self.hooks.crash_after(FinishStep::Queued) {
+				return;
+			}
+			match self.commit_data(cid, p) {
+				Ok(true) => {
+					let path = object_path(&self.dir, cid);
+					if let Some(d) = path.parent() {
+						dirs.insert(d.to_path_buf());
+					}
+					renamed.push(*cid);
+				},
+				// A simulated crash.
+				Ok(false) => return,
+				Err(e) => {
+					log::error!(target: "sync-store", "finishing object {}: {e}", Cid(*cid));
+				},
+			}
+		}
+		if renamed.is_empty() || self.hooks.crash_after(FinishStep::Renamed) {
+			return;
+		}
+		// 4. The new names in `objects/xx` (and the removed ones in `partial/`) are durable
+		// before anyone is told the objects are: `flush` returns, and a head may reference them.
+		dirs.insert(self.dir.join("partial"));
+		for d in &dirs {
+			if let Err(e) = sync_dir(d) {
+				log::error!(
+					target: "sync-store",
+					"syncing {}: {e}; {} finished objects are not durable",
+					d.display(),
+					renamed.len()
+				);
+				return;
+			}
+		}
+		if self.hooks.crash_after(FinishStep::DirSynced) {
+			return;
+		}
+		// 5. The sidecar mattered only before the rename (a leftover is removed at open).
+		for cid in &renamed {
+			if let Err(e) = fs::remove_file(bits_path(&self.dir, cid)) {
+				if e.kind() != ErrorKind::NotFound {
+					log::warn!(target: "sync-store", "removing bits of {}: {e}", Cid(*cid));
+				}
+			}
+		}
+		let mut partials = self.partials.lock();
+		for cid in &renamed {
+			partials.remove(cid);
+		}
+	}
+
+	/// Steps 1–3 for one object; `Ok(false)` if a simulated crash stopped it.
+	fn commit_data(&self, cid: &Hash32, p: &Partial) -> Result<bool> {
+		// 1. No bitfield write after this one.
+		p.mark_done(cid);
+		if self.hooks.crash_after(FinishStep::Done) {
+			return Ok(false);
+		}
+		// 2. The bytes are on disk before any name says the object is complete.
+		p.data.sync_data()?;
+		if self.hooks.crash_after(FinishStep::Synced) {
+			return Ok(false);
+		}
+		// 3. The commit point. The file is exactly the object: nothing to trim, before or after.
+		fs::rename(partial_path(&self.dir, cid), object_path(&self.dir, cid))?;
+		Ok(true)
+	}
 }
 
 pub(crate) fn object_path(dir: &Path, cid: &Hash32) -> PathBuf {
@@ -239,44 +487,121 @@ pub(crate) fn object_path(dir: &Path, cid: &Hash32) -> PathBuf {
 	dir.join("objects").join(&h[..2]).join(h)
 }
 
-/// A partial object: its data, followed by one byte per group set once the group verified.
-fn partial_path(dir: &Path, cid: &Hash32) -> PathBuf {
+/// The data of a partial object: exactly `size` bytes, groups at their offsets.
+pub(crate) fn partial_path(dir: &Path, cid: &Hash32) -> PathBuf {
 	dir.join("partial").join(hex(cid))
 }
 
-/// Drops a finished partial object's trailing bits, fsyncs it, then renames it into `objects/`.
-fn commit_partial(dir: &Path, cid: &Hash32, p: &Partial) -> Result<()> {
-	p.state.lock().done = true;
-	p.data.set_len(p.size)?;
-	p.data.sync_data()?;
-	fs::rename(partial_path(dir, cid), object_path(dir, cid))?;
+/// Suffix of a partial object's bitfield sidecar, next to its data in `partial/`.
+pub(crate) const BITS_SUFFIX: &str = ".bits";
+
+/// The bitfield of a partial object: one byte per group, non-zero once the group verified.
+pub(crate) fn bits_path(dir: &Path, cid: &Hash32) -> PathBuf {
+	dir.join("partial").join(format!("{}{BITS_SUFFIX}", hex(cid)))
+}
+
+/// Makes the entries of directory `dir` (files created in it, renamed into or out of it)
+/// durable.
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+	File::open(dir)?.sync_all()
+}
+
+/// Creates the store's directories (`objects/00`…`objects/ff`, `partial/`, `quarantine/`) and
+/// makes their entries durable: a file synced into a directory whose own entry is not durable
+/// could vanish with it after a power loss.
+pub(crate) fn create_dirs(dir: &Path) -> Result<()> {
+	let objects = dir.join("objects");
+	for i in 0..=255u8 {
+		fs::create_dir_all(objects.join(hex(&[i])))?;
+	}
+	fs::create_dir_all(dir.join("partial"))?;
+	fs::create_dir_all(dir.join("quarantine"))?;
+	sync_dir(&objects)?;
+	sync_dir(dir)?;
 	Ok(())
 }
 
-/// Writes `data` to a temporary file, fsyncs it and renames it into place.
-fn write_durable(path: &PathBuf, data: &[u8]) -> Result<()> {
+/// Writes `data` to a temporary file, fsyncs it, renames it into place and syncs the directory.
+fn write_durable(path: &Path, data: &[u8]) -> Result<()> {
 	let tmp = path.with_extension("tmp");
 	let mut f = File::create(&tmp)?;
 	f.write_all(data)?;
 	f.sync_data()?;
 	fs::rename(&tmp, path)?;
+	if let Some(dir) = path.parent() {
+		sync_dir(dir)?;
+	}
+	Ok(())
+}
+
+/// Reads up to `buf.len()` bytes from the start of `f`; bytes past its end stay as they are.
+fn read_prefix(f: &File, buf: &mut [u8]) -> std::io::Result<()> {
+	let mut done = 0;
+	while done < buf.len() {
+		match f.read_at(&mut buf[done..], done as u64) {
+			Ok(0) => break,
+			Ok(n) => done += n,
+			Err(e) if e.kind() == ErrorKind::Interrupted => {},
+			Err(e) => return Err(e),
+		}
+	}
 	Ok(())
 }
 
 impl Partial {
-	/// Writes the bitfield if any group changed since the last write.
-	fn write_bits(&self) -> Result<()> {
+	/// Writes the bitfield to the sidecar if any group changed since the last write; `Ok(true)`
+	/// if it wrote.
+	///
+	/// This cannot race with finishing. The `done` check and the write happen in one critical
+	/// section of the `bits` lock, and the finisher sets `done` only inside that lock too
+	/// ([`Partial::mark_done`]). That leaves two interleavings: this write runs first and
+	/// completes, and the finisher then writes the full bitfield and sets `done`; or the finisher
+	/// runs first, and this call sees `done` and writes nothing. No bitfield write can land after
+	/// `done`, so none can land after the rename or the removal of the sidecar. Even a bitfield
+	/// write that did would not touch the object: the bits are in the sidecar, never in the data
+	/// file, which is exactly `size` bytes from creation on.
+	///
+	/// (A data `pwrite` in [`Store::write_group`] can still land after finishing: two writers
+	/// verified the same group, one set its bit and completed the object. It writes bytes that
+	/// verified against the same leaf to the same offset inside the file, so they are the bytes
+	/// already there, and the file's length does not change.)
+	pub(crate) fn write_bits(&self) -> Result<bool> {
+		let bits = self.bits.lock();
 		let snapshot = {
 			let mut s = self.state.lock();
 			if s.done || !s.dirty {
-				return Ok(());
+				return Ok(false);
 			}
 			s.dirty = false;
 			s.have.clone()
 		};
-		// Data was pwritten before its bit was set, so the file never claims unwritten groups.
-		self.data.write_all_at(&snapshot, self.size)?;
-		Ok(())
+		self.hooks.before_bits_write();
+		// Data was pwritten before its bit was set, so the sidecar never claims unwritten groups.
+		if let Err(e) = bits.write_all_at(&snapshot, 0) {
+			self.state.lock().dirty = true;
+			return Err(e.into());
+		}
+		Ok(true)
+	}
+
+	/// Finishing step 1: writes the bitfield (every group flagged) once more and sets `done`, both
+	/// under the bits lock, so no bitfield write follows. A failed write is only logged: the bits
+	/// are a hint, and losing them costs a refetch after a crash, never a wrong byte.
+	pub(crate) fn mark_done(&self, cid: &Hash32) {
+		let bits = self.bits.lock();
+		let snapshot = self.state.lock().have.clone();
+		if let Err(e) = bits.write_all_at(&snapshot, 0) {
+			log::warn!(target: "sync-store", "writing bits of {}: {e}", Cid(*cid));
+		}
+		let mut s = self.state.lock();
+		s.done = true;
+		s.dirty = false;
+	}
+
+	/// Marks the bits changed (for tests that drive a write directly).
+	#[cfg(test)]
+	pub(crate) fn set_dirty(&self) {
+		self.state.lock().dirty = true;
 	}
 }
 
@@ -285,24 +610,28 @@ impl Store {
 		&self.inner.objects
 	}
 
-	/// Whether the complete object `(cid, size)` is present, looking only where an object of
-	/// that size lives (inline below one group, a file above): no file-system call for small
-	/// objects. `blobs` is the inline-object table of the caller's open transaction.
+	/// Whether the complete object `(cid, size)` is present *durably*, i.e. whether a head about
+	/// to commit may reference it: an inline object committed to the database (not one still in
+	/// the pending batch), or a file in `objects/` whose rename and directory are synced and whose
+	/// outboard is committed. Looks only where an object of that size lives (inline below one
+	/// group, a file above): no file-system call for small objects. `blobs` is the inline-object
+	/// table of the caller's open transaction. [`Store::flush`] makes everything received so far
+	/// durable.
 	pub(crate) fn has_object_in(
 		&self,
 		blobs: &impl ReadableTable<&'static [u8; 32], &'static [u8]>,
 		cid: &Hash32,
 		size: u64,
 	) -> Result<bool> {
-		let o = self.objects();
 		if is_small(size) {
-			Ok(o.pending.lock().blobs.contains_key(cid) || blobs.get(cid)?.is_some())
+			Ok(blobs.get(cid)?.is_some())
 		} else {
-			Ok(o.object_path(cid).exists())
+			Ok(self.objects().has_durable_file(cid))
 		}
 	}
 
-	/// Whether the complete object is present.
+	/// Whether the complete object is present (committed or in the pending batch; not a
+	/// quarantined one).
 	pub fn has_object(&self, cid: &Hash32) -> Result<bool> {
 		let o = self.objects();
 		if o.pending.lock().blobs.contains_key(cid) || o.object_path(cid).exists() {
@@ -346,7 +675,11 @@ impl Store {
 			return Ok(None);
 		};
 		let groups = groups_of(size);
-		if data.metadata()?.len() != size + groups {
+		let len = data.metadata()?.len();
+		// The data file is exactly `size` bytes. A store written before the bits moved to the
+		// sidecar kept them after the data (`size + groups` bytes): read them, then cut them off.
+		let legacy = size.checked_add(groups) == Some(len);
+		if len != size && !legacy {
 			// A partial for a different size claim: discard it.
 			drop(data);
 			self.discard_partial(cid);
@@ -364,16 +697,41 @@ impl Store {
 			return Err(StoreError::BadData { cid: Cid(*cid), reason });
 		}
 		let leaves = ob.group_cvs();
+		let bits_path = o.bits_path(cid);
+		let sidecar = bits_path.exists();
+		let bits = OpenOptions::new()
+			.read(true)
+			.write(true)
+			.create(true)
+			.truncate(false)
+			.open(&bits_path)?;
 		let mut have = vec![0u8; groups as usize];
-		data.read_exact_at(&mut have, size)?;
+		if sidecar {
+			// Written only partly (or not yet): the rest reads as zeros, fetched again.
+			read_prefix(&bits, &mut have)?;
+		} else if !legacy {
+			// No sidecar at all: an object an older store finished up to its truncate before a
+			// crash (every group verified, the bits cut off), or a sidecar lost with a power
+			// loss. Every group is a candidate; each is re-verified below, so this costs one
+			// read of the object and keeps whatever verified data is there.
+			have.fill(1);
+		}
+		if legacy {
+			let mut tail = vec![0u8; groups as usize];
+			data.read_exact_at(&mut tail, size)?;
+			for (h, t) in have.iter_mut().zip(tail) {
+				*h |= t;
+			}
+		}
 		// The bits are a hint: re-verify every flagged group before trusting it.
 		let mut buf = vec![0u8; GROUP_LEN as usize];
 		for g in 0..groups {
 			if have[g as usize] != 0 {
-				let (s, e) = group_range(size, g).expect("g < groups");
-				let b = &mut buf[..(e - s) as usize];
-				let ok = data.read_exact_at(b, s).is_ok()
-					&& verify_group(cid, size, leaves.get(g as usize), g, b).is_ok();
+				let ok = group_range(size, g).is_some_and(|(s, e)| {
+					let b = &mut buf[..(e - s) as usize];
+					data.read_exact_at(b, s).is_ok()
+						&& verify_group(cid, size, leaves.get(g as usize), g, b).is_ok()
+				});
 				have[g as usize] = ok as u8;
 			}
 		}
@@ -382,11 +740,22 @@ impl Store {
 			size,
 			leaves,
 			data,
+			bits: Mutex::new(bits),
 			state: Mutex::new(PartialState { have, missing, dirty: true, done: false }),
+			hooks: o.hooks.clone(),
 		});
 		p.write_bits()?;
-		let p = o.partials.lock().entry(*cid).or_insert(p).clone();
-		if missing == 0 {
+		if legacy {
+			// Only now that the sidecar holds the bits.
+			p.data.set_len(size)?;
+		}
+		let (p, ours) = {
+			let mut partials = o.partials.lock();
+			let kept = partials.entry(*cid).or_insert_with(|| p.clone()).clone();
+			let ours = Arc::ptr_eq(&kept, &p);
+			(kept, ours)
+		};
+		if missing == 0 && ours {
 			// Every group was verified before a crash, but the object was never committed.
 			o.finish_later(*cid, p.clone())?;
 		}
@@ -397,10 +766,12 @@ impl Store {
 		let o = self.objects();
 		o.partials.lock().remove(cid);
 		let _ = fs::remove_file(o.partial_path(cid));
+		let _ = fs::remove_file(o.bits_path(cid));
 	}
 
 	/// Prepares to receive object `(cid, size)`: checks `outboard` against the CID and creates
-	/// the partial files. Not needed (and `outboard` ignored) for small objects.
+	/// the partial files (the data file at the object's size, sparse until the groups arrive, and
+	/// its bitfield sidecar). Not needed (and `outboard` ignored) for small objects.
 	pub fn begin_object(&self, cid: &Hash32, size: u64, outboard: &[u8]) -> Result<()> {
 		if is_small(size) || self.has_object(cid)? || self.partial(cid, size)?.is_some() {
 			return Ok(());
@@ -416,18 +787,26 @@ impl Store {
 			.create(true)
 			.truncate(true)
 			.open(o.partial_path(cid))?;
-		// Data, then one "verified" byte per group (zero = not yet); see `Partial::write_bits`.
-		data.set_len(size + groups)?;
+		// Exactly the object's size from the start: finishing never changes the file's length.
+		data.set_len(size)?;
+		let bits = OpenOptions::new()
+			.read(true)
+			.write(true)
+			.create(true)
+			.truncate(true)
+			.open(o.bits_path(cid))?;
 		let p = Arc::new(Partial {
 			size,
 			leaves: ob.group_cvs(),
 			data,
+			bits: Mutex::new(bits),
 			state: Mutex::new(PartialState {
 				have: vec![0; groups as usize],
 				missing: groups,
 				dirty: false,
 				done: false,
 			}),
+			hooks: o.hooks.clone(),
 		});
 		o.partials.lock().entry(*cid).or_insert(p);
 		Ok(())
@@ -465,6 +844,7 @@ impl Store {
 		if p.state.lock().have[index as usize] != 0 {
 			return Ok(false);
 		}
+		// (Can land after the object finished; harmless, see `Partial::write_bits`.)
 		p.data.write_all_at(data, index * GROUP_LEN)?;
 		let complete = {
 			let mut s = p.state.lock();

@@ -543,11 +543,17 @@ impl Store {
 		let (_, listing) = self.staged_index(segment)?.ok_or(StoreError::NoTransfer(segment))?;
 		let mut missing = 0;
 		let mut trie = SegmentTrie::new();
-		for e in listing.iter() {
-			if !self.has_object(&e.cid)? {
-				missing += 1;
+		{
+			// Durably present only (committed, or renamed with its directory synced): the head
+			// committed below must never reference an object a crash could still take away.
+			let tx = self.inner.db.begin_read()?;
+			let blobs = tx.open_table(crate::BLOBS)?;
+			for e in listing.iter() {
+				if !self.has_object_in(&blobs, &e.cid, e.size)? {
+					missing += 1;
+				}
+				trie.insert(e.clone());
 			}
-			trie.insert(e.clone());
 		}
 		if missing > 0 {
 			return Err(StoreError::Incomplete { segment, missing });

@@ -22,6 +22,8 @@ fn blob(seed: u64, len: usize) -> Vec<u8> {
 
 const BIG: usize = 10 << 20;
 
+mod integrity;
+
 fn put(key: &str, data: Vec<u8>) -> SegmentWrite {
 	SegmentWrite::Put { key: key.as_bytes().to_vec(), data }
 }

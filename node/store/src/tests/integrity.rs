@@ -1,0 +1,358 @@
+//! Store ordering and integrity: the bitfield write against the finisher, a crash at each step
+//! of finishing, the check at open, and the scrub.
+use super::{blob, group, put, source};
+use crate::{
+	hex,
+	objects::{bits_path, object_path, partial_path, FinishStep},
+	Cid, Entry, ObjectState, OpenReport, Store, StoreError, BLOBS, OUTBOARDS,
+};
+use redb::ReadableTable;
+use std::{
+	fs::{self, OpenOptions},
+	os::unix::fs::FileExt,
+	path::Path,
+	sync::mpsc,
+	time::Duration,
+};
+use sync_primitives::{commitment::GROUP_LEN, outboard::groups_of};
+
+/// 51 groups: fewer than `BITS_FLUSH_GROUPS`, so no `write_group` of a test below flushes bits
+/// by itself (the tests decide when bits are written).
+fn medium(seed: u64) -> Vec<u8> {
+	blob(seed, 50 * GROUP_LEN as usize + 1000)
+}
+
+/// Puts `data` under `key` of segment 7 in `store` and returns its entry.
+fn hold(store: &Store, key: &str, data: Vec<u8>) -> Entry {
+	store.apply(7, vec![put(key, data)]).unwrap();
+	store.lookup(7, key.as_bytes()).unwrap()
+}
+
+/// Starts object `e` in `dst` and writes every group but the last from `src`, then flushes (the
+/// outboard is committed, those groups' bits are written). Returns the last group's index.
+fn all_but_last(src: &Store, dst: &Store, e: &Entry) -> u64 {
+	dst.begin_object(&e.cid, e.size, &src.outboard(&e.cid).unwrap()).unwrap();
+	let last = groups_of(e.size) - 1;
+	for g in 0..last {
+		assert!(!dst.write_group(&e.cid, e.size, g, &group(src, &e.cid, g)).unwrap());
+	}
+	dst.flush().unwrap();
+	last
+}
+
+fn len(path: &Path) -> u64 {
+	fs::metadata(path).unwrap().len()
+}
+
+fn by_cid<T>(mut v: Vec<(Cid, T)>) -> Vec<(Cid, T)> {
+	v.sort_by_key(|(c, _)| c.0);
+	v
+}
+
+fn sorted(mut v: Vec<Cid>) -> Vec<Cid> {
+	v.sort_by_key(|c| c.0);
+	v
+}
+
+#[test]
+fn bitfield_write_cannot_follow_finish() {
+	let a = tempfile::tempdir().unwrap();
+	let b = tempfile::tempdir().unwrap();
+	let src = Store::open(a.path()).unwrap();
+	let data = medium(5);
+	let e = hold(&src, "m", data.clone());
+	let dst = Store::open(b.path()).unwrap();
+	let last = all_but_last(&src, &dst, &e);
+	let obj = object_path(b.path(), &e.cid);
+	let part = partial_path(b.path(), &e.cid);
+	let bits = bits_path(b.path(), &e.cid);
+	assert_eq!(len(&part), e.size, "the data file has the object's size from the start");
+
+	// 1. A bitfield write paused between its `done` check and its write (holding the bits
+	// lock), while the last group completes the object and the finisher starts.
+	let (reached_tx, reached) = mpsc::channel();
+	let (go, go_rx) = mpsc::channel::<()>();
+	*dst.inner.objects.hooks.before_bits_write.lock() = Some(Box::new(move || {
+		reached_tx.send(()).unwrap();
+		go_rx.recv().unwrap();
+	}));
+	dst.inner.objects.partial_in_memory(&e.cid).unwrap().set_dirty();
+	let flusher = {
+		let dst = dst.clone();
+		std::thread::spawn(move || dst.flush())
+	};
+	reached.recv().unwrap();
+	assert!(dst.write_group(&e.cid, e.size, last, &group(&src, &e.cid, last)).unwrap());
+	// The finisher cannot get past setting `done` while the write is in its critical section.
+	std::thread::sleep(Duration::from_millis(100));
+	assert!(part.exists() && !obj.exists(), "the finisher waits for the bitfield write");
+	go.send(()).unwrap();
+	flusher.join().unwrap().unwrap();
+	dst.flush().unwrap();
+	assert_eq!(len(&obj), e.size, "the finished file is exactly the object");
+	assert!(!part.exists() && !bits.exists(), "nothing left in partial/");
+	assert_eq!(dst.read_object(&e.cid).unwrap(), data);
+	assert_eq!(group(&dst, &e.cid, last), group(&src, &e.cid, last), "the last group is right");
+
+	// 2. The bad order, driven directly: finishing's first step, then a bitfield write. The
+	// write must not happen, and nothing can change the data file's length.
+	let data2 = medium(6);
+	let e2 = hold(&src, "n", data2.clone());
+	let last2 = all_but_last(&src, &dst, &e2);
+	let p = dst.inner.objects.partial_in_memory(&e2.cid).unwrap();
+	p.mark_done(&e2.cid);
+	let bits2 = bits_path(b.path(), &e2.cid);
+	let before = fs::read(&bits2).unwrap();
+	p.set_dirty();
+	assert!(!p.write_bits().unwrap(), "no bitfield write once `done` is set");
+	assert_eq!(fs::read(&bits2).unwrap(), before);
+	assert_eq!(len(&partial_path(b.path(), &e2.cid)), e2.size);
+	drop(p);
+	assert!(dst.write_group(&e2.cid, e2.size, last2, &group(&src, &e2.cid, last2)).unwrap());
+	dst.flush().unwrap();
+	assert_eq!(len(&object_path(b.path(), &e2.cid)), e2.size);
+	assert_eq!(dst.read_object(&e2.cid).unwrap(), data2);
+	assert!(!bits2.exists());
+	drop(dst);
+	let dst = Store::open(b.path()).unwrap();
+	assert!(dst.has_object(&e.cid).unwrap() && dst.has_object(&e2.cid).unwrap());
+	assert_eq!(dst.read_object(&e.cid).unwrap(), data);
+}
+
+#[test]
+fn kill_during_finish_keeps_data() {
+	let a = tempfile::tempdir().unwrap();
+	let src = Store::open(a.path()).unwrap();
+	let data = medium(7);
+	let e = hold(&src, "m", data.clone());
+	for step in [
+		FinishStep::Queued,
+		FinishStep::Done,
+		FinishStep::Synced,
+		FinishStep::Renamed,
+		FinishStep::DirSynced,
+	] {
+		let b = tempfile::tempdir().unwrap();
+		let obj = object_path(b.path(), &e.cid);
+		let part = partial_path(b.path(), &e.cid);
+		let bits = bits_path(b.path(), &e.cid);
+		let last;
+		{
+			let dst = Store::open(b.path()).unwrap();
+			last = all_but_last(&src, &dst, &e);
+			*dst.inner.objects.hooks.crash_after.lock() = Some(step);
+			assert!(dst.write_group(&e.cid, e.size, last, &group(&src, &e.cid, last)).unwrap());
+			// Waits for the finisher, which "dies" right after `step`; from then on nothing more
+			// is persisted, here or when the store is dropped.
+			dst.flush().unwrap();
+			match step {
+				FinishStep::Queued | FinishStep::Done | FinishStep::Synced => {
+					assert!(part.exists() && bits.exists() && !obj.exists(), "{step:?}")
+				},
+				FinishStep::Renamed | FinishStep::DirSynced => {
+					assert!(!part.exists() && bits.exists() && obj.exists(), "{step:?}")
+				},
+			}
+			let file = if part.exists() { &part } else { &obj };
+			assert_eq!(len(file), e.size, "{step:?}: the data file is never longer than that");
+		}
+		let dst = Store::open(b.path()).unwrap();
+		match dst.object_state(&e.cid, e.size).unwrap() {
+			ObjectState::Complete => {
+				assert!(matches!(step, FinishStep::Renamed | FinishStep::DirSynced), "{step:?}");
+				assert!(!bits.exists(), "{step:?}: the open removes the leftover sidecar");
+			},
+			ObjectState::Partial { missing } => {
+				// Every group whose bit was written is kept. Before `done`, the last group's bit
+				// was not flushed yet (the documented BITS_FLUSH_GROUPS loss); from `done` on the
+				// finisher had written the full bitfield, so nothing at all is fetched again.
+				let expected = if step == FinishStep::Queued { vec![last] } else { vec![] };
+				assert_eq!(missing, expected, "{step:?}");
+				for g in missing {
+					dst.write_group(&e.cid, e.size, g, &group(&src, &e.cid, g)).unwrap();
+				}
+			},
+			ObjectState::Absent => panic!("{step:?}: the object was lost"),
+		}
+		dst.flush().unwrap();
+		assert!(dst.has_object(&e.cid).unwrap(), "{step:?}");
+		assert_eq!(len(&obj), e.size, "{step:?}");
+		assert_eq!(dst.read_object(&e.cid).unwrap(), data, "{step:?}");
+		assert_eq!(group(&dst, &e.cid, last), group(&src, &e.cid, last), "{step:?}");
+		assert!(!part.exists() && !bits.exists(), "{step:?}: nothing left over");
+	}
+}
+
+#[test]
+fn missing_object_is_reported_at_open() {
+	let dir = tempfile::tempdir().unwrap();
+	let (s, head) = source(dir.path());
+	let big = s.lookup(7, b"big").unwrap();
+	let odd = s.lookup(7, b"odd").unwrap();
+	let small = s.lookup(7, b"small/3").unwrap();
+	drop(s);
+	assert_eq!(
+		Store::open(dir.path()).unwrap().open_report(),
+		OpenReport::default(),
+		"an intact store reports nothing"
+	);
+	// One object file deleted, another truncated.
+	fs::remove_file(object_path(dir.path(), &big.cid)).unwrap();
+	let f = OpenOptions::new().write(true).open(object_path(dir.path(), &odd.cid)).unwrap();
+	f.set_len(50_000).unwrap();
+	drop(f);
+
+	let s = Store::open(dir.path()).unwrap();
+	let r = s.open_report();
+	assert_eq!(r.missing, sorted(vec![Cid(big.cid), Cid(odd.cid)]));
+	assert!(r.trimmed.is_empty());
+	assert_eq!(r.needs_repair, vec![7]);
+	assert_eq!(s.head(7), Some(head), "the authenticated index stays; only objects are refetched");
+	for e in [&big, &odd] {
+		assert!(!s.has_object(&e.cid).unwrap());
+		assert!(matches!(s.open_groups(&e.cid), Err(StoreError::UnknownObject(_))));
+		assert_eq!(s.object_state(&e.cid, e.size).unwrap(), ObjectState::Absent);
+	}
+	assert!(s.has_object(&small.cid).unwrap());
+	assert!(dir.path().join("quarantine").join(hex(&odd.cid)).exists(), "the short file is kept");
+	let missing = s.missing_objects(7).unwrap();
+	assert_eq!(
+		by_cid(missing.clone()),
+		by_cid(vec![(Cid(big.cid), big.size), (Cid(odd.cid), odd.size)])
+	);
+	assert!(matches!(s.missing_objects(8), Err(StoreError::UnknownSegment(8))));
+
+	// Fetched again from a holder (the same content), they are present again.
+	let other = tempfile::tempdir().unwrap();
+	let (holder, _) = source(other.path());
+	for (cid, size) in &missing {
+		let cid = cid.0;
+		s.begin_object(&cid, *size, &holder.outboard(&cid).unwrap()).unwrap();
+		for g in 0..groups_of(*size) {
+			s.write_group(&cid, *size, g, &group(&holder, &cid, g)).unwrap();
+		}
+	}
+	assert!(s.missing_objects(7).unwrap().is_empty());
+	drop(s);
+	assert_eq!(Store::open(dir.path()).unwrap().open_report(), OpenReport::default());
+
+	// A file longer than its object (group bits appended after finishing, as the old finisher
+	// race left them) is cut back at open once its first `size` bytes check out.
+	let path = object_path(dir.path(), &odd.cid);
+	let f = OpenOptions::new().write(true).open(&path).unwrap();
+	f.write_all_at(&vec![1u8; groups_of(odd.size) as usize], odd.size).unwrap();
+	drop(f);
+	let s = Store::open(dir.path()).unwrap();
+	assert_eq!(
+		s.open_report(),
+		OpenReport { missing: vec![], trimmed: vec![Cid(odd.cid)], needs_repair: vec![] }
+	);
+	assert_eq!(len(&path), odd.size);
+	assert_eq!(s.read_object(&odd.cid).unwrap(), blob(2, 100_001));
+	assert!(s.missing_objects(7).unwrap().is_empty());
+}
+
+#[test]
+fn bit_rot_is_scrubbed() {
+	const BUDGET: u64 = 64 << 10;
+	let dir = tempfile::tempdir().unwrap();
+	let (s, head) = source(dir.path());
+	let listing = s.listing(7, &head.facts.root).unwrap();
+	let big = s.lookup(7, b"big").unwrap();
+	let odd = s.lookup(7, b"odd").unwrap();
+	let small = s.lookup(7, b"small/5").unwrap();
+	assert!(small.size > 0);
+
+	// One whole pass, a step at a time: (quarantined, objects checked, bytes checked, steps).
+	let pass = |s: &Store| {
+		let (mut quarantined, mut objects, mut bytes, mut steps) = (Vec::new(), 0, 0, 0u64);
+		loop {
+			let r = s.scrub_step(BUDGET).unwrap();
+			assert!(r.checked_bytes <= BUDGET, "the budget bounds every step: {r:?}");
+			quarantined.extend(r.quarantined);
+			objects += r.checked_objects;
+			bytes += r.checked_bytes;
+			steps += 1;
+			if r.wrapped {
+				break;
+			}
+			assert!(steps < 100_000, "the scrub makes progress");
+		}
+		(sorted(quarantined), objects, bytes, steps)
+	};
+	let (quarantined, objects, bytes, steps) = pass(&s);
+	assert!(quarantined.is_empty(), "nothing rotted yet: {quarantined:?}");
+	assert_eq!(objects, listing.len() as u64, "every object checked once per pass");
+	let data: u64 = listing.iter().map(|e| e.size).sum();
+	assert!(bytes >= data, "every byte read: {bytes} < {data}");
+	assert!(steps >= data / BUDGET, "{steps} steps for {data} bytes");
+
+	// Rot: a byte of a large object's data, a byte of another large object's outboard, a byte
+	// of an inline object.
+	let f = OpenOptions::new()
+		.read(true)
+		.write(true)
+		.open(object_path(dir.path(), &big.cid))
+		.unwrap();
+	let at = 300 * GROUP_LEN + 7;
+	let mut byte = [0u8];
+	f.read_exact_at(&mut byte, at).unwrap();
+	f.write_all_at(&[byte[0] ^ 0x20], at).unwrap();
+	drop(f);
+	{
+		let tx = s.inner.db.begin_write().unwrap();
+		{
+			let mut t = tx.open_table(OUTBOARDS).unwrap();
+			let mut ob = t.get(&odd.cid).unwrap().unwrap().value().to_vec();
+			ob[40] ^= 1;
+			t.insert(&odd.cid, ob.as_slice()).unwrap();
+			let mut t = tx.open_table(BLOBS).unwrap();
+			let mut d = t.get(&small.cid).unwrap().unwrap().value().to_vec();
+			d[0] ^= 1;
+			t.insert(&small.cid, d.as_slice()).unwrap();
+		}
+		tx.commit().unwrap();
+	}
+
+	let rotted = sorted(vec![Cid(big.cid), Cid(odd.cid), Cid(small.cid)]);
+	let (quarantined, objects, _, _) = pass(&s);
+	assert_eq!(quarantined, rotted);
+	assert_eq!(objects, listing.len() as u64);
+	for e in [&big, &odd, &small] {
+		assert!(!s.has_object(&e.cid).unwrap(), "{:?}", Cid(e.cid));
+		assert!(matches!(s.open_groups(&e.cid), Err(StoreError::UnknownObject(_))));
+		assert!(dir.path().join("quarantine").join(hex(&e.cid)).exists());
+	}
+	assert!(
+		matches!(s.outboard(&odd.cid), Err(StoreError::UnknownObject(_))),
+		"an outboard that does not verify is not served either"
+	);
+	for e in listing.iter().filter(|e| !rotted.contains(&Cid(e.cid))) {
+		assert!(s.has_object(&e.cid).unwrap(), "untouched objects stay");
+	}
+	let missing = s.missing_objects(7).unwrap();
+	assert_eq!(
+		by_cid(missing.clone()),
+		by_cid(vec![
+			(Cid(big.cid), big.size),
+			(Cid(odd.cid), odd.size),
+			(Cid(small.cid), small.size)
+		])
+	);
+	assert!(pass(&s).0.is_empty(), "a quarantined object is not checked again");
+
+	// Fetched again, everything verifies.
+	let other = tempfile::tempdir().unwrap();
+	let (holder, _) = source(other.path());
+	for (cid, size) in &missing {
+		let cid = cid.0;
+		s.begin_object(&cid, *size, &holder.outboard(&cid).unwrap()).unwrap();
+		for g in 0..groups_of(*size) {
+			s.write_group(&cid, *size, g, &group(&holder, &cid, g)).unwrap();
+		}
+	}
+	assert!(s.missing_objects(7).unwrap().is_empty());
+	let (quarantined, objects, _, _) = pass(&s);
+	assert!(quarantined.is_empty(), "{quarantined:?}");
+	assert_eq!(objects, listing.len() as u64);
+}
