@@ -58,6 +58,38 @@ pub fn yamux_config(window: Option<u32>) -> yamux::Config {
 	c
 }
 
+/// Gossipsub scoring of a segment's announcement topic. Announcements are sparse (one per
+/// write batch of one Primary), so mesh-delivery quotas (P3, P3b) would punish honest peers
+/// and are off; time in mesh (P1) and first deliveries (P2) earn a little; each invalid message
+/// delivered (P4, squared) costs 20: one takes a relayer below the gossip threshold, two below
+/// the graylist (its messages ignored until the count decays, halving every second).
+pub(crate) fn topic_score() -> gossipsub::TopicScoreParams {
+	gossipsub::TopicScoreParams {
+		topic_weight: 1.0,
+		time_in_mesh_weight: 0.01,
+		time_in_mesh_quantum: Duration::from_secs(1),
+		time_in_mesh_cap: 300.0,
+		first_message_deliveries_weight: 1.0,
+		first_message_deliveries_decay: 0.5,
+		first_message_deliveries_cap: 10.0,
+		mesh_message_deliveries_weight: 0.0,
+		mesh_failure_penalty_weight: 0.0,
+		invalid_message_deliveries_weight: -20.0,
+		invalid_message_deliveries_decay: 0.5,
+		..Default::default()
+	}
+}
+
+/// Score thresholds (see [`topic_score`]): gossip −10, publish −50, graylist −80.
+fn score_thresholds() -> gossipsub::PeerScoreThresholds {
+	gossipsub::PeerScoreThresholds {
+		gossip_threshold: -10.0,
+		publish_threshold: -50.0,
+		graylist_threshold: -80.0,
+		..Default::default()
+	}
+}
+
 pub(crate) fn build(
 	config: &NetConfig,
 ) -> Result<(Swarm<Behaviour>, libp2p_stream::Control), String> {
@@ -83,10 +115,11 @@ pub(crate) fn build(
 			let mut kad =
 				kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad_cfg);
 			kad.set_mode(Some(kad::Mode::Server));
-			let gossip = gossipsub::Behaviour::new(
+			let mut gossip = gossipsub::Behaviour::new(
 				gossipsub::MessageAuthenticity::Signed(key.clone()),
 				gossip_cfg,
 			)?;
+			gossip.with_peer_score(gossipsub::PeerScoreParams::default(), score_thresholds())?;
 			Ok(Behaviour {
 				stream: libp2p_stream::Behaviour::new(),
 				identify: identify::Behaviour::new(identify::Config::new(
@@ -153,7 +186,9 @@ pub(crate) async fn run(
 						swarm.behaviour_mut().gossip.blacklist_peer(&peer);
 					},
 					Command::Subscribe(topic) => {
-						let _ = swarm.behaviour_mut().gossip.subscribe(&topic);
+						let gossip = &mut swarm.behaviour_mut().gossip;
+						let _ = gossip.set_topic_params(topic.clone(), topic_score());
+						let _ = gossip.subscribe(&topic);
 					},
 					Command::Unsubscribe(topic) => {
 						let _ = swarm.behaviour_mut().gossip.unsubscribe(&topic);

@@ -5,7 +5,8 @@
 //! name are [`sync_proto`]'s.
 //!
 //! Every announcement is validated before gossipsub forwards it (`validate_messages`):
-//! - **Reject** (not forwarded; the peer that sent it is penalised — banned when
+//! - **Reject** (not forwarded; the relayer's gossipsub score drops, and the message's
+//!   *author* — who signed the gossipsub message — is penalised, banned when
 //!   [`PeerManagerConfig::ban_on_invalid`](crate::peers::PeerManagerConfig) is set): undecodable,
 //!   on the wrong topic, not signed by a Primary of the segment for this chain (the segment's
 //!   verifier decides, with its genesis hash), or contradicting the logged op at that seq (same
@@ -117,10 +118,20 @@ pub(crate) fn on_gossip(
 ) {
 	let (verdict, announcement) = validate(net, &msg);
 	net.metrics().gossip.with_label_values(&[verdict.label()]).inc();
+	// A rejection lowers the relayer's gossipsub score (invalid deliveries, see
+	// `swarm::topic_score`): an honest relayer may have judged the message from its own state
+	// (an equivocating Primary's second op looks valid to a node that has neither), so it is
+	// not banned for it. The author signed the gossipsub message (strict validation), so a ban
+	// goes to the author.
 	net.send(Command::Validated(id, source, verdict.acceptance()));
 	if let Verdict::Reject(why) = verdict {
-		log::warn!(target: "sync-net", "gossip from {source} rejected: {why}");
-		net.penalise_invalid(source);
+		match msg.source {
+			Some(author) => {
+				log::warn!(target: "sync-net", "gossip by {author} (via {source}) rejected: {why}");
+				net.penalise_invalid(author);
+			},
+			None => log::warn!(target: "sync-net", "unsigned gossip via {source} rejected: {why}"),
+		}
 	}
 	if let Some(a) = announcement {
 		net.live().announced(a);
