@@ -82,17 +82,21 @@ impl Default for ServeLimits {
 	/// The serving defaults (the one place they are written). The deadlines: an honest client
 	/// sends its request right after opening a stream (2 s covers a loaded machine and a slow
 	/// link many times over); 30 s idle keeps a worker's session across the pauses of a sync;
-	/// a request frame is ≤ 64 KiB, so 5 s means under 13 KiB/s; 10 s + 1 MiB/s lets a full
-	/// 1 MiB `Groups` response take 11 s (the client's own request timeout is 30 s), i.e. a
-	/// client must read at ≥ 95 KiB/s, below which a sync of any real size does not finish
-	/// anyway. Unknown peers get half of the streams and answer slots, 2 streams each and
-	/// 8 MiB/s each.
+	/// a request frame is ≤ 64 KiB, so 5 s only cuts a client sending under 13 KiB/s;
+	/// 10 s + 1 MiB/s lets a full 1 MiB `Groups` response take 11 s (the client's own request
+	/// timeout is 30 s), i.e. a client must read at ≥ 95 KiB/s, below which a sync of any
+	/// real size does not finish anyway; 10 s in the queue answers `Busy` well before that
+	/// client timeout. Unknown peers get half of the streams and answer slots, 3 streams each (a
+	/// follower may hold a head poll, a sync worker's session and a catch-up at once; known
+	/// peers get 4) and 8 MiB/s each. Connections: 256 in all, 128 of them inbound from
+	/// unknown peers, 8 per address (a few nodes behind one NAT), 2 per peer (a simultaneous
+	/// dial), 64 in their handshake (which libp2p bounds at 10 s).
 	fn default() -> Self {
 		ServeLimits {
 			max_streams: 64,
 			max_streams_unknown: 32,
 			max_streams_per_peer: 4,
-			max_streams_per_unknown_peer: 2,
+			max_streams_per_unknown_peer: 3,
 			bytes_per_sec_per_peer: None,
 			unknown_peer_bytes_per_sec: Some(8 << 20),
 			bytes_per_sec_total: None,
