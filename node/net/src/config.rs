@@ -7,33 +7,112 @@ use sync_proto::MAX_GROUPS_PER_REQUEST;
 use libp2p::{identity::Keypair, Multiaddr, PeerId};
 use std::time::Duration;
 
-/// Limits on the serving side, protecting a holder from any one downloader (defaults: see
-/// [`ServeLimits::default`]).
+/// Limits on the serving side, protecting a holder from any one downloader and from floods of
+/// throwaway identities (defaults: see [`ServeLimits::default`]).
+///
+/// "Known" peers are the ones the chain lists as holders (Primaries and Replicas) of a segment
+/// this node holds or syncs, plus [`PeerManagerConfig::trusted`] (fed by
+/// `SyncNetwork::set_known_peers` and by the holder lists given to `follow` / `sync_segment`).
+/// Everyone else is "unknown": served too, but with a smaller share of every limit, so a flood
+/// of unknown identities never takes the slots known peers need.
 #[derive(Clone, Debug)]
 pub struct ServeLimits {
 	/// Inbound transfer streams served at once, over all peers (bounds memory: each holds at
-	/// most one response of [`MAX_GROUPS_PER_REQUEST`] groups in flight).
+	/// most one response of [`MAX_GROUPS_PER_REQUEST`] groups in flight, and at most one yamux
+	/// window of unread input).
 	pub max_streams: usize,
-	/// Inbound transfer streams per peer.
+	/// Of [`ServeLimits::max_streams`], how many unknown peers may hold together (the rest is
+	/// kept for known peers).
+	pub max_streams_unknown: usize,
+	/// Inbound transfer streams per known peer.
 	pub max_streams_per_peer: usize,
+	/// Inbound transfer streams per unknown peer.
+	pub max_streams_per_unknown_peer: usize,
 	/// Bytes per second served to one peer (`None` = unlimited).
 	pub bytes_per_sec_per_peer: Option<u64>,
+	/// Bytes per second served to one unknown peer (the lower of this and
+	/// [`ServeLimits::bytes_per_sec_per_peer`] applies; `None` = no extra limit).
+	pub unknown_peer_bytes_per_sec: Option<u64>,
 	/// Bytes per second served in total (`None` = unlimited).
 	pub bytes_per_sec_total: Option<u64>,
-	/// Requests answered at once. Waiting requests are served high priority first (`Head`,
-	/// `Index`, `Ops`: what live followers and new syncs need to start) then low priority
-	/// (`Outboard`, `Groups`: bulk snapshot data), each queue in arrival order.
+	/// Requests answered at once. Waiting requests are served known peers' first, then
+	/// unknown peers'; within each, high priority first (`Head`, `Index`, `Ops`: what live
+	/// followers and new syncs need to start) then low priority (`Outboard`, `Groups`: bulk
+	/// snapshot data), each queue in arrival order.
 	pub max_requests: usize,
+	/// Of [`ServeLimits::max_requests`], how many unknown peers' requests may be answered at
+	/// once (the rest is kept for known peers).
+	pub max_requests_unknown: usize,
+	/// A new stream must deliver its whole first request within this time, or it is answered
+	/// `Busy` and closed (a stream that sends two bytes of a length prefix and stalls holds
+	/// its slot no longer than this).
+	pub first_request_timeout: Duration,
+	/// Between requests, a stream that starts no new request within this time is answered
+	/// `Busy` and closed (a client reads that as "try later" and reopens, blaming nobody).
+	pub idle_timeout: Duration,
+	/// Once the first byte of a request has arrived, the rest of its frame must arrive within
+	/// this time, or the stream is closed.
+	pub request_read_timeout: Duration,
+	/// A request that waits this long for an answer slot is answered `Busy` (before the
+	/// client's own request timeout, so the client tries elsewhere without blaming this node).
+	pub queue_timeout: Duration,
+	/// Base of the write deadline of one response: writing a response of `n` bytes may block
+	/// for at most `write_timeout + n / write_floor_rate` in total (time spent waiting for the
+	/// rate limits or the store is not counted). A client that does not read loses its stream
+	/// and its answer slot goes to the next request.
+	pub write_timeout: Duration,
+	/// Slowest read rate (bytes per second) the write deadline allows a client on top of
+	/// [`ServeLimits::write_timeout`].
+	pub write_floor_rate: u64,
+	/// Established connections at once, inbound and outbound, known peers included (enforced
+	/// by `libp2p::connection_limits`).
+	pub max_connections: u32,
+	/// Established inbound connections of unknown peers at once.
+	pub max_unknown_connections: u32,
+	/// Inbound connections per remote IP address: handshakes in progress plus established
+	/// connections of unknown peers (known peers' connections are not counted or refused).
+	pub max_connections_per_ip: u32,
+	/// Established connections per peer.
+	pub max_connections_per_peer: u32,
+	/// Inbound connections in their handshake at once.
+	pub max_pending_incoming: u32,
 }
 
 impl Default for ServeLimits {
+	/// The serving defaults (the one place they are written). The deadlines: an honest client
+	/// sends its request right after opening a stream (2 s covers a loaded machine and a slow
+	/// link many times over); 30 s idle keeps a worker's session across the pauses of a sync;
+	/// a request frame is ≤ 64 KiB, so 5 s only cuts a client sending under 13 KiB/s;
+	/// 10 s + 1 MiB/s lets a full 1 MiB `Groups` response take 11 s (the client's own request
+	/// timeout is 30 s), i.e. a client must read at ≥ 95 KiB/s, below which a sync of any
+	/// real size does not finish anyway; 10 s in the queue answers `Busy` well before that
+	/// client timeout. Unknown peers get half of the streams and answer slots, 3 streams each (a
+	/// follower may hold a head poll, a sync worker's session and a catch-up at once; known
+	/// peers get 4) and 8 MiB/s each. Connections: 256 in all, 128 of them inbound from
+	/// unknown peers, 8 per address (a few nodes behind one NAT), 2 per peer (a simultaneous
+	/// dial), 64 in their handshake (which libp2p bounds at 10 s).
 	fn default() -> Self {
 		ServeLimits {
 			max_streams: 64,
+			max_streams_unknown: 32,
 			max_streams_per_peer: 4,
+			max_streams_per_unknown_peer: 3,
 			bytes_per_sec_per_peer: None,
+			unknown_peer_bytes_per_sec: Some(8 << 20),
 			bytes_per_sec_total: None,
 			max_requests: 16,
+			max_requests_unknown: 8,
+			first_request_timeout: Duration::from_secs(2),
+			idle_timeout: Duration::from_secs(30),
+			request_read_timeout: Duration::from_secs(5),
+			queue_timeout: Duration::from_secs(10),
+			write_timeout: Duration::from_secs(10),
+			write_floor_rate: 1 << 20,
+			max_connections: 256,
+			max_unknown_connections: 128,
+			max_connections_per_ip: 8,
+			max_connections_per_peer: 2,
+			max_pending_incoming: 64,
 		}
 	}
 }
@@ -54,10 +133,16 @@ pub struct NetConfig {
 	pub listen: Vec<Multiaddr>,
 	/// Peers to connect to at start (also added to the DHT).
 	pub bootnodes: Vec<(PeerId, Multiaddr)>,
-	/// Yamux per-stream receive window. `Some(n)` fixes it (bulk transfer wants it well above
-	/// the 256 KiB default, so a 1 MiB response is never stalled on window updates); `None`
-	/// uses yamux's auto-tuning.
+	/// Yamux per-stream receive window. `Some(n)` fixes it (bulk transfer wants it above the
+	/// 256 KiB default, so a 1 MiB response is never stalled on window updates; one request is
+	/// outstanding per stream, so a window above one response buys no throughput); `None`
+	/// uses yamux's auto-tuning. It is also the most unread input one stream can buffer, so
+	/// memory is bounded by streams × window (see the crate README on serving).
 	pub yamux_window: Option<u32>,
+	/// Yamux streams per connection, both directions (a peer that opens more loses the
+	/// connection): with [`NetConfig::yamux_window`] it bounds the memory one connection can
+	/// make this node buffer.
+	pub yamux_max_streams: usize,
 	/// Serving-side limits.
 	pub limits: ServeLimits,
 	/// Timeout of one request (including the whole streamed response).
@@ -96,7 +181,8 @@ impl NetConfig {
 			genesis: [0; 32],
 			listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")],
 			bootnodes: Vec::new(),
-			yamux_window: Some(16 << 20),
+			yamux_window: Some(2 << 20),
+			yamux_max_streams: 64,
 			limits: ServeLimits::default(),
 			request_timeout: Duration::from_secs(30),
 			connect_timeout: Duration::from_secs(10),

@@ -38,7 +38,7 @@ use tokio::{
 };
 use transfer::{
 	client::{PeerError, Session},
-	server::Server,
+	server::{KnownPeers, Server},
 };
 
 /// Why the network could not start.
@@ -83,16 +83,18 @@ pub struct SyncNetwork {
 impl SyncNetwork {
 	/// Starts the swarm and the server on the current Tokio runtime.
 	pub async fn start(config: NetConfig, store: Store) -> Result<SyncNetwork, NetError> {
-		let (swarm, mut control) = swarm::build(&config).map_err(NetError::Setup)?;
-		let peer_id = *swarm.local_peer_id();
-		let incoming = control
-			.accept(transfer::protocol::PROTOCOL)
-			.map_err(|e| NetError::Setup(e.to_string()))?;
 		let metrics = match &config.registry {
 			Some(r) => metrics::Metrics::register(r)
 				.map_err(|e| NetError::Setup(format!("metrics: {e}")))?,
 			None => metrics::Metrics::unregistered(),
 		};
+		let known = KnownPeers::new(config.peers.trusted.clone());
+		let (swarm, mut control) =
+			swarm::build(&config, known.clone(), metrics.clone()).map_err(NetError::Setup)?;
+		let peer_id = *swarm.local_peer_id();
+		let incoming = control
+			.accept(transfer::protocol::PROTOCOL)
+			.map_err(|e| NetError::Setup(e.to_string()))?;
 		let (tx, rx) = mpsc::unbounded_channel();
 		let (gossip_tx, mut gossip_rx) = mpsc::channel(1024);
 		let (listen_tx, listen_rx) = watch::channel(Vec::new());
@@ -102,8 +104,13 @@ impl SyncNetwork {
 			None => PeerBook::new(config.peers.clone()),
 		};
 		let peers = Arc::new(PeerManager::new(book));
-		let server =
-			Server::new(store.clone(), metrics.clone(), peers.clone(), config.limits.clone());
+		let server = Server::new(
+			store.clone(),
+			metrics.clone(),
+			peers.clone(),
+			config.limits.clone(),
+			known,
+		);
 		let inner = Arc::new(NetInner {
 			peer_id,
 			metrics,
@@ -254,6 +261,17 @@ impl SyncNetwork {
 		self.inner.peers.is_banned(peer)
 	}
 
+	/// Tells the server which peers the chain lists as holders (Primaries and Replicas) of
+	/// `segment` (an empty list forgets the segment). Known peers — the holders of any segment
+	/// set here or passed to [`SyncNetwork::follow`] / [`SyncNetwork::sync_segment`], and the
+	/// trusted peers — get the larger stream quota, the answer slots first, no unknown-peer rate
+	/// and are never refused by the per-IP or unknown-peer connection limits (see
+	/// [`ServeLimits`]). The node calls this with every segment's holder list as it reads it
+	/// from the chain, including the segments it owns (which it does not follow).
+	pub fn set_known_peers(&self, segment: SegmentId, peers: Vec<PeerId>) {
+		self.inner.server.known().set(segment, peers);
+	}
+
 	/// Announces in the DHT that this node holds `segment`.
 	pub fn provide(&self, segment: SegmentId) {
 		self.send(swarm::Command::Provide(segment));
@@ -270,21 +288,25 @@ impl SyncNetwork {
 
 	/// Syncs `segment` to `target` from the holders in `holders` (which may change while the
 	/// sync runs: holders that leave are failed over, holders that join are used). Resumes a
-	/// transfer left by an earlier run or a crash: verified data is not fetched again. See
-	/// [`snapshot`].
+	/// transfer left by an earlier run or a crash: verified data is not fetched again. The
+	/// holders become known peers of this node's server while `holders` is open (see
+	/// [`SyncNetwork::set_known_peers`]). See [`snapshot`].
 	pub async fn sync_segment(
 		&self,
 		segment: SegmentId,
 		target: Head,
 		holders: watch::Receiver<Vec<Holder>>,
 	) -> Result<SyncReport, SyncError> {
+		// The holders are the peers that sync this segment too: known to the server.
+		self.inner.server.known().feed(segment, holders.clone());
 		snapshot::sync(self, segment, target, holders).await
 	}
 
 	/// Keeps `segment` in sync with the holders in `holders` (from the chain; they may change),
 	/// snapshotting only to a root in `anchors` (the chain's committed roots of the segment)
-	/// and accepting only ops `verifier` attributes to a Primary of the segment. See
-	/// [`live::follow`] and [`live::anchor`].
+	/// and accepting only ops `verifier` attributes to a Primary of the segment. The holders
+	/// become known peers of this node's server while `holders` is open (see
+	/// [`SyncNetwork::set_known_peers`]). See [`live::follow`] and [`live::anchor`].
 	pub fn follow(
 		&self,
 		segment: SegmentId,
@@ -292,6 +314,7 @@ impl SyncNetwork {
 		anchors: live::anchor::Anchors,
 		verifier: Arc<dyn OpVerifier + Send + Sync>,
 	) -> Follower {
+		self.inner.server.known().feed(segment, holders.clone());
 		live::follow::start(self, segment, holders, anchors, verifier)
 	}
 

@@ -54,6 +54,16 @@ pub struct Metrics {
 	pub contradicting_heads: IntCounter,
 	/// Times the local root at a committed seq was not the chain's (the segment was re-synced).
 	pub diverged: IntCounter,
+	/// Inbound transfer streams closed by a serving deadline, by reason (`first_request`,
+	/// `idle`, `read`, `write`) and requests answered `Busy` after waiting for a slot
+	/// (`queue`).
+	pub timed_out: IntCounterVec,
+	/// Inbound transfer streams refused (`Busy`) at admission, by the limit that refused them
+	/// (`total`, `unknown`, `per_peer`).
+	pub streams_refused: IntCounterVec,
+	/// Inbound connections refused, by limit (`per_ip`, `unknown`, and `limit` for the
+	/// `connection_limits` ones: total, per peer, pending).
+	pub connections_denied: IntCounterVec,
 }
 
 impl Metrics {
@@ -76,6 +86,9 @@ impl Metrics {
 		registry.register(Box::new(m.serving.clone()))?;
 		registry.register(Box::new(m.contradicting_heads.clone()))?;
 		registry.register(Box::new(m.diverged.clone()))?;
+		registry.register(Box::new(m.timed_out.clone()))?;
+		registry.register(Box::new(m.streams_refused.clone()))?;
+		registry.register(Box::new(m.connections_denied.clone()))?;
 		Ok(m)
 	}
 
@@ -152,6 +165,21 @@ impl Metrics {
 			diverged: counter(
 				"sync_net_diverged_total",
 				"Re-syncs because the local root at a committed seq was not the chain's",
+			),
+			timed_out: counter_vec(
+				"sync_net_streams_timed_out_total",
+				"Inbound transfer streams closed or requests refused by a serving deadline",
+				&["reason"],
+			),
+			streams_refused: counter_vec(
+				"sync_net_streams_refused_total",
+				"Inbound transfer streams refused at admission, by limit",
+				&["reason"],
+			),
+			connections_denied: counter_vec(
+				"sync_net_connections_denied_total",
+				"Inbound connections refused, by limit",
+				&["reason"],
 			),
 		}
 	}

@@ -1,14 +1,28 @@
-//! The libp2p swarm: TCP + Noise + Yamux, one behaviour per concern (transfer streams,
-//! identify, Kademlia provider records, ping, a block list for banned peers), driven by one task
-//! that the rest of the crate talks to through `Command`s.
-use crate::config::NetConfig;
+//! The libp2p swarm: TCP + Noise + Yamux, one behaviour per concern (connection limits,
+//! transfer streams, identify, Kademlia provider records, ping, a block list for banned peers),
+//! driven by one task that the rest of the crate talks to through `Command`s.
+use crate::{config::NetConfig, metrics::Metrics, transfer::server::KnownPeers};
 use futures::StreamExt;
 use libp2p::{
-	allow_block_list, gossipsub, identify, kad, noise, ping,
-	swarm::{dial_opts::DialOpts, DialError, NetworkBehaviour, SwarmEvent},
+	allow_block_list, connection_limits,
+	core::{transport::PortUse, ConnectedPoint, Endpoint},
+	gossipsub, identify, kad,
+	multiaddr::Protocol,
+	noise, ping,
+	swarm::{
+		behaviour::ConnectionEstablished, dial_opts::DialOpts, dummy, ConnectionClosed,
+		ConnectionDenied, ConnectionId, DialError, FromSwarm, ListenError, ListenFailure,
+		NetworkBehaviour, SwarmEvent, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
+	},
 	tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm,
 };
-use std::{collections::HashMap, time::Duration};
+use std::{
+	collections::HashMap,
+	net::IpAddr,
+	sync::Arc,
+	task::{Context, Poll},
+	time::Duration,
+};
 use sync_primitives::SegmentId;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -17,6 +31,9 @@ pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/sync-registry/kad
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+	// The limits first: a connection they refuse reaches no other behaviour.
+	limits: connection_limits::Behaviour,
+	ip_limits: IpLimits,
 	stream: libp2p_stream::Behaviour,
 	identify: identify::Behaviour,
 	kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -90,10 +107,172 @@ fn score_thresholds() -> gossipsub::PeerScoreThresholds {
 	}
 }
 
+/// Why [`IpLimits`] refused a connection.
+#[derive(Debug, thiserror::Error)]
+#[error("inbound connection refused by the {0} limit")]
+struct Refused(&'static str);
+
+/// Inbound connection limits `connection_limits` cannot express: by remote IP address
+/// (handshakes in progress from it, and those plus the established connections of unknown peers
+/// from it) and for unknown peers in total. Known peers' connections (see [`KnownPeers`]) are
+/// never refused or counted here once they have said who they are, so a flood of throwaway
+/// identities cannot keep the chain's holders out.
+pub(crate) struct IpLimits {
+	per_ip: usize,
+	unknown_max: usize,
+	known: Arc<KnownPeers>,
+	metrics: Metrics,
+	/// Inbound connections in their handshake, by remote IP.
+	pending: HashMap<ConnectionId, IpAddr>,
+	/// Established inbound connections of unknown peers, by remote IP (if it has one).
+	unknown: HashMap<ConnectionId, Option<IpAddr>>,
+}
+
+/// The IP address of a (TCP or QUIC) multiaddress.
+fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+	addr.iter().find_map(|p| match p {
+		Protocol::Ip4(a) => Some(IpAddr::V4(a)),
+		Protocol::Ip6(a) => Some(IpAddr::V6(a)),
+		_ => None,
+	})
+}
+
+impl IpLimits {
+	fn new(limits: &crate::ServeLimits, known: Arc<KnownPeers>, metrics: Metrics) -> Self {
+		IpLimits {
+			per_ip: limits.max_connections_per_ip as usize,
+			unknown_max: limits.max_unknown_connections as usize,
+			known,
+			metrics,
+			pending: HashMap::new(),
+			unknown: HashMap::new(),
+		}
+	}
+
+	/// Handshakes in progress from `ip`.
+	fn pending_from(&self, ip: IpAddr) -> usize {
+		self.pending.values().filter(|a| **a == ip).count()
+	}
+
+	/// Handshakes and unknown peers' connections from `ip`.
+	fn from_ip(&self, ip: IpAddr) -> usize {
+		self.pending_from(ip) + self.unknown.values().filter(|a| **a == Some(ip)).count()
+	}
+
+	fn deny(&self, reason: &'static str) -> ConnectionDenied {
+		self.metrics.connections_denied.with_label_values(&[reason]).inc();
+		ConnectionDenied::new(Refused(reason))
+	}
+}
+
+impl NetworkBehaviour for IpLimits {
+	type ConnectionHandler = dummy::ConnectionHandler;
+	type ToSwarm = std::convert::Infallible;
+
+	fn handle_pending_inbound_connection(
+		&mut self,
+		connection_id: ConnectionId,
+		_local_addr: &Multiaddr,
+		remote_addr: &Multiaddr,
+	) -> Result<(), ConnectionDenied> {
+		// The peer is not known yet: only handshakes count here, so a known peer behind an
+		// address full of unknown ones still gets to say who it is.
+		if let Some(ip) = ip_of(remote_addr) {
+			if self.pending_from(ip) >= self.per_ip {
+				return Err(self.deny("per_ip"));
+			}
+			self.pending.insert(connection_id, ip);
+		}
+		Ok(())
+	}
+
+	fn handle_established_inbound_connection(
+		&mut self,
+		connection_id: ConnectionId,
+		peer: PeerId,
+		_local_addr: &Multiaddr,
+		remote_addr: &Multiaddr,
+	) -> Result<THandler<Self>, ConnectionDenied> {
+		let ip = self.pending.remove(&connection_id).or_else(|| ip_of(remote_addr));
+		if !self.known.contains(&peer) {
+			if ip.is_some_and(|ip| self.from_ip(ip) >= self.per_ip) {
+				return Err(self.deny("per_ip"));
+			}
+			if self.unknown.len() >= self.unknown_max {
+				return Err(self.deny("unknown"));
+			}
+		}
+		Ok(dummy::ConnectionHandler)
+	}
+
+	fn handle_established_outbound_connection(
+		&mut self,
+		_connection_id: ConnectionId,
+		_peer: PeerId,
+		_addr: &Multiaddr,
+		_role_override: Endpoint,
+		_port_use: PortUse,
+	) -> Result<THandler<Self>, ConnectionDenied> {
+		Ok(dummy::ConnectionHandler)
+	}
+
+	fn on_swarm_event(&mut self, event: FromSwarm) {
+		match event {
+			FromSwarm::ConnectionEstablished(ConnectionEstablished {
+				peer_id,
+				connection_id,
+				endpoint: ConnectedPoint::Listener { send_back_addr, .. },
+				..
+			}) => {
+				// Counted only once established: another behaviour may still have refused it.
+				if !self.known.contains(&peer_id) {
+					self.unknown.insert(connection_id, ip_of(send_back_addr));
+				}
+			},
+			FromSwarm::ConnectionClosed(ConnectionClosed { connection_id, .. }) => {
+				self.unknown.remove(&connection_id);
+			},
+			FromSwarm::ListenFailure(ListenFailure { connection_id, error, .. }) => {
+				self.pending.remove(&connection_id);
+				if let ListenError::Denied { cause } = error {
+					if cause.downcast_ref::<connection_limits::Exceeded>().is_some() {
+						self.metrics.connections_denied.with_label_values(&["limit"]).inc();
+					}
+				}
+			},
+			_ => {},
+		}
+	}
+
+	fn on_connection_handler_event(
+		&mut self,
+		_peer_id: PeerId,
+		_connection_id: ConnectionId,
+		event: THandlerOutEvent<Self>,
+	) {
+		match event {}
+	}
+
+	fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+		Poll::Pending
+	}
+}
+
+/// Builds the swarm; `known` is shared with the server (who is a known peer), `metrics` counts
+/// refused connections.
 pub(crate) fn build(
 	config: &NetConfig,
+	known: Arc<KnownPeers>,
+	metrics: Metrics,
 ) -> Result<(Swarm<Behaviour>, libp2p_stream::Control), String> {
 	let window = config.yamux_window;
+	let max_streams = config.yamux_max_streams;
+	let l = &config.limits;
+	let limits = connection_limits::ConnectionLimits::default()
+		.with_max_established(Some(l.max_connections))
+		.with_max_established_per_peer(Some(l.max_connections_per_peer))
+		.with_max_pending_incoming(Some(l.max_pending_incoming));
+	let ip_limits = IpLimits::new(l, known, metrics);
 	let gossip_cfg = gossipsub::ConfigBuilder::default()
 		.heartbeat_interval(config.gossip_heartbeat)
 		.validation_mode(gossipsub::ValidationMode::Strict)
@@ -105,7 +284,9 @@ pub(crate) fn build(
 	let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
 		.with_tokio()
 		.with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, move || {
-			yamux_config(window)
+			let mut c = yamux_config(window);
+			c.set_max_num_streams(max_streams);
+			c
 		})
 		.map_err(|e| e.to_string())?
 		.with_behaviour(|key| {
@@ -121,6 +302,8 @@ pub(crate) fn build(
 			)?;
 			gossip.with_peer_score(gossipsub::PeerScoreParams::default(), score_thresholds())?;
 			Ok(Behaviour {
+				limits: connection_limits::Behaviour::new(limits),
+				ip_limits,
 				stream: libp2p_stream::Behaviour::new(),
 				identify: identify::Behaviour::new(identify::Config::new(
 					"/sync-registry/id/1".into(),

@@ -92,6 +92,24 @@ pub struct SyncParams {
 	#[arg(long, value_name = "BYTES")]
 	pub sync_serve_rate_total: Option<u64>,
 
+	/// Bytes per second served to one peer the chain does not list as a holder of a segment
+	/// this node holds (0: no extra limit).
+	#[arg(
+		long,
+		value_name = "BYTES",
+		default_value_t = ServeLimits::default().unknown_peer_bytes_per_sec.unwrap_or(0)
+	)]
+	pub sync_unknown_peer_rate: u64,
+
+	/// Most data-plane connections at once (inbound and outbound).
+	#[arg(long, default_value_t = ServeLimits::default().max_connections)]
+	pub sync_max_connections: u32,
+
+	/// Most inbound data-plane connections per remote IP address from peers the chain does not
+	/// list as holders (raise it if many such nodes share one address).
+	#[arg(long, default_value_t = ServeLimits::default().max_connections_per_ip)]
+	pub sync_max_connections_per_ip: u32,
+
 	/// Register this node on chain (`registerNode`, signed by the `sync` key in the keystore)
 	/// with the data plane's peer id and addresses, unless a node with that peer id exists.
 	#[arg(long)]
@@ -176,6 +194,10 @@ impl SyncParams {
 		net.limits.max_streams_per_peer = self.sync_max_streams_per_peer;
 		net.limits.bytes_per_sec_per_peer = self.sync_serve_rate_per_peer;
 		net.limits.bytes_per_sec_total = self.sync_serve_rate_total;
+		net.limits.unknown_peer_bytes_per_sec =
+			(self.sync_unknown_peer_rate > 0).then_some(self.sync_unknown_peer_rate);
+		net.limits.max_connections = self.sync_max_connections;
+		net.limits.max_connections_per_ip = self.sync_max_connections_per_ip;
 		net.registry = registry;
 		if self.sync_commit_every == 0 {
 			return Err("--sync-commit-every must be at least 1".into());
@@ -253,6 +275,12 @@ mod tests {
 		assert_eq!(config.net.peers.low_cap_hard, peers.low_cap_hard);
 		assert_eq!(config.net.limits.max_streams, limits.max_streams);
 		assert_eq!(config.net.limits.max_streams_per_peer, limits.max_streams_per_peer);
+		assert_eq!(
+			config.net.limits.unknown_peer_bytes_per_sec,
+			limits.unknown_peer_bytes_per_sec
+		);
+		assert_eq!(config.net.limits.max_connections, limits.max_connections);
+		assert_eq!(config.net.limits.max_connections_per_ip, limits.max_connections_per_ip);
 		assert_eq!(
 			config.net.listen,
 			vec!["/ip4/0.0.0.0/tcp/30433".parse::<Multiaddr>().expect("addr")]

@@ -300,6 +300,9 @@ impl<O: OffchainDb> Driver<O> {
 				},
 				Action::RefuseWrites(id) => self.handle.set_writable(id, false),
 				Action::SetHolders(id, holders) => {
+					// Known peers of the server (served first), also for owned segments, which
+					// are not followed.
+					self.net.set_known_peers(id, holders.iter().map(|h| h.peer).collect());
 					let t = self.tracked.entry(id).or_default();
 					t.holders.send_replace(holders);
 				},
@@ -314,6 +317,7 @@ impl<O: OffchainDb> Driver<O> {
 					},
 				},
 				Action::Forget(id) => {
+					self.net.set_known_peers(id, Vec::new());
 					self.tracked.remove(&id);
 				},
 				Action::Prove(ch) => self.prove(planner, ch).await,

@@ -75,6 +75,9 @@ fn rss_peak_kib() -> u64 {
 async fn start(dir: &std::path::Path) -> SyncNetwork {
 	let store = Store::open(dir).expect("open store");
 	let mut cfg = NetConfig::new(Keypair::generate_ed25519());
+	// The bench's downloaders stand for holders the chain lists, which are not rate-limited as
+	// unknown peers; no chain tells this Primary who they are.
+	cfg.limits.unknown_peer_bytes_per_sec = None;
 	if let Ok(w) = std::env::var("SYNC_BENCH_YAMUX_WINDOW") {
 		cfg.yamux_window = w.parse().ok();
 	}
@@ -529,6 +532,8 @@ mod deltas {
 		let mut cfg = NetConfig::new(Keypair::generate_ed25519());
 		cfg.head_poll = Duration::from_millis(500);
 		cfg.limits.bytes_per_sec_per_peer = per_peer;
+		// Holders the chain would list (see `start`).
+		cfg.limits.unknown_peer_bytes_per_sec = None;
 		let net = SyncNetwork::start(cfg, Store::open(dir).expect("open store"))
 			.await
 			.expect("start");
