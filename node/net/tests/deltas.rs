@@ -222,12 +222,15 @@ async fn forged_replayed_and_conflicting_announcements_are_rejected() {
 	let pcfg = fast();
 	let pkey = pcfg.keypair.clone();
 	let p = node(pcfg).await;
+	// Committed after the first batch: F snapshots seq 5 and replays the rest.
+	let chain = Chain::new();
 	for i in 0..4 {
 		p.net.write(SEG, (i * 5..i * 5 + 5).map(put).collect()).unwrap();
+		if i == 0 {
+			chain.commit(p.store());
+		}
 	}
 	// F joins after those announcements went out: it learns them by polling and range fetch.
-	let chain = Chain::new();
-	chain.commit(p.store());
 	let f_node = node(fast()).await;
 	let verifier = primaries(&[p.net.peer_id()]);
 	let (_tx, rx) = watch::channel(vec![p.holder(true)]);
@@ -368,4 +371,49 @@ async fn peer_scores_and_cooldowns_survive_a_restart_trusted_peers_are_never_coo
 		back.record(&p.net.peer_id()).unwrap().score,
 		book.record(&p.net.peer_id()).unwrap().score
 	);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayer_of_forged_gossip_is_not_banned() {
+	// An equivocating Primary key signs a second op at seq 10; the rogue Y that publishes it
+	// reaches F only through H, an honest follower that has neither op (its head is empty), so
+	// H judges it valid and relays it. F has the real op 10: it rejects the message; the author
+	// Y is banned, the honest relayer H is not (its gossip score drops instead).
+	let pcfg = fast();
+	let pkey = pcfg.keypair.clone();
+	let p = node(pcfg).await;
+	p.net.write(SEG, (0..20).map(put).collect()).unwrap();
+	let chain = Chain::new();
+	chain.commit(p.store());
+	let verifier = primaries(&[p.net.peer_id()]);
+	let f_node = node(fast()).await;
+	let (_tx, rx) = watch::channel(vec![p.holder(true)]);
+	let f = f_node.net.follow(SEG, rx, chain.anchors(), verifier.clone());
+	reach(&f, p.store().head(SEG).unwrap()).await;
+	// H and Y follow with no holders (H's head stays empty); Y - H - F, Y not connected to F.
+	let h = node(fast()).await;
+	let y = node(fast()).await;
+	let (_none, empty) = watch::channel(Vec::<Holder>::new());
+	let _fh = h.net.follow(SEG, empty.clone(), chain.anchors(), verifier.clone());
+	let _fy = y.net.follow(SEG, empty, chain.anchors(), verifier.clone());
+	h.net.dial(f_node.net.peer_id(), f_node.addrs.clone()).await.unwrap();
+	y.net.dial(h.net.peer_id(), h.addrs.clone()).await.unwrap();
+	tokio::time::sleep(Duration::from_millis(800)).await; // subscriptions and meshes formed
+	let mut other = p.store().ops(SEG, 10, 1).unwrap().remove(0);
+	other.op.new_root = [7; 32];
+	y.net.announce(&sign_announcement(&other, &pkey, &p.cfg.genesis));
+	let conflicting = || f_node.net.metrics().gossip.with_label_values(&["conflicting"]).get();
+	for _ in 0..100 {
+		if conflicting() > 0 {
+			break;
+		}
+		tokio::time::sleep(Duration::from_millis(50)).await;
+	}
+	assert!(conflicting() > 0, "F saw the equivocation (relayed by H)");
+	assert_eq!(h.net.metrics().gossip.with_label_values(&["accepted"]).get(), 1, "H relayed it");
+	assert!(!f_node.net.is_banned(&h.net.peer_id()), "the honest relayer is not banned");
+	assert!(f_node.net.is_banned(&y.net.peer_id()), "the author is");
+	// F still follows the genuine Primary.
+	p.net.write(SEG, (20..30).map(put).collect()).unwrap();
+	reach(&f, p.store().head(SEG).unwrap()).await;
 }
