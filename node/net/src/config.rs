@@ -2,10 +2,10 @@
 //! [`NetConfig::new`] and [`PeerManagerConfig::default`] (the node's CLI takes its defaults from
 //! them too); the field docs say what each knob does, not its default.
 use crate::peers::PeerManagerConfig;
-#[cfg(doc)]
-use sync_proto::MAX_GROUPS_PER_REQUEST;
 use libp2p::{identity::Keypair, Multiaddr, PeerId};
 use std::time::Duration;
+#[cfg(doc)]
+use sync_proto::MAX_GROUPS_PER_REQUEST;
 
 /// Limits on the serving side, protecting a holder from any one downloader and from floods of
 /// throwaway identities (defaults: see [`ServeLimits::default`]).

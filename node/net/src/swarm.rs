@@ -155,7 +155,7 @@ impl IpLimits {
 	}
 
 	/// Handshakes and unknown peers' connections from `ip`.
-	fn from_ip(&self, ip: IpAddr) -> usize {
+	fn count_for_ip(&self, ip: IpAddr) -> usize {
 		self.pending_from(ip) + self.unknown.values().filter(|a| **a == Some(ip)).count()
 	}
 
@@ -195,7 +195,7 @@ impl NetworkBehaviour for IpLimits {
 	) -> Result<THandler<Self>, ConnectionDenied> {
 		let ip = self.pending.remove(&connection_id).or_else(|| ip_of(remote_addr));
 		if !self.known.contains(&peer) {
-			if ip.is_some_and(|ip| self.from_ip(ip) >= self.per_ip) {
+			if ip.is_some_and(|ip| self.count_for_ip(ip) >= self.per_ip) {
 				return Err(self.deny("per_ip"));
 			}
 			if self.unknown.len() >= self.unknown_max {
@@ -223,11 +223,9 @@ impl NetworkBehaviour for IpLimits {
 				connection_id,
 				endpoint: ConnectedPoint::Listener { send_back_addr, .. },
 				..
-			}) => {
+			}) if !self.known.contains(&peer_id) => {
 				// Counted only once established: another behaviour may still have refused it.
-				if !self.known.contains(&peer_id) {
-					self.unknown.insert(connection_id, ip_of(send_back_addr));
-				}
+				self.unknown.insert(connection_id, ip_of(send_back_addr));
 			},
 			FromSwarm::ConnectionClosed(ConnectionClosed { connection_id, .. }) => {
 				self.unknown.remove(&connection_id);

@@ -382,9 +382,11 @@ async fn relayer_of_forged_gossip_is_not_banned() {
 	let pcfg = fast();
 	let pkey = pcfg.keypair.clone();
 	let p = node(pcfg).await;
-	p.net.write(SEG, (0..20).map(put).collect()).unwrap();
+	// Committed at seq 5: F snapshots it and replays (logs) ops 6..20.
+	p.net.write(SEG, (0..5).map(put).collect()).unwrap();
 	let chain = Chain::new();
 	chain.commit(p.store());
+	p.net.write(SEG, (5..20).map(put).collect()).unwrap();
 	let verifier = primaries(&[p.net.peer_id()]);
 	let f_node = node(fast()).await;
 	let (_tx, rx) = watch::channel(vec![p.holder(true)]);
@@ -409,6 +411,11 @@ async fn relayer_of_forged_gossip_is_not_banned() {
 		}
 		tokio::time::sleep(Duration::from_millis(50)).await;
 	}
+	let seen = |n: &Node| {
+		["accepted", "replayed", "forged", "conflicting", "not_followed", "unchecked"]
+			.map(|l| (l, n.net.metrics().gossip.with_label_values(&[l]).get()))
+	};
+	println!("H saw {:?}; F saw {:?}", seen(&h), seen(&f_node));
 	assert!(conflicting() > 0, "F saw the equivocation (relayed by H)");
 	assert_eq!(h.net.metrics().gossip.with_label_values(&["accepted"]).get(), 1, "H relayed it");
 	assert!(!f_node.net.is_banned(&h.net.peer_id()), "the honest relayer is not banned");

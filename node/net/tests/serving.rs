@@ -2,7 +2,7 @@
 //! non-reading streams are timed out, known holders are served ahead of a flood of throwaway
 //! identities, unknown peers are rate-limited, and connections per IP are bounded.
 mod common;
-use codec::{Decode, Encode};
+use codec::Encode;
 use common::*;
 use futures::{AsyncReadExt, AsyncWriteExt};
 use std::{
@@ -13,25 +13,25 @@ use std::{
 	time::{Duration, Instant},
 };
 use sync_net::{
-	transfer::{
-		client::{Received, Session},
-		protocol::{GroupRange, Request, Response},
-	},
+	transfer::client::{Received, Session},
 	ServeLimits,
 };
+use sync_proto::{GroupRange, Request, Response};
 use sync_store::Entry;
 use tokio::sync::watch;
 
 /// Bare libp2p clients speaking the transfer protocol by hand: throwaway identities.
 mod bare {
 	use super::*;
+	use codec::Decode;
 	use futures::StreamExt;
 	use libp2p::{
 		noise,
 		swarm::{dial_opts::DialOpts, SwarmEvent},
 		tcp, yamux, PeerId, Stream,
 	};
-	use sync_net::transfer::protocol::{Envelope, PROTOCOL, VERSION};
+	use sync_net::transfer::protocol::PROTOCOL;
+	use sync_proto::{Envelope, VERSION};
 
 	/// A fresh identity connected to one server.
 	pub struct Client {
@@ -240,7 +240,7 @@ async fn stalled_streams_are_timed_out() {
 			Err(e) => panic!("head refused during the flood: {e}"),
 		}
 	};
-	assert_eq!(served.complete.map(|h| h.facts), Some(head.facts));
+	assert_eq!(served.complete.map(sync_store::Head::from), Some(head));
 	let head_took = asked.elapsed();
 	let (_tx, rx) = watch::channel(vec![p.holder(true)]);
 	let report = honest.net.sync_segment(SEG, head, rx).await.unwrap();
@@ -272,14 +272,17 @@ async fn non_reading_client_frees_its_slot() {
 	};
 	let (p, head) = primary(6 * MIB, 4 * MIB, limits).await;
 	let big = largest(&p, head);
-	let range = |first: u64| GroupRange { cid: big.cid, first, count: 64 };
+	let cid = big.cid;
+	let range = move |first: u64| GroupRange { cid, first, count: 64 };
 
 	// Four throwaway identities ask for 1 MiB each and never read: every answer slot.
 	let mut hogs = Vec::new();
 	for i in 0..4 {
 		let c = bare::connect(&p).await;
 		let mut s = c.open().await.expect("stream");
-		s.write_all(&bare::frame(Request::Groups { ranges: vec![range(i * 64)] })).await.unwrap();
+		s.write_all(&bare::frame(Request::Groups { ranges: vec![range(i * 64)] }))
+			.await
+			.unwrap();
 		s.flush().await.unwrap();
 		hogs.push((c, s));
 	}
@@ -337,7 +340,8 @@ async fn unknown_peers_are_rate_limited_known_peers_first() {
 	};
 	let (p, head) = primary(6 * MIB, 4 * MIB, limits).await;
 	let big = largest(&p, head);
-	let range = |first: u64| GroupRange { cid: big.cid, first, count: 64 };
+	let cid = big.cid;
+	let range = move |first: u64| GroupRange { cid, first, count: 64 };
 
 	// Six unknown downloaders (honest, only not on the chain) ask for 1 MiB at a time.
 	let started = Instant::now();

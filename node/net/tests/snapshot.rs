@@ -344,7 +344,9 @@ mod rogue {
 						let env = Envelope::decode(&mut &buf[..]).unwrap();
 						if matches!(
 							env.request,
-							Request::Index { .. } | Request::Outboard { .. } | Request::Groups { .. }
+							Request::Index { .. }
+								| Request::Outboard { .. }
+								| Request::Groups { .. }
 						) {
 							asked.fetch_add(1, Ordering::SeqCst);
 						}
@@ -360,7 +362,10 @@ mod rogue {
 									complete: Some(wire(head.seq + 1_000_000, fake)),
 									syncing: None,
 									received: 0,
-									pinned: vec![wire(head.seq, other), wire(head.seq + 999_999, fake)],
+									pinned: vec![
+										wire(head.seq, other),
+										wire(head.seq + 999_999, fake),
+									],
 								}
 								.encode()
 							},
@@ -376,12 +381,20 @@ mod rogue {
 									segment,
 									seq: from,
 									prev_op: [0; 32],
-									kind: OpKind::Put { key: b"x".to_vec(), cid: [7; 32], size: u64::MAX },
+									kind: OpKind::Put {
+										key: b"x".to_vec(),
+										cid: [7; 32],
+										size: u64::MAX,
+									},
 									prev_root: head.facts.root,
 									new_root: [8; 32],
 								};
 								Response::Ops {
-									ops: vec![SignedOp { op, signer: vec![1; 36], signature: vec![1; 64] }],
+									ops: vec![SignedOp {
+										op,
+										signer: vec![1; 36],
+										signature: vec![1; 64],
+									}],
 								}
 								.encode()
 							},
@@ -554,8 +567,7 @@ async fn a_replica_behind_by_n_ops_catches_up_by_range_fetch_and_refuses_forged_
 	assert_eq!(r.store().head(SEG), Some(snapshot));
 
 	let primary = p.net.peer_id();
-	let chain =
-		PrimaryKeys::new([0; 32], move |seg, peer: &PeerId| seg == SEG && *peer == primary);
+	let chain = PrimaryKeys::new([0; 32], move |seg, peer: &PeerId| seg == SEG && *peer == primary);
 	let caught = r.net.catch_up(SEG, head.seq, p.net.peer_id(), &chain, None).await.unwrap();
 	assert_eq!(caught, head);
 	assert_holds(r.store(), head);
@@ -592,8 +604,7 @@ async fn a_replica_joins_while_the_primary_keeps_writing_and_converges() {
 	};
 	let r = Node::start().await;
 	let primary = p.net.peer_id();
-	let chain =
-		PrimaryKeys::new([0; 32], move |seg, peer: &PeerId| seg == SEG && *peer == primary);
+	let chain = PrimaryKeys::new([0; 32], move |seg, peer: &PeerId| seg == SEG && *peer == primary);
 	// Snapshot at the root the Primary pinned (as it does for what it commits on chain), then
 	// follow with deltas while writes go on.
 	let snapshot = p.store().pin_snapshot(SEG).unwrap().unwrap();
@@ -653,13 +664,15 @@ async fn fake_entry_count_is_bounded() {
 async fn rogue_pin_is_not_adopted() {
 	use sync_net::deltas::{KeypairSigner, PrimaryKeys};
 	let key = Keypair::generate_ed25519();
-	let p = Node::start_with(Arc::new(tempfile::tempdir().unwrap()), NetConfig::new(key.clone()))
-		.await;
+	let p =
+		Node::start_with(Arc::new(tempfile::tempdir().unwrap()), NetConfig::new(key.clone())).await;
 	let write = |i: u64| sync_store::SegmentWrite::Put {
 		key: format!("k{i}").into_bytes(),
 		data: sync_net::fixtures::blob(i, 1000 + i as usize * 300),
 	};
-	p.store().apply_signed(SEG, (0..20).map(write).collect(), &KeypairSigner::new(key, [0; 32])).unwrap();
+	p.store()
+		.apply_signed(SEG, (0..20).map(write).collect(), &KeypairSigner::new(key, [0; 32]))
+		.unwrap();
 	let chain = Chain::new();
 	let committed = chain.commit(p.store());
 	// The rogue advertises a head and a pin a million seqs ahead (with 2^40 entries) and other
@@ -669,7 +682,9 @@ async fn rogue_pin_is_not_adopted() {
 	let (_tx, rx) = watch::channel(vec![rogue.clone(), p.holder(true)]);
 	let primary = p.net.peer_id();
 	let verifier: Arc<dyn sync_net::deltas::OpVerifier + Send + Sync> =
-		Arc::new(PrimaryKeys::new([0; 32], move |seg, peer: &PeerId| seg == SEG && *peer == primary));
+		Arc::new(PrimaryKeys::new([0; 32], move |seg, peer: &PeerId| {
+			seg == SEG && *peer == primary
+		}));
 	let follower = f.net.follow(SEG, rx, chain.anchors(), verifier);
 	let got = tokio::time::timeout(Duration::from_secs(30), follower.reached(committed.seq))
 		.await
@@ -694,7 +709,11 @@ async fn huge_size_op_is_refused_before_fetch() {
 	let (bad, asked) = rogue::start_counting(head, rogue::Mode::HugeOp).await;
 	r.net.dial(bad.peer, bad.addrs.clone()).await.unwrap();
 	let anyone = sync_net::deltas::PrimaryKeys::new([0; 32], |_, _: &PeerId| true);
-	let err = r.net.catch_up(SEG, head.seq + 1_000, bad.peer, &anyone, None).await.unwrap_err();
+	let err = r
+		.net
+		.catch_up(SEG, head.seq + 1_000, bad.peer, &anyone, None)
+		.await
+		.unwrap_err();
 	assert!(err.is_invalid(), "{err}");
 	assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 0, "no object fetched");
 	assert_eq!(r.store().head(SEG), Some(head), "nothing applied");

@@ -13,10 +13,10 @@ pub use ops::{
 	OP_DOMAIN,
 };
 pub use wire::{
-	check_limits, Envelope, ErrorCode, GroupRange, Hash32, Request, Response, SegmentId,
-	WireEntry, WireFacts, WireHead, GROUP_LEN, MAX_DATA_FRAME, MAX_GROUPS_PER_REQUEST,
-	MAX_HEADER_BYTES, MAX_INDEX_PAGE, MAX_KEY_LEN, MAX_OBJECT_BYTES, MAX_OPS_PER_REQUEST,
-	MAX_REQUEST_BYTES, PROTOCOL_NAME, TAG_DATA, TAG_MISSING, VERSION,
+	check_limits, Envelope, ErrorCode, GroupRange, Hash32, Request, Response, SegmentId, WireEntry,
+	WireFacts, WireHead, GROUP_LEN, MAX_DATA_FRAME, MAX_GROUPS_PER_REQUEST, MAX_HEADER_BYTES,
+	MAX_INDEX_PAGE, MAX_KEY_LEN, MAX_OBJECT_BYTES, MAX_OPS_PER_REQUEST, MAX_REQUEST_BYTES,
+	PROTOCOL_NAME, TAG_DATA, TAG_MISSING, VERSION,
 };
 
 #[cfg(test)]

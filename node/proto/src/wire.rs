@@ -235,7 +235,8 @@ pub fn check_limits(req: &Request) -> Result<(), ErrorCode> {
 		Request::Groups { ranges } => {
 			// At most MAX_REQUEST_BYTES / 44 ranges of u32 counts: the sum cannot overflow.
 			let total: u64 = ranges.iter().map(|r| r.count as u64).sum();
-			let each = |r: &GroupRange| r.count > 0 && r.first.checked_add(r.count as u64).is_some();
+			let each =
+				|r: &GroupRange| r.count > 0 && r.first.checked_add(r.count as u64).is_some();
 			total > 0 && total <= MAX_GROUPS_PER_REQUEST as u64 && ranges.iter().all(each)
 		},
 	};

@@ -275,10 +275,7 @@ mod tests {
 		assert_eq!(config.net.peers.low_cap_hard, peers.low_cap_hard);
 		assert_eq!(config.net.limits.max_streams, limits.max_streams);
 		assert_eq!(config.net.limits.max_streams_per_peer, limits.max_streams_per_peer);
-		assert_eq!(
-			config.net.limits.unknown_peer_bytes_per_sec,
-			limits.unknown_peer_bytes_per_sec
-		);
+		assert_eq!(config.net.limits.unknown_peer_bytes_per_sec, limits.unknown_peer_bytes_per_sec);
 		assert_eq!(config.net.limits.max_connections, limits.max_connections);
 		assert_eq!(config.net.limits.max_connections_per_ip, limits.max_connections_per_ip);
 		assert_eq!(

@@ -256,7 +256,7 @@ fn local_state(store: &Store, view: &ChainView) -> LocalState {
 			let provable = if s.owner {
 				Default::default()
 			} else {
-				s.roots.iter().map(|r| (r.seq, store.root_at(s.id, r.seq))).collect()
+				s.roots.iter().map(|r| (r.seq, store.provable_root(s.id, r.seq))).collect()
 			};
 			let l = LocalSegment { head: store.head(s.id), pinned: store.pinned(s.id), provable };
 			(s.id, l)
@@ -286,8 +286,7 @@ impl<O: OffchainDb> Driver<O> {
 					self.log_role(id, "following");
 					let t = self.tracked.entry(id).or_default();
 					let (holders, anchors) = (t.holders.subscribe(), t.anchors.subscribe());
-					t.follower =
-						Some(self.net.follow(id, holders, anchors, self.verifier.clone()));
+					t.follower = Some(self.net.follow(id, holders, anchors, self.verifier.clone()));
 				},
 				Action::StopFollowing(id) => {
 					if let Some(t) = self.tracked.get_mut(&id) {

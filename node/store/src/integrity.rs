@@ -269,8 +269,7 @@ impl Store {
 					fs::remove_file(entry.path())?;
 				}
 			} else if is_cid_name(name) {
-				let complete =
-					self.dir().join("objects").join(&name[..2]).join(name).exists();
+				let complete = self.dir().join("objects").join(&name[..2]).join(name).exists();
 				if complete {
 					fs::remove_file(entry.path())?;
 					let _ = fs::remove_file(dir.join(format!("{name}{BITS_SUFFIX}")));
@@ -555,4 +554,3 @@ impl Store {
 		Ok(())
 	}
 }
-

@@ -2,9 +2,8 @@
 //! snapshot transfer that becomes the segment's index only once every object is present and
 //! the recomputed root equals the target.
 use crate::{
-	objects::is_small,
-	oplog::head_op_hash,
-	Cid, Result, SegmentState, Store, StoreError, HEADS, INDEX, OPS, ROOTS, STAGED, TRANSFERS,
+	objects::is_small, oplog::head_op_hash, Cid, Result, SegmentState, Store, StoreError, HEADS,
+	INDEX, OPS, ROOTS, STAGED, TRANSFERS,
 };
 use codec::Encode;
 use redb::{Durability, ReadableDatabase, ReadableTable, WriteTransaction};
@@ -409,7 +408,7 @@ impl Store {
 	/// The root the segment had at `seq`, if the store can still tell (and prove) it: the head's
 	/// at the head, else the root before the logged op `seq + 1` when every op after `seq` is
 	/// still logged. `None` after the head or before the log.
-	pub fn root_at(&self, segment: SegmentId, seq: u64) -> Option<Hash32> {
+	pub fn provable_root(&self, segment: SegmentId, seq: u64) -> Option<Hash32> {
 		let head = self.head(segment)?;
 		if seq == head.seq {
 			return Some(head.facts.root);

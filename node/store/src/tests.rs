@@ -642,10 +642,7 @@ mod oplog {
 		// other check passes (the forged ops only lack a checkpoint of their own).
 		assert_ne!(forged[0].op.new_root, ops[0].op.new_root);
 		assert_eq!(forged[1].op.new_root, ops[2].op.prev_root);
-		assert!(matches!(
-			f.verify_ops(7, &forged, &ok),
-			Err(StoreError::Unsigned { seq: 2, .. })
-		));
+		assert!(matches!(f.verify_ops(7, &forged, &ok), Err(StoreError::Unsigned { seq: 2, .. })));
 		// With the real checkpoint after them, only the op chain tells: it names the real op 2.
 		forged.push(ops[2].clone());
 		assert!(matches!(
@@ -657,10 +654,7 @@ mod oplog {
 		assert_eq!(rows(&f), (0, 0, 0));
 		// Splicing a forged op in front of the real ones breaks the chain right after it.
 		let spliced = [forged[0].clone(), ops[1].clone(), ops[2].clone()];
-		assert!(matches!(
-			f.replay(7, &spliced, &ok),
-			Err(StoreError::BrokenChain { seq: 2, .. })
-		));
+		assert!(matches!(f.replay(7, &spliced, &ok), Err(StoreError::BrokenChain { seq: 2, .. })));
 		assert_eq!(f.head(7), None);
 		// The real path replays.
 		assert_eq!(f.replay(7, &ops, &ok).unwrap(), p.head(7).unwrap());
@@ -748,9 +742,7 @@ mod oplog {
 			op.signature = Key(1).sign_op(&op.op);
 			op
 		};
-		let too_large = |r: Result<Head>| {
-			matches!(r, Err(StoreError::ObjectTooLarge(n)) if n == MAX_OBJECT_BYTES + 1)
-		};
+		let too_large = |r: Result<Head>| matches!(r, Err(StoreError::ObjectTooLarge(n)) if n == MAX_OBJECT_BYTES + 1);
 		assert!(too_large(f.verify_ops(7, &[oversized(MAX_OBJECT_BYTES + 1)], &ok)));
 		assert!(too_large(f.replay(7, &[oversized(MAX_OBJECT_BYTES + 1)], &ok)));
 		assert_eq!(f.head(7), None);

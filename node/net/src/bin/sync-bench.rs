@@ -664,10 +664,8 @@ mod deltas {
 		g.dial(p.peer_id(), ph.addrs.clone()).await.expect("dial");
 		let anyone = PrimaryKeys::new([0; 32], |_, _: &PeerId| true);
 		let t = Instant::now();
-		let reached = g
-			.catch_up(SEG, head.seq, p.peer_id(), &anyone, None)
-			.await
-			.expect("catch up");
+		let reached =
+			g.catch_up(SEG, head.seq, p.peer_id(), &anyone, None).await.expect("catch up");
 		let replay_net = ops as f64 / t.elapsed().as_secs_f64();
 		assert_eq!(reached, head);
 		g.shutdown();
@@ -694,8 +692,10 @@ mod deltas {
 		}
 		let (_tx, rx) = watch::channel(holders);
 		let v = verifier(p.peer_id());
-		let followers: Vec<_> =
-			nodes.iter().map(|r| r.follow(SEG, rx.clone(), anchors.clone(), v.clone())).collect();
+		let followers: Vec<_> = nodes
+			.iter()
+			.map(|r| r.follow(SEG, rx.clone(), anchors.clone(), v.clone()))
+			.collect();
 		let start_seq = p.store().head(SEG).unwrap().seq;
 		for f in &followers {
 			f.reached(start_seq).await;

@@ -16,12 +16,12 @@ use sync_primitives::{
 	outboard::groups_of,
 	SegmentId,
 };
-/// The signing traits, which [`KeypairSigner`] and [`PrimaryKeys`] implement.
-pub use sync_proto::{OpSigner, OpVerifier};
 use sync_proto::{
 	Announcement, ErrorCode, GroupRange, OpKind, SignedOp, CHECKPOINT_EVERY,
 	MAX_GROUPS_PER_REQUEST, MAX_OPS_PER_REQUEST,
 };
+/// The signing traits, which [`KeypairSigner`] and [`PrimaryKeys`] implement.
+pub use sync_proto::{OpSigner, OpVerifier};
 use sync_store::{Head, StoreError};
 
 /// Signs ops with the node's libp2p key (Ed25519) for the chain whose genesis hash is
@@ -251,14 +251,18 @@ impl<'a> Packer<'a> {
 			let count = (groups_of(size) - first).min(room);
 			out.push((GroupRange { cid, first, count: count as u32 }, size));
 			room -= count;
-			self.at = if first + count >= groups_of(size) { (self.at.0 + 1, 0) } else { (self.at.0, first + count) };
+			self.at = if first + count >= groups_of(size) {
+				(self.at.0 + 1, 0)
+			} else {
+				(self.at.0, first + count)
+			};
 		}
 		out
 	}
 }
 
 #[cfg(test)]
-mod tests {
+mod packing {
 	use super::*;
 	use sync_primitives::commitment::GROUP_LEN;
 
@@ -278,8 +282,9 @@ mod tests {
 		assert_eq!(counts, vec![vec![64], vec![36, 1, 27], vec![3]]);
 		assert_eq!(reqs[1][0].0.first, 64);
 		assert_eq!(reqs[2][0].0, GroupRange { cid: [3; 32], first: 27, count: 3 });
-		assert!(reqs.iter().all(|r| r.iter().map(|(x, _)| x.count).sum::<u32>()
-			<= MAX_GROUPS_PER_REQUEST));
+		assert!(reqs
+			.iter()
+			.all(|r| r.iter().map(|(x, _)| x.count).sum::<u32>() <= MAX_GROUPS_PER_REQUEST));
 	}
 
 	#[test]

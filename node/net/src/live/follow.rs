@@ -235,7 +235,7 @@ impl Run {
 			}
 			let diverged = {
 				let (store, segment) = (self.net.store(), self.segment);
-				anchor::diverged(&anchors, |s| store.root_at(segment, s))
+				anchor::diverged(&anchors, |s| store.provable_root(segment, s))
 			};
 			if let Some(seq) = diverged {
 				// Another history than the chain's (a fork the Primary signed, or local damage):
@@ -362,7 +362,9 @@ impl Run {
 					} else if match &e {
 						DeltaError::Peer(p) => p.blames_peer(),
 						DeltaError::NotAnnounced(_) => true,
-						DeltaError::Short(_) | DeltaError::Pruned(_) | DeltaError::Store(_) => false,
+						DeltaError::Short(_) | DeltaError::Pruned(_) | DeltaError::Store(_) => {
+							false
+						},
 					} {
 						self.net.peer_failed(h.peer);
 					}

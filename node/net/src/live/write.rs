@@ -44,7 +44,7 @@ pub(crate) fn maintain(
 	if let Some(a) = super::anchor::pin_wanted(anchors, &head, &store.pinned(segment)) {
 		// Only if the log still reaches it and agrees (a cheap look before rebuilding the
 		// index; a disagreement is the follow loop's to repair).
-		if store.root_at(segment, a.seq) == Some(a.facts.root) {
+		if store.provable_root(segment, a.seq) == Some(a.facts.root) {
 			match store.pin_at(segment, a.seq, &a.facts) {
 				Ok(_) | Err(StoreError::Pruned { .. }) | Err(StoreError::RootMismatch { .. }) => {},
 				Err(e) => return Err(e),

@@ -29,10 +29,10 @@
 //! - `sched`: the pure scheduler (units, owners, the Primary rule, outcomes), unit-tested;
 //! - `engine`: the I/O driver: the sync loop, one worker per selected peer, the index fetch,
 //!   and the requests, each ending in an outcome handed back to the scheduler.
-#[cfg(doc)]
-use sync_proto::MAX_GROUPS_PER_REQUEST;
 use libp2p::{Multiaddr, PeerId};
 use std::{collections::HashMap, time::Duration};
+#[cfg(doc)]
+use sync_proto::MAX_GROUPS_PER_REQUEST;
 use sync_store::{Head, StoreError};
 
 mod engine;

@@ -184,8 +184,7 @@ impl Session {
 				{
 					Response::Index { entries, total } => {
 						if total != expected
-							|| entries.is_empty()
-							|| entries.len() > MAX_INDEX_PAGE as usize
+							|| entries.is_empty() || entries.len() > MAX_INDEX_PAGE as usize
 						{
 							return Err(PeerError::Misbehaved(
 								"index page inconsistent with the root facts".into(),
@@ -202,7 +201,9 @@ impl Session {
 			Ok(out)
 		};
 		tokio::time::timeout(deadline, all).await.map_err(|_| {
-			PeerError::Transport(format!("index of {expected} entries not delivered in {deadline:?}"))
+			PeerError::Transport(format!(
+				"index of {expected} entries not delivered in {deadline:?}"
+			))
 		})?
 	}
 

@@ -29,9 +29,8 @@ use std::{
 };
 use sync_primitives::{commitment::Hash32, SegmentId};
 use sync_proto::{
-	check_limits, write_data_frame, write_frame, write_msg, Envelope, ErrorCode, Request,
-	Response, WireError, WireHead, MAX_DATA_FRAME, MAX_REQUEST_BYTES, TAG_DATA, TAG_MISSING,
-	VERSION,
+	check_limits, write_data_frame, write_frame, write_msg, Envelope, ErrorCode, Request, Response,
+	WireError, WireHead, MAX_DATA_FRAME, MAX_REQUEST_BYTES, TAG_DATA, TAG_MISSING, VERSION,
 };
 use sync_store::{wire::entry_to_wire, GroupSource, Store, StoreError};
 use tokio::{
@@ -543,8 +542,7 @@ impl Server {
 	/// Waits for the rate limits (the peer's, then the total) to allow `n` bytes; the wait is
 	/// not counted against the write deadline.
 	async fn throttled(&self, io: &mut Io, peer_bucket: Option<&Mutex<Bucket>>, n: u64) {
-		let waited =
-			throttle(peer_bucket, n).await + throttle(self.total_bucket.as_ref(), n).await;
+		let waited = throttle(peer_bucket, n).await + throttle(self.total_bucket.as_ref(), n).await;
 		io.get_mut().extend(waited);
 	}
 }
@@ -1017,7 +1015,9 @@ mod tests {
 		assert!(t0.elapsed() >= Duration::from_millis(100), "extended by 50 ms");
 		// Without a deadline a blocked write just waits.
 		w.set_deadline(None);
-		assert!(tokio::time::timeout(Duration::from_millis(50), w.write_all(b"x")).await.is_err());
+		assert!(tokio::time::timeout(Duration::from_millis(50), w.write_all(b"x"))
+			.await
+			.is_err());
 		// A writer that takes the bytes is never failed, even past its deadline.
 		let mut ok = Timed::new(Vec::<u8>::new());
 		ok.set_deadline(Some(Instant::now()));

@@ -106,7 +106,11 @@ impl Chain {
 		head
 	}
 	/// Commits the owner's head every `every`, as long as the task runs (abort it to stop).
-	pub fn committer(self: &Arc<Self>, owner: Store, every: Duration) -> tokio::task::JoinHandle<()> {
+	pub fn committer(
+		self: &Arc<Self>,
+		owner: Store,
+		every: Duration,
+	) -> tokio::task::JoinHandle<()> {
 		let chain = self.clone();
 		tokio::spawn(async move {
 			loop {
