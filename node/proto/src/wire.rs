@@ -29,6 +29,12 @@ pub const MAX_KEY_LEN: u32 = 256;
 /// claim a larger size (so no peer can make a node reserve, fetch or count more than this for
 /// one object); a larger object has to be split by the application.
 pub const MAX_OBJECT_BYTES: u64 = 64 << 30;
+/// Longest `signer` field of an op (a protobuf-encoded Ed25519 libp2p key is 36 bytes) and
+/// longest `signature` (Ed25519: 64 bytes). Ops with longer fields are refused, so a holder
+/// cannot pad the ops it relays until a window of them no longer fits a response.
+pub const MAX_SIGNER_BYTES: usize = 64;
+/// Longest `signature` field of an op (see [`MAX_SIGNER_BYTES`]).
+pub const MAX_SIGNATURE_BYTES: usize = 128;
 
 /// Largest request frame.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;

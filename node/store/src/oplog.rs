@@ -49,7 +49,10 @@ use sync_primitives::{
 	commitment::{Hash32, SegmentTrie, MAX_KEY_LEN},
 	SegmentId,
 };
-use sync_proto::{OpKind, OpSigner, OpVerifier, SignedOp, MAX_OBJECT_BYTES, NO_PREV_OP};
+use sync_proto::{
+	OpKind, OpSigner, OpVerifier, SignedOp, MAX_OBJECT_BYTES, MAX_SIGNATURE_BYTES,
+	MAX_SIGNER_BYTES, NO_PREV_OP,
+};
 
 /// Decodes a logged op.
 fn decode_op(segment: SegmentId, mut bytes: &[u8]) -> Result<SignedOp> {
@@ -214,7 +217,11 @@ fn check_batch(
 		if !link.allows(&op.prev_op) {
 			return Err(StoreError::BrokenChain { segment, seq });
 		}
-		if signed.is_checkpoint() && !verifier.verify_op(signed) {
+		// Bounded on every op, checkpoint or not: padded fields would be logged and served on.
+		if signed.signer.len() > MAX_SIGNER_BYTES
+			|| signed.signature.len() > MAX_SIGNATURE_BYTES
+			|| (signed.is_checkpoint() && !verifier.verify_op(signed))
+		{
 			return Err(StoreError::BadSignature { segment, seq });
 		}
 		if op.prev_root != head.facts.root {

@@ -13,8 +13,8 @@ use sync_primitives::{
 };
 use sync_proto::{
 	read_frame_into, write_frame, write_msg, Envelope, ErrorCode, GroupRange, Request, Response,
-	SignedOp, WireError, WireHead, MAX_DATA_FRAME, MAX_HEADER_BYTES, MAX_INDEX_PAGE, TAG_DATA,
-	TAG_MISSING, VERSION,
+	SignedOp, WireError, WireHead, MAX_DATA_FRAME, MAX_HEADER_BYTES, MAX_INDEX_PAGE, MAX_KEY_LEN,
+	TAG_DATA, TAG_MISSING, VERSION,
 };
 use sync_store::wire::entry_from_wire;
 
@@ -183,8 +183,12 @@ impl Session {
 					.map_err(|_| PeerError::Transport("timed out".into()))??
 				{
 					Response::Index { entries, total } => {
+						// Full pages of bounded keys only: a holder cannot make the index
+						// arrive an entry at a time, nor each entry carry a frame's worth of key.
+						let full = (expected - start).min(MAX_INDEX_PAGE as u64) as usize;
 						if total != expected
-							|| entries.is_empty() || entries.len() > MAX_INDEX_PAGE as usize
+							|| entries.len() != full
+							|| entries.iter().any(|e| e.key.len() > MAX_KEY_LEN as usize)
 						{
 							return Err(PeerError::Misbehaved(
 								"index page inconsistent with the root facts".into(),

@@ -757,8 +757,9 @@ async fn answer(
 		Request::Head { segment } => {
 			// Progress of this segment's transfer (what co-downloaders watch), not the node's
 			// total: bytes of another segment are no progress on this one.
-			let progress =
-				net.metrics.progress.with_label_values(&[&segment.to_string()]).get().max(0) as u64;
+			// Read only for a segment with a transfer here (below), so a peer asking for
+			// arbitrary segment ids creates no metric series.
+			let progress = net.metrics.progress.clone();
 			let frame = store_call(io, move || {
 				let wire = WireHead::from;
 				let complete = store.head(segment).map(wire);
@@ -766,7 +767,11 @@ async fn answer(
 					Ok(Some(t)) if t.index_staged => Some(wire(t.target)),
 					_ => None,
 				};
-				let received = if syncing.is_some() { progress } else { 0 };
+				let received = if syncing.is_some() {
+					progress.with_label_values(&[&segment.to_string()]).get().max(0) as u64
+				} else {
+					0
+				};
 				let pinned = store.pinned(segment).into_iter().map(wire).collect();
 				Response::Head { complete, syncing, received, pinned }.encode()
 			})
