@@ -224,6 +224,8 @@ impl Run {
 	async fn run(mut self) {
 		let mut polled = Polled::default();
 		let mut last_poll: Option<Instant> = None;
+		// The anchors and head last found to agree with each other.
+		let mut agreed: Option<(Vec<Head>, Option<Head>)> = None;
 		let label = self.segment.to_string();
 		loop {
 			let poll = self.net.config().head_poll;
@@ -233,9 +235,18 @@ impl Run {
 				polled = poll_heads(&self.net, self.segment, &holders, &anchors).await;
 				last_poll = Some(Instant::now());
 			}
-			let diverged = {
+			// Checked again only when the anchors or the head moved (each check reads the log
+			// once per anchor; pruning only forgets roots, it cannot make them disagree).
+			let checked = (anchors.clone(), self.net.store().head(self.segment));
+			let diverged = if agreed.as_ref() == Some(&checked) {
+				None
+			} else {
 				let (store, segment) = (self.net.store(), self.segment);
-				anchor::diverged(&anchors, |s| store.provable_root(segment, s))
+				let d = anchor::diverged(&anchors, |s| store.provable_root(segment, s));
+				if d.is_none() {
+					agreed = Some(checked);
+				}
+				d
 			};
 			if let Some(seq) = diverged {
 				// Another history than the chain's (a fork the Primary signed, or local damage):
