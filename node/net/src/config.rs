@@ -125,7 +125,7 @@ pub struct NetConfig {
 	/// The genesis hash of the chain this data plane serves: part of every payload this node
 	/// signs (checkpoint ops written through [`SyncNetwork::write`](crate::SyncNetwork::write),
 	/// and their announcements), so a signature is good on that chain only. Followers check
-	/// with the genesis hash of their verifier ([`PrimaryKeys`](crate::deltas::PrimaryKeys)).
+	/// with the genesis hash of their verifier ([`EpochKeys`](crate::deltas::EpochKeys)).
 	/// The all-zero default of [`NetConfig::new`] is for tests only; the node sets the chain's
 	/// genesis hash.
 	pub genesis: [u8; 32],

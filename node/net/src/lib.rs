@@ -10,7 +10,7 @@ pub mod snapshot;
 pub mod swarm;
 pub mod transfer;
 
-/// Deltas moved to [`live::deltas`]; `sync_net::deltas::PrimaryKeys` keeps resolving.
+/// Deltas moved to [`live::deltas`]; `sync_net::deltas::EpochKeys` resolves here too.
 pub use live::deltas;
 /// The wire format (messages, framing, signed ops, announcements, signing payloads, limits).
 pub use sync_proto as proto;
@@ -335,12 +335,18 @@ impl SyncNetwork {
 		deltas::catch_up(self, segment, target, holder, verifier, announced).await
 	}
 
-	/// The Primary's write path: applies `writes` to `segment` as signed ops, announces the
-	/// newest op on the segment's topic and prunes the log beyond
+	/// The owner's write path: applies `writes` to `segment` as ops of ownership epoch `epoch`
+	/// (the chain's current epoch of the segment, whose owner this node is), signed at
+	/// checkpoints, announces the newest op on the segment's topic and prunes the log beyond
 	/// [`NetConfig::log_retention`]. Blocking (one durable transaction). See
 	/// [`live::write`](crate::live).
-	pub fn write(&self, segment: SegmentId, writes: Vec<SegmentWrite>) -> Result<Head, StoreError> {
-		live::write::write(self, segment, writes)
+	pub fn write(
+		&self,
+		segment: SegmentId,
+		epoch: deltas::Epoch,
+		writes: Vec<SegmentWrite>,
+	) -> Result<Head, StoreError> {
+		live::write::write(self, segment, epoch, writes)
 	}
 
 	/// Publishes an announcement on its segment's topic (the Primary's write path calls this;

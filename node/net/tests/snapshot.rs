@@ -379,6 +379,7 @@ mod rogue {
 							(Mode::HugeOp, Request::Ops { segment, from, .. }) => {
 								let op = Op {
 									segment,
+									epoch: 1,
 									seq: from,
 									prev_op: [0; 32],
 									kind: OpKind::Put {
@@ -524,11 +525,11 @@ async fn holders_are_discovered_through_kademlia_provider_records() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_behind_by_n_ops_catches_up_by_range_fetch_and_refuses_forged_ops() {
-	use sync_net::deltas::{KeypairSigner, PrimaryKeys};
+	use sync_net::deltas::{single_owner, KeypairSigner};
 	use sync_store::SegmentWrite;
 	let key = Keypair::generate_ed25519();
 	// The genesis hash of `NetConfig::new` (all zero): the chain these nodes sign for.
-	let signer = KeypairSigner::new(key.clone(), [0; 32]);
+	let signer = KeypairSigner::new(key.clone(), [0; 32], 1);
 	let pdir = Arc::new(tempfile::tempdir().unwrap());
 	let p = {
 		let mut cfg = NetConfig::new(key.clone());
@@ -552,7 +553,7 @@ async fn a_replica_behind_by_n_ops_catches_up_by_range_fetch_and_refuses_forged_
 	r.net.dial(p.net.peer_id(), p.addrs.clone()).await.unwrap();
 
 	// A verifier that does not list this Primary refuses the ops; nothing changes.
-	let nobody = PrimaryKeys::new([0; 32], |_, _: &PeerId| false);
+	let nobody = single_owner([0; 32], PeerId::random());
 	let err = r.net.catch_up(SEG, head.seq, p.net.peer_id(), &nobody, None).await.unwrap_err();
 	assert!(
 		matches!(
@@ -567,7 +568,7 @@ async fn a_replica_behind_by_n_ops_catches_up_by_range_fetch_and_refuses_forged_
 	assert_eq!(r.store().head(SEG), Some(snapshot));
 
 	let primary = p.net.peer_id();
-	let chain = PrimaryKeys::new([0; 32], move |seg, peer: &PeerId| seg == SEG && *peer == primary);
+	let chain = single_owner([0; 32], primary);
 	let caught = r.net.catch_up(SEG, head.seq, p.net.peer_id(), &chain, None).await.unwrap();
 	assert_eq!(caught, head);
 	assert_holds(r.store(), head);
@@ -578,12 +579,12 @@ async fn a_replica_behind_by_n_ops_catches_up_by_range_fetch_and_refuses_forged_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_joins_while_the_primary_keeps_writing_and_converges() {
 	use std::sync::atomic::{AtomicBool, Ordering};
-	use sync_net::deltas::{KeypairSigner, PrimaryKeys};
+	use sync_net::deltas::{single_owner, KeypairSigner};
 	use sync_store::SegmentWrite;
 	let key = Keypair::generate_ed25519();
 	let pdir = Arc::new(tempfile::tempdir().unwrap());
 	let p = { Node::start_with(pdir, NetConfig::new(key.clone())).await };
-	let signer = KeypairSigner::new(key, [0; 32]);
+	let signer = KeypairSigner::new(key, [0; 32], 1);
 	let write = |i: u64| SegmentWrite::Put {
 		key: format!("k{}", i % 40).into_bytes(),
 		data: sync_net::fixtures::blob(i, 300 + (i as usize % 5) * 7_000),
@@ -604,7 +605,7 @@ async fn a_replica_joins_while_the_primary_keeps_writing_and_converges() {
 	};
 	let r = Node::start().await;
 	let primary = p.net.peer_id();
-	let chain = PrimaryKeys::new([0; 32], move |seg, peer: &PeerId| seg == SEG && *peer == primary);
+	let chain = single_owner([0; 32], primary);
 	// Snapshot at the root the Primary pinned (as it does for what it commits on chain), then
 	// follow with deltas while writes go on.
 	let snapshot = p.store().pin_snapshot(SEG).unwrap().unwrap();
@@ -662,7 +663,7 @@ async fn fake_entry_count_is_bounded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rogue_pin_is_not_adopted() {
-	use sync_net::deltas::{KeypairSigner, PrimaryKeys};
+	use sync_net::deltas::{single_owner, KeypairSigner};
 	let key = Keypair::generate_ed25519();
 	let p =
 		Node::start_with(Arc::new(tempfile::tempdir().unwrap()), NetConfig::new(key.clone())).await;
@@ -671,7 +672,7 @@ async fn rogue_pin_is_not_adopted() {
 		data: sync_net::fixtures::blob(i, 1000 + i as usize * 300),
 	};
 	p.store()
-		.apply_signed(SEG, (0..20).map(write).collect(), &KeypairSigner::new(key, [0; 32]))
+		.apply_signed(SEG, (0..20).map(write).collect(), &KeypairSigner::new(key, [0; 32], 1))
 		.unwrap();
 	let chain = Chain::new();
 	let committed = chain.commit(p.store());
@@ -682,9 +683,7 @@ async fn rogue_pin_is_not_adopted() {
 	let (_tx, rx) = watch::channel(vec![rogue.clone(), p.holder(true)]);
 	let primary = p.net.peer_id();
 	let verifier: Arc<dyn sync_net::deltas::OpVerifier + Send + Sync> =
-		Arc::new(PrimaryKeys::new([0; 32], move |seg, peer: &PeerId| {
-			seg == SEG && *peer == primary
-		}));
+		Arc::new(single_owner([0; 32], primary));
 	let follower = f.net.follow(SEG, rx, chain.anchors(), verifier);
 	let got = tokio::time::timeout(Duration::from_secs(30), follower.reached(committed.seq))
 		.await
@@ -708,7 +707,8 @@ async fn huge_size_op_is_refused_before_fetch() {
 	// for and nothing allocated by its size.
 	let (bad, asked) = rogue::start_counting(head, rogue::Mode::HugeOp).await;
 	r.net.dial(bad.peer, bad.addrs.clone()).await.unwrap();
-	let anyone = sync_net::deltas::PrimaryKeys::new([0; 32], |_, _: &PeerId| true);
+	// Any signature by the rogue would do: the size is refused whatever the signer.
+	let anyone = sync_net::deltas::single_owner([0; 32], bad.peer);
 	let err = r
 		.net
 		.catch_up(SEG, head.seq + 1_000, bad.peer, &anyone, None)

@@ -1,7 +1,7 @@
 //! Gossip announcements: a Primary's small signed statement of how far a segment's log goes,
 //! published on the segment's gossipsub topic ([`announcement_topic`]).
 use crate::{
-	ops::Op,
+	ops::{Epoch, Op},
 	wire::{Hash32, SegmentId},
 };
 use codec::{Decode, Encode};
@@ -10,7 +10,7 @@ use codec::{Decode, Encode};
 pub const MAX_ANNOUNCEMENT_BYTES: usize = 1024;
 
 /// Domain tag of the announcement signing payload (see [`Announcement::signing_payload`]).
-pub const ANNOUNCE_DOMAIN: &[u8] = b"sync-registry/announce/v2";
+pub const ANNOUNCE_DOMAIN: &[u8] = b"sync-registry/announce/v3";
 
 /// The gossipsub topic (an identity topic: the string is the topic hash) of a segment's
 /// announcements.
@@ -24,6 +24,8 @@ pub fn announcement_topic(segment: SegmentId) -> String {
 pub struct Announcement {
 	/// The segment.
 	pub segment: SegmentId,
+	/// The epoch of the announced op (whose owner signs the announcement).
+	pub epoch: Epoch,
 	/// Seq of the announced op.
 	pub seq: u64,
 	/// [`Op::hash`] of that op.
@@ -41,6 +43,7 @@ impl Announcement {
 	pub fn unsigned(op: &Op) -> Announcement {
 		Announcement {
 			segment: op.segment,
+			epoch: op.epoch,
 			seq: op.seq,
 			op_hash: op.hash(),
 			new_root: op.new_root,
@@ -50,13 +53,13 @@ impl Announcement {
 	}
 
 	/// The bytes a Primary signs on the chain whose genesis hash is `genesis`:
-	/// [`ANNOUNCE_DOMAIN`] ‖ `genesis` (32 bytes) ‖ SCALE(`segment`, `seq`, `op_hash`,
+	/// [`ANNOUNCE_DOMAIN`] ‖ `genesis` (32 bytes) ‖ SCALE(`segment`, `epoch`, `seq`, `op_hash`,
 	/// `new_root`) — every field but the signer and the signature.
 	pub fn signing_payload(&self, genesis: &Hash32) -> Vec<u8> {
-		let mut out = Vec::with_capacity(ANNOUNCE_DOMAIN.len() + 32 + 8 + 8 + 32 + 32);
+		let mut out = Vec::with_capacity(ANNOUNCE_DOMAIN.len() + 32 + 8 + 4 + 8 + 32 + 32);
 		out.extend_from_slice(ANNOUNCE_DOMAIN);
 		out.extend_from_slice(genesis);
-		(self.segment, self.seq, self.op_hash, self.new_root).encode_to(&mut out);
+		(self.segment, self.epoch, self.seq, self.op_hash, self.new_root).encode_to(&mut out);
 		out
 	}
 }

@@ -9,8 +9,8 @@ pub mod wire;
 pub use frame::{read_frame_into, read_msg, write_data_frame, write_frame, write_msg, WireError};
 pub use gossip::{announcement_topic, Announcement, ANNOUNCE_DOMAIN, MAX_ANNOUNCEMENT_BYTES};
 pub use ops::{
-	op_signing_payload, Op, OpKind, OpSigner, OpVerifier, SignedOp, CHECKPOINT_EVERY, NO_PREV_OP,
-	OP_DOMAIN,
+	op_signing_payload, Epoch, Op, OpKind, OpSigner, OpVerifier, SignedAt, SignedOp,
+	CHECKPOINT_EVERY, NO_PREV_OP, OP_DOMAIN,
 };
 pub use wire::{
 	check_limits, Envelope, ErrorCode, GroupRange, Hash32, Request, Response, SegmentId, WireEntry,

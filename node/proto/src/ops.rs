@@ -22,10 +22,14 @@ use codec::{Decode, Encode};
 pub const CHECKPOINT_EVERY: u64 = 256;
 
 /// Domain tag of the checkpoint signing payload (see [`op_signing_payload`]).
-pub const OP_DOMAIN: &[u8] = b"sync-registry/op/v2";
+pub const OP_DOMAIN: &[u8] = b"sync-registry/op/v3";
 
 /// The `prev_op` of an op whose writer does not have the op before it.
 pub const NO_PREV_OP: Hash32 = [0; 32];
+
+/// An ownership epoch of a segment: 1 for its creator, one more at each change of owner or of
+/// the owner's data-plane key (recorded on chain).
+pub type Epoch = u32;
 
 /// What an op does to the index.
 #[derive(Encode, Decode, Clone, PartialEq, Eq, Debug)]
@@ -53,6 +57,11 @@ pub enum OpKind {
 pub struct Op {
 	/// The segment.
 	pub segment: SegmentId,
+	/// The ownership epoch of its writer: the chain records, per segment, each owner's epoch
+	/// number, data-plane key and first seq, and a checkpoint verifies only by the key of the
+	/// owner of *its* epoch (so history stays verifiable after migrations, re-keys and
+	/// removals).
+	pub epoch: Epoch,
 	/// Its position in the segment's log (the first write is 1).
 	pub seq: u64,
 	/// [`Op::hash`] of the op at `seq - 1` of the segment's log, or [`NO_PREV_OP`] when the
@@ -103,10 +112,12 @@ impl SignedOp {
 	}
 }
 
-/// Signs ops on the owning Primary, for one chain.
+/// Signs ops on the owning Primary, for one chain, as the owner of one epoch.
 pub trait OpSigner {
 	/// The genesis hash of the chain this signer writes for (part of every signed payload).
 	fn genesis(&self) -> Hash32;
+	/// The ownership epoch the signer writes in (recorded in every op it makes).
+	fn epoch(&self) -> Epoch;
 	/// The public key recorded with each op.
 	fn public(&self) -> Vec<u8>;
 	/// Signs `payload`.
@@ -118,21 +129,45 @@ pub trait OpSigner {
 	}
 }
 
-/// Decides whether a signature is valid and its signer a Primary of the segment, on one chain.
+/// Where a signature sits in a segment's history: the writer's epoch and the seq it covers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SignedAt {
+	/// The segment.
+	pub segment: SegmentId,
+	/// The epoch the signer claims to write in.
+	pub epoch: Epoch,
+	/// The seq the signature covers.
+	pub seq: u64,
+}
+
+/// Decides whether a signature is valid and made by the owner of the segment in the epoch it
+/// names, on one chain.
 pub trait OpVerifier {
 	/// The genesis hash of the chain whose signatures this verifier accepts.
 	fn genesis(&self) -> Hash32;
-	/// `true` if `signature` over `payload` by `signer` is valid and `signer` may write `segment`.
-	fn verify(&self, segment: SegmentId, signer: &[u8], payload: &[u8], signature: &[u8]) -> bool;
+	/// `true` if `signature` over `payload` by `signer` is valid and `signer` is the key the
+	/// chain records for the owner of `at.segment` in epoch `at.epoch`, whose ops start at or
+	/// before `at.seq`.
+	fn verify(&self, at: SignedAt, signer: &[u8], payload: &[u8], signature: &[u8]) -> bool;
+	/// `false` if this verifier has no record of the epoch `at` names (its view of the chain
+	/// may be behind the signer's): a signature in it can be neither accepted nor called a
+	/// forgery yet. Every epoch is known by default.
+	fn knows(&self, at: SignedAt) -> bool {
+		let _ = at;
+		true
+	}
 	/// `true` if `signed` carries a valid checkpoint signature (over
-	/// [`op_signing_payload`]`(genesis, op)`) by a Primary of its segment.
+	/// [`op_signing_payload`]`(genesis, op)`) by the owner of its epoch.
 	fn verify_op(&self, signed: &SignedOp) -> bool {
 		let payload = op_signing_payload(&self.genesis(), &signed.op);
-		self.verify(signed.op.segment, &signed.signer, &payload, &signed.signature)
+		let op = &signed.op;
+		let at = SignedAt { segment: op.segment, epoch: op.epoch, seq: op.seq };
+		self.verify(at, &signed.signer, &payload, &signed.signature)
 	}
 	/// `true` if `a` is signed (over [`Announcement::signing_payload`] with this verifier's
-	/// genesis) by a Primary of its segment.
+	/// genesis) by the owner of its epoch.
 	fn verify_announcement(&self, a: &Announcement) -> bool {
-		self.verify(a.segment, &a.signer, &a.signing_payload(&self.genesis()), &a.signature)
+		let at = SignedAt { segment: a.segment, epoch: a.epoch, seq: a.seq };
+		self.verify(at, &a.signer, &a.signing_payload(&self.genesis()), &a.signature)
 	}
 }

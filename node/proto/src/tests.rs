@@ -38,7 +38,15 @@ fn put() -> OpKind {
 	OpKind::Put { key: b"k1".to_vec(), cid: CID, size: 100 }
 }
 fn op() -> Op {
-	Op { segment: 7, seq: 5, prev_op: PREV_OP, kind: put(), prev_root: ROOT, new_root: NEW_ROOT }
+	Op {
+		segment: 7,
+		epoch: 2,
+		seq: 5,
+		prev_op: PREV_OP,
+		kind: put(),
+		prev_root: ROOT,
+		new_root: NEW_ROOT,
+	}
 }
 fn signed() -> SignedOp {
 	SignedOp { op: op(), signer: vec![0xaa, 0xaa], signature: vec![0xbb, 0xbb, 0xbb] }
@@ -46,6 +54,7 @@ fn signed() -> SignedOp {
 fn announcement() -> Announcement {
 	Announcement {
 		segment: 7,
+		epoch: 2,
 		seq: 5,
 		op_hash: PREV_OP,
 		new_root: NEW_ROOT,
@@ -107,7 +116,15 @@ macro_rules! put {
 }
 macro_rules! op {
 	() => {
-		concat!("0700000000000000", "0500000000000000", prev_op!(), put!(), root!(), new_root!())
+		concat!(
+			"0700000000000000",
+			"02000000",
+			"0500000000000000",
+			prev_op!(),
+			put!(),
+			root!(),
+			new_root!()
+		)
 	};
 }
 macro_rules! signed {
@@ -212,6 +229,7 @@ fn announcements() {
 		&announcement(),
 		concat!(
 			"0700000000000000",
+			"02000000",
 			"0500000000000000",
 			prev_op!(),
 			new_root!(),
@@ -222,24 +240,28 @@ fn announcements() {
 		),
 	);
 	let a = Announcement::unsigned(&op());
-	assert_eq!((a.segment, a.seq, a.op_hash, a.new_root), (7, 5, op().hash(), NEW_ROOT));
+	assert_eq!(
+		(a.segment, a.epoch, a.seq, a.op_hash, a.new_root),
+		(7, 2, 5, op().hash(), NEW_ROOT)
+	);
 	assert!(a.signer.is_empty() && a.signature.is_empty());
 }
 
 #[test]
 fn signing_payloads() {
-	// "sync-registry/op/v2" in ASCII, then the genesis hash, then the op.
+	// "sync-registry/op/v3" in ASCII, then the genesis hash, then the op.
 	assert_eq!(
 		hex(&op_signing_payload(&GENESIS, &op())),
-		concat!("73796e632d72656769737472792f6f702f7632", genesis!(), op!())
+		concat!("73796e632d72656769737472792f6f702f7633", genesis!(), op!())
 	);
-	// "sync-registry/announce/v2", the genesis hash, segment, seq, op hash, new root.
+	// "sync-registry/announce/v3", the genesis hash, segment, epoch, seq, op hash, new root.
 	assert_eq!(
 		hex(&announcement().signing_payload(&GENESIS)),
 		concat!(
-			"73796e632d72656769737472792f616e6e6f756e63652f7632",
+			"73796e632d72656769737472792f616e6e6f756e63652f7633",
 			genesis!(),
 			"0700000000000000",
+			"02000000",
 			"0500000000000000",
 			prev_op!(),
 			new_root!()
@@ -255,6 +277,7 @@ fn op_hash_is_blake3_of_the_encoding() {
 	assert_eq!(op().hash(), *blake3::hash(&op().encode()).as_bytes());
 	let other = Op { prev_op: NO_PREV_OP, ..op() };
 	assert_ne!(other.hash(), op().hash(), "the hash covers prev_op");
+	assert_ne!(Op { epoch: 3, ..op() }.hash(), op().hash(), "and the epoch");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use sc_client_api::{backend::Backend, BlockchainEvents, HeaderBackend};
 use sp_api::ProvideRuntimeApi;
 use sp_runtime::traits::{Block as BlockT, Header as _};
 use std::{collections::HashMap, hash::Hash, marker::PhantomData, sync::Arc};
-use sync_net::{Holder, Multiaddr, PeerId};
+use sync_net::{deltas::EpochKey, Holder, Multiaddr, PeerId};
 use sync_primitives::{ChallengeSummary, SyncRegistryApi};
 
 /// Read access to the registry at a block.
@@ -160,6 +160,16 @@ where
 					.as_ref()
 					.is_some_and(|(to, done)| *to == account && !done),
 				roots: info.roots.clone(),
+				// A record whose peer id does not parse names no key: its epoch's ops do
+				// not verify (the chain checks peer ids at registration).
+				epochs: info
+					.epochs
+					.iter()
+					.filter_map(|e| {
+						let peer = PeerId::from_bytes(&e.peer_id).ok()?;
+						Some(EpochKey { epoch: e.epoch, peer, first_seq: e.first_seq })
+					})
+					.collect(),
 			});
 		}
 		let challenges = api.open_challenges(at, account).map_err(e)?;

@@ -14,7 +14,7 @@ use codec::Encode;
 use futures::{Stream, StreamExt};
 use sp_core::traits::SpawnEssentialNamed;
 use std::{collections::HashMap, sync::Arc, time::Instant};
-use sync_net::{deltas::PrimaryKeys, Follower, Holder, Keypair, Multiaddr, PeerId, SyncNetwork};
+use sync_net::{deltas::EpochKeys, Follower, Holder, Keypair, Multiaddr, PeerId, SyncNetwork};
 use sync_primitives::{
 	offchain::{proof_key, sent_key, Intent, INTENTS_KEY},
 	ChallengeSummary, HoldingStatus, NodeRole, SegmentId,
@@ -180,7 +180,7 @@ async fn run<R: Registry, O: OffchainDb, A: SyncAccounts>(
 	// Ops are accepted only if signed for this chain by a Primary of the segment on chain.
 	let verifier = {
 		let h = handle.clone();
-		Arc::new(PrimaryKeys::new(genesis, move |seg, peer: &PeerId| h.is_primary(seg, peer)))
+		Arc::new(EpochKeys::new(genesis, move |seg, epoch| h.epoch_of(seg, epoch)))
 	};
 	let mut driver =
 		Driver { net, handle, offchain, verifier, tracked: HashMap::new(), registered: None };

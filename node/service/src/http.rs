@@ -223,7 +223,8 @@ async fn put(
 		.ok_or_else(|| refuse(503, "the sync service is not running"))?
 		.clone();
 	let length = length.ok_or_else(|| refuse(411, "content-length required"))?;
-	let refused = if !handle.owns(segment) {
+	let epoch = handle.write_epoch(segment, &net.peer_id());
+	let refused = if epoch.is_none() {
 		Some(refuse(
 			403,
 			format!("this node does not own segment {segment} on chain; write to its owner"),
@@ -249,7 +250,8 @@ async fn put(
 	let size = data.len() as u64;
 	let cid = sync_primitives::commitment::cid_of(&data);
 	let write = sync_store::SegmentWrite::Put { key, data };
-	let head = tokio::task::spawn_blocking(move || net.write(segment, vec![write]))
+	let epoch = epoch.unwrap_or_default();
+	let head = tokio::task::spawn_blocking(move || net.write(segment, epoch, vec![write]))
 		.await
 		.map_err(|e| refuse(500, e.to_string()))?
 		.map_err(|e| refuse(500, e.to_string()))?;

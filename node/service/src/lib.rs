@@ -19,7 +19,10 @@ pub use rpc::{rpc_module, MAX_RPC_OBJECT};
 
 use parking_lot::{RwLock, RwLockReadGuard};
 use std::collections::{BTreeMap, BTreeSet};
-use sync_net::{PeerId, SyncNetwork};
+use sync_net::{
+	deltas::{Epoch, EpochKey},
+	PeerId, SyncNetwork,
+};
 use sync_primitives::SegmentId;
 use view::{ChainView, SegmentView};
 
@@ -49,9 +52,22 @@ impl SyncHandle {
 		self.segments.read()
 	}
 
-	/// Whether `peer` is the data plane of a Primary of `segment` on chain.
-	pub fn is_primary(&self, segment: SegmentId, peer: &PeerId) -> bool {
-		self.segments.read().get(&segment).is_some_and(|s| s.primaries.contains(peer))
+	/// The chain's record of ownership epoch `epoch` of `segment` (whose key signs its ops), as
+	/// of the last finalized block.
+	pub fn epoch_of(&self, segment: SegmentId, epoch: Epoch) -> Option<EpochKey> {
+		self.segments.read().get(&segment)?.epoch(epoch).copied()
+	}
+
+	/// The epoch this node writes `segment` in: the chain's newest ownership epoch of it, if
+	/// this node accepts writes for it and that epoch is recorded with this node's data-plane
+	/// key `me` (otherwise nothing it signed would verify).
+	pub fn write_epoch(&self, segment: SegmentId, me: &PeerId) -> Option<Epoch> {
+		if !self.owns(segment) {
+			return None;
+		}
+		let segments = self.segments.read();
+		let newest = segments.get(&segment)?.epochs.last()?;
+		(newest.peer == *me).then_some(newest.epoch)
 	}
 
 	fn set_network(&self, net: SyncNetwork) {

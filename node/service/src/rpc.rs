@@ -81,16 +81,16 @@ pub fn rpc_module(
 	m.register_blocking_method("sync_put", |params, h, _| -> Reply {
 		let (segment, key, data): (u64, String, String) = params.parse()?;
 		let net = net(&h)?;
-		if !h.owns(segment) {
+		let Some(epoch) = h.write_epoch(segment, &net.peer_id()) else {
 			return Err(err(9001, format!("this node does not own segment {segment} on chain; write to its owner")));
-		}
+		};
 		let digits = data.strip_prefix("0x").unwrap_or(&data);
 		if digits.len() / 2 > MAX_RPC_OBJECT {
 			return Err(err(9002, format!("object larger than {MAX_RPC_OBJECT} bytes")));
 		}
 		let bytes = unhex(digits).map_err(|_| err(9003, "data is not hex"))?;
 		let write = sync_store::SegmentWrite::Put { key: key.into_bytes(), data: bytes };
-		let head = net.write(segment, vec![write]).map_err(|e| err(9004, e.to_string()))?;
+		let head = net.write(segment, epoch, vec![write]).map_err(|e| err(9004, e.to_string()))?;
 		Ok(json!({ "seq": head.seq, "root": hex(&head.facts.root), "entries": head.facts.entries, "bytes": head.facts.bytes }))
 	})?;
 	m.register_blocking_method("sync_get", |params, h, _| -> Reply {

@@ -2,7 +2,10 @@
 //! local store holds. Both are plain values, read by the driver (`chain`, `driver`), so the
 //! core (`plan`) is a pure function of them.
 use std::collections::BTreeMap;
-use sync_net::{Holder, PeerId};
+use sync_net::{
+	deltas::{Epoch, EpochKey},
+	Holder, PeerId,
+};
 use sync_primitives::{
 	commitment::Hash32, ChallengeSummary, HoldingStatus, RootSummary, SegmentId,
 };
@@ -27,6 +30,16 @@ pub struct SegmentView {
 	pub migrating_here: bool,
 	/// Retained committed roots, oldest first.
 	pub roots: Vec<RootSummary>,
+	/// The chain's ownership history of the segment, oldest first: whose key signs which
+	/// epoch, from which seq (what the op verifier checks checkpoints against).
+	pub epochs: Vec<EpochKey>,
+}
+
+impl SegmentView {
+	/// The chain's record of epoch `epoch` of this segment.
+	pub fn epoch(&self, epoch: Epoch) -> Option<&EpochKey> {
+		self.epochs.iter().find(|e| e.epoch == epoch)
+	}
 }
 
 /// The chain as this node sees it at a block (finalized, unless said otherwise).

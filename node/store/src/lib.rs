@@ -205,6 +205,28 @@ pub enum StoreError {
 		/// Seq of the rejected op.
 		seq: u64,
 	},
+	/// The first op of a batch names another op than the logged one that produced the
+	/// segment's head: the batch continues another history than this store's (see [`oplog`]).
+	/// Not proof of a lie (an owner can sign two histories; an older epoch's owner may have
+	/// written past the next owner's start); the chain's committed roots decide which to keep.
+	#[error("segment {segment}: op {seq} continues another history than the logged one")]
+	Forked {
+		/// The segment.
+		segment: SegmentId,
+		/// Seq of the rejected op.
+		seq: u64,
+	},
+	/// A checkpoint in an ownership epoch the verifier has no record of (this node's view of
+	/// the chain may be behind the writer's): neither accepted nor taken as a forgery.
+	#[error("segment {segment}: op {seq} is signed in epoch {epoch}, which the chain view does not know yet")]
+	UnknownEpoch {
+		/// The segment.
+		segment: SegmentId,
+		/// Seq of the op.
+		seq: u64,
+		/// The epoch it names.
+		epoch: u32,
+	},
 	/// A seq already applied with a different op (a conflicting replay).
 	#[error("segment {segment}: op {seq} conflicts with the applied one")]
 	Conflict {

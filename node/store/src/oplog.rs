@@ -23,7 +23,7 @@
 //! requires, for consecutive applied ops, `ops[i].prev_op == ops[i - 1].op.hash()`, and for the
 //! first applied op, if this store logs the op that produced its head and the first op's
 //! `prev_op` is not [`NO_PREV_OP`] (a writer that started from a snapshot), that it names that
-//! op ([`StoreError::BrokenChain`] otherwise). A batch must end on a checkpoint whose signature
+//! op ([`StoreError::BrokenChain`] within a batch, [`StoreError::Forked`] against the logged head). A batch must end on a checkpoint whose signature
 //! covers its `prev_op`, so that one signature authenticates every op of the batch, in order:
 //! another path to the same root would need a BLAKE3 collision with an op hash the Primary
 //! signed into the chain. [`Store::replay`] refuses a batch that does not end on a checkpoint
@@ -50,7 +50,7 @@ use sync_primitives::{
 	SegmentId,
 };
 use sync_proto::{
-	OpKind, OpSigner, OpVerifier, SignedOp, MAX_OBJECT_BYTES, MAX_SIGNATURE_BYTES,
+	OpKind, OpSigner, OpVerifier, SignedAt, SignedOp, MAX_OBJECT_BYTES, MAX_SIGNATURE_BYTES,
 	MAX_SIGNER_BYTES, NO_PREV_OP,
 };
 
@@ -215,7 +215,17 @@ fn check_batch(
 			return Err(StoreError::OutOfOrder { segment, got: seq, expected: head.seq + 1 });
 		}
 		if !link.allows(&op.prev_op) {
-			return Err(StoreError::BrokenChain { segment, seq });
+			// Against the logged head: another history from here on (an owner's second
+			// history, or ops of an older epoch than the holder's), which the anchors settle;
+			// within the batch: a broken chain, which no honest holder serves.
+			return Err(match link {
+				Link::Logged(_) => StoreError::Forked { segment, seq },
+				_ => StoreError::BrokenChain { segment, seq },
+			});
+		}
+		let at = SignedAt { segment, epoch: op.epoch, seq };
+		if signed.is_checkpoint() && !verifier.knows(at) {
+			return Err(StoreError::UnknownEpoch { segment, seq, epoch: op.epoch });
 		}
 		// Bounded on every op, checkpoint or not: padded fields would be logged and served on.
 		if signed.signer.len() > MAX_SIGNER_BYTES

@@ -303,7 +303,9 @@ impl Store {
 				let facts = trie.facts();
 				if let Some(signer) = signer {
 					undo.insert((segment, seq), prev)?;
-					let op = Op { segment, seq, prev_op, kind, prev_root, new_root: facts.root };
+					let epoch = signer.epoch();
+					let op =
+						Op { segment, epoch, seq, prev_op, kind, prev_root, new_root: facts.root };
 					prev_op = op.hash();
 					// Checkpoints only (see the oplog module): the batch's last op and every
 					// CHECKPOINT_EVERY-th seq, so any window of that many ops holds one.

@@ -308,6 +308,9 @@ mod oplog {
 		fn genesis(&self) -> Hash32 {
 			GENESIS
 		}
+		fn epoch(&self) -> sync_proto::Epoch {
+			1
+		}
 		fn public(&self) -> Vec<u8> {
 			vec![self.0]
 		}
@@ -321,7 +324,13 @@ mod oplog {
 		fn genesis(&self) -> Hash32 {
 			GENESIS
 		}
-		fn verify(&self, _: u64, signer: &[u8], payload: &[u8], signature: &[u8]) -> bool {
+		fn verify(
+			&self,
+			_: sync_proto::SignedAt,
+			signer: &[u8],
+			payload: &[u8],
+			signature: &[u8],
+		) -> bool {
 			signer.len() == 1
 				&& self.0.contains(&signer[0])
 				&& Key(signer[0]).sign(payload) == signature
@@ -629,6 +638,7 @@ mod oplog {
 			trie.insert(Entry { key: key.clone(), cid: *cid, size: *size });
 			let op = Op {
 				segment: 7,
+				epoch: 1,
 				seq,
 				prev_op,
 				kind: real.op.kind.clone(),
@@ -673,7 +683,7 @@ mod oplog {
 		let mut fork = ops[2].clone();
 		fork.op.prev_op = [9; 32];
 		fork.signature = Key(1).sign_op(&fork.op);
-		assert!(matches!(f.replay(7, &[fork], &ok), Err(StoreError::BrokenChain { seq: 3, .. })));
+		assert!(matches!(f.replay(7, &[fork], &ok), Err(StoreError::Forked { seq: 3, .. })));
 		// A writer that started from a snapshot names no op: accepted after a logged head too.
 		let mut fresh = ops[2].clone();
 		fresh.op.prev_op = NO_PREV_OP;

@@ -474,7 +474,7 @@ mod deltas {
 		atomic::{AtomicBool, AtomicU64, Ordering},
 		Arc,
 	};
-	use sync_net::{deltas::PrimaryKeys, fixtures::blob};
+	use sync_net::{deltas::single_owner, fixtures::blob};
 	use sync_proto::{OpKind, OpVerifier, SignedOp};
 	use sync_store::SegmentWrite;
 
@@ -544,7 +544,7 @@ mod deltas {
 
 	fn verifier(primary: PeerId) -> Arc<dyn OpVerifier + Send + Sync> {
 		// The genesis hash of `NetConfig::new` (all zero), which the Primary signs for.
-		Arc::new(PrimaryKeys::new([0; 32], move |_, p: &PeerId| *p == primary))
+		Arc::new(single_owner([0; 32], primary))
 	}
 
 	fn small(i: u64) -> SegmentWrite {
@@ -579,7 +579,7 @@ mod deltas {
 							data: blob(k, 1024),
 						})
 						.collect();
-					p.write(SEG, batch).expect("write");
+					p.write(SEG, 1, batch).expect("write");
 					i += 16;
 					count.fetch_add(16, Ordering::Relaxed);
 				}
@@ -625,7 +625,7 @@ mod deltas {
 		ph.primary = true;
 		let t = Instant::now();
 		for b in (0..ops).step_by(256) {
-			p.write(SEG, (b..(b + 256).min(ops)).map(small).collect()).expect("write");
+			p.write(SEG, 1, (b..(b + 256).min(ops)).map(small).collect()).expect("write");
 		}
 		let primary_only_write = ops as f64 / t.elapsed().as_secs_f64();
 		let head = p.store().head(SEG).expect("head");
@@ -662,7 +662,7 @@ mod deltas {
 		// End to end: a fresh node catches up over the network (ops + objects + replay).
 		let (g, _) = node(&base.join("d-net")).await;
 		g.dial(p.peer_id(), ph.addrs.clone()).await.expect("dial");
-		let anyone = PrimaryKeys::new([0; 32], |_, _: &PeerId| true);
+		let anyone = single_owner([0; 32], p.peer_id());
 		let t = Instant::now();
 		let reached =
 			g.catch_up(SEG, head.seq, p.peer_id(), &anyone, None).await.expect("catch up");
@@ -680,7 +680,7 @@ mod deltas {
 		// (7) Latency from a write to the same root on 5 Replicas.
 		let (p, mut ph) = node(&base.join("l-primary")).await;
 		ph.primary = true;
-		p.write(SEG, (0..100).map(small).collect()).expect("write");
+		p.write(SEG, 1, (0..100).map(small).collect()).expect("write");
 		let committed = p.store().pin_snapshot(SEG).expect("pin").expect("held");
 		let (_anchors_tx, anchors) = watch::channel(vec![committed]);
 		let mut nodes = Vec::new();
@@ -727,7 +727,7 @@ mod deltas {
 		let mut started = Vec::new();
 		for i in 0..writes {
 			started.push(Instant::now());
-			p.write(SEG, vec![small(1_000 + i)]).expect("write");
+			p.write(SEG, 1, vec![small(1_000 + i)]).expect("write");
 			tokio::time::sleep(Duration::from_millis(10)).await;
 		}
 		let mut all = Vec::new();

@@ -20,30 +20,35 @@ use sync_proto::{
 	Announcement, ErrorCode, GroupRange, OpKind, SignedOp, CHECKPOINT_EVERY,
 	MAX_GROUPS_PER_REQUEST, MAX_OPS_PER_REQUEST,
 };
-/// The signing traits, which [`KeypairSigner`] and [`PrimaryKeys`] implement.
-pub use sync_proto::{OpSigner, OpVerifier};
+/// The signing traits, which [`KeypairSigner`] and [`EpochKeys`] implement.
+pub use sync_proto::{Epoch, OpSigner, OpVerifier, SignedAt};
 use sync_store::{Head, StoreError};
 
 /// Signs ops with the node's libp2p key (Ed25519) for the chain whose genesis hash is
-/// `genesis`; the signer field is the protobuf-encoded public key, so a follower derives the
-/// PeerId the chain registered.
+/// `genesis`, as the owner of ownership epoch `epoch`; the signer field is the
+/// protobuf-encoded public key, so a follower derives the PeerId the chain registered.
 pub struct KeypairSigner {
 	/// The node's network key.
 	pub key: Keypair,
 	/// The chain's genesis hash (part of every signed payload).
 	pub genesis: Hash32,
+	/// The ownership epoch the node writes in (from the chain's record of the segment).
+	pub epoch: Epoch,
 }
 
 impl KeypairSigner {
-	/// Signs with `key` for the chain whose genesis hash is `genesis`.
-	pub fn new(key: Keypair, genesis: Hash32) -> Self {
-		KeypairSigner { key, genesis }
+	/// Signs with `key` for the chain whose genesis hash is `genesis`, in epoch `epoch`.
+	pub fn new(key: Keypair, genesis: Hash32, epoch: Epoch) -> Self {
+		KeypairSigner { key, genesis, epoch }
 	}
 }
 
 impl OpSigner for KeypairSigner {
 	fn genesis(&self) -> Hash32 {
 		self.genesis
+	}
+	fn epoch(&self) -> Epoch {
+		self.epoch
 	}
 	fn public(&self) -> Vec<u8> {
 		self.key.public().encode_protobuf()
@@ -53,30 +58,68 @@ impl OpSigner for KeypairSigner {
 	}
 }
 
-/// Accepts ops and announcements signed for the chain whose genesis hash is `genesis`, by a
-/// signer whose PeerId `is_primary(segment, peer)` says may write the segment (the node
-/// answers from the chain), with a signature that verifies.
-pub struct PrimaryKeys<F> {
-	/// The chain's genesis hash (part of every signed payload).
-	pub genesis: Hash32,
-	/// Whether a peer is a Primary of a segment on chain.
-	pub is_primary: F,
+/// The chain's record of one ownership epoch of a segment: whose data-plane key signs it and
+/// the first seq its owner may write.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct EpochKey {
+	/// The epoch number.
+	pub epoch: Epoch,
+	/// The data-plane peer id of the epoch's owner.
+	pub peer: PeerId,
+	/// The first seq of the epoch: its owner's ops start at or after it.
+	pub first_seq: u64,
 }
 
-impl<F: Fn(SegmentId, &PeerId) -> bool> PrimaryKeys<F> {
-	/// Accepts the Primaries `is_primary` names, on the chain whose genesis hash is `genesis`.
-	pub fn new(genesis: Hash32, is_primary: F) -> Self {
-		PrimaryKeys { genesis, is_primary }
+impl EpochKey {
+	/// The one rule of op authority: a signature by `peer` at `at` is the owner's if `peer` is
+	/// this epoch's key and `at.seq` is not before the epoch's first seq. (No upper bound: the
+	/// owner of an older epoch may have written past the next one's first seq before it learnt
+	/// of the change; which history wins at a seq is the committed roots' to say.)
+	pub fn authorises(&self, at: &SignedAt, peer: &PeerId) -> bool {
+		at.epoch == self.epoch && *peer == self.peer && at.seq >= self.first_seq
 	}
 }
 
-impl<F: Fn(SegmentId, &PeerId) -> bool> OpVerifier for PrimaryKeys<F> {
+/// Accepts ops and announcements signed for the chain whose genesis hash is `genesis` by the
+/// owner of the epoch they name, as `epoch_of(segment, epoch)` reports it from the chain's
+/// ownership history (see [`EpochKey::authorises`]), with a signature that verifies. Co-Primaries
+/// and former owners outside their epoch are refused: only the owner's log defines a segment.
+pub struct EpochKeys<F> {
+	/// The chain's genesis hash (part of every signed payload).
+	pub genesis: Hash32,
+	/// The chain's record of an epoch of a segment, if it has one.
+	pub epoch_of: F,
+}
+
+impl<F: Fn(SegmentId, Epoch) -> Option<EpochKey>> EpochKeys<F> {
+	/// Accepts the owners `epoch_of` names, on the chain whose genesis hash is `genesis`.
+	pub fn new(genesis: Hash32, epoch_of: F) -> Self {
+		EpochKeys { genesis, epoch_of }
+	}
+}
+
+/// A verifier for a single-owner history: `owner` holds epoch 1 of every segment from seq 1
+/// (tests and benchmarks; the node reads the chain's history).
+pub fn single_owner(
+	genesis: Hash32,
+	owner: PeerId,
+) -> EpochKeys<impl Fn(SegmentId, Epoch) -> Option<EpochKey> + Send + Sync> {
+	EpochKeys::new(genesis, move |_, epoch| {
+		(epoch == 1).then_some(EpochKey { epoch: 1, peer: owner, first_seq: 1 })
+	})
+}
+
+impl<F: Fn(SegmentId, Epoch) -> Option<EpochKey>> OpVerifier for EpochKeys<F> {
 	fn genesis(&self) -> Hash32 {
 		self.genesis
 	}
-	fn verify(&self, segment: SegmentId, signer: &[u8], payload: &[u8], signature: &[u8]) -> bool {
+	fn verify(&self, at: SignedAt, signer: &[u8], payload: &[u8], signature: &[u8]) -> bool {
 		let Ok(key) = PublicKey::try_decode_protobuf(signer) else { return false };
-		(self.is_primary)(segment, &key.to_peer_id()) && key.verify(payload, signature)
+		let Some(record) = (self.epoch_of)(at.segment, at.epoch) else { return false };
+		record.authorises(&at, &key.to_peer_id()) && key.verify(payload, signature)
+	}
+	fn knows(&self, at: SignedAt) -> bool {
+		(self.epoch_of)(at.segment, at.epoch).is_some()
 	}
 }
 
@@ -103,7 +146,10 @@ pub enum DeltaError {
 impl DeltaError {
 	/// Whether the holder sent data that cannot come from an honest holder (ban-worthy): ops
 	/// failing their signature, op chain or root chain, out of order, naming an over-long key or
-	/// an over-large object, or a batch without checkpoint.
+	/// an over-large object, or a batch without checkpoint. Another history than this node's
+	/// ([`StoreError::Forked`], [`StoreError::Conflict`]) is not: an owner can sign two, and an
+	/// honest holder may have followed the other; it is a failure of that holder for this
+	/// attempt, and the chain's committed roots decide which history the node keeps.
 	pub fn is_invalid(&self) -> bool {
 		match self {
 			DeltaError::Peer(PeerError::Misbehaved(_)) => true,
@@ -112,7 +158,6 @@ impl DeltaError {
 				StoreError::BadSignature { .. }
 					| StoreError::RootMismatch { .. }
 					| StoreError::OutOfOrder { .. }
-					| StoreError::Conflict { .. }
 					| StoreError::Unsigned { .. }
 					| StoreError::BrokenChain { .. }
 					| StoreError::KeyTooLong(_)
@@ -316,22 +361,70 @@ mod tests {
 		let me = key.public().to_peer_id();
 		let op = Op {
 			segment: 1,
+			epoch: 1,
 			seq: 2,
 			prev_op: [3; 32],
 			kind: OpKind::Delete { key: b"k".to_vec() },
 			prev_root: [4; 32],
 			new_root: [5; 32],
 		};
-		let signer = KeypairSigner::new(key.clone(), [7; 32]);
+		let signer = KeypairSigner::new(key.clone(), [7; 32], 1);
 		let signed = SignedOp { signature: signer.sign_op(&op), signer: signer.public(), op };
 		let a = sign_announcement(&signed, &key, &[7; 32]);
-		assert_eq!((a.seq, a.op_hash, a.new_root), (2, signed.op.hash(), [5; 32]));
-		let here = PrimaryKeys::new([7; 32], move |_, p: &PeerId| *p == me);
-		let elsewhere = PrimaryKeys::new([8; 32], move |_, p: &PeerId| *p == me);
-		let nobody = PrimaryKeys::new([7; 32], |_, _: &PeerId| false);
+		assert_eq!((a.epoch, a.seq, a.op_hash, a.new_root), (1, 2, signed.op.hash(), [5; 32]));
+		let here = single_owner([7; 32], me);
+		let elsewhere = single_owner([8; 32], me);
+		let nobody = single_owner([7; 32], PeerId::random());
 		assert!(here.verify_op(&signed) && here.verify_announcement(&a));
 		assert!(!elsewhere.verify_op(&signed), "another chain");
 		assert!(!elsewhere.verify_announcement(&a), "another chain");
-		assert!(!nobody.verify_op(&signed) && !nobody.verify_announcement(&a), "not a Primary");
+		assert!(!nobody.verify_op(&signed) && !nobody.verify_announcement(&a), "not the owner");
+	}
+
+	/// The chain's history of a segment: `old` owned epoch 1, `new` owns epoch 2 from seq 10.
+	fn history(old: PeerId, new: PeerId) -> impl Fn(SegmentId, Epoch) -> Option<EpochKey> {
+		move |_, epoch| match epoch {
+			1 => Some(EpochKey { epoch: 1, peer: old, first_seq: 1 }),
+			2 => Some(EpochKey { epoch: 2, peer: new, first_seq: 10 }),
+			_ => None,
+		}
+	}
+
+	fn signed_by(key: &Keypair, epoch: Epoch, seq: u64) -> SignedOp {
+		let op = Op {
+			segment: 1,
+			epoch,
+			seq,
+			prev_op: [3; 32],
+			kind: OpKind::Delete { key: b"k".to_vec() },
+			prev_root: [4; 32],
+			new_root: [5; 32],
+		};
+		let signer = KeypairSigner::new(key.clone(), [7; 32], epoch);
+		SignedOp { signature: signer.sign_op(&op), signer: signer.public(), op }
+	}
+
+	#[test]
+	fn checkpoints_verify_by_the_owner_of_their_epoch() {
+		let (old, new) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
+		let v = EpochKeys::new(
+			[7; 32],
+			history(old.public().to_peer_id(), new.public().to_peer_id()),
+		);
+		// The former owner's history still verifies after the change of owner, including ops
+		// it wrote past the new owner's first seq before it learnt of the change.
+		assert!(v.verify_op(&signed_by(&old, 1, 5)));
+		assert!(v.verify_op(&signed_by(&old, 1, 12)));
+		// The new owner signs its own epoch, from its first seq.
+		assert!(v.verify_op(&signed_by(&new, 2, 10)));
+		assert!(!v.verify_op(&signed_by(&new, 2, 9)), "before its epoch began");
+		// Nobody signs in another's epoch, or in an epoch the chain does not know.
+		assert!(!v.verify_op(&signed_by(&new, 1, 5)), "the new owner in the old epoch");
+		assert!(!v.verify_op(&signed_by(&old, 2, 12)), "the old owner in the new epoch");
+		assert!(!v.verify_op(&signed_by(&new, 3, 20)), "an epoch not on chain");
+		// The epoch is signed: moving an op to another epoch breaks its signature.
+		let mut moved = signed_by(&old, 1, 12);
+		moved.op.epoch = 2;
+		assert!(!v.verify_op(&moved));
 	}
 }

@@ -8,10 +8,11 @@
 //! - **Reject** (not forwarded; the relayer's gossipsub score drops, and the message's
 //!   *author* — who signed the gossipsub message — is penalised, banned when
 //!   [`PeerManagerConfig::ban_on_invalid`](crate::peers::PeerManagerConfig) is set): undecodable,
-//!   on the wrong topic, not signed by a Primary of the segment for this chain (the segment's
-//!   verifier decides, with its genesis hash), or contradicting the logged op at that seq (same
-//!   seq, different op).
-//! - **Ignore** (not forwarded, no penalty): a segment this node does not follow, or a seq
+//!   on the wrong topic, or not signed by the owner of the epoch it names for this chain (the
+//!   segment's verifier decides, with its genesis hash) — faults the message shows by itself.
+//! - **Ignore** (not forwarded, no penalty): a segment this node does not follow; an epoch this
+//!   node's view of the chain does not know yet; another op than the logged one at that seq
+//!   (judged from this node's own history, which may be the one to be replaced); or a seq
 //!   already applied with exactly that op — a replay. Honest meshes deliver these too (an
 //!   announcement can arrive after the range fetch it triggered elsewhere), so a replay is
 //!   dropped rather than punished; it is never applied twice (the store's replay is
@@ -21,7 +22,7 @@ use crate::{swarm::Command, SyncNetwork};
 use codec::{DecodeAll, Encode};
 use libp2p::{gossipsub, identity::Keypair, PeerId};
 use sync_primitives::{commitment::Hash32, SegmentId};
-use sync_proto::{announcement_topic, Announcement, SignedOp, MAX_ANNOUNCEMENT_BYTES};
+use sync_proto::{announcement_topic, Announcement, SignedAt, SignedOp, MAX_ANNOUNCEMENT_BYTES};
 use sync_store::{Head, StoreError};
 
 /// Announces `op` (a Primary's newest op), signed with `key` for the chain whose genesis hash
@@ -90,6 +91,11 @@ fn validate(net: &SyncNetwork, msg: &gossipsub::Message) -> (Verdict, Option<Ann
 	let Some(verifier) = net.live().verifier(a.segment) else {
 		return (Verdict::Ignore("not_followed"), None);
 	};
+	let at = SignedAt { segment: a.segment, epoch: a.epoch, seq: a.seq };
+	if !verifier.knows(at) {
+		// Perhaps a newer owner than this node's view of the chain knows: not a forgery yet.
+		return (Verdict::Ignore("unknown_epoch"), None);
+	}
 	if !verifier.verify_announcement(&a) {
 		return (Verdict::Reject("forged"), None);
 	}
@@ -101,7 +107,10 @@ fn validate(net: &SyncNetwork, msg: &gossipsub::Message) -> (Verdict, Option<Ann
 		Ok(ops) if ops.first().is_some_and(|o| o.op.hash() == a.op_hash) => {
 			(Verdict::Ignore("replayed"), None)
 		},
-		Ok(_) => (Verdict::Reject("conflicting"), None),
+		// Another op at a seq this node logged: judged from this node's own history (the owner
+		// may have signed two, or this node followed a former owner past the new one's start),
+		// so dropped without blaming anyone; the committed roots settle which history stays.
+		Ok(_) => (Verdict::Ignore("conflicting"), None),
 		// Below this node's log (pruned, or state from a snapshot): cannot tell, drop it.
 		Err(StoreError::Pruned { .. }) => (Verdict::Ignore("replayed"), None),
 		Err(_) => (Verdict::Ignore("unchecked"), None),

@@ -6,7 +6,7 @@ use crate::SyncNetwork;
 use sync_primitives::SegmentId;
 use sync_store::{Head, SegmentWrite, StoreError};
 
-/// The Primary's write path: applies `writes` to `segment` as signed ops, announces the
+/// The owner's write path: applies `writes` to `segment` as signed ops of `epoch`, announces the
 /// newest op on the segment's topic and prunes the log beyond
 /// [`NetConfig::log_retention`](crate::NetConfig). Blocking (one durable transaction). The
 /// owner pins what it commits on chain (the node's planner pins the head before committing
@@ -14,11 +14,12 @@ use sync_store::{Head, SegmentWrite, StoreError};
 pub(crate) fn write(
 	net: &SyncNetwork,
 	segment: SegmentId,
+	epoch: super::deltas::Epoch,
 	writes: Vec<SegmentWrite>,
 ) -> Result<Head, StoreError> {
 	let (key, genesis) = (&net.config().keypair, net.config().genesis);
 	let was_held = net.store().head(segment).is_some();
-	let signer = KeypairSigner::new(key.clone(), genesis);
+	let signer = KeypairSigner::new(key.clone(), genesis, epoch);
 	let (head, ops) = net.store().apply_signed(segment, writes, &signer)?;
 	if let Some(last) = ops.last() {
 		super::gossip::publish(net, &sign_announcement(last, key, &genesis));

@@ -50,6 +50,7 @@ fn owned(roots: &[u64]) -> SegmentView {
 		holding: None,
 		migrating_here: false,
 		roots: roots.iter().enumerate().map(|(i, s)| root(i as u32 + 1, *s)).collect(),
+		epochs: vec![],
 	}
 }
 
