@@ -2355,7 +2355,7 @@ mod sequences {
 						Op::Migrate(w, s) => SyncRegistry::request_migration(o(owner(s)), s as u64, account(w)),
 						Op::AcceptMigration(w, s) => SyncRegistry::accept_migration(o(w), s as u64),
 						// A new peer id with its own binding, or with one signed by another key.
-						Op::Update(w, p, own) => SyncRegistry::update_node(o(w), Some((pid(p), bind(account(w), if own { p } else { p % 7 + 1 }))), None),
+						Op::Update(w, p, own) => SyncRegistry::update_node(o(w), Some((pid(p), bind(account(w), if own { p } else { p % 7 + 1 }))), None).map(|_| ()).map_err(|e| e.error),
 						Op::Cancel(s) => SyncRegistry::cancel_migration(RuntimeOrigin::root(), s as u64),
 						Op::ForceOwner(w, s) => SyncRegistry::force_set_owner(RuntimeOrigin::root(), s as u64, account(w)),
 						Op::ResetRoots(s) => SyncRegistry::force_reset_roots(RuntimeOrigin::root(), s as u64),
