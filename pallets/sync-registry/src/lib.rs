@@ -40,7 +40,9 @@ pub mod pallet {
 	/// The in-code storage version.
 	/// 3: `Migration::accepted`, `PrimaryOffers`, `Beacon` (#13). Like 2, it ships with a new
 	/// genesis (the BABE switch), so there is no migration.
-	const STORAGE_VERSION: StorageVersion = StorageVersion::new(3);
+	/// 4: `OwnerEpochs`. No migration either: a chain upgraded in place would keep its
+	/// segments without epochs (`try_state` reports them); see the README's *Storage version*.
+	const STORAGE_VERSION: StorageVersion = StorageVersion::new(4);
 
 	#[pallet::pallet]
 	#[pallet::storage_version(STORAGE_VERSION)]
