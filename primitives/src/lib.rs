@@ -412,6 +412,29 @@ pub struct SegmentSummary<AccountId> {
 	pub migration: Option<(AccountId, bool)>,
 	/// Co-Primaries whose attested root differs from the committed one: (who, seq, root).
 	pub divergences: alloc::vec::Vec<(AccountId, u64, commitment::Hash32)>,
+	/// The retained ownership epochs, oldest first (at most the runtime's `MaxOwnerEpochs`):
+	/// an op checkpoint is verified against the key of the owner of its epoch, not of the
+	/// current owner. The last entry is the current owner with its current peer id.
+	pub epochs: alloc::vec::Vec<EpochSummary>,
+}
+
+/// One ownership epoch of a segment as the runtime API returns it: from `first_seq` on, the
+/// segment's ops are signed by the data-plane key of `peer_id` (until the next epoch starts).
+///
+/// A new epoch starts when the segment is created (epoch 1, `first_seq` 1), when ownership
+/// moves (a completed migration, Root's `force_set_owner`) and when the owner registers a new
+/// peer id. `first_seq` is a lower bound on the new key's ops: the handover is not fenced at an
+/// exact seq yet, so ops of the previous epoch's key may still follow it.
+///
+/// (No serde, like the other summaries of the runtime API: they travel SCALE-encoded.)
+#[derive(Encode, Decode, TypeInfo, Clone, PartialEq, Eq, Debug)]
+pub struct EpochSummary {
+	/// Epoch number (1 for the segment's creation, then +1 per epoch).
+	pub epoch: u32,
+	/// Binary libp2p peer id (Ed25519) whose key signs the segment's ops in this epoch.
+	pub peer_id: alloc::vec::Vec<u8>,
+	/// The first seq that may belong to this epoch.
+	pub first_seq: u64,
 }
 
 /// An open challenge as the runtime API returns it: everything a prover needs.

@@ -213,6 +213,9 @@ impl pallet_sync_registry::Config for Runtime {
 	type MaxLag = ConstU32<2>;
 	/// 2^32 ops per commit: exhausting the u64 seq space would take 2^32 commits.
 	type MaxSeqStep = ConstU64<{ 1 << 32 }>;
+	/// 8 ownership epochs per segment (≤ 881 B): a follower whose head predates all of them
+	/// (eight owner changes or re-keys since) re-syncs by snapshot.
+	type MaxOwnerEpochs = ConstU32<8>;
 	type ChallengeLeaves = ConstU32<6>;
 	type MaxProofBytes = ConstU32<{ 16 * 1024 }>;
 	type ChallengeDelay = ConstU32<{ sync_timing::CHALLENGE_DELAY }>;

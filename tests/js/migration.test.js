@@ -7,7 +7,8 @@
 // - the suite asks, with extrinsics, that the segment move from Alice to Charlie (Primary),
 //   and Charlie accepts (`acceptMigration`, signed by his account); until then nothing of his
 //   changes; then his node syncs it, claims the latest root, and his off-chain worker proves it;
-//   the suite waits for `MigrationCompleted` and checks storage and both nodes;
+//   the suite waits for `MigrationCompleted` and checks storage (including the ownership
+//   epochs: Alice's, then Charlie's with his peer id) and both nodes;
 // - Alice is released after the retention period (shortened by Root through
 //   `system.setStorage`: it is a storage parameter of the runtime);
 // - a second migration is requested and cancelled.
@@ -135,6 +136,17 @@ describe('provider migration from polkadot.js', () => {
     assert.ok(seg.primaries.some((p) => p.eq(alice.address)), 'Alice stays a Primary during retention');
     const m = (await api.query.syncRegistry.migrations(segment)).unwrap();
     assert.ok(m.completed.isTrue);
+    // The ownership history: Alice's epoch 1, then Charlie's epoch 2 with his data-plane peer
+    // id, from the seq after the one he proved.
+    const epochs = await api.query.syncRegistry.ownerEpochs(segment);
+    assert.equal(epochs.length, 2, JSON.stringify(epochs.toJSON()));
+    assert.equal(epochs[0].epoch.toNumber(), 1);
+    assert.equal(epochs[0].owner.toString(), alice.address);
+    assert.equal(epochs[1].epoch.toNumber(), 2);
+    assert.equal(epochs[1].owner.toString(), charlie.address);
+    const charlieInfo = (await api.query.syncRegistry.nodes(charlie.address)).unwrap();
+    assert.equal(epochs[1].peerId.toHex(), charlieInfo.peerId.toHex(), 'the peer id Charlie registered');
+    assert.equal(epochs[1].firstSeq.toNumber(), done.data.seq.toNumber() + 1);
 
     // Charlie's node now owns it: it serves Alice's objects and accepts writes; Alice refuses.
     await eventually(async () => (await nodes[2].rpc('sync_status')).segments.find((s) => s.segment === segment)?.owner,

@@ -147,6 +147,38 @@ fn next_block<T: Config>() {
 	go_to::<T>(frame_system::Pallet::<T>::block_number() + One::one());
 }
 
+/// Fills the ownership history of `s` to `MaxOwnerEpochs` entries, the last one still the
+/// current owner's, so the next epoch drops the oldest: `start_epoch`'s worst case.
+fn full_epochs<T: Config>(s: SegmentId) {
+	let current = OwnerEpochs::<T>::get(s).last().cloned().expect("a segment has an epoch");
+	let epochs: Vec<_> = (1..=T::MaxOwnerEpochs::get())
+		.map(|epoch| OwnerEpoch { epoch, first_seq: 1, ..current.clone() })
+		.collect();
+	OwnerEpochs::<T>::insert(s, EpochsOf::<T>::try_from(epochs).expect("exactly the bound"));
+}
+
+/// Fills the root window of `s` (owned by `owner`) with `RootRetention` commits of seqs
+/// `1..=RootRetention`.
+fn full_roots<T: Config>(s: SegmentId, owner: &T::AccountId) {
+	let n = T::RootRetention::get();
+	let at = frame_system::Pallet::<T>::block_number();
+	let roots: Vec<_> = (1..=n)
+		.map(|i| CommittedRoot {
+			seq: i as u64,
+			facts: small_facts(),
+			index: i,
+			committer: owner.clone(),
+			at,
+		})
+		.collect();
+	Roots::<T>::insert(s, RootWindowOf::<T>::try_from(roots).expect("exactly the bound"));
+	Segments::<T>::mutate(s, |seg| {
+		if let Some(seg) = seg {
+			seg.commits = n;
+		}
+	});
+}
+
 /// `who` holds segment 0 with an accepted proof of seq 1.
 fn proven_holder<T: Config>(who: &T::AccountId, facts: RootFacts) {
 	Holdings::<T>::mutate(0, who, |h| {
@@ -170,13 +202,28 @@ mod benches {
 		assert!(Nodes::<T>::contains_key(&who));
 	}
 
+	/// A node owning `s` segments, each with a full root window and a full ownership history,
+	/// moves to a new peer id (and the longest address list): a new epoch per segment.
 	#[benchmark]
-	fn update_node() {
-		let who = node::<T>("node", 0, NodeRole::Replica);
+	fn update_node(s: Linear<0, { T::MaxSegmentsPerNode::get() }>) {
+		let who = node::<T>("node", 0, NodeRole::Primary);
+		for i in 0..s {
+			SyncRegistry::<T>::create_segment(RawOrigin::Signed(who.clone()).into())
+				.expect("creates");
+			full_roots::<T>(i as u64, &who);
+			full_epochs::<T>(i as u64);
+		}
 		let (peer, sig) = peer_of::<T>(&who, "seed", 99);
 		#[extrinsic_call]
 		_(RawOrigin::Signed(who.clone()), Some((peer.clone(), sig)), Some(max_addrs()));
-		assert_eq!(Nodes::<T>::get(&who).map(|n| n.peer_id), Some(peer));
+		assert_eq!(Nodes::<T>::get(&who).map(|n| n.peer_id), Some(peer.clone()));
+		for i in 0..s {
+			let epochs = OwnerEpochs::<T>::get(i as u64);
+			assert_eq!(epochs.len() as u32, T::MaxOwnerEpochs::get(), "the oldest was dropped");
+			let last = epochs.last().expect("epochs");
+			assert_eq!(last.peer_id, peer);
+			assert_eq!(last.first_seq, T::RootRetention::get() as u64 + 1);
+		}
 	}
 
 	/// A leaving node holding `s` segments.
@@ -221,6 +268,7 @@ mod benches {
 		#[extrinsic_call]
 		_(RawOrigin::Signed(who.clone()));
 		assert!(Segments::<T>::contains_key(0));
+		assert_eq!(OwnerEpochs::<T>::get(0).len(), 1);
 	}
 
 	/// An offer that first clears `MaxPrimaries - 1` expired offers.
@@ -356,11 +404,13 @@ mod benches {
 		assert!(OpenChallenge::<T>::contains_key(&who, s));
 	}
 
-	/// The largest proof the pallet verifies, which also completes a migration.
+	/// The largest proof the pallet verifies, which also completes a migration (starting the
+	/// target's epoch in a full ownership history).
 	#[benchmark]
 	fn submit_proof() {
 		let data = Data::build();
 		let (owner, s) = segment::<T>(data.trie.facts(), 0);
+		full_epochs::<T>(s);
 		let who = node::<T>("target", 0, NodeRole::Primary);
 		migrate_to::<T>(&owner, s, &who);
 		SyncRegistry::<T>::claim_sync(RawOrigin::Signed(who.clone()).into(), s, 1).expect("claims");
@@ -371,6 +421,10 @@ mod benches {
 		#[extrinsic_call]
 		_(RawOrigin::Signed(who.clone()), id, proof);
 		assert_eq!(Segments::<T>::get(s).unwrap().owner, who);
+		assert_eq!(
+			OwnerEpochs::<T>::get(s).last().map(|e| (e.owner.clone(), e.first_seq)),
+			Some((who, 2))
+		);
 	}
 
 	#[benchmark]
@@ -392,13 +446,21 @@ mod benches {
 		assert!(!Migrations::<T>::contains_key(s));
 	}
 
+	/// With a full root window and a full ownership history.
 	#[benchmark]
 	fn force_set_owner() {
-		let (_owner, s) = segment::<T>(small_facts(), 1);
+		let (owner, s) = segment::<T>(small_facts(), 1);
+		full_roots::<T>(s, &owner);
+		full_epochs::<T>(s);
 		let to = node::<T>("target", 0, NodeRole::Primary);
 		#[extrinsic_call]
 		_(RawOrigin::Root, s, to.clone());
 		assert_eq!(Segments::<T>::get(s).unwrap().owner, to);
+		let first_seq = T::RootRetention::get() as u64 + 1;
+		assert_eq!(
+			OwnerEpochs::<T>::get(s).last().map(|e| (e.owner.clone(), e.first_seq)),
+			Some((to, first_seq))
+		);
 	}
 
 	/// `on_initialize` with nothing due.

@@ -33,6 +33,8 @@ impl<T: crate::Config> Pallet<T> {
 		assert!(T::MaxLag::get() < T::RootRetention::get(), "MaxLag must be < RootRetention");
 		assert!(T::MinDeposit::get() <= T::NodeDeposit::get(), "MinDeposit must be ≤ NodeDeposit");
 		assert!(T::MaxSeqStep::get() >= 1, "MaxSeqStep must be ≥ 1");
+		// Every segment keeps at least its current epoch.
+		assert!(T::MaxOwnerEpochs::get() > 0, "MaxOwnerEpochs must be non-zero");
 		assert!(!T::OfferTimeout::get().is_zero(), "OfferTimeout must be non-zero");
 		assert!(!T::FailureMemory::get().is_zero(), "FailureMemory must be non-zero");
 		// A migration target is a Syncing holder until it proves: it must not time out first,
@@ -62,13 +64,16 @@ impl<T: crate::Config> Pallet<T> {
 	/// - every `Active`/`Lagging` holding has a re-challenge scheduled or a challenge open; a
 	///   `Syncing` one without an open challenge has its timeout running, and only then;
 	/// - parity votes and divergences come from current Primaries;
+	/// - every segment has ownership epochs numbered consecutively with non-decreasing
+	///   `first_seq`, the last one naming the current owner and its registered peer id; no
+	///   epochs of unknown segments;
 	/// - each node's cached status equals the status derived from its holdings.
 	#[cfg(any(feature = "try-runtime", feature = "std", test))]
 	pub fn do_try_state() -> Result<(), sp_runtime::TryRuntimeError> {
 		use crate::{
 			Agenda, Challenges, Divergences, FailureRecords, HoldReason, HoldingStatus, Holdings,
-			Migrations, NodeSegments, Nodes, OpenChallenge, ParityVotes, PeerIds, Roots, Segments,
-			Task,
+			Migrations, NodeSegments, Nodes, OpenChallenge, OwnerEpochs, ParityVotes, PeerIds,
+			Roots, Segments, Task,
 		};
 		use frame_support::{ensure, traits::fungible::InspectHold};
 		use sp_runtime::traits::Saturating;
@@ -116,6 +121,18 @@ impl<T: crate::Config> Pallet<T> {
 			for (d, _) in Divergences::<T>::iter_prefix(s) {
 				ensure!(seg.primaries.contains(&d), "divergence of a non-Primary");
 			}
+			let epochs = OwnerEpochs::<T>::get(s);
+			let last = epochs.last().ok_or("segment without ownership epoch")?;
+			ensure!(
+				epochs.windows(2).all(|w| w[0].epoch.checked_add(1) == Some(w[1].epoch)),
+				"epochs not consecutive"
+			);
+			ensure!(
+				epochs.windows(2).all(|w| w[0].first_seq <= w[1].first_seq),
+				"epoch first seqs decrease"
+			);
+			ensure!(last.owner == seg.owner, "last epoch is not the owner's");
+			ensure!(last.peer_id == owner.peer_id, "last epoch has a stale peer id");
 			let migration = Self::migration(s);
 			if let Some(m) = migration.as_ref() {
 				ensure!(
@@ -261,6 +278,9 @@ impl<T: crate::Config> Pallet<T> {
 		for (who, s, id) in OpenChallenge::<T>::iter() {
 			let ch = Challenges::<T>::get(id).ok_or("open challenge index dangling")?;
 			ensure!(ch.who == who && ch.segment == s, "open challenge index wrong");
+		}
+		for s in OwnerEpochs::<T>::iter_keys() {
+			ensure!(Segments::<T>::contains_key(s), "epochs of unknown segment");
 		}
 		Ok(())
 	}

@@ -9,6 +9,7 @@ pub use weights::WeightInfo;
 
 #[cfg(any(feature = "runtime-benchmarks", test))]
 mod benchmarking;
+pub mod epochs;
 pub mod invariants;
 pub mod migration;
 #[cfg(test)]
@@ -39,7 +40,9 @@ pub mod pallet {
 	/// The in-code storage version.
 	/// 3: `Migration::accepted`, `PrimaryOffers`, `Beacon` (#13). Like 2, it ships with a new
 	/// genesis (the BABE switch), so there is no migration.
-	const STORAGE_VERSION: StorageVersion = StorageVersion::new(3);
+	/// 4: `OwnerEpochs`. No migration either: a chain upgraded in place would keep its
+	/// segments without epochs (`try_state` reports them); see the README's *Storage version*.
+	const STORAGE_VERSION: StorageVersion = StorageVersion::new(4);
 
 	#[pallet::pallet]
 	#[pallet::storage_version(STORAGE_VERSION)]
@@ -96,6 +99,10 @@ pub mod pallet {
 		/// Largest seq advance of one commit (so the seq space cannot be exhausted).
 		#[pallet::constant]
 		type MaxSeqStep: Get<u64>;
+		/// Number of ownership epochs kept per segment ([`OwnerEpochs`], ≥ 1); when a new epoch
+		/// would not fit, the oldest is dropped.
+		#[pallet::constant]
+		type MaxOwnerEpochs: Get<u32>;
 
 		/// Chunks sampled by one challenge (`k`).
 		#[pallet::constant]
@@ -181,6 +188,21 @@ pub mod pallet {
 	/// The retained committed roots of each segment, oldest first.
 	#[pallet::storage]
 	pub type Roots<T: Config> = StorageMap<_, Twox64Concat, SegmentId, RootWindowOf<T>, ValueQuery>;
+
+	/// The ownership history of each segment, oldest first: who owned it, with which
+	/// data-plane peer id, from which seq on (see [`OwnerEpoch`]).
+	///
+	/// A follower verifies an op checkpoint against the key of the owner of the checkpoint's
+	/// epoch, not of the current owner, so the old owner's signed history stays verifiable
+	/// after a migration, a [`Pallet::force_set_owner`] or an owner's new peer id. A new epoch
+	/// starts at each of those and at creation (epoch 1, `first_seq` 1), through
+	/// `Pallet::start_epoch` only. At most [`Config::MaxOwnerEpochs`] are kept: a new one drops
+	/// the oldest, and a follower whose head is older than the oldest retained epoch's
+	/// `first_seq` re-syncs by snapshot. The last entry is always the current owner with its
+	/// currently registered peer id (`try_state` checks it).
+	#[pallet::storage]
+	pub type OwnerEpochs<T: Config> =
+		StorageMap<_, Twox64Concat, SegmentId, EpochsOf<T>, ValueQuery>;
 
 	/// Holdings: (segment, holder) → sync state.
 	#[pallet::storage]
@@ -399,6 +421,16 @@ pub mod pallet {
 		ProviderReleased { segment: SegmentId, who: T::AccountId },
 		/// Root set the owner of a segment.
 		OwnerForced { segment: SegmentId, from: T::AccountId, to: T::AccountId },
+		/// A new ownership epoch of a segment started (creation, completed migration,
+		/// `force_set_owner`, or the owner's new peer id): from `first_seq` on, `owner`'s ops
+		/// are signed by the key of `peer_id`. Recorded in [`OwnerEpochs`].
+		EpochStarted {
+			segment: SegmentId,
+			epoch: u32,
+			owner: T::AccountId,
+			peer_id: PeerIdBytes,
+			first_seq: u64,
+		},
 	}
 
 	#[pallet::error]
@@ -560,15 +592,20 @@ pub mod pallet {
 		///   [`Pallet::register_node`]), or `None` to keep the current one.
 		/// - `multiaddrs`: new addresses, or `None` to keep the current ones.
 		///
+		/// A new peer id starts a new ownership epoch ([`OwnerEpochs`]) of every segment the
+		/// node owns, so ops signed by its old key stay verifiable in their epoch. The weight
+		/// covers a node in [`Config::MaxSegmentsPerNode`] segments; the unused part is refunded.
+		///
 		/// Fails with [`Error::NothingToUpdate`] if nothing would change.
-		/// Emits [`Event::NodeUpdated`] with the resulting identity.
+		/// Emits [`Event::NodeUpdated`] with the resulting identity (and [`Event::EpochStarted`]
+		/// per owned segment when the peer id changed).
 		#[pallet::call_index(1)]
-		#[pallet::weight(T::WeightInfo::update_node())]
+		#[pallet::weight(T::WeightInfo::update_node(T::MaxSegmentsPerNode::get()))]
 		pub fn update_node(
 			origin: OriginFor<T>,
 			peer: Option<(PeerIdBytes, PeerSignature)>,
 			multiaddrs: Option<Multiaddrs>,
-		) -> DispatchResult {
+		) -> DispatchResultWithPostInfo {
 			let who = ensure_signed(origin)?;
 			Self::do_update_node(who, peer, multiaddrs)
 		}
@@ -620,8 +657,9 @@ pub mod pallet {
 		/// Create a segment owned by the caller.
 		/// - Origin: a registered Primary that is not leaving.
 		///
-		/// The segment gets the next id, no roots yet, and the caller as owner and only Primary.
-		/// Emits [`Event::SegmentCreated`].
+		/// The segment gets the next id, no roots yet, and the caller as owner and only Primary;
+		/// its ownership epoch 1 starts at seq 1 with the caller's peer id.
+		/// Emits [`Event::SegmentCreated`] and [`Event::EpochStarted`].
 		#[pallet::call_index(5)]
 		#[pallet::weight(T::WeightInfo::create_segment())]
 		pub fn create_segment(origin: OriginFor<T>) -> DispatchResult {
@@ -765,8 +803,10 @@ pub mod pallet {
 		///
 		/// On success the holding becomes `Active` (or stays `Lagging` if the root is already too
 		/// old), failures reset, a re-challenge is scheduled, and a pending migration to the caller
-		/// completes. A wrong proof fails with [`Error::InvalidProof`] and changes nothing.
-		/// Emits [`Event::SyncProven`] (and [`Event::MigrationCompleted`]).
+		/// completes (a new ownership epoch starts after the proven seq). A wrong proof fails
+		/// with [`Error::InvalidProof`] and changes nothing.
+		/// Emits [`Event::SyncProven`] (and [`Event::MigrationCompleted`],
+		/// [`Event::EpochStarted`]).
 		#[pallet::call_index(13)]
 		#[pallet::weight((T::WeightInfo::submit_proof(), DispatchClass::Operational))]
 		pub fn submit_proof(
@@ -814,7 +854,8 @@ pub mod pallet {
 		/// - `who`: a registered Primary. It stops being a holder; the old owner stays a
 		///   Primary and becomes a holder that must prove.
 		///
-		/// Emits [`Event::OwnerForced`].
+		/// A new ownership epoch starts for `who` after the latest retained commit.
+		/// Emits [`Event::OwnerForced`] and [`Event::EpochStarted`].
 		#[pallet::call_index(16)]
 		#[pallet::weight(T::WeightInfo::force_set_owner())]
 		pub fn force_set_owner(

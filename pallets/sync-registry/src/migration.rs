@@ -153,6 +153,9 @@ impl<T: crate::Config> Pallet<T> {
 		}
 		Segments::<T>::insert(segment, seg);
 		Self::deposit_event(Event::OwnerForced { segment, from: from.clone(), to: who.clone() });
+		// Nothing says where the old owner's ops end: the new owner's start after the latest
+		// commit (see `crate::epochs`).
+		Self::start_epoch(segment, &who, Self::next_epoch_seq(segment));
 		Self::refresh_status(&from);
 		Self::refresh_status(&who);
 		Ok(())
@@ -168,7 +171,8 @@ impl<T: crate::Config> Pallet<T> {
 		}
 	}
 
-	/// The target proved: ownership moves; the old owner is retained until the release.
+	/// The target proved `seq`: ownership moves and the target's ownership epoch starts at
+	/// `seq + 1`; the old owner is retained until the release.
 	pub(crate) fn complete_migration(
 		segment: SegmentId,
 		mut seg: SegmentInfoOf<T>,
@@ -199,6 +203,7 @@ impl<T: crate::Config> Pallet<T> {
 			to: m.to.clone(),
 			seq,
 		});
+		Self::start_epoch(segment, &m.to, seq.saturating_add(1));
 		Self::refresh_status(&m.from);
 	}
 

@@ -95,6 +95,8 @@ pub const OFFER_TIMEOUT: u64 = 15;
 pub const FAILURE_MEMORY: u64 = 50;
 pub const SYNCING_TIMEOUT: u64 = 60;
 pub const MAX_SEQ_STEP: u64 = 1_000;
+/// Ownership epochs kept per segment (as in the runtime).
+pub const MAX_OWNER_EPOCHS: u32 = 8;
 pub const K: u32 = 6;
 
 parameter_types! {
@@ -123,6 +125,7 @@ impl pallet_sync_registry::Config for Test {
 	type RootRetention = frame_support::traits::ConstU32<4>;
 	type MaxLag = frame_support::traits::ConstU32<2>;
 	type MaxSeqStep = frame_support::traits::ConstU64<MAX_SEQ_STEP>;
+	type MaxOwnerEpochs = frame_support::traits::ConstU32<MAX_OWNER_EPOCHS>;
 	type ChallengeLeaves = frame_support::traits::ConstU32<K>;
 	type MaxProofBytes = frame_support::traits::ConstU32<{ 16 * 1024 }>;
 	type ChallengeDelay = frame_support::traits::ConstU64<CHALLENGE_DELAY>;

@@ -106,11 +106,14 @@ impl<T: crate::Config> Pallet<T> {
 		Ok(())
 	}
 
+	/// Changes the node's identity; a new peer id starts a new ownership epoch of each segment
+	/// the node owns (`start_epochs_of_owner`). The weight is charged for the segments the node
+	/// is in when the peer id changes, for none otherwise.
 	pub(crate) fn do_update_node(
 		who: T::AccountId,
 		peer: Option<(PeerIdBytes, PeerSignature)>,
 		multiaddrs: Option<Multiaddrs>,
-	) -> DispatchResult {
+	) -> DispatchResultWithPostInfo {
 		let mut info = Nodes::<T>::get(&who).ok_or(Error::<T>::NotRegistered)?;
 		let (new_peer, signature) = match peer {
 			Some((p, sig)) => (p, Some(sig)),
@@ -122,7 +125,8 @@ impl<T: crate::Config> Pallet<T> {
 			Error::<T>::NothingToUpdate
 		);
 		Self::validate_addresses(&new_peer, &new_addrs)?;
-		if new_peer != info.peer_id {
+		let rekeyed = new_peer != info.peer_id;
+		if rekeyed {
 			ensure!(!PeerIds::<T>::contains_key(&new_peer), Error::<T>::PeerIdTaken);
 			let signature = signature.ok_or(Error::<T>::BadPeerSignature)?;
 			Self::check_peer_binding(&who, &new_peer, &signature)?;
@@ -132,8 +136,14 @@ impl<T: crate::Config> Pallet<T> {
 		}
 		info.multiaddrs = new_addrs.clone();
 		Nodes::<T>::insert(&who, info);
-		Self::deposit_event(Event::NodeUpdated { who, peer_id: new_peer, multiaddrs: new_addrs });
-		Ok(())
+		Self::deposit_event(Event::NodeUpdated {
+			who: who.clone(),
+			peer_id: new_peer,
+			multiaddrs: new_addrs,
+		});
+		// After the node record holds the new peer id, which the new epochs record.
+		let segments = if rekeyed { Self::start_epochs_of_owner(&who) } else { 0 };
+		Ok(Some(T::WeightInfo::update_node(segments)).into())
 	}
 
 	pub(crate) fn do_deregister_node(who: T::AccountId) -> DispatchResultWithPostInfo {

@@ -67,6 +67,7 @@ impl<T: crate::Config> Pallet<T> {
 		);
 		NextSegmentId::<T>::put(id.saturating_add(1));
 		Self::deposit_event(Event::SegmentCreated { segment: id, owner: who.clone() });
+		Self::start_epoch(id, &who, 1);
 		Self::refresh_status(&who);
 		Ok(())
 	}

@@ -1832,6 +1832,227 @@ fn force_set_owner_moves_ownership() {
 	});
 }
 
+// ------------------------------------------------------------------ ownership epochs
+
+/// The retained epochs of segment `s` as (epoch, owner, peer id, first seq), oldest first.
+fn epochs_of(s: SegmentId) -> Vec<(u32, AccountId, PeerIdBytes, u64)> {
+	OwnerEpochs::<Test>::get(s)
+		.into_iter()
+		.map(|e| (e.epoch, e.owner, e.peer_id, e.first_seq))
+		.collect()
+}
+
+#[test]
+fn creating_a_segment_starts_epoch_one() {
+	run(|| {
+		let data = Data::with(1, 30);
+		segment_with(&data);
+		assert_eq!(epochs_of(0), vec![(1, alice(), pid(1), 1)]);
+		assert!(has_event(Event::EpochStarted {
+			segment: 0,
+			epoch: 1,
+			owner: alice(),
+			peer_id: pid(1),
+			first_seq: 1
+		}));
+		// The runtime API returns them, oldest first.
+		assert_eq!(
+			SyncRegistry::segment_summary(0).unwrap().epochs,
+			vec![sync_primitives::EpochSummary {
+				epoch: 1,
+				peer_id: pid(1).into_inner(),
+				first_seq: 1
+			}]
+		);
+	});
+}
+
+#[test]
+fn a_completed_migration_starts_the_targets_epoch_after_the_proven_seq() {
+	run(|| {
+		let data = Data::with(2, 31);
+		segment_with(&data);
+		next_block();
+		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 5, data.facts()));
+		register(bob(), NodeRole::Primary);
+		migrate(RuntimeOrigin::signed(alice()), 0, bob());
+		// Nothing moves before the proof.
+		assert_eq!(epochs_of(0).len(), 1);
+		claim_and_prove(bob(), 5, &data);
+		assert_eq!(Segments::<Test>::get(0).unwrap().owner, bob());
+		assert_eq!(epochs_of(0), vec![(1, alice(), pid(1), 1), (2, bob(), pid(2), 6)]);
+		assert!(has_event(Event::EpochStarted {
+			segment: 0,
+			epoch: 2,
+			owner: bob(),
+			peer_id: pid(2),
+			first_seq: 6
+		}));
+		let api = SyncRegistry::segment_summary(0).unwrap().epochs;
+		assert_eq!(
+			api.iter().map(|e| (e.epoch, e.first_seq)).collect::<Vec<_>>(),
+			[(1, 1), (2, 6)]
+		);
+		assert_eq!(api[1].peer_id, pid(2).into_inner());
+	});
+}
+
+#[test]
+fn force_set_owner_starts_an_epoch_after_the_latest_commit() {
+	run(|| {
+		let data = Data::with(1, 32);
+		segment_with(&data);
+		next_block();
+		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 3, data.facts()));
+		register(bob(), NodeRole::Primary);
+		assert_ok!(SyncRegistry::force_set_owner(RuntimeOrigin::root(), 0, bob()));
+		assert_eq!(epochs_of(0), vec![(1, alice(), pid(1), 1), (2, bob(), pid(2), 4)]);
+		assert!(has_event(Event::EpochStarted {
+			segment: 0,
+			epoch: 2,
+			owner: bob(),
+			peer_id: pid(2),
+			first_seq: 4
+		}));
+		// Without retained roots the next epoch would start at 1: it is raised to the last
+		// epoch's first seq, so first seqs never decrease.
+		assert_ok!(SyncRegistry::force_reset_roots(RuntimeOrigin::root(), 0));
+		assert_ok!(SyncRegistry::force_set_owner(RuntimeOrigin::root(), 0, alice()));
+		assert_eq!(epochs_of(0)[2], (3, alice(), pid(1), 4));
+	});
+}
+
+#[test]
+fn an_owners_new_peer_id_starts_an_epoch_of_each_owned_segment() {
+	run(|| {
+		let data = Data::with(1, 33);
+		segment_with(&data);
+		assert_ok!(SyncRegistry::create_segment(RuntimeOrigin::signed(alice())));
+		register(bob(), NodeRole::Primary);
+		assert_ok!(SyncRegistry::join_segment(RuntimeOrigin::signed(bob()), 0));
+		// Only the addresses: no new epoch.
+		let r = SyncRegistry::update_node(
+			RuntimeOrigin::signed(alice()),
+			None,
+			Some(addrs(&["/ip4/10.0.0.1/tcp/1"])),
+		);
+		assert_eq!(r.unwrap().actual_weight, Some(<() as WeightInfo>::update_node(0)));
+		assert_eq!(epochs_of(0).len(), 1);
+		// A new peer id: a new epoch of both owned segments, charged for both.
+		let r = SyncRegistry::update_node(
+			RuntimeOrigin::signed(alice()),
+			Some((pid(7), bind(alice(), 7))),
+			None,
+		);
+		assert_eq!(r.unwrap().actual_weight, Some(<() as WeightInfo>::update_node(2)));
+		assert_eq!(epochs_of(0), vec![(1, alice(), pid(1), 1), (2, alice(), pid(7), 2)]);
+		assert_eq!(epochs_of(1), vec![(1, alice(), pid(1), 1), (2, alice(), pid(7), 1)]);
+		assert!(has_event(Event::EpochStarted {
+			segment: 1,
+			epoch: 2,
+			owner: alice(),
+			peer_id: pid(7),
+			first_seq: 1
+		}));
+		// A holder that owns nothing re-keys: the segments' owners did not change key.
+		assert_ok!(SyncRegistry::update_node(
+			RuntimeOrigin::signed(bob()),
+			Some((pid(8), bind(bob(), 8))),
+			None
+		));
+		assert_eq!(epochs_of(0).len(), 2);
+	});
+}
+
+#[test]
+fn a_full_epoch_history_drops_the_oldest() {
+	run(|| {
+		let data = Data::with(1, 34);
+		segment_with(&data);
+		for seed in 10..10 + MAX_OWNER_EPOCHS as u8 {
+			assert_ok!(SyncRegistry::update_node(
+				RuntimeOrigin::signed(alice()),
+				Some((pid(seed), bind(alice(), seed))),
+				None
+			));
+		}
+		let kept = epochs_of(0);
+		assert_eq!(kept.len() as u32, MAX_OWNER_EPOCHS);
+		// Epoch 1 is gone; 2 ..= MAX_OWNER_EPOCHS + 1 remain, the last with the latest key.
+		assert_eq!(kept[0].0, 2);
+		assert_eq!(kept[0].2, pid(10));
+		assert_eq!(
+			*kept.last().unwrap(),
+			(MAX_OWNER_EPOCHS + 1, alice(), pid(9 + MAX_OWNER_EPOCHS as u8), 2)
+		);
+	});
+}
+
+/// No call removes a segment from storage (segments are never deleted), so no call removes
+/// its epochs either; `try_state` makes sure epochs never outlive their segment.
+#[test]
+fn epochs_of_an_unknown_segment_break_the_invariants() {
+	new_test_ext().execute_with(|| {
+		let data = Data::with(1, 35);
+		segment_with(&data);
+		assert_ok!(SyncRegistry::do_try_state());
+		let stray: EpochsOf<Test> =
+			vec![OwnerEpoch { epoch: 1, owner: alice(), peer_id: pid(1), first_seq: 1 }]
+				.try_into()
+				.unwrap();
+		OwnerEpochs::<Test>::insert(7, stray);
+		assert_eq!(SyncRegistry::do_try_state(), Err("epochs of unknown segment".into()));
+		OwnerEpochs::<Test>::remove(7);
+		assert_ok!(SyncRegistry::do_try_state());
+	});
+}
+
+#[test]
+fn try_state_detects_corrupted_epochs() {
+	new_test_ext().execute_with(|| {
+		let data = Data::with(1, 36);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		assert_ok!(SyncRegistry::force_set_owner(RuntimeOrigin::root(), 0, bob()));
+		assert_ok!(SyncRegistry::do_try_state());
+		let honest = OwnerEpochs::<Test>::get(0);
+		let put = |list: Vec<(u32, AccountId, PeerIdBytes, u64)>| {
+			let epochs: Vec<_> = list
+				.into_iter()
+				.map(|(epoch, owner, peer_id, first_seq)| OwnerEpoch {
+					epoch,
+					owner,
+					peer_id,
+					first_seq,
+				})
+				.collect();
+			OwnerEpochs::<Test>::insert(0, EpochsOf::<Test>::try_from(epochs).unwrap());
+		};
+		let check = |broken: &'static str| {
+			assert_eq!(SyncRegistry::do_try_state(), Err(broken.into()));
+		};
+
+		// The last epoch names the old owner.
+		put(vec![(1, alice(), pid(1), 1), (2, alice(), pid(1), 2)]);
+		check("last epoch is not the owner's");
+		// The owner's key, but not the one it has registered.
+		put(vec![(1, alice(), pid(1), 1), (2, bob(), pid(1), 2)]);
+		check("last epoch has a stale peer id");
+		// A gap in the numbering.
+		put(vec![(1, alice(), pid(1), 1), (3, bob(), pid(2), 2)]);
+		check("epochs not consecutive");
+		// An epoch that starts before the previous one.
+		put(vec![(1, alice(), pid(1), 5), (2, bob(), pid(2), 2)]);
+		check("epoch first seqs decrease");
+		// No epoch at all.
+		OwnerEpochs::<Test>::remove(0);
+		check("segment without ownership epoch");
+
+		OwnerEpochs::<Test>::insert(0, honest);
+		assert_ok!(SyncRegistry::do_try_state());
+	});
+}
+
 // ------------------------------------------------------------------ off-chain worker
 
 /// Test externalities with an off-chain worker context: offchain storage, a transaction pool
@@ -2355,7 +2576,7 @@ mod sequences {
 						Op::Migrate(w, s) => SyncRegistry::request_migration(o(owner(s)), s as u64, account(w)),
 						Op::AcceptMigration(w, s) => SyncRegistry::accept_migration(o(w), s as u64),
 						// A new peer id with its own binding, or with one signed by another key.
-						Op::Update(w, p, own) => SyncRegistry::update_node(o(w), Some((pid(p), bind(account(w), if own { p } else { p % 7 + 1 }))), None),
+						Op::Update(w, p, own) => SyncRegistry::update_node(o(w), Some((pid(p), bind(account(w), if own { p } else { p % 7 + 1 }))), None).map(|_| ()).map_err(|e| e.error),
 						Op::Cancel(s) => SyncRegistry::cancel_migration(RuntimeOrigin::root(), s as u64),
 						Op::ForceOwner(w, s) => SyncRegistry::force_set_owner(RuntimeOrigin::root(), s as u64, account(w)),
 						Op::ResetRoots(s) => SyncRegistry::force_reset_roots(RuntimeOrigin::root(), s as u64),

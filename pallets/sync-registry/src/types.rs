@@ -50,6 +50,12 @@ pub type MigrationOf<T> = Migration<
 	frame_system::pallet_prelude::BlockNumberFor<T>,
 >;
 
+/// Stored ownership epoch of this runtime.
+pub type OwnerEpochOf<T> = OwnerEpoch<<T as frame_system::Config>::AccountId>;
+/// The retained ownership epochs of a segment, oldest first (at most `MaxOwnerEpochs`; the
+/// oldest is dropped when a new one would not fit).
+pub type EpochsOf<T> = BoundedVec<OwnerEpochOf<T>, <T as crate::Config>::MaxOwnerEpochs>;
+
 /// A registered node as stored on chain.
 #[derive(
 	Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug,
@@ -278,4 +284,23 @@ pub struct Migration<AccountId, BlockNumber> {
 	pub accepted: bool,
 	/// Whether `to` became a holder because of this migration (removed again on cancel).
 	pub target_added: bool,
+}
+
+/// One ownership epoch of a segment: from `first_seq` on, its ops are signed by the data-plane
+/// key of `peer_id`, registered to `owner`, until the next epoch starts (see
+/// [`crate::OwnerEpochs`]).
+#[derive(
+	Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug,
+)]
+pub struct OwnerEpoch<AccountId> {
+	/// Epoch number: 1 at the segment's creation, then the previous epoch's + 1.
+	pub epoch: u32,
+	/// The segment's owner during the epoch.
+	pub owner: AccountId,
+	/// The owner's registered data-plane peer id during the epoch (its Ed25519 key signs the
+	/// epoch's op checkpoints).
+	pub peer_id: PeerIdBytes,
+	/// The first seq that may belong to the epoch: a lower bound on the ops signed by this
+	/// epoch's key (the handover is not fenced at an exact seq yet).
+	pub first_seq: u64,
 }

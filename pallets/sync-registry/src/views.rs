@@ -62,6 +62,7 @@ impl<T: crate::Config> Pallet<T> {
 			divergences: crate::Divergences::<T>::iter_prefix(segment)
 				.map(|(who, (seq, root))| (who, seq, root))
 				.collect(),
+			epochs: Self::epoch_summaries(segment),
 		})
 	}
 
