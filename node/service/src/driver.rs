@@ -14,7 +14,7 @@ use codec::Encode;
 use futures::{Stream, StreamExt};
 use sp_core::traits::SpawnEssentialNamed;
 use std::{collections::HashMap, sync::Arc, time::Instant};
-use sync_net::{deltas::EpochKeys, Follower, Holder, Keypair, Multiaddr, PeerId, SyncNetwork};
+use sync_net::{deltas::EpochKeys, Follower, Holder, Keypair, Multiaddr, SyncNetwork};
 use sync_primitives::{
 	offchain::{proof_key, sent_key, Intent, INTENTS_KEY},
 	ChallengeSummary, HoldingStatus, NodeRole, SegmentId,
