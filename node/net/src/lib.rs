@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod bounded;
 pub mod config;
 pub mod fixtures;
 pub mod live;
@@ -248,11 +249,17 @@ impl SyncNetwork {
 	}
 
 	/// Bans a peer for this session: disconnects it, refuses its connections and streams.
+	/// The bans are bounded ([`bounded::PEER_MAP_CAP`]): past the cap the oldest ban is lifted,
+	/// here and in the swarm, so neither grows with throwaway identities.
 	pub fn ban(&self, peer: PeerId) {
-		if self.inner.peers.ban(peer) {
+		if let peers::Banned::New { released } = self.inner.peers.ban(peer) {
 			log::warn!(target: "sync-net", "banned {peer} for this session");
 			self.inner.metrics.bans.inc();
 			self.send(swarm::Command::Ban(peer));
+			if let Some(old) = released {
+				log::debug!(target: "sync-net", "ban of {old} lifted: the oldest of {} bans", bounded::PEER_MAP_CAP);
+				self.send(swarm::Command::Unban(old));
+			}
 		}
 	}
 
