@@ -38,7 +38,8 @@ use tokio::{
 	task::JoinHandle,
 };
 use transfer::{
-	client::{PeerError, Session},
+	client::{OutStreams, PeerError, Session, StreamPermit, StreamUse},
+	protocol::STREAMS_PER_PEER,
 	server::{KnownPeers, Server},
 };
 
@@ -68,6 +69,8 @@ struct NetInner {
 	peers: Arc<PeerManager>,
 	server: Arc<Server>,
 	live: Live,
+	/// The streams this node's sessions hold to each peer (never more than it admits).
+	out_streams: Arc<OutStreams>,
 }
 
 /// Name of the peer book's record in the store.
@@ -124,6 +127,7 @@ impl SyncNetwork {
 			peers,
 			server: server.clone(),
 			live: Live::default(),
+			out_streams: Arc::new(OutStreams::default()),
 		});
 		let swarm_task = tokio::spawn(swarm::run(swarm, rx, listen_tx, gossip_tx));
 		let server_task = tokio::spawn(transfer::server::accept_loop(server, incoming));
@@ -403,9 +407,55 @@ impl SyncNetwork {
 		}
 	}
 
-	/// Dials a holder and opens a request stream to it.
-	pub(crate) async fn connect(&self, h: &Holder) -> Result<Session, PeerError> {
+	/// Waits at most `within` for one of the [`STREAMS_PER_PEER`] streams this node may hold to
+	/// `peer` (`None`: all still in use by its other sessions).
+	pub(crate) async fn stream_permit(
+		&self,
+		peer: PeerId,
+		kind: StreamUse,
+		within: Duration,
+	) -> Option<StreamPermit> {
+		self.inner.out_streams.acquire(peer, kind, within).await
+	}
+
+	/// A stream of `peer`'s budget within the connect timeout, or a local error (this node's
+	/// own sessions use them all: nothing the peer did).
+	async fn permit_or_local(
+		&self,
+		peer: PeerId,
+		kind: StreamUse,
+	) -> Result<StreamPermit, PeerError> {
+		self.stream_permit(peer, kind, self.config().connect_timeout)
+			.await
+			.ok_or_else(|| {
+				PeerError::Local(format!("all {STREAMS_PER_PEER} streams to {peer} in use"))
+			})
+	}
+
+	/// Dials a holder and opens a request stream to it, within its stream budget.
+	pub(crate) async fn connect(&self, h: &Holder, kind: StreamUse) -> Result<Session, PeerError> {
+		let permit = self.permit_or_local(h.peer, kind).await?;
+		self.connect_with(h, permit).await
+	}
+
+	/// Dials a holder and opens a request stream to it on a stream of its budget.
+	pub(crate) async fn connect_with(
+		&self,
+		h: &Holder,
+		permit: StreamPermit,
+	) -> Result<Session, PeerError> {
 		self.reach(h).await?;
-		Session::open(self, h.peer).await
+		Session::open_with(self, h.peer, permit).await
+	}
+
+	/// Opens a request stream to `peer` (dialling it with the addresses the swarm knows), within
+	/// its stream budget.
+	pub(crate) async fn session(
+		&self,
+		peer: PeerId,
+		kind: StreamUse,
+	) -> Result<Session, PeerError> {
+		let permit = self.permit_or_local(peer, kind).await?;
+		Session::open_with(self, peer, permit).await
 	}
 }
