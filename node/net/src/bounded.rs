@@ -54,6 +54,7 @@ impl<K: Eq + Hash + Clone, V> LruMap<K, V> {
 		self.map.get(k).map(|(v, _)| v)
 	}
 
+	#[cfg(test)]
 	/// The value of `k`, counted as a use.
 	pub(crate) fn get_mut(&mut self, k: &K) -> Option<&mut V> {
 		self.touch(k);
@@ -89,6 +90,7 @@ impl<K: Eq + Hash + Clone, V> LruMap<K, V> {
 		evicted
 	}
 
+	#[cfg(test)]
 	/// Removes `k`.
 	pub(crate) fn remove(&mut self, k: &K) -> Option<V> {
 		let (v, tick) = self.map.remove(k)?;
@@ -101,6 +103,7 @@ impl<K: Eq + Hash + Clone, V> LruMap<K, V> {
 		self.map.iter().map(|(k, (v, _))| (k, v))
 	}
 
+	#[cfg(test)]
 	fn touch(&mut self, k: &K) {
 		if let Some(e) = self.map.get_mut(k) {
 			self.tick += 1;

@@ -1,6 +1,7 @@
 //! Client side of the transfer protocol: one stream per peer, one request at a time, every
 //! response checked against the protocol limits before anything is allocated; and the budget of
-//! streams this node holds to each peer ([`StreamBudget`]: never more than the peer admits).
+//! streams this node holds to each peer (`StreamBudget`: never more than the peer admits,
+//! [`STREAMS_PER_PEER`]).
 use super::protocol::{PROTOCOL, STREAMS_PER_PEER};
 use crate::SyncNetwork;
 use codec::DecodeAll;
@@ -222,8 +223,8 @@ impl Drop for Session {
 
 impl Session {
 	/// Opens a stream to `peer` (dialling it if needed, with the addresses the swarm knows),
-	/// outside the per-peer stream budget (tests and tools; the node's own sessions are opened
-	/// with a [`StreamPermit`], see [`StreamBudget`]).
+	/// outside the per-peer stream budget (tests and tools; the node's own sessions hold one of
+	/// the [`STREAMS_PER_PEER`] streams of their peer's budget).
 	pub async fn open(net: &SyncNetwork, peer: PeerId) -> Result<Session, PeerError> {
 		Self::open_inner(net, peer, None).await
 	}
