@@ -546,6 +546,15 @@ impl Engine {
 				}
 			})
 			.await;
+		// `NotHeld` to a whole request is every group missing (an honest answer, never a failure
+		// of the peer; from a holder that advertised the target it counts towards demotion).
+		let result = match result {
+			Err(PeerError::Refused(ErrorCode::NotHeld)) => {
+				missing = true;
+				Ok(())
+			},
+			other => other,
+		};
 		{
 			let mut r = self.report.lock();
 			r.fetched_bytes += bytes;
@@ -562,7 +571,8 @@ impl Engine {
 				.set((r.fetched_bytes + r.resumed_bytes) as i64);
 			*r.by_peer.entry(peer).or_insert(0) += bytes;
 		}
-		if result.is_ok() {
+		// A success is data delivered, not an answer that has none.
+		if result.is_ok() && !got.is_empty() {
 			self.net.peer_succeeded(peer);
 		}
 		let outcome = match (&result, missing) {

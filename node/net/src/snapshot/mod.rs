@@ -28,10 +28,12 @@
 //! # Stalls
 //! What a peer advertises decides whom to ask, never that the sync waits:
 //! - a source that advertises the complete target (or a pin of it) and answers `Missing` /
-//!   `NotHeld` for its groups, outboards or index [`DEMOTE_AFTER`] times is *demoted* for this
-//!   target: not asked again, not counted as a complete source, its share goes to the pool
-//!   (counted in `sync_net_sources_demoted_total`; no ban, no cooldown — it may simply have
-//!   lost the pin). A co-downloader's "missing" is what it has not fetched yet and never counts;
+//!   `NotHeld` for its groups or its index [`DEMOTE_AFTER`] times is *demoted* for this target:
+//!   not asked again, not counted as a complete source, its share goes to the pool (counted in
+//!   `sync_net_sources_demoted_total`; no ban, no cooldown — it may simply have lost the pin).
+//!   A co-downloader's "missing" is what it has not fetched yet and never counts; an outboard
+//!   refusal holds nothing up (every source, the Primary included, takes outboards first) and
+//!   only sends that outboard elsewhere;
 //! - a co-downloader's progress counts only when it is syncing to this very target, only up to
 //!   the target's size, and only until it has delivered nothing to this node for
 //!   [`NetConfig::primary_fallback_after`](crate::NetConfig);
@@ -105,8 +107,8 @@ pub enum SyncError {
 /// How long a sync waits without any usable holder before giving up.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// `Missing` / `NotHeld` answers for data of the target after which a Primary or complete
-/// source is demoted for that target (see the module docs on stalls). An honest holder of the
+/// `Missing` / `NotHeld` answers for groups or the index of the target after which a Primary or
+/// complete source is demoted for that target (see the module docs on stalls). An honest holder of the
 /// target never gives one (it has every byte); 3 leaves room for a pin rotating out mid-sync to
 /// be noticed, not for a liar to hold the sync: the next source takes over at once.
 pub const DEMOTE_AFTER: u32 = 3;

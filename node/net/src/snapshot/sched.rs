@@ -14,10 +14,12 @@
 //! peer ids, so every co-downloader computes the same split.
 //!
 //! Stall-proofing (what a peer claims decides whom to ask, never that a sync waits):
-//! - a Primary or complete source that answers `Missing` / `NotHeld` for data of the target
-//!   [`DEMOTE_AFTER`] times is *demoted* for this target: never picked again, no longer counted
-//!   as a complete source, its share goes to the pool (a co-downloader's "missing" is only what
-//!   it has not fetched yet and never counts; demotion is no ban and no cooldown);
+//! - a Primary or complete source that answers `Missing` / `NotHeld` for groups or the index of
+//!   the target [`DEMOTE_AFTER`] times is *demoted* for this target: never picked again, no
+//!   longer counted as a complete source, its share goes to the pool (a co-downloader's
+//!   "missing" is only what it has not fetched yet and never counts; demotion is no ban and no
+//!   cooldown). An outboard refusal only marks that outboard for `missing_retry`: outboards are
+//!   taken by every source first, the Primary included, so refusing them holds nothing up;
 //! - a co-downloader's progress counter counts only up to the target's size, and only postpones
 //!   the Primary taking its share until it has delivered nothing to this node for
 //!   `primary_fallback_after`;
@@ -336,8 +338,10 @@ impl Sched {
 		now: Instant,
 	) -> Completed {
 		let Lease { id, work } = lease;
-		if matches!(outcome, Outcome::Missing(_)) {
-			// Before the unit goes back: a demoted owner's units go to the pool.
+		// Groups only: the Primary takes outboards (and any source the index) whatever others
+		// advertise, so refusing those delays nothing; groups of an owned share wait for a
+		// complete source. Counted before the unit goes back: a demoted owner's go to the pool.
+		if matches!((&work, outcome), (Work::Groups(_), Outcome::Missing(_))) {
 			self.missed(peer);
 		}
 		let (rest, missing) = match (work, outcome) {
@@ -385,9 +389,9 @@ impl Sched {
 		}
 	}
 
-	/// A Primary or complete source answered `Missing` / `NotHeld` for data of the target; at
-	/// [`DEMOTE_AFTER`] such answers it is demoted for this target (see the module docs).
-	/// Returns whether it was demoted now.
+	/// A Primary or complete source answered `Missing` / `NotHeld` for groups or the index of
+	/// the target; at [`DEMOTE_AFTER`] such answers it is demoted for this target (see the module
+	/// docs). Returns whether it was demoted now.
 	fn missed(&mut self, peer: PeerId) -> bool {
 		let claims_all = matches!(self.kinds.get(&peer), Some(Source::Primary | Source::Complete));
 		if !claims_all || self.demoted.contains(&peer) {
@@ -1067,6 +1071,31 @@ mod tests {
 		// The Primary serves everything now, the liar's share included (it went to the pool).
 		drain(&mut s, primary, Source::Primary, now);
 		assert!(s.is_done());
+	}
+
+	#[test]
+	fn an_outboard_refusal_holds_nothing_up_and_is_not_counted() {
+		let (me, holder, primary) = (PeerId::random(), PeerId::random(), PeerId::random());
+		let mut s = sched(me);
+		let t0 = Instant::now();
+		let objects: Vec<_> = (0..DEMOTE_AFTER as u64 * 3)
+			.map(|i| (cid(i), 4 * GROUP_LEN, ObjectState::Absent))
+			.collect();
+		s.index_staged([holder], objects, t0);
+		s.serving(holder, Source::Complete);
+		s.complete_source(holder, true);
+		let mut now = t0;
+		for _ in 0..DEMOTE_AFTER * 3 {
+			let l = lease(s.next(holder, Source::Complete, now));
+			assert!(matches!(l.work(), Work::Outboard { .. }));
+			assert_eq!(s.complete(holder, l, Outcome::Missing(&none()), now), Completed::Requeued);
+			now += RETRY;
+		}
+		assert!(!s.is_demoted(&holder), "a refused outboard is fetched elsewhere at once");
+		// The Primary takes outboards while a complete holder is connected.
+		let l = lease(s.next(primary, Source::Primary, now));
+		assert!(matches!(l.work(), Work::Outboard { .. }));
+		assert_eq!(s.complete(primary, l, Outcome::Done, now), Completed::Finished);
 	}
 
 	#[test]
