@@ -432,12 +432,6 @@ impl SyncNetwork {
 			})
 	}
 
-	/// Dials a holder and opens a request stream to it, within its stream budget.
-	pub(crate) async fn connect(&self, h: &Holder, kind: StreamUse) -> Result<Session, PeerError> {
-		let permit = self.permit_or_local(h.peer, kind).await?;
-		self.connect_with(h, permit).await
-	}
-
 	/// Dials a holder and opens a request stream to it on a stream of its budget.
 	pub(crate) async fn connect_with(
 		&self,

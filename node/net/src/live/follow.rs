@@ -178,9 +178,13 @@ async fn poll_heads(
 	let chosen = net.peers().select(&peers, Instant::now());
 	// Each poll has its own deadline; a failure is that peer's only.
 	let deadline = net.config().head_timeout;
+	let within = net.config().connect_timeout;
 	let asks = holders.iter().filter(|h| chosen.contains(&h.peer)).map(|h| async move {
+		// This node's own streams to the peer all in use (other segments' sessions): nothing the
+		// peer did, so not under its deadline and no failure of its.
+		let permit = net.stream_permit(h.peer, StreamUse::Short, within).await?;
 		let ask = async {
-			let mut s = net.connect(h, StreamUse::Short).await?;
+			let mut s = net.connect_with(h, permit).await?;
 			s.head(segment).await
 		};
 		let asked = match tokio::time::timeout(deadline, ask).await {
