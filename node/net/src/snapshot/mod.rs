@@ -23,7 +23,8 @@
 //! owner has made no progress (its verified byte count, polled through `Head`, did not grow)
 //! for [`NetConfig::primary_fallback`](crate::NetConfig) — so with `n` Replicas the Primary
 //! serves about one copy in total, not `n`, and a stuck Replica delays the others by at most
-//! that fallback. While a complete non-Primary holder is connected, the Primary is not asked.
+//! that fallback. While a complete non-Primary holder is connected (and some non-Primary
+//! source delivers, see below), the Primary is not asked.
 //!
 //! # Stalls
 //! What a peer advertises decides whom to ask, never that the sync waits:
