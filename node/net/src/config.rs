@@ -24,7 +24,9 @@ pub struct ServeLimits {
 	/// Of [`ServeLimits::max_streams`], how many unknown peers may hold together (the rest is
 	/// kept for known peers).
 	pub max_streams_unknown: usize,
-	/// Inbound transfer streams per known peer.
+	/// Inbound transfer streams per known peer (the client side never opens more than
+	/// [`STREAMS_PER_PEER`](crate::transfer::protocol::STREAMS_PER_PEER) to one peer, the
+	/// default here).
 	pub max_streams_per_peer: usize,
 	/// Inbound transfer streams per unknown peer.
 	pub max_streams_per_unknown_peer: usize,
@@ -95,7 +97,7 @@ impl Default for ServeLimits {
 		ServeLimits {
 			max_streams: 64,
 			max_streams_unknown: 32,
-			max_streams_per_peer: 4,
+			max_streams_per_peer: crate::transfer::protocol::STREAMS_PER_PEER,
 			max_streams_per_unknown_peer: 3,
 			bytes_per_sec_per_peer: None,
 			unknown_peer_bytes_per_sec: Some(8 << 20),
@@ -154,6 +156,12 @@ pub struct NetConfig {
 	/// How long another downloader may be unreachable or make no progress before its share is
 	/// asked of a Primary out of turn (see the snapshot module on Primary egress).
 	pub primary_fallback: Duration,
+	/// The Primary fallback's time bound, whatever replicas claim: once no non-Primary source
+	/// has delivered a verified byte to this node for this long, a Primary the chain lists is
+	/// asked for any share (a complete Replica being connected no longer holds it back), and a
+	/// co-downloader that delivered nothing for this long loses its share to the Primary however
+	/// its progress counter grows (see the snapshot module on Primary egress).
+	pub primary_fallback_after: Duration,
 	/// Registry to export metrics to (the node passes Substrate's). `None`: counted, not exported.
 	pub registry: Option<prometheus::Registry>,
 	/// The peer manager's knobs (see [`PeerManagerConfig`] for each default).
@@ -163,6 +171,9 @@ pub struct NetConfig {
 	/// How often a follower asks its holders for their heads, to notice announcements it
 	/// missed (say, while disconnected).
 	pub head_poll: Duration,
+	/// Deadline of one holder's head poll as a whole (dial, stream, `Head` answer): a holder
+	/// that misses it counts a failure (its own, nobody else's) and is left out of that poll.
+	pub head_timeout: Duration,
 	/// Ops of each segment kept in the log for peers catching up; older ones are pruned and such
 	/// peers catch up through a snapshot.
 	pub log_retention: u64,
@@ -174,6 +185,13 @@ pub struct NetConfig {
 
 impl NetConfig {
 	/// The data plane's defaults (the one place they are written), with the given identity.
+	///
+	/// `primary_fallback_after` is 15 s: at the serving write floor a full 1 MiB unit takes at
+	/// most 11 s (`ServeLimits::default`), so a Replica source that delivered nothing for longer
+	/// is not serving this node, whatever it advertises. `head_timeout` is 15 s: an honest
+	/// holder answers a `Head` (high priority) within its `queue_timeout` (10 s) — or `Busy`,
+	/// which blames nobody — and 5 s cover a dial; the first failure in a row is free, so one slow
+	/// dial rests nobody.
 	pub fn new(keypair: Keypair) -> Self {
 		NetConfig {
 			keypair,
@@ -188,10 +206,12 @@ impl NetConfig {
 			connect_timeout: Duration::from_secs(10),
 			missing_retry: Duration::from_millis(25),
 			primary_fallback: Duration::from_secs(1),
+			primary_fallback_after: Duration::from_secs(15),
 			registry: None,
 			peers: PeerManagerConfig::default(),
 			gossip_heartbeat: Duration::from_secs(1),
 			head_poll: Duration::from_secs(5),
+			head_timeout: Duration::from_secs(15),
 			log_retention: 262_144,
 			index_page_time: Duration::from_secs(2),
 		}

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod bounded;
 pub mod config;
 pub mod fixtures;
 pub mod live;
@@ -37,7 +38,8 @@ use tokio::{
 	task::JoinHandle,
 };
 use transfer::{
-	client::{PeerError, Session},
+	client::{OutStreams, PeerError, Session, StreamPermit, StreamUse},
+	protocol::STREAMS_PER_PEER,
 	server::{KnownPeers, Server},
 };
 
@@ -67,6 +69,8 @@ struct NetInner {
 	peers: Arc<PeerManager>,
 	server: Arc<Server>,
 	live: Live,
+	/// The streams this node's sessions hold to each peer (never more than it admits).
+	out_streams: Arc<OutStreams>,
 }
 
 /// Name of the peer book's record in the store.
@@ -123,6 +127,7 @@ impl SyncNetwork {
 			peers,
 			server: server.clone(),
 			live: Live::default(),
+			out_streams: Arc::new(OutStreams::default()),
 		});
 		let swarm_task = tokio::spawn(swarm::run(swarm, rx, listen_tx, gossip_tx));
 		let server_task = tokio::spawn(transfer::server::accept_loop(server, incoming));
@@ -248,11 +253,17 @@ impl SyncNetwork {
 	}
 
 	/// Bans a peer for this session: disconnects it, refuses its connections and streams.
+	/// The bans are bounded ([`bounded::PEER_MAP_CAP`]): past the cap the oldest ban is lifted,
+	/// here and in the swarm, so neither grows with throwaway identities.
 	pub fn ban(&self, peer: PeerId) {
-		if self.inner.peers.ban(peer) {
+		if let peers::Banned::New { released } = self.inner.peers.ban(peer) {
 			log::warn!(target: "sync-net", "banned {peer} for this session");
 			self.inner.metrics.bans.inc();
 			self.send(swarm::Command::Ban(peer));
+			if let Some(old) = released {
+				log::debug!(target: "sync-net", "ban of {old} lifted: the oldest of {} bans", bounded::PEER_MAP_CAP);
+				self.send(swarm::Command::Unban(old));
+			}
 		}
 	}
 
@@ -402,9 +413,49 @@ impl SyncNetwork {
 		}
 	}
 
-	/// Dials a holder and opens a request stream to it.
-	pub(crate) async fn connect(&self, h: &Holder) -> Result<Session, PeerError> {
+	/// Waits at most `within` for one of the [`STREAMS_PER_PEER`] streams this node may hold to
+	/// `peer` (`None`: all still in use by its other sessions).
+	pub(crate) async fn stream_permit(
+		&self,
+		peer: PeerId,
+		kind: StreamUse,
+		within: Duration,
+	) -> Option<StreamPermit> {
+		self.inner.out_streams.acquire(peer, kind, within).await
+	}
+
+	/// A stream of `peer`'s budget within the connect timeout, or a local error (this node's
+	/// own sessions use them all: nothing the peer did).
+	async fn permit_or_local(
+		&self,
+		peer: PeerId,
+		kind: StreamUse,
+	) -> Result<StreamPermit, PeerError> {
+		self.stream_permit(peer, kind, self.config().connect_timeout)
+			.await
+			.ok_or_else(|| {
+				PeerError::Local(format!("all {STREAMS_PER_PEER} streams to {peer} in use"))
+			})
+	}
+
+	/// Dials a holder and opens a request stream to it on a stream of its budget.
+	pub(crate) async fn connect_with(
+		&self,
+		h: &Holder,
+		permit: StreamPermit,
+	) -> Result<Session, PeerError> {
 		self.reach(h).await?;
-		Session::open(self, h.peer).await
+		Session::open_with(self, h.peer, permit).await
+	}
+
+	/// Opens a request stream to `peer` (dialling it with the addresses the swarm knows), within
+	/// its stream budget.
+	pub(crate) async fn session(
+		&self,
+		peer: PeerId,
+		kind: StreamUse,
+	) -> Result<Session, PeerError> {
+		let permit = self.permit_or_local(peer, kind).await?;
+		Session::open_with(self, peer, permit).await
 	}
 }

@@ -54,6 +54,9 @@ pub struct Metrics {
 	pub contradicting_heads: IntCounter,
 	/// Times the local root at a committed seq was not the chain's (the segment was re-synced).
 	pub diverged: IntCounter,
+	/// Snapshot sources demoted for a target: they advertised it (complete, or pinned) and
+	/// answered `Missing` / `NotHeld` for its data (see `snapshot::DEMOTE_AFTER`). Not a ban.
+	pub demoted: IntCounter,
 	/// Inbound transfer streams closed by a serving deadline, by reason (`first_request`,
 	/// `idle`, `read`, `write`) and requests answered `Busy` after waiting for a slot
 	/// (`queue`).
@@ -86,6 +89,7 @@ impl Metrics {
 		registry.register(Box::new(m.serving.clone()))?;
 		registry.register(Box::new(m.contradicting_heads.clone()))?;
 		registry.register(Box::new(m.diverged.clone()))?;
+		registry.register(Box::new(m.demoted.clone()))?;
 		registry.register(Box::new(m.timed_out.clone()))?;
 		registry.register(Box::new(m.streams_refused.clone()))?;
 		registry.register(Box::new(m.connections_denied.clone()))?;
@@ -165,6 +169,10 @@ impl Metrics {
 			diverged: counter(
 				"sync_net_diverged_total",
 				"Re-syncs because the local root at a committed seq was not the chain's",
+			),
+			demoted: counter(
+				"sync_net_sources_demoted_total",
+				"Snapshot sources demoted for a target they advertised and answered missing for",
 			),
 			timed_out: counter_vec(
 				"sync_net_streams_timed_out_total",

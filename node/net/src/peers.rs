@@ -2,12 +2,15 @@
 //! failing peer rests, who is never dropped, and what survives a restart.
 //!
 //! Time is always passed in (`now`), so the rules are tested without sleeping, and no rule
-//! compares wall clocks between nodes.
+//! compares wall clocks between nodes. The book and the bans are bounded
+//! ([`PEER_MAP_CAP`] entries each, least recently used first out): a remote can make up
+//! identities, and gossip authors can be anyone.
+use crate::bounded::{LruMap, PEER_MAP_CAP};
 use codec::{Decode, Encode};
 use libp2p::PeerId;
 use parking_lot::Mutex;
 use std::{
-	collections::{HashMap, HashSet},
+	collections::HashSet,
 	time::{Duration, Instant},
 };
 
@@ -83,18 +86,36 @@ pub enum Discovery {
 	Urgent(usize),
 }
 
-/// The peer book.
+/// The peer book: at most [`PEER_MAP_CAP`] records (the least recently used is forgotten first,
+/// which is what a new peer looks like anyway), so it stays bounded however many identities
+/// fail, succeed or send invalid data, and so does what is saved.
 #[derive(Clone, Debug)]
 pub struct PeerBook {
 	config: PeerManagerConfig,
-	peers: HashMap<PeerId, PeerRecord>,
+	peers: LruMap<PeerId, PeerRecord>,
+	/// Reserved peers promoted (a subset of the configured ones).
 	promoted: HashSet<PeerId>,
 }
 
 impl PeerBook {
 	/// An empty book.
 	pub fn new(config: PeerManagerConfig) -> Self {
-		PeerBook { config, peers: HashMap::new(), promoted: HashSet::new() }
+		PeerBook { config, peers: LruMap::new(PEER_MAP_CAP), promoted: HashSet::new() }
+	}
+
+	/// Records in the book (at most [`PEER_MAP_CAP`]).
+	pub fn len(&self) -> usize {
+		self.peers.len()
+	}
+
+	/// Whether the book has no record.
+	pub fn is_empty(&self) -> bool {
+		self.peers.len() == 0
+	}
+
+	/// The record of `peer`, created if absent (a use: the record is kept over older ones).
+	fn entry(&mut self, peer: PeerId) -> &mut PeerRecord {
+		self.peers.get_or_insert_with(peer, PeerRecord::default).0
 	}
 
 	/// The configuration.
@@ -104,12 +125,12 @@ impl PeerBook {
 
 	/// The record of `peer`.
 	pub fn record(&self, peer: &PeerId) -> Option<&PeerRecord> {
-		self.peers.get(peer)
+		self.peers.peek(peer)
 	}
 
 	/// A request to `peer` succeeded.
 	pub fn success(&mut self, peer: PeerId) {
-		let r = self.peers.entry(peer).or_default();
+		let r = self.entry(peer);
 		r.failures = 0;
 		r.cooldown_until = None;
 		r.score = r.score.saturating_add(1);
@@ -121,7 +142,7 @@ impl PeerBook {
 	pub fn failure(&mut self, peer: PeerId, now: Instant) {
 		let trusted = self.config.trusted.contains(&peer);
 		let (step, max) = (self.config.cooldown_step, self.config.cooldown_max);
-		let r = self.peers.entry(peer).or_default();
+		let r = self.entry(peer);
 		r.failures = r.failures.saturating_add(1);
 		r.score = r.score.saturating_sub(1);
 		if trusted || r.failures < 2 {
@@ -135,7 +156,7 @@ impl PeerBook {
 	/// peers too — a trusted peer serving corrupt data is a fault to surface, not to retry).
 	pub fn invalid(&mut self, peer: PeerId) {
 		let ban = self.config.ban_on_invalid;
-		let r = self.peers.entry(peer).or_default();
+		let r = self.entry(peer);
 		r.score = r.score.saturating_sub(10);
 		if ban {
 			r.banned = true;
@@ -144,7 +165,7 @@ impl PeerBook {
 
 	/// Whether `peer` may be asked now.
 	pub fn usable(&self, peer: &PeerId, now: Instant) -> bool {
-		match self.peers.get(peer) {
+		match self.peers.peek(peer) {
 			None => true,
 			Some(r) => !r.banned && r.cooldown_until.is_none_or(|t| now >= t),
 		}
@@ -176,7 +197,7 @@ impl PeerBook {
 			let mut resting: Vec<(Instant, PeerId)> = candidates
 				.iter()
 				.filter(|p| !pool.contains(p))
-				.filter_map(|p| match self.peers.get(p) {
+				.filter_map(|p| match self.peers.peek(p) {
 					Some(r) if !r.banned => Some((r.cooldown_until.unwrap_or(now), *p)),
 					_ => None,
 				})
@@ -190,7 +211,7 @@ impl PeerBook {
 			(
 				!self.config.trusted.contains(p),
 				!self.promoted.contains(p),
-				-self.peers.get(p).map_or(0, |r| r.score),
+				-self.peers.peek(p).map_or(0, |r| r.score),
 			)
 		});
 		pool.dedup();
@@ -202,7 +223,7 @@ impl PeerBook {
 	/// the peer gauges).
 	pub fn states(&self, now: Instant) -> [(&'static str, usize); 3] {
 		let mut n = [0usize; 3];
-		for r in self.peers.values() {
+		for (_, r) in self.peers.iter() {
 			let i = if r.banned {
 				2
 			} else if r.cooldown_until.is_some_and(|t| now < t) {
@@ -243,14 +264,16 @@ impl PeerBook {
 		rows.encode()
 	}
 
-	/// Restores a saved book (unknown or undecodable entries are skipped).
+	/// Restores a saved book (unknown or undecodable entries are skipped; at most
+	/// [`PEER_MAP_CAP`] records are kept, whatever the bytes hold).
 	pub fn load(config: PeerManagerConfig, bytes: &[u8], now: Instant) -> Self {
 		let mut book = PeerBook::new(config);
 		let rows = Vec::<(Vec<u8>, u32, i32, u64)>::decode(&mut &bytes[..]).unwrap_or_default();
 		for (peer, failures, score, rest_ms) in rows {
 			let Ok(peer) = PeerId::from_bytes(&peer) else { continue };
 			let cooldown_until = (rest_ms > 0).then(|| now + Duration::from_millis(rest_ms));
-			book.peers
+			let _ = book
+				.peers
 				.insert(peer, PeerRecord { failures, cooldown_until, banned: false, score });
 		}
 		book
@@ -258,15 +281,16 @@ impl PeerBook {
 }
 
 /// The peer manager as the network uses it: the [`PeerBook`] and the session's bans, shared by
-/// the sync engines (which peers to ask) and the server (which peers to refuse).
+/// the sync engines (which peers to ask) and the server (which peers to refuse). Both are
+/// bounded ([`PEER_MAP_CAP`]).
 pub(crate) struct PeerManager {
 	book: Mutex<PeerBook>,
-	bans: Mutex<HashSet<PeerId>>,
+	bans: Mutex<Bans>,
 }
 
 impl PeerManager {
 	pub(crate) fn new(book: PeerBook) -> Self {
-		PeerManager { book: Mutex::new(book), bans: Mutex::new(HashSet::new()) }
+		PeerManager { book: Mutex::new(book), bans: Mutex::new(Bans::new(PEER_MAP_CAP)) }
 	}
 
 	/// A copy of the book.
@@ -307,14 +331,51 @@ impl PeerManager {
 		!self.is_banned(peer) && self.book.lock().usable(peer, now)
 	}
 
-	/// Bans `peer` for the session; returns whether it was not banned yet.
-	pub(crate) fn ban(&self, peer: PeerId) -> bool {
-		self.bans.lock().insert(peer)
+	/// Bans `peer` for the session (see [`Bans::ban`]).
+	pub(crate) fn ban(&self, peer: PeerId) -> Banned {
+		self.bans.lock().ban(peer)
 	}
 
 	/// Whether `peer` is banned for the session.
 	pub(crate) fn is_banned(&self, peer: &PeerId) -> bool {
-		self.bans.lock().contains(peer)
+		self.bans.lock().is_banned(peer)
+	}
+}
+
+/// What [`Bans::ban`] did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Banned {
+	/// The peer was banned already.
+	Already,
+	/// Newly banned; `released` is the oldest ban dropped to make room (to be lifted in the
+	/// swarm's block list and gossipsub's blacklist too, so those stay bounded as well).
+	New { released: Option<PeerId> },
+}
+
+/// The session's bans: at most `cap`, the oldest lifted first (see
+/// [`PEER_MAP_CAP`](crate::bounded::PEER_MAP_CAP) on why that is the better trade).
+pub(crate) struct Bans(LruMap<PeerId, ()>);
+
+impl Bans {
+	pub(crate) fn new(cap: usize) -> Self {
+		Bans(LruMap::new(cap))
+	}
+
+	/// Bans `peer`; a ban already in place is left as it is (it ages from when it was made).
+	pub(crate) fn ban(&mut self, peer: PeerId) -> Banned {
+		if self.0.contains_key(&peer) {
+			return Banned::Already;
+		}
+		Banned::New { released: self.0.insert(peer, ()).map(|(p, ())| p) }
+	}
+
+	pub(crate) fn is_banned(&self, peer: &PeerId) -> bool {
+		self.0.contains_key(peer)
+	}
+
+	#[cfg(test)]
+	fn len(&self) -> usize {
+		self.0.len()
 	}
 }
 
@@ -396,6 +457,57 @@ mod tests {
 		assert_eq!(book.discovery(1), Discovery::Urgent(8));
 		assert_eq!(book.discovery(5), Discovery::Background(8));
 		assert_eq!(book.discovery(8), Discovery::Idle);
+	}
+
+	#[test]
+	fn peer_book_stays_bounded_under_many_identities() {
+		let mut book = PeerBook::new(PeerManagerConfig::default());
+		let t0 = Instant::now();
+		let honest = PeerId::random();
+		for i in 0..3 * PEER_MAP_CAP {
+			// Throwaway identities fail, succeed and send invalid data; the honest holder keeps
+			// being used (and keeps its record).
+			let p = PeerId::random();
+			match i % 3 {
+				0 => book.failure(p, t0),
+				1 => book.success(p),
+				_ => book.invalid(p),
+			}
+			book.success(honest);
+			assert!(book.len() <= PEER_MAP_CAP);
+		}
+		assert_eq!(book.len(), PEER_MAP_CAP);
+		assert_eq!(book.record(&honest).unwrap().score, 3 * PEER_MAP_CAP as i32);
+		// What is saved, and what a restart loads, is bounded too.
+		let saved = book.save(t0);
+		let back = PeerBook::load(PeerManagerConfig::default(), &saved, t0);
+		assert_eq!(back.len(), PEER_MAP_CAP);
+		let mut rows: Vec<(Vec<u8>, u32, i32, u64)> = Vec::new();
+		for _ in 0..2 * PEER_MAP_CAP {
+			rows.push((PeerId::random().to_bytes(), 1, 0, 0));
+		}
+		let padded = PeerBook::load(PeerManagerConfig::default(), &rows.encode(), t0);
+		assert_eq!(padded.len(), PEER_MAP_CAP, "an oversized saved book is cut to the cap");
+	}
+
+	#[test]
+	fn bans_stay_bounded_and_the_oldest_is_lifted_first() {
+		let mut bans = Bans::new(8);
+		let first: Vec<PeerId> = (0..8).map(|_| PeerId::random()).collect();
+		for p in &first {
+			assert_eq!(bans.ban(*p), Banned::New { released: None });
+		}
+		assert_eq!(bans.ban(first[3]), Banned::Already, "banning again changes nothing");
+		let mut released = Vec::new();
+		for _ in 0..10_000 {
+			match bans.ban(PeerId::random()) {
+				Banned::New { released: Some(p) } => released.push(p),
+				other => panic!("a full list lifts one ban per new one, got {other:?}"),
+			}
+			assert!(bans.len() <= 8);
+		}
+		assert_eq!(&released[..8], &first[..], "oldest first, each once");
+		assert!(first.iter().all(|p| !bans.is_banned(p)));
 	}
 
 	#[test]

@@ -47,6 +47,8 @@ pub(crate) enum Command {
 	AddAddresses(PeerId, Vec<Multiaddr>),
 	Dial(PeerId, Vec<Multiaddr>, oneshot::Sender<Result<(), String>>),
 	Ban(PeerId),
+	/// Lifts a ban (the oldest, dropped from the bounded ban list).
+	Unban(PeerId),
 	Provide(SegmentId),
 	FindProviders(SegmentId, oneshot::Sender<Vec<PeerId>>),
 	Subscribe(gossipsub::IdentTopic),
@@ -365,6 +367,10 @@ pub(crate) async fn run(
 						swarm.behaviour_mut().blocked.block_peer(peer);
 						swarm.behaviour_mut().kad.remove_peer(&peer);
 						swarm.behaviour_mut().gossip.blacklist_peer(&peer);
+					},
+					Command::Unban(peer) => {
+						swarm.behaviour_mut().blocked.unblock_peer(peer);
+						swarm.behaviour_mut().gossip.remove_blacklisted_peer(&peer);
 					},
 					Command::Subscribe(topic) => {
 						let gossip = &mut swarm.behaviour_mut().gossip;

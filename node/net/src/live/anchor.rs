@@ -29,10 +29,12 @@ fn advertised(p: &PeerHead) -> impl Iterator<Item = &WireHead> {
 	p.complete.iter().chain(p.syncing.iter()).chain(p.pinned.iter())
 }
 
-/// Whether a holder serves anchor `a`: complete at it, pinned at it, or syncing to it with a
-/// verified index (a co-downloader).
+/// Whether a holder serves anchor `a`: complete at it or pinned at it. A holder that is itself
+/// syncing to `a` does not count: it serves only what it has fetched so far, so two nodes
+/// syncing to a root nobody holds any more would otherwise keep each other on it (the snapshot
+/// engine still asks such co-downloaders for what they have).
 pub(crate) fn serves(p: &PeerHead, a: &Head) -> bool {
-	advertised(p).any(|h| is(h, a))
+	p.complete.iter().chain(p.pinned.iter()).any(|h| is(h, a))
 }
 
 /// The snapshot target: the newest anchor some holder serves.
@@ -95,6 +97,21 @@ mod tests {
 		assert_eq!(snapshot_target(&anchors, [&rogue, &honest].into_iter()), Some(head(20, 2)));
 		assert_eq!(snapshot_target(&anchors, [&rogue].into_iter()), None, "nothing anchored");
 		assert_eq!(snapshot_target(&[], [&honest].into_iter()), None, "no commits: no snapshot");
+	}
+
+	#[test]
+	fn a_holder_syncing_to_an_anchor_does_not_serve_it() {
+		let anchors = [head(10, 1), head(20, 2)];
+		let mut co = peer(None, &[]);
+		co.syncing = Some(wire(head(20, 2)));
+		co.received = 1 << 30;
+		assert!(!serves(&co, &head(20, 2)), "a co-downloader is not a source of the target");
+		assert_eq!(snapshot_target(&anchors, [&co].into_iter()), None);
+		let holder = peer(Some(head(10, 1)), &[]);
+		assert_eq!(snapshot_target(&anchors, [&co, &holder].into_iter()), Some(head(10, 1)));
+		// It still counts against the chain if it advertises other facts at a committed seq.
+		co.syncing = Some(wire(head(20, 7)));
+		assert!(contradicts(&anchors, &co));
 	}
 
 	#[test]

@@ -3,7 +3,7 @@
 //! ops and the objects they put from a holder, then replaying them through the store (exactly
 //! once, in seq order, along the op chain).
 use crate::{
-	transfer::client::{PeerError, Received, Session},
+	transfer::client::{PeerError, Received, Session, StreamUse},
 	SyncNetwork,
 };
 use libp2p::{
@@ -184,7 +184,7 @@ pub(crate) async fn catch_up(
 	announced: Option<&Announcement>,
 ) -> Result<Head, DeltaError> {
 	let store = net.store().clone();
-	let mut session = Session::open(net, holder).await?;
+	let mut session = net.session(holder, StreamUse::Bulk).await?;
 	loop {
 		let head = store
 			.head(segment)

@@ -31,7 +31,12 @@ use super::{
 	gossip::topic,
 	Verifier,
 };
-use crate::{snapshot::Holder, swarm::Command, transfer::client::PeerHead, SyncNetwork};
+use crate::{
+	snapshot::Holder,
+	swarm::Command,
+	transfer::client::{PeerError, PeerHead, StreamUse},
+	SyncNetwork,
+};
 use libp2p::PeerId;
 use std::{
 	sync::{
@@ -156,9 +161,12 @@ pub(crate) fn start(
 	Follower { net: net.clone(), segment, head, stats, task }
 }
 
-/// Asks each holder (dialling it if needed) what it serves of `segment`. A holder that
-/// advertises a state at a committed seq with other facts than the chain's cannot back it: it
-/// counts a failure (it cools down) and its answer is dropped.
+/// Asks each holder (dialling it if needed) what it serves of `segment`, all at once, each
+/// within [`NetConfig::head_timeout`](crate::NetConfig) as a whole (dial, stream, answer): one
+/// that misses it, or fails, counts a failure of its own and is left out of this poll, and
+/// nobody waits on it longer. A holder that advertises a state at a committed seq with other
+/// facts than the chain's cannot back it: it counts a failure (it cools down) and its answer is
+/// dropped.
 async fn poll_heads(
 	net: &SyncNetwork,
 	segment: SegmentId,
@@ -168,11 +176,20 @@ async fn poll_heads(
 	let me = net.peer_id();
 	let peers: Vec<PeerId> = holders.iter().map(|h| h.peer).filter(|p| *p != me).collect();
 	let chosen = net.peers().select(&peers, Instant::now());
-	// Each poll has its own deadlines (connect, request); a failure is that peer's only.
+	// Each poll has its own deadline; a failure is that peer's only.
+	let deadline = net.config().head_timeout;
+	let within = net.config().connect_timeout;
 	let asks = holders.iter().filter(|h| chosen.contains(&h.peer)).map(|h| async move {
-		let asked = match net.connect(h).await {
-			Ok(mut s) => s.head(segment).await,
-			Err(e) => Err(e),
+		// This node's own streams to the peer all in use (other segments' sessions): nothing the
+		// peer did, so not under its deadline and no failure of its.
+		let permit = net.stream_permit(h.peer, StreamUse::Short, within).await?;
+		let ask = async {
+			let mut s = net.connect_with(h, permit).await?;
+			s.head(segment).await
+		};
+		let asked = match tokio::time::timeout(deadline, ask).await {
+			Ok(asked) => asked,
+			Err(_) => Err(PeerError::Transport(format!("no head within {deadline:?}"))),
 		};
 		match asked {
 			Ok(p) => Some((h.clone(), p)),

@@ -3,12 +3,14 @@
 //! selected peer; a worker connects, learns what its peer serves, fetches the index if nobody
 //! has, then asks the scheduler for units one at a time and hands each back with its outcome.
 use super::{
-	sched::{Completed, IndexStep, Lease, Next, Outcome, Sched, SchedConfig, Source, Work},
+	sched::{
+		Completed, IndexPages, IndexStep, Lease, Next, Outcome, Sched, SchedConfig, Source, Work,
+	},
 	Holder, SyncError, SyncReport, STALL_TIMEOUT,
 };
 use crate::{
 	metrics::Stage,
-	transfer::client::{PeerError, PeerHead, Received, Session},
+	transfer::client::{PeerError, PeerHead, Received, Session, StreamUse},
 	SyncNetwork,
 };
 use libp2p::PeerId;
@@ -38,6 +40,8 @@ struct Engine {
 	target: Head,
 	me: PeerId,
 	sched: Mutex<Sched>,
+	/// The index fetched so far (another source continues where one stopped).
+	pages: Mutex<IndexPages>,
 	report: Mutex<SyncReport>,
 	finished: AtomicBool,
 	wake: Notify,
@@ -76,7 +80,10 @@ pub(crate) async fn sync(
 			me,
 			missing_retry: cfg.missing_retry,
 			primary_fallback: cfg.primary_fallback,
+			primary_fallback_after: cfg.primary_fallback_after,
+			target_bytes: target.facts.bytes,
 		})),
+		pages: Mutex::new(IndexPages::default()),
 		report: Mutex::new(SyncReport::default()),
 		finished: AtomicBool::new(false),
 		wake: Notify::new(),
@@ -97,7 +104,13 @@ pub(crate) async fn sync(
 		// The peer manager picks whom to use: usable (not banned, not cooling down),
 		// trusted first, reserved ones promoted below the hard low cap, at most `concurrency`.
 		let selected = net.peers().select(&peers, Instant::now());
-		for h in current.iter().filter(|h| selected.contains(&h.peer)) {
+		// A source demoted for this target is not asked again (and keeps no worker alive).
+		let demoted: HashSet<PeerId> =
+			peers.iter().copied().filter(|p| engine.sched.lock().is_demoted(p)).collect();
+		for h in current
+			.iter()
+			.filter(|h| selected.contains(&h.peer) && !demoted.contains(&h.peer))
+		{
 			if workers.0.get(&h.peer).is_none_or(|w| w.is_finished()) {
 				workers.0.insert(h.peer, tokio::spawn(engine.clone().worker(h.clone())));
 			}
@@ -153,7 +166,18 @@ impl Engine {
 		let owners: Vec<PeerId> =
 			self.holders.borrow().iter().filter(|h| !h.primary).map(|h| h.peer).collect();
 		let resumed = self.sched.lock().index_staged(owners, objects, Instant::now());
-		self.report.lock().resumed_bytes += resumed;
+		let held = {
+			let mut r = self.report.lock();
+			r.resumed_bytes += resumed;
+			r.resumed_bytes + r.fetched_bytes
+		};
+		// What `Head` reports as this transfer's progress starts from what this target has,
+		// not from an earlier transfer's count.
+		self.net
+			.metrics()
+			.progress
+			.with_label_values(&[&self.segment.to_string()])
+			.set(held as i64);
 		self.wake.notify_waiters();
 		self.done.notify_waiters();
 		Ok(())
@@ -167,6 +191,16 @@ impl Engine {
 	fn owner_lost(&self, peer: PeerId) {
 		self.sched.lock().owner_lost(peer);
 		self.wake.notify_waiters();
+	}
+
+	/// A source was demoted for this target (see the module docs on stalls): counted, and the
+	/// others (the Primary among them) woken to take over its share.
+	fn on_demoted(&self, peer: PeerId) {
+		log::info!(target: "sync-net", "segment {}: {peer} answers missing for the target it advertises; demoted for seq {}", self.segment, self.target.seq);
+		self.net.metrics().demoted.inc();
+		self.report.lock().demoted.push(peer);
+		self.wake.notify_waiters();
+		self.done.notify_waiters();
 	}
 
 	/// Gives a share to the pool if its owner has been away since `since` past the fallback.
@@ -186,11 +220,18 @@ impl Engine {
 		// Since when this peer has been unreachable: a transient failure (say, a handshake lost
 		// to a simultaneous dial) must not hand its whole share to the Primary.
 		let mut down_since: Option<Instant> = None;
+		let within = self.net.config().connect_timeout;
 		while !self.finished.load(Ordering::SeqCst)
 			&& self.holder_listed(&peer)
 			&& !self.net.is_banned(&peer)
+			&& !self.sched.lock().is_demoted(&peer)
 		{
-			let opened = self.net.connect(&holder).await;
+			// A stream of the peer's budget (this node's other sessions to it may hold them all
+			// for a while: that is not the peer being down).
+			let Some(permit) = self.net.stream_permit(peer, StreamUse::Bulk, within).await else {
+				continue;
+			};
+			let opened = self.net.connect_with(&holder, permit).await;
 			if opened.is_ok() {
 				down_since = None;
 			}
@@ -250,8 +291,12 @@ impl Engine {
 			}
 			let PeerHead { complete, syncing, received, pinned } =
 				session.head(self.segment).await?;
-			self.sched.lock().note_progress(peer, received, Instant::now());
 			let root = self.target.facts.root;
+			// `received` is the progress of the peer's transfer of this segment: progress on
+			// this target only if that transfer is to it.
+			if syncing.is_some_and(|h| h.facts.root == root) {
+				self.sched.lock().note_progress(peer, received, Instant::now());
+			}
 			// A pinned snapshot at the target serves like a complete copy.
 			let complete = pinned.into_iter().find(|h| h.facts.root == root).or(complete);
 			let source = match (complete, syncing) {
@@ -275,8 +320,8 @@ impl Engine {
 	async fn drive(self: &Arc<Self>, mut session: Session, primary: bool) -> Result<(), PeerError> {
 		let peer = session.peer();
 		let Some(source) = self.source(&mut session, primary).await? else { return Ok(()) };
-		self.sched.lock().serving(peer);
-		let _guard = (source == Source::Complete).then(|| CompleteGuard::new(self));
+		self.sched.lock().serving(peer, source);
+		let _guard = (source == Source::Complete).then(|| CompleteGuard::new(self, peer));
 		self.ensure_index(&mut session).await?;
 		let retry = self.net.config().missing_retry;
 		let mut last_poll = Instant::now();
@@ -288,12 +333,15 @@ impl Engine {
 			if source == Source::Syncing && last_poll.elapsed() >= PROGRESS_POLL {
 				last_poll = Instant::now();
 				let h = session.head(self.segment).await?;
-				self.sched.lock().note_progress(peer, h.received, Instant::now());
+				// Only a transfer to this target counts (see `source`).
+				if h.syncing.is_some_and(|t| t.facts.root == self.target.facts.root) {
+					self.sched.lock().note_progress(peer, h.received, Instant::now());
+				}
 			}
 			let notified = self.wake.notified();
 			let next = self.sched.lock().next(peer, source, Instant::now());
 			let lease = match next {
-				Next::Done => return Ok(()),
+				Next::Done | Next::Demoted => return Ok(()),
 				Next::Wait => {
 					tokio::select! {
 						_ = notified => {},
@@ -314,7 +362,15 @@ impl Engine {
 
 	/// Hands a lease back to the scheduler and wakes whoever waits on it.
 	fn complete(&self, peer: PeerId, lease: Lease, outcome: Outcome<'_>) {
-		let completed = self.sched.lock().complete(peer, lease, outcome, Instant::now());
+		let (completed, demoted) = {
+			let mut s = self.sched.lock();
+			let before = s.is_demoted(&peer);
+			let completed = s.complete(peer, lease, outcome, Instant::now());
+			(completed, !before && s.is_demoted(&peer))
+		};
+		if demoted {
+			self.on_demoted(peer);
+		}
 		self.wake.notify_waiters();
 		if completed == Completed::Finished {
 			self.done.notify_waiters();
@@ -354,31 +410,76 @@ impl Engine {
 
 	async fn ensure_index(&self, session: &mut Session) -> Result<(), PeerError> {
 		loop {
+			if self.sched.lock().is_demoted(&session.peer()) {
+				return Ok(());
+			}
 			let step = self.sched.lock().index_step();
 			match step {
 				IndexStep::Ready => return Ok(()),
 				IndexStep::Wait => tokio::time::sleep(Duration::from_millis(20)).await,
-				IndexStep::Fetch => {
-					let staged = self.fetch_index(session).await;
-					if staged.is_err() {
+				IndexStep::Fetch => match self.fetch_index(session).await {
+					Ok(true) => return Ok(()),
+					// Assembled from several sources and not verifying: nobody to blame; fetched
+					// again, whole, from one source.
+					Ok(false) => self.sched.lock().index_failed(),
+					Err(e) => {
 						self.sched.lock().index_failed();
-					}
-					return staged;
+						return Err(e);
+					},
 				},
 			}
 		}
 	}
 
-	/// Fetches the index, stages it (the store verifies it against the target root) and hands it
-	/// to the scheduler.
-	async fn fetch_index(&self, session: &mut Session) -> Result<(), PeerError> {
+	/// Fetches the index (continuing from the pages other sources delivered), stages it (the
+	/// store verifies it against the target root) and hands it to the scheduler. `Ok(false)`:
+	/// the assembled index did not verify and nobody could be blamed for it.
+	async fn fetch_index(&self, session: &mut Session) -> Result<bool, PeerError> {
 		self.net.metrics().set_stage(self.segment, Stage::Index);
+		let peer = session.peer();
 		let facts = self.target.facts;
-		let entries = session.index(self.segment, facts.root, facts.entries).await?;
+		let mut entries = self.pages.lock().resume();
+		let before = entries.len();
+		let fetched =
+			session.index_into(self.segment, facts.root, facts.entries, &mut entries).await;
+		self.pages.lock().fetched(peer, before, entries);
+		if let Err(e) = fetched {
+			if matches!(e, PeerError::Misbehaved(_)) {
+				self.pages.lock().discard();
+			}
+			if matches!(e, PeerError::Refused(ErrorCode::NotHeld)) {
+				// A holder that advertised the target and does not have its index.
+				let demoted = self.sched.lock().index_refused(peer);
+				if demoted {
+					self.on_demoted(peer);
+				}
+			}
+			return Err(e);
+		}
+		let entries = self.pages.lock().take();
 		match self.net.store().stage_index(self.segment, entries) {
 			Ok(()) => {},
 			Err(StoreError::IndexMismatch { .. }) | Err(StoreError::KeyTooLong(_)) => {
-				return Err(PeerError::Misbehaved("index does not hash to the target root".into()))
+				let sole = self.pages.lock().mismatch();
+				return match sole {
+					Some(p) if p == peer => {
+						Err(PeerError::Misbehaved("index does not hash to the target root".into()))
+					},
+					Some(p) => {
+						// Every page came from an earlier source: that one sent it.
+						log::warn!(target: "sync-net", "segment {}: the index {p} sent does not hash to the target root", self.segment);
+						self.net.penalise_invalid(p);
+						if self.net.is_banned(&p) {
+							self.report.lock().banned.push(p);
+						}
+						self.owner_lost(p);
+						Ok(false)
+					},
+					None => {
+						log::info!(target: "sync-net", "segment {}: an index from several holders does not verify; fetching it whole from one", self.segment);
+						Ok(false)
+					},
+				};
 			},
 			Err(e) => return Err(PeerError::Local(format!("store: {e}"))),
 		}
@@ -390,7 +491,7 @@ impl Engine {
 			.ok_or_else(|| PeerError::Local("store: the staged index is gone".into()))?;
 		self.build_units(&listing).map_err(|e| PeerError::Local(e.to_string()))?;
 		self.net.metrics().set_stage(self.segment, Stage::Objects);
-		Ok(())
+		Ok(true)
 	}
 
 	async fn fetch_groups(
@@ -445,6 +546,15 @@ impl Engine {
 				}
 			})
 			.await;
+		// `NotHeld` to a whole request is every group missing (an honest answer, never a failure
+		// of the peer; from a holder that advertised the target it counts towards demotion).
+		let result = match result {
+			Err(PeerError::Refused(ErrorCode::NotHeld)) => {
+				missing = true;
+				Ok(())
+			},
+			other => other,
+		};
 		{
 			let mut r = self.report.lock();
 			r.fetched_bytes += bytes;
@@ -461,7 +571,8 @@ impl Engine {
 				.set((r.fetched_bytes + r.resumed_bytes) as i64);
 			*r.by_peer.entry(peer).or_insert(0) += bytes;
 		}
-		if result.is_ok() {
+		// A success is data delivered, not an answer that has none.
+		if result.is_ok() && !got.is_empty() {
 			self.net.peer_succeeded(peer);
 		}
 		let outcome = match (&result, missing) {
@@ -486,16 +597,16 @@ impl Drop for Workers {
 }
 
 /// Counts a connected complete non-Primary holder in the scheduler while it lives.
-struct CompleteGuard(Arc<Engine>);
+struct CompleteGuard(Arc<Engine>, PeerId);
 impl CompleteGuard {
-	fn new(e: &Arc<Engine>) -> Self {
-		e.sched.lock().complete_source(true);
-		CompleteGuard(e.clone())
+	fn new(e: &Arc<Engine>, peer: PeerId) -> Self {
+		e.sched.lock().complete_source(peer, true);
+		CompleteGuard(e.clone(), peer)
 	}
 }
 impl Drop for CompleteGuard {
 	fn drop(&mut self) {
-		self.0.sched.lock().complete_source(false);
+		self.0.sched.lock().complete_source(self.1, false);
 		self.0.wake.notify_waiters();
 	}
 }

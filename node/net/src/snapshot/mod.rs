@@ -23,7 +23,29 @@
 //! owner has made no progress (its verified byte count, polled through `Head`, did not grow)
 //! for [`NetConfig::primary_fallback`](crate::NetConfig) — so with `n` Replicas the Primary
 //! serves about one copy in total, not `n`, and a stuck Replica delays the others by at most
-//! that fallback. While a complete non-Primary holder is connected, the Primary is not asked.
+//! that fallback. While a complete non-Primary holder is connected (and some non-Primary
+//! source delivers, see below), the Primary is not asked.
+//!
+//! # Stalls
+//! What a peer advertises decides whom to ask, never that the sync waits:
+//! - a source that advertises the complete target (or a pin of it) and answers `Missing` /
+//!   `NotHeld` for its groups or its index [`DEMOTE_AFTER`] times is *demoted* for this target:
+//!   not asked again, not counted as a complete source, its share goes to the pool (counted in
+//!   `sync_net_sources_demoted_total`; no ban, no cooldown — it may simply have lost the pin).
+//!   A co-downloader's "missing" is what it has not fetched yet and never counts; an outboard
+//!   refusal holds nothing up (every source, the Primary included, takes outboards first) and
+//!   only sends that outboard elsewhere;
+//! - a co-downloader's progress counts only when it is syncing to this very target, only up to
+//!   the target's size, and only until it has delivered nothing to this node for
+//!   [`NetConfig::primary_fallback_after`](crate::NetConfig);
+//! - the Primary fallback has a time bound whatever peers claim: once no non-Primary source has
+//!   delivered a verified byte for `primary_fallback_after`, a Primary the chain lists
+//!   ([`Holder::primary`]) serves any share, even while a "complete" Replica is connected;
+//! - the index continues from another source at the page where the previous one stopped; an
+//!   index from several sources that does not verify blames nobody and is fetched again whole
+//!   from one (which is banned if that does not verify either);
+//! - a demoted or unusable source does not keep the sync alive: with no worker left it ends
+//!   after [`STALL_TIMEOUT`].
 //!
 //! # Layout
 //! - `sched`: the pure scheduler (units, owners, the Primary rule, outcomes), unit-tested;
@@ -62,6 +84,8 @@ pub struct SyncReport {
 	pub by_peer: HashMap<PeerId, u64>,
 	/// Peers banned during this sync.
 	pub banned: Vec<PeerId>,
+	/// Sources demoted for this target during this sync (see the module docs on stalls).
+	pub demoted: Vec<PeerId>,
 	/// Groups received that failed verification (never written).
 	pub rejected_groups: u64,
 	/// Bytes of objects that were already present (or verified partially) before this run.
@@ -83,5 +107,11 @@ pub enum SyncError {
 
 /// How long a sync waits without any usable holder before giving up.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `Missing` / `NotHeld` answers for groups or the index of the target after which a Primary or
+/// complete source is demoted for that target (see the module docs on stalls). An honest holder of the
+/// target never gives one (it has every byte); 3 leaves room for a pin rotating out mid-sync to
+/// be noticed, not for a liar to hold the sync: the next source takes over at once.
+pub const DEMOTE_AFTER: u32 = 3;
 
 pub(crate) use engine::sync;

@@ -12,6 +12,23 @@
 //! Ownership (see the module docs of [`super`] on Primary egress): every group belongs to one
 //! of the non-Primary holders (and this node), by a hash of its aligned run over the sorted
 //! peer ids, so every co-downloader computes the same split.
+//!
+//! Stall-proofing (what a peer claims decides whom to ask, never that a sync waits):
+//! - a Primary or complete source that answers `Missing` / `NotHeld` for groups or the index of
+//!   the target [`DEMOTE_AFTER`] times is *demoted* for this target: never picked again, no
+//!   longer counted as a complete source, its share goes to the pool (a co-downloader's
+//!   "missing" is only what it has not fetched yet and never counts; demotion is no ban and no
+//!   cooldown). An outboard refusal only marks that outboard for `missing_retry`: outboards are
+//!   taken by every source first, the Primary included, so refusing them holds nothing up;
+//! - a co-downloader's progress counter counts only up to the target's size, and only postpones
+//!   the Primary taking its share until it has delivered nothing to this node for
+//!   `primary_fallback_after`;
+//! - once no non-Primary source has delivered anything for `primary_fallback_after`, a Primary
+//!   serves any share, whatever the others advertise;
+//! - the index may be continued by another source where the last one stopped
+//!   ([`IndexPages`]); an index assembled from several sources that does not verify blames
+//!   nobody and is fetched again whole from one, so a liar is found and no honest peer blamed.
+use super::DEMOTE_AFTER;
 use libp2p::PeerId;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::{
@@ -19,7 +36,7 @@ use std::{
 	time::{Duration, Instant},
 };
 use sync_primitives::{
-	commitment::Hash32,
+	commitment::{Entry, Hash32},
 	outboard::{group_range, groups_of},
 };
 use sync_proto::MAX_GROUPS_PER_REQUEST;
@@ -42,6 +59,13 @@ pub(crate) struct SchedConfig {
 	/// How long an owner may be gone or quiet before a Primary serves its share
 	/// ([`NetConfig::primary_fallback`](crate::NetConfig)).
 	pub primary_fallback: Duration,
+	/// How long without a verified byte from any non-Primary source (or from one owner) before
+	/// a Primary serves any share (that owner's), whatever replicas advertise
+	/// ([`NetConfig::primary_fallback_after`](crate::NetConfig)).
+	pub primary_fallback_after: Duration,
+	/// Bytes of the target (the chain's facts): a progress counter beyond it is no progress on
+	/// this target.
+	pub target_bytes: u64,
 }
 
 /// What a unit asks for.
@@ -88,6 +112,9 @@ pub(crate) enum Next {
 	Wait,
 	/// The index is staged and every unit is done.
 	Done,
+	/// This peer is demoted for this target (it answered `Missing` / `NotHeld` for data it
+	/// claimed to have, see the module docs): stop asking it.
+	Demoted,
 }
 
 /// How the request for a lease ended.
@@ -165,8 +192,19 @@ pub(crate) struct Sched {
 	packs: HashMap<PeerId, Vec<Group>>,
 	/// Each co-downloader's last reported verified bytes, and when that number last grew.
 	progress: HashMap<PeerId, (u64, Instant)>,
-	/// Complete non-Primary holders connected now (while any is, the Primary is not asked).
-	complete_sources: usize,
+	/// Complete non-Primary holders connected now (while any is, the Primary is not asked, up
+	/// to the time bound).
+	complete: HashSet<PeerId>,
+	/// What kind of source each peer last served as (the chain's holders only).
+	kinds: HashMap<PeerId, Source>,
+	/// `Missing` / `NotHeld` answers of Primary and complete sources for this target.
+	misses: HashMap<PeerId, u32>,
+	/// Sources demoted for this target.
+	demoted: HashSet<PeerId>,
+	/// When each peer last delivered verified bytes to this node (owners: from the staging on).
+	delivered_at: HashMap<PeerId, Instant>,
+	/// When a non-Primary source last delivered verified bytes (from the staging on).
+	replica_delivered: Option<Instant>,
 	rng: StdRng,
 }
 
@@ -191,7 +229,12 @@ impl Sched {
 			assign: Vec::new(),
 			packs: HashMap::new(),
 			progress: HashMap::new(),
-			complete_sources: 0,
+			complete: HashSet::new(),
+			kinds: HashMap::new(),
+			misses: HashMap::new(),
+			demoted: HashSet::new(),
+			delivered_at: HashMap::new(),
+			replica_delivered: None,
 			rng,
 		}
 	}
@@ -239,7 +282,9 @@ impl Sched {
 		assign.dedup();
 		for p in &assign {
 			self.progress.entry(*p).or_insert((0, now));
+			self.delivered_at.entry(*p).or_insert(now);
 		}
+		self.replica_delivered = Some(now);
 		self.assign = assign;
 		let mut resumed = 0;
 		let mut small = Vec::new();
@@ -268,6 +313,10 @@ impl Sched {
 		if self.is_done() {
 			return Next::Done;
 		}
+		if self.demoted.contains(&peer) {
+			return Next::Demoted;
+		}
+		self.kinds.insert(peer, source);
 		match self.pick(peer, source, now) {
 			Some(id) => match self.units.get_mut(id).and_then(Option::as_mut) {
 				Some(unit) => match unit.work.take() {
@@ -289,8 +338,15 @@ impl Sched {
 		now: Instant,
 	) -> Completed {
 		let Lease { id, work } = lease;
+		// Groups only: the Primary takes outboards (and any source the index) whatever others
+		// advertise, so refusing those delays nothing; groups of an owned share wait for a
+		// complete source. Counted before the unit goes back: a demoted owner's go to the pool.
+		if matches!((&work, outcome), (Work::Groups(_), Outcome::Missing(_))) {
+			self.missed(peer);
+		}
 		let (rest, missing) = match (work, outcome) {
 			(Work::Outboard { cid, size }, Outcome::Done) => {
+				self.delivered(peer, now);
 				self.finish(id);
 				self.outboards_open = self.outboards_open.saturating_sub(1);
 				self.push_groups((0..groups_of(size)).map(|g| (cid, size, g)).collect());
@@ -321,24 +377,66 @@ impl Sched {
 		Completed::Requeued
 	}
 
-	/// Bytes arrived from `peer`: it is making progress.
+	/// Bytes arrived from `peer`: it is making progress (and, unless it is a Primary, so are the
+	/// replicas as a whole).
 	fn delivered(&mut self, peer: PeerId, now: Instant) {
 		if let Some(p) = self.progress.get_mut(&peer) {
 			p.1 = now;
 		}
+		self.delivered_at.insert(peer, now);
+		if self.kinds.get(&peer) != Some(&Source::Primary) {
+			self.replica_delivered = Some(now);
+		}
 	}
 
-	/// Records a co-downloader's verified byte count; growth counts as progress.
+	/// A Primary or complete source answered `Missing` / `NotHeld` for groups or the index of
+	/// the target; at [`DEMOTE_AFTER`] such answers it is demoted for this target (see the module
+	/// docs). Returns whether it was demoted now.
+	fn missed(&mut self, peer: PeerId) -> bool {
+		let claims_all = matches!(self.kinds.get(&peer), Some(Source::Primary | Source::Complete));
+		if !claims_all || self.demoted.contains(&peer) {
+			return false;
+		}
+		let n = self.misses.entry(peer).or_insert(0);
+		*n += 1;
+		if *n < DEMOTE_AFTER {
+			return false;
+		}
+		self.demoted.insert(peer);
+		self.complete.remove(&peer);
+		self.owner_lost(peer);
+		true
+	}
+
+	/// `peer` answered `NotHeld` to the index of the target; counts like a `Missing` (see
+	/// [`Sched::complete`]). Returns whether it was demoted now.
+	pub(crate) fn index_refused(&mut self, peer: PeerId) -> bool {
+		self.missed(peer)
+	}
+
+	/// Whether `peer` is demoted for this target.
+	pub(crate) fn is_demoted(&self, peer: &PeerId) -> bool {
+		self.demoted.contains(peer)
+	}
+
+	/// Records a co-downloader's verified byte count of *this* target (the engine passes only
+	/// counters of peers syncing to it); growth counts as progress, up to the target's size.
 	pub(crate) fn note_progress(&mut self, peer: PeerId, received: u64, now: Instant) {
+		if received > self.cfg.target_bytes {
+			return;
+		}
 		let e = self.progress.entry(peer).or_insert((received, now));
 		if received > e.0 {
 			*e = (received, now);
 		}
 	}
 
-	/// `peer` serves the target: its share is its own again.
-	pub(crate) fn serving(&mut self, peer: PeerId) {
-		self.dead.remove(&peer);
+	/// `peer` serves the target as `source`: its share is its own again (unless demoted).
+	pub(crate) fn serving(&mut self, peer: PeerId, source: Source) {
+		if !self.demoted.contains(&peer) {
+			self.dead.remove(&peer);
+		}
+		self.kinds.insert(peer, source);
 	}
 
 	/// Moves a gone peer's share to the pool anyone (including a Primary) may serve.
@@ -365,18 +463,38 @@ impl Sched {
 		}
 	}
 
-	/// A complete non-Primary holder connected (`true`) or left (`false`).
-	pub(crate) fn complete_source(&mut self, connected: bool) {
-		if connected {
-			self.complete_sources += 1;
+	/// A complete non-Primary holder connected (`true`) or left (`false`); a demoted one does
+	/// not count.
+	pub(crate) fn complete_source(&mut self, peer: PeerId, connected: bool) {
+		if connected && !self.demoted.contains(&peer) {
+			self.complete.insert(peer);
 		} else {
-			self.complete_sources = self.complete_sources.saturating_sub(1);
+			self.complete.remove(&peer);
 		}
+	}
+
+	/// No non-Primary source delivered anything for `primary_fallback_after`: the time bound
+	/// of the Primary fallback.
+	fn replicas_overdue(&self, now: Instant) -> bool {
+		self.replica_delivered
+			.is_some_and(|t| now.saturating_duration_since(t) >= self.cfg.primary_fallback_after)
+	}
+
+	/// Whether owner `o` is quiet: its progress counter did not grow for `primary_fallback`, or
+	/// it delivered nothing to this node for `primary_fallback_after` (however its counter grew).
+	fn is_quiet(&self, o: &PeerId, now: Instant) -> bool {
+		let since = |t: &Instant| now.saturating_duration_since(*t);
+		let counter =
+			self.progress.get(o).is_none_or(|(_, t)| since(t) >= self.cfg.primary_fallback);
+		let silent = self
+			.delivered_at
+			.get(o)
+			.is_none_or(|t| since(t) >= self.cfg.primary_fallback_after);
+		counter || silent
 	}
 
 	fn pick(&mut self, peer: PeerId, source: Source, now: Instant) -> Option<UnitId> {
 		let retry = self.cfg.missing_retry;
-		let fallback = self.cfg.primary_fallback;
 		let me = self.cfg.me;
 		let usable = move |u: &Unit| {
 			u.missing_at
@@ -388,7 +506,10 @@ impl Sched {
 		}
 		match source {
 			Source::Primary => {
-				if self.complete_sources > 0 {
+				// The time bound: with no replica delivering, what replicas claim (complete
+				// copies, growing counters) no longer holds the Primary back.
+				let overdue = self.replicas_overdue(now);
+				if !self.complete.is_empty() && !overdue {
 					return self.take_from(Queue::Stale, |_| true);
 				}
 				// Own share first, then shares of gone owners, then (own share exhausted) shares
@@ -403,11 +524,7 @@ impl Sched {
 					.owned
 					.keys()
 					.copied()
-					.filter(|o| {
-						self.progress
-							.get(o)
-							.is_none_or(|(_, t)| now.saturating_duration_since(*t) >= fallback)
-					})
+					.filter(|o| overdue || self.is_quiet(o, now))
 					.collect();
 				quiet.sort();
 				quiet.into_iter().find_map(|o| self.take_from(Queue::Owned(o), |_| true))
@@ -553,6 +670,66 @@ impl Sched {
 	}
 }
 
+/// The index of the target as fetched so far, possibly from several sources: a fetch continues
+/// where the last one stopped (every page is full and consistent with the chain's entry count;
+/// the whole index is verified against the anchored root when it is staged). If an index
+/// assembled from several sources does not verify, nobody can be blamed: it is dropped and the
+/// next one must come whole from one source, which is blamed if it does not verify either.
+#[derive(Default)]
+pub(crate) struct IndexPages {
+	entries: Vec<Entry>,
+	/// Sources that delivered pages of `entries`, in order.
+	from: Vec<PeerId>,
+	/// The next index must come whole from one source.
+	whole: bool,
+}
+
+impl IndexPages {
+	/// The pages so far, for the next fetch to continue from (none if it must fetch the whole
+	/// index).
+	pub(crate) fn resume(&mut self) -> Vec<Entry> {
+		if self.whole {
+			self.entries.clear();
+			self.from.clear();
+		}
+		std::mem::take(&mut self.entries)
+	}
+
+	/// A fetch by `peer` that started from `before` entries ended (complete or not) with
+	/// `entries`; kept for the next fetch or handed to the store.
+	pub(crate) fn fetched(&mut self, peer: PeerId, before: usize, entries: Vec<Entry>) {
+		if entries.len() > before && !self.from.contains(&peer) {
+			self.from.push(peer);
+		}
+		self.entries = entries;
+	}
+
+	/// A source sent an index page that breaks the protocol: the pages so far are dropped (they
+	/// may be its too), and the next fetch starts over.
+	pub(crate) fn discard(&mut self) {
+		self.entries.clear();
+		self.from.clear();
+	}
+
+	/// Takes the complete index to stage.
+	pub(crate) fn take(&mut self) -> Vec<Entry> {
+		std::mem::take(&mut self.entries)
+	}
+
+	/// The complete index did not verify against the target: returns the source to blame (the
+	/// only one it came from), or `None` if it came from several (it is fetched again whole).
+	pub(crate) fn mismatch(&mut self) -> Option<PeerId> {
+		let sole = match self.from.as_slice() {
+			[one] => Some(*one),
+			_ => None,
+		};
+		self.entries.clear();
+		self.from.clear();
+		self.whole = true;
+		sole
+	}
+}
+
 fn group_len(size: u64, g: u64) -> u64 {
 	group_range(size, g).map(|(s, e)| e - s).unwrap_or(0)
 }
@@ -569,6 +746,8 @@ mod tests {
 
 	const RETRY: Duration = Duration::from_millis(25);
 	const FALLBACK: Duration = Duration::from_secs(1);
+	const FALLBACK_AFTER: Duration = Duration::from_secs(60);
+	const TARGET_BYTES: u64 = 1 << 40;
 	fn none() -> HashSet<(Hash32, u64)> {
 		HashSet::new()
 	}
@@ -578,7 +757,13 @@ mod tests {
 	}
 
 	fn sched(me: PeerId) -> Sched {
-		let cfg = SchedConfig { me, missing_retry: RETRY, primary_fallback: FALLBACK };
+		let cfg = SchedConfig {
+			me,
+			missing_retry: RETRY,
+			primary_fallback: FALLBACK,
+			primary_fallback_after: FALLBACK_AFTER,
+			target_bytes: TARGET_BYTES,
+		};
 		Sched::with_rng(cfg, StdRng::seed_from_u64(7))
 	}
 
@@ -757,14 +942,15 @@ mod tests {
 		let mut s = sched(me);
 		let t0 = Instant::now();
 		s.index_staged([other], small(64 * 10), t0);
-		s.complete_source(true);
+		let complete = PeerId::random();
+		s.complete_source(complete, true);
 		assert!(matches!(s.next(primary, Source::Primary, t0 + FALLBACK * 10), Next::Wait));
 		// Only a gone owner's share may go to the Primary then.
 		s.owner_lost(other);
 		let got = drain(&mut s, primary, Source::Primary, t0);
 		assert!(!got.is_empty());
 		assert!(matches!(s.next(primary, Source::Primary, t0), Next::Wait), "own share stays");
-		s.complete_source(false);
+		s.complete_source(complete, false);
 		assert!(matches!(s.next(primary, Source::Primary, t0), Next::Fetch(_)));
 	}
 
@@ -847,9 +1033,222 @@ mod tests {
 		let l = lease(s.next(primary, Source::Primary, t0));
 		let _ = s.complete(primary, l, Outcome::Failed(&none()), t0);
 		assert!(!s.owned.contains_key(&other));
-		s.serving(other);
+		s.serving(other, Source::Syncing);
 		drain(&mut s, primary, Source::Primary, t0);
 		assert!(s.is_done());
+	}
+
+	/// Completes a lease `peer` is offered now as `Missing` (nothing received).
+	fn answer_missing(s: &mut Sched, peer: PeerId, source: Source, now: Instant) {
+		let l = lease(s.next(peer, source, now));
+		assert_eq!(s.complete(peer, l, Outcome::Missing(&none()), now), Completed::Requeued);
+		s.check();
+	}
+
+	#[test]
+	fn lying_complete_holder_is_demoted_and_the_primary_takes_over() {
+		let (me, liar, primary) = (PeerId::random(), PeerId::random(), PeerId::random());
+		let mut s = sched(me);
+		let t0 = Instant::now();
+		s.index_staged([liar], small(64 * 10), t0);
+		s.serving(liar, Source::Complete);
+		s.complete_source(liar, true);
+		// While it is connected and "complete", the Primary serves nothing of anyone's share.
+		assert!(matches!(s.next(primary, Source::Primary, t0), Next::Wait));
+		let mut now = t0;
+		for i in 1..DEMOTE_AFTER {
+			answer_missing(&mut s, liar, Source::Complete, now);
+			assert!(!s.is_demoted(&liar), "{i} answers: not yet");
+			now += RETRY;
+		}
+		answer_missing(&mut s, liar, Source::Complete, now);
+		assert!(s.is_demoted(&liar));
+		assert!(matches!(s.next(liar, Source::Complete, now + RETRY * 100), Next::Demoted));
+		// Reconnecting changes nothing for this target.
+		s.serving(liar, Source::Complete);
+		s.complete_source(liar, true);
+		assert!(matches!(s.next(liar, Source::Complete, now + RETRY * 100), Next::Demoted));
+		// The Primary serves everything now, the liar's share included (it went to the pool).
+		drain(&mut s, primary, Source::Primary, now);
+		assert!(s.is_done());
+	}
+
+	#[test]
+	fn an_outboard_refusal_holds_nothing_up_and_is_not_counted() {
+		let (me, holder, primary) = (PeerId::random(), PeerId::random(), PeerId::random());
+		let mut s = sched(me);
+		let t0 = Instant::now();
+		let objects: Vec<_> = (0..DEMOTE_AFTER as u64 * 3)
+			.map(|i| (cid(i), 4 * GROUP_LEN, ObjectState::Absent))
+			.collect();
+		s.index_staged([holder], objects, t0);
+		s.serving(holder, Source::Complete);
+		s.complete_source(holder, true);
+		let mut now = t0;
+		for _ in 0..DEMOTE_AFTER * 3 {
+			let l = lease(s.next(holder, Source::Complete, now));
+			assert!(matches!(l.work(), Work::Outboard { .. }));
+			assert_eq!(s.complete(holder, l, Outcome::Missing(&none()), now), Completed::Requeued);
+			now += RETRY;
+		}
+		assert!(!s.is_demoted(&holder), "a refused outboard is fetched elsewhere at once");
+		// The Primary takes outboards while a complete holder is connected.
+		let l = lease(s.next(primary, Source::Primary, now));
+		assert!(matches!(l.work(), Work::Outboard { .. }));
+		assert_eq!(s.complete(primary, l, Outcome::Done, now), Completed::Finished);
+	}
+
+	#[test]
+	fn missing_from_a_co_downloader_is_not_held_against_it() {
+		let (me, peer, primary) = (PeerId::random(), PeerId::random(), PeerId::random());
+		let mut s = sched(me);
+		let t0 = Instant::now();
+		s.index_staged([peer], small(64 * 4), t0);
+		s.serving(peer, Source::Syncing);
+		let mut now = t0;
+		for _ in 0..DEMOTE_AFTER * 10 {
+			answer_missing(&mut s, peer, Source::Syncing, now);
+			now += RETRY;
+		}
+		assert!(!s.is_demoted(&peer), "what it has not fetched yet is not a lie");
+		// A Primary's "missing" does count: it claims the whole target.
+		let mut t = t0;
+		for _ in 0..DEMOTE_AFTER {
+			answer_missing(&mut s, primary, Source::Primary, t);
+			t += RETRY;
+		}
+		assert!(s.is_demoted(&primary));
+		assert!(matches!(s.next(primary, Source::Primary, t), Next::Demoted));
+	}
+
+	#[test]
+	fn index_refusals_from_a_complete_holder_count_towards_demotion() {
+		let (me, liar, other) = (PeerId::random(), PeerId::random(), PeerId::random());
+		let mut s = sched(me);
+		s.serving(liar, Source::Complete);
+		s.serving(other, Source::Syncing);
+		for _ in 0..DEMOTE_AFTER {
+			assert_eq!(s.index_step(), IndexStep::Fetch);
+			assert!(!s.index_refused(other), "a co-downloader may not have the index yet");
+			s.index_failed();
+		}
+		let demoted: Vec<bool> = (0..DEMOTE_AFTER).map(|_| s.index_refused(liar)).collect();
+		assert_eq!(demoted.iter().filter(|d| **d).count(), 1, "demoted once, at the last");
+		assert!(*demoted.last().unwrap());
+		// Demoted before the index was staged: it owns no share once it is.
+		let t0 = Instant::now();
+		s.index_staged([liar, other], small(64 * 20), t0);
+		assert!(!s.owned.contains_key(&liar));
+		assert!(matches!(s.next(liar, Source::Complete, t0), Next::Demoted));
+		assert!(!s.is_demoted(&other));
+	}
+
+	#[test]
+	fn primary_fallback_has_a_time_bound_whatever_replicas_claim() {
+		let (me, complete, primary) = (PeerId::random(), PeerId::random(), PeerId::random());
+		let mut s = sched(me);
+		let t0 = Instant::now();
+		s.index_staged([complete], small(64 * 20), t0);
+		s.serving(complete, Source::Complete);
+		s.complete_source(complete, true);
+		// It claims the target, delivers once, then nothing (a slow liar, or a stuck link).
+		let l = lease(s.next(complete, Source::Complete, t0));
+		let _ = s.complete(complete, l, Outcome::Done, t0 + FALLBACK);
+		let t1 = t0 + FALLBACK;
+		assert!(matches!(s.next(primary, Source::Primary, t1 + FALLBACK_AFTER / 2), Next::Wait));
+		// A delivery by a replica restarts the clock …
+		let l = lease(s.next(complete, Source::Complete, t1));
+		let t2 = t1 + FALLBACK_AFTER / 2;
+		let _ = s.complete(complete, l, Outcome::Done, t2);
+		assert!(matches!(s.next(primary, Source::Primary, t1 + FALLBACK_AFTER), Next::Wait));
+		// … a Primary delivering does not, and past the bound the Primary serves any share.
+		let late = t2 + FALLBACK_AFTER;
+		let got = drain(&mut s, primary, Source::Primary, late);
+		assert!(!got.is_empty());
+		assert!(s.is_done(), "every share, the 'complete' replica's included");
+	}
+
+	#[test]
+	fn a_growing_counter_without_deliveries_keeps_a_share_only_until_the_bound() {
+		let (me, silent, busy) = (PeerId::random(), PeerId::random(), PeerId::random());
+		let primary = PeerId::random();
+		let mut s = sched(me);
+		let t0 = Instant::now();
+		s.index_staged([silent, busy], small(64 * 60), t0);
+		s.serving(silent, Source::Syncing);
+		s.serving(busy, Source::Syncing);
+		let mine = owned_groups(&s, me);
+		let theirs = owned_groups(&s, silent);
+		assert_eq!(drain(&mut s, primary, Source::Primary, t0).len(), mine);
+		// Both counters grow all the time and `busy` delivers its own share now and then (the
+		// replicas as a whole are not quiet), but `silent` never delivers a byte.
+		let mut now = t0;
+		let mut step = 0u64;
+		while now < t0 + FALLBACK_AFTER {
+			step += 1;
+			s.note_progress(silent, step * 1000, now);
+			s.note_progress(busy, step * 1000, now);
+			if step % 10 == 0 {
+				let l = lease(s.next(busy, Source::Syncing, now));
+				assert_eq!(s.complete(busy, l, Outcome::Done, now), Completed::Finished);
+			}
+			let next = s.next(primary, Source::Primary, now);
+			assert!(matches!(next, Next::Wait), "growing, within the bound ({:?})", now - t0);
+			now += FALLBACK / 2;
+		}
+		s.note_progress(silent, (step + 1) * 1000, now);
+		s.note_progress(busy, (step + 1) * 1000, now);
+		let got = drain(&mut s, primary, Source::Primary, now);
+		assert_eq!(got.len(), theirs, "past the bound: the silent one's share, and only it");
+		assert!(!s.is_done(), "the one that delivers keeps its share");
+	}
+
+	#[test]
+	fn a_counter_beyond_the_target_size_is_no_progress() {
+		let (me, other, primary) = (PeerId::random(), PeerId::random(), PeerId::random());
+		let mut s = sched(me);
+		let t0 = Instant::now();
+		s.index_staged([other], small(64 * 20), t0);
+		drain(&mut s, primary, Source::Primary, t0);
+		// A counter jumping past what the target holds is not progress on it: quiet after the
+		// fallback as if it had not moved.
+		s.note_progress(other, TARGET_BYTES + 1, t0 + FALLBACK);
+		assert!(matches!(s.next(primary, Source::Primary, t0 + FALLBACK), Next::Fetch(_)));
+	}
+
+	#[test]
+	fn index_pages_resume_and_only_a_sole_source_is_blamed() {
+		let (a, b) = (PeerId::random(), PeerId::random());
+		let entry = |i: u8| Entry { key: vec![i], cid: [i; 32], size: i as u64 };
+		let mut pages = IndexPages::default();
+		// `a` delivers two entries and stops; `b` continues from the third.
+		let got = pages.resume();
+		assert!(got.is_empty());
+		pages.fetched(a, 0, vec![entry(1), entry(2)]);
+		let got = pages.resume();
+		assert_eq!(got.len(), 2, "the next source continues where the last stopped");
+		let mut got = got;
+		got.push(entry(3));
+		pages.fetched(b, 2, got);
+		assert_eq!(pages.take().len(), 3);
+		// From two sources and not verifying: nobody is blamed, and the next comes whole.
+		assert_eq!(pages.mismatch(), None);
+		pages.fetched(b, 0, vec![entry(1)]);
+		assert!(pages.resume().is_empty(), "no resuming once a mixed index failed");
+		pages.fetched(a, 0, vec![entry(1), entry(2), entry(3)]);
+		let _ = pages.take();
+		assert_eq!(pages.mismatch(), Some(a), "a whole index from one source: that source");
+		// A source that delivered nothing is not counted as one.
+		pages.fetched(b, 0, Vec::new());
+		pages.fetched(a, 0, vec![entry(9)]);
+		assert_eq!(pages.mismatch(), Some(a));
+		// Pages of a source that broke the protocol are not resumed from.
+		let mut fresh = IndexPages::default();
+		fresh.fetched(a, 0, vec![entry(1)]);
+		fresh.discard();
+		assert!(fresh.resume().is_empty());
+		fresh.fetched(b, 0, vec![entry(1), entry(2)]);
+		assert_eq!(fresh.mismatch(), Some(b), "the discarded source is no longer counted");
 	}
 
 	#[test]

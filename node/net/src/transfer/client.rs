@@ -1,11 +1,14 @@
 //! Client side of the transfer protocol: one stream per peer, one request at a time, every
-//! response checked against the protocol limits before anything is allocated.
-use super::protocol::PROTOCOL;
+//! response checked against the protocol limits before anything is allocated; and the budget of
+//! streams this node holds to each peer (`StreamBudget`: never more than the peer admits,
+//! [`STREAMS_PER_PEER`]).
+use super::protocol::{PROTOCOL, STREAMS_PER_PEER};
 use crate::SyncNetwork;
 use codec::DecodeAll;
 use futures::{io::BufReader, AsyncWriteExt};
 use libp2p::{PeerId, Stream};
-use std::time::Duration;
+use parking_lot::Mutex;
+use std::{collections::HashMap, sync::Arc, time::Duration};
 use sync_primitives::{
 	commitment::{Entry, Hash32},
 	outboard::{group_range, outboard_len},
@@ -17,6 +20,7 @@ use sync_proto::{
 	TAG_DATA, TAG_MISSING, VERSION,
 };
 use sync_store::wire::entry_from_wire;
+use tokio::sync::Notify;
 
 /// How a peer failed a request.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +88,113 @@ pub struct PeerHead {
 	pub pinned: Vec<WireHead>,
 }
 
+/// What a stream this node opens is for (see [`StreamBudget`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum StreamUse {
+	/// A long session: a snapshot worker's, or a range catch-up.
+	Bulk,
+	/// A short exchange: a head poll.
+	Short,
+}
+
+/// The transfer streams this node holds open to each peer: never more than
+/// [`STREAMS_PER_PEER`] (what a server admits per peer), of which long ([`StreamUse::Bulk`])
+/// sessions hold at most all but one, so a head poll always gets a stream to its peer. Pure:
+/// taken and given back by [`StreamPermit`]s. A peer's entry goes when its last stream closes, so
+/// the map only holds peers this node has sessions with.
+#[derive(Default, Debug)]
+pub(crate) struct StreamBudget {
+	/// Per peer: (streams, of which bulk).
+	open: HashMap<PeerId, (usize, usize)>,
+}
+
+impl StreamBudget {
+	/// Takes a stream to `peer` for `kind`, if the peer's budget has room for it.
+	pub(crate) fn try_take(&mut self, peer: PeerId, kind: StreamUse) -> bool {
+		let (all, bulk) = self.open.get(&peer).copied().unwrap_or((0, 0));
+		let bulk_room = kind == StreamUse::Short || bulk + 1 < STREAMS_PER_PEER;
+		if all >= STREAMS_PER_PEER || !bulk_room {
+			return false;
+		}
+		let e = self.open.entry(peer).or_insert((0, 0));
+		e.0 += 1;
+		if kind == StreamUse::Bulk {
+			e.1 += 1;
+		}
+		true
+	}
+
+	/// Gives back a stream taken for `kind`.
+	pub(crate) fn release(&mut self, peer: PeerId, kind: StreamUse) {
+		if let Some(e) = self.open.get_mut(&peer) {
+			e.0 = e.0.saturating_sub(1);
+			if kind == StreamUse::Bulk {
+				e.1 = e.1.saturating_sub(1);
+			}
+			if e.0 == 0 {
+				self.open.remove(&peer);
+			}
+		}
+	}
+
+	/// Streams open to `peer`.
+	#[cfg(test)]
+	pub(crate) fn open_to(&self, peer: &PeerId) -> usize {
+		self.open.get(peer).map_or(0, |e| e.0)
+	}
+}
+
+/// The [`StreamBudget`] shared by this node's sessions, and the wake-up of those waiting for a
+/// stream.
+#[derive(Default)]
+pub(crate) struct OutStreams {
+	budget: Mutex<StreamBudget>,
+	freed: Notify,
+}
+
+impl OutStreams {
+	/// Waits at most `within` for a stream to `peer` for `kind` (`None`: none was free by then).
+	pub(crate) async fn acquire(
+		self: &Arc<Self>,
+		peer: PeerId,
+		kind: StreamUse,
+		within: Duration,
+	) -> Option<StreamPermit> {
+		let now = tokio::time::Instant::now();
+		let deadline = now.checked_add(within).unwrap_or(now + Duration::from_secs(86_400));
+		loop {
+			// Registered before the check, so a release in between is not missed.
+			let freed = self.freed.notified();
+			if self.budget.lock().try_take(peer, kind) {
+				return Some(StreamPermit { streams: self.clone(), peer, kind });
+			}
+			if tokio::time::timeout_at(deadline, freed).await.is_err() {
+				return None;
+			}
+		}
+	}
+
+	/// Streams open to `peer` now.
+	#[cfg(test)]
+	pub(crate) fn open_to(&self, peer: &PeerId) -> usize {
+		self.budget.lock().open_to(peer)
+	}
+}
+
+/// One stream of the [`StreamBudget`], given back when dropped (with the session holding it).
+pub(crate) struct StreamPermit {
+	streams: Arc<OutStreams>,
+	peer: PeerId,
+	kind: StreamUse,
+}
+
+impl Drop for StreamPermit {
+	fn drop(&mut self) {
+		self.streams.budget.lock().release(self.peer, self.kind);
+		self.streams.freed.notify_waiters();
+	}
+}
+
 /// One group as received.
 pub enum Received<'a> {
 	/// Bytes (not yet verified: the caller verifies against the outboard/CID before writing).
@@ -100,6 +211,8 @@ pub struct Session {
 	buf: Vec<u8>,
 	timeout: Duration,
 	index_page_time: Duration,
+	/// The node's own sessions hold a stream of the per-peer budget (dropped after the stream).
+	_permit: Option<StreamPermit>,
 }
 
 impl Drop for Session {
@@ -109,8 +222,27 @@ impl Drop for Session {
 }
 
 impl Session {
-	/// Opens a stream to `peer` (dialling it if needed, with the addresses the swarm knows).
+	/// Opens a stream to `peer` (dialling it if needed, with the addresses the swarm knows),
+	/// outside the per-peer stream budget (tests and tools; the node's own sessions hold one of
+	/// the [`STREAMS_PER_PEER`] streams of their peer's budget).
 	pub async fn open(net: &SyncNetwork, peer: PeerId) -> Result<Session, PeerError> {
+		Self::open_inner(net, peer, None).await
+	}
+
+	/// Opens a stream to `peer` holding `permit`, one stream of the peer's budget.
+	pub(crate) async fn open_with(
+		net: &SyncNetwork,
+		peer: PeerId,
+		permit: StreamPermit,
+	) -> Result<Session, PeerError> {
+		Self::open_inner(net, peer, Some(permit)).await
+	}
+
+	async fn open_inner(
+		net: &SyncNetwork,
+		peer: PeerId,
+		permit: Option<StreamPermit>,
+	) -> Result<Session, PeerError> {
 		let mut control = net.control();
 		let stream =
 			tokio::time::timeout(net.config().connect_timeout, control.open_stream(peer, PROTOCOL))
@@ -125,6 +257,7 @@ impl Session {
 			buf: Vec::with_capacity(MAX_DATA_FRAME),
 			timeout: net.config().request_timeout,
 			index_page_time: net.config().index_page_time,
+			_permit: permit,
 		})
 	}
 
@@ -170,11 +303,32 @@ impl Session {
 		root: Hash32,
 		expected: u64,
 	) -> Result<Vec<Entry>, PeerError> {
-		let pages = expected.div_ceil(MAX_INDEX_PAGE as u64).min(u32::MAX as u64) as u32;
+		let mut out = Vec::new();
+		self.index_into(segment, root, expected, &mut out).await?;
+		Ok(out)
+	}
+
+	/// Continues fetching the index of `segment` at `root` after the entries already in `out`
+	/// (pages another source delivered) until it has `expected` entries. The rest must arrive
+	/// within `request_timeout + remaining pages × index_page_time` (each page also within
+	/// `request_timeout`); every page must be full, consistent with `expected` and of bounded
+	/// keys. On an error, `out` keeps the whole pages received before it.
+	pub async fn index_into(
+		&mut self,
+		segment: SegmentId,
+		root: Hash32,
+		expected: u64,
+		out: &mut Vec<Entry>,
+	) -> Result<(), PeerError> {
+		if out.len() as u64 > expected {
+			return Err(PeerError::Local("more index entries than the root facts".into()));
+		}
+		let rest = expected - out.len() as u64;
+		let pages = rest.div_ceil(MAX_INDEX_PAGE as u64).min(u32::MAX as u64) as u32;
 		let deadline = self.timeout.saturating_add(self.index_page_time.saturating_mul(pages));
 		let t = self.timeout;
 		let all = async {
-			let mut out = Vec::with_capacity(expected.min(MAX_INDEX_PAGE as u64) as usize);
+			out.reserve(rest.min(MAX_INDEX_PAGE as u64) as usize);
 			while (out.len() as u64) < expected {
 				let start = out.len() as u64;
 				let f = self.send(Request::Index { segment, root, start, count: MAX_INDEX_PAGE });
@@ -199,10 +353,7 @@ impl Session {
 					other => return Err(PeerError::Misbehaved(format!("unexpected {other:?}"))),
 				}
 			}
-			if out.len() as u64 != expected {
-				return Err(PeerError::Misbehaved("index longer than the root facts".into()));
-			}
-			Ok(out)
+			Ok(())
 		};
 		tokio::time::timeout(deadline, all).await.map_err(|_| {
 			PeerError::Transport(format!(
@@ -317,5 +468,58 @@ impl Session {
 		self.io.flush().await.map_err(|e| PeerError::Transport(e.to_string()))?;
 		read_frame_into(&mut self.io, MAX_HEADER_BYTES, &mut self.buf).await?;
 		Response::decode_all(&mut &self.buf[..]).map_err(|e| PeerError::Misbehaved(e.to_string()))
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	#[test]
+	fn streams_to_one_peer_never_exceed_what_it_admits() {
+		// One rule for both ends: the server admits what the client opens.
+		assert_eq!(crate::ServeLimits::default().max_streams_per_peer, STREAMS_PER_PEER);
+		let mut b = StreamBudget::default();
+		let (p, q) = (PeerId::random(), PeerId::random());
+		// Long sessions (say, snapshot workers of many segments) leave one stream for a poll.
+		let bulk = (0..10).filter(|_| b.try_take(p, StreamUse::Bulk)).count();
+		assert_eq!(bulk, STREAMS_PER_PEER - 1);
+		assert!(b.try_take(p, StreamUse::Short), "a head poll still gets a stream");
+		assert!(!b.try_take(p, StreamUse::Short) && !b.try_take(p, StreamUse::Bulk));
+		assert_eq!(b.open_to(&p), STREAMS_PER_PEER);
+		// Every other peer has its own budget.
+		assert!(b.try_take(q, StreamUse::Bulk));
+		// Short exchanges may take every stream, long ones never the last.
+		b.release(p, StreamUse::Bulk);
+		assert!(b.try_take(p, StreamUse::Short));
+		assert!(!b.try_take(p, StreamUse::Bulk));
+		for kind in [StreamUse::Short, StreamUse::Short, StreamUse::Bulk, StreamUse::Bulk] {
+			b.release(p, kind);
+		}
+		b.release(q, StreamUse::Bulk);
+		assert_eq!(b.open_to(&p), 0);
+		assert!(b.open.is_empty(), "peers without streams are forgotten");
+	}
+
+	#[tokio::test]
+	async fn a_session_waits_for_a_stream_to_its_peer_to_close() {
+		let streams = Arc::new(OutStreams::default());
+		let p = PeerId::random();
+		let mut held = Vec::new();
+		for _ in 0..STREAMS_PER_PEER {
+			held.push(streams.acquire(p, StreamUse::Short, Duration::ZERO).await.expect("free"));
+		}
+		let none = streams.acquire(p, StreamUse::Short, Duration::from_millis(20)).await;
+		assert!(none.is_none(), "all taken: it waited, then gave up");
+		let waiter = {
+			let s = streams.clone();
+			tokio::spawn(async move {
+				s.acquire(p, StreamUse::Short, Duration::from_secs(5)).await.is_some()
+			})
+		};
+		tokio::time::sleep(Duration::from_millis(20)).await;
+		drop(held.pop());
+		assert!(waiter.await.unwrap(), "woken when a stream closed");
+		assert_eq!(streams.open_to(&p), STREAMS_PER_PEER - 1, "the waiter's stream is back too");
 	}
 }

@@ -13,7 +13,13 @@
 //!
 //! Nothing here blames or bans a peer: a client that is slow or idle only loses its stream.
 use super::protocol::{priority, Priority};
-use crate::{metrics::Metrics, peers::PeerManager, snapshot::Holder, ServeLimits};
+use crate::{
+	bounded::{LruMap, PEER_MAP_CAP},
+	metrics::Metrics,
+	peers::PeerManager,
+	snapshot::Holder,
+	ServeLimits,
+};
 use codec::{DecodeAll, Encode};
 use futures::{io::BufWriter, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream};
@@ -112,6 +118,38 @@ async fn throttle(bucket: Option<&Mutex<Bucket>>, n: u64) -> Duration {
 		tokio::time::sleep(wait).await;
 	}
 	wait
+}
+
+/// The per-peer byte-rate buckets: refilled unused ones are swept past [`BUCKET_SWEEP`], and
+/// unknown peers beyond [`PEER_MAP_CAP`] buckets (identities made up faster than their buckets
+/// refill) share one overflow bucket at the unknown-peer rate, so the map stays bounded and no
+/// peer is ever served faster than its own limit. Known peers (bounded by the chain's holder
+/// lists) always get their own.
+#[derive(Default)]
+struct Buckets {
+	per_peer: HashMap<PeerId, Arc<Mutex<Bucket>>>,
+	overflow: Option<Arc<Mutex<Bucket>>>,
+}
+
+impl Buckets {
+	/// The bucket of `peer`, at `rate` bytes per second.
+	fn get(&mut self, peer: PeerId, known: bool, rate: u64, now: Instant) -> Arc<Mutex<Bucket>> {
+		if let Some(b) = self.per_peer.get(&peer) {
+			b.lock().set_rate(rate);
+			return b.clone();
+		}
+		if self.per_peer.len() >= BUCKET_SWEEP {
+			self.per_peer.retain(|_, b| Arc::strong_count(b) > 1 || !b.lock().is_full(now));
+		}
+		if !known && self.per_peer.len() >= PEER_MAP_CAP {
+			let b = self.overflow.get_or_insert_with(|| Arc::new(Mutex::new(Bucket::new(rate))));
+			b.lock().set_rate(rate);
+			return b.clone();
+		}
+		let b = Arc::new(Mutex::new(Bucket::new(rate)));
+		self.per_peer.insert(peer, b.clone());
+		b
+	}
 }
 
 /// A stream whose writes fail with [`io::ErrorKind::TimedOut`] once they are blocked (the peer
@@ -444,11 +482,11 @@ pub(crate) struct Server {
 	peers: Arc<PeerManager>,
 	known: Arc<KnownPeers>,
 	limits: ServeLimits,
-	/// Bytes served to each peer.
-	served_to: Mutex<HashMap<PeerId, u64>>,
-	/// Streams being served.
+	/// Bytes served to each peer (the [`PEER_MAP_CAP`] most recently served).
+	served_to: Mutex<LruMap<PeerId, u64>>,
+	/// Streams being served (per peer: at most `max_streams` entries, dropped at zero).
 	streams: Mutex<Streams>,
-	peer_buckets: Mutex<HashMap<PeerId, Arc<Mutex<Bucket>>>>,
+	peer_buckets: Mutex<Buckets>,
 	total_bucket: Option<Mutex<Bucket>>,
 	/// Requests answered at once, known peers first, high priority first.
 	gate: Arc<Gate>,
@@ -472,15 +510,15 @@ impl Server {
 			total_bucket: limits.bytes_per_sec_total.map(|r| Mutex::new(Bucket::new(r))),
 			gate: Arc::new(Gate::new(limits.max_requests, limits.max_requests_unknown)),
 			limits,
-			served_to: Mutex::new(HashMap::new()),
+			served_to: Mutex::new(LruMap::new(PEER_MAP_CAP)),
 			streams: Mutex::new(Streams::default()),
-			peer_buckets: Mutex::new(HashMap::new()),
+			peer_buckets: Mutex::new(Buckets::default()),
 		})
 	}
 
-	/// Bytes served to each peer so far.
+	/// Bytes served to each peer so far (the [`PEER_MAP_CAP`] most recently served peers).
 	pub(crate) fn served_to(&self) -> HashMap<PeerId, u64> {
-		self.served_to.lock().clone()
+		self.served_to.lock().iter().map(|(p, n)| (*p, *n)).collect()
 	}
 
 	/// The known peers (shared with the swarm's connection limits).
@@ -519,14 +557,7 @@ impl Server {
 			(false, a, b) => a.or(b),
 		};
 		let rate = rate?;
-		let mut buckets = self.peer_buckets.lock();
-		if buckets.len() >= BUCKET_SWEEP && !buckets.contains_key(&peer) {
-			let now = Instant::now();
-			buckets.retain(|_, b| Arc::strong_count(b) > 1 || !b.lock().is_full(now));
-		}
-		let b = buckets.entry(peer).or_insert_with(|| Arc::new(Mutex::new(Bucket::new(rate))));
-		b.lock().set_rate(rate);
-		Some(b.clone())
+		Some(self.peer_buckets.lock().get(peer, known, rate, Instant::now()))
 	}
 
 	fn count_timeout(&self, reason: &str) {
@@ -912,7 +943,7 @@ fn count_refused(net: &Server) {
 
 fn count_served(net: &Server, peer: PeerId, n: u64) {
 	net.metrics.bytes_out.inc_by(n);
-	*net.served_to.lock().entry(peer).or_insert(0) += n;
+	*net.served_to.lock().get_or_insert_with(peer, || 0).0 += n;
 }
 
 #[cfg(test)]
@@ -1029,6 +1060,44 @@ mod tests {
 		tokio::time::sleep(Duration::from_millis(5)).await;
 		ok.write_all(b"fine").await.unwrap();
 		assert_eq!(ok.inner, b"fine");
+	}
+
+	#[test]
+	fn rate_buckets_stay_bounded_under_many_identities() {
+		let mut b = Buckets::default();
+		let now = Instant::now();
+		let known = PeerId::random();
+		let mut held = Vec::new();
+		for i in 0..PEER_MAP_CAP + 1000 {
+			// Every identity is mid-transfer (its bucket in use, not refilled): nothing to sweep.
+			let bucket = b.get(PeerId::random(), false, 1 << 20, now);
+			bucket.lock().take(1000);
+			held.push(bucket);
+			assert!(b.per_peer.len() <= PEER_MAP_CAP, "after {i}");
+		}
+		assert!(b.overflow.is_some(), "the rest share one bucket");
+		// A known peer still gets its own bucket, at its own rate.
+		let k = b.get(known, true, 4 << 20, now);
+		assert!(Arc::ptr_eq(&k, &b.get(known, true, 4 << 20, now)));
+		assert!(!Arc::ptr_eq(&k, b.overflow.as_ref().unwrap()));
+		assert_eq!(b.per_peer.len(), PEER_MAP_CAP + 1);
+		// Once the transfers end and the buckets refill, they are swept.
+		drop(held);
+		let later = now + Duration::from_secs(3600);
+		b.get(PeerId::random(), false, 1 << 20, later);
+		assert!(b.per_peer.len() <= 3, "refilled unused buckets swept: {}", b.per_peer.len());
+	}
+
+	#[test]
+	fn bytes_served_per_peer_stay_bounded_under_many_identities() {
+		let mut served: LruMap<PeerId, u64> = LruMap::new(PEER_MAP_CAP);
+		let holder = PeerId::random();
+		for _ in 0..3 * PEER_MAP_CAP {
+			*served.get_or_insert_with(PeerId::random(), || 0).0 += 1;
+			*served.get_or_insert_with(holder, || 0).0 += 10;
+		}
+		assert_eq!(served.len(), PEER_MAP_CAP);
+		assert_eq!(served.peek(&holder), Some(&(30 * PEER_MAP_CAP as u64)));
 	}
 
 	#[test]
