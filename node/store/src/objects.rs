@@ -694,7 +694,8 @@ impl Store {
 		// The stored outboard was verified when it arrived; one that no longer verifies rotted
 		// here. That is this store's problem, never the problem of whoever sends the next group
 		// (`BadData` would read as theirs): the partial is discarded and fetched again.
-		let ob = match Outboard::from_bytes(size, &ob_bytes).and_then(|ob| ob.verify(cid).map(|()| ob))
+		let ob = match Outboard::from_bytes(size, &ob_bytes)
+			.and_then(|ob| ob.verify(cid).map(|()| ob))
 		{
 			Ok(ob) => ob,
 			Err(reason) => {
