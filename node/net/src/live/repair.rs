@@ -70,6 +70,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// it); it is rebuilt at once whenever the scrub quarantines something.
 const RESCAN: Duration = Duration::from_secs(60);
 
+/// What the held segments reference and the store lacks: object → (size, segments).
+pub(crate) type MissingObjects = BTreeMap<Hash32, (u64, BTreeSet<SegmentId>)>;
+
 /// `RETRY × 2^(n−1)`, at most [`MAX_BACKOFF`].
 fn backoff(n: u32) -> Duration {
 	RETRY.saturating_mul(1u32 << n.saturating_sub(1).min(16)).min(MAX_BACKOFF)
@@ -189,7 +192,7 @@ impl Repairs {
 	/// store lacks, with its size and the segments that reference it. Objects no longer missing
 	/// leave the list, new ones are due at once, the others keep their state (asked sources,
 	/// backoff).
-	pub(crate) fn set_missing(&mut self, missing: BTreeMap<Hash32, (u64, BTreeSet<SegmentId>)>) {
+	pub(crate) fn set_missing(&mut self, missing: MissingObjects) {
 		self.jobs.retain(|cid, _| missing.contains_key(cid));
 		for (cid, (size, segments)) in missing {
 			let job = self.jobs.entry(cid).or_insert_with(|| Job {
@@ -430,12 +433,14 @@ async fn repair_loop(net: SyncNetwork) {
 				Next::Wait(until) => break until,
 				Next::Fetch(f) => {
 					let outcome = fetch(&net, &f).await;
+					repairs.outcome(&f, outcome, Instant::now());
+					// The gauge first: whoever sees the object counted as repaired sees it gone
+					// from the pending ones too.
+					net.metrics().repair_pending.set(repairs.pending() as i64);
 					if outcome == Outcome::Repaired {
 						net.metrics().repaired_objects.inc();
 						log::info!(target: "sync-net", "repair: object {} fetched again from {}", Cid(f.cid), f.from.peer);
 					}
-					repairs.outcome(&f, outcome, Instant::now());
-					net.metrics().repair_pending.set(repairs.pending() as i64);
 				},
 			}
 		};
@@ -451,12 +456,10 @@ async fn repair_loop(net: SyncNetwork) {
 }
 
 /// What the held segments reference that the store lacks: object → (size, segments).
-async fn missing(
-	net: &SyncNetwork,
-) -> Result<BTreeMap<Hash32, (u64, BTreeSet<SegmentId>)>, String> {
+async fn missing(net: &SyncNetwork) -> Result<MissingObjects, String> {
 	let store = net.store().clone();
 	let listed = tokio::task::spawn_blocking(move || {
-		let mut out: BTreeMap<Hash32, (u64, BTreeSet<SegmentId>)> = BTreeMap::new();
+		let mut out: MissingObjects = BTreeMap::new();
 		for segment in store.segments() {
 			match store.missing_objects(segment) {
 				Ok(objects) => {
@@ -637,11 +640,7 @@ mod tests {
 		Holder { peer: PeerId::random(), addrs: vec![], primary }
 	}
 
-	fn one(
-		cid: u8,
-		size: u64,
-		segments: &[SegmentId],
-	) -> BTreeMap<Hash32, (u64, BTreeSet<SegmentId>)> {
+	fn one(cid: u8, size: u64, segments: &[SegmentId]) -> MissingObjects {
 		[([cid; 32], (size, segments.iter().copied().collect()))].into_iter().collect()
 	}
 
