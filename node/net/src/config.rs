@@ -201,9 +201,10 @@ impl NetConfig {
 			head_poll: Duration::from_secs(5),
 			log_retention: 262_144,
 			index_page_time: Duration::from_secs(2),
-			// 8 MiB/s: a full pass over 1 TiB in 36 h, well under 1 % of a core for BLAKE3 and a
+			// 8 MiB/s: a full pass over 1 TiB in 36 h, under 1 % of a core for BLAKE3 and a
 			// few % of one disk's sequential reads; a store smaller than 675 GiB is scrubbed once
-			// a day (the pass interval), as Ceph deep-scrubs weekly and ZFS monthly.
+			// a day (the pass interval), as Ceph deep-scrubs weekly and ZFS monthly (estimates, not
+			// measured yet).
 			scrub_rate: 8 << 20,
 			scrub_pass_interval: Duration::from_secs(24 * 60 * 60),
 		}
