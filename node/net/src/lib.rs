@@ -56,7 +56,8 @@ pub enum NetError {
 
 /// The core every component reaches through [`SyncNetwork`]: identity, configuration, store,
 /// metrics, the swarm's control handles and the background tasks, plus the components (each
-/// owning its state): the peer manager, the transfer server and the live registry.
+/// owning its state): the peer manager, the transfer server, the live registry and the repair's
+/// sources.
 struct NetInner {
 	peer_id: PeerId,
 	metrics: metrics::Metrics,
@@ -71,6 +72,7 @@ struct NetInner {
 	live: Live,
 	/// The streams this node's sessions hold to each peer (never more than it admits).
 	out_streams: Arc<OutStreams>,
+	repair: live::repair::Repair,
 }
 
 /// Name of the peer book's record in the store.
@@ -128,6 +130,7 @@ impl SyncNetwork {
 			server: server.clone(),
 			live: Live::default(),
 			out_streams: Arc::new(OutStreams::default()),
+			repair: live::repair::Repair::default(),
 		});
 		let swarm_task = tokio::spawn(swarm::run(swarm, rx, listen_tx, gossip_tx));
 		let server_task = tokio::spawn(transfer::server::accept_loop(server, incoming));
@@ -146,6 +149,8 @@ impl SyncNetwork {
 			}
 		});
 		net.inner.tasks.lock().extend([swarm_task, server_task, gossip_task, book_task]);
+		// The background scrub and the repair of what it (or the check at open) found.
+		net.inner.tasks.lock().extend(live::repair::start(&net));
 		// Announce what this node already holds, so others find it through the DHT.
 		for segment in net.store().segments() {
 			net.provide(segment);
@@ -280,7 +285,19 @@ impl SyncNetwork {
 	/// [`ServeLimits`]). The node calls this with every segment's holder list as it reads it
 	/// from the chain, including the segments it owns (which it does not follow).
 	pub fn set_known_peers(&self, segment: SegmentId, peers: Vec<PeerId>) {
+		self.inner.repair.listed(segment, &peers);
 		self.inner.server.known().set(segment, peers);
+	}
+
+	/// [`SyncNetwork::set_known_peers`] with the holders' addresses: the repair of damaged
+	/// objects ([`live::repair`]) fetches from the holders of a segment that references them,
+	/// and dials them at these addresses (listed by peer id alone, a holder is reached only if
+	/// this node is connected to it or its address is known otherwise). For the segments this
+	/// node owns, which it does not follow; followed segments get theirs from
+	/// [`SyncNetwork::follow`].
+	pub fn set_holders(&self, segment: SegmentId, holders: Vec<Holder>) {
+		self.set_known_peers(segment, holders.iter().map(|h| h.peer).collect());
+		self.inner.repair.set_holders(segment, holders);
 	}
 
 	/// Announces in the DHT that this node holds `segment`.
@@ -308,8 +325,10 @@ impl SyncNetwork {
 		target: Head,
 		holders: watch::Receiver<Vec<Holder>>,
 	) -> Result<SyncReport, SyncError> {
-		// The holders are the peers that sync this segment too: known to the server.
+		// The holders are the peers that sync this segment too: known to the server, and the
+		// sources of repairs.
 		self.inner.server.known().feed(segment, holders.clone());
+		self.inner.repair.feed(segment, holders.clone());
 		snapshot::sync(self, segment, target, holders).await
 	}
 
@@ -326,6 +345,7 @@ impl SyncNetwork {
 		verifier: Arc<dyn OpVerifier + Send + Sync>,
 	) -> Follower {
 		self.inner.server.known().feed(segment, holders.clone());
+		self.inner.repair.feed(segment, holders.clone());
 		live::follow::start(self, segment, holders, anchors, verifier)
 	}
 
@@ -388,6 +408,10 @@ impl SyncNetwork {
 
 	pub(crate) fn live(&self) -> &Live {
 		&self.inner.live
+	}
+
+	pub(crate) fn repair(&self) -> &live::repair::Repair {
+		&self.inner.repair
 	}
 
 	pub(crate) fn control(&self) -> libp2p_stream::Control {

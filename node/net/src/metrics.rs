@@ -67,6 +67,19 @@ pub struct Metrics {
 	/// Inbound connections refused, by limit (`per_ip`, `unknown`, and `limit` for the
 	/// `connection_limits` ones: total, per peer, pending).
 	pub connections_denied: IntCounterVec,
+	/// Objects the background scrub re-verified against their CIDs.
+	pub scrubbed_objects: IntCounter,
+	/// Bytes the background scrub read and re-verified.
+	pub scrubbed_bytes: IntCounter,
+	/// Stored objects the scrub found not to match their CID (each quarantined at once).
+	pub corrupt_objects: IntCounter,
+	/// Objects fetched again from another holder, verified and held again (after the scrub
+	/// quarantined them or the check at open found them missing).
+	pub repaired_objects: IntCounter,
+	/// Objects a held segment references that this store lacks, waiting to be fetched again.
+	pub repair_pending: IntGauge,
+	/// Scrub steps the store failed (retried; the scrub does not advance past a failing step).
+	pub scrub_errors: IntCounter,
 }
 
 impl Metrics {
@@ -93,6 +106,12 @@ impl Metrics {
 		registry.register(Box::new(m.timed_out.clone()))?;
 		registry.register(Box::new(m.streams_refused.clone()))?;
 		registry.register(Box::new(m.connections_denied.clone()))?;
+		registry.register(Box::new(m.scrubbed_objects.clone()))?;
+		registry.register(Box::new(m.scrubbed_bytes.clone()))?;
+		registry.register(Box::new(m.corrupt_objects.clone()))?;
+		registry.register(Box::new(m.repaired_objects.clone()))?;
+		registry.register(Box::new(m.repair_pending.clone()))?;
+		registry.register(Box::new(m.scrub_errors.clone()))?;
 		Ok(m)
 	}
 
@@ -188,6 +207,31 @@ impl Metrics {
 				"sync_net_connections_denied_total",
 				"Inbound connections refused, by limit",
 				&["reason"],
+			),
+			scrubbed_objects: counter(
+				"sync_net_scrubbed_objects_total",
+				"Stored objects the background scrub re-verified",
+			),
+			scrubbed_bytes: counter(
+				"sync_net_scrubbed_bytes_total",
+				"Bytes the background scrub read and re-verified",
+			),
+			corrupt_objects: counter(
+				"sync_net_corrupt_objects_total",
+				"Stored objects found not to match their CID, quarantined",
+			),
+			repaired_objects: counter(
+				"sync_net_repaired_objects_total",
+				"Missing or quarantined objects fetched again, verified and held again",
+			),
+			repair_pending: IntGauge::new(
+				"sync_net_repair_pending_objects",
+				"Objects held segments reference that this store lacks, to be fetched again",
+			)
+			.expect("valid metric"),
+			scrub_errors: counter(
+				"sync_net_scrub_errors_total",
+				"Scrub steps the store failed (retried)",
 			),
 		}
 	}

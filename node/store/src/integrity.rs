@@ -554,3 +554,31 @@ impl Store {
 		Ok(())
 	}
 }
+
+/// Fault injection for the data plane's tests of the scrub and repair (feature `test-util`):
+/// small objects live inline in the database, where a test outside this crate cannot reach
+/// their bytes the way it can flip a byte of a large object's file.
+#[cfg(feature = "test-util")]
+impl Store {
+	/// Flips one bit of the stored bytes of the inline (small) object `cid`, as rot inside the
+	/// database would; `false` if no such inline object is stored. Tests only.
+	#[doc(hidden)]
+	pub fn rot_inline_object(&self, cid: &Hash32) -> Result<bool> {
+		self.flush()?;
+		let tx = durable(&self.inner.db)?;
+		let rotted = {
+			let mut t = tx.open_table(BLOBS)?;
+			let stored = t.get(cid)?.map(|v| v.value().to_vec());
+			match stored {
+				Some(mut bytes) if !bytes.is_empty() => {
+					bytes[0] ^= 1;
+					t.insert(cid, bytes.as_slice())?;
+					true
+				},
+				_ => false,
+			}
+		};
+		tx.commit()?;
+		Ok(rotted)
+	}
+}

@@ -78,6 +78,8 @@ async fn start(dir: &std::path::Path) -> SyncNetwork {
 	// The bench's downloaders stand for holders the chain lists, which are not rate-limited as
 	// unknown peers; no chain tells this Primary who they are.
 	cfg.limits.unknown_peer_bytes_per_sec = None;
+	// The bench measures transfers: no background scrub reading the store meanwhile.
+	cfg.scrub_rate = 0;
 	if let Ok(w) = std::env::var("SYNC_BENCH_YAMUX_WINDOW") {
 		cfg.yamux_window = w.parse().ok();
 	}
@@ -534,6 +536,7 @@ mod deltas {
 		cfg.limits.bytes_per_sec_per_peer = per_peer;
 		// Holders the chain would list (see `start`).
 		cfg.limits.unknown_peer_bytes_per_sec = None;
+		cfg.scrub_rate = 0;
 		let net = SyncNetwork::start(cfg, Store::open(dir).expect("open store"))
 			.await
 			.expect("start");

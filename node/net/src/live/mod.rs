@@ -5,7 +5,9 @@
 //! - [`anchor`]: the chain's committed roots, the only snapshot targets;
 //! - [`deltas`]: signed ops, range fetch of a gap and exactly-once replay;
 //! - [`gossip`]: signed announcements per segment, validated before they spread;
-//! - [`write`]: the Primary's write path (sign, apply, announce, pin, prune).
+//! - [`write`]: the Primary's write path (sign, apply, announce, pin, prune);
+//! - [`repair`]: the background scrub of what this node stores, and the re-fetch of what it
+//!   found damaged (or the check at open found missing), on every holder.
 //!
 //! This component owns the registry of followed segments (what gossip validation needs: the
 //! verifier of each segment's Primaries, and where to hand a new announcement).
@@ -13,6 +15,7 @@ pub mod anchor;
 pub mod deltas;
 pub mod follow;
 pub mod gossip;
+pub mod repair;
 pub(crate) mod write;
 
 pub use follow::Follower;
