@@ -472,6 +472,12 @@ impl SyncNetwork {
 		Session::open_with(self, h.peer, permit).await
 	}
 
+	/// Dials a holder and opens a request stream to it within its stream budget.
+	pub(crate) async fn connect(&self, h: &Holder, kind: StreamUse) -> Result<Session, PeerError> {
+		let permit = self.permit_or_local(h.peer, kind).await?;
+		self.connect_with(h, permit).await
+	}
+
 	/// Opens a request stream to `peer` (dialling it with the addresses the swarm knows), within
 	/// its stream budget.
 	pub(crate) async fn session(

@@ -10,8 +10,9 @@ use std::{
 	time::Duration,
 };
 use sync_net::{
-	deltas::single_owner, fixtures::blob, sign_announcement, Follower, Holder, Keypair, NetConfig,
-	PeerId, SyncNetwork,
+	deltas::{single_owner, EpochKey, EpochKeys},
+	fixtures::blob,
+	sign_announcement, Follower, Holder, Keypair, NetConfig, PeerId, SyncNetwork,
 };
 use sync_proto::OpVerifier;
 use sync_store::{Head, SegmentWrite, Store};
@@ -424,15 +425,88 @@ async fn relayer_of_forged_gossip_is_not_banned() {
 		tokio::time::sleep(Duration::from_millis(50)).await;
 	}
 	let seen = |n: &Node| {
-		["accepted", "replayed", "forged", "conflicting", "unknown_epoch", "not_followed", "unchecked"]
-			.map(|l| (l, n.net.metrics().gossip.with_label_values(&[l]).get()))
+		[
+			"accepted",
+			"replayed",
+			"forged",
+			"conflicting",
+			"unknown_epoch",
+			"not_followed",
+			"unchecked",
+		]
+		.map(|l| (l, n.net.metrics().gossip.with_label_values(&[l]).get()))
 	};
 	println!("H saw {:?}; F saw {:?}", seen(&h), seen(&f_node));
 	assert!(conflicting() > 0, "F saw the equivocation (relayed by H)");
 	assert_eq!(h.net.metrics().gossip.with_label_values(&["accepted"]).get(), 1, "H relayed it");
 	assert!(!f_node.net.is_banned(&h.net.peer_id()), "the honest relayer is not banned");
-	assert!(!f_node.net.is_banned(&y.net.peer_id()), "nor the author, on a state-dependent verdict");
+	assert!(
+		!f_node.net.is_banned(&y.net.peer_id()),
+		"nor the author, on a state-dependent verdict"
+	);
 	// F still follows the genuine Primary.
 	p.net.write(SEG, 1, (20..30).map(put).collect()).unwrap();
 	reach(&f, p.store().head(SEG).unwrap()).await;
+}
+
+/// The chain's ownership history of SEG: `old` owned epoch 1 from seq 1; `new` owns epoch 2
+/// from `first_seq` (the seq after the root it proved when the migration completed).
+fn two_owners(old: PeerId, new: PeerId, first_seq: u64) -> Arc<dyn OpVerifier + Send + Sync> {
+	Arc::new(EpochKeys::new([0; 32], move |seg, epoch| match (seg, epoch) {
+		(SEG, 1) => Some(EpochKey { epoch: 1, peer: old, first_seq: 1 }),
+		(SEG, 2) => Some(EpochKey { epoch: 2, peer: new, first_seq }),
+		_ => None,
+	}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_of_a_former_primary_still_verifies() {
+	// A owns SEG (epoch 1): seq 5 is committed, then it writes on to seq 20 in checkpointed
+	// batches. H (a Replica) and B (the migration target) follow it to its head.
+	let a = node(fast()).await;
+	a.net.write(SEG, 1, (0..5).map(put).collect()).unwrap();
+	let chain = Chain::new();
+	let committed = chain.commit(a.store());
+	for i in 1..4 {
+		a.net.write(SEG, 1, (i * 5..i * 5 + 5).map(put).collect()).unwrap();
+	}
+	let a_head = a.store().head(SEG).unwrap();
+	let (h, b) = (node(fast()).await, node(fast()).await);
+	let (_tx, rx) = watch::channel(vec![a.holder(true)]);
+	let before = owner(a.net.peer_id());
+	let fh = h.net.follow(SEG, rx.clone(), chain.anchors(), before.clone());
+	let fb = b.net.follow(SEG, rx, chain.anchors(), before);
+	reach(&fh, a_head).await;
+	reach(&fb, a_head).await;
+	// The migration completes (B proved seq 20: epoch 2 from seq 21); A is released and gone.
+	// B stops following and writes on in its own epoch.
+	drop(fb);
+	let a_peer = a.net.peer_id();
+	a.net.shutdown();
+	drop(a);
+	b.net.write(SEG, 2, (20..30).map(put).collect()).unwrap();
+	let b_head = b.store().head(SEG).unwrap();
+	assert_eq!(b_head.seq, 30);
+	let history = two_owners(a_peer, b.net.peer_id(), 21);
+
+	// C was offline across the migration: it snapshots the committed seq 5 and replays A's ops
+	// 6..20 (checkpoints signed by A, who is no Primary any more) and B's 21..30, from H and B.
+	let c = node(fast()).await;
+	let (_tx2, rx2) = watch::channel(vec![b.holder(true), h.holder(false)]);
+	let fc = c.net.follow(SEG, rx2, chain.anchors(), history.clone());
+	reach(&fc, b_head).await;
+	assert!(!c.net.is_banned(&h.net.peer_id()) && !c.net.is_banned(&b.net.peer_id()));
+	let logged = c.store().ops(SEG, committed.seq + 1, 100).unwrap();
+	assert_eq!(logged.len(), 25, "A's ops 6..20 and B's 21..30 replayed, not snapshotted");
+	assert!(logged.iter().all(|o| o.op.epoch == if o.op.seq <= 20 { 1 } else { 2 }));
+
+	// A verifier that knows only the current owner (the defect) refuses A's checkpoints.
+	let d = node(fast()).await;
+	let (_tx3, rx3) = watch::channel(vec![h.holder(false)]);
+	d.net.sync_segment(SEG, committed, rx3).await.unwrap();
+	let only_b = owner(b.net.peer_id());
+	let err = d.net.catch_up(SEG, 20, h.net.peer_id(), &*only_b, None).await.unwrap_err();
+	assert!(err.is_invalid(), "{err}");
+	// The chain's history accepts them from the same holder.
+	assert_eq!(d.net.catch_up(SEG, 20, h.net.peer_id(), &*history, None).await.unwrap(), a_head);
 }

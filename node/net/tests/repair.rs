@@ -16,7 +16,7 @@ use std::{
 	time::{Duration, Instant},
 };
 use sync_net::{
-	deltas::{OpVerifier, PrimaryKeys},
+	deltas::{single_owner, OpVerifier},
 	fixtures::blob,
 	metrics::Metrics,
 	transfer::client::{Received, Session},
@@ -69,7 +69,7 @@ async fn owner(cfg: NetConfig) -> (Node, Head, Arc<Chain>) {
 }
 
 fn verifier(primary: PeerId) -> Arc<dyn OpVerifier + Send + Sync> {
-	Arc::new(PrimaryKeys::new([0; 32], move |seg, peer: &PeerId| seg == SEG && *peer == primary))
+	Arc::new(single_owner([0; 32], primary))
 }
 
 /// Where the store keeps the complete large object `cid`.

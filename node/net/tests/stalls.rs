@@ -8,7 +8,7 @@ use std::{
 	time::{Duration, Instant},
 };
 use sync_net::{
-	deltas::{OpVerifier, PrimaryKeys},
+	deltas::{single_owner, OpVerifier},
 	fixtures::blob,
 	Holder, Keypair, NetConfig, PeerId, ServeLimits,
 };
@@ -32,7 +32,7 @@ async fn primary_with_many_objects(chain: &Chain, limits: ServeLimits) -> (Node,
 }
 
 fn verifier_for(primary: PeerId) -> Arc<dyn OpVerifier + Send + Sync> {
-	Arc::new(PrimaryKeys::new([0; 32], move |seg, peer: &PeerId| seg == SEG && *peer == primary))
+	Arc::new(single_owner([0; 32], primary))
 }
 
 async fn node(cfg: NetConfig) -> Node {

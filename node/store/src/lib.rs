@@ -206,7 +206,8 @@ pub enum StoreError {
 		seq: u64,
 	},
 	/// The first op of a batch names another op than the logged one that produced the
-	/// segment's head: the batch continues another history than this store's (see [`oplog`]).
+	/// segment's head, or starts from another root than the head's: the batch continues
+	/// another history than this store's (see [`oplog`]).
 	/// Not proof of a lie (an owner can sign two histories; an older epoch's owner may have
 	/// written past the next owner's start); the chain's committed roots decide which to keep.
 	#[error("segment {segment}: op {seq} continues another history than the logged one")]

@@ -235,7 +235,13 @@ fn check_batch(
 			return Err(StoreError::BadSignature { segment, seq });
 		}
 		if op.prev_root != head.facts.root {
-			return Err(StoreError::RootMismatch { segment, seq });
+			// The first op starts from another state than this store's head: another history
+			// (not a lie on its face); later ops that do not chain their own roots are.
+			return Err(if applied.is_empty() {
+				StoreError::Forked { segment, seq }
+			} else {
+				StoreError::RootMismatch { segment, seq }
+			});
 		}
 		if let OpKind::Put { key, cid, size } = &op.kind {
 			if key.len() > MAX_KEY_LEN as usize {

@@ -430,12 +430,21 @@ mod oplog {
 			f.replay(7, &[conflicting], &ok),
 			Err(StoreError::Conflict { seq: 2, .. })
 		));
-		// An op signed by the Primary but built on another root.
+		// An op signed by the Primary but built on another root: another history than this
+		// store's (Forked, which the committed roots settle), not a lie on its face.
 		let key = Key(1);
 		let mut stale = ops[2].clone();
 		stale.op.prev_root = [0; 32];
 		stale.signature = key.sign_op(&stale.op);
-		assert!(matches!(f.replay(7, &[stale], &ok), Err(StoreError::RootMismatch { seq: 3, .. })));
+		assert!(matches!(
+			f.replay(7, &[stale.clone()], &ok),
+			Err(StoreError::Forked { seq: 3, .. })
+		));
+		// After an op of the batch, the same is a broken root chain.
+		let mut batch = vec![ops[2].clone(), ops[3].clone()];
+		batch[1].op.prev_root = [0; 32];
+		batch[1].signature = key.sign_op(&batch[1].op);
+		assert!(matches!(f.replay(7, &batch, &ok), Err(StoreError::RootMismatch { seq: 4, .. })));
 		assert_eq!(f.head(7).unwrap().seq, 2);
 	}
 

@@ -407,10 +407,8 @@ mod tests {
 	#[test]
 	fn checkpoints_verify_by_the_owner_of_their_epoch() {
 		let (old, new) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
-		let v = EpochKeys::new(
-			[7; 32],
-			history(old.public().to_peer_id(), new.public().to_peer_id()),
-		);
+		let v =
+			EpochKeys::new([7; 32], history(old.public().to_peer_id(), new.public().to_peer_id()));
 		// The former owner's history still verifies after the change of owner, including ops
 		// it wrote past the new owner's first seq before it learnt of the change.
 		assert!(v.verify_op(&signed_by(&old, 1, 5)));

@@ -484,7 +484,7 @@ async fn missing(net: &SyncNetwork) -> Result<MissingObjects, String> {
 /// Fetches object `f.cid` again from `f.from` and says what that came to, the source blamed (or
 /// not) as any transfer blames it (see the module docs).
 async fn fetch(net: &SyncNetwork, f: &Fetch) -> Outcome {
-	let session = match net.connect(&f.from).await {
+	let session = match net.connect(&f.from, crate::transfer::client::StreamUse::Bulk).await {
 		Ok(s) => s,
 		// Listed by peer id alone and not connected: this node does not know where it is.
 		Err(e @ PeerError::Transport(_)) if f.from.addrs.is_empty() => {

@@ -1188,7 +1188,7 @@ mod tests {
 			step += 1;
 			s.note_progress(silent, step * 1000, now);
 			s.note_progress(busy, step * 1000, now);
-			if step % 10 == 0 {
+			if step.is_multiple_of(10) {
 				let l = lease(s.next(busy, Source::Syncing, now));
 				assert_eq!(s.complete(busy, l, Outcome::Done, now), Completed::Finished);
 			}
