@@ -114,7 +114,7 @@ async fn ask(x: &Node, holder: &Node, cid: Hash32, size: u64) -> (u64, Vec<u8>) 
 	let groups = groups_of(size);
 	assert!(groups <= 64, "one request");
 	let (mut missing, mut bytes) = (0, Vec::new());
-	s.groups(vec![GroupRange { cid, first: 0, count: groups as u32 }], &[size], |_, _, r| {
+	s.groups(vec![GroupRange { cid, size, first: 0, count: groups as u32 }], |_, _, r| {
 		match r {
 			Received::Data(d) => bytes.extend_from_slice(d),
 			Received::Missing => missing += 1,

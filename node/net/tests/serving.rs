@@ -273,7 +273,7 @@ async fn non_reading_client_frees_its_slot() {
 	let (p, head) = primary(6 * MIB, 4 * MIB, limits).await;
 	let big = largest(&p, head);
 	let cid = big.cid;
-	let range = move |first: u64| GroupRange { cid, first, count: 64 };
+	let range = move |first: u64| GroupRange { cid, size: big.size, first, count: 64 };
 
 	// Four throwaway identities ask for 1 MiB each and never read: every answer slot.
 	let mut hogs = Vec::new();
@@ -295,7 +295,7 @@ async fn non_reading_client_frees_its_slot() {
 	let mut s = Session::open(&d.net, p.net.peer_id()).await.unwrap();
 	let asked = Instant::now();
 	let mut got = 0u64;
-	s.groups(vec![range(0)], &[big.size], |_, _, r| {
+	s.groups(vec![range(0)], |_, _, r| {
 		if let Received::Data(data) = r {
 			got += data.len() as u64;
 		}
@@ -341,7 +341,7 @@ async fn unknown_peers_are_rate_limited_known_peers_first() {
 	let (p, head) = primary(6 * MIB, 4 * MIB, limits).await;
 	let big = largest(&p, head);
 	let cid = big.cid;
-	let range = move |first: u64| GroupRange { cid, first, count: 64 };
+	let range = move |first: u64| GroupRange { cid, size: big.size, first, count: 64 };
 
 	// Six unknown downloaders (honest, only not on the chain) ask for 1 MiB at a time.
 	let started = Instant::now();
@@ -375,7 +375,7 @@ async fn unknown_peers_are_rate_limited_known_peers_first() {
 	let mut s = Session::open(&k.net, p.net.peer_id()).await.unwrap();
 	let asked = Instant::now();
 	let mut got = 0u64;
-	s.groups(vec![range(0)], &[big.size], |_, _, r| {
+	s.groups(vec![range(0)], |_, _, r| {
 		if let Received::Data(data) = r {
 			got += data.len() as u64;
 		}
@@ -431,4 +431,37 @@ async fn connections_per_ip_are_limited_for_unknown_peers() {
 	for c in &admitted {
 		assert!(c.head_ok().await);
 	}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_size_claim_is_not_served_and_blames_no_one() {
+	// An owner can sign a `Put` naming a real CID with another size. An honest server holding
+	// that CID must not look like it sent a wrong length: asked for the object under another
+	// size, it answers "not held" (outboard) and "missing" (groups), and only for the true size
+	// does it serve the bytes.
+	let (p, head) = primary(2 * MIB, MIB, one_address()).await;
+	let big = largest(&p, head);
+	assert!(big.size > 16_384, "a large object");
+	let d = Node::start().await;
+	d.net.dial(p.net.peer_id(), p.addrs.clone()).await.unwrap();
+	for lie in [big.size - 1, big.size + 1, big.size + (1 << 20)] {
+		let mut s = Session::open(&d.net, p.net.peer_id()).await.unwrap();
+		let err = s.outboard(big.cid, lie).await.unwrap_err();
+		assert!(matches!(err, sync_net::transfer::client::PeerError::Refused(_)), "{lie}: {err:?}");
+		let mut s = Session::open(&d.net, p.net.peer_id()).await.unwrap();
+		let (mut missing, mut data) = (0, 0);
+		s.groups(vec![GroupRange { cid: big.cid, size: lie, first: 0, count: 2 }], |_, _, r| {
+			match r {
+				Received::Data(_) => data += 1,
+				Received::Missing => missing += 1,
+			}
+			Ok(())
+		})
+		.await
+		.expect("answered in order, every frame of the expected length");
+		assert_eq!((missing, data), (2, 0), "{lie}");
+	}
+	let mut s = Session::open(&d.net, p.net.peer_id()).await.unwrap();
+	assert!(!s.outboard(big.cid, big.size).await.unwrap().is_empty(), "the true size is served");
+	assert!(!d.net.is_banned(&p.net.peer_id()));
 }

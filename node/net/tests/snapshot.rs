@@ -238,8 +238,9 @@ async fn malformed_requests_are_refused_and_the_server_keeps_serving() {
 	assert_eq!(s.raw_request(&big).await.unwrap(), Response::Error(ErrorCode::TooLarge));
 	// Over the limits: refused, but the stream stays usable.
 	let mut s = Session::open(&c.net, p.net.peer_id()).await.unwrap();
-	let too_many =
-		Request::Groups { ranges: vec![GroupRange { cid: [0; 32], first: 0, count: 65 }] };
+	let too_many = Request::Groups {
+		ranges: vec![GroupRange { cid: [0; 32], size: 1 << 30, first: 0, count: 65 }],
+	};
 	assert_eq!(
 		s.raw_request(&req(1, too_many)).await.unwrap(),
 		Response::Error(ErrorCode::TooLarge)

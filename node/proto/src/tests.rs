@@ -23,7 +23,7 @@ fn golden<T: Encode + Decode + PartialEq + std::fmt::Debug>(value: &T, expected:
 }
 
 fn range() -> GroupRange {
-	GroupRange { cid: CID, first: 2, count: 3 }
+	GroupRange { cid: CID, size: 40_000, first: 2, count: 3 }
 }
 fn facts() -> WireFacts {
 	WireFacts { root: ROOT, leaves: 3, entries: 2, bytes: 2100 }
@@ -91,7 +91,7 @@ macro_rules! genesis {
 }
 macro_rules! range {
 	() => {
-		concat!(cid!(), "0200000000000000", "03000000")
+		concat!(cid!(), "409c000000000000", "0200000000000000", "03000000")
 	};
 }
 macro_rules! facts {
@@ -145,7 +145,10 @@ fn requests() {
 		&Request::Index { segment: 7, root: ROOT, start: 1024, count: 1024 },
 		concat!("01", "0700000000000000", root!(), "0004000000000000", "00040000"),
 	);
-	golden(&Request::Outboard { cid: CID }, concat!("02", cid!()));
+	golden(
+		&Request::Outboard { cid: CID, size: 40_000 },
+		concat!("02", cid!(), "409c000000000000"),
+	);
 	golden(
 		&Request::Ops { segment: 7, from: 5, max: 256 },
 		concat!("03", "0700000000000000", "0500000000000000", "00010000"),
@@ -283,7 +286,7 @@ fn op_hash_is_blake3_of_the_encoding() {
 #[test]
 fn limits_are_checked_for_every_request() {
 	assert_eq!(check_limits(&Request::Head { segment: 1 }), Ok(()));
-	assert_eq!(check_limits(&Request::Outboard { cid: CID }), Ok(()));
+	assert_eq!(check_limits(&Request::Outboard { cid: CID, size: 40_000 }), Ok(()));
 	let index = |count| Request::Index { segment: 1, root: ROOT, start: 0, count };
 	assert_eq!(check_limits(&index(MAX_INDEX_PAGE)), Ok(()));
 	assert_eq!(check_limits(&index(MAX_INDEX_PAGE + 1)), Err(ErrorCode::TooLarge));
@@ -293,7 +296,7 @@ fn limits_are_checked_for_every_request() {
 	let groups = |ranges: Vec<(u64, u32)>| Request::Groups {
 		ranges: ranges
 			.into_iter()
-			.map(|(first, count)| GroupRange { cid: CID, first, count })
+			.map(|(first, count)| GroupRange { cid: CID, size: 40_000, first, count })
 			.collect(),
 	};
 	assert_eq!(check_limits(&groups(vec![(0, 32), (0, 32)])), Ok(()));

@@ -75,6 +75,11 @@ pub struct WireFacts {
 pub struct GroupRange {
 	/// Object CID.
 	pub cid: Hash32,
+	/// The object's size as the client knows it (from a verified index or signed op). A server
+	/// whose object of that CID has another size answers every group of the range "missing":
+	/// a CID names content, but a size claim that disagrees with it is the claimer's error, and
+	/// an honest server must not look like it sent a wrong length.
+	pub size: u64,
 	/// First group.
 	pub first: u64,
 	/// Number of groups.
@@ -107,6 +112,9 @@ pub enum Request {
 	Outboard {
 		/// Object CID.
 		cid: Hash32,
+		/// The object's size as the client knows it; a server whose object has another size
+		/// answers `NotHeld`.
+		size: u64,
 	},
 	/// Logged ops of `segment` from seq `from` on (gap fill).
 	#[codec(index = 3)]

@@ -624,10 +624,38 @@ impl Store {
 		size: u64,
 	) -> Result<bool> {
 		if is_small(size) {
-			Ok(blobs.get(cid)?.is_some())
+			Ok(blobs.get(cid)?.is_some_and(|v| v.value().len() as u64 == size))
 		} else {
-			Ok(self.objects().has_durable_file(cid))
+			Ok(self.objects().has_durable_file(cid) && self.file_len(cid)? == Some(size))
 		}
+	}
+
+	/// Length of the complete object file of `cid`, if there is one.
+	fn file_len(&self, cid: &Hash32) -> Result<Option<u64>> {
+		match fs::metadata(self.objects().object_path(cid)) {
+			Ok(m) => Ok(Some(m.len())),
+			Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+			Err(e) => Err(e.into()),
+		}
+	}
+
+	/// Whether the complete object `cid` is present with exactly `size` bytes (committed or in
+	/// the pending batch; not a quarantined one). A CID names content, and content has one
+	/// size: an object held under a size claim that disagrees is not the object claimed, and
+	/// must not stand in for it (it would make this node serve and prove the wrong length).
+	pub fn has_object_sized(&self, cid: &Hash32, size: u64) -> Result<bool> {
+		let o = self.objects();
+		if is_small(size) {
+			if let Some(d) = o.pending.lock().blobs.get(cid) {
+				return Ok(d.len() as u64 == size);
+			}
+			let tx = self.inner.db.begin_read()?;
+			return Ok(tx
+				.open_table(BLOBS)?
+				.get(cid)?
+				.is_some_and(|v| v.value().len() as u64 == size));
+		}
+		Ok(self.file_len(cid)? == Some(size))
 	}
 
 	/// Whether the complete object is present (committed or in the pending batch; not a
@@ -643,7 +671,7 @@ impl Store {
 
 	/// What the store has of object `(cid, size)`, resuming a partial download left on disk.
 	pub fn object_state(&self, cid: &Hash32, size: u64) -> Result<ObjectState> {
-		if self.has_object(cid)? {
+		if self.has_object_sized(cid, size)? {
 			return Ok(ObjectState::Complete);
 		}
 		if is_small(size) {
@@ -668,8 +696,17 @@ impl Store {
 	/// The partial object in memory, or reloaded from disk (re-verifying every flagged group).
 	fn partial(&self, cid: &Hash32, size: u64) -> Result<Option<Arc<Partial>>> {
 		let o = self.objects();
-		if let Some(p) = o.partials.lock().get(cid) {
-			return Ok(Some(p.clone()));
+		let known = o.partials.lock().get(cid).cloned();
+		match known {
+			Some(p) if p.size == size => return Ok(Some(p)),
+			// A partial begun for another size claim of the same CID: at most one of the two
+			// claims is the content's, and groups verified under one must not complete the
+			// other (its last group would be cut or padded). The newer claim starts afresh.
+			Some(_) => {
+				self.discard_partial(cid);
+				return Ok(None);
+			},
+			None => {},
 		}
 		let Ok(data) = OpenOptions::new().read(true).write(true).open(o.partial_path(cid)) else {
 			return Ok(None);
@@ -786,7 +823,8 @@ impl Store {
 	/// the partial files (the data file at the object's size, sparse until the groups arrive, and
 	/// its bitfield sidecar). Not needed (and `outboard` ignored) for small objects.
 	pub fn begin_object(&self, cid: &Hash32, size: u64, outboard: &[u8]) -> Result<()> {
-		if is_small(size) || self.has_object(cid)? || self.partial(cid, size)?.is_some() {
+		if is_small(size) || self.has_object_sized(cid, size)? || self.partial(cid, size)?.is_some()
+		{
 			return Ok(());
 		}
 		let ob = Outboard::from_bytes(size, outboard).map_err(bad_data(cid))?;
@@ -846,10 +884,10 @@ impl Store {
 			}
 			return Ok(true);
 		}
-		let known = self.objects().partials.lock().get(cid).cloned();
+		let known = self.objects().partials.lock().get(cid).cloned().filter(|p| p.size == size);
 		let p = match known {
 			Some(p) => p,
-			None if self.has_object(cid)? => return Ok(false),
+			None if self.has_object_sized(cid, size)? => return Ok(false),
 			None => self.partial(cid, size)?.ok_or(StoreError::UnknownObject(Cid(*cid)))?,
 		};
 		verify_group(cid, size, p.leaves.get(index as usize), index, data)

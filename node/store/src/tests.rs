@@ -460,10 +460,16 @@ mod oplog {
 			Err(StoreError::Unsigned { seq: 255, .. })
 		));
 		assert_eq!(f.head(7), None);
+		// An op naming another size for a CID this store holds names no object it holds.
+		let mut resized = ops[..256].to_vec();
+		if let OpKind::Put { size, .. } = &mut resized[10].op.kind {
+			*size += 1;
+		}
+		assert!(matches!(f.replay(7, &resized, &ok), Err(StoreError::UnknownObject(_))));
 		// An altered op between checkpoints breaks the root chain.
 		let mut altered = ops[..256].to_vec();
-		if let OpKind::Put { size, .. } = &mut altered[10].op.kind {
-			*size += 1;
+		if let OpKind::Put { key, .. } = &mut altered[10].op.kind {
+			key.push(b'x');
 		}
 		assert!(matches!(
 			f.replay(7, &altered, &ok),

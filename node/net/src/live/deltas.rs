@@ -244,7 +244,7 @@ async fn fetch_objects(
 	let mut seen = HashSet::new();
 	for op in ops {
 		let OpKind::Put { cid, size, .. } = &op.op.kind else { continue };
-		if !seen.insert(*cid) || store.has_object(cid)? {
+		if !seen.insert(*cid) || store.has_object_sized(cid, *size)? {
 			continue;
 		}
 		if groups_of(*size) > 1 {
@@ -259,12 +259,10 @@ async fn fetch_objects(
 		if batch.is_empty() {
 			return Ok(());
 		}
-		let sizes: Vec<u64> = batch.iter().map(|(_, s)| *s).collect();
 		session
-			.groups(batch.iter().map(|(r, _)| r.clone()).collect(), &sizes, |i, g, data| match data
-			{
+			.groups(batch.iter().map(|(r, _)| r.clone()).collect(), |i, g, data| match data {
 				Received::Data(d) => store
-					.write_group(&batch[i].0.cid, sizes[i], g, d)
+					.write_group(&batch[i].0.cid, batch[i].1, g, d)
 					.map(|_| ())
 					.map_err(PeerError::from),
 				Received::Missing => Err(PeerError::Refused(ErrorCode::NotHeld)),
@@ -294,7 +292,7 @@ impl<'a> Packer<'a> {
 			let Some(&(cid, size)) = self.objects.get(self.at.0) else { break };
 			let first = self.at.1;
 			let count = (groups_of(size) - first).min(room);
-			out.push((GroupRange { cid, first, count: count as u32 }, size));
+			out.push((GroupRange { cid, size, first, count: count as u32 }, size));
 			room -= count;
 			self.at = if first + count >= groups_of(size) {
 				(self.at.0 + 1, 0)
@@ -326,7 +324,8 @@ mod packing {
 			reqs.iter().map(|r| r.iter().map(|(x, _)| x.count).collect()).collect();
 		assert_eq!(counts, vec![vec![64], vec![36, 1, 27], vec![3]]);
 		assert_eq!(reqs[1][0].0.first, 64);
-		assert_eq!(reqs[2][0].0, GroupRange { cid: [3; 32], first: 27, count: 3 });
+		assert_eq!(reqs[2][0].0.first, 27);
+		assert_eq!((reqs[2][0].0.cid, reqs[2][0].0.count), ([3; 32], 3));
 		assert!(reqs
 			.iter()
 			.all(|r| r.iter().map(|(x, _)| x.count).sum::<u32>() <= MAX_GROUPS_PER_REQUEST));

@@ -549,7 +549,7 @@ async fn fetch_object(
 ) -> Result<bool, PeerError> {
 	let store = net.store().clone();
 	let (cid, size) = (f.cid, f.size);
-	if store.has_object(&cid).map_err(local)? {
+	if store.has_object_sized(&cid, size).map_err(local)? {
 		return Ok(true);
 	}
 	if groups_of(size) > 1 {
@@ -580,11 +580,10 @@ async fn fetch_object(
 	};
 	let received = net.metrics().bytes_in.clone();
 	for batch in missing.chunks(MAX_GROUPS_PER_REQUEST as usize) {
-		let ranges = runs(cid, batch);
-		let sizes = vec![size; ranges.len()];
+		let ranges = runs(cid, size, batch);
 		let mut absent = false;
 		session
-			.groups(ranges, &sizes, |_, g, data| match data {
+			.groups(ranges, |_, g, data| match data {
 				Received::Data(d) => {
 					// Verified against the outboard (or the CID) before it is written.
 					store.write_group(&cid, size, g, d).map_err(PeerError::from)?;
@@ -602,11 +601,12 @@ async fn fetch_object(
 		}
 	}
 	// Held once durable: the finisher has committed a large object, the batch a small one.
-	let held =
-		tokio::task::spawn_blocking(move || store.flush().and_then(|()| store.has_object(&cid)))
-			.await
-			.map_err(|e| PeerError::Local(format!("store task: {e}")))?
-			.map_err(local)?;
+	let held = tokio::task::spawn_blocking(move || {
+		store.flush().and_then(|()| store.has_object_sized(&cid, size))
+	})
+	.await
+	.map_err(|e| PeerError::Local(format!("store task: {e}")))?
+	.map_err(local)?;
 	if held {
 		Ok(true)
 	} else {
@@ -614,13 +614,13 @@ async fn fetch_object(
 	}
 }
 
-/// Contiguous runs of `groups` (ascending) of object `cid`, as request ranges.
-fn runs(cid: Hash32, groups: &[u64]) -> Vec<GroupRange> {
+/// Contiguous runs of `groups` (ascending) of object `(cid, size)`, as request ranges.
+fn runs(cid: Hash32, size: u64, groups: &[u64]) -> Vec<GroupRange> {
 	let mut out: Vec<GroupRange> = Vec::new();
 	for &g in groups {
 		match out.last_mut() {
 			Some(r) if r.first + r.count as u64 == g => r.count += 1,
-			_ => out.push(GroupRange { cid, first: g, count: 1 }),
+			_ => out.push(GroupRange { cid, size, first: g, count: 1 }),
 		}
 	}
 	out
@@ -764,9 +764,10 @@ mod tests {
 
 	#[test]
 	fn runs_are_contiguous_ranges() {
-		let r = runs([1; 32], &[0, 1, 2, 5, 6, 9]);
+		let r = runs([1; 32], 200_000, &[0, 1, 2, 5, 6, 9]);
+		assert!(r.iter().all(|r| r.size == 200_000));
 		let got: Vec<(u64, u32)> = r.iter().map(|r| (r.first, r.count)).collect();
 		assert_eq!(got, vec![(0, 3), (5, 2), (9, 1)]);
-		assert!(runs([1; 32], &[]).is_empty());
+		assert!(runs([1; 32], 200_000, &[]).is_empty());
 	}
 }

@@ -503,14 +503,10 @@ impl Engine {
 		let peer = session.peer();
 		// Contiguous runs per object become ranges.
 		let mut ranges: Vec<GroupRange> = Vec::new();
-		let mut sizes: Vec<u64> = Vec::new();
 		for &(cid, size, g) in &list {
 			match ranges.last_mut() {
 				Some(r) if r.cid == cid && r.first + r.count as u64 == g => r.count += 1,
-				_ => {
-					ranges.push(GroupRange { cid, first: g, count: 1 });
-					sizes.push(size);
-				},
+				_ => ranges.push(GroupRange { cid, size, first: g, count: 1 }),
 			}
 		}
 		let store = self.net.store().clone();
@@ -520,8 +516,8 @@ impl Engine {
 		let mut bytes = 0u64;
 		let mut rejected = 0u64;
 		let result = session
-			.groups(ranges.clone(), &sizes, |i, g, data| {
-				let (cid, size) = (ranges[i].cid, sizes[i]);
+			.groups(ranges.clone(), |i, g, data| {
+				let (cid, size) = (ranges[i].cid, ranges[i].size);
 				match data {
 					Received::Data(d) => match store.write_group(&cid, size, g, d) {
 						Ok(_) => {

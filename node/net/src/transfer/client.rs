@@ -367,7 +367,7 @@ impl Session {
 		let want = outboard_len(size).saturating_mul(32);
 		let t = self.timeout;
 		let f = async {
-			match self.send(Request::Outboard { cid }).await? {
+			match self.send(Request::Outboard { cid, size }).await? {
 				Response::Outboard { len } if len == want => {},
 				Response::Outboard { len } => {
 					return Err(PeerError::Misbehaved(format!(
@@ -395,19 +395,17 @@ impl Session {
 			.map_err(|_| PeerError::Transport("timed out".into()))?
 	}
 
-	/// Requests groups; `sizes[i]` is the size of `ranges[i]`'s object (from the verified
-	/// index). Calls `on_group(range index, group, data)` for each group as it arrives; an error
+	/// Requests groups; each range names its object's size (from the verified index or op). Calls `on_group(range index, group, data)` for each group as it arrives; an error
 	/// from `on_group` aborts the request and is returned.
 	pub async fn groups(
 		&mut self,
 		ranges: Vec<GroupRange>,
-		sizes: &[u64],
 		mut on_group: impl FnMut(usize, u64, Received<'_>) -> Result<(), PeerError>,
 	) -> Result<(), PeerError> {
-		let plan: Vec<(usize, u64)> = ranges
+		let plan: Vec<(usize, u64, u64)> = ranges
 			.iter()
 			.enumerate()
-			.flat_map(|(i, r)| (r.first..r.first + r.count as u64).map(move |g| (i, g)))
+			.flat_map(|(i, r)| (r.first..r.first + r.count as u64).map(move |g| (i, g, r.size)))
 			.collect();
 		let t = self.timeout;
 		let f = async {
@@ -415,9 +413,9 @@ impl Session {
 				Response::Groups => {},
 				other => return Err(PeerError::Misbehaved(format!("unexpected {other:?}"))),
 			}
-			for (i, g) in plan {
+			for (i, g, size) in plan {
 				read_frame_into(&mut self.io, MAX_DATA_FRAME, &mut self.buf).await?;
-				let (s, e) = group_range(sizes[i], g)
+				let (s, e) = group_range(size, g)
 					.ok_or_else(|| PeerError::Misbehaved("group out of range".into()))?;
 				match self.buf.first() {
 					Some(&TAG_DATA) if (self.buf.len() - 1) as u64 == e - s => {

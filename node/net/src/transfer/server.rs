@@ -48,9 +48,10 @@ use tokio::{
 /// How long answering a refusal (`Busy` and the like) and closing the stream may take: a
 /// refused stream is dropped after this even if its peer does not read.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
-/// Groups read from the store per blocking call (128 KiB): the first bytes leave after one
-/// batch, and no blocking thread ever waits on the network.
-const GROUP_BATCH: usize = 8;
+/// Groups read from the store per blocking call (256 KiB): the first bytes leave after one
+/// batch, the next batch is read while this one is written, and no blocking thread ever waits
+/// on the network.
+const GROUP_BATCH: usize = 64;
 /// Past this many per-peer buckets, refilled unused ones are dropped when a new one is made
 /// (a refilled bucket is the same as a new one, so nothing changes for anyone).
 const BUCKET_SWEEP: usize = 1024;
@@ -824,8 +825,13 @@ async fn answer(
 			.await?;
 			send_frame(net, io, &frame).await
 		},
-		Request::Outboard { cid } => {
-			let Ok(ob) = store_call(io, move || store.outboard(&cid)).await? else {
+		Request::Outboard { cid, size } => {
+			// Only for the object of that size: a claim of another size is not this object.
+			let ob = store_call(io, move || {
+				store.open_groups(&cid).ok().filter(|s| s.size() == size)?;
+				store.outboard(&cid).ok()
+			});
+			let Some(ob) = ob.await? else {
 				return send_frame(net, io, &Response::Error(ErrorCode::NotHeld).encode()).await;
 			};
 			send_frame(net, io, &Response::Outboard { len: ob.len() as u64 }.encode()).await?;
@@ -862,19 +868,30 @@ async fn answer(
 				.flat_map(|(i, r)| (0..r.count as u64).map(move |k| (i, r.first.saturating_add(k))))
 				.collect();
 			net.allow(io, plan.len() as u64 * (MAX_DATA_FRAME as u64 + 4));
-			let mut reader = GroupReader {
+			let reader = GroupReader {
 				store,
-				cids: ranges.iter().map(|r| r.cid).collect(),
+				objects: ranges.iter().map(|r| (r.cid, r.size)).collect(),
 				sources: Vec::new(),
 			};
-			for batch in plan.chunks(GROUP_BATCH) {
-				let batch = batch.to_vec();
-				let (back, groups) = store_call(io, move || {
+			// One batch read ahead: the next batch is read on the blocking pool while this one
+			// is written, so the stream never waits for the disk between batches (at most two
+			// batches in memory).
+			let read = |mut reader: GroupReader, batch: Vec<(usize, u64)>| {
+				tokio::task::spawn_blocking(move || {
 					let groups = reader.read(&batch);
 					(reader, groups)
 				})
-				.await?;
-				reader = back;
+			};
+			let mut batches = plan.chunks(GROUP_BATCH).map(<[_]>::to_vec);
+			let mut ahead = batches.next().map(|b| read(reader, b));
+			while let Some(task) = ahead.take() {
+				let started = Instant::now();
+				let (back, groups) = task.await.map_err(|e| {
+					WireError::Io(io::Error::other(format!("store task failed: {e}")))
+				})?;
+				// Waiting for the store is not counted against the write deadline.
+				io.get_mut().extend(started.elapsed());
+				ahead = batches.next().map(|b| read(back, b));
 				for group in groups {
 					match group {
 						Some(data) => {
@@ -894,24 +911,28 @@ async fn answer(
 /// The objects of one `Groups` request, each opened on first use (on the blocking pool).
 struct GroupReader {
 	store: Store,
-	cids: Vec<Hash32>,
-	/// Per range: not opened yet (`None`), or opened (`Some(None)`: not held here).
+	/// Per range: the object's CID and the size the client names.
+	objects: Vec<(Hash32, u64)>,
+	/// Per range: not opened yet (`None`), or opened (`Some(None)`: not held here, or held
+	/// with another size than the client names).
 	sources: Vec<Option<Option<GroupSource>>>,
 }
 
 impl GroupReader {
 	/// Reads `(range, group)` pairs: each group's bytes, or `None` if it is not held here.
 	fn read(&mut self, batch: &[(usize, u64)]) -> Vec<Option<Vec<u8>>> {
-		if self.sources.len() < self.cids.len() {
-			self.sources.resize_with(self.cids.len(), || None);
+		if self.sources.len() < self.objects.len() {
+			self.sources.resize_with(self.objects.len(), || None);
 		}
-		let GroupReader { store, cids, sources } = self;
+		let GroupReader { store, objects, sources } = self;
 		batch
 			.iter()
 			.map(|&(i, g)| {
-				let cid = cids.get(i)?;
-				let src =
-					sources.get_mut(i)?.get_or_insert_with(|| open_source(store, cid)).as_ref()?;
+				let (cid, size) = objects.get(i)?;
+				let src = sources
+					.get_mut(i)?
+					.get_or_insert_with(|| open_source(store, cid).filter(|s| s.size() == *size))
+					.as_ref()?;
 				let mut buf = Vec::new();
 				match src.read_into(g, &mut buf) {
 					Ok(true) => Some(buf),

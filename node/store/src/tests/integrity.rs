@@ -356,3 +356,32 @@ fn bit_rot_is_scrubbed() {
 	assert!(quarantined.is_empty(), "{quarantined:?}");
 	assert_eq!(objects, listing.len() as u64);
 }
+
+#[test]
+fn claimed_size_of_a_held_cid_is_not_trusted() {
+	// A store holding object X of size S does not take it for (X, S') — not as present, not
+	// as a partial to complete — so a signed op with a wrong size can neither pass replay on
+	// the strength of X nor make this store serve or prove X under the wrong length.
+	let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+	let src = Store::open(a.path()).unwrap();
+	let dst = Store::open(b.path()).unwrap();
+	let e = hold(&src, "m", medium(7));
+	let (cid, size) = (e.cid, e.size);
+	assert!(src.has_object_sized(&cid, size).unwrap());
+	for lie in [size - 1, size + 1] {
+		assert!(!src.has_object_sized(&cid, lie).unwrap(), "{lie}");
+		assert!(matches!(src.object_state(&cid, lie).unwrap(), ObjectState::Absent), "{lie}");
+	}
+	// A partial begun under a false size (same group count) is not completed by the true one.
+	let ob = src.outboard(&cid).unwrap();
+	dst.begin_object(&cid, size + 1, &ob).unwrap();
+	assert!(matches!(dst.object_state(&cid, size).unwrap(), ObjectState::Absent));
+	dst.begin_object(&cid, size, &ob).unwrap();
+	for g in 0..groups_of(size) {
+		dst.write_group(&cid, size, g, &group(&src, &cid, g)).unwrap();
+	}
+	dst.flush().unwrap();
+	assert!(dst.has_object_sized(&cid, size).unwrap());
+	assert!(!dst.has_object_sized(&cid, size + 1).unwrap());
+	assert_eq!(dst.read_object(&cid).unwrap(), medium(7));
+}
