@@ -510,3 +510,51 @@ async fn checkpoint_of_a_former_primary_still_verifies() {
 	// The chain's history accepts them from the same holder.
 	assert_eq!(d.net.catch_up(SEG, 20, h.net.peer_id(), &*history, None).await.unwrap(), a_head);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn former_owner_writing_on_does_not_wedge_followers() {
+	// A owned SEG (epoch 1); B took over at seq 5 (epoch 2 from seq 6) but A, not yet aware,
+	// writes on in epoch 1 and F follows it past B's start. B writes its own ops 6.. and the
+	// chain commits B's root: F's ops no longer continue B's history (Forked, nobody banned),
+	// so F re-syncs to B's committed root and follows B.
+	let a = node(fast()).await;
+	let b = node(fast()).await;
+	let f = node(fast()).await;
+	let history = two_owners(a.net.peer_id(), b.net.peer_id(), 6);
+	a.net.write(SEG, 1, (0..5).map(put).collect()).unwrap();
+	let chain = Chain::new();
+	chain.commit(a.store());
+	let (_tb, rb) = watch::channel(vec![a.holder(true)]);
+	let fb = b.net.follow(SEG, rb, chain.anchors(), history.clone());
+	reach(&fb, a.store().head(SEG).unwrap()).await;
+	drop(fb);
+	// A writes on (epoch 1, seqs 6..15); F follows A and B.
+	a.net.write(SEG, 1, (5..15).map(put).collect()).unwrap();
+	let (tf, rf) = watch::channel(vec![a.holder(false), b.holder(true)]);
+	let ff = f.net.follow(SEG, rf, chain.anchors(), history.clone());
+	reach(&ff, a.store().head(SEG).unwrap()).await;
+	// B, the owner, writes its own 6..20 and commits 20.
+	b.net.write(SEG, 2, (100..115).map(put).collect()).unwrap();
+	let committed = chain.commit(b.store());
+	assert_eq!(committed.seq, 20);
+	let got = tokio::time::timeout(Duration::from_secs(30), ff.reached(committed.seq))
+		.await
+		.expect("F re-syncs to B's committed root");
+	assert!(got.seq >= committed.seq);
+	b.net.write(SEG, 2, (115..120).map(put).collect()).unwrap();
+	reach(&ff, b.store().head(SEG).unwrap()).await;
+	assert!(!f.net.is_banned(&a.net.peer_id()) && !f.net.is_banned(&b.net.peer_id()));
+	// A's word no longer sets F's goal: its announcements are a former owner's.
+	let mut next = a.store().ops(SEG, 15, 1).unwrap().remove(0);
+	next.op.seq = 40;
+	a.net.announce(&sign_announcement(&next, &a.cfg.keypair, &a.cfg.genesis));
+	let stale = || f.net.metrics().gossip.with_label_values(&["stale_epoch"]).get();
+	for _ in 0..100 {
+		if stale() > 0 {
+			break;
+		}
+		tokio::time::sleep(Duration::from_millis(50)).await;
+	}
+	assert!(stale() > 0, "A's announcement is ignored as a former owner's");
+	drop(tf);
+}

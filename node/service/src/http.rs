@@ -223,12 +223,13 @@ async fn put(
 		.ok_or_else(|| refuse(503, "the sync service is not running"))?
 		.clone();
 	let length = length.ok_or_else(|| refuse(411, "content-length required"))?;
-	let epoch = handle.write_epoch(segment, &net.peer_id());
-	let refused = if epoch.is_none() {
-		Some(refuse(
-			403,
-			format!("this node does not own segment {segment} on chain; write to its owner"),
-		))
+	let head = net.store().head(segment).map_or(0, |h| h.seq);
+	let epoch = handle.write_epoch(segment, &net.peer_id(), head);
+	let refused = if let Err(e) = epoch {
+		Some(match e {
+			crate::NotWritable::NotOwner => refuse(403, format!("segment {segment}: {e}")),
+			crate::NotWritable::Behind { .. } => refuse(503, format!("segment {segment}: {e}")),
+		})
 	} else if length > max_object {
 		Some(refuse(413, format!("object of {length} bytes is larger than {max_object}")))
 	} else {
@@ -250,7 +251,7 @@ async fn put(
 	let size = data.len() as u64;
 	let cid = sync_primitives::commitment::cid_of(&data);
 	let write = sync_store::SegmentWrite::Put { key, data };
-	let epoch = epoch.unwrap_or_default();
+	let epoch = epoch.unwrap_or_default(); // Ok: refused above otherwise
 	let head = tokio::task::spawn_blocking(move || net.write(segment, epoch, vec![write]))
 		.await
 		.map_err(|e| refuse(500, e.to_string()))?

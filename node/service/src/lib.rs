@@ -26,6 +26,37 @@ use sync_net::{
 use sync_primitives::SegmentId;
 use view::{ChainView, SegmentView};
 
+/// Why this node does not take a write to a segment now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotWritable {
+	/// It does not own the segment on chain (or its key is not the one the chain records for
+	/// the segment's current epoch).
+	NotOwner,
+	/// It owns the segment, but its copy ends before its epoch begins: it is still catching up
+	/// (retry shortly).
+	Behind {
+		/// The local head's seq.
+		head: u64,
+		/// The first seq of the epoch.
+		first_seq: u64,
+	},
+}
+
+impl std::fmt::Display for NotWritable {
+	fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+		match self {
+			NotWritable::NotOwner => {
+				write!(f, "this node does not own the segment on chain; write to its owner")
+			},
+			NotWritable::Behind { head, first_seq } => write!(
+				f,
+				"this node's copy ends at seq {head}, before its epoch's first seq {first_seq}; \
+				 it is catching up, retry"
+			),
+		}
+	}
+}
+
 /// What the RPC methods, the object API and the op verifier see of the running service.
 #[derive(Default)]
 pub struct SyncHandle {
@@ -59,15 +90,28 @@ impl SyncHandle {
 	}
 
 	/// The epoch this node writes `segment` in: the chain's newest ownership epoch of it, if
-	/// this node accepts writes for it and that epoch is recorded with this node's data-plane
-	/// key `me` (otherwise nothing it signed would verify).
-	pub fn write_epoch(&self, segment: SegmentId, me: &PeerId) -> Option<Epoch> {
+	/// this node accepts writes for it, that epoch is recorded with this node's data-plane key
+	/// `me`, and the local log (head at `head_seq`) reaches the epoch's first seq less one
+	/// (otherwise nothing it signed would verify: its ops would precede its epoch).
+	pub fn write_epoch(
+		&self,
+		segment: SegmentId,
+		me: &PeerId,
+		head_seq: u64,
+	) -> Result<Epoch, NotWritable> {
 		if !self.owns(segment) {
-			return None;
+			return Err(NotWritable::NotOwner);
 		}
 		let segments = self.segments.read();
-		let newest = segments.get(&segment)?.epochs.last()?;
-		(newest.peer == *me).then_some(newest.epoch)
+		let newest = segments
+			.get(&segment)
+			.and_then(|s| s.epochs.last())
+			.filter(|e| e.peer == *me)
+			.ok_or(NotWritable::NotOwner)?;
+		if head_seq.saturating_add(1) < newest.first_seq {
+			return Err(NotWritable::Behind { head: head_seq, first_seq: newest.first_seq });
+		}
+		Ok(newest.epoch)
 	}
 
 	fn set_network(&self, net: SyncNetwork) {
@@ -89,5 +133,50 @@ impl SyncHandle {
 
 	fn holders_on_chain(&self, segment: SegmentId) -> usize {
 		self.segments.read().get(&segment).map_or(0, |s| s.holders.len())
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	fn view(me: PeerId, other: PeerId) -> ChainView {
+		let epochs = vec![
+			EpochKey { epoch: 1, peer: other, first_seq: 1 },
+			EpochKey { epoch: 2, peer: me, first_seq: 21 },
+		];
+		let seg = SegmentView {
+			id: 7,
+			primaries: vec![me],
+			holders: vec![],
+			owner: true,
+			primary: true,
+			holding: None,
+			migrating_here: false,
+			roots: vec![],
+			epochs,
+		};
+		ChainView { registered: true, segments: vec![seg], challenges: vec![] }
+	}
+
+	#[test]
+	fn owner_writes_in_its_epoch_only_once_its_copy_reaches_it() {
+		let (me, other) = (PeerId::random(), PeerId::random());
+		let h = SyncHandle::default();
+		h.set_segments(&view(me, other));
+		assert_eq!(h.write_epoch(7, &me, 30), Err(NotWritable::NotOwner), "writes not taken yet");
+		h.set_writable(7, true);
+		assert_eq!(h.write_epoch(7, &me, 20), Ok(2), "head 20: the next op is the epoch's first");
+		assert_eq!(h.write_epoch(7, &me, 30), Ok(2));
+		assert_eq!(
+			h.write_epoch(7, &me, 12),
+			Err(NotWritable::Behind { head: 12, first_seq: 21 }),
+			"ops before the epoch's first seq would not verify"
+		);
+		assert_eq!(h.write_epoch(7, &other, 30), Err(NotWritable::NotOwner), "the former owner");
+		assert_eq!(h.write_epoch(8, &me, 30), Err(NotWritable::NotOwner), "another segment");
+		// The verifier's view: every epoch of the history, by number.
+		assert_eq!(h.epoch_of(7, 1).map(|e| e.peer), Some(other));
+		assert_eq!(h.epoch_of(7, 3), None);
 	}
 }

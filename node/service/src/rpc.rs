@@ -81,8 +81,11 @@ pub fn rpc_module(
 	m.register_blocking_method("sync_put", |params, h, _| -> Reply {
 		let (segment, key, data): (u64, String, String) = params.parse()?;
 		let net = net(&h)?;
-		let Some(epoch) = h.write_epoch(segment, &net.peer_id()) else {
-			return Err(err(9001, format!("this node does not own segment {segment} on chain; write to its owner")));
+		let head = net.store().head(segment).map_or(0, |h| h.seq);
+		let epoch = match h.write_epoch(segment, &net.peer_id(), head) {
+			Ok(epoch) => epoch,
+			Err(e @ crate::NotWritable::NotOwner) => return Err(err(9001, format!("segment {segment}: {e}"))),
+			Err(e @ crate::NotWritable::Behind { .. }) => return Err(err(9006, format!("segment {segment}: {e}"))),
 		};
 		let digits = data.strip_prefix("0x").unwrap_or(&data);
 		if digits.len() / 2 > MAX_RPC_OBJECT {

@@ -228,6 +228,16 @@ pub enum StoreError {
 		/// The epoch it names.
 		epoch: u32,
 	},
+	/// An op of an older ownership epoch than the op before it: epochs only move forward along
+	/// a log, so this is a former owner writing onto its successor's history (or an owner
+	/// writing with a stale epoch).
+	#[error("segment {segment}: op {seq} is of an older epoch than the op before it")]
+	EpochRegressed {
+		/// The segment.
+		segment: SegmentId,
+		/// Seq of the rejected op.
+		seq: u64,
+	},
 	/// A seq already applied with a different op (a conflicting replay).
 	#[error("segment {segment}: op {seq} conflicts with the applied one")]
 	Conflict {

@@ -50,7 +50,7 @@ use sync_primitives::{
 	SegmentId,
 };
 use sync_proto::{
-	OpKind, OpSigner, OpVerifier, SignedAt, SignedOp, MAX_OBJECT_BYTES, MAX_SIGNATURE_BYTES,
+	Epoch, OpKind, OpSigner, OpVerifier, SignedAt, SignedOp, MAX_OBJECT_BYTES, MAX_SIGNATURE_BYTES,
 	MAX_SIGNER_BYTES, NO_PREV_OP,
 };
 
@@ -68,13 +68,13 @@ pub(crate) fn head_op_hash(
 	log: &impl ReadableTable<(u64, u64), &'static [u8]>,
 	segment: SegmentId,
 	head: &Head,
-) -> Result<Option<Hash32>> {
+) -> Result<Option<(Hash32, Epoch)>> {
 	if head.seq == 0 {
 		return Ok(None);
 	}
 	let Some(row) = log.get((segment, head.seq))? else { return Ok(None) };
 	let signed = decode_op(segment, row.value())?;
-	Ok((signed.op.new_root == head.facts.root).then(|| signed.op.hash()))
+	Ok((signed.op.new_root == head.facts.root).then(|| (signed.op.hash(), signed.op.epoch)))
 }
 
 /// What the next op's `prev_op` must name (see the module docs).
@@ -104,8 +104,8 @@ impl Link {
 trait Sink {
 	/// The encoded op logged at `(segment, seq)`, if any.
 	fn logged(&self, segment: SegmentId, seq: u64) -> Result<Option<Vec<u8>>>;
-	/// The hash of the logged op that produced `head` (see [`head_op_hash`]).
-	fn head_op(&self, segment: SegmentId, head: &Head) -> Result<Option<Hash32>>;
+	/// The hash and epoch of the logged op that produced `head` (see [`head_op_hash`]).
+	fn head_op(&self, segment: SegmentId, head: &Head) -> Result<Option<(Hash32, Epoch)>>;
 	/// Checks that the object `(cid, size)` a `Put` names may be referred to.
 	fn object(&self, cid: &Hash32, size: u64) -> Result<()>;
 	/// Records an applied op whose trie change is made; `prev` is what its key mapped to before.
@@ -131,7 +131,7 @@ impl Sink for Replaying<'_, '_> {
 	fn logged(&self, segment: SegmentId, seq: u64) -> Result<Option<Vec<u8>>> {
 		Ok(self.log.get((segment, seq))?.map(|v| v.value().to_vec()))
 	}
-	fn head_op(&self, segment: SegmentId, head: &Head) -> Result<Option<Hash32>> {
+	fn head_op(&self, segment: SegmentId, head: &Head) -> Result<Option<(Hash32, Epoch)>> {
 		head_op_hash(&self.log, segment, head)
 	}
 	fn object(&self, cid: &Hash32, size: u64) -> Result<()> {
@@ -164,7 +164,7 @@ impl Sink for Verifying {
 	fn logged(&self, segment: SegmentId, seq: u64) -> Result<Option<Vec<u8>>> {
 		Ok(self.log.get((segment, seq))?.map(|v| v.value().to_vec()))
 	}
-	fn head_op(&self, segment: SegmentId, head: &Head) -> Result<Option<Hash32>> {
+	fn head_op(&self, segment: SegmentId, head: &Head) -> Result<Option<(Hash32, Epoch)>> {
 		head_op_hash(&self.log, segment, head)
 	}
 	fn object(&self, _cid: &Hash32, _size: u64) -> Result<()> {
@@ -188,10 +188,14 @@ fn check_batch(
 	sink: &mut dyn Sink,
 ) -> Result<Head> {
 	let mut head = start;
-	let mut link = match sink.head_op(segment, &start)? {
-		Some(hash) => Link::Logged(hash),
+	let logged = sink.head_op(segment, &start)?;
+	let mut link = match logged {
+		Some((hash, _)) => Link::Logged(hash),
 		None => Link::Unknown,
 	};
+	// Epochs never go back along the log: ownership only moves forward, so an op of an older
+	// epoch after a newer one is a former owner writing onto its successor's history.
+	let mut floor: Epoch = logged.map_or(0, |(_, e)| e);
 	// The ops applied so far: seqs `start.seq + 1 ..= head.seq`, in order.
 	let mut applied: Vec<&SignedOp> = Vec::new();
 	for signed in ops {
@@ -222,6 +226,9 @@ fn check_batch(
 				Link::Logged(_) => StoreError::Forked { segment, seq },
 				_ => StoreError::BrokenChain { segment, seq },
 			});
+		}
+		if op.epoch < floor {
+			return Err(StoreError::EpochRegressed { segment, seq });
 		}
 		let at = SignedAt { segment, epoch: op.epoch, seq };
 		if signed.is_checkpoint() && !verifier.knows(at) {
@@ -260,6 +267,7 @@ fn check_batch(
 		sink.record(segment, signed, prev)?;
 		head = Head { seq, facts };
 		link = Link::Batch(op.hash());
+		floor = op.epoch;
 		applied.push(signed);
 	}
 	if head != start && !ops.last().is_some_and(|o| o.op.seq == head.seq && o.is_checkpoint()) {

@@ -279,7 +279,15 @@ impl Store {
 			// the head (none: a state from a snapshot, or the first write), each later one the op
 			// made just before it.
 			let mut prev_op = match signer {
-				Some(_) => head_op_hash(&ops, segment, &start)?.unwrap_or(NO_PREV_OP),
+				Some(signer) => match head_op_hash(&ops, segment, &start)? {
+					// An owner writes in its own epoch, never below the one its log reached
+					// (followers would refuse the ops).
+					Some((_, epoch)) if signer.epoch() < epoch => {
+						return Err(StoreError::EpochRegressed { segment, seq: start.seq + 1 })
+					},
+					Some((hash, _)) => hash,
+					None => NO_PREV_OP,
+				},
 				None => NO_PREV_OP,
 			};
 			let last = writes.len();

@@ -160,12 +160,25 @@ impl DeltaError {
 					| StoreError::OutOfOrder { .. }
 					| StoreError::Unsigned { .. }
 					| StoreError::BrokenChain { .. }
+					| StoreError::EpochRegressed { .. }
 					| StoreError::KeyTooLong(_)
 					| StoreError::ObjectTooLarge(_)
 					| StoreError::BadData { .. }
 			),
 			_ => false,
 		}
+	}
+}
+
+impl DeltaError {
+	/// Whether a snapshot to a committed root is the way on: the holder pruned the ops after
+	/// this node's head, or its ops continue another history than this node's from there.
+	pub fn needs_snapshot(&self) -> bool {
+		matches!(
+			self,
+			DeltaError::Pruned(_)
+				| DeltaError::Store(StoreError::Forked { .. } | StoreError::Conflict { .. })
+		)
 	}
 }
 

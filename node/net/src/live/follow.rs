@@ -304,7 +304,10 @@ impl Run {
 			} else {
 				match self.deltas(have, goal, &polled, ann.as_ref()).await {
 					Ok(()) => true,
-					Err(DeltaError::Pruned(_)) => match target {
+					// The holders pruned the gap, or serve another history than this node's from
+					// its head on (it followed a former owner past its successor's start, say):
+					// the newest committed root a holder serves replaces it.
+					Err(e) if e.needs_snapshot() => match target {
 						Some(s) if s.seq > have => self.snapshot(&mut polled, &anchors).await,
 						_ => false,
 					},
@@ -389,7 +392,15 @@ impl Run {
 						self.net.penalise_invalid(h.peer);
 					} else if match &e {
 						DeltaError::Peer(p) => p.blames_peer(),
-						DeltaError::NotAnnounced(_) => true,
+						// The holder's ops are the owner's, verified; the announcement may be
+						// the lie (an equivocation, a former owner's): it is dropped, nobody
+						// blamed, and the holder's ops are taken without it next round.
+						DeltaError::NotAnnounced(_) => {
+							if let Some(a) = ann {
+								self.net.live().forget_announcement(a);
+							}
+							false
+						},
 						DeltaError::Short(_) | DeltaError::Pruned(_) | DeltaError::Store(_) => {
 							false
 						},
@@ -400,7 +411,7 @@ impl Run {
 					if self.net.store().head(self.segment).is_some_and(|x| x.seq > have) {
 						return Ok(());
 					}
-					if matches!(last, DeltaError::Short(_)) || matches!(e, DeltaError::Pruned(_)) {
+					if matches!(last, DeltaError::Short(_)) || e.needs_snapshot() {
 						last = e;
 					}
 				},

@@ -99,6 +99,10 @@ fn validate(net: &SyncNetwork, msg: &gossipsub::Message) -> (Verdict, Option<Ann
 	if !verifier.verify_announcement(&a) {
 		return (Verdict::Reject("forged"), None);
 	}
+	if verifier.knows(SignedAt { epoch: a.epoch.saturating_add(1), ..at }) {
+		// A former owner's: the segment has moved on, its word no longer sets the goal.
+		return (Verdict::Ignore("stale_epoch"), None);
+	}
 	let head = net.store().head(a.segment).map_or(0, |h: Head| h.seq);
 	if a.seq > head {
 		return (Verdict::Accept, Some(a));

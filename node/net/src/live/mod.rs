@@ -87,6 +87,20 @@ impl Live {
 		}
 	}
 
+	/// Drops announcement `a` if it is still the newest of its segment (its op was not the one
+	/// the holders serve): the follower goes on from its polls and the next announcement.
+	fn forget_announcement(&self, a: &Announcement) {
+		if let Some(f) = self.follows.lock().get(&a.segment) {
+			f.announced.send_if_modified(|cur| {
+				let same = cur.as_ref() == Some(a);
+				if same {
+					*cur = None;
+				}
+				same
+			});
+		}
+	}
+
 	/// `ops` ops of `segment` were replayed, reaching `head`.
 	fn replayed(&self, segment: SegmentId, ops: u64, head: Head) {
 		if let Some(f) = self.follows.lock().get(&segment) {
