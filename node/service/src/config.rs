@@ -101,6 +101,11 @@ pub struct SyncParams {
 	)]
 	pub sync_unknown_peer_rate: u64,
 
+	/// Bytes per second the background scrub re-reads and re-verifies stored objects at,
+	/// quarantining and re-fetching what fails (0: no scrub).
+	#[arg(long, value_name = "BYTES", default_value_t = sync_net::config::DEFAULT_SCRUB_RATE)]
+	pub sync_scrub_rate: u64,
+
 	/// Most data-plane connections at once (inbound and outbound).
 	#[arg(long, default_value_t = ServeLimits::default().max_connections)]
 	pub sync_max_connections: u32,
@@ -197,6 +202,7 @@ impl SyncParams {
 		net.limits.unknown_peer_bytes_per_sec =
 			(self.sync_unknown_peer_rate > 0).then_some(self.sync_unknown_peer_rate);
 		net.limits.max_connections = self.sync_max_connections;
+		net.scrub_rate = self.sync_scrub_rate;
 		net.limits.max_connections_per_ip = self.sync_max_connections_per_ip;
 		net.registry = registry;
 		if self.sync_commit_every == 0 {

@@ -299,9 +299,9 @@ impl<O: OffchainDb> Driver<O> {
 				},
 				Action::RefuseWrites(id) => self.handle.set_writable(id, false),
 				Action::SetHolders(id, holders) => {
-					// Known peers of the server (served first), also for owned segments, which
-					// are not followed.
-					self.net.set_known_peers(id, holders.iter().map(|h| h.peer).collect());
+					// Known peers of the server (served first) and the repair's sources with
+					// their addresses, also for owned segments, which are not followed.
+					self.net.set_holders(id, holders.clone());
 					let t = self.tracked.entry(id).or_default();
 					t.holders.send_replace(holders);
 				},
@@ -316,7 +316,7 @@ impl<O: OffchainDb> Driver<O> {
 					},
 				},
 				Action::Forget(id) => {
-					self.net.set_known_peers(id, Vec::new());
+					self.net.set_holders(id, Vec::new());
 					self.tracked.remove(&id);
 				},
 				Action::Prove(ch) => self.prove(planner, ch).await,
