@@ -297,7 +297,13 @@ mod rogue {
 		/// Advertises a head 1 000 seqs ahead and answers `Ops` with one op putting an object of
 		/// `u64::MAX` bytes (junk signature); answers an outboard request with that length.
 		HugeOp,
+		/// Advertises `head` and answers `Ops` with [`FORGED`]: the owner's ops with another
+		/// path of unsigned ops to the genuine checkpoint.
+		ForgedPath,
 	}
+
+	/// The ops a [`Mode::ForgedPath`] rogue serves (set once per test process).
+	pub static FORGED: std::sync::OnceLock<Vec<SignedOp>> = std::sync::OnceLock::new();
 
 	pub async fn start(head: Head, mode: Mode) -> Holder {
 		start_counting(head, mode).await.0
@@ -419,9 +425,19 @@ mod rogue {
 								}
 								.encode()
 							},
-							(Mode::FakePins | Mode::HugeOp | Mode::DripIndex, _) => {
-								Response::Error(ErrorCode::NotHeld).encode()
+							(Mode::ForgedPath, Request::Ops { from, max, .. }) => {
+								let ops = FORGED.get().cloned().unwrap_or_default();
+								let ops: Vec<SignedOp> = ops
+									.into_iter()
+									.filter(|o| o.op.seq >= from)
+									.take(max as usize)
+									.collect();
+								Response::Ops { ops }.encode()
 							},
+							(
+								Mode::FakePins | Mode::HugeOp | Mode::DripIndex | Mode::ForgedPath,
+								_,
+							) => Response::Error(ErrorCode::NotHeld).encode(),
 							(_, request) => match mode {
 								Mode::Oversized => {
 									let _ = s.write_all(&(100u32 << 20).to_le_bytes()).await;
@@ -450,7 +466,10 @@ mod rogue {
 									},
 									_ => Response::Error(ErrorCode::NotHeld).encode(),
 								},
-								Mode::FakePins | Mode::HugeOp | Mode::DripIndex => {
+								Mode::FakePins
+								| Mode::HugeOp
+								| Mode::DripIndex
+								| Mode::ForgedPath => {
 									unreachable!("answered above")
 								},
 							},
@@ -718,4 +737,64 @@ async fn huge_size_op_is_refused_before_fetch() {
 	assert!(err.is_invalid(), "{err}");
 	assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 0, "no object fetched");
 	assert_eq!(r.store().head(SEG), Some(head), "nothing applied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_op_path_is_refused() {
+	// The owner writes three puts in one batch (only the last is a signed checkpoint). A rogue
+	// holder serves another path of unsigned ops to the same checkpoint — the two unsigned puts
+	// in the other order, each re-chained to the forged one before it, so every root and every
+	// `prev_op` of the forgery is consistent but the checkpoint's signed `prev_op` names the real
+	// op. The follower refuses the batch (nothing applied, no object fetched), bans the rogue,
+	// and replays the owner's own path from an honest holder.
+	use sync_net::deltas::{single_owner, KeypairSigner};
+	use sync_primitives::commitment::{Entry, SegmentTrie};
+	use sync_proto::{OpKind, SignedOp, NO_PREV_OP};
+	use sync_store::SegmentWrite;
+	let (p, head) = primary(2 * MIB, 0, ServeLimits::default()).await;
+	let r = Node::start().await;
+	let (_tx, rx) = watch::channel(vec![p.holder(true)]);
+	r.net.sync_segment(SEG, head, rx).await.unwrap();
+	let key = p.cfg.keypair.clone();
+	let signer = KeypairSigner::new(key, [0; 32], 1);
+	let write = |i: u8| SegmentWrite::Put {
+		key: format!("forged/{i}").into_bytes(),
+		data: vec![i; 20_000 + i as usize],
+	};
+	let (end, real) = p.store().apply_signed(SEG, (0..3).map(write).collect(), &signer).unwrap();
+	assert_eq!(real.iter().map(SignedOp::is_checkpoint).collect::<Vec<_>>(), [false, false, true]);
+	// The forgery: ops 1 and 2 of the batch swapped, roots and op chain recomputed.
+	let mut trie = SegmentTrie::new();
+	for e in r.store().listing(SEG, &head.facts.root).unwrap().iter() {
+		trie.insert(e.clone());
+	}
+	let mut forged = Vec::new();
+	let mut prev_op = real[0].op.prev_op;
+	for real_op in [&real[1], &real[0]] {
+		let OpKind::Put { key, cid, size } = &real_op.op.kind else { panic!("a put") };
+		let mut op = real_op.op.clone();
+		op.seq = head.seq + 1 + forged.len() as u64;
+		op.prev_op = prev_op;
+		op.prev_root = trie.facts().root;
+		trie.insert(Entry { key: key.clone(), cid: *cid, size: *size });
+		op.new_root = trie.facts().root;
+		prev_op = op.hash();
+		forged.push(SignedOp { op, signer: real_op.signer.clone(), signature: Vec::new() });
+	}
+	assert_eq!(forged[1].op.new_root, real[2].op.prev_root, "the same root before the checkpoint");
+	assert_ne!(prev_op, real[2].op.prev_op, "but not the same op");
+	assert_ne!(prev_op, NO_PREV_OP);
+	forged.push(real[2].clone());
+	let _ = rogue::FORGED.set(forged);
+	let (bad, asked) = rogue::start_counting(end, rogue::Mode::ForgedPath).await;
+	r.net.dial(bad.peer, bad.addrs.clone()).await.unwrap();
+	let owner = single_owner([0; 32], p.net.peer_id());
+	let err = r.net.catch_up(SEG, end.seq, bad.peer, &owner, None).await.unwrap_err();
+	assert!(err.is_invalid(), "{err}");
+	assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 0, "no object fetched");
+	assert_eq!(r.store().head(SEG), Some(head), "nothing applied");
+	// The follow loop bans such a holder; the owner's own path replays.
+	let caught = r.net.catch_up(SEG, end.seq, p.net.peer_id(), &owner, None).await.unwrap();
+	assert_eq!(caught, end);
+	assert_eq!(r.store().ops(SEG, head.seq + 1, 10).unwrap(), real);
 }

@@ -227,7 +227,10 @@ async fn put(
 	let epoch = handle.write_epoch(segment, &net.peer_id(), head);
 	let refused = if let Err(e) = epoch {
 		Some(match e {
-			crate::NotWritable::NotOwner => refuse(403, format!("segment {segment}: {e}")),
+			crate::NotWritable::NotOwner => refuse(
+				403,
+				format!("this node does not own segment {segment} on chain; write to its owner"),
+			),
 			crate::NotWritable::Behind { .. } => refuse(503, format!("segment {segment}: {e}")),
 		})
 	} else if length > max_object {

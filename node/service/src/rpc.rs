@@ -84,7 +84,7 @@ pub fn rpc_module(
 		let head = net.store().head(segment).map_or(0, |h| h.seq);
 		let epoch = match h.write_epoch(segment, &net.peer_id(), head) {
 			Ok(epoch) => epoch,
-			Err(e @ crate::NotWritable::NotOwner) => return Err(err(9001, format!("segment {segment}: {e}"))),
+			Err(crate::NotWritable::NotOwner) => return Err(err(9001, format!("this node does not own segment {segment} on chain; write to its owner"))),
 			Err(e @ crate::NotWritable::Behind { .. }) => return Err(err(9006, format!("segment {segment}: {e}"))),
 		};
 		let digits = data.strip_prefix("0x").unwrap_or(&data);
