@@ -272,9 +272,7 @@ mod rogue {
 	use super::*;
 	use codec::{Decode, Encode};
 	use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-	use libp2p::{noise, tcp, yamux};
 	use std::sync::atomic::{AtomicU64, Ordering};
-	use sync_net::transfer::protocol::PROTOCOL;
 	use sync_proto::{
 		Envelope, ErrorCode, Op, OpKind, Request, Response, SignedOp, WireEntry, WireHead,
 	};
@@ -313,30 +311,7 @@ mod rogue {
 	pub async fn start_counting(head: Head, mode: Mode) -> (Holder, Arc<AtomicU64>) {
 		let asked = Arc::new(AtomicU64::new(0));
 		let counter = asked.clone();
-		let kp = Keypair::generate_ed25519();
-		let mut swarm = libp2p::SwarmBuilder::with_existing_identity(kp)
-			.with_tokio()
-			.with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-			.unwrap()
-			.with_behaviour(|_| libp2p_stream::Behaviour::new())
-			.unwrap()
-			.with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-			.build();
-		swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
-		let addr = loop {
-			if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
-				swarm.select_next_some().await
-			{
-				break address;
-			}
-		};
-		let peer = *swarm.local_peer_id();
-		let mut incoming = swarm.behaviour().new_control().accept(PROTOCOL).unwrap();
-		tokio::spawn(async move {
-			loop {
-				swarm.select_next_some().await;
-			}
-		});
+		let (peer, addr, mut incoming) = bare_transfer_node().await;
 		tokio::spawn(async move {
 			while let Some((_, mut s)) = incoming.next().await {
 				let asked = counter.clone();

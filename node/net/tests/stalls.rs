@@ -225,9 +225,8 @@ mod rogue {
 	use super::*;
 	use codec::{Decode, Encode};
 	use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-	use libp2p::{noise, tcp, yamux, Stream};
+	use libp2p::Stream;
 	use std::sync::{atomic::AtomicU64, Mutex};
-	use sync_net::transfer::protocol::PROTOCOL;
 	use sync_proto::{
 		Envelope, ErrorCode, Request, Response, WireEntry, WireHead, MAX_REQUEST_BYTES, TAG_MISSING,
 	};
@@ -261,30 +260,7 @@ mod rogue {
 
 	pub async fn start(head: Head, mode: Mode) -> (Holder, Arc<Seen>) {
 		let seen = Arc::new(Seen::default());
-		let kp = Keypair::generate_ed25519();
-		let mut swarm = libp2p::SwarmBuilder::with_existing_identity(kp)
-			.with_tokio()
-			.with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-			.unwrap()
-			.with_behaviour(|_| libp2p_stream::Behaviour::new())
-			.unwrap()
-			.with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-			.build();
-		swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
-		let addr = loop {
-			if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
-				swarm.select_next_some().await
-			{
-				break address;
-			}
-		};
-		let peer = *swarm.local_peer_id();
-		let mut incoming = swarm.behaviour().new_control().accept(PROTOCOL).unwrap();
-		tokio::spawn(async move {
-			loop {
-				swarm.select_next_some().await;
-			}
-		});
+		let (peer, addr, mut incoming) = bare_transfer_node().await;
 		let counts = seen.clone();
 		tokio::spawn(async move {
 			while let Some((_, stream)) = incoming.next().await {

@@ -124,3 +124,39 @@ impl Chain {
 pub fn limit(bytes_per_sec: u64) -> ServeLimits {
 	ServeLimits { bytes_per_sec_per_peer: Some(bytes_per_sec), ..Default::default() }
 }
+
+/// A bare libp2p node (TCP + Noise + Yamux) that speaks only the transfer protocol, for rogue
+/// servers in tests: its peer id, its listen address, and the transfer streams peers open to
+/// it. Its swarm runs in a task.
+pub async fn bare_transfer_node() -> (sync_net::PeerId, Multiaddr, libp2p_stream::IncomingStreams) {
+	use futures::StreamExt;
+	use libp2p::{noise, tcp, yamux};
+	let mut swarm = libp2p::SwarmBuilder::with_existing_identity(Keypair::generate_ed25519())
+		.with_tokio()
+		.with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+		.unwrap()
+		.with_behaviour(|_| libp2p_stream::Behaviour::new())
+		.unwrap()
+		.with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+		.build();
+	swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+	let addr = loop {
+		if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
+			swarm.select_next_some().await
+		{
+			break address;
+		}
+	};
+	let peer = *swarm.local_peer_id();
+	let incoming = swarm
+		.behaviour()
+		.new_control()
+		.accept(sync_net::transfer::protocol::PROTOCOL)
+		.unwrap();
+	tokio::spawn(async move {
+		loop {
+			swarm.select_next_some().await;
+		}
+	});
+	(peer, addr, incoming)
+}
