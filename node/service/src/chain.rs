@@ -128,11 +128,9 @@ where
 		let mut segments = Vec::new();
 		for id in api.node_segments(at, account.clone()).map_err(e)? {
 			let Some(info) = api.segment_info(at, id).map_err(e)? else { continue };
-			let mut primaries = Vec::new();
 			let mut holders = Vec::new();
 			for who in &info.primaries {
 				if let Some((peer, addrs)) = data_plane_of(who)? {
-					primaries.push(peer);
 					holders.push(Holder { peer, addrs, primary: true });
 				}
 			}
@@ -150,7 +148,6 @@ where
 				.map(|(_, status, proven)| (*status, *proven));
 			segments.push(SegmentView {
 				id,
-				primaries,
 				holders,
 				owner: info.owner == account,
 				primary: info.primaries.contains(&account),

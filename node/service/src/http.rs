@@ -223,16 +223,13 @@ async fn put(
 		.ok_or_else(|| refuse(503, "the sync service is not running"))?
 		.clone();
 	let length = length.ok_or_else(|| refuse(411, "content-length required"))?;
-	let head = net.store().head(segment).map_or(0, |h| h.seq);
-	let epoch = handle.write_epoch(segment, &net.peer_id(), head);
+	let epoch = handle.write_epoch_of(&net, segment);
 	let refused = if let Err(e) = epoch {
-		Some(match e {
-			crate::NotWritable::NotOwner => refuse(
-				403,
-				format!("this node does not own segment {segment} on chain; write to its owner"),
-			),
-			crate::NotWritable::Behind { .. } => refuse(503, format!("segment {segment}: {e}")),
-		})
+		let status = match e {
+			crate::NotWritable::NotOwner => 403,
+			crate::NotWritable::Behind { .. } => 503,
+		};
+		Some(refuse(status, e.message(segment)))
 	} else if length > max_object {
 		Some(refuse(413, format!("object of {length} bytes is larger than {max_object}")))
 	} else {

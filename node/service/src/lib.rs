@@ -42,16 +42,16 @@ pub enum NotWritable {
 	},
 }
 
-impl std::fmt::Display for NotWritable {
-	fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl NotWritable {
+	/// What the write APIs (RPC, HTTP) answer for a write to `segment`.
+	pub fn message(&self, segment: SegmentId) -> String {
 		match self {
 			NotWritable::NotOwner => {
-				write!(f, "this node does not own the segment on chain; write to its owner")
+				format!("this node does not own segment {segment} on chain; write to its owner")
 			},
-			NotWritable::Behind { head, first_seq } => write!(
-				f,
-				"this node's copy ends at seq {head}, before its epoch's first seq {first_seq}; \
-				 it is catching up, retry"
+			NotWritable::Behind { head, first_seq } => format!(
+				"segment {segment}: this node's copy ends at seq {head}, before its epoch's first \
+				 seq {first_seq}; it is catching up, retry"
 			),
 		}
 	}
@@ -81,6 +81,17 @@ impl SyncHandle {
 	/// The segments of this node as of the last finalized block.
 	pub fn segments(&self) -> RwLockReadGuard<'_, BTreeMap<SegmentId, SegmentView>> {
 		self.segments.read()
+	}
+
+	/// [`SyncHandle::write_epoch`] for this node's data plane `net` now: its key and its local
+	/// head of `segment`.
+	pub fn write_epoch_of(
+		&self,
+		net: &SyncNetwork,
+		segment: SegmentId,
+	) -> Result<Epoch, NotWritable> {
+		let head = net.store().head(segment).map_or(0, |h| h.seq);
+		self.write_epoch(segment, &net.peer_id(), head)
 	}
 
 	/// The chain's record of ownership epoch `epoch` of `segment` (whose key signs its ops), as
@@ -147,7 +158,6 @@ mod tests {
 		];
 		let seg = SegmentView {
 			id: 7,
-			primaries: vec![me],
 			holders: vec![],
 			owner: true,
 			primary: true,

@@ -81,12 +81,13 @@ pub fn rpc_module(
 	m.register_blocking_method("sync_put", |params, h, _| -> Reply {
 		let (segment, key, data): (u64, String, String) = params.parse()?;
 		let net = net(&h)?;
-		let head = net.store().head(segment).map_or(0, |h| h.seq);
-		let epoch = match h.write_epoch(segment, &net.peer_id(), head) {
-			Ok(epoch) => epoch,
-			Err(crate::NotWritable::NotOwner) => return Err(err(9001, format!("this node does not own segment {segment} on chain; write to its owner"))),
-			Err(e @ crate::NotWritable::Behind { .. }) => return Err(err(9006, format!("segment {segment}: {e}"))),
-		};
+		let epoch = h.write_epoch_of(net, segment).map_err(|e| {
+			let code = match e {
+				crate::NotWritable::NotOwner => 9001,
+				crate::NotWritable::Behind { .. } => 9006,
+			};
+			err(code, e.message(segment))
+		})?;
 		let digits = data.strip_prefix("0x").unwrap_or(&data);
 		if digits.len() / 2 > MAX_RPC_OBJECT {
 			return Err(err(9002, format!("object larger than {MAX_RPC_OBJECT} bytes")));

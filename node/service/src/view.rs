@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use sync_net::{
 	deltas::{Epoch, EpochKey},
-	Holder, PeerId,
+	Holder,
 };
 use sync_primitives::{
 	commitment::Hash32, ChallengeSummary, HoldingStatus, RootSummary, SegmentId,
@@ -16,8 +16,6 @@ use sync_store::Head;
 pub struct SegmentView {
 	/// Segment id.
 	pub id: SegmentId,
-	/// Data-plane peer ids of its Primaries (whose op signatures are accepted).
-	pub primaries: Vec<PeerId>,
 	/// Its Primaries and holders with their data-plane addresses (whom to ask for data).
 	pub holders: Vec<Holder>,
 	/// This node owns (writes) it.

@@ -168,9 +168,7 @@ impl DeltaError {
 			_ => false,
 		}
 	}
-}
 
-impl DeltaError {
 	/// Whether a snapshot to a committed root is the way on: the holder pruned the ops after
 	/// this node's head, or its ops continue another history than this node's from there.
 	pub fn needs_snapshot(&self) -> bool {

@@ -765,8 +765,14 @@ async fn store_call<T: Send + 'static>(
 	io: &mut Io,
 	f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, WireError> {
+	store_result(io, tokio::task::spawn_blocking(f)).await
+}
+
+/// Waits for a store call already running on the blocking pool; the wait is not counted
+/// against the write deadline.
+async fn store_result<T>(io: &mut Io, task: tokio::task::JoinHandle<T>) -> Result<T, WireError> {
 	let started = Instant::now();
-	let r = tokio::task::spawn_blocking(f).await;
+	let r = task.await;
 	io.get_mut().extend(started.elapsed());
 	r.map_err(|e| WireError::Io(io::Error::other(format!("store task failed: {e}"))))
 }
@@ -885,12 +891,7 @@ async fn answer(
 			let mut batches = plan.chunks(GROUP_BATCH).map(<[_]>::to_vec);
 			let mut ahead = batches.next().map(|b| read(reader, b));
 			while let Some(task) = ahead.take() {
-				let started = Instant::now();
-				let (back, groups) = task.await.map_err(|e| {
-					WireError::Io(io::Error::other(format!("store task failed: {e}")))
-				})?;
-				// Waiting for the store is not counted against the write deadline.
-				io.get_mut().extend(started.elapsed());
+				let (back, groups) = store_result(io, task).await?;
 				ahead = batches.next().map(|b| read(back, b));
 				for group in groups {
 					match group {

@@ -43,7 +43,6 @@ fn holders() -> Vec<Holder> {
 fn owned(roots: &[u64]) -> SegmentView {
 	SegmentView {
 		id: SEG,
-		primaries: vec![],
 		holders: holders(),
 		owner: true,
 		primary: true,
