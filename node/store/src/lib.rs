@@ -12,24 +12,24 @@
 //! - `objects/xx/<cid>`: complete large objects as plain files, so serving is one `pread` and
 //!   bulk data never goes through the B-tree (the 2×–3× write amplification of a page store is
 //!   what large objects would otherwise pay).
-//! - `partial/<cid>` and `partial/<cid>.bits`: a large object being downloaded: its data,
-//!   exactly the object's size from creation on, written in place at its offsets, and a sidecar
-//!   of one byte per group, set only after the group was verified and written. Finishing is an
-//!   fsync and a rename of the data file into `objects/`; nothing is ever trimmed.
+//! - `partial/<cid>`: a large object being downloaded: its data, exactly the object's size from
+//!   creation on, each group written in place at its offset once it verified. Which groups are
+//!   there is kept in memory only; reopening re-verifies the file. Finishing is an fsync and a
+//!   rename of the data file into `objects/`; nothing is ever trimmed.
 //! - `quarantine/<cid>`: objects the open check or the scrub found damaged, moved aside (no
 //!   longer held; kept for inspection).
 //!
 //! # Crash safety
-//! Nothing is fsynced per chunk. Group data is `pwrite`n before its bit; bits are written
-//! lazily (every [`BITS_FLUSH_GROUPS`] groups over all objects, and on [`Store::flush`]); small
-//! objects and outboards are committed to the database in batches of [`SMALL_BATCH_BYTES`] (a
-//! partial object whose outboard was not committed yet is discarded on reopen). After `kill -9`
-//! the page cache still holds every completed write, so at most the unflushed bits and the
-//! unflushed small batch are fetched again. The bits are only a hint: reopening a partial
-//! object re-hashes every flagged group against the outboard, so even a torn write after power
-//! loss costs a refetch, never a corrupt byte. A background thread finishes objects: it sets
-//! `done` (no bitfield write after it), fsyncs the data, renames it into `objects/` (the commit
-//! point) and fsyncs the directories; only then is the object durable, and a head that
+//! Nothing is fsynced per chunk, and there is no bitfield on disk. Small objects and outboards
+//! are committed to the database in batches of [`SMALL_BATCH_BYTES`], and pending outboards at
+//! least every [`OUTBOARD_FLUSH_GROUPS`] verified groups (a partial object whose outboard was not
+//! committed yet is discarded on reopen). After `kill -9` the page cache still holds every
+//! completed write, so at most the unflushed small batch and the partials begun since the last
+//! outboard commit are fetched again. Reopening a partial object re-hashes every group of its
+//! file against the outboard and keeps exactly what verifies, so even a torn write after power
+//! loss costs a refetch, never a corrupt byte. A background thread finishes objects: it fsyncs
+//! the data, renames it into `objects/` (the commit point) and fsyncs the directories (once for
+//! many objects); only then is the object durable, and a head that
 //! references an object commits only once it is (small objects in the same or an earlier
 //! durable transaction, large ones after the directory fsync). At open, every large object a
 //! head references is checked for presence and length ([`Store::open_report`]); the scrub
@@ -71,9 +71,9 @@ pub(crate) use sync_primitives::hex::hex_plain as hex;
 pub const SMALL_BATCH_BYTES: usize = 2 << 20;
 /// Snapshots kept servable per segment after the head moves on (see [`Store::pin_snapshot`]).
 pub const PINNED_SNAPSHOTS: usize = 4;
-/// Bits of partial objects are written after this many newly verified groups (2 MiB), over all
-/// objects in progress.
-pub const BITS_FLUSH_GROUPS: u32 = 128;
+/// Pending outboards (what lets a partial object resume after a restart) are committed after at
+/// most this many newly verified groups (2 MiB), over all objects in progress.
+pub const OUTBOARD_FLUSH_GROUPS: u32 = 128;
 
 /// An index key as stored: (segment, object key).
 pub(crate) type IndexKey = (u64, &'static [u8]);
@@ -396,10 +396,9 @@ impl Store {
 	}
 
 	/// Makes everything written so far survive a crash: waits until the objects being finished
-	/// are durable (fsynced, renamed, directories synced), commits pending small objects and
-	/// outboards, and writes the bits of partial objects. Called by the transfer engine
-	/// periodically and at the end of a sync, and needed before a head may reference what was
-	/// received; cheap when nothing is pending.
+	/// are durable (fsynced, renamed, directories synced) and commits pending small objects and
+	/// outboards. Called at the end of a sync and of a replay batch, and needed before a head may
+	/// reference what was received; cheap when nothing is pending.
 	pub fn flush(&self) -> Result<()> {
 		self.inner.objects.flush(&self.inner.db)
 	}

@@ -1,27 +1,32 @@
 //! Objects by CID: small ones inline in the database, large ones as files with outboards, and
-//! partial (downloading) large objects written in place, with a lazily persisted bitfield of
-//! verified groups in a sidecar file.
+//! partial (downloading) large objects written in place.
+//!
+//! # What a partial object is
+//! `partial/<cid>`: exactly `size` bytes from creation on (sparse), each group written in place
+//! at its offset once it verified against the outboard. Which groups are there lives in memory
+//! only: there is no bitfield on disk. Reopening a partial after a restart re-verifies every
+//! group of the file against the committed outboard (holes and torn or lost writes fail and are
+//! fetched again), so what it keeps is exactly what verifies, and a crash costs a refetch,
+//! never a wrong byte. (An on-disk bitfield was only ever a hint that still had to be
+//! re-verified; as a sidecar file it cost one more inode created and unlinked per object, and
+//! that measurably slowed the snapshot sync.)
 //!
 //! # Finishing a partial object
-//! A partial object is `partial/<cid>` (exactly `size` bytes from the start, groups written in
-//! place) and `partial/<cid>.bits` (one byte per group, set only after the group was verified
-//! and written). The finisher thread commits a complete one in these steps, each safe to crash
-//! after:
-//! 1. `done` is set under the bits lock, after one last write of the (full) bitfield: no
-//!    bitfield write can follow (see [`Partial::write_bits`]). A crash now leaves a partial
-//!    whose every group is flagged; reopening re-verifies them all and finishes again.
-//! 2. The data file is fsynced. A crash leaves the same partial, now also safe from power loss.
+//! The finisher thread commits a complete one in these steps, each safe to crash after:
+//! 1. `done` is set: the object is the finisher's; it is not durable yet.
+//! 2. The data file is fsynced. A crash leaves a partial whose every group verifies, which
+//!    reopening finishes again.
 //! 3. The data file is renamed to `objects/xx/<cid>`: the commit point. The file already has
-//!    exactly the object's bytes, so there is nothing to trim; a crash leaves a complete object
-//!    (and a sidecar that the next open removes).
-//! 4. The directories (`objects/xx` and `partial/`) are fsynced, for all objects of the batch at
-//!    once. Only after this does the object count as durable ([`Store::flush`] waits for it, and
-//!    [`Store::has_object_in`], which decides what a head may reference, says no before it).
-//! 5. The sidecar is removed and the object leaves the in-memory partials.
+//!    exactly the object's bytes, so there is nothing to trim.
+//! 4. The directories (`objects/xx` and `partial/`) are fsynced, for every object renamed since
+//!    the last round at once: when [`FINISH_BATCH`] objects await it, or as soon as anyone
+//!    waits for durability ([`Store::flush`], before a head may reference the objects). Only
+//!    after this does the object count as durable ([`Store::has_object_in`], which decides what
+//!    a head may reference, says no before it) and leave the in-memory partials.
 use crate::{
 	hex,
 	integrity::{OpenReport, ScrubCursor},
-	Cid, Result, Store, StoreError, BITS_FLUSH_GROUPS, BLOBS, OUTBOARDS, SMALL_BATCH_BYTES,
+	Cid, Result, Store, StoreError, BLOBS, OUTBOARDS, OUTBOARD_FLUSH_GROUPS, SMALL_BATCH_BYTES,
 };
 use parking_lot::{Condvar, Mutex};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
@@ -32,7 +37,7 @@ use std::{
 	os::unix::fs::FileExt,
 	path::{Path, PathBuf},
 	sync::{
-		atomic::{AtomicU32, Ordering},
+		atomic::{AtomicU32, AtomicUsize, Ordering},
 		mpsc::{Receiver, Sender},
 		Arc,
 	},
@@ -42,7 +47,8 @@ use sync_primitives::{
 	outboard::{group_range, groups_of, verify_group, Outboard},
 };
 
-/// Most objects the finisher commits with one round of directory fsyncs.
+/// Most objects renamed into `objects/` whose directories are not synced yet: the finisher runs
+/// one round of directory fsyncs for all of them (sooner if someone waits for durability).
 const FINISH_BATCH: usize = 64;
 
 /// What the store has of an object.
@@ -74,24 +80,28 @@ pub(crate) struct Partial {
 	leaves: Vec<Hash32>,
 	/// `partial/<cid>`: exactly `size` bytes, each group written in place at its offset.
 	data: File,
-	/// `partial/<cid>.bits`: one byte per group. Written only with this lock held, and never once
-	/// `done` is set (see [`Partial::write_bits`]).
-	bits: Mutex<File>,
 	state: Mutex<PartialState>,
-	hooks: Arc<Hooks>,
 }
 
 struct PartialState {
+	/// One byte per group, non-zero once the group verified and was written (memory only).
 	have: Vec<u8>,
 	missing: u64,
-	/// Bits changed since they were last written.
-	dirty: bool,
-	/// Handed to the finisher: no more bitfield writes.
+	/// Handed to the finisher: not durable until its directory round.
 	done: bool,
 }
 
 /// A partial object whose last group is verified, handed to the finisher thread.
 type Finished = (Hash32, Arc<Partial>);
+
+/// Work for the finisher thread.
+enum Job {
+	/// Commit this complete object.
+	Finish(Finished),
+	/// Someone waits for durability: run the directory round now (a wake-up; the finisher also
+	/// checks [`Objects::waiters`] after every batch).
+	Sync,
+}
 
 /// The steps of finishing a partial object (see the module docs), named for the tests'
 /// simulated crashes.
@@ -99,13 +109,13 @@ type Finished = (Hash32, Arc<Partial>);
 pub(crate) enum FinishStep {
 	/// Handed to the finisher, nothing done yet.
 	Queued,
-	/// `done` set and the full bitfield written.
+	/// `done` set.
 	Done,
 	/// Data fsynced.
 	Synced,
 	/// Renamed into `objects/`, directories not synced yet.
 	Renamed,
-	/// Directories synced, the sidecar not removed yet.
+	/// Directories synced, the object not yet out of the in-memory partials.
 	DirSynced,
 }
 
@@ -116,13 +126,9 @@ pub(crate) struct Hooks {
 	#[cfg(test)]
 	pub(crate) crash_after: Mutex<Option<FinishStep>>,
 	/// Set once a simulated crash happened: from then on nothing more reaches the files (no
-	/// bits, no batch, no further finishing), as after a `kill -9`.
+	/// batch, no further finishing), as after a `kill -9`.
 	#[cfg(test)]
 	crashed: std::sync::atomic::AtomicBool,
-	/// Runs once inside [`Partial::write_bits`], after the `done` check and before the write.
-	#[cfg(test)]
-	#[allow(clippy::type_complexity)]
-	pub(crate) before_bits_write: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 #[cfg(test)]
@@ -137,12 +143,6 @@ impl Hooks {
 	fn crashed(&self) -> bool {
 		self.crashed.load(Ordering::SeqCst)
 	}
-	fn before_bits_write(&self) {
-		let hook = self.before_bits_write.lock().take();
-		if let Some(f) = hook {
-			f();
-		}
-	}
 }
 
 #[cfg(not(test))]
@@ -155,17 +155,18 @@ impl Hooks {
 	fn crashed(&self) -> bool {
 		false
 	}
-	#[inline(always)]
-	fn before_bits_write(&self) {}
 }
 
 pub(crate) struct Objects {
 	dir: PathBuf,
 	pending: Mutex<Pending>,
 	partials: Arc<Mutex<HashMap<Hash32, Arc<Partial>>>>,
-	finisher: Mutex<Option<Sender<Finished>>>,
+	finisher: Mutex<Option<Sender<Job>>>,
 	finishing: Arc<(Mutex<usize>, Condvar)>,
-	/// Verified groups whose bits are not written yet, over all partial objects.
+	/// Threads waiting in [`Objects::wait_finished`]: while any is, the finisher syncs
+	/// directories after every batch instead of collecting [`FINISH_BATCH`] objects first.
+	waiters: Arc<AtomicUsize>,
+	/// Groups verified since pending outboards were last committed, over all partial objects.
 	dirty_groups: AtomicU32,
 	pub(crate) hooks: Arc<Hooks>,
 	/// What the check at open found (see [`Store::open_report`]).
@@ -199,6 +200,7 @@ impl Objects {
 			partials: Arc::new(Mutex::new(HashMap::new())),
 			finisher: Mutex::new(None),
 			finishing: Arc::new((Mutex::new(0), Condvar::new())),
+			waiters: Arc::new(AtomicUsize::new(0)),
 			dirty_groups: AtomicU32::new(0),
 			hooks: Arc::new(Hooks::default()),
 			report: Mutex::new(OpenReport::default()),
@@ -210,7 +212,7 @@ impl Objects {
 	/// module docs) off the transfer's hot path.
 	fn finish_later(&self, cid: Hash32, p: Arc<Partial>) -> Result<()> {
 		*self.finishing.0.lock() += 1;
-		let sent = self.send_to_finisher((cid, p));
+		let sent = self.send_to_finisher(Job::Finish((cid, p)));
 		if sent.is_err() {
 			// Never handed over: nothing to wait for.
 			finished(&self.finishing, 1);
@@ -218,15 +220,18 @@ impl Objects {
 		sent
 	}
 
-	fn send_to_finisher(&self, f: Finished) -> Result<()> {
+	fn send_to_finisher(&self, f: Job) -> Result<()> {
 		let mut tx = self.finisher.lock();
 		if tx.is_none() {
-			let (send, recv) = std::sync::mpsc::channel::<Finished>();
+			let (send, recv) = std::sync::mpsc::channel::<Job>();
 			let ctx = FinishCtx {
 				dir: self.dir.clone(),
 				partials: self.partials.clone(),
 				finishing: self.finishing.clone(),
+				waiters: self.waiters.clone(),
 				hooks: self.hooks.clone(),
+				renamed: Vec::new(),
+				dirs: BTreeSet::new(),
 			};
 			std::thread::Builder::new()
 				.name("sync-store-finisher".into())
@@ -240,12 +245,23 @@ impl Objects {
 		Ok(())
 	}
 
-	/// Waits until every handed-over object is committed and durable.
+	/// Waits until every handed-over object is committed and durable. The finisher learns of
+	/// the wait (`waiters`, and a [`Job::Sync`] in case it is idle) and syncs directories at once.
 	fn wait_finished(&self) {
+		if *self.finishing.0.lock() == 0 {
+			return;
+		}
+		self.waiters.fetch_add(1, Ordering::SeqCst);
+		if let Some(tx) = self.finisher.lock().as_ref() {
+			// A send fails only if the finisher is gone, and then nothing is left to wait for.
+			let _ = tx.send(Job::Sync);
+		}
 		let mut n = self.finishing.0.lock();
 		while *n > 0 {
 			self.finishing.1.wait(&mut n);
 		}
+		drop(n);
+		self.waiters.fetch_sub(1, Ordering::SeqCst);
 	}
 
 	fn object_path(&self, cid: &Hash32) -> PathBuf {
@@ -255,7 +271,7 @@ impl Objects {
 		partial_path(&self.dir, cid)
 	}
 	fn bits_path(&self, cid: &Hash32) -> PathBuf {
-		bits_path(&self.dir, cid)
+		legacy_bits_path(&self.dir, cid)
 	}
 
 	/// Whether the finisher holds `cid` between its first step and the end of its directory
@@ -273,11 +289,10 @@ impl Objects {
 	}
 
 	/// Waits for finishing objects (durable: fsynced, renamed, directories synced), then commits
-	/// pending small objects and outboards and writes dirty bitfields.
+	/// pending small objects and outboards.
 	pub(crate) fn flush(&self, db: &Database) -> Result<()> {
 		self.wait_finished();
-		self.commit_pending(db)?;
-		self.write_all_bits()
+		self.commit_pending(db)
 	}
 
 	/// Commits the pending batch of small objects and outboards (one durable transaction).
@@ -311,19 +326,6 @@ impl Objects {
 			for cid in outboards.keys() {
 				p.outboards.remove(cid);
 			}
-		}
-		Ok(())
-	}
-
-	/// Writes the bits of every partial object that changed. Outboards must be committed first:
-	/// bits without their outboard are worthless after a crash.
-	fn write_all_bits(&self) -> Result<()> {
-		if self.hooks.crashed() {
-			return Ok(());
-		}
-		let partials: Vec<_> = self.partials.lock().values().cloned().collect();
-		for p in partials {
-			p.write_bits()?;
 		}
 		Ok(())
 	}
@@ -366,12 +368,6 @@ impl Objects {
 		}
 		Ok(db.begin_read()?.open_table(OUTBOARDS)?.get(cid)?.map(|v| v.value().to_vec()))
 	}
-
-	/// The partial object in memory, if any (for tests that drive its steps directly).
-	#[cfg(test)]
-	pub(crate) fn partial_in_memory(&self, cid: &Hash32) -> Option<Arc<Partial>> {
-		self.partials.lock().get(cid).cloned()
-	}
 }
 
 /// Takes `n` objects off the count [`Objects::wait_finished`] waits on.
@@ -386,88 +382,96 @@ struct FinishCtx {
 	dir: PathBuf,
 	partials: Arc<Mutex<HashMap<Hash32, Arc<Partial>>>>,
 	finishing: Arc<(Mutex<usize>, Condvar)>,
+	waiters: Arc<AtomicUsize>,
 	hooks: Arc<Hooks>,
+	/// Renamed into `objects/`, directories not synced yet (still counted in `finishing`).
+	renamed: Vec<Hash32>,
+	/// The directories those renames touched.
+	dirs: BTreeSet<PathBuf>,
 }
 
 impl FinishCtx {
-	/// Commits objects as they are handed over, in batches of whatever is queued (up to
-	/// [`FINISH_BATCH`]), so one round of directory fsyncs serves many objects.
-	fn run(self, recv: Receiver<Finished>) {
+	/// Commits objects as they are handed over, in batches of whatever is queued; runs the
+	/// directory round (step 4) once [`FINISH_BATCH`] renamed objects await it or as soon as
+	/// anyone waits for durability.
+	fn run(mut self, recv: Receiver<Job>) {
 		while let Ok(first) = recv.recv() {
 			let mut batch = vec![first];
 			while batch.len() < FINISH_BATCH {
 				match recv.try_recv() {
-					Ok(f) => batch.push(f),
+					Ok(j) => batch.push(j),
 					Err(_) => break,
 				}
 			}
-			self.finish_batch(&batch);
-			finished(&self.finishing, batch.len());
+			for job in batch {
+				if let Job::Finish((cid, p)) = job {
+					self.finish_one(cid, &p);
+				}
+			}
+			let wanted = self.waiters.load(Ordering::SeqCst) > 0;
+			if self.hooks.crashed() || wanted || self.renamed.len() >= FINISH_BATCH {
+				self.sync_renamed();
+			}
 		}
 	}
 
-	/// Steps 1–5 of the module docs for a batch. An object that fails stays in the partials
-	/// (not durable, so no head can reference it); the error is logged.
-	fn finish_batch(&self, batch: &[Finished]) {
-		let mut renamed = Vec::with_capacity(batch.len());
-		let mut dirs = BTreeSet::new();
-		for (cid, p) in batch {
-			if self.hooks.crashed() || self.hooks.crash_after(FinishStep::Queued) {
-				return;
-			}
-			match self.commit_data(cid, p) {
+	/// Steps 1–3 for one object. One that fails stays in the partials (not durable, so no head
+	/// can reference it); the error is logged and nobody waits for it.
+	fn finish_one(&mut self, cid: Hash32, p: &Partial) {
+		if !self.hooks.crashed() && !self.hooks.crash_after(FinishStep::Queued) {
+			match self.commit_data(&cid, p) {
 				Ok(true) => {
-					let path = object_path(&self.dir, cid);
-					if let Some(d) = path.parent() {
-						dirs.insert(d.to_path_buf());
+					if let Some(d) = object_path(&self.dir, &cid).parent() {
+						self.dirs.insert(d.to_path_buf());
 					}
-					renamed.push(*cid);
+					self.renamed.push(cid);
+					return;
 				},
 				// A simulated crash.
-				Ok(false) => return,
+				Ok(false) => {},
 				Err(e) => {
-					log::error!(target: "sync-store", "finishing object {}: {e}", Cid(*cid));
+					log::error!(target: "sync-store", "finishing object {}: {e}", Cid(cid));
 				},
 			}
 		}
-		if renamed.is_empty() || self.hooks.crash_after(FinishStep::Renamed) {
+		finished(&self.finishing, 1);
+	}
+
+	/// Step 4 for every object renamed since the last round: the new names in `objects/xx` (and
+	/// the removed ones in `partial/`) are durable before anyone is told the objects are
+	/// (`flush` returns, and a head may reference them).
+	fn sync_renamed(&mut self) {
+		let renamed = std::mem::take(&mut self.renamed);
+		let mut dirs = std::mem::take(&mut self.dirs);
+		if renamed.is_empty() {
 			return;
 		}
-		// 4. The new names in `objects/xx` (and the removed ones in `partial/`) are durable
-		// before anyone is told the objects are: `flush` returns, and a head may reference them.
-		dirs.insert(self.dir.join("partial"));
-		for d in &dirs {
-			if let Err(e) = sync_dir(d) {
-				log::error!(
-					target: "sync-store",
-					"syncing {}: {e}; {} finished objects are not durable",
-					d.display(),
-					renamed.len()
-				);
-				return;
-			}
-		}
-		if self.hooks.crash_after(FinishStep::DirSynced) {
-			return;
-		}
-		// 5. The sidecar mattered only before the rename (a leftover is removed at open).
-		for cid in &renamed {
-			if let Err(e) = fs::remove_file(bits_path(&self.dir, cid)) {
-				if e.kind() != ErrorKind::NotFound {
-					log::warn!(target: "sync-store", "removing bits of {}: {e}", Cid(*cid));
+		let n = renamed.len();
+		if !self.hooks.crashed() && !self.hooks.crash_after(FinishStep::Renamed) {
+			dirs.insert(self.dir.join("partial"));
+			let synced = dirs.iter().try_for_each(|d| {
+				sync_dir(d).map_err(|e| {
+					log::error!(
+						target: "sync-store",
+						"syncing {}: {e}; {n} finished objects are not durable",
+						d.display(),
+					)
+				})
+			});
+			if synced.is_ok() && !self.hooks.crash_after(FinishStep::DirSynced) {
+				let mut partials = self.partials.lock();
+				for cid in &renamed {
+					partials.remove(cid);
 				}
 			}
 		}
-		let mut partials = self.partials.lock();
-		for cid in &renamed {
-			partials.remove(cid);
-		}
+		finished(&self.finishing, n);
 	}
 
 	/// Steps 1–3 for one object; `Ok(false)` if a simulated crash stopped it.
 	fn commit_data(&self, cid: &Hash32, p: &Partial) -> Result<bool> {
-		// 1. No bitfield write after this one.
-		p.mark_done(cid);
+		// 1. The object is the finisher's.
+		p.state.lock().done = true;
 		if self.hooks.crash_after(FinishStep::Done) {
 			return Ok(false);
 		}
@@ -492,11 +496,12 @@ pub(crate) fn partial_path(dir: &Path, cid: &Hash32) -> PathBuf {
 	dir.join("partial").join(hex(cid))
 }
 
-/// Suffix of a partial object's bitfield sidecar, next to its data in `partial/`.
+/// Suffix of the bitfield sidecar an older store kept next to a partial's data in `partial/`
+/// (removed at open and whenever its partial goes).
 pub(crate) const BITS_SUFFIX: &str = ".bits";
 
-/// The bitfield of a partial object: one byte per group, non-zero once the group verified.
-pub(crate) fn bits_path(dir: &Path, cid: &Hash32) -> PathBuf {
+/// Where an older store kept a partial object's bitfield sidecar.
+pub(crate) fn legacy_bits_path(dir: &Path, cid: &Hash32) -> PathBuf {
 	dir.join("partial").join(format!("{}{BITS_SUFFIX}", hex(cid)))
 }
 
@@ -532,77 +537,6 @@ fn write_durable(path: &Path, data: &[u8]) -> Result<()> {
 		sync_dir(dir)?;
 	}
 	Ok(())
-}
-
-/// Reads up to `buf.len()` bytes from the start of `f`; bytes past its end stay as they are.
-fn read_prefix(f: &File, buf: &mut [u8]) -> std::io::Result<()> {
-	let mut done = 0;
-	while done < buf.len() {
-		match f.read_at(&mut buf[done..], done as u64) {
-			Ok(0) => break,
-			Ok(n) => done += n,
-			Err(e) if e.kind() == ErrorKind::Interrupted => {},
-			Err(e) => return Err(e),
-		}
-	}
-	Ok(())
-}
-
-impl Partial {
-	/// Writes the bitfield to the sidecar if any group changed since the last write; `Ok(true)`
-	/// if it wrote.
-	///
-	/// This cannot race with finishing. The `done` check and the write happen in one critical
-	/// section of the `bits` lock, and the finisher sets `done` only inside that lock too
-	/// ([`Partial::mark_done`]). That leaves two interleavings: this write runs first and
-	/// completes, and the finisher then writes the full bitfield and sets `done`; or the finisher
-	/// runs first, and this call sees `done` and writes nothing. No bitfield write can land after
-	/// `done`, so none can land after the rename or the removal of the sidecar. Even a bitfield
-	/// write that did would not touch the object: the bits are in the sidecar, never in the data
-	/// file, which is exactly `size` bytes from creation on.
-	///
-	/// (A data `pwrite` in [`Store::write_group`] can still land after finishing: two writers
-	/// verified the same group, one set its bit and completed the object. It writes bytes that
-	/// verified against the same leaf to the same offset inside the file, so they are the bytes
-	/// already there, and the file's length does not change.)
-	pub(crate) fn write_bits(&self) -> Result<bool> {
-		let bits = self.bits.lock();
-		let snapshot = {
-			let mut s = self.state.lock();
-			if s.done || !s.dirty {
-				return Ok(false);
-			}
-			s.dirty = false;
-			s.have.clone()
-		};
-		self.hooks.before_bits_write();
-		// Data was pwritten before its bit was set, so the sidecar never claims unwritten groups.
-		if let Err(e) = bits.write_all_at(&snapshot, 0) {
-			self.state.lock().dirty = true;
-			return Err(e.into());
-		}
-		Ok(true)
-	}
-
-	/// Finishing step 1: writes the bitfield (every group flagged) once more and sets `done`, both
-	/// under the bits lock, so no bitfield write follows. A failed write is only logged: the bits
-	/// are a hint, and losing them costs a refetch after a crash, never a wrong byte.
-	pub(crate) fn mark_done(&self, cid: &Hash32) {
-		let bits = self.bits.lock();
-		let snapshot = self.state.lock().have.clone();
-		if let Err(e) = bits.write_all_at(&snapshot, 0) {
-			log::warn!(target: "sync-store", "writing bits of {}: {e}", Cid(*cid));
-		}
-		let mut s = self.state.lock();
-		s.done = true;
-		s.dirty = false;
-	}
-
-	/// Marks the bits changed (for tests that drive a write directly).
-	#[cfg(test)]
-	pub(crate) fn set_dirty(&self) {
-		self.state.lock().dirty = true;
-	}
 }
 
 impl Store {
@@ -713,8 +647,8 @@ impl Store {
 		};
 		let groups = groups_of(size);
 		let len = data.metadata()?.len();
-		// The data file is exactly `size` bytes. A store written before the bits moved to the
-		// sidecar kept them after the data (`size + groups` bytes): read them, then cut them off.
+		// The data file is exactly `size` bytes. An older store kept a bitfield after the data
+		// (`size + groups` bytes): it is cut off (bits are not trusted anyway; see below).
 		let legacy = size.checked_add(groups) == Some(len);
 		if len != size && !legacy {
 			// A partial for a different size claim: discard it.
@@ -746,59 +680,32 @@ impl Store {
 				return Ok(None);
 			},
 		};
-		let leaves = ob.group_cvs();
-		let bits_path = o.bits_path(cid);
-		let sidecar = bits_path.exists();
-		let bits = OpenOptions::new()
-			.read(true)
-			.write(true)
-			.create(true)
-			.truncate(false)
-			.open(&bits_path)?;
-		let mut have = vec![0u8; groups as usize];
-		if sidecar {
-			// Written only partly (or not yet): the rest reads as zeros, fetched again.
-			read_prefix(&bits, &mut have)?;
-		} else if !legacy {
-			// No sidecar at all: an object an older store finished up to its truncate before a
-			// crash (every group verified, the bits cut off), or a sidecar lost with a power
-			// loss. Every group is a candidate; each is re-verified below, so this costs one
-			// read of the object and keeps whatever verified data is there.
-			have.fill(1);
-		}
 		if legacy {
-			let mut tail = vec![0u8; groups as usize];
-			data.read_exact_at(&mut tail, size)?;
-			for (h, t) in have.iter_mut().zip(tail) {
-				*h |= t;
-			}
+			data.set_len(size)?;
 		}
-		// The bits are a hint: re-verify every flagged group before trusting it.
+		// An older store's sidecar: not needed, never trusted.
+		let _ = fs::remove_file(o.bits_path(cid));
+		let leaves = ob.group_cvs();
+		// What is there is what verifies: every group is read back and checked against its leaf
+		// (one read of the partial, once per restart). Holes, torn writes and writes a power
+		// loss dropped fail and are fetched again.
+		let mut have = vec![0u8; groups as usize];
 		let mut buf = vec![0u8; GROUP_LEN as usize];
 		for g in 0..groups {
-			if have[g as usize] != 0 {
-				let ok = group_range(size, g).is_some_and(|(s, e)| {
-					let b = &mut buf[..(e - s) as usize];
-					data.read_exact_at(b, s).is_ok()
-						&& verify_group(cid, size, leaves.get(g as usize), g, b).is_ok()
-				});
-				have[g as usize] = ok as u8;
-			}
+			let ok = group_range(size, g).is_some_and(|(s, e)| {
+				let b = &mut buf[..(e - s) as usize];
+				data.read_exact_at(b, s).is_ok()
+					&& verify_group(cid, size, leaves.get(g as usize), g, b).is_ok()
+			});
+			have[g as usize] = ok as u8;
 		}
 		let missing = have.iter().filter(|h| **h == 0).count() as u64;
 		let p = Arc::new(Partial {
 			size,
 			leaves,
 			data,
-			bits: Mutex::new(bits),
-			state: Mutex::new(PartialState { have, missing, dirty: true, done: false }),
-			hooks: o.hooks.clone(),
+			state: Mutex::new(PartialState { have, missing, done: false }),
 		});
-		p.write_bits()?;
-		if legacy {
-			// Only now that the sidecar holds the bits.
-			p.data.set_len(size)?;
-		}
 		let (p, ours) = {
 			let mut partials = o.partials.lock();
 			let kept = partials.entry(*cid).or_insert_with(|| p.clone()).clone();
@@ -820,8 +727,8 @@ impl Store {
 	}
 
 	/// Prepares to receive object `(cid, size)`: checks `outboard` against the CID and creates
-	/// the partial files (the data file at the object's size, sparse until the groups arrive, and
-	/// its bitfield sidecar). Not needed (and `outboard` ignored) for small objects.
+	/// the partial data file at the object's size, sparse until the groups arrive. Not needed
+	/// (and `outboard` ignored) for small objects.
 	pub fn begin_object(&self, cid: &Hash32, size: u64, outboard: &[u8]) -> Result<()> {
 		if is_small(size) || self.has_object_sized(cid, size)? || self.partial(cid, size)?.is_some()
 		{
@@ -840,24 +747,15 @@ impl Store {
 			.open(o.partial_path(cid))?;
 		// Exactly the object's size from the start: finishing never changes the file's length.
 		data.set_len(size)?;
-		let bits = OpenOptions::new()
-			.read(true)
-			.write(true)
-			.create(true)
-			.truncate(true)
-			.open(o.bits_path(cid))?;
 		let p = Arc::new(Partial {
 			size,
 			leaves: ob.group_cvs(),
 			data,
-			bits: Mutex::new(bits),
 			state: Mutex::new(PartialState {
 				have: vec![0; groups as usize],
 				missing: groups,
-				dirty: false,
 				done: false,
 			}),
-			hooks: o.hooks.clone(),
 		});
 		o.partials.lock().entry(*cid).or_insert(p);
 		Ok(())
@@ -895,7 +793,9 @@ impl Store {
 		if p.state.lock().have[index as usize] != 0 {
 			return Ok(false);
 		}
-		// (Can land after the object finished; harmless, see `Partial::write_bits`.)
+		// (Can land after the object finished: two writers verified the same group, and the
+		// other set its bit and completed the object. It writes the bytes already there, bytes
+		// that verified against the same leaf, at the same offset; the length never changes.)
 		p.data.write_all_at(data, index * GROUP_LEN)?;
 		let complete = {
 			let mut s = p.state.lock();
@@ -904,21 +804,20 @@ impl Store {
 			}
 			s.have[index as usize] = 1;
 			s.missing -= 1;
-			s.dirty = true;
 			s.missing == 0
 		};
 		let o = self.objects();
 		if complete {
 			o.finish_later(*cid, p)?;
 		}
-		// Bits are written once per BITS_FLUSH_GROUPS verified groups over all objects, so a
-		// crash loses at most that much however many objects are in progress.
-		if o.dirty_groups.fetch_add(1, Ordering::Relaxed) + 1 >= BITS_FLUSH_GROUPS {
+		// A partial resumes after a restart only if its outboard is committed: pending outboards
+		// are, once per OUTBOARD_FLUSH_GROUPS verified groups over all objects, so a crash costs
+		// at most that much of the objects begun since.
+		if o.dirty_groups.fetch_add(1, Ordering::Relaxed) + 1 >= OUTBOARD_FLUSH_GROUPS {
 			o.dirty_groups.store(0, Ordering::Relaxed);
 			if !o.pending.lock().outboards.is_empty() {
 				o.commit_pending(&self.inner.db)?;
 			}
-			o.write_all_bits()?;
 		}
 		Ok(complete)
 	}

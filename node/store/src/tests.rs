@@ -204,7 +204,7 @@ fn crash_child() {
 }
 
 #[test]
-fn kill_9_mid_transfer_loses_at_most_unflushed_bits() {
+fn kill_9_mid_transfer_keeps_every_verified_group() {
 	let dir = tempfile::tempdir().unwrap();
 	let (src, head) = source(&dir.path().join("src"));
 	let big = src.lookup(7, b"big").unwrap();
@@ -235,9 +235,11 @@ fn kill_9_mid_transfer_loses_at_most_unflushed_bits() {
 		panic!()
 	};
 	let kept = groups_of(big.size) - missing.len() as u64;
-	// Bits are written every BITS_FLUSH_GROUPS groups: at most that many are refetched.
-	assert!(kept <= half && kept + BITS_FLUSH_GROUPS as u64 >= half, "kept {kept} of {half}");
-	assert_eq!(kept, (half / BITS_FLUSH_GROUPS as u64) * BITS_FLUSH_GROUPS as u64);
+	// The outboard was committed (OUTBOARD_FLUSH_GROUPS groups in) and the page cache kept every
+	// write: reopening verifies exactly the groups written, nothing more and nothing less.
+	assert!(half >= OUTBOARD_FLUSH_GROUPS as u64, "the test needs the outboard committed");
+	assert_eq!(kept, half, "kept {kept} of {half}");
+	assert_eq!(missing, (half..groups_of(big.size)).collect::<Vec<_>>());
 	// Finish: only the missing groups are written, and the root matches.
 	for e in src.listing(7, &head.facts.root).unwrap().iter() {
 		dst.begin_object(&e.cid, e.size, &src.outboard(&e.cid).unwrap()).unwrap();

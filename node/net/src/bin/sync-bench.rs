@@ -72,14 +72,23 @@ fn rss_peak_kib() -> u64 {
 		.unwrap_or(0)
 }
 
+/// The bench's downloaders stand for holders the chain lists, but no chain tells the serving
+/// node who they are: serve every peer with a known peer's limits (streams, answer slots, no
+/// unknown-peer byte rate), as a registered Replica is served. And the bench measures transfers:
+/// no background scrub reads the store meanwhile.
+fn serve_as_registered(cfg: &mut NetConfig) {
+	let l = &mut cfg.limits;
+	l.unknown_peer_bytes_per_sec = None;
+	l.max_streams_per_unknown_peer = l.max_streams_per_peer;
+	l.max_streams_unknown = l.max_streams;
+	l.max_requests_unknown = l.max_requests;
+	cfg.scrub_rate = 0;
+}
+
 async fn start(dir: &std::path::Path) -> SyncNetwork {
 	let store = Store::open(dir).expect("open store");
 	let mut cfg = NetConfig::new(Keypair::generate_ed25519());
-	// The bench's downloaders stand for holders the chain lists, which are not rate-limited as
-	// unknown peers; no chain tells this Primary who they are.
-	cfg.limits.unknown_peer_bytes_per_sec = None;
-	// The bench measures transfers: no background scrub reading the store meanwhile.
-	cfg.scrub_rate = 0;
+	serve_as_registered(&mut cfg);
 	if let Ok(w) = std::env::var("SYNC_BENCH_YAMUX_WINDOW") {
 		cfg.yamux_window = w.parse().ok();
 	}
@@ -533,10 +542,8 @@ mod deltas {
 	async fn node_limited(dir: &std::path::Path, per_peer: Option<u64>) -> (SyncNetwork, Holder) {
 		let mut cfg = NetConfig::new(Keypair::generate_ed25519());
 		cfg.head_poll = Duration::from_millis(500);
+		serve_as_registered(&mut cfg);
 		cfg.limits.bytes_per_sec_per_peer = per_peer;
-		// Holders the chain would list (see `start`).
-		cfg.limits.unknown_peer_bytes_per_sec = None;
-		cfg.scrub_rate = 0;
 		let net = SyncNetwork::start(cfg, Store::open(dir).expect("open store"))
 			.await
 			.expect("start");

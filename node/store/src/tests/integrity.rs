@@ -1,9 +1,9 @@
-//! Store ordering and integrity: the bitfield write against the finisher, a crash at each step
-//! of finishing, the check at open, and the scrub.
+//! Store ordering and integrity: late writes against the finisher, a crash at each step of
+//! finishing, the check at open, and the scrub.
 use super::{blob, group, put, source};
 use crate::{
 	hex,
-	objects::{bits_path, object_path, partial_path, FinishStep},
+	objects::{legacy_bits_path, object_path, partial_path, FinishStep},
 	Cid, Entry, ObjectState, OpenReport, Store, StoreError, BLOBS, OUTBOARDS,
 };
 use redb::ReadableTable;
@@ -11,13 +11,11 @@ use std::{
 	fs::{self, OpenOptions},
 	os::unix::fs::FileExt,
 	path::Path,
-	sync::mpsc,
-	time::Duration,
 };
 use sync_primitives::{commitment::GROUP_LEN, outboard::groups_of};
 
-/// 51 groups: fewer than `BITS_FLUSH_GROUPS`, so no `write_group` of a test below flushes bits
-/// by itself (the tests decide when bits are written).
+/// 51 groups: fewer than `OUTBOARD_FLUSH_GROUPS`, so no `write_group` of a test below commits
+/// the outboard by itself (the tests decide when, with `flush`).
 fn medium(seed: u64) -> Vec<u8> {
 	blob(seed, 50 * GROUP_LEN as usize + 1000)
 }
@@ -29,7 +27,7 @@ fn hold(store: &Store, key: &str, data: Vec<u8>) -> Entry {
 }
 
 /// Starts object `e` in `dst` and writes every group but the last from `src`, then flushes (the
-/// outboard is committed, those groups' bits are written). Returns the last group's index.
+/// outboard is committed). Returns the last group's index.
 fn all_but_last(src: &Store, dst: &Store, e: &Entry) -> u64 {
 	dst.begin_object(&e.cid, e.size, &src.outboard(&e.cid).unwrap()).unwrap();
 	let last = groups_of(e.size) - 1;
@@ -54,6 +52,10 @@ fn sorted(mut v: Vec<Cid>) -> Vec<Cid> {
 	v
 }
 
+/// The defect: a bitfield write (the bits once lived after the data, then in a sidecar) could
+/// land after finishing and change a finished object. There is no bitfield on disk any more; what
+/// can still race the finisher is a second write of an already verified group, and it must not
+/// change the finished object or its length, before or after the rename.
 #[test]
 fn bitfield_write_cannot_follow_finish() {
 	let a = tempfile::tempdir().unwrap();
@@ -65,58 +67,67 @@ fn bitfield_write_cannot_follow_finish() {
 	let last = all_but_last(&src, &dst, &e);
 	let obj = object_path(b.path(), &e.cid);
 	let part = partial_path(b.path(), &e.cid);
-	let bits = bits_path(b.path(), &e.cid);
 	assert_eq!(len(&part), e.size, "the data file has the object's size from the start");
+	assert!(!legacy_bits_path(b.path(), &e.cid).exists(), "no bitfield file is ever written");
 
-	// 1. A bitfield write paused between its `done` check and its write (holding the bits
-	// lock), while the last group completes the object and the finisher starts.
-	let (reached_tx, reached) = mpsc::channel();
-	let (go, go_rx) = mpsc::channel::<()>();
-	*dst.inner.objects.hooks.before_bits_write.lock() = Some(Box::new(move || {
-		reached_tx.send(()).unwrap();
-		go_rx.recv().unwrap();
-	}));
-	dst.inner.objects.partial_in_memory(&e.cid).unwrap().set_dirty();
-	let flusher = {
-		let dst = dst.clone();
-		std::thread::spawn(move || dst.flush())
-	};
-	reached.recv().unwrap();
-	assert!(dst.write_group(&e.cid, e.size, last, &group(&src, &e.cid, last)).unwrap());
-	// The finisher cannot get past setting `done` while the write is in its critical section.
-	std::thread::sleep(Duration::from_millis(100));
-	assert!(part.exists() && !obj.exists(), "the finisher waits for the bitfield write");
-	go.send(()).unwrap();
-	flusher.join().unwrap().unwrap();
+	// Two writers of the last group race the finisher: one completes the object, the other's
+	// write lands while (or after) it is finished.
+	let last_group = group(&src, &e.cid, last);
+	let racers: Vec<_> = (0..4)
+		.map(|_| {
+			let (dst, cid, size, d) = (dst.clone(), e.cid, e.size, last_group.clone());
+			std::thread::spawn(move || dst.write_group(&cid, size, last, &d).unwrap())
+		})
+		.collect();
+	let completed = racers.into_iter().map(|t| t.join().unwrap()).filter(|c| *c).count();
+	assert_eq!(completed, 1, "exactly one write completes the object");
+	dst.flush().unwrap();
+	// And one more, well after the rename.
+	assert!(!dst.write_group(&e.cid, e.size, last, &last_group).unwrap());
+	for g in 0..last {
+		assert!(!dst.write_group(&e.cid, e.size, g, &group(&src, &e.cid, g)).unwrap());
+	}
 	dst.flush().unwrap();
 	assert_eq!(len(&obj), e.size, "the finished file is exactly the object");
-	assert!(!part.exists() && !bits.exists(), "nothing left in partial/");
+	assert!(!part.exists(), "nothing left in partial/");
 	assert_eq!(dst.read_object(&e.cid).unwrap(), data);
-	assert_eq!(group(&dst, &e.cid, last), group(&src, &e.cid, last), "the last group is right");
-
-	// 2. The bad order, driven directly: finishing's first step, then a bitfield write. The
-	// write must not happen, and nothing can change the data file's length.
-	let data2 = medium(6);
-	let e2 = hold(&src, "n", data2.clone());
-	let last2 = all_but_last(&src, &dst, &e2);
-	let p = dst.inner.objects.partial_in_memory(&e2.cid).unwrap();
-	p.mark_done(&e2.cid);
-	let bits2 = bits_path(b.path(), &e2.cid);
-	let before = fs::read(&bits2).unwrap();
-	p.set_dirty();
-	assert!(!p.write_bits().unwrap(), "no bitfield write once `done` is set");
-	assert_eq!(fs::read(&bits2).unwrap(), before);
-	assert_eq!(len(&partial_path(b.path(), &e2.cid)), e2.size);
-	drop(p);
-	assert!(dst.write_group(&e2.cid, e2.size, last2, &group(&src, &e2.cid, last2)).unwrap());
-	dst.flush().unwrap();
-	assert_eq!(len(&object_path(b.path(), &e2.cid)), e2.size);
-	assert_eq!(dst.read_object(&e2.cid).unwrap(), data2);
-	assert!(!bits2.exists());
+	assert_eq!(group(&dst, &e.cid, last), last_group, "the last group is right");
 	drop(dst);
 	let dst = Store::open(b.path()).unwrap();
-	assert!(dst.has_object(&e.cid).unwrap() && dst.has_object(&e2.cid).unwrap());
+	assert!(dst.has_object(&e.cid).unwrap());
 	assert_eq!(dst.read_object(&e.cid).unwrap(), data);
+	assert_eq!(dst.open_report(), OpenReport::default());
+}
+
+/// A store written by an older version left `partial/<cid>.bits` sidecars (and, older still,
+/// bits after the data): reopening ignores them, removes them, and keeps what verifies.
+#[test]
+fn legacy_bitfields_are_ignored_and_removed() {
+	let a = tempfile::tempdir().unwrap();
+	let b = tempfile::tempdir().unwrap();
+	let src = Store::open(a.path()).unwrap();
+	let e = hold(&src, "m", medium(8));
+	let last;
+	{
+		let dst = Store::open(b.path()).unwrap();
+		last = all_but_last(&src, &dst, &e);
+	}
+	let part = partial_path(b.path(), &e.cid);
+	let bits = legacy_bits_path(b.path(), &e.cid);
+	// A sidecar that claims every group (the last one was never written), and a trailing
+	// bitfield that claims the same.
+	let groups = groups_of(e.size);
+	fs::write(&bits, vec![1u8; groups as usize]).unwrap();
+	let f = OpenOptions::new().write(true).open(&part).unwrap();
+	f.write_all_at(&vec![1u8; groups as usize], e.size).unwrap();
+	drop(f);
+	let dst = Store::open(b.path()).unwrap();
+	let ObjectState::Partial { missing } = dst.object_state(&e.cid, e.size).unwrap() else {
+		panic!("the partial is kept")
+	};
+	assert_eq!(missing, vec![last], "claims are not trusted: the unwritten group is missing");
+	assert!(!bits.exists(), "the sidecar is removed");
+	assert_eq!(len(&part), e.size, "the trailing bits are cut off");
 }
 
 #[test]
@@ -135,7 +146,6 @@ fn kill_during_finish_keeps_data() {
 		let b = tempfile::tempdir().unwrap();
 		let obj = object_path(b.path(), &e.cid);
 		let part = partial_path(b.path(), &e.cid);
-		let bits = bits_path(b.path(), &e.cid);
 		let last;
 		{
 			let dst = Store::open(b.path()).unwrap();
@@ -147,10 +157,10 @@ fn kill_during_finish_keeps_data() {
 			dst.flush().unwrap();
 			match step {
 				FinishStep::Queued | FinishStep::Done | FinishStep::Synced => {
-					assert!(part.exists() && bits.exists() && !obj.exists(), "{step:?}")
+					assert!(part.exists() && !obj.exists(), "{step:?}")
 				},
 				FinishStep::Renamed | FinishStep::DirSynced => {
-					assert!(!part.exists() && bits.exists() && obj.exists(), "{step:?}")
+					assert!(!part.exists() && obj.exists(), "{step:?}")
 				},
 			}
 			let file = if part.exists() { &part } else { &obj };
@@ -160,14 +170,11 @@ fn kill_during_finish_keeps_data() {
 		match dst.object_state(&e.cid, e.size).unwrap() {
 			ObjectState::Complete => {
 				assert!(matches!(step, FinishStep::Renamed | FinishStep::DirSynced), "{step:?}");
-				assert!(!bits.exists(), "{step:?}: the open removes the leftover sidecar");
 			},
 			ObjectState::Partial { missing } => {
-				// Every group whose bit was written is kept. Before `done`, the last group's bit
-				// was not flushed yet (the documented BITS_FLUSH_GROUPS loss); from `done` on the
-				// finisher had written the full bitfield, so nothing at all is fetched again.
-				let expected = if step == FinishStep::Queued { vec![last] } else { vec![] };
-				assert_eq!(missing, expected, "{step:?}");
+				// Every group was written before the crash, and every one verifies on reopen:
+				// nothing at all is fetched again (the reopen finishes the object itself).
+				assert_eq!(missing, Vec::<u64>::new(), "{step:?}");
 				for g in missing {
 					dst.write_group(&e.cid, e.size, g, &group(&src, &e.cid, g)).unwrap();
 				}
@@ -179,7 +186,7 @@ fn kill_during_finish_keeps_data() {
 		assert_eq!(len(&obj), e.size, "{step:?}");
 		assert_eq!(dst.read_object(&e.cid).unwrap(), data, "{step:?}");
 		assert_eq!(group(&dst, &e.cid, last), group(&src, &e.cid, last), "{step:?}");
-		assert!(!part.exists() && !bits.exists(), "{step:?}: nothing left over");
+		assert!(!part.exists(), "{step:?}: nothing left over");
 	}
 }
 
