@@ -17,7 +17,9 @@ use std::{
 /// every peer it deals with many times over (a few hundred KiB per map), while a flood of
 /// throwaway identities only pushes out the ones it made itself and the longest-unused others.
 /// Evicting a ban lets that identity back in after 4 096 newer bans: it is banned again the
-/// first time it sends invalid data, which is cheaper for everyone than an unbounded list.
+/// first time it sends invalid data, which is cheaper for everyone than an unbounded list. The
+/// bans of the peers the chain lists are kept apart from everyone else's (4 096 each, see
+/// `peers::Bans`), so only bans of other listed peers ever lift one of theirs.
 pub const PEER_MAP_CAP: usize = 4096;
 
 /// A map of at most `cap` entries that evicts the least recently used one (inserted, or reached

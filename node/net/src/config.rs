@@ -164,8 +164,17 @@ pub struct NetConfig {
 	/// has delivered a verified byte to this node for this long, a Primary the chain lists is
 	/// asked for any share (a complete Replica being connected no longer holds it back), and a
 	/// co-downloader that delivered nothing for this long loses its share to the Primary however
-	/// its progress counter grows (see the snapshot module on Primary egress).
+	/// its progress counter grows (see the snapshot module on Primary egress). Also the window
+	/// of [`NetConfig::primary_fallback_rate`].
 	pub primary_fallback_after: Duration,
+	/// The Primary fallback's rate floor, in bytes per second: windows of
+	/// [`NetConfig::primary_fallback_after`] run from the staging of a sync's index, and after
+	/// one in which the non-Primary sources together delivered verified bytes to this node at
+	/// less than this rate, a Primary the chain lists is asked for any share during the next
+	/// window, as one more source (the replicas keep theirs). So a holder that claims the
+	/// complete target and drip-feeds it cannot hold a sync below this rate (see the snapshot
+	/// module on stalls); `0` turns the floor off.
+	pub primary_fallback_rate: u64,
 	/// Registry to export metrics to (the node passes Substrate's). `None`: counted, not exported.
 	pub registry: Option<prometheus::Registry>,
 	/// The peer manager's knobs (see [`PeerManagerConfig`] for each default).
@@ -199,10 +208,16 @@ impl NetConfig {
 	///
 	/// `primary_fallback_after` is 15 s: at the serving write floor a full 1 MiB unit takes at
 	/// most 11 s (`ServeLimits::default`), so a Replica source that delivered nothing for longer
-	/// is not serving this node, whatever it advertises. `head_timeout` is 15 s: an honest
-	/// holder answers a `Head` (high priority) within its `queue_timeout` (10 s) — or `Busy`,
-	/// which blames nobody — and 5 s cover a dial; the first failure in a row is free, so one slow
-	/// dial rests nobody.
+	/// is not serving this node, whatever it advertises. `primary_fallback_rate` is 64 KiB/s,
+	/// about one full unit (1 MiB) per window over all replicas together: twelve times a drip of
+	/// one 16 KiB group every 3 s, and a sixteenth of what one Replica serving at 1 MiB/s (the
+	/// e2e scenarios' limit per peer) delivers, so honest replicas never let the Primary in
+	/// through it, while a drip-feeding holder holds a sync of `n` bytes to at most about
+	/// `n / 64 KiB/s` plus a window (if the Primary serves at least that fast).
+	///
+	/// `head_timeout` is 15 s: an honest holder answers a `Head` (high priority) within its
+	/// `queue_timeout` (10 s) — or `Busy`, which blames nobody — and 5 s cover a dial; the first
+	/// failure in a row is free, so one slow dial rests nobody.
 	pub fn new(keypair: Keypair) -> Self {
 		NetConfig {
 			keypair,
@@ -218,6 +233,7 @@ impl NetConfig {
 			missing_retry: Duration::from_millis(25),
 			primary_fallback: Duration::from_secs(1),
 			primary_fallback_after: Duration::from_secs(15),
+			primary_fallback_rate: 64 << 10,
 			registry: None,
 			peers: PeerManagerConfig::default(),
 			gossip_heartbeat: Duration::from_secs(1),

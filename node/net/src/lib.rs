@@ -258,15 +258,20 @@ impl SyncNetwork {
 	}
 
 	/// Bans a peer for this session: disconnects it, refuses its connections and streams.
-	/// The bans are bounded ([`bounded::PEER_MAP_CAP`]): past the cap the oldest ban is lifted,
-	/// here and in the swarm, so neither grows with throwaway identities.
+	/// The bans are bounded, in two lists of [`bounded::PEER_MAP_CAP`] each: the known peers'
+	/// (the holders [`SyncNetwork::set_known_peers`] and the holder watches list, and the
+	/// trusted peers) and everyone else's. Past a list's cap its oldest ban is lifted, here and
+	/// in the swarm, so neither grows with throwaway identities, and bans of throwaway
+	/// identities never lift a known peer's (see `peers::Bans`).
 	pub fn ban(&self, peer: PeerId) {
-		if let peers::Banned::New { released } = self.inner.peers.ban(peer) {
+		let known = self.inner.server.known();
+		let banned = self.inner.peers.ban(peer, |p| known.contains(p));
+		if let peers::Banned::New { released } = banned {
 			log::warn!(target: "sync-net", "banned {peer} for this session");
 			self.inner.metrics.bans.inc();
 			self.send(swarm::Command::Ban(peer));
 			if let Some(old) = released {
-				log::debug!(target: "sync-net", "ban of {old} lifted: the oldest of {} bans", bounded::PEER_MAP_CAP);
+				log::debug!(target: "sync-net", "ban of {old} lifted: the oldest of {} in its list", bounded::PEER_MAP_CAP);
 				self.send(swarm::Command::Unban(old));
 			}
 		}

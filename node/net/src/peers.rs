@@ -3,8 +3,9 @@
 //!
 //! Time is always passed in (`now`), so the rules are tested without sleeping, and no rule
 //! compares wall clocks between nodes. The book and the bans are bounded
-//! ([`PEER_MAP_CAP`] entries each, least recently used first out): a remote can make up
-//! identities, and gossip authors can be anyone.
+//! ([`PEER_MAP_CAP`] entries each, least recently used first out; the bans in two lists, so
+//! bans of throwaway identities never lift those of the peers the chain lists, see `Bans`): a
+//! remote can make up identities, and gossip authors can be anyone.
 use crate::bounded::{LruMap, PEER_MAP_CAP};
 use codec::{Decode, Encode};
 use libp2p::PeerId;
@@ -331,9 +332,10 @@ impl PeerManager {
 		!self.is_banned(peer) && self.book.lock().usable(peer, now)
 	}
 
-	/// Bans `peer` for the session (see [`Bans::ban`]).
-	pub(crate) fn ban(&self, peer: PeerId) -> Banned {
-		self.bans.lock().ban(peer)
+	/// Bans `peer` for the session; `is_known` tells the peers the chain lists (see
+	/// [`Bans::ban`]).
+	pub(crate) fn ban(&self, peer: PeerId, is_known: impl Fn(&PeerId) -> bool) -> Banned {
+		self.bans.lock().ban(peer, is_known)
 	}
 
 	/// Whether `peer` is banned for the session.
@@ -347,35 +349,63 @@ impl PeerManager {
 pub(crate) enum Banned {
 	/// The peer was banned already.
 	Already,
-	/// Newly banned; `released` is the oldest ban dropped to make room (to be lifted in the
-	/// swarm's block list and gossipsub's blacklist too, so those stay bounded as well).
+	/// Newly banned; `released` is the oldest ban of the full list dropped to make room (see
+	/// [`Bans`]; to be lifted in the swarm's block list and gossipsub's blacklist too, so those
+	/// stay bounded as well).
 	New { released: Option<PeerId> },
 }
 
-/// The session's bans: at most `cap`, the oldest lifted first (see
-/// [`PEER_MAP_CAP`](crate::bounded::PEER_MAP_CAP) on why that is the better trade).
-pub(crate) struct Bans(LruMap<PeerId, ()>);
+/// The session's bans, in two lists of at most `cap` bans each, a full list lifting its oldest
+/// ban first (see [`PEER_MAP_CAP`](crate::bounded::PEER_MAP_CAP) on why that is the better
+/// trade):
+/// - the bans of **known** peers: the peers the chain lists as holders of the segments this
+///   node deals with, and the trusted peers (the server's `KnownPeers`) — the culprits that
+///   matter (a registered node that forged an announcement or served bad data), whose number
+///   the chain bounds;
+/// - the bans of everyone else, which are all a flood of throwaway identities can fill.
+///
+/// So however many identities an attacker gets banned (or churns through), it lifts only bans
+/// of unknown peers: a known peer's ban is lifted only by `cap` newer bans of other known peers.
+/// A peer banned while unknown and known by the time its ban would be lifted keeps the ban,
+/// moved to the known list (aging from the move).
+pub(crate) struct Bans {
+	known: LruMap<PeerId, ()>,
+	unknown: LruMap<PeerId, ()>,
+}
 
 impl Bans {
+	/// No bans; at most `cap` known and `cap` unknown ones.
 	pub(crate) fn new(cap: usize) -> Self {
-		Bans(LruMap::new(cap))
+		Bans { known: LruMap::new(cap), unknown: LruMap::new(cap) }
 	}
 
-	/// Bans `peer`; a ban already in place is left as it is (it ages from when it was made).
-	pub(crate) fn ban(&mut self, peer: PeerId) -> Banned {
-		if self.0.contains_key(&peer) {
+	/// Bans `peer`, in the list `is_known` (whether a peer is known now) puts it in; a ban
+	/// already in place is left as it is (it ages from when it was made). Returns the ban
+	/// lifted to make room, if any (see [`Bans`]).
+	pub(crate) fn ban(&mut self, peer: PeerId, is_known: impl Fn(&PeerId) -> bool) -> Banned {
+		if self.is_banned(&peer) {
 			return Banned::Already;
 		}
-		Banned::New { released: self.0.insert(peer, ()).map(|(p, ())| p) }
+		let released = if is_known(&peer) {
+			self.known.insert(peer, ())
+		} else {
+			match self.unknown.insert(peer, ()) {
+				// Known by now: its ban stays, with the known peers'.
+				Some((old, ())) if is_known(&old) => self.known.insert(old, ()),
+				evicted => evicted,
+			}
+		};
+		Banned::New { released: released.map(|(p, ())| p) }
 	}
 
+	/// Whether `peer` is banned (in either list).
 	pub(crate) fn is_banned(&self, peer: &PeerId) -> bool {
-		self.0.contains_key(peer)
+		self.known.contains_key(peer) || self.unknown.contains_key(peer)
 	}
 
 	#[cfg(test)]
 	fn len(&self) -> usize {
-		self.0.len()
+		self.known.len() + self.unknown.len()
 	}
 }
 
@@ -493,14 +523,15 @@ mod tests {
 	#[test]
 	fn bans_stay_bounded_and_the_oldest_is_lifted_first() {
 		let mut bans = Bans::new(8);
+		let unknown = |_: &PeerId| false;
 		let first: Vec<PeerId> = (0..8).map(|_| PeerId::random()).collect();
 		for p in &first {
-			assert_eq!(bans.ban(*p), Banned::New { released: None });
+			assert_eq!(bans.ban(*p, unknown), Banned::New { released: None });
 		}
-		assert_eq!(bans.ban(first[3]), Banned::Already, "banning again changes nothing");
+		assert_eq!(bans.ban(first[3], unknown), Banned::Already, "banning again changes nothing");
 		let mut released = Vec::new();
 		for _ in 0..10_000 {
-			match bans.ban(PeerId::random()) {
+			match bans.ban(PeerId::random(), unknown) {
 				Banned::New { released: Some(p) } => released.push(p),
 				other => panic!("a full list lifts one ban per new one, got {other:?}"),
 			}
@@ -508,6 +539,48 @@ mod tests {
 		}
 		assert_eq!(&released[..8], &first[..], "oldest first, each once");
 		assert!(first.iter().all(|p| !bans.is_banned(p)));
+	}
+
+	#[test]
+	fn ban_churn_cannot_lift_a_registered_culprits_ban() {
+		let mut bans = Bans::new(8);
+		// A holder the chain lists, caught forging an announcement ...
+		let culprit = PeerId::random();
+		let mut known: HashSet<PeerId> = [culprit].into();
+		assert_eq!(bans.ban(culprit, |p| known.contains(p)), Banned::New { released: None });
+		// ... and a peer banned before the chain listed it.
+		let listed_later = PeerId::random();
+		assert_eq!(bans.ban(listed_later, |p| known.contains(p)), Banned::New { released: None });
+		known.insert(listed_later);
+		// Thousands of throwaway identities get banned.
+		let mut released = Vec::new();
+		for _ in 0..10_000 {
+			match bans.ban(PeerId::random(), |p| known.contains(p)) {
+				Banned::New { released: Some(p) } => released.push(p),
+				Banned::New { released: None } => {},
+				Banned::Already => panic!("a fresh identity is not banned yet"),
+			}
+			assert!(bans.len() <= 16, "both lists stay bounded");
+		}
+		assert!(bans.is_banned(&culprit), "the churn lifted the culprit's ban");
+		assert!(bans.is_banned(&listed_later), "a peer known by then keeps its ban");
+		assert!(!released.contains(&culprit) && !released.contains(&listed_later));
+		// Only throwaway bans were lifted: one per ban once the unknown list was full (the
+		// eighth moved the later-listed peer's ban instead of lifting it).
+		assert_eq!(released.len(), 10_000 - 8);
+		// The known list is bounded too: only newer bans of other known peers (as many as the
+		// chain lists) lift a known peer's ban, the oldest first.
+		let more: Vec<PeerId> = (0..8).map(|_| PeerId::random()).collect();
+		known.extend(more.iter().copied());
+		let lifted: Vec<PeerId> = more
+			.iter()
+			.filter_map(|p| match bans.ban(*p, |q| known.contains(q)) {
+				Banned::New { released } => released,
+				Banned::Already => None,
+			})
+			.collect();
+		assert_eq!(lifted, vec![culprit, listed_later]);
+		assert_eq!(bans.len(), 16);
 	}
 
 	#[test]

@@ -314,12 +314,11 @@ impl std::fmt::Debug for Cid {
 	}
 }
 
-/// Per-segment in-memory state: the live trie and a cached listing for index pages.
+/// Per-segment in-memory state: the live trie and the head it hashes to.
 #[derive(Default)]
 pub(crate) struct SegmentState {
 	pub(crate) trie: SegmentTrie,
 	pub(crate) head: Option<Head>,
-	pub(crate) listing: Option<(Hash32, Arc<Vec<Entry>>)>,
 }
 
 /// The store. Cheap to clone; all clones share one database and one set of files.
@@ -331,7 +330,16 @@ pub struct Store {
 pub(crate) struct Inner {
 	pub(crate) dir: PathBuf,
 	pub(crate) db: Database,
+	/// The segments' live tries and heads: held by a write for its whole batch, so never
+	/// while doing work a peer can ask for over and over (see [`Store::listing`]).
 	pub(crate) segments: Mutex<HashMap<SegmentId, SegmentState>>,
+	/// The listing of each segment's index at a recent head, for index pages: valid while its
+	/// root is the head's (checked against the head row of the reader's database snapshot),
+	/// replaced by the next head's when that is asked for.
+	pub(crate) head_listings: Mutex<HashMap<SegmentId, Listing>>,
+	/// Held while a head listing is built (not the segment lock): requests racing for a new
+	/// head build it once, and at most one listing is being built at a time.
+	pub(crate) head_build: Mutex<()>,
 	pub(crate) staged: Mutex<HashMap<SegmentId, Listing>>,
 	/// Pinned snapshots per segment: each head with its index.
 	pub(crate) pinned: Mutex<HashMap<SegmentId, std::collections::VecDeque<Pin>>>,
@@ -365,6 +373,8 @@ impl Store {
 			dir,
 			db,
 			segments: Mutex::new(HashMap::new()),
+			head_listings: Mutex::new(HashMap::new()),
+			head_build: Mutex::new(()),
 			staged: Mutex::new(HashMap::new()),
 			pinned: Mutex::new(HashMap::new()),
 		};

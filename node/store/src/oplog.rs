@@ -363,7 +363,7 @@ impl Store {
 		verifier: &dyn OpVerifier,
 	) -> Result<Head> {
 		let mut segs = self.inner.segments.lock();
-		let SegmentState { trie, head: head_slot, listing } = segs.entry(segment).or_default();
+		let SegmentState { trie, head: head_slot } = segs.entry(segment).or_default();
 		let mut trie = TrieTxn::new(trie);
 		let start = head_slot.unwrap_or(Head { seq: 0, facts: trie.facts() });
 		let tx = durable(&self.inner.db)?;
@@ -383,7 +383,7 @@ impl Store {
 			tx.abort()?;
 			return Ok(head);
 		}
-		commit_head(tx, head_slot, listing, segment, head)?;
+		commit_head(tx, head_slot, segment, head)?;
 		trie.commit();
 		Ok(head)
 	}

@@ -51,7 +51,6 @@ pub(crate) fn durable(db: &redb::Database) -> Result<WriteTransaction> {
 pub(crate) fn commit_head(
 	tx: WriteTransaction,
 	head_slot: &mut Option<Head>,
-	listing: &mut Option<(Hash32, Arc<Vec<Entry>>)>,
 	segment: SegmentId,
 	head: Head,
 ) -> Result<()> {
@@ -61,8 +60,21 @@ pub(crate) fn commit_head(
 	tx.open_table(ROOTS)?.insert((segment, head.seq), (r, l, e, b))?;
 	tx.commit()?;
 	*head_slot = Some(head);
-	*listing = None;
 	Ok(())
+}
+
+/// The trie of the segment's rows in `index` (of one database snapshot).
+fn index_trie(
+	index: &redb::ReadOnlyTable<crate::IndexKey, crate::EntryRow>,
+	segment: SegmentId,
+) -> Result<SegmentTrie> {
+	let mut trie = SegmentTrie::new();
+	for row in index.range((segment, &[][..])..(segment + 1, &[][..]))? {
+		let (k, v) = row?;
+		let (cid, size) = v.value();
+		trie.insert(Entry { key: k.value().1.to_vec(), cid, size });
+	}
+	Ok(trie)
 }
 
 /// Changes to a segment's in-memory trie made in place, undone on drop unless committed: a
@@ -186,20 +198,14 @@ impl Store {
 			let (seg, v) = row?;
 			let (seq, r, l, e, b) = v.value();
 			let seg = seg.value();
-			let mut trie = SegmentTrie::new();
-			for row in index.range((seg, &[][..])..(seg + 1, &[][..]))? {
-				let (k, v) = row?;
-				let (cid, size) = v.value();
-				trie.insert(Entry { key: k.value().1.to_vec(), cid, size });
-			}
+			let trie = index_trie(&index, seg)?;
 			let facts = row_facts((r, l, e, b));
 			if trie.facts() != facts {
 				return Err(StoreError::Corrupt(format!(
 					"segment {seg}: index does not hash to its head"
 				)));
 			}
-			segments
-				.insert(seg, SegmentState { trie, head: Some(Head { seq, facts }), listing: None });
+			segments.insert(seg, SegmentState { trie, head: Some(Head { seq, facts }) });
 		}
 		Ok(())
 	}
@@ -265,7 +271,7 @@ impl Store {
 			}
 		}
 		let mut segs = self.inner.segments.lock();
-		let SegmentState { trie, head: head_slot, listing } = segs.entry(segment).or_default();
+		let SegmentState { trie, head: head_slot } = segs.entry(segment).or_default();
 		let mut trie = TrieTxn::new(trie);
 		let start = head_slot.unwrap_or(Head { seq: 0, facts: trie.facts() });
 		let mut seq = start.seq;
@@ -326,14 +332,15 @@ impl Store {
 			}
 		}
 		let head = Head { seq, facts: trie.facts() };
-		commit_head(tx, head_slot, listing, segment, head)?;
+		commit_head(tx, head_slot, segment, head)?;
 		trie.commit();
 		Ok((head, signed))
 	}
 
 	/// Entries `[start, start + count)` of the segment's index in trie order, if this store
-	/// holds the segment at `root` (as its head, or as the verified index of a transfer), plus
-	/// the total number of entries.
+	/// holds the segment at `root` (as its head, a pinned snapshot, or the verified index of a
+	/// transfer), plus the total number of entries. Never waits for a write (see
+	/// [`Store::listing`]).
 	pub fn index_page(
 		&self,
 		segment: SegmentId,
@@ -348,24 +355,15 @@ impl Store {
 		Ok((listing[s..e].to_vec(), total))
 	}
 
-	/// The full entry list of the segment at `root` (head or staged), cached.
+	/// The full entry list of the segment at `root`, in trie order: a pinned snapshot's, the
+	/// head's or the staged index of a transfer; [`StoreError::UnknownSegment`] at any other
+	/// root.
+	///
+	/// Never takes the segment lock, which a write holds for its whole batch: what a peer asks
+	/// for over and over (index pages, at whatever root it names) must not stall the store's
+	/// writers and readers. The head's listing is read from one database snapshot, cached
+	/// while the head stays at its root, and otherwise built outside the segment lock.
 	pub fn listing(&self, segment: SegmentId, root: &Hash32) -> Result<Arc<Vec<Entry>>> {
-		{
-			let mut segs = self.inner.segments.lock();
-			if let Some(state) = segs.get_mut(&segment) {
-				if state.head.is_some_and(|h| h.facts.root == *root) {
-					if let Some((r, l)) = &state.listing {
-						if r == root {
-							return Ok(l.clone());
-						}
-					}
-					let l: Arc<Vec<Entry>> =
-						Arc::new(state.trie.entries().into_iter().cloned().collect());
-					state.listing = Some((*root, l.clone()));
-					return Ok(l);
-				}
-			}
-		}
 		if let Some((_, l)) = self
 			.inner
 			.pinned
@@ -375,10 +373,57 @@ impl Store {
 		{
 			return Ok(l.clone());
 		}
+		if let Some(l) = self.head_listing(segment, root)? {
+			return Ok(l);
+		}
 		match self.staged_index(segment)? {
 			Some((facts, l)) if facts.root == *root => Ok(l),
 			_ => Err(StoreError::UnknownSegment(segment)),
 		}
+	}
+
+	/// The listing of the segment's index at its head, if the head is at `root`, read from one
+	/// database snapshot: the head row and the index rows committed with it (every write,
+	/// replay and finished transfer commits both in one transaction). Cached per segment
+	/// while the root stays the head's; otherwise built from the snapshot into a trie, which
+	/// must hash to the head ([`StoreError::Corrupt`] if not), under `head_build` only: never
+	/// the segment lock, so a write goes on while a peer's request builds a listing.
+	fn head_listing(&self, segment: SegmentId, root: &Hash32) -> Result<Option<Arc<Vec<Entry>>>> {
+		let tx = self.inner.db.begin_read()?;
+		let Some(facts) = tx.open_table(HEADS)?.get(segment)?.map(|v| {
+			let (_, r, l, e, b) = v.value();
+			row_facts((r, l, e, b))
+		}) else {
+			return Ok(None);
+		};
+		if facts.root != *root {
+			return Ok(None);
+		}
+		let cached = || {
+			self.inner
+				.head_listings
+				.lock()
+				.get(&segment)
+				.filter(|(f, _)| *f == facts)
+				.map(|(_, l)| l.clone())
+		};
+		if let Some(l) = cached() {
+			return Ok(Some(l));
+		}
+		let _building = self.inner.head_build.lock();
+		// Built by a request that held `head_build` before this one.
+		if let Some(l) = cached() {
+			return Ok(Some(l));
+		}
+		let trie = index_trie(&tx.open_table(INDEX)?, segment)?;
+		if trie.facts() != facts {
+			return Err(StoreError::Corrupt(format!(
+				"segment {segment}: index does not hash to its head"
+			)));
+		}
+		let listing: Arc<Vec<Entry>> = Arc::new(trie.entries().into_iter().cloned().collect());
+		self.inner.head_listings.lock().insert(segment, (facts, listing.clone()));
+		Ok(Some(listing))
 	}
 
 	/// Keeps the segment's current state servable (index pages at its root) after later writes,
@@ -592,10 +637,10 @@ impl Store {
 		self.inner.pinned.lock().remove(&segment);
 		let mut segs = self.inner.segments.lock();
 		let state = segs.entry(segment).or_default();
-		commit_head(tx, &mut state.head, &mut state.listing, segment, t.target)?;
+		commit_head(tx, &mut state.head, segment, t.target)?;
 		state.trie = trie;
 		self.inner.staged.lock().remove(&segment);
-		state.listing = Some((t.target.facts.root, listing));
+		self.inner.head_listings.lock().insert(segment, (t.target.facts, listing));
 		Ok(t.target)
 	}
 }

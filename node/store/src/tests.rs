@@ -294,6 +294,53 @@ fn object_fully_verified_but_not_committed_before_a_crash_is_committed_on_reopen
 	assert!(!part.exists());
 }
 
+/// A peer can ask for index pages at the head over and over (at every new head, so nothing is
+/// cached): the listing is built from a database snapshot, never under the segment lock a write
+/// holds for its whole batch, so no writer (and no reader of the trie) waits on it.
+#[test]
+fn head_index_does_not_hold_the_store_lock() {
+	let dir = tempfile::tempdir().unwrap();
+	let s = Store::open(dir.path()).unwrap();
+	let writes: Vec<_> = (0..200).map(|i| put(&format!("k/{i}"), blob(i, 100))).collect();
+	let head = s.apply(7, writes).unwrap();
+	let live: Vec<Entry> =
+		s.inner.segments.lock()[&7].trie.entries().into_iter().cloned().collect();
+	// A write in progress holds the segment lock ...
+	let held = s.inner.segments.lock();
+	let (tx, rx) = std::sync::mpsc::channel();
+	let reader = {
+		let (s, root) = (s.clone(), head.facts.root);
+		std::thread::spawn(move || {
+			let page = s.index_page(7, &root, 10, 20).map_err(|e| e.to_string());
+			let full = s.listing(7, &root).map(|l| l.to_vec()).map_err(|e| e.to_string());
+			let _ = tx.send((page, full));
+		})
+	};
+	// ... and the head's index is listed meanwhile.
+	let got = rx.recv_timeout(std::time::Duration::from_secs(10));
+	drop(held);
+	reader.join().unwrap();
+	let (page, full) = got.expect("the head's index is listed while a write holds the lock");
+	let (entries, total) = page.unwrap();
+	assert_eq!(total, 200);
+	assert_eq!(entries, live[10..30]);
+	assert_eq!(full.unwrap(), live, "the live trie's entries, in its order");
+	// The listing follows the head: the next head's is listed, the old root (not pinned) no
+	// longer is.
+	let h2 = s.apply(7, vec![SegmentWrite::Delete { key: b"k/3".to_vec() }]).unwrap();
+	let (entries, total) = s.index_page(7, &h2.facts.root, 0, 1000).unwrap();
+	assert_eq!(total, 199);
+	assert!(entries.iter().all(|e| e.key != b"k/3"));
+	assert!(matches!(
+		s.index_page(7, &head.facts.root, 0, 1),
+		Err(StoreError::UnknownSegment(7))
+	));
+	// A pinned head stays listed after the head moves on.
+	s.pin_snapshot(7).unwrap();
+	s.apply(7, vec![SegmentWrite::Delete { key: b"k/4".to_vec() }]).unwrap();
+	assert_eq!(s.index_page(7, &h2.facts.root, 0, 1000).unwrap().1, 199);
+}
+
 mod oplog {
 	use super::*;
 	use sync_proto::{

@@ -81,6 +81,7 @@ pub(crate) async fn sync(
 			missing_retry: cfg.missing_retry,
 			primary_fallback: cfg.primary_fallback,
 			primary_fallback_after: cfg.primary_fallback_after,
+			primary_fallback_rate: cfg.primary_fallback_rate,
 			target_bytes: target.facts.bytes,
 		})),
 		pages: Mutex::new(IndexPages::default()),

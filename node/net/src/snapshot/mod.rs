@@ -40,7 +40,14 @@
 //!   [`NetConfig::primary_fallback_after`](crate::NetConfig);
 //! - the Primary fallback has a time bound whatever peers claim: once no non-Primary source has
 //!   delivered a verified byte for `primary_fallback_after`, a Primary the chain lists
-//!   ([`Holder::primary`]) serves any share, even while a "complete" Replica is connected;
+//!   ([`Holder::primary`]) serves any share, even while a "complete" Replica is connected; and
+//!   whatever peers do: after a window of `primary_fallback_after` (counted from the staging of
+//!   the index) in which the non-Primary sources together delivered verified bytes at less than
+//!   [`NetConfig::primary_fallback_rate`](crate::NetConfig) (64 KiB/s), it does so for the next
+//!   window too, as one more source (the replicas keep theirs). A holder that claims the
+//!   complete target and drip-feeds a group every few seconds therefore holds the Primary back
+//!   for one window at most, while honest replicas (far above the floor) never let it in this
+//!   way: with `n` Replicas the Primary still serves about one copy;
 //! - the index continues from another source at the page where the previous one stopped; an
 //!   index from several sources that does not verify blames nobody and is fetched again whole
 //!   from one (which is banned if that does not verify either);

@@ -23,8 +23,16 @@
 //! - a co-downloader's progress counter counts only up to the target's size, and only postpones
 //!   the Primary taking its share until it has delivered nothing to this node for
 //!   `primary_fallback_after`;
-//! - once no non-Primary source has delivered anything for `primary_fallback_after`, a Primary
-//!   serves any share, whatever the others advertise;
+//! - the Primary fallback has a time bound whatever peers claim or do: a Primary serves any
+//!   share, whatever the others advertise, once no non-Primary source has delivered anything
+//!   for `primary_fallback_after`, and also for the window of `primary_fallback_after` after one
+//!   in which the non-Primary sources together delivered verified bytes at less than
+//!   `primary_fallback_rate` (`below_floor`; windows run from the staging of the index). So a
+//!   holder that claims the complete target and drip-feeds a group every few seconds holds the
+//!   Primary back for one window at most, and a sync progresses at the floor rate at least
+//!   (from the replicas, or from the Primary too). The Primary is one more source then: the
+//!   others keep their work. Honest replicas deliver far above the floor, so in the normal case
+//!   the Primary serves no more than its turn, however many replicas sync;
 //! - the index may be continued by another source where the last one stopped
 //!   ([`IndexPages`]); an index assembled from several sources that does not verify blames
 //!   nobody and is fetched again whole from one, so a liar is found and no honest peer blamed.
@@ -37,7 +45,7 @@ use std::{
 };
 use sync_primitives::{
 	commitment::{Entry, Hash32},
-	outboard::{group_range, groups_of},
+	outboard::{group_range, groups_of, outboard_len},
 };
 use sync_proto::MAX_GROUPS_PER_REQUEST;
 use sync_store::ObjectState;
@@ -60,9 +68,13 @@ pub(crate) struct SchedConfig {
 	/// ([`NetConfig::primary_fallback`](crate::NetConfig)).
 	pub primary_fallback: Duration,
 	/// How long without a verified byte from any non-Primary source (or from one owner) before
-	/// a Primary serves any share (that owner's), whatever replicas advertise
-	/// ([`NetConfig::primary_fallback_after`](crate::NetConfig)).
+	/// a Primary serves any share (that owner's), whatever replicas advertise; also the window
+	/// of the rate floor ([`NetConfig::primary_fallback_after`](crate::NetConfig)).
 	pub primary_fallback_after: Duration,
+	/// The rate floor, in bytes per second: a window of `primary_fallback_after` in which the
+	/// non-Primary sources together delivered less lets a Primary serve any share during the
+	/// next window ([`NetConfig::primary_fallback_rate`](crate::NetConfig)).
+	pub primary_fallback_rate: u64,
 	/// Bytes of the target (the chain's facts): a progress counter beyond it is no progress on
 	/// this target.
 	pub target_bytes: u64,
@@ -205,6 +217,12 @@ pub(crate) struct Sched {
 	delivered_at: HashMap<PeerId, Instant>,
 	/// When a non-Primary source last delivered verified bytes (from the staging on).
 	replica_delivered: Option<Instant>,
+	/// The rate floor's current window (from the staging on): when it started, and the verified
+	/// bytes non-Primary sources delivered in it.
+	window: Option<(Instant, u64)>,
+	/// Whether the non-Primary sources delivered below the rate floor over the last closed
+	/// window (see `below_floor`).
+	replicas_slow: bool,
 	rng: StdRng,
 }
 
@@ -235,6 +253,8 @@ impl Sched {
 			demoted: HashSet::new(),
 			delivered_at: HashMap::new(),
 			replica_delivered: None,
+			window: None,
+			replicas_slow: false,
 			rng,
 		}
 	}
@@ -285,6 +305,7 @@ impl Sched {
 			self.delivered_at.entry(*p).or_insert(now);
 		}
 		self.replica_delivered = Some(now);
+		self.window = Some((now, 0));
 		self.assign = assign;
 		let mut resumed = 0;
 		let mut small = Vec::new();
@@ -346,7 +367,7 @@ impl Sched {
 		}
 		let (rest, missing) = match (work, outcome) {
 			(Work::Outboard { cid, size }, Outcome::Done) => {
-				self.delivered(peer, now);
+				self.delivered(peer, outboard_bytes(size), now);
 				self.finish(id);
 				self.outboards_open = self.outboards_open.saturating_sub(1);
 				self.push_groups((0..groups_of(size)).map(|g| (cid, size, g)).collect());
@@ -356,16 +377,17 @@ impl Sched {
 			(w @ Work::Outboard { .. }, Outcome::Failed(_)) => (w, false),
 			(Work::Groups(list), Outcome::Done) => {
 				if !list.is_empty() {
-					self.delivered(peer, now);
+					self.delivered(peer, bytes_of(&list), now);
 				}
 				(Work::Groups(Vec::new()), false)
 			},
 			(Work::Groups(list), Outcome::Missing(got) | Outcome::Failed(got)) => {
+				let (received, rest): (Vec<Group>, Vec<Group>) =
+					list.into_iter().partition(|(c, _, g)| got.contains(&(*c, *g)));
 				if !got.is_empty() {
-					self.delivered(peer, now);
+					self.delivered(peer, bytes_of(&received), now);
 				}
 				let missing = matches!(outcome, Outcome::Missing(_));
-				let rest = list.into_iter().filter(|(c, _, g)| !got.contains(&(*c, *g))).collect();
 				(Work::Groups(rest), missing)
 			},
 		};
@@ -377,15 +399,31 @@ impl Sched {
 		Completed::Requeued
 	}
 
-	/// Bytes arrived from `peer`: it is making progress (and, unless it is a Primary, so are the
-	/// replicas as a whole).
-	fn delivered(&mut self, peer: PeerId, now: Instant) {
+	/// `bytes` verified bytes arrived from `peer`: it is making progress (and, unless it is a
+	/// Primary, so are the replicas as a whole, at a rate the floor judges).
+	fn delivered(&mut self, peer: PeerId, bytes: u64, now: Instant) {
 		if let Some(p) = self.progress.get_mut(&peer) {
 			p.1 = now;
 		}
 		self.delivered_at.insert(peer, now);
 		if self.kinds.get(&peer) != Some(&Source::Primary) {
 			self.replica_delivered = Some(now);
+			self.roll_window(now);
+			if let Some((_, in_window)) = self.window.as_mut() {
+				*in_window = in_window.saturating_add(bytes);
+			}
+		}
+	}
+
+	/// Closes the rate floor's window once it is `primary_fallback_after` old (or older: then
+	/// the rate is over all of it): its verdict (`below_floor`) holds until the next window
+	/// closes, and a new window starts at `now`.
+	fn roll_window(&mut self, now: Instant) {
+		let Some((start, bytes)) = self.window else { return };
+		let elapsed = now.saturating_duration_since(start);
+		if elapsed >= self.cfg.primary_fallback_after {
+			self.replicas_slow = below_floor(bytes, elapsed, self.cfg.primary_fallback_rate);
+			self.window = Some((now, 0));
 		}
 	}
 
@@ -473,11 +511,14 @@ impl Sched {
 		}
 	}
 
-	/// No non-Primary source delivered anything for `primary_fallback_after`: the time bound
-	/// of the Primary fallback.
+	/// The time bound of the Primary fallback: no non-Primary source delivered anything for
+	/// `primary_fallback_after`, or they delivered below the rate floor over the last closed
+	/// window (see the module docs; `Sched::roll_window` closes windows).
 	fn replicas_overdue(&self, now: Instant) -> bool {
-		self.replica_delivered
-			.is_some_and(|t| now.saturating_duration_since(t) >= self.cfg.primary_fallback_after)
+		self.replicas_slow
+			|| self.replica_delivered.is_some_and(|t| {
+				now.saturating_duration_since(t) >= self.cfg.primary_fallback_after
+			})
 	}
 
 	/// Whether owner `o` is quiet: its progress counter did not grow for `primary_fallback`, or
@@ -506,8 +547,9 @@ impl Sched {
 		}
 		match source {
 			Source::Primary => {
-				// The time bound: with no replica delivering, what replicas claim (complete
-				// copies, growing counters) no longer holds the Primary back.
+				// The time bound: with no replica delivering (or too slowly), what replicas
+				// claim (complete copies, growing counters) no longer holds the Primary back.
+				self.roll_window(now);
 				let overdue = self.replicas_overdue(now);
 				if !self.complete.is_empty() && !overdue {
 					return self.take_from(Queue::Stale, |_| true);
@@ -730,8 +772,24 @@ impl IndexPages {
 	}
 }
 
+/// The rate floor's rule: whether `bytes` delivered over `elapsed` is less than `rate` bytes per
+/// second (exact, in integers, saturating; an empty window is never below it).
+fn below_floor(bytes: u64, elapsed: Duration, rate: u64) -> bool {
+	u128::from(bytes) * 1_000_000_000 < u128::from(rate).saturating_mul(elapsed.as_nanos())
+}
+
 fn group_len(size: u64, g: u64) -> u64 {
 	group_range(size, g).map(|(s, e)| e - s).unwrap_or(0)
+}
+
+/// Bytes of `groups`.
+fn bytes_of(groups: &[Group]) -> u64 {
+	groups.iter().fold(0, |n, (_, size, g)| n.saturating_add(group_len(*size, *g)))
+}
+
+/// Bytes of the outboard of an object of `size` bytes (one hash per entry).
+fn outboard_bytes(size: u64) -> u64 {
+	outboard_len(size).saturating_mul(std::mem::size_of::<Hash32>() as u64)
 }
 
 fn unit_hash(cid: &Hash32, run: u64) -> u64 {
@@ -747,6 +805,9 @@ mod tests {
 	const RETRY: Duration = Duration::from_millis(25);
 	const FALLBACK: Duration = Duration::from_secs(1);
 	const FALLBACK_AFTER: Duration = Duration::from_secs(60);
+	/// The rate floor: 60 000 bytes per window (the tests' objects are 1 000 bytes, 64 000 per
+	/// full unit).
+	const FLOOR: u64 = 1000;
 	const TARGET_BYTES: u64 = 1 << 40;
 	fn none() -> HashSet<(Hash32, u64)> {
 		HashSet::new()
@@ -762,6 +823,7 @@ mod tests {
 			missing_retry: RETRY,
 			primary_fallback: FALLBACK,
 			primary_fallback_after: FALLBACK_AFTER,
+			primary_fallback_rate: FLOOR,
 			target_bytes: TARGET_BYTES,
 		};
 		Sched::with_rng(cfg, StdRng::seed_from_u64(7))
@@ -1166,6 +1228,73 @@ mod tests {
 		let got = drain(&mut s, primary, Source::Primary, late);
 		assert!(!got.is_empty());
 		assert!(s.is_done(), "every share, the 'complete' replica's included");
+	}
+
+	#[test]
+	fn slow_steady_holder_does_not_defeat_fallback() {
+		let (me, holder, primary) = (PeerId::random(), PeerId::random(), PeerId::random());
+		let mut s = sched(me);
+		let t0 = Instant::now();
+		s.index_staged([holder], small(64 * 40), t0);
+		s.serving(holder, Source::Complete);
+		s.complete_source(holder, true);
+		// It claims the target and drip-feeds one group every 5 s: never silent for the bound,
+		// never missing anything, so neither the silence rule nor demotion lets the Primary in.
+		let drip = Duration::from_secs(5);
+		let mut now = t0;
+		while now < t0 + FALLBACK_AFTER {
+			let next = s.next(primary, Source::Primary, now);
+			assert!(matches!(next, Next::Wait), "within the first window ({:?})", now - t0);
+			let l = lease(s.next(holder, Source::Complete, now));
+			let one: HashSet<_> = groups(&l)[..1].iter().map(|(c, _, g)| (*c, *g)).collect();
+			// The rest of the unit goes back (or nothing is left of a one-group remainder).
+			let _ = s.complete(holder, l, Outcome::Failed(&one), now);
+			s.check();
+			now += drip;
+		}
+		assert!(!s.is_demoted(&holder), "a slow holder is no liar");
+		// 12 groups in the window: below the floor. The Primary serves any share now …
+		let l = lease(s.next(primary, Source::Primary, now));
+		assert_eq!(s.complete(primary, l, Outcome::Done, now), Completed::Finished);
+		// … as one more source: the holder still gets work.
+		let l = lease(s.next(holder, Source::Complete, now));
+		assert_eq!(s.complete(holder, l, Outcome::Done, now), Completed::Finished);
+		// The verdict holds for the whole next window, Primary deliveries not counting.
+		let late = now + FALLBACK_AFTER / 2;
+		drain(&mut s, primary, Source::Primary, late);
+		assert!(s.is_done(), "every share, the 'complete' holder's included");
+	}
+
+	#[test]
+	fn a_fast_holder_keeps_the_primary_out_window_after_window() {
+		let (me, holder, primary) = (PeerId::random(), PeerId::random(), PeerId::random());
+		let mut s = sched(me);
+		let t0 = Instant::now();
+		s.index_staged([holder], small(64 * 400), t0);
+		s.serving(holder, Source::Complete);
+		s.complete_source(holder, true);
+		// A full unit every second, over five windows: far above the floor, so the Primary is
+		// never asked (its load does not depend on how many replicas sync this way).
+		let mut now = t0;
+		while now < t0 + 5 * FALLBACK_AFTER {
+			let l = lease(s.next(holder, Source::Complete, now));
+			assert_eq!(s.complete(holder, l, Outcome::Done, now), Completed::Finished);
+			let next = s.next(primary, Source::Primary, now);
+			assert!(matches!(next, Next::Wait), "the Primary was asked at {:?}", now - t0);
+			now += Duration::from_secs(1);
+		}
+		drain(&mut s, holder, Source::Complete, now);
+		assert!(s.is_done());
+	}
+
+	#[test]
+	fn the_rate_floor_is_exact() {
+		let w = Duration::from_secs(15);
+		assert!(below_floor(15 * 1024 - 1, w, 1024));
+		assert!(!below_floor(15 * 1024, w, 1024), "at the floor is not below it");
+		assert!(!below_floor(0, Duration::ZERO, 1024), "an empty window judges nothing");
+		assert!(!below_floor(0, w, 0), "a zero floor is never missed");
+		assert!(below_floor(u64::MAX, Duration::MAX, u64::MAX), "no overflow");
 	}
 
 	#[test]

@@ -818,7 +818,8 @@ async fn answer(
 		},
 		Request::Index { segment, root, start, count } => {
 			// Cut and encoded on the blocking pool: the first page at a new head root builds the
-			// listing (see `Store::listing`).
+			// listing, from a database snapshot and outside the store's segment lock, so asking
+			// for the head's index over and over stalls no write (see `Store::listing`).
 			let frame = store_call(io, move || {
 				match store.index_page(segment, &root, start, count as u64) {
 					Ok((entries, total)) => {
