@@ -117,7 +117,13 @@ async fn corrupt_peer_is_banned_and_nothing_corrupt_is_stored() {
 	assert!(exported["sync_net_requests_total[\"ok\", \"client\"]"] > 0.0);
 	assert_eq!(exported["sync_net_streams[\"outbound\"]"], 0.0, "every stream closed");
 	assert_eq!(report.banned, vec![c.net.peer_id()]);
-	assert_eq!(report.rejected_groups, 1, "detected within one chunk group");
+	// Each of the source's lanes may have one corrupt group in flight when the first is found.
+	let lanes = sync_net::snapshot::LANES as u64;
+	assert!(
+		(1..=lanes).contains(&report.rejected_groups),
+		"detected within one chunk group per lane: {}",
+		report.rejected_groups
+	);
 	assert!(d.net.is_banned(&c.net.peer_id()));
 	assert_holds(d.store(), head);
 }

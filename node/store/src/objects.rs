@@ -14,8 +14,9 @@
 //! # Finishing a partial object
 //! The finisher thread commits a complete one in these steps, each safe to crash after:
 //! 1. `done` is set: the object is the finisher's; it is not durable yet.
-//! 2. The data file is fsynced. A crash leaves a partial whose every group verifies, which
-//!    reopening finishes again.
+//! 2. The data file is fsynced, and its now clean pages are handed back to the kernel
+//!    ([`drop_cached`]). A crash leaves a partial whose every group verifies, which reopening
+//!    finishes again.
 //! 3. The data file is renamed to `objects/xx/<cid>`: the commit point. The file already has
 //!    exactly the object's bytes, so there is nothing to trim.
 //! 4. The directories (`objects/xx` and `partial/`) are fsynced, for every object renamed since
@@ -477,6 +478,7 @@ impl FinishCtx {
 		}
 		// 2. The bytes are on disk before any name says the object is complete.
 		p.data.sync_data()?;
+		drop_cached(&p.data);
 		if self.hooks.crash_after(FinishStep::Synced) {
 			return Ok(false);
 		}
@@ -503,6 +505,25 @@ pub(crate) const BITS_SUFFIX: &str = ".bits";
 /// Where an older store kept a partial object's bitfield sidecar.
 pub(crate) fn legacy_bits_path(dir: &Path, cid: &Hash32) -> PathBuf {
 	dir.join("partial").join(format!("{}{BITS_SUFFIX}", hex(cid)))
+}
+
+/// Tells the kernel the (clean, just fsynced) pages of `f` will not be read again soon, so they
+/// are reclaimed first and reused for the next writes instead of the page cache growing by every
+/// byte received. Measured on the reference VM: a 1 GiB snapshot sync that otherwise got slower
+/// with every gigabyte already in the page cache (run 1 fast, runs 2 and 3 at about half its
+/// rate, receiver CPU per byte 2.5–3× higher in the kernel's page-cache copy) stays at its best
+/// rate run after run. A hint only: failures are ignored, and nothing but speed depends on it.
+/// Serving reads the object back from disk if no one read it meanwhile.
+pub(crate) fn drop_cached(f: &File) {
+	#[cfg(target_os = "linux")]
+	{
+		use std::os::fd::AsRawFd;
+		// SAFETY: `posix_fadvise` only reads its integer arguments; the descriptor is valid for
+		// the lifetime of `f`, which outlives the call.
+		let _ = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+	}
+	#[cfg(not(target_os = "linux"))]
+	let _ = f;
 }
 
 /// Makes the entries of directory `dir` (files created in it, renamed into or out of it)

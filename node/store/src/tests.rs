@@ -331,10 +331,7 @@ fn head_index_does_not_hold_the_store_lock() {
 	let (entries, total) = s.index_page(7, &h2.facts.root, 0, 1000).unwrap();
 	assert_eq!(total, 199);
 	assert!(entries.iter().all(|e| e.key != b"k/3"));
-	assert!(matches!(
-		s.index_page(7, &head.facts.root, 0, 1),
-		Err(StoreError::UnknownSegment(7))
-	));
+	assert!(matches!(s.index_page(7, &head.facts.root, 0, 1), Err(StoreError::UnknownSegment(7))));
 	// A pinned head stays listed after the head moves on.
 	s.pin_snapshot(7).unwrap();
 	s.apply(7, vec![SegmentWrite::Delete { key: b"k/4".to_vec() }]).unwrap();

@@ -6,7 +6,7 @@ use super::{
 	sched::{
 		Completed, IndexPages, IndexStep, Lease, Next, Outcome, Sched, SchedConfig, Source, Work,
 	},
-	Holder, SyncError, SyncReport, STALL_TIMEOUT,
+	Holder, SyncError, SyncReport, LANES, STALL_TIMEOUT,
 };
 use crate::{
 	metrics::Stage,
@@ -237,7 +237,7 @@ impl Engine {
 				down_since = None;
 			}
 			let result = match opened {
-				Ok(session) => self.drive(session, holder.primary).await,
+				Ok(session) => self.drive(session, &holder).await,
 				Err(e) => Err(e),
 			};
 			match result {
@@ -318,20 +318,88 @@ impl Engine {
 		}
 	}
 
-	async fn drive(self: &Arc<Self>, mut session: Session, primary: bool) -> Result<(), PeerError> {
+	async fn drive(
+		self: &Arc<Self>,
+		mut session: Session,
+		holder: &Holder,
+	) -> Result<(), PeerError> {
 		let peer = session.peer();
-		let Some(source) = self.source(&mut session, primary).await? else { return Ok(()) };
+		let Some(source) = self.source(&mut session, holder.primary).await? else { return Ok(()) };
 		self.sched.lock().serving(peer, source);
 		let _guard = (source == Source::Complete).then(|| CompleteGuard::new(self, peer));
 		self.ensure_index(&mut session).await?;
+		// A second lane on another stream of the peer's budget, so one request is always on its
+		// way while the other's answer is being stored (see `LANES`). It ends when the first
+		// lane does; its own failure ends only itself, except misbehaviour, which ends both.
+		let stop = AtomicBool::new(false);
+		let first = async {
+			let r = self.fetch_loop(&mut session, source, true, &stop).await;
+			stop.store(true, Ordering::SeqCst);
+			r
+		};
+		let second = async {
+			let r = self.lane(holder, source, &stop).await;
+			if matches!(r, Err(PeerError::Misbehaved(_))) {
+				stop.store(true, Ordering::SeqCst);
+			}
+			r
+		};
+		let (a, b) = tokio::join!(first, second);
+		match (a, b) {
+			(_, Err(e @ PeerError::Misbehaved(_))) => Err(e),
+			(a, _) => a,
+		}
+	}
+
+	/// The extra lanes of a source (one, see `LANES`): another session to the same peer, if a
+	/// stream of its budget is free right now, fetching units until `stop`. A transport failure
+	/// or refusal ends the lane quietly (the first lane goes on and does the peer's accounting).
+	async fn lane(
+		&self,
+		holder: &Holder,
+		source: Source,
+		stop: &AtomicBool,
+	) -> Result<(), PeerError> {
+		if LANES < 2 {
+			return Ok(());
+		}
+		let Some(permit) =
+			self.net.stream_permit(holder.peer, StreamUse::Bulk, Duration::ZERO).await
+		else {
+			return Ok(());
+		};
+		let mut session = match self.net.connect_with(holder, permit).await {
+			Ok(s) => s,
+			Err(_) => return Ok(()),
+		};
+		match self.fetch_loop(&mut session, source, false, stop).await {
+			Err(e @ PeerError::Misbehaved(_)) => Err(e),
+			Err(e) => {
+				log::debug!(target: "sync-net", "segment {}: {}: second lane: {e}", self.segment, holder.peer);
+				Ok(())
+			},
+			Ok(()) => Ok(()),
+		}
+	}
+
+	/// Fetches units from one session until the sync is done, the peer is demoted, or `stop`;
+	/// `polls`: this lane polls a co-downloader's progress.
+	async fn fetch_loop(
+		&self,
+		session: &mut Session,
+		source: Source,
+		polls: bool,
+		stop: &AtomicBool,
+	) -> Result<(), PeerError> {
+		let peer = session.peer();
 		let retry = self.net.config().missing_retry;
 		let mut last_poll = Instant::now();
 		loop {
-			if self.finished.load(Ordering::SeqCst) {
+			if self.finished.load(Ordering::SeqCst) || stop.load(Ordering::SeqCst) {
 				return Ok(());
 			}
 			// A co-downloader is polled for its progress (see the module docs on Primary egress).
-			if source == Source::Syncing && last_poll.elapsed() >= PROGRESS_POLL {
+			if polls && source == Source::Syncing && last_poll.elapsed() >= PROGRESS_POLL {
 				last_poll = Instant::now();
 				let h = session.head(self.segment).await?;
 				// Only a transfer to this target counts (see `source`).
@@ -354,9 +422,9 @@ impl Engine {
 			};
 			match lease.work().clone() {
 				Work::Outboard { cid, size } => {
-					self.fetch_outboard(&mut session, lease, cid, size).await?
+					self.fetch_outboard(session, lease, cid, size).await?
 				},
-				Work::Groups(list) => self.fetch_groups(&mut session, lease, list).await?,
+				Work::Groups(list) => self.fetch_groups(session, lease, list).await?,
 			}
 		}
 	}

@@ -112,6 +112,15 @@ pub enum SyncError {
 	Stalled(Duration),
 }
 
+/// Sessions a sync runs to each source at once. With one, the source idles while this node
+/// stores an answer and sends the next request, and every outboard (one per large object) costs
+/// a whole round trip; a second lane keeps a request in flight meanwhile. Both share one
+/// schedule (each takes its own units), and the second opens only if a stream of the peer's
+/// budget is free (the client never opens more than
+/// [`STREAMS_PER_PEER`](crate::transfer::protocol::STREAMS_PER_PEER) to a peer, bulk ones at
+/// most one fewer).
+pub const LANES: usize = 2;
+
 /// How long a sync waits without any usable holder before giving up.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
