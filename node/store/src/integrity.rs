@@ -255,9 +255,9 @@ impl Store {
 		Ok(false)
 	}
 
-	/// Removes what a crash can leave in `partial/`: a bitfield sidecar without its data file
-	/// (the object was renamed into `objects/` or discarded before the sidecar was removed), and
-	/// a partial whose object is complete in `objects/` (a power loss that kept both names).
+	/// Removes what a crash can leave in `partial/`: a bitfield sidecar of an older store without
+	/// its data file (one with its data file goes when that partial is reopened), and a partial
+	/// whose object is complete in `objects/` (a power loss that kept both names).
 	fn clean_partials(&self) -> Result<()> {
 		let dir = self.dir().join("partial");
 		for entry in fs::read_dir(&dir)? {
