@@ -13,8 +13,17 @@
 //! Keys are the rest of the path, percent-decoded (they may contain `/`). Errors are JSON
 //! `{ "error": "…" }` with the status code; nothing is written on an error. One request per
 //! connection (`connection: close`), request heads bounded to 16 KiB.
+//!
+//! Every client is hostile until proven otherwise, so the server bounds what any number of
+//! them can hold ([`HttpLimits`]): connections served at once (the rest wait in the listen
+//! backlog), a deadline for the request head, a minimum rate for a body, a deadline for every
+//! response write, and a budget for the request bodies held in memory over all connections
+//! (a PUT's body is buffered whole before it is hashed and written: without the budget, 100
+//! concurrent uploads of the largest object could ask for 25 GiB). A failed `accept` (say, out
+//! of file descriptors) is retried with a backoff: it never ends the server, which runs as an
+//! essential task of the node.
 use crate::SyncHandle;
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 use sync_primitives::hex::hex;
 use sync_primitives::{
 	commitment::{Hash32, GROUP_LEN},
@@ -29,8 +38,51 @@ use tokio::{
 const MAX_HEAD: usize = 16 * 1024;
 /// Largest refused body read to the end before answering.
 const DRAIN_MAX: u64 = 64 << 20;
+/// The unit the body budget is counted in.
+const BUDGET_UNIT: u64 = 64 << 10;
 
-/// Serves the API on `addr` until the node stops.
+/// What the object API's clients can hold of this node, all of them together.
+#[derive(Clone, Debug)]
+pub struct HttpLimits {
+	/// Connections served at once; more wait in the listen backlog until one ends.
+	pub max_connections: usize,
+	/// Bytes of request bodies held in memory at once over all connections (raised to the
+	/// largest object if that is larger). A PUT that cannot get its share within
+	/// `head_timeout` is answered `503` (retry later).
+	pub body_budget: u64,
+	/// The whole request head must arrive within this, or the connection is closed.
+	pub head_timeout: Duration,
+	/// A body must arrive at least this fast (bytes per second), after a grace of
+	/// `head_timeout`, or the request is answered `408` and nothing is written.
+	pub min_body_rate: u64,
+	/// Every write of a response must complete within this, or the connection is closed.
+	pub write_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+	/// 64 connections; 512 MiB of bodies; a head within 10 s; bodies at 256 KiB/s at least;
+	/// 30 s per response write.
+	fn default() -> Self {
+		HttpLimits {
+			max_connections: 64,
+			body_budget: 512 << 20,
+			head_timeout: Duration::from_secs(10),
+			min_body_rate: 256 << 10,
+			write_timeout: Duration::from_secs(30),
+		}
+	}
+}
+
+/// What every connection shares.
+struct Shared {
+	handle: Arc<SyncHandle>,
+	max_object: u64,
+	limits: HttpLimits,
+	/// Of `limits.body_budget`, in [`BUDGET_UNIT`]s.
+	bodies: Arc<tokio::sync::Semaphore>,
+}
+
+/// Serves the API on `addr` until the node stops, within [`HttpLimits::default`].
 pub async fn serve(
 	addr: SocketAddr,
 	handle: Arc<SyncHandle>,
@@ -38,15 +90,64 @@ pub async fn serve(
 ) -> std::io::Result<()> {
 	let listener = TcpListener::bind(addr).await?;
 	log::info!(target: "sync", "💾 Object API on http://{}/v1/segments/<id>/objects/<key>", listener.local_addr()?);
+	serve_on(listener, handle, max_object, HttpLimits::default()).await;
+	Ok(())
+}
+
+/// Serves the API on `listener` within `limits`; never returns.
+pub async fn serve_on(
+	listener: TcpListener,
+	handle: Arc<SyncHandle>,
+	max_object: u64,
+	limits: HttpLimits,
+) {
+	let units = limits.body_budget.max(max_object).div_ceil(BUDGET_UNIT);
+	let units = usize::try_from(units).unwrap_or(usize::MAX).min(tokio::sync::Semaphore::MAX_PERMITS);
+	let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+	let shared = Arc::new(Shared {
+		handle,
+		max_object,
+		limits,
+		bodies: Arc::new(tokio::sync::Semaphore::new(units)),
+	});
+	let mut backoff = ACCEPT_BACKOFF_MIN;
 	loop {
-		let (stream, _) = listener.accept().await?;
-		let handle = handle.clone();
+		let Ok(permit) = connections.clone().acquire_owned().await else { return };
+		let stream = match listener.accept().await {
+			Ok((stream, _)) => {
+				backoff = ACCEPT_BACKOFF_MIN;
+				stream
+			},
+			Err(e) => {
+				log::warn!(target: "sync", "object API: accept failed ({e}); retrying in {backoff:?}");
+				drop(permit);
+				tokio::time::sleep(backoff).await;
+				backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+				continue;
+			},
+		};
+		let shared = shared.clone();
 		tokio::spawn(async move {
-			if let Err(e) = serve_one(stream, &handle, max_object).await {
+			let _permit = permit;
+			if let Err(e) = serve_one(stream, &shared).await {
 				log::debug!(target: "sync", "object API connection: {e}");
 			}
 		});
 	}
+}
+
+/// The first wait after a failed `accept`, doubled per failure in a row up to the max.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// `fut`, or a timeout error once `limit` has passed.
+async fn within<T>(
+	limit: Duration,
+	fut: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+	tokio::time::timeout(limit, fut)
+		.await
+		.unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline passed")))
 }
 
 /// A refused request: status and message.
@@ -56,20 +157,25 @@ fn refuse(code: u16, msg: impl Into<String>) -> Refusal {
 	Refusal(code, msg.into())
 }
 
-async fn serve_one(stream: TcpStream, handle: &SyncHandle, max_object: u64) -> std::io::Result<()> {
+async fn serve_one(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
+	let limits = &shared.limits;
 	let mut reader = BufReader::new(stream);
-	let (method, path, length) = match read_head(&mut reader).await? {
+	let (method, path, length) = match within(limits.head_timeout, read_head(&mut reader)).await? {
 		Ok(h) => h,
-		Err(Refusal(code, msg)) => return respond_error(reader.get_mut(), code, &msg).await,
+		Err(Refusal(code, msg)) => {
+			return within(limits.write_timeout, respond_error(reader.get_mut(), code, &msg)).await
+		},
 	};
 	let result = match method.as_str() {
-		"GET" => get(&mut reader, handle, &path).await,
-		"PUT" => put(&mut reader, handle, &path, length, max_object).await,
+		"GET" => get(&mut reader, &shared.handle, &path, limits.write_timeout).await,
+		"PUT" => put(&mut reader, shared, &path, length).await,
 		_ => Err(refuse(405, "only GET and PUT")),
 	};
 	match result {
 		Ok(()) => Ok(()),
-		Err(Refusal(code, msg)) => respond_error(reader.get_mut(), code, &msg).await,
+		Err(Refusal(code, msg)) => {
+			within(limits.write_timeout, respond_error(reader.get_mut(), code, &msg)).await
+		},
 	}
 }
 
@@ -153,6 +259,7 @@ async fn get(
 	reader: &mut BufReader<TcpStream>,
 	handle: &SyncHandle,
 	path: &str,
+	write_timeout: Duration,
 ) -> Result<(), Refusal> {
 	let (segment, key) = parse_path(path)?;
 	let net = handle.network().ok_or_else(|| refuse(503, "the sync service is not running"))?;
@@ -173,18 +280,22 @@ async fn get(
 	);
 	// From here on the status is sent: a group that fails its check ends the connection early
 	// (the client sees a short body), it is never sent.
-	if stream.write_all(head.as_bytes()).await.is_err() {
+	if within(write_timeout, stream.write_all(head.as_bytes())).await.is_err() {
 		return Ok(());
 	}
 	let mut buf = Vec::with_capacity(GROUP_LEN as usize);
 	for g in 0..groups_of(size) {
 		let ok = read_group(&source, &outboard, &cid, size, g, &mut buf);
-		if !ok || stream.write_all(&buf).await.is_err() {
+		if !ok {
 			log::warn!(target: "sync", "object API: object {} group {g} unavailable or corrupt; response cut short", hex(&cid));
 			return Ok(());
 		}
+		if within(write_timeout, stream.write_all(&buf)).await.is_err() {
+			// The client stopped reading (or left): its connection slot goes back.
+			return Ok(());
+		}
 	}
-	let _ = stream.shutdown().await;
+	let _ = within(write_timeout, stream.shutdown()).await;
 	Ok(())
 }
 
@@ -212,11 +323,11 @@ fn read_group(
 
 async fn put(
 	reader: &mut BufReader<TcpStream>,
-	handle: &SyncHandle,
+	shared: &Shared,
 	path: &str,
 	length: Option<u64>,
-	max_object: u64,
 ) -> Result<(), Refusal> {
+	let (handle, max_object, limits) = (&shared.handle, shared.max_object, &shared.limits);
 	let (segment, key) = parse_path(path)?;
 	let net = handle
 		.network()
@@ -239,15 +350,26 @@ async fn put(
 		// Read (and drop) a body the client is still sending, so it sees the answer rather
 		// than a reset; past DRAIN_MAX the connection is just closed.
 		if length <= DRAIN_MAX {
-			let _ = tokio::io::copy(&mut reader.take(length), &mut tokio::io::sink()).await;
+			let drain = tokio::io::copy(&mut reader.take(length), &mut tokio::io::sink());
+			let _ = within(body_deadline(limits, length), drain).await;
 		}
 		return Err(r);
 	}
-	let mut data = vec![0u8; length as usize];
-	reader
-		.read_exact(&mut data)
+	// Memory for the body, out of the budget all connections share, before it is allocated.
+	let units = u32::try_from(length.div_ceil(BUDGET_UNIT).max(1))
+		.map_err(|_| refuse(413, "object too large"))?;
+	let _budget = tokio::time::timeout(limits.head_timeout, shared.bodies.acquire_many(units))
 		.await
-		.map_err(|e| refuse(400, format!("body: {e}")))?;
+		.ok()
+		.and_then(Result::ok)
+		.ok_or_else(|| refuse(503, "too many uploads in progress; retry later"))?;
+	let mut data = vec![0u8; length as usize];
+	within(body_deadline(limits, length), reader.read_exact(&mut data))
+		.await
+		.map_err(|e| match e.kind() {
+			std::io::ErrorKind::TimedOut => refuse(408, "body too slow"),
+			_ => refuse(400, format!("body: {e}")),
+		})?;
 	let size = data.len() as u64;
 	let cid = sync_primitives::commitment::cid_of(&data);
 	let write = sync_store::SegmentWrite::Put { key, data };
@@ -271,6 +393,7 @@ async fn respond_error(stream: &mut TcpStream, code: u16, msg: &str) -> std::io:
 		403 => "Forbidden",
 		404 => "Not Found",
 		405 => "Method Not Allowed",
+		408 => "Request Timeout",
 		411 => "Length Required",
 		413 => "Payload Too Large",
 		431 => "Request Header Fields Too Large",
@@ -284,6 +407,12 @@ async fn respond_error(stream: &mut TcpStream, code: u16, msg: &str) -> std::io:
 	);
 	stream.write_all(resp.as_bytes()).await?;
 	stream.shutdown().await
+}
+
+/// How long a body of `length` bytes may take: the head's grace plus `length` at the minimum
+/// rate.
+fn body_deadline(limits: &HttpLimits, length: u64) -> Duration {
+	limits.head_timeout + Duration::from_secs(length / limits.min_body_rate.max(1))
 }
 
 #[cfg(test)]
@@ -304,5 +433,57 @@ mod tests {
 		assert!(parse_path("/v1/segments/x/objects/a").is_err());
 		assert!(parse_path("/v1/segments/3/objects/").is_err());
 		assert!(parse_path("/v2/segments/3/objects/a").is_err());
+	}
+
+	async fn server(limits: HttpLimits) -> SocketAddr {
+		let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+		let addr = listener.local_addr().unwrap();
+		tokio::spawn(serve_on(listener, Arc::new(SyncHandle::default()), 1 << 20, limits));
+		addr
+	}
+
+	/// The defect: no deadline on the request head, so a client that sent part of one held
+	/// its connection and task forever (a slow-loris with many connections held them all).
+	#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+	async fn stalled_http_client_is_cut_off() {
+		let limits = HttpLimits { head_timeout: Duration::from_millis(200), ..Default::default() };
+		let addr = server(limits).await;
+		let mut c = TcpStream::connect(addr).await.unwrap();
+		c.write_all(b"GET /v1/segm").await.unwrap();
+		let t = std::time::Instant::now();
+		let mut buf = Vec::new();
+		tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut buf))
+			.await
+			.expect("the server closes a stalled connection")
+			.ok();
+		assert!(t.elapsed() < Duration::from_secs(5), "closed after {:?}", t.elapsed());
+		assert!(buf.is_empty(), "no answer to half a request: {:?}", String::from_utf8_lossy(&buf));
+	}
+
+	/// The defect: no connection limit, so any number of clients held a task and a socket each.
+	/// Past the limit a client waits (in the listen backlog) until a connection ends.
+	#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+	async fn http_connections_are_bounded() {
+		let limits = HttpLimits {
+			max_connections: 2,
+			head_timeout: Duration::from_secs(60),
+			..Default::default()
+		};
+		let addr = server(limits).await;
+		let idle = TcpStream::connect(addr).await.unwrap();
+		let _idle2 = TcpStream::connect(addr).await.unwrap();
+		tokio::time::sleep(Duration::from_millis(100)).await;
+		let mut third = TcpStream::connect(addr).await.unwrap();
+		third.write_all(b"GET /v1/segments/1/objects/k HTTP/1.1\r\n\r\n").await.unwrap();
+		let mut buf = [0u8; 64];
+		let early = tokio::time::timeout(Duration::from_millis(500), third.read(&mut buf)).await;
+		assert!(early.is_err(), "served while both connections were held");
+		drop(idle);
+		let n = tokio::time::timeout(Duration::from_secs(10), third.read(&mut buf))
+			.await
+			.expect("served once a connection ended")
+			.unwrap();
+		// No sync service in this test: the request itself is answered 503.
+		assert!(buf[..n].starts_with(b"HTTP/1.1 503"), "{:?}", String::from_utf8_lossy(&buf[..n]));
 	}
 }

@@ -10,7 +10,11 @@ pub const MAX_RPC_OBJECT: usize = 4 << 20;
 /// - `sync_status()`: peer id, addresses, and per tracked segment its head (seq, root,
 ///   entries, bytes), whether this node owns it, its lag in seqs and the pinned snapshots;
 /// - `sync_put(segment, key, dataHex)`: writes an object into a segment this node owns on
-///   chain (one signed op, announced to followers); returns the new seq and root;
+///   chain (one signed op, announced to followers); returns the new seq and root. An *unsafe*
+///   method: refused (JSON-RPC `-32601`, as Substrate answers every unsafe method) where the
+///   node serves only safe methods (`--rpc-methods safe`, the default with `--rpc-external`);
+///   a write costs this node's disk and the network's bandwidth, and the chain authorises no
+///   caller;
 /// - `sync_get(segment, key)`: the object under `key` (`null` if absent), verified against its
 ///   CID on read.
 pub fn rpc_module(
@@ -78,7 +82,8 @@ pub fn rpc_module(
 			"segments": segments,
 		}))
 	})?;
-	m.register_blocking_method("sync_put", |params, h, _| -> Reply {
+	m.register_blocking_method("sync_put", |params, h, ext| -> Reply {
+		unsafe_allowed(&ext)?;
 		let (segment, key, data): (u64, String, String) = params.parse()?;
 		let net = net(&h)?;
 		let epoch = h.write_epoch_of(net, segment).map_err(|e| {
@@ -116,4 +121,35 @@ pub fn rpc_module(
 		Ok(json!({ "cid": hex(&entry.cid), "size": entry.size, "data": hex(&data) }))
 	})?;
 	Ok(m)
+}
+
+/// Whether the server lets this call through to an unsafe method. Substrate's RPC server puts
+/// its `DenyUnsafe` policy on every call; a call without one (a server that did not, a test
+/// harness) is denied, never let through.
+fn unsafe_allowed(ext: &jsonrpsee::Extensions) -> Result<(), jsonrpsee::types::ErrorObjectOwned> {
+	use sc_rpc_api::{DenyUnsafe, UnsafeRpcError};
+	match ext.get::<DenyUnsafe>() {
+		Some(policy) => policy.check_if_safe().map_err(Into::into),
+		None => Err(UnsafeRpcError.into()),
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use sc_rpc_api::DenyUnsafe;
+
+	/// The defect: `sync_put` never asked the server's policy, so `--rpc-external` with
+	/// `--rpc-methods safe` let anyone write into the node's segments.
+	#[test]
+	fn sync_put_is_unsafe_rpc() {
+		let mut deny = jsonrpsee::Extensions::new();
+		deny.insert(DenyUnsafe::Yes);
+		let err = unsafe_allowed(&deny).unwrap_err();
+		assert_eq!(err.code(), jsonrpsee::types::error::ErrorCode::MethodNotFound.code());
+		assert!(unsafe_allowed(&jsonrpsee::Extensions::new()).is_err(), "no policy: denied");
+		let mut allow = jsonrpsee::Extensions::new();
+		allow.insert(DenyUnsafe::No);
+		assert!(unsafe_allowed(&allow).is_ok());
+	}
 }

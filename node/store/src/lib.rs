@@ -333,10 +333,10 @@ pub(crate) struct Inner {
 	/// The segments' live tries and heads: held by a write for its whole batch, so never
 	/// while doing work a peer can ask for over and over (see [`Store::listing`]).
 	pub(crate) segments: Mutex<HashMap<SegmentId, SegmentState>>,
-	/// The listing of each segment's index at a recent head, for index pages: valid while its
-	/// root is the head's (checked against the head row of the reader's database snapshot),
-	/// replaced by the next head's when that is asked for.
-	pub(crate) head_listings: Mutex<HashMap<SegmentId, Listing>>,
+	/// The listing of each segment's index at a recent head (with the head's seq), for index
+	/// pages: valid while its root is the head's (checked against the head row of the reader's
+	/// database snapshot), replaced by a later head's when that is asked for (never by an older).
+	pub(crate) head_listings: Mutex<HashMap<SegmentId, (u64, Listing)>>,
 	/// Held while a head listing is built (not the segment lock): requests racing for a new
 	/// head build it once, and at most one listing is being built at a time.
 	pub(crate) head_build: Mutex<()>,

@@ -5,8 +5,8 @@
 //! `partial/<cid>`: exactly `size` bytes from creation on (sparse), each group written in place
 //! at its offset once it verified against the outboard. Which groups are there lives in memory
 //! only: there is no bitfield on disk. Reopening a partial after a restart re-verifies every
-//! group of the file against the committed outboard (holes and torn or lost writes fail and are
-//! fetched again), so what it keeps is exactly what verifies, and a crash costs a refetch,
+//! written group of the file against the committed outboard (holes are skipped unread; torn or
+//! lost writes fail and are fetched again), so what it keeps is exactly what verifies, and a crash costs a refetch,
 //! never a wrong byte. (An on-disk bitfield was only ever a hint that still had to be
 //! re-verified; as a sidecar file it cost one more inode created and unlinked per object, and
 //! that measurably slowed the snapshot sync.)
@@ -126,6 +126,9 @@ pub(crate) struct Hooks {
 	/// Finishing stops right after this step, as if the process were killed there.
 	#[cfg(test)]
 	pub(crate) crash_after: Mutex<Option<FinishStep>>,
+	/// Replaces [`SMALL_BATCH_BYTES`] as the pending batch's bound.
+	#[cfg(test)]
+	pub(crate) batch_bytes: Mutex<Option<usize>>,
 	/// Set once a simulated crash happened: from then on nothing more reaches the files (no
 	/// batch, no further finishing), as after a `kill -9`.
 	#[cfg(test)]
@@ -144,6 +147,9 @@ impl Hooks {
 	fn crashed(&self) -> bool {
 		self.crashed.load(Ordering::SeqCst)
 	}
+	fn batch_bytes(&self) -> usize {
+		self.batch_bytes.lock().unwrap_or(SMALL_BATCH_BYTES)
+	}
 }
 
 #[cfg(not(test))]
@@ -156,14 +162,18 @@ impl Hooks {
 	fn crashed(&self) -> bool {
 		false
 	}
+	#[inline(always)]
+	fn batch_bytes(&self) -> usize {
+		SMALL_BATCH_BYTES
+	}
 }
 
 pub(crate) struct Objects {
 	dir: PathBuf,
-	pending: Mutex<Pending>,
-	partials: Arc<Mutex<HashMap<Hash32, Arc<Partial>>>>,
+	pub(crate) pending: Mutex<Pending>,
+	pub(crate) partials: Arc<Mutex<HashMap<Hash32, Arc<Partial>>>>,
 	finisher: Mutex<Option<Sender<Job>>>,
-	finishing: Arc<(Mutex<usize>, Condvar)>,
+	finishing: Arc<(Mutex<Tickets>, Condvar)>,
 	/// Threads waiting in [`Objects::wait_finished`]: while any is, the finisher syncs
 	/// directories after every batch instead of collecting [`FINISH_BATCH`] objects first.
 	waiters: Arc<AtomicUsize>,
@@ -177,10 +187,22 @@ pub(crate) struct Objects {
 }
 
 #[derive(Default)]
-struct Pending {
+pub(crate) struct Pending {
 	blobs: HashMap<Hash32, Vec<u8>>,
-	outboards: HashMap<Hash32, Vec<u8>>,
-	bytes: usize,
+	pub(crate) outboards: HashMap<Hash32, Vec<u8>>,
+	/// What `blobs` and `outboards` hold (at least 64 bytes an entry): committed once it
+	/// reaches [`SMALL_BATCH_BYTES`], so the batch in memory stays bounded whatever a sync
+	/// begins (a scheduler that fetches every outboard of a large segment before its groups
+	/// would otherwise hold them all: 0.4 % of the segment).
+	pub(crate) bytes: usize,
+}
+
+impl Pending {
+	/// Counts `len` more bytes; whether the batch is due.
+	fn add(&mut self, len: usize, limit: usize) -> bool {
+		self.bytes += len.max(64);
+		self.bytes >= limit
+	}
 }
 
 /// Maps a proof failure on `cid`'s data or outboard to the store's error.
@@ -200,7 +222,7 @@ impl Objects {
 			pending: Mutex::new(Pending::default()),
 			partials: Arc::new(Mutex::new(HashMap::new())),
 			finisher: Mutex::new(None),
-			finishing: Arc::new((Mutex::new(0), Condvar::new())),
+			finishing: Arc::new((Mutex::new(Tickets::default()), Condvar::new())),
 			waiters: Arc::new(AtomicUsize::new(0)),
 			dirty_groups: AtomicU32::new(0),
 			hooks: Arc::new(Hooks::default()),
@@ -212,7 +234,7 @@ impl Objects {
 	/// Hands a fully verified partial object to the finisher thread, which commits it (see the
 	/// module docs) off the transfer's hot path.
 	fn finish_later(&self, cid: Hash32, p: Arc<Partial>) -> Result<()> {
-		*self.finishing.0.lock() += 1;
+		self.finishing.0.lock().handed += 1;
 		let sent = self.send_to_finisher(Job::Finish((cid, p)));
 		if sent.is_err() {
 			// Never handed over: nothing to wait for.
@@ -232,6 +254,7 @@ impl Objects {
 				waiters: self.waiters.clone(),
 				hooks: self.hooks.clone(),
 				renamed: Vec::new(),
+				failed: 0,
 				dirs: BTreeSet::new(),
 			};
 			std::thread::Builder::new()
@@ -249,19 +272,25 @@ impl Objects {
 	/// Waits until every handed-over object is committed and durable. The finisher learns of
 	/// the wait (`waiters`, and a [`Job::Sync`] in case it is idle) and syncs directories at once.
 	fn wait_finished(&self) {
-		if *self.finishing.0.lock() == 0 {
-			return;
-		}
+		// Everything handed over before this call; what others hand over meanwhile is theirs
+		// to wait for (a wait for "none left" might never end while other syncs finish objects).
+		let ticket = {
+			let t = self.finishing.0.lock();
+			if t.done >= t.handed {
+				return;
+			}
+			t.handed
+		};
 		self.waiters.fetch_add(1, Ordering::SeqCst);
 		if let Some(tx) = self.finisher.lock().as_ref() {
 			// A send fails only if the finisher is gone, and then nothing is left to wait for.
 			let _ = tx.send(Job::Sync);
 		}
-		let mut n = self.finishing.0.lock();
-		while *n > 0 {
-			self.finishing.1.wait(&mut n);
+		let mut t = self.finishing.0.lock();
+		while t.done < ticket {
+			self.finishing.1.wait(&mut t);
 		}
-		drop(n);
+		drop(t);
 		self.waiters.fetch_sub(1, Ordering::SeqCst);
 	}
 
@@ -282,11 +311,14 @@ impl Objects {
 	}
 
 	/// Whether `objects/` durably holds the large object `cid` with its outboard committed: what a
-	/// head may reference.
-	fn has_durable_file(&self, cid: &Hash32) -> bool {
-		!self.finishing(cid)
-			&& !self.pending.lock().outboards.contains_key(cid)
-			&& self.object_path(cid).exists()
+	/// head may reference. The outboard is looked up in the database itself: a file renamed
+	/// before a crash took its (still pending) outboard with it is not durable, however complete
+	/// the file (see [`Store::begin_object`], which stores the outboard again).
+	fn has_durable_file(&self, db: &Database, cid: &Hash32) -> Result<bool> {
+		if self.finishing(cid) || !self.object_path(cid).exists() {
+			return Ok(false);
+		}
+		Ok(db.begin_read()?.open_table(OUTBOARDS)?.get(cid)?.is_some())
 	}
 
 	/// Waits for finishing objects (durable: fsynced, renamed, directories synced), then commits
@@ -371,22 +403,34 @@ impl Objects {
 	}
 }
 
-/// Takes `n` objects off the count [`Objects::wait_finished`] waits on.
-fn finished(finishing: &(Mutex<usize>, Condvar), n: usize) {
-	let mut count = finishing.0.lock();
-	*count = count.saturating_sub(n);
+/// Objects handed to the finisher and done with (durable, failed, or stopped by a simulated
+/// crash), both counted from the store's open. The finisher takes jobs in order and counts them
+/// done only in its directory rounds, in order too, so `done >= k` means the first `k` objects
+/// handed over are done with.
+#[derive(Default)]
+pub(crate) struct Tickets {
+	handed: u64,
+	done: u64,
+}
+
+/// Counts `n` more objects done with, for [`Objects::wait_finished`].
+fn finished(finishing: &(Mutex<Tickets>, Condvar), n: usize) {
+	finishing.0.lock().done += n as u64;
 	finishing.1.notify_all();
 }
 
 /// What the finisher thread works with.
 struct FinishCtx {
 	dir: PathBuf,
-	partials: Arc<Mutex<HashMap<Hash32, Arc<Partial>>>>,
-	finishing: Arc<(Mutex<usize>, Condvar)>,
+	pub(crate) partials: Arc<Mutex<HashMap<Hash32, Arc<Partial>>>>,
+	finishing: Arc<(Mutex<Tickets>, Condvar)>,
 	waiters: Arc<AtomicUsize>,
 	hooks: Arc<Hooks>,
-	/// Renamed into `objects/`, directories not synced yet (still counted in `finishing`).
-	renamed: Vec<Hash32>,
+	/// Renamed into `objects/`, directories not synced yet (not yet counted done).
+	renamed: Vec<(Hash32, Arc<Partial>)>,
+	/// Handed over since the last round but not renamed (failed, or a simulated crash): counted
+	/// done in the next round, in order with the rest.
+	failed: usize,
 	/// The directories those renames touched.
 	dirs: BTreeSet<PathBuf>,
 }
@@ -406,11 +450,12 @@ impl FinishCtx {
 			}
 			for job in batch {
 				if let Job::Finish((cid, p)) = job {
-					self.finish_one(cid, &p);
+					self.finish_one(cid, p);
 				}
 			}
 			let wanted = self.waiters.load(Ordering::SeqCst) > 0;
-			if self.hooks.crashed() || wanted || self.renamed.len() >= FINISH_BATCH {
+			let due = self.renamed.len() + self.failed >= FINISH_BATCH;
+			if self.hooks.crashed() || wanted || due {
 				self.sync_renamed();
 			}
 		}
@@ -418,14 +463,14 @@ impl FinishCtx {
 
 	/// Steps 1–3 for one object. One that fails stays in the partials (not durable, so no head
 	/// can reference it); the error is logged and nobody waits for it.
-	fn finish_one(&mut self, cid: Hash32, p: &Partial) {
+	fn finish_one(&mut self, cid: Hash32, p: Arc<Partial>) {
 		if !self.hooks.crashed() && !self.hooks.crash_after(FinishStep::Queued) {
-			match self.commit_data(&cid, p) {
+			match self.commit_data(&cid, &p) {
 				Ok(true) => {
 					if let Some(d) = object_path(&self.dir, &cid).parent() {
 						self.dirs.insert(d.to_path_buf());
 					}
-					self.renamed.push(cid);
+					self.renamed.push((cid, p));
 					return;
 				},
 				// A simulated crash.
@@ -435,7 +480,7 @@ impl FinishCtx {
 				},
 			}
 		}
-		finished(&self.finishing, 1);
+		self.failed += 1;
 	}
 
 	/// Step 4 for every object renamed since the last round: the new names in `objects/xx` (and
@@ -444,10 +489,12 @@ impl FinishCtx {
 	fn sync_renamed(&mut self) {
 		let renamed = std::mem::take(&mut self.renamed);
 		let mut dirs = std::mem::take(&mut self.dirs);
-		if renamed.is_empty() {
+		let failed = std::mem::take(&mut self.failed);
+		let n = renamed.len();
+		if n == 0 {
+			finished(&self.finishing, failed);
 			return;
 		}
-		let n = renamed.len();
 		if !self.hooks.crashed() && !self.hooks.crash_after(FinishStep::Renamed) {
 			dirs.insert(self.dir.join("partial"));
 			let synced = dirs.iter().try_for_each(|d| {
@@ -461,12 +508,15 @@ impl FinishCtx {
 			});
 			if synced.is_ok() && !self.hooks.crash_after(FinishStep::DirSynced) {
 				let mut partials = self.partials.lock();
-				for cid in &renamed {
-					partials.remove(cid);
+				for (cid, p) in &renamed {
+					// Only the partial finished here (a newer one under the CID is not ours).
+					if partials.get(cid).is_some_and(|q| Arc::ptr_eq(p, q)) {
+						partials.remove(cid);
+					}
 				}
 			}
 		}
-		finished(&self.finishing, n);
+		finished(&self.finishing, n + failed);
 	}
 
 	/// Steps 1–3 for one object; `Ok(false)` if a simulated crash stopped it.
@@ -526,6 +576,32 @@ pub(crate) fn drop_cached(f: &File) {
 	let _ = f;
 }
 
+/// The first offset at or after `offset` where `f` has data (`u64::MAX` if none): holes of a
+/// sparse partial file are groups never written. Where the system cannot tell, `offset` itself
+/// (the group is read and checked).
+fn data_at_or_after(f: &File, offset: u64) -> u64 {
+	#[cfg(target_os = "linux")]
+	{
+		use std::os::fd::AsRawFd;
+		let Ok(off) = libc::off_t::try_from(offset) else { return offset };
+		// SAFETY: `lseek` only reads its integer arguments; the descriptor is valid for the
+		// lifetime of `f`. It moves the file offset, which nothing here uses (reads are `pread`).
+		let r = unsafe { libc::lseek(f.as_raw_fd(), off, libc::SEEK_DATA) };
+		if r >= 0 {
+			return r as u64;
+		}
+		if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) {
+			return u64::MAX;
+		}
+		offset
+	}
+	#[cfg(not(target_os = "linux"))]
+	{
+		let _ = f;
+		offset
+	}
+}
+
 /// Makes the entries of directory `dir` (files created in it, renamed into or out of it)
 /// durable.
 pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -542,6 +618,12 @@ pub(crate) fn create_dirs(dir: &Path) -> Result<()> {
 	}
 	fs::create_dir_all(dir.join("partial"))?;
 	fs::create_dir_all(dir.join("quarantine"))?;
+	// Renames a killed process left waiting for their directory round become durable now,
+	// before anything at open (or after) counts their objects as durable (257 fsyncs).
+	for i in 0..=255u8 {
+		sync_dir(&objects.join(hex(&[i])))?;
+	}
+	sync_dir(&dir.join("partial"))?;
 	sync_dir(&objects)?;
 	sync_dir(dir)?;
 	Ok(())
@@ -581,7 +663,8 @@ impl Store {
 		if is_small(size) {
 			Ok(blobs.get(cid)?.is_some_and(|v| v.value().len() as u64 == size))
 		} else {
-			Ok(self.objects().has_durable_file(cid) && self.file_len(cid)? == Some(size))
+			Ok(self.objects().has_durable_file(&self.inner.db, cid)?
+				&& self.file_len(cid)? == Some(size))
 		}
 	}
 
@@ -626,11 +709,19 @@ impl Store {
 
 	/// What the store has of object `(cid, size)`, resuming a partial download left on disk.
 	pub fn object_state(&self, cid: &Hash32, size: u64) -> Result<ObjectState> {
-		if self.has_object_sized(cid, size)? {
-			return Ok(ObjectState::Complete);
-		}
 		if is_small(size) {
-			return Ok(ObjectState::Absent);
+			return Ok(match self.has_object_sized(cid, size)? {
+				true => ObjectState::Complete,
+				false => ObjectState::Absent,
+			});
+		}
+		if self.has_object_sized(cid, size)? {
+			// A file whose outboard a crash took (see `has_durable_file`) is complete only once
+			// the outboard is back: asking for it again is how it comes back.
+			return Ok(match self.outboard_stored(cid)? {
+				true => ObjectState::Complete,
+				false => ObjectState::Absent,
+			});
 		}
 		match self.partial(cid, size)? {
 			None => Ok(ObjectState::Absent),
@@ -657,6 +748,9 @@ impl Store {
 			// A partial begun for another size claim of the same CID: at most one of the two
 			// claims is the content's, and groups verified under one must not complete the
 			// other (its last group would be cut or padded). The newer claim starts afresh.
+			// (Unless the finisher holds it: that one is complete and verified; the other claim
+			// simply gets nothing here.)
+			Some(p) if p.state.lock().done => return Ok(None),
 			Some(_) => {
 				self.discard_partial(cid);
 				return Ok(None);
@@ -710,14 +804,22 @@ impl Store {
 		// What is there is what verifies: every group is read back and checked against its leaf
 		// (one read of the partial, once per restart). Holes, torn writes and writes a power
 		// loss dropped fail and are fetched again.
+		// Holes (never written) are skipped without reading: what is checked is bounded by
+		// what was written, not by the size the object claims.
 		let mut have = vec![0u8; groups as usize];
 		let mut buf = vec![0u8; GROUP_LEN as usize];
+		let mut next_data = 0;
 		for g in 0..groups {
-			let ok = group_range(size, g).is_some_and(|(s, e)| {
-				let b = &mut buf[..(e - s) as usize];
-				data.read_exact_at(b, s).is_ok()
-					&& verify_group(cid, size, leaves.get(g as usize), g, b).is_ok()
-			});
+			let Some((s, e)) = group_range(size, g) else { continue };
+			if next_data < s {
+				next_data = data_at_or_after(&data, s);
+			}
+			if next_data >= e {
+				continue;
+			}
+			let b = &mut buf[..(e - s) as usize];
+			let ok = data.read_exact_at(b, s).is_ok()
+				&& verify_group(cid, size, leaves.get(g as usize), g, b).is_ok();
 			have[g as usize] = ok as u8;
 		}
 		let missing = have.iter().filter(|h| **h == 0).count() as u64;
@@ -747,18 +849,45 @@ impl Store {
 		let _ = fs::remove_file(o.bits_path(cid));
 	}
 
+	/// Whether the outboard of `cid` is pending or committed.
+	fn outboard_stored(&self, cid: &Hash32) -> Result<bool> {
+		if self.objects().pending.lock().outboards.contains_key(cid) {
+			return Ok(true);
+		}
+		Ok(self.inner.db.begin_read()?.open_table(OUTBOARDS)?.get(cid)?.is_some())
+	}
+
 	/// Prepares to receive object `(cid, size)`: checks `outboard` against the CID and creates
 	/// the partial data file at the object's size, sparse until the groups arrive. Not needed
 	/// (and `outboard` ignored) for small objects.
 	pub fn begin_object(&self, cid: &Hash32, size: u64, outboard: &[u8]) -> Result<()> {
-		if is_small(size) || self.has_object_sized(cid, size)? || self.partial(cid, size)?.is_some()
-		{
+		if is_small(size) {
+			return Ok(());
+		}
+		let o = self.objects();
+		if self.has_object_sized(cid, size)? {
+			// Complete; its outboard may have been lost with a crash between the rename and
+			// the outboard's commit: stored again (verified) so the object becomes durable.
+			if !self.outboard_stored(cid)? && !o.finishing(cid) {
+				let ob = Outboard::from_bytes(size, outboard).map_err(bad_data(cid))?;
+				ob.verify(cid).map_err(bad_data(cid))?;
+				o.pending.lock().outboards.insert(*cid, outboard.to_vec());
+			}
+			return Ok(());
+		}
+		if self.partial(cid, size)?.is_some() {
 			return Ok(());
 		}
 		let ob = Outboard::from_bytes(size, outboard).map_err(bad_data(cid))?;
 		ob.verify(cid).map_err(bad_data(cid))?;
-		let o = self.objects();
-		o.pending.lock().outboards.insert(*cid, outboard.to_vec());
+		let due = {
+			let mut p = o.pending.lock();
+			let new = p.outboards.insert(*cid, outboard.to_vec()).is_none();
+			new && p.add(outboard.len(), o.hooks.batch_bytes())
+		};
+		if due {
+			o.commit_pending(&self.inner.db)?;
+		}
 		let groups = groups_of(size);
 		let data = OpenOptions::new()
 			.read(true)
@@ -793,10 +922,8 @@ impl Store {
 			// (A duplicate is harmless: the batch overwrites the same bytes under the same CID.)
 			let full = {
 				let mut p = self.objects().pending.lock();
-				if p.blobs.insert(*cid, data.to_vec()).is_none() {
-					p.bytes += data.len().max(64);
-				}
-				p.bytes >= SMALL_BATCH_BYTES
+				let new = p.blobs.insert(*cid, data.to_vec()).is_none();
+				new && p.add(data.len(), self.objects().hooks.batch_bytes())
 			};
 			if full {
 				self.objects().commit_pending(&self.inner.db)?;
@@ -895,7 +1022,12 @@ impl Store {
 		if let Some(ob) = self.objects().outboard_bytes(&self.inner.db, cid)? {
 			return Ok(ob);
 		}
-		if self.has_object(cid)? {
+		// An inline object needs none; a file without its outboard (lost with a crash before it
+		// was committed) cannot be served verifiably until `begin_object` stores it again.
+		let o = self.objects();
+		let inline = o.pending.lock().blobs.contains_key(cid)
+			|| self.inner.db.begin_read()?.open_table(BLOBS)?.get(cid)?.is_some();
+		if inline {
 			return Ok(Vec::new());
 		}
 		Err(StoreError::UnknownObject(Cid(*cid)))

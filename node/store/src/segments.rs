@@ -390,9 +390,9 @@ impl Store {
 	/// the segment lock, so a write goes on while a peer's request builds a listing.
 	fn head_listing(&self, segment: SegmentId, root: &Hash32) -> Result<Option<Arc<Vec<Entry>>>> {
 		let tx = self.inner.db.begin_read()?;
-		let Some(facts) = tx.open_table(HEADS)?.get(segment)?.map(|v| {
-			let (_, r, l, e, b) = v.value();
-			row_facts((r, l, e, b))
+		let Some((seq, facts)) = tx.open_table(HEADS)?.get(segment)?.map(|v| {
+			let (seq, r, l, e, b) = v.value();
+			(seq, row_facts((r, l, e, b)))
 		}) else {
 			return Ok(None);
 		};
@@ -404,8 +404,8 @@ impl Store {
 				.head_listings
 				.lock()
 				.get(&segment)
-				.filter(|(f, _)| *f == facts)
-				.map(|(_, l)| l.clone())
+				.filter(|(_, (f, _))| *f == facts)
+				.map(|(_, (_, l))| l.clone())
 		};
 		if let Some(l) = cached() {
 			return Ok(Some(l));
@@ -422,7 +422,12 @@ impl Store {
 			)));
 		}
 		let listing: Arc<Vec<Entry>> = Arc::new(trie.entries().into_iter().cloned().collect());
-		self.inner.head_listings.lock().insert(segment, (facts, listing.clone()));
+		// A build that waited behind a newer one never replaces the newer listing.
+		let mut cache = self.inner.head_listings.lock();
+		if cache.get(&segment).is_none_or(|(s, _)| *s <= seq) {
+			cache.insert(segment, (seq, (facts, listing.clone())));
+		}
+		drop(cache);
 		Ok(Some(listing))
 	}
 
@@ -640,7 +645,7 @@ impl Store {
 		commit_head(tx, &mut state.head, segment, t.target)?;
 		state.trie = trie;
 		self.inner.staged.lock().remove(&segment);
-		self.inner.head_listings.lock().insert(segment, (t.target.facts, listing));
+		self.inner.head_listings.lock().insert(segment, (t.target.seq, (t.target.facts, listing)));
 		Ok(t.target)
 	}
 }

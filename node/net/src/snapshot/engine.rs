@@ -351,35 +351,66 @@ impl Engine {
 		}
 	}
 
-	/// The extra lanes of a source (one, see `LANES`): another session to the same peer, if a
-	/// stream of its budget is free right now, fetching units until `stop`. A transport failure
-	/// or refusal ends the lane quietly (the first lane goes on and does the peer's accounting).
-	async fn lane(
-		&self,
-		holder: &Holder,
-		source: Source,
-		stop: &AtomicBool,
-	) -> Result<(), PeerError> {
+	/// The extra lanes of a source (one, see `LANES`): units fetched on another session to the
+	/// same peer until `stop`. The lane takes its unit *before* it holds a stream, and gives the
+	/// stream back whenever the scheduler has nothing for it, so an idle lane never holds one of
+	/// the peer's stream permits (only a unit to fetch opens a session: with a free permit at
+	/// once, or the unit goes back untouched). A transport failure or refusal ends the lane
+	/// quietly (the first lane goes on and does the peer's accounting); misbehaviour ends both.
+	async fn lane(&self, holder: &Holder, source: Source, stop: &AtomicBool) -> Result<(), PeerError> {
 		if LANES < 2 {
 			return Ok(());
 		}
-		let Some(permit) =
-			self.net.stream_permit(holder.peer, StreamUse::Bulk, Duration::ZERO).await
-		else {
-			return Ok(());
-		};
-		let mut session = match self.net.connect_with(holder, permit).await {
-			Ok(s) => s,
-			Err(_) => return Ok(()),
-		};
-		match self.fetch_loop(&mut session, source, false, stop).await {
-			Err(e @ PeerError::Misbehaved(_)) => Err(e),
-			Err(e) => {
-				log::debug!(target: "sync-net", "segment {}: {}: second lane: {e}", self.segment, holder.peer);
-				Ok(())
-			},
-			Ok(()) => Ok(()),
+		let peer = holder.peer;
+		let retry = self.net.config().missing_retry;
+		let mut session: Option<Session> = None;
+		loop {
+			if self.finished.load(Ordering::SeqCst) || stop.load(Ordering::SeqCst) {
+				return Ok(());
+			}
+			let notified = self.wake.notified();
+			let next = self.sched.lock().next(peer, source, Instant::now());
+			let lease = match next {
+				Next::Done | Next::Demoted => return Ok(()),
+				Next::Wait => {
+					// Idle: the stream goes back to the peer's budget.
+					session = None;
+					tokio::select! {
+						_ = notified => {},
+						_ = tokio::time::sleep(retry) => {},
+					}
+					continue;
+				},
+				Next::Fetch(lease) => lease,
+			};
+			if session.is_none() {
+				session = self.open_lane(holder).await;
+			}
+			let Some(s) = session.as_mut() else {
+				// No free stream (or no session): the unit goes back untouched, nobody blamed.
+				self.complete(peer, lease, Outcome::Failed(&HashSet::new()));
+				return Ok(());
+			};
+			let fetched = match lease.work().clone() {
+				Work::Outboard { cid, size } => self.fetch_outboard(s, lease, cid, size).await,
+				Work::Groups(list) => self.fetch_groups(s, lease, list).await,
+			};
+			match fetched {
+				Ok(()) => {},
+				Err(e @ PeerError::Misbehaved(_)) => return Err(e),
+				Err(e) => {
+					log::debug!(target: "sync-net", "segment {}: {peer}: second lane: {e}", self.segment);
+					return Ok(());
+				},
+			}
 		}
+	}
+
+	/// A session for a lane if a spare stream to the peer is free right now (one that leaves a
+	/// bulk stream free for this node's other sessions to it).
+	async fn open_lane(&self, holder: &Holder) -> Option<Session> {
+		let permit = self.net.stream_permit(holder.peer, StreamUse::Spare, Duration::ZERO).await?;
+		self.net.connect_with(holder, permit).await.ok()
 	}
 
 	/// Fetches units from one session until the sync is done, the peer is demoted, or `stop`;

@@ -93,6 +93,9 @@ pub struct PeerHead {
 pub(crate) enum StreamUse {
 	/// A long session: a snapshot worker's, or a range catch-up.
 	Bulk,
+	/// An optional long session (a snapshot's second lane): counted as bulk, and taken only
+	/// while another bulk stream to the peer stays free for this node's other sessions.
+	Spare,
 	/// A short exchange: a head poll.
 	Short,
 }
@@ -112,13 +115,17 @@ impl StreamBudget {
 	/// Takes a stream to `peer` for `kind`, if the peer's budget has room for it.
 	pub(crate) fn try_take(&mut self, peer: PeerId, kind: StreamUse) -> bool {
 		let (all, bulk) = self.open.get(&peer).copied().unwrap_or((0, 0));
-		let bulk_room = kind == StreamUse::Short || bulk + 1 < STREAMS_PER_PEER;
+		let bulk_room = match kind {
+			StreamUse::Short => true,
+			StreamUse::Bulk => bulk + 1 < STREAMS_PER_PEER,
+			StreamUse::Spare => bulk + 2 < STREAMS_PER_PEER,
+		};
 		if all >= STREAMS_PER_PEER || !bulk_room {
 			return false;
 		}
 		let e = self.open.entry(peer).or_insert((0, 0));
 		e.0 += 1;
-		if kind == StreamUse::Bulk {
+		if kind != StreamUse::Short {
 			e.1 += 1;
 		}
 		true
@@ -128,7 +135,7 @@ impl StreamBudget {
 	pub(crate) fn release(&mut self, peer: PeerId, kind: StreamUse) {
 		if let Some(e) = self.open.get_mut(&peer) {
 			e.0 = e.0.saturating_sub(1);
-			if kind == StreamUse::Bulk {
+			if kind != StreamUse::Short {
 				e.1 = e.1.saturating_sub(1);
 			}
 			if e.0 == 0 {
@@ -472,6 +479,26 @@ impl Session {
 #[cfg(test)]
 mod tests {
 	use super::*;
+
+	/// The defect: a snapshot's second lane took bulk streams like any session, so two syncs
+	/// from one peer (two lanes each) left a third sync, or a catch-up, waiting on a stream for as
+	/// long as they ran. A lane's stream is a spare one: it leaves a bulk stream free.
+	#[test]
+	fn a_second_lane_leaves_a_bulk_stream_for_others() {
+		let mut b = StreamBudget::default();
+		let p = PeerId::random();
+		// Sync A: its first lane and its second.
+		assert!(b.try_take(p, StreamUse::Bulk));
+		assert!(b.try_take(p, StreamUse::Spare));
+		// Sync B: its first lane gets a stream; its second does not (it would take the last).
+		assert!(b.try_take(p, StreamUse::Bulk));
+		assert!(!b.try_take(p, StreamUse::Spare));
+		assert!(b.try_take(p, StreamUse::Short), "a head poll still gets one");
+		// A lane gives back what it took, as bulk.
+		b.release(p, StreamUse::Spare);
+		b.release(p, StreamUse::Short);
+		assert!(b.try_take(p, StreamUse::Bulk), "a catch-up gets the lane's stream");
+	}
 
 	#[test]
 	fn streams_to_one_peer_never_exceed_what_it_admits() {

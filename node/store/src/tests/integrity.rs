@@ -392,3 +392,89 @@ fn claimed_size_of_a_held_cid_is_not_trusted() {
 	assert!(!dst.has_object_sized(&cid, size + 1).unwrap());
 	assert_eq!(dst.read_object(&cid).unwrap(), medium(7));
 }
+
+/// The defect: outboards of objects begun but not yet written were held in memory, uncounted,
+/// until enough groups were written; a sync that fetches many outboards first held them all.
+/// Now they count towards the pending batch, which is committed when full.
+#[test]
+fn pending_outboards_are_bounded() {
+	let a = tempfile::tempdir().unwrap();
+	let b = tempfile::tempdir().unwrap();
+	let src = Store::open(a.path()).unwrap();
+	let entries: Vec<Entry> = (0..6).map(|i| hold(&src, &format!("o{i}"), medium(20 + i))).collect();
+	let ob_len = src.outboard(&entries[0].cid).unwrap().len();
+	let dst = Store::open(b.path()).unwrap();
+	let limit = 2 * ob_len + 1;
+	*dst.inner.objects.hooks.batch_bytes.lock() = Some(limit);
+	for e in &entries {
+		dst.begin_object(&e.cid, e.size, &src.outboard(&e.cid).unwrap()).unwrap();
+		let pending = dst.inner.objects.pending.lock();
+		assert!(pending.bytes < limit, "{} pending bytes", pending.bytes);
+		assert!(pending.outboards.len() <= 2, "{} outboards pending", pending.outboards.len());
+	}
+	// What left memory is committed: the first three outboards are in the database.
+	let tx = dst.inner.db.begin_read().unwrap();
+	let t = tx.open_table(OUTBOARDS).unwrap();
+	for e in &entries[..3] {
+		assert!(t.get(&e.cid).unwrap().is_some(), "outboard committed");
+	}
+}
+
+/// The defect: an object renamed into `objects/` while its outboard was still pending lost the
+/// outboard with a crash, yet counted as durable and complete: a head referenced it and the
+/// node served an empty outboard for it (which every peer reads as misbehaviour). Now it is not
+/// durable, not served, and asked for again, which stores the outboard.
+#[test]
+fn outboard_lost_with_a_crash_is_fetched_again_not_served_empty() {
+	let a = tempfile::tempdir().unwrap();
+	let b = tempfile::tempdir().unwrap();
+	let src = Store::open(a.path()).unwrap();
+	let e = hold(&src, "m", medium(30));
+	{
+		let dst = Store::open(b.path()).unwrap();
+		let last = all_but_last(&src, &dst, &e);
+		assert!(dst.write_group(&e.cid, e.size, last, &group(&src, &e.cid, last)).unwrap());
+		dst.flush().unwrap();
+		// The crash: the outboard's commit never happened.
+		let tx = dst.inner.db.begin_write().unwrap();
+		tx.open_table(OUTBOARDS).unwrap().remove(&e.cid).unwrap();
+		tx.commit().unwrap();
+	}
+	let dst = Store::open(b.path()).unwrap();
+	assert_eq!(len(&object_path(b.path(), &e.cid)), e.size, "the file itself is complete");
+	assert!(matches!(dst.outboard(&e.cid), Err(StoreError::UnknownObject(_))), "never empty");
+	assert_eq!(dst.object_state(&e.cid, e.size).unwrap(), ObjectState::Absent);
+	{
+		let tx = dst.inner.db.begin_read().unwrap();
+		let blobs = tx.open_table(BLOBS).unwrap();
+		assert!(!dst.has_object_in(&blobs, &e.cid, e.size).unwrap(), "not durable");
+	}
+	dst.begin_object(&e.cid, e.size, &src.outboard(&e.cid).unwrap()).unwrap();
+	dst.flush().unwrap();
+	assert_eq!(dst.object_state(&e.cid, e.size).unwrap(), ObjectState::Complete);
+	assert_eq!(dst.outboard(&e.cid).unwrap(), src.outboard(&e.cid).unwrap());
+	let tx = dst.inner.db.begin_read().unwrap();
+	let blobs = tx.open_table(BLOBS).unwrap();
+	assert!(dst.has_object_in(&blobs, &e.cid, e.size).unwrap(), "durable again");
+}
+
+/// The defect: a second size claim for a CID discarded the partial the finisher was committing
+/// (its `partials` entry and its file), so the object could be renamed from another claim's
+/// file or count as durable before its directory round.
+#[test]
+fn other_size_claim_does_not_discard_a_finishing_partial() {
+	let a = tempfile::tempdir().unwrap();
+	let b = tempfile::tempdir().unwrap();
+	let src = Store::open(a.path()).unwrap();
+	let e = hold(&src, "m", medium(31));
+	let dst = Store::open(b.path()).unwrap();
+	let last = all_but_last(&src, &dst, &e);
+	// The finisher takes the object and stops right after `done` (it holds it from then on).
+	*dst.inner.objects.hooks.crash_after.lock() = Some(FinishStep::Done);
+	assert!(dst.write_group(&e.cid, e.size, last, &group(&src, &e.cid, last)).unwrap());
+	dst.flush().unwrap();
+	let other = e.size + GROUP_LEN;
+	assert_eq!(dst.object_state(&e.cid, other).unwrap(), ObjectState::Absent);
+	assert!(partial_path(b.path(), &e.cid).exists(), "the finisher's file stays");
+	assert!(dst.inner.objects.partials.lock().contains_key(&e.cid), "and so does its entry");
+}
