@@ -418,8 +418,10 @@ async fn relayer_of_forged_gossip_is_not_banned() {
 	other.op.new_root = [7; 32];
 	y.net.announce(&sign_announcement(&other, &pkey, &p.cfg.genesis));
 	let conflicting = || f_node.net.metrics().gossip.with_label_values(&["conflicting"]).get();
-	for _ in 0..100 {
-		if conflicting() > 0 {
+	let relayed = || h.net.metrics().gossip.with_label_values(&["accepted"]).get();
+	// Both verdicts (H's acceptance may come after F's, if the mesh delivered to F first).
+	for _ in 0..200 {
+		if conflicting() > 0 && relayed() > 0 {
 			break;
 		}
 		tokio::time::sleep(Duration::from_millis(50)).await;

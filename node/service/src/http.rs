@@ -102,7 +102,9 @@ pub async fn serve_on(
 	limits: HttpLimits,
 ) {
 	let units = limits.body_budget.max(max_object).div_ceil(BUDGET_UNIT);
-	let units = usize::try_from(units).unwrap_or(usize::MAX).min(tokio::sync::Semaphore::MAX_PERMITS);
+	let units = usize::try_from(units)
+		.unwrap_or(usize::MAX)
+		.min(tokio::sync::Semaphore::MAX_PERMITS);
 	let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
 	let shared = Arc::new(Shared {
 		handle,
@@ -145,9 +147,9 @@ async fn within<T>(
 	limit: Duration,
 	fut: impl std::future::Future<Output = std::io::Result<T>>,
 ) -> std::io::Result<T> {
-	tokio::time::timeout(limit, fut)
-		.await
-		.unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline passed")))
+	tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
+		Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline passed"))
+	})
 }
 
 /// A refused request: status and message.
@@ -350,7 +352,8 @@ async fn put(
 		// Read (and drop) a body the client is still sending, so it sees the answer rather
 		// than a reset; past DRAIN_MAX the connection is just closed.
 		if length <= DRAIN_MAX {
-			let drain = tokio::io::copy(&mut reader.take(length), &mut tokio::io::sink());
+			let (mut body, mut sink) = (reader.take(length), tokio::io::sink());
+			let drain = tokio::io::copy(&mut body, &mut sink);
 			let _ = within(body_deadline(limits, length), drain).await;
 		}
 		return Err(r);

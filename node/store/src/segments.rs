@@ -645,7 +645,10 @@ impl Store {
 		commit_head(tx, &mut state.head, segment, t.target)?;
 		state.trie = trie;
 		self.inner.staged.lock().remove(&segment);
-		self.inner.head_listings.lock().insert(segment, (t.target.seq, (t.target.facts, listing)));
+		self.inner
+			.head_listings
+			.lock()
+			.insert(segment, (t.target.seq, (t.target.facts, listing)));
 		Ok(t.target)
 	}
 }

@@ -357,7 +357,12 @@ impl Engine {
 	/// the peer's stream permits (only a unit to fetch opens a session: with a free permit at
 	/// once, or the unit goes back untouched). A transport failure or refusal ends the lane
 	/// quietly (the first lane goes on and does the peer's accounting); misbehaviour ends both.
-	async fn lane(&self, holder: &Holder, source: Source, stop: &AtomicBool) -> Result<(), PeerError> {
+	async fn lane(
+		&self,
+		holder: &Holder,
+		source: Source,
+		stop: &AtomicBool,
+	) -> Result<(), PeerError> {
 		if LANES < 2 {
 			return Ok(());
 		}

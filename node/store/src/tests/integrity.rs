@@ -6,7 +6,7 @@ use crate::{
 	objects::{legacy_bits_path, object_path, partial_path, FinishStep},
 	Cid, Entry, ObjectState, OpenReport, Store, StoreError, BLOBS, OUTBOARDS,
 };
-use redb::ReadableTable;
+use redb::{ReadableDatabase, ReadableTable};
 use std::{
 	fs::{self, OpenOptions},
 	os::unix::fs::FileExt,
@@ -401,7 +401,8 @@ fn pending_outboards_are_bounded() {
 	let a = tempfile::tempdir().unwrap();
 	let b = tempfile::tempdir().unwrap();
 	let src = Store::open(a.path()).unwrap();
-	let entries: Vec<Entry> = (0..6).map(|i| hold(&src, &format!("o{i}"), medium(20 + i))).collect();
+	let entries: Vec<Entry> =
+		(0..6).map(|i| hold(&src, &format!("o{i}"), medium(20 + i))).collect();
 	let ob_len = src.outboard(&entries[0].cid).unwrap().len();
 	let dst = Store::open(b.path()).unwrap();
 	let limit = 2 * ob_len + 1;
