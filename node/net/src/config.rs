@@ -78,6 +78,11 @@ pub struct ServeLimits {
 	pub max_connections_per_peer: u32,
 	/// Inbound connections in their handshake at once.
 	pub max_pending_incoming: u32,
+	/// Bytes of outboards held in memory at once for `Outboard` answers, over all streams (an
+	/// outboard is loaded whole; the largest object's is ~256 MiB). Raised to the largest
+	/// outboard if smaller, so every object stays servable; an answer that cannot get its share
+	/// within `queue_timeout` is `Busy`.
+	pub outboard_memory: u64,
 }
 
 impl Default for ServeLimits {
@@ -92,7 +97,8 @@ impl Default for ServeLimits {
 	/// follower may hold a head poll, a sync worker's session and a catch-up at once; known
 	/// peers get 4) and 8 MiB/s each. Connections: 256 in all, 128 of them inbound from
 	/// unknown peers, 8 per address (a few nodes behind one NAT), 2 per peer (a simultaneous
-	/// dial), 64 in their handshake (which libp2p bounds at 10 s).
+	/// dial), 64 in their handshake (which libp2p bounds at 10 s). Outboards in memory: 256 MiB
+	/// (one answer for the largest object, thousands for the typical one of a few KiB).
 	fn default() -> Self {
 		ServeLimits {
 			max_streams: 64,
@@ -115,6 +121,7 @@ impl Default for ServeLimits {
 			max_connections_per_ip: 8,
 			max_connections_per_peer: 2,
 			max_pending_incoming: 64,
+			outboard_memory: 256 << 20,
 		}
 	}
 }

@@ -491,6 +491,8 @@ pub(crate) struct Server {
 	total_bucket: Option<Mutex<Bucket>>,
 	/// Requests answered at once, known peers first, high priority first.
 	gate: Arc<Gate>,
+	/// Of `limits.outboard_memory`, in KiB: what `Outboard` answers hold in memory at once.
+	outboard_memory: Arc<tokio::sync::Semaphore>,
 }
 
 impl Server {
@@ -510,6 +512,9 @@ impl Server {
 			known,
 			total_bucket: limits.bytes_per_sec_total.map(|r| Mutex::new(Bucket::new(r))),
 			gate: Arc::new(Gate::new(limits.max_requests, limits.max_requests_unknown)),
+			outboard_memory: Arc::new(tokio::sync::Semaphore::new(outboard_units(
+				limits.outboard_memory.max(outboard_bytes(sync_proto::MAX_OBJECT_BYTES)),
+			) as usize)),
 			limits,
 			served_to: Mutex::new(LruMap::new(PEER_MAP_CAP)),
 			streams: Mutex::new(Streams::default()),
@@ -759,6 +764,16 @@ async fn serve_stream(net: &Arc<Server>, peer: PeerId, stream: Stream) -> Result
 	}
 }
 
+/// Bytes of the outboard of an object of `size` bytes.
+fn outboard_bytes(size: u64) -> u64 {
+	sync_primitives::outboard::outboard_len(size).saturating_mul(32)
+}
+
+/// `bytes` in the KiB units of [`Server::outboard_memory`] (at least one).
+fn outboard_units(bytes: u64) -> u32 {
+	u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX)
+}
+
 /// Runs a store call on the blocking pool (store I/O never runs on the async worker threads);
 /// the time it takes is not counted against the write deadline.
 async fn store_call<T: Send + 'static>(
@@ -833,6 +848,21 @@ async fn answer(
 			send_frame(net, io, &frame).await
 		},
 		Request::Outboard { cid, size } => {
+			// Memory for the whole outboard, out of the budget every stream shares, before it
+			// is loaded (`check_limits` bounds `size`, so the share is bounded too).
+			let units = outboard_units(outboard_bytes(size));
+			let waited = Instant::now();
+			let share = tokio::time::timeout(
+				net.limits.queue_timeout,
+				net.outboard_memory.acquire_many(units),
+			)
+			.await;
+			// Waiting for memory is not the client's slowness: not on its write deadline.
+			io.get_mut().extend(waited.elapsed());
+			let Ok(Ok(_share)) = share else {
+				net.count_timeout("outboard_memory");
+				return send_frame(net, io, &Response::Error(ErrorCode::Busy).encode()).await;
+			};
 			// Only for the object of that size: a claim of another size is not this object.
 			let ob = store_call(io, move || {
 				store.open_groups(&cid).ok().filter(|s| s.size() == size)?;
