@@ -79,9 +79,9 @@ pub struct ServeLimits {
 	/// Inbound connections in their handshake at once.
 	pub max_pending_incoming: u32,
 	/// Bytes of outboards held in memory at once for `Outboard` answers, over all streams (an
-	/// outboard is loaded whole; the largest object's is ~256 MiB). Raised to the largest
-	/// outboard if smaller, so every object stays servable; an answer that cannot get its share
-	/// within `queue_timeout` is `Busy`.
+	/// outboard is loaded whole; the largest object's is 256 MiB). An outboard larger than this
+	/// takes the whole budget (it is served alone); an answer that cannot get its share within
+	/// `queue_timeout` is `Busy` (the client tries later or elsewhere, blaming nobody).
 	pub outboard_memory: u64,
 }
 

@@ -491,8 +491,8 @@ pub(crate) struct Server {
 	total_bucket: Option<Mutex<Bucket>>,
 	/// Requests answered at once, known peers first, high priority first.
 	gate: Arc<Gate>,
-	/// Of `limits.outboard_memory`, in KiB: what `Outboard` answers hold in memory at once.
-	outboard_memory: Arc<tokio::sync::Semaphore>,
+	/// What `Outboard` answers hold in memory at once (`limits.outboard_memory`).
+	outboard_memory: MemoryBudget,
 }
 
 impl Server {
@@ -512,9 +512,7 @@ impl Server {
 			known,
 			total_bucket: limits.bytes_per_sec_total.map(|r| Mutex::new(Bucket::new(r))),
 			gate: Arc::new(Gate::new(limits.max_requests, limits.max_requests_unknown)),
-			outboard_memory: Arc::new(tokio::sync::Semaphore::new(outboard_units(
-				limits.outboard_memory.max(outboard_bytes(sync_proto::MAX_OBJECT_BYTES)),
-			) as usize)),
+			outboard_memory: MemoryBudget::new(limits.outboard_memory),
 			limits,
 			served_to: Mutex::new(LruMap::new(PEER_MAP_CAP)),
 			streams: Mutex::new(Streams::default()),
@@ -769,9 +767,25 @@ fn outboard_bytes(size: u64) -> u64 {
 	sync_primitives::outboard::outboard_len(size).saturating_mul(32)
 }
 
-/// `bytes` in the KiB units of [`Server::outboard_memory`] (at least one).
-fn outboard_units(bytes: u64) -> u32 {
-	u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX)
+/// Bytes held in memory at once by answers, over all streams, counted in KiB: an answer takes
+/// its share before it loads anything, and gives it back when it is sent. A share larger than
+/// the whole budget takes all of it (served alone, never refused for good).
+struct MemoryBudget {
+	units: Arc<tokio::sync::Semaphore>,
+	total: u32,
+}
+
+impl MemoryBudget {
+	fn new(bytes: u64) -> Self {
+		let total = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX >> 3);
+		MemoryBudget { units: Arc::new(tokio::sync::Semaphore::new(total as usize)), total }
+	}
+
+	/// A share of `bytes`, if one is free within `within`.
+	async fn share(&self, bytes: u64, within: Duration) -> Option<tokio::sync::OwnedSemaphorePermit> {
+		let want = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX).min(self.total);
+		tokio::time::timeout(within, self.units.clone().acquire_many_owned(want)).await.ok()?.ok()
+	}
 }
 
 /// Runs a store call on the blocking pool (store I/O never runs on the async worker threads);
@@ -850,16 +864,12 @@ async fn answer(
 		Request::Outboard { cid, size } => {
 			// Memory for the whole outboard, out of the budget every stream shares, before it
 			// is loaded (`check_limits` bounds `size`, so the share is bounded too).
-			let units = outboard_units(outboard_bytes(size));
 			let waited = Instant::now();
-			let share = tokio::time::timeout(
-				net.limits.queue_timeout,
-				net.outboard_memory.acquire_many(units),
-			)
-			.await;
+			let share =
+				net.outboard_memory.share(outboard_bytes(size), net.limits.queue_timeout).await;
 			// Waiting for memory is not the client's slowness: not on its write deadline.
 			io.get_mut().extend(waited.elapsed());
-			let Ok(Ok(_share)) = share else {
+			let Some(_share) = share else {
 				net.count_timeout("outboard_memory");
 				return send_frame(net, io, &Response::Error(ErrorCode::Busy).encode()).await;
 			};
@@ -1002,6 +1012,33 @@ fn count_served(net: &Server, peer: PeerId, n: u64) {
 #[cfg(test)]
 mod tests {
 	use super::*;
+
+	/// The defect: an `Outboard` answer loaded the whole outboard (up to 256 MiB) with nothing
+	/// counting it, so the answer slots together could hold gigabytes. Answers share a budget:
+	/// what does not fit waits, then is `Busy`; one larger than the budget is served alone.
+	#[tokio::test]
+	async fn outboard_answers_share_a_memory_budget() {
+		let budget = MemoryBudget::new(10 << 10);
+		let short = Duration::from_millis(50);
+		let a = budget.share(8 << 10, short).await.expect("fits");
+		assert!(budget.share(4 << 10, short).await.is_none(), "8 + 4 KiB > 10 KiB: Busy");
+		let b = budget.share(2 << 10, short).await.expect("8 + 2 KiB fits");
+		drop(a);
+		assert!(budget.share(1 << 30, short).await.is_none(), "the whole budget is not free");
+		drop(b);
+		let all = budget.share(1 << 30, short).await.expect("larger than the budget: served alone");
+		assert!(budget.share(1, short).await.is_none(), "and alone");
+		drop(all);
+		// Waiting works: a share freed while another waits goes to the waiter.
+		let held = budget.share(10 << 10, short).await.unwrap();
+		let waiter = tokio::spawn({
+			let units = budget.units.clone();
+			async move { units.acquire_many_owned(5).await.is_ok() }
+		});
+		tokio::time::sleep(short).await;
+		drop(held);
+		assert!(waiter.await.unwrap());
+	}
 
 	#[tokio::test]
 	async fn freed_slots_go_to_known_peers_then_high_priority_first() {
