@@ -782,9 +782,16 @@ impl MemoryBudget {
 	}
 
 	/// A share of `bytes`, if one is free within `within`.
-	async fn share(&self, bytes: u64, within: Duration) -> Option<tokio::sync::OwnedSemaphorePermit> {
+	async fn share(
+		&self,
+		bytes: u64,
+		within: Duration,
+	) -> Option<tokio::sync::OwnedSemaphorePermit> {
 		let want = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX).min(self.total);
-		tokio::time::timeout(within, self.units.clone().acquire_many_owned(want)).await.ok()?.ok()
+		tokio::time::timeout(within, self.units.clone().acquire_many_owned(want))
+			.await
+			.ok()?
+			.ok()
 	}
 }
 
@@ -1026,7 +1033,10 @@ mod tests {
 		drop(a);
 		assert!(budget.share(1 << 30, short).await.is_none(), "the whole budget is not free");
 		drop(b);
-		let all = budget.share(1 << 30, short).await.expect("larger than the budget: served alone");
+		let all = budget
+			.share(1 << 30, short)
+			.await
+			.expect("larger than the budget: served alone");
 		assert!(budget.share(1, short).await.is_none(), "and alone");
 		drop(all);
 		// Waiting works: a share freed while another waits goes to the waiter.
