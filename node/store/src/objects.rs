@@ -318,7 +318,7 @@ impl Objects {
 		if self.finishing(cid) || !self.object_path(cid).exists() {
 			return Ok(false);
 		}
-		Ok(db.begin_read()?.open_table(OUTBOARDS)?.get(cid)?.is_some())
+		outboard_committed(db, cid)
 	}
 
 	/// Waits for finishing objects (durable: fsynced, renamed, directories synced), then commits
@@ -411,6 +411,11 @@ impl Objects {
 pub(crate) struct Tickets {
 	handed: u64,
 	done: u64,
+}
+
+/// Whether the outboard of `cid` is committed to the database.
+fn outboard_committed(db: &Database, cid: &Hash32) -> Result<bool> {
+	Ok(db.begin_read()?.open_table(OUTBOARDS)?.get(cid)?.is_some())
 }
 
 /// Counts `n` more objects done with, for [`Objects::wait_finished`].
@@ -854,7 +859,7 @@ impl Store {
 		if self.objects().pending.lock().outboards.contains_key(cid) {
 			return Ok(true);
 		}
-		Ok(self.inner.db.begin_read()?.open_table(OUTBOARDS)?.get(cid)?.is_some())
+		outboard_committed(&self.inner.db, cid)
 	}
 
 	/// Prepares to receive object `(cid, size)`: checks `outboard` against the CID and creates

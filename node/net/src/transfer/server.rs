@@ -777,8 +777,13 @@ struct MemoryBudget {
 
 impl MemoryBudget {
 	fn new(bytes: u64) -> Self {
-		let total = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX >> 3);
+		let total = Self::kib(bytes).min(u32::MAX >> 3);
 		MemoryBudget { units: Arc::new(tokio::sync::Semaphore::new(total as usize)), total }
+	}
+
+	/// `bytes` in the budget's KiB units (at least one).
+	fn kib(bytes: u64) -> u32 {
+		u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX)
 	}
 
 	/// A share of `bytes`, if one is free within `within`.
@@ -787,7 +792,7 @@ impl MemoryBudget {
 		bytes: u64,
 		within: Duration,
 	) -> Option<tokio::sync::OwnedSemaphorePermit> {
-		let want = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX).min(self.total);
+		let want = Self::kib(bytes).min(self.total);
 		tokio::time::timeout(within, self.units.clone().acquire_many_owned(want))
 			.await
 			.ok()?
