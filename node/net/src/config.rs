@@ -115,7 +115,7 @@ impl Default for ServeLimits {
 			request_read_timeout: Duration::from_secs(5),
 			queue_timeout: Duration::from_secs(10),
 			write_timeout: Duration::from_secs(10),
-			write_floor_rate: 1 << 20,
+			write_floor_rate: FLOOR_RATE,
 			max_connections: 256,
 			max_unknown_connections: 128,
 			max_connections_per_ip: 8,
@@ -125,6 +125,12 @@ impl Default for ServeLimits {
 		}
 	}
 }
+
+/// Slowest rate (bytes per second) one response is expected to flow at, both ways: the
+/// default of the server's [`ServeLimits::write_floor_rate`] (a client reading slower loses
+/// its stream) and of the client's [`NetConfig::response_floor_rate`] (a server sending
+/// slower has timed out).
+pub const FLOOR_RATE: u64 = 1 << 20;
 
 /// Default of [`NetConfig::scrub_rate`]: 8 MiB/s of background re-verification (a store of
 /// 675 GiB is scrubbed within a day; a few percent of one core for BLAKE3 at that rate).
@@ -201,6 +207,11 @@ pub struct NetConfig {
 	/// pages must arrive within `request_timeout + n × index_page_time`, so a holder cannot
 	/// drip-feed pages to hold a sync (a page is at most 512 KiB).
 	pub index_page_time: Duration,
+	/// Slowest rate (bytes per second) a response larger than a request's worth is waited for:
+	/// an `Outboard` answer of `n` bytes (up to 256 MiB for the largest object) must arrive
+	/// within `request_timeout + n / response_floor_rate`, so an honest holder serving at its
+	/// per-peer rate is not timed out on a large object, and a drip-feeding one still is.
+	pub response_floor_rate: u64,
 	/// Bytes per second the background scrub reads and re-verifies against their CIDs (`0`: no
 	/// scrub). An object that fails is quarantined and fetched again from another holder (see
 	/// [`live::repair`](crate::live::repair)).
@@ -248,6 +259,7 @@ impl NetConfig {
 			head_timeout: Duration::from_secs(15),
 			log_retention: 262_144,
 			index_page_time: Duration::from_secs(2),
+			response_floor_rate: FLOOR_RATE,
 			// 8 MiB/s: a full pass over 1 TiB in 36 h, under 1 % of a core for BLAKE3 and a
 			// few % of one disk's sequential reads; a store smaller than 675 GiB is scrubbed once
 			// a day (the pass interval), as Ceph deep-scrubs weekly and ZFS monthly (estimates, not

@@ -219,6 +219,87 @@ async fn index_resumes_at_the_page_where_a_stalled_source_stopped() {
 	assert!(report.banned.is_empty(), "pages that verify blame nobody");
 }
 
+/// The defect: a lane that found its source misbehaving stopped only itself; the penalty (the
+/// ban, which disconnects the peer) waited until the other lane's request in flight had ended,
+/// up to a whole request timeout later, while the peer kept both its streams. The verdict is
+/// given at once, and the held request ends with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misbehaving_lane_is_judged_before_the_other_lanes_request_ends() {
+	let chain = Chain::new();
+	let (p, head) = primary_with_many_objects(&chain, ServeLimits::default()).await;
+	let entries: Vec<sync_proto::WireEntry> = p
+		.store()
+		.listing(SEG, &head.facts.root)
+		.unwrap()
+		.iter()
+		.cloned()
+		.map(sync_store::wire::entry_to_wire)
+		.collect();
+	let (r, seen) =
+		rogue::start(head, rogue::Mode::HoldThenBreak { entries: Arc::new(entries) }).await;
+	let mut cfg = NetConfig::new(Keypair::generate_ed25519());
+	// Far longer than the verdict may take: the held request would end only at this timeout.
+	cfg.request_timeout = Duration::from_secs(60);
+	let f = node(cfg).await;
+	// The rogue (a complete Replica) is asked ahead of the Primary.
+	let (_tx, rx) = watch::channel(vec![r.clone(), p.holder(true)]);
+	let sync = tokio::spawn({
+		let net = f.net.clone();
+		async move { net.sync_segment(SEG, head, rx).await }
+	});
+	wait_until("both lanes asked the rogue for objects", Duration::from_secs(20), || {
+		seen.objects.load(Ordering::SeqCst) >= 2
+	})
+	.await;
+	let broke = Instant::now();
+	wait_until("the rogue is banned", Duration::from_secs(60), || f.net.is_banned(&r.peer)).await;
+	assert!(
+		broke.elapsed() < Duration::from_secs(10),
+		"banned {:?} after its violation: it waited for the held request",
+		broke.elapsed()
+	);
+	let report = sync.await.unwrap().unwrap();
+	// The held request ended with the verdict: its unit was fetched elsewhere at once.
+	assert!(
+		broke.elapsed() < Duration::from_secs(30),
+		"synced {:?} after the violation: the other lane's request ran to its deadline",
+		broke.elapsed()
+	);
+	assert_eq!(report.banned, vec![r.peer], "judged once");
+	assert_holds(f.store(), head);
+}
+
+/// The defect: a source's first lane kept its stream for as long as the sync ran, even while
+/// the scheduler had nothing for it (a Primary held back while a Replica serves; every source
+/// at the tail of a sync), holding a stream of the peer's budget and one of the peer's answer
+/// slots. An idle lane gives its stream back and opens one for its next unit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_lane_gives_its_stream_back() {
+	let chain = Chain::new();
+	let (p, head) = primary_with_many_objects(&chain, ServeLimits::default()).await;
+	// A complete Replica serving at 1 MiB/s: the sync takes seconds, and the Primary (held
+	// back while the Replica delivers) has nothing to do meanwhile.
+	let c = Node::start_in(Arc::new(tempfile::tempdir().unwrap()), limit(MIB)).await;
+	let (_t, rx) = watch::channel(vec![p.holder(true)]);
+	c.net.sync_segment(SEG, head, rx).await.unwrap();
+	let f = node(NetConfig::new(Keypair::generate_ed25519())).await;
+	let (_tx, rx) = watch::channel(vec![c.holder(false), p.holder(true)]);
+	let sync = tokio::spawn({
+		let net = f.net.clone();
+		async move { net.sync_segment(SEG, head, rx).await }
+	});
+	let inbound = |n: &Node| n.net.metrics().streams.with_label_values(&["inbound"]).get();
+	wait_until("the Primary's worker connected", Duration::from_secs(20), || inbound(&p) > 0).await;
+	wait_until("the idle Primary's stream is given back", Duration::from_secs(20), || {
+		inbound(&p) == 0
+	})
+	.await;
+	assert!(!sync.is_finished(), "given back while the sync still ran");
+	let report = sync.await.unwrap().unwrap();
+	assert!(report.banned.is_empty());
+	assert_holds(f.store(), head);
+}
+
 /// Bare libp2p nodes speaking the transfer protocol to stall a sync (the pattern of
 /// `tests/snapshot.rs`'s rogue, with the behaviours of this file).
 mod rogue {
@@ -245,6 +326,10 @@ mod rogue {
 		/// a page starting at `stall_from` or later is never answered; objects as
 		/// `LyingComplete`.
 		Index { entries: Arc<Vec<WireEntry>>, stall_from: Option<u64> },
+		/// Advertises the complete target and serves its index (`entries`) honestly; holds the
+		/// first object request (`Outboard`, `Groups`) it gets without answering, and answers
+		/// every later one with a `Head` (a protocol violation).
+		HoldThenBreak { entries: Arc<Vec<WireEntry>> },
 	}
 
 	/// What the rogue was asked.
@@ -256,6 +341,8 @@ mod rogue {
 		pub data: AtomicU64,
 		/// The `start` of every `Index` request, in arrival order.
 		pub index_starts: Mutex<Vec<u64>>,
+		/// Object requests (`Outboard`, `Groups`) a `HoldThenBreak` rogue got.
+		pub objects: AtomicU64,
 	}
 
 	pub async fn start(head: Head, mode: Mode) -> (Holder, Arc<Seen>) {
@@ -323,12 +410,18 @@ mod rogue {
 				Request::Index { start, count, .. } => {
 					seen.data.fetch_add(1, Ordering::SeqCst);
 					seen.index_starts.lock().unwrap().push(start);
-					match &mode {
-						Mode::Index { entries, stall_from } => {
-							if stall_from.is_some_and(|k| start >= k) {
-								hold(&mut s).await;
-								return;
-							}
+					let entries = match &mode {
+						Mode::Index { stall_from: Some(k), .. } if start >= *k => {
+							hold(&mut s).await;
+							return;
+						},
+						Mode::Index { entries, .. } | Mode::HoldThenBreak { entries } => {
+							Some(entries)
+						},
+						_ => None,
+					};
+					match entries {
+						Some(entries) => {
 							let from = (start as usize).min(entries.len());
 							let to =
 								(start as usize).saturating_add(count as usize).min(entries.len());
@@ -337,8 +430,18 @@ mod rogue {
 								total: entries.len() as u64,
 							}
 						},
-						_ => Response::Error(ErrorCode::NotHeld),
+						None => Response::Error(ErrorCode::NotHeld),
 					}
+				},
+				Request::Outboard { .. } | Request::Groups { .. }
+					if matches!(mode, Mode::HoldThenBreak { .. }) =>
+				{
+					seen.data.fetch_add(1, Ordering::SeqCst);
+					if seen.objects.fetch_add(1, Ordering::SeqCst) == 0 {
+						hold(&mut s).await;
+						return;
+					}
+					Response::Head { complete: None, syncing: None, received: 0, pinned: vec![] }
 				},
 				Request::Outboard { .. } => {
 					seen.data.fetch_add(1, Ordering::SeqCst);

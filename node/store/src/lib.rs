@@ -54,6 +54,7 @@ use std::{
 	collections::HashMap,
 	path::{Path, PathBuf},
 	sync::Arc,
+	time::{Duration, Instant},
 };
 use sync_primitives::{
 	commitment::{Hash32, ProofError, RootFacts, SegmentTrie},
@@ -74,6 +75,21 @@ pub const PINNED_SNAPSHOTS: usize = 4;
 /// Pending outboards (what lets a partial object resume after a restart) are committed after at
 /// most this many newly verified groups (2 MiB), over all objects in progress.
 pub const OUTBOARD_FLUSH_GROUPS: u32 = 128;
+/// A peer's `Index` request at a head root not yet listed builds the listing (O(entries)); a
+/// Primary writing on moves its head with every write, so a peer asking at each new head could
+/// keep the store busy building. Builds a peer triggers are held to 1/`HEAD_LISTING_SHARE` of one
+/// core: after a build that took `c`, the next one a peer asks for waits `(share - 1) × c`.
+/// Honest peers ask only at committed roots, which holders pin (never rebuilt), so they rarely
+/// meet this; the store's own listings (pinning) are never refused.
+pub const HEAD_LISTING_SHARE: u32 = 4;
+
+/// Whether a peer may have a head listing built `now`, given when the last build (of any
+/// segment) ended and what it cost: the rule behind [`StoreError::Throttled`].
+pub(crate) fn head_build_allowed(now: Instant, last: Option<(Instant, Duration)>) -> bool {
+	last.is_none_or(|(ended, cost)| {
+		now.saturating_duration_since(ended) >= cost.saturating_mul(HEAD_LISTING_SHARE - 1)
+	})
+}
 
 /// An index key as stored: (segment, object key).
 pub(crate) type IndexKey = (u64, &'static [u8]);
@@ -276,6 +292,10 @@ pub enum StoreError {
 	/// On-disk state contradicts itself (e.g. an index that does not hash to its head).
 	#[error("store corrupt: {0}")]
 	Corrupt(String),
+	/// Listing the segment's index at a new head now would take more than the share of one
+	/// core a peer may make the store spend on it ([`HEAD_LISTING_SHARE`]): retry later.
+	#[error("segment {0}: head listed too recently, retry later")]
+	Throttled(SegmentId),
 }
 
 /// redb's per-operation error types all convert into `redb::Error`.
@@ -338,8 +358,9 @@ pub(crate) struct Inner {
 	/// database snapshot), replaced by a later head's when that is asked for (never by an older).
 	pub(crate) head_listings: Mutex<HashMap<SegmentId, (u64, Listing)>>,
 	/// Held while a head listing is built (not the segment lock): requests racing for a new
-	/// head build it once, and at most one listing is being built at a time.
-	pub(crate) head_build: Mutex<()>,
+	/// head build it once, and at most one listing is being built at a time. Holds when the
+	/// last build ended and what it cost (see [`head_build_allowed`]).
+	pub(crate) head_build: Mutex<Option<(Instant, Duration)>>,
 	pub(crate) staged: Mutex<HashMap<SegmentId, Listing>>,
 	/// Pinned snapshots per segment: each head with its index.
 	pub(crate) pinned: Mutex<HashMap<SegmentId, std::collections::VecDeque<Pin>>>,
@@ -374,7 +395,7 @@ impl Store {
 			db,
 			segments: Mutex::new(HashMap::new()),
 			head_listings: Mutex::new(HashMap::new()),
-			head_build: Mutex::new(()),
+			head_build: Mutex::new(None),
 			staged: Mutex::new(HashMap::new()),
 			pinned: Mutex::new(HashMap::new()),
 		};

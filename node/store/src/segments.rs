@@ -7,7 +7,7 @@ use crate::{
 };
 use codec::Encode;
 use redb::{Durability, ReadableDatabase, ReadableTable, WriteTransaction};
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 use sync_primitives::{
 	commitment::{Entry, Hash32, ProofError, RootFacts, SegmentTrie, MAX_KEY_LEN},
 	outboard::Outboard,
@@ -142,6 +142,14 @@ pub(crate) fn trie_op(trie: &mut TrieTxn<'_>, kind: &OpKind) -> Result<Option<cr
 }
 
 /// Writes one op's change to the segment's index table (its trie change is [`trie_op`]).
+/// Who a listing is for: a peer's request may be refused to bound the work peers cause
+/// ([`StoreError::Throttled`]); the store's own (pinning, finishing a transfer) never is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Asker {
+	Peer,
+	Store,
+}
+
 pub(crate) fn index_write(
 	index: &mut redb::Table<crate::IndexKey, crate::EntryRow>,
 	segment: SegmentId,
@@ -348,7 +356,7 @@ impl Store {
 		start: u64,
 		count: u64,
 	) -> Result<(Vec<Entry>, u64)> {
-		let listing = self.listing(segment, root)?;
+		let listing = self.listing_for(segment, root, Asker::Peer)?;
 		let total = listing.len() as u64;
 		let s = start.min(total) as usize;
 		let e = start.saturating_add(count).min(total) as usize;
@@ -364,6 +372,15 @@ impl Store {
 	/// writers and readers. The head's listing is read from one database snapshot, cached
 	/// while the head stays at its root, and otherwise built outside the segment lock.
 	pub fn listing(&self, segment: SegmentId, root: &Hash32) -> Result<Arc<Vec<Entry>>> {
+		self.listing_for(segment, root, Asker::Store)
+	}
+
+	fn listing_for(
+		&self,
+		segment: SegmentId,
+		root: &Hash32,
+		asker: Asker,
+	) -> Result<Arc<Vec<Entry>>> {
 		if let Some((_, l)) = self
 			.inner
 			.pinned
@@ -373,7 +390,7 @@ impl Store {
 		{
 			return Ok(l.clone());
 		}
-		if let Some(l) = self.head_listing(segment, root)? {
+		if let Some(l) = self.head_listing(segment, root, asker)? {
 			return Ok(l);
 		}
 		match self.staged_index(segment)? {
@@ -387,8 +404,15 @@ impl Store {
 	/// replay and finished transfer commits both in one transaction). Cached per segment
 	/// while the root stays the head's; otherwise built from the snapshot into a trie, which
 	/// must hash to the head ([`StoreError::Corrupt`] if not), under `head_build` only: never
-	/// the segment lock, so a write goes on while a peer's request builds a listing.
-	fn head_listing(&self, segment: SegmentId, root: &Hash32) -> Result<Option<Arc<Vec<Entry>>>> {
+	/// the segment lock, so a write goes on while a peer's request builds a listing. A build a
+	/// peer asks for too soon after the last one is refused ([`StoreError::Throttled`], see
+	/// [`HEAD_LISTING_SHARE`](crate::HEAD_LISTING_SHARE)).
+	fn head_listing(
+		&self,
+		segment: SegmentId,
+		root: &Hash32,
+		asker: Asker,
+	) -> Result<Option<Arc<Vec<Entry>>>> {
 		let tx = self.inner.db.begin_read()?;
 		let Some((seq, facts)) = tx.open_table(HEADS)?.get(segment)?.map(|v| {
 			let (seq, r, l, e, b) = v.value();
@@ -410,18 +434,28 @@ impl Store {
 		if let Some(l) = cached() {
 			return Ok(Some(l));
 		}
-		let _building = self.inner.head_build.lock();
+		let mut last_build = self.inner.head_build.lock();
 		// Built by a request that held `head_build` before this one.
 		if let Some(l) = cached() {
 			return Ok(Some(l));
 		}
-		let trie = index_trie(&tx.open_table(INDEX)?, segment)?;
-		if trie.facts() != facts {
+		let began = Instant::now();
+		if asker == Asker::Peer && !crate::head_build_allowed(began, *last_build) {
+			return Err(StoreError::Throttled(segment));
+		}
+		let built = index_trie(&tx.open_table(INDEX)?, segment).map(|trie| {
+			let listing: Arc<Vec<Entry>> = Arc::new(trie.entries().into_iter().cloned().collect());
+			(trie.facts(), listing)
+		});
+		// Failed builds cost too.
+		let ended = Instant::now();
+		*last_build = Some((ended, ended - began));
+		let (built_facts, listing) = built?;
+		if built_facts != facts {
 			return Err(StoreError::Corrupt(format!(
 				"segment {segment}: index does not hash to its head"
 			)));
 		}
-		let listing: Arc<Vec<Entry>> = Arc::new(trie.entries().into_iter().cloned().collect());
 		// A build that waited behind a newer one never replaces the newer listing.
 		let mut cache = self.inner.head_listings.lock();
 		if cache.get(&segment).is_none_or(|(s, _)| *s <= seq) {

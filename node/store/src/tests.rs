@@ -328,6 +328,8 @@ fn head_index_does_not_hold_the_store_lock() {
 	// The listing follows the head: the next head's is listed, the old root (not pinned) no
 	// longer is.
 	let h2 = s.apply(7, vec![SegmentWrite::Delete { key: b"k/3".to_vec() }]).unwrap();
+	// (Not throttled: see `head_listing_rebuilds_a_peer_triggers_are_throttled`.)
+	*s.inner.head_build.lock() = None;
 	let (entries, total) = s.index_page(7, &h2.facts.root, 0, 1000).unwrap();
 	assert_eq!(total, 199);
 	assert!(entries.iter().all(|e| e.key != b"k/3"));
@@ -336,6 +338,55 @@ fn head_index_does_not_hold_the_store_lock() {
 	s.pin_snapshot(7).unwrap();
 	s.apply(7, vec![SegmentWrite::Delete { key: b"k/4".to_vec() }]).unwrap();
 	assert_eq!(s.index_page(7, &h2.facts.root, 0, 1000).unwrap().1, 199);
+}
+
+/// A peer asking for the index at every new head of a segment that keeps being written would
+/// otherwise have the store build the whole listing (O(entries)) once per write.
+#[test]
+fn head_listing_rebuilds_a_peer_triggers_are_throttled() {
+	use std::time::{Duration, Instant};
+	let dir = tempfile::tempdir().unwrap();
+	let s = Store::open(dir.path()).unwrap();
+	let writes: Vec<_> = (0..200).map(|i| put(&format!("k/{i}"), blob(i, 100))).collect();
+	let h1 = s.apply(7, writes).unwrap();
+	// The first build is free; it records what it cost.
+	assert_eq!(s.index_page(7, &h1.facts.root, 0, 10).unwrap().1, 200);
+	assert!(s.inner.head_build.lock().is_some(), "a build records its end and cost");
+	// A build that cost a minute ended just now: the next head's listing is refused to a peer,
+	// with a typed error that says to retry (served as `Busy`) ...
+	*s.inner.head_build.lock() = Some((Instant::now(), Duration::from_secs(60)));
+	let h2 = s.apply(7, vec![SegmentWrite::Delete { key: b"k/3".to_vec() }]).unwrap();
+	assert!(matches!(s.index_page(7, &h2.facts.root, 0, 10), Err(StoreError::Throttled(7))));
+	// ... what is already listed (the cached head, pins) is still served ...
+	*s.inner.head_build.lock() = None;
+	assert_eq!(s.index_page(7, &h2.facts.root, 0, 10).unwrap().1, 199);
+	*s.inner.head_build.lock() = Some((Instant::now(), Duration::from_secs(60)));
+	assert_eq!(s.index_page(7, &h2.facts.root, 0, 10).unwrap().1, 199, "cached: no build");
+	// ... and the store's own listings (pinning what it commits) are never refused.
+	let h3 = s.apply(7, vec![SegmentWrite::Delete { key: b"k/4".to_vec() }]).unwrap();
+	assert_eq!(s.pin_snapshot(7).unwrap(), Some(h3));
+	assert_eq!(s.index_page(7, &h3.facts.root, 0, 10).unwrap().1, 198, "pinned");
+	// Once (share - 1) × cost has passed since the last build, a peer's build is allowed again.
+	let h4 = s.apply(7, vec![SegmentWrite::Delete { key: b"k/5".to_vec() }]).unwrap();
+	let cost = Duration::from_millis(10);
+	let wait = cost * (crate::HEAD_LISTING_SHARE - 1);
+	*s.inner.head_build.lock() = Some((Instant::now() - wait, cost));
+	assert_eq!(s.index_page(7, &h4.facts.root, 0, 10).unwrap().1, 197);
+}
+
+#[test]
+fn head_build_allowed_holds_builds_to_their_share() {
+	use crate::{head_build_allowed, HEAD_LISTING_SHARE};
+	use std::time::{Duration, Instant};
+	let now = Instant::now();
+	let cost = Duration::from_millis(100);
+	assert!(head_build_allowed(now, None), "nothing built yet");
+	let gap = cost * (HEAD_LISTING_SHARE - 1);
+	assert!(!head_build_allowed(now, Some((now, cost))));
+	assert!(!head_build_allowed(now, Some((now - gap + Duration::from_millis(1), cost))));
+	assert!(head_build_allowed(now, Some((now - gap, cost))));
+	// A clock that went backwards (an end "after" now) refuses rather than panics.
+	assert!(!head_build_allowed(now, Some((now + cost, cost))));
 }
 
 mod oplog {

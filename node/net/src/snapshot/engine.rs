@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
 	metrics::Stage,
-	transfer::client::{PeerError, PeerHead, Received, Session, StreamUse},
+	transfer::client::{Abort, PeerError, PeerHead, Received, Session, StreamPermit, StreamUse},
 	SyncNetwork,
 };
 use libp2p::PeerId;
@@ -33,6 +33,14 @@ use tokio::{sync::watch, sync::Notify, task::JoinHandle};
 
 /// How often an idle worker asks a co-downloader how far it got.
 const PROGRESS_POLL: Duration = Duration::from_millis(100);
+
+/// How long a lane the scheduler has nothing for keeps its stream: past this it gives the
+/// stream back to the peer's budget (and the peer its answer slot) and opens a new one for its
+/// next unit. Long enough that the pauses of a running sync (an answer being stored, a
+/// `Missing` being retried every `missing_retry`) keep their stream; short against the
+/// server's idle timeout (30 s) and the tail of a sync, when most sources wait for the last
+/// units.
+const LANE_IDLE: Duration = Duration::from_millis(500);
 
 struct Engine {
 	net: SyncNetwork,
@@ -243,13 +251,7 @@ impl Engine {
 			match result {
 				Ok(()) => return,
 				Err(PeerError::Misbehaved(why)) => {
-					self.net.metrics().failures.with_label_values(&["misbehaved"]).inc();
-					log::warn!(target: "sync-net", "segment {}: {peer} misbehaved: {why}", self.segment);
-					self.net.penalise_invalid(peer);
-					if self.net.is_banned(&peer) {
-						self.report.lock().banned.push(peer);
-					}
-					self.owner_lost(peer);
+					self.misbehaved(peer, &why);
 					return;
 				},
 				Err(e) => {
@@ -318,6 +320,10 @@ impl Engine {
 		}
 	}
 
+	/// Runs the source's lanes on `session` (the first lane's) until the sync is done or the
+	/// peer is demoted. `Ok(())` also when a lane's misbehaviour ended them: that verdict is
+	/// given (the peer penalised) by the lane that found it, at once, not after the other
+	/// lane's request in flight has ended (see [`Engine::misbehaved`]).
 	async fn drive(
 		self: &Arc<Self>,
 		mut session: Session,
@@ -330,56 +336,108 @@ impl Engine {
 		self.ensure_index(&mut session).await?;
 		// A second lane on another stream of the peer's budget, so one request is always on its
 		// way while the other's answer is being stored (see `LANES`). It ends when the first
-		// lane does; its own failure ends only itself, except misbehaviour, which ends both.
+		// lane does; its own transport failure ends only itself; misbehaviour ends both.
 		let stop = AtomicBool::new(false);
-		let first = async {
-			let r = self.fetch_loop(&mut session, source, true, &stop).await;
-			stop.store(true, Ordering::SeqCst);
-			r
-		};
-		let second = async {
-			let r = self.lane(holder, source, &stop).await;
-			if matches!(r, Err(PeerError::Misbehaved(_))) {
-				stop.store(true, Ordering::SeqCst);
+		let judged = AtomicBool::new(false);
+		// The verdict also ends the other lane's request in flight.
+		let abort = Arc::new(Abort::default());
+		session.abort_with(abort.clone());
+		let run = |first: bool, session: Option<Session>| {
+			let (stop, judged, abort) = (&stop, &judged, &abort);
+			async move {
+				let r = self.lane(holder, source, session, first, stop, abort).await;
+				if let Err(PeerError::Misbehaved(why)) = &r {
+					stop.store(true, Ordering::SeqCst);
+					if !judged.swap(true, Ordering::SeqCst) {
+						abort.abort();
+						self.misbehaved(peer, why);
+					}
+					return Ok(());
+				}
+				if first {
+					stop.store(true, Ordering::SeqCst);
+					return r;
+				}
+				Ok(())
 			}
-			r
 		};
-		let (a, b) = tokio::join!(first, second);
-		match (a, b) {
-			(_, Err(e @ PeerError::Misbehaved(_))) => Err(e),
-			(a, _) => a,
+		let lanes = async {
+			if LANES < 2 {
+				return Ok(());
+			}
+			run(false, None).await
+		};
+		let (a, _) = tokio::join!(run(true, Some(session)), lanes);
+		if judged.load(Ordering::SeqCst) {
+			return Ok(());
 		}
+		a
 	}
 
-	/// The extra lanes of a source (one, see `LANES`): units fetched on another session to the
-	/// same peer until `stop`. The lane takes its unit *before* it holds a stream, and gives the
-	/// stream back whenever the scheduler has nothing for it, so an idle lane never holds one of
-	/// the peer's stream permits (only a unit to fetch opens a session: with a free permit at
-	/// once, or the unit goes back untouched). A transport failure or refusal ends the lane
-	/// quietly (the first lane goes on and does the peer's accounting); misbehaviour ends both.
+	/// The verdict on a source that broke the protocol or sent data that does not verify:
+	/// penalised (banned past the peer manager's threshold, which disconnects it and so ends
+	/// its other lane's request at once) and its share handed on.
+	fn misbehaved(&self, peer: PeerId, why: &str) {
+		self.net.metrics().failures.with_label_values(&["misbehaved"]).inc();
+		log::warn!(target: "sync-net", "segment {}: {peer} misbehaved: {why}", self.segment);
+		self.net.penalise_invalid(peer);
+		if self.net.is_banned(&peer) {
+			self.report.lock().banned.push(peer);
+		}
+		self.owner_lost(peer);
+	}
+
+	/// One lane of a source: fetches units on its own session to the peer until the sync is
+	/// done, the peer is demoted, or `stop`. The first lane starts with the worker's session
+	/// and polls a co-downloader's progress; the others start with none (see `LANES`).
+	///
+	/// A lane takes its unit *before* it opens a stream, and gives its stream back once the
+	/// scheduler has had nothing for it for [`LANE_IDLE`], so an idle source holds no stream of
+	/// the peer's budget (nor one of the peer's answer slots): the first lane on a bulk stream
+	/// (waiting for one, without a unit, if this node's other sessions hold them all), the
+	/// others on a spare one that is free at once (else the unit goes back untouched and the
+	/// lane ends). A lane's transport failure or refusal ends it (the first lane's is returned,
+	/// for the worker's accounting of the peer); misbehaviour is returned by either.
 	async fn lane(
 		&self,
 		holder: &Holder,
 		source: Source,
+		mut session: Option<Session>,
+		first: bool,
 		stop: &AtomicBool,
+		abort: &Arc<Abort>,
 	) -> Result<(), PeerError> {
-		if LANES < 2 {
-			return Ok(());
-		}
 		let peer = holder.peer;
 		let retry = self.net.config().missing_retry;
-		let mut session: Option<Session> = None;
+		let none = HashSet::new();
+		let mut last_poll = Instant::now();
+		let mut idle_since: Option<Instant> = None;
 		loop {
 			if self.finished.load(Ordering::SeqCst) || stop.load(Ordering::SeqCst) {
 				return Ok(());
+			}
+			// A co-downloader is polled for its progress (see the module docs on Primary egress).
+			if first && source == Source::Syncing && last_poll.elapsed() >= PROGRESS_POLL {
+				last_poll = Instant::now();
+				if let Some(s) = session.as_mut() {
+					let h = s.head(self.segment).await?;
+					// Only a transfer to this target counts (see `source`).
+					if h.syncing.is_some_and(|t| t.facts.root == self.target.facts.root) {
+						self.sched.lock().note_progress(peer, h.received, Instant::now());
+					}
+					idle_since = None;
+				}
 			}
 			let notified = self.wake.notified();
 			let next = self.sched.lock().next(peer, source, Instant::now());
 			let lease = match next {
 				Next::Done | Next::Demoted => return Ok(()),
 				Next::Wait => {
-					// Idle: the stream goes back to the peer's budget.
-					session = None;
+					let now = Instant::now();
+					if now.duration_since(*idle_since.get_or_insert(now)) >= LANE_IDLE {
+						// Idle: the stream goes back to the peer's budget.
+						session = None;
+					}
 					tokio::select! {
 						_ = notified => {},
 						_ = tokio::time::sleep(retry) => {},
@@ -388,13 +446,33 @@ impl Engine {
 				},
 				Next::Fetch(lease) => lease,
 			};
+			idle_since = None;
 			if session.is_none() {
-				session = self.open_lane(holder).await;
+				let kind = if first { StreamUse::Bulk } else { StreamUse::Spare };
+				let Some(permit) = self.net.stream_permit(peer, kind, Duration::ZERO).await else {
+					// No free stream: the unit goes back untouched, nobody blamed.
+					self.complete(peer, lease, Outcome::Failed(&none));
+					if !first {
+						return Ok(());
+					}
+					// The first lane waits for one, holding no unit meanwhile.
+					let within = self.net.config().connect_timeout;
+					if let Some(permit) = self.net.stream_permit(peer, kind, within).await {
+						session = Some(self.open_lane(holder, permit, abort).await?);
+					}
+					continue;
+				};
+				match self.open_lane(holder, permit, abort).await {
+					Ok(s) => session = Some(s),
+					Err(e) => {
+						self.complete(peer, lease, Outcome::Failed(&none));
+						return if first { Err(e) } else { Ok(()) };
+					},
+				}
 			}
 			let Some(s) = session.as_mut() else {
-				// No free stream (or no session): the unit goes back untouched, nobody blamed.
-				self.complete(peer, lease, Outcome::Failed(&HashSet::new()));
-				return Ok(());
+				self.complete(peer, lease, Outcome::Failed(&none));
+				continue;
 			};
 			let fetched = match lease.work().clone() {
 				Work::Outboard { cid, size } => self.fetch_outboard(s, lease, cid, size).await,
@@ -402,7 +480,7 @@ impl Engine {
 			};
 			match fetched {
 				Ok(()) => {},
-				Err(e @ PeerError::Misbehaved(_)) => return Err(e),
+				Err(e) if first || matches!(e, PeerError::Misbehaved(_)) => return Err(e),
 				Err(e) => {
 					log::debug!(target: "sync-net", "segment {}: {peer}: second lane: {e}", self.segment);
 					return Ok(());
@@ -411,58 +489,16 @@ impl Engine {
 		}
 	}
 
-	/// A session for a lane if a spare stream to the peer is free right now (one that leaves a
-	/// bulk stream free for this node's other sessions to it).
-	async fn open_lane(&self, holder: &Holder) -> Option<Session> {
-		let permit = self.net.stream_permit(holder.peer, StreamUse::Spare, Duration::ZERO).await?;
-		self.net.connect_with(holder, permit).await.ok()
-	}
-
-	/// Fetches units from one session until the sync is done, the peer is demoted, or `stop`;
-	/// `polls`: this lane polls a co-downloader's progress.
-	async fn fetch_loop(
+	/// A lane's session on `permit`, ended by the source's `abort`.
+	async fn open_lane(
 		&self,
-		session: &mut Session,
-		source: Source,
-		polls: bool,
-		stop: &AtomicBool,
-	) -> Result<(), PeerError> {
-		let peer = session.peer();
-		let retry = self.net.config().missing_retry;
-		let mut last_poll = Instant::now();
-		loop {
-			if self.finished.load(Ordering::SeqCst) || stop.load(Ordering::SeqCst) {
-				return Ok(());
-			}
-			// A co-downloader is polled for its progress (see the module docs on Primary egress).
-			if polls && source == Source::Syncing && last_poll.elapsed() >= PROGRESS_POLL {
-				last_poll = Instant::now();
-				let h = session.head(self.segment).await?;
-				// Only a transfer to this target counts (see `source`).
-				if h.syncing.is_some_and(|t| t.facts.root == self.target.facts.root) {
-					self.sched.lock().note_progress(peer, h.received, Instant::now());
-				}
-			}
-			let notified = self.wake.notified();
-			let next = self.sched.lock().next(peer, source, Instant::now());
-			let lease = match next {
-				Next::Done | Next::Demoted => return Ok(()),
-				Next::Wait => {
-					tokio::select! {
-						_ = notified => {},
-						_ = tokio::time::sleep(retry) => {},
-					}
-					continue;
-				},
-				Next::Fetch(lease) => lease,
-			};
-			match lease.work().clone() {
-				Work::Outboard { cid, size } => {
-					self.fetch_outboard(session, lease, cid, size).await?
-				},
-				Work::Groups(list) => self.fetch_groups(session, lease, list).await?,
-			}
-		}
+		holder: &Holder,
+		permit: StreamPermit,
+		abort: &Arc<Abort>,
+	) -> Result<Session, PeerError> {
+		let mut session = self.net.connect_with(holder, permit).await?;
+		session.abort_with(abort.clone());
+		Ok(session)
 	}
 
 	/// Hands a lease back to the scheduler and wakes whoever waits on it.

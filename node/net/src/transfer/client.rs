@@ -210,6 +210,53 @@ pub enum Received<'a> {
 	Missing,
 }
 
+/// Ends the requests in flight of the sessions that share it, at once: a snapshot source's
+/// lanes share one, so the verdict on a misbehaving source also ends its other lane's request
+/// (which goes through its normal failure accounting) instead of leaving it to its deadline.
+#[derive(Default)]
+pub(crate) struct Abort {
+	set: std::sync::atomic::AtomicBool,
+	notify: Notify,
+}
+
+impl Abort {
+	/// Aborts every request of the sessions that share this, now and later.
+	pub(crate) fn abort(&self) {
+		self.set.store(true, std::sync::atomic::Ordering::SeqCst);
+		self.notify.notify_waiters();
+	}
+
+	async fn aborted(&self) {
+		loop {
+			let notified = self.notify.notified();
+			if self.set.load(std::sync::atomic::Ordering::SeqCst) {
+				return;
+			}
+			notified.await;
+		}
+	}
+}
+
+/// Runs one request: `Transport(what)` past its deadline `t`, `Local("aborted")` once `abort`
+/// is set (see [`Abort`]). The one rule every request of a [`Session`] follows.
+async fn bounded<T>(
+	t: Duration,
+	abort: Option<Arc<Abort>>,
+	what: impl FnOnce() -> String,
+	f: impl std::future::Future<Output = Result<T, PeerError>>,
+) -> Result<T, PeerError> {
+	let aborted = async {
+		match &abort {
+			Some(a) => a.aborted().await,
+			None => std::future::pending().await,
+		}
+	};
+	tokio::select! {
+		r = tokio::time::timeout(t, f) => r.map_err(|_| PeerError::Transport(what()))?,
+		_ = aborted => Err(PeerError::Local("request aborted".into())),
+	}
+}
+
 /// An open request stream to one peer.
 pub struct Session {
 	metrics: crate::metrics::Metrics,
@@ -218,6 +265,8 @@ pub struct Session {
 	buf: Vec<u8>,
 	timeout: Duration,
 	index_page_time: Duration,
+	response_floor_rate: u64,
+	abort: Option<Arc<Abort>>,
 	/// The node's own sessions hold a stream of the per-peer budget (dropped after the stream).
 	_permit: Option<StreamPermit>,
 }
@@ -264,6 +313,8 @@ impl Session {
 			buf: Vec::with_capacity(MAX_DATA_FRAME),
 			timeout: net.config().request_timeout,
 			index_page_time: net.config().index_page_time,
+			response_floor_rate: net.config().response_floor_rate,
+			abort: None,
 			_permit: permit,
 		})
 	}
@@ -271,6 +322,11 @@ impl Session {
 	/// The peer this session talks to.
 	pub fn peer(&self) -> PeerId {
 		self.peer
+	}
+
+	/// Ends this session's requests when `abort` is set (see [`Abort`]).
+	pub(crate) fn abort_with(&mut self, abort: Arc<Abort>) {
+		self.abort = Some(abort);
 	}
 
 	async fn send(&mut self, request: Request) -> Result<Response, PeerError> {
@@ -287,11 +343,8 @@ impl Session {
 
 	/// What the peer has of `segment`.
 	pub async fn head(&mut self, segment: SegmentId) -> Result<PeerHead, PeerError> {
-		let t = self.timeout;
-		let f = self.send(Request::Head { segment });
-		match tokio::time::timeout(t, f)
-			.await
-			.map_err(|_| PeerError::Transport("timed out".into()))??
+		let (t, abort) = (self.timeout, self.abort.clone());
+		match bounded(t, abort, || "timed out".into(), self.send(Request::Head { segment })).await?
 		{
 			Response::Head { complete, syncing, received, pinned } => {
 				Ok(PeerHead { complete, syncing, received, pinned })
@@ -333,7 +386,7 @@ impl Session {
 		let rest = expected - out.len() as u64;
 		let pages = rest.div_ceil(MAX_INDEX_PAGE as u64).min(u32::MAX as u64) as u32;
 		let deadline = self.timeout.saturating_add(self.index_page_time.saturating_mul(pages));
-		let t = self.timeout;
+		let (t, abort) = (self.timeout, self.abort.clone());
 		let all = async {
 			out.reserve(rest.min(MAX_INDEX_PAGE as u64) as usize);
 			while (out.len() as u64) < expected {
@@ -362,17 +415,20 @@ impl Session {
 			}
 			Ok(())
 		};
-		tokio::time::timeout(deadline, all).await.map_err(|_| {
-			PeerError::Transport(format!(
-				"index of {expected} entries not delivered in {deadline:?}"
-			))
-		})?
+		let what = || format!("index of {expected} entries not delivered in {deadline:?}");
+		bounded(deadline, abort, what, all).await
 	}
 
-	/// The outboard of object `(cid, size)` (unverified; the store checks it against the CID).
+	/// The outboard of object `(cid, size)` (unverified; the store checks it against the CID),
+	/// within `request_timeout + length / response_floor_rate`.
 	pub async fn outboard(&mut self, cid: Hash32, size: u64) -> Result<Vec<u8>, PeerError> {
 		let want = outboard_len(size).saturating_mul(32);
-		let t = self.timeout;
+		// Scales with the outboard's length (`NetConfig::response_floor_rate`).
+		let floor = self.response_floor_rate.max(1) as f64;
+		let t = self.timeout.saturating_add(
+			Duration::try_from_secs_f64(want as f64 / floor).unwrap_or(Duration::MAX),
+		);
+		let abort = self.abort.clone();
 		let f = async {
 			match self.send(Request::Outboard { cid, size }).await? {
 				Response::Outboard { len } if len == want => {},
@@ -397,9 +453,7 @@ impl Session {
 			}
 			Ok(out)
 		};
-		tokio::time::timeout(t, f)
-			.await
-			.map_err(|_| PeerError::Transport("timed out".into()))?
+		bounded(t, abort, || "timed out".into(), f).await
 	}
 
 	/// Requests groups; each range names its object's size (from the verified index or op). Calls `on_group(range index, group, data)` for each group as it arrives; an error
@@ -414,7 +468,7 @@ impl Session {
 			.enumerate()
 			.flat_map(|(i, r)| (r.first..r.first + r.count as u64).map(move |g| (i, g, r.size)))
 			.collect();
-		let t = self.timeout;
+		let (t, abort) = (self.timeout, self.abort.clone());
 		let f = async {
 			match self.send(Request::Groups { ranges }).await? {
 				Response::Groups => {},
@@ -434,9 +488,7 @@ impl Session {
 			}
 			Ok(())
 		};
-		tokio::time::timeout(t, f)
-			.await
-			.map_err(|_| PeerError::Transport("request timed out".into()))?
+		bounded(t, abort, || "request timed out".into(), f).await
 	}
 
 	/// Up to `max` logged ops of `segment` from seq `from`; checks they are consecutive from
@@ -447,12 +499,9 @@ impl Session {
 		from: u64,
 		max: u32,
 	) -> Result<Vec<SignedOp>, PeerError> {
-		let t = self.timeout;
+		let (t, abort) = (self.timeout, self.abort.clone());
 		let f = self.send(Request::Ops { segment, from, max });
-		match tokio::time::timeout(t, f)
-			.await
-			.map_err(|_| PeerError::Transport("timed out".into()))??
-		{
+		match bounded(t, abort, || "timed out".into(), f).await? {
 			Response::Ops { ops } => {
 				let consecutive = ops
 					.iter()

@@ -860,17 +860,23 @@ async fn answer(
 		Request::Index { segment, root, start, count } => {
 			// Cut and encoded on the blocking pool: the first page at a new head root builds the
 			// listing, from a database snapshot and outside the store's segment lock, so asking
-			// for the head's index over and over stalls no write (see `Store::listing`).
-			let frame = store_call(io, move || {
-				match store.index_page(segment, &root, start, count as u64) {
-					Ok((entries, total)) => {
-						let entries = entries.into_iter().map(entry_to_wire).collect();
-						Response::Index { entries, total }.encode()
-					},
-					Err(_) => Response::Error(ErrorCode::NotHeld).encode(),
-				}
+			// for the head's index over and over stalls no write (see `Store::listing`), and
+			// builds peers ask for take a bounded share of a core (`Throttled`: `Busy`).
+			let page = store_call(io, move || {
+				store.index_page(segment, &root, start, count as u64).map(|(entries, total)| {
+					let entries = entries.into_iter().map(entry_to_wire).collect();
+					Response::Index { entries, total }.encode()
+				})
 			})
 			.await?;
+			let frame = match page {
+				Ok(frame) => frame,
+				Err(StoreError::Throttled(_)) => {
+					net.count_timeout("head_listing");
+					Response::Error(ErrorCode::Busy).encode()
+				},
+				Err(_) => Response::Error(ErrorCode::NotHeld).encode(),
+			};
 			send_frame(net, io, &frame).await
 		},
 		Request::Outboard { cid, size } => {
