@@ -6,10 +6,51 @@
 //!
 //! Maps keyed by peers this node chose (the chain's holders, the sessions it opened, the
 //! connections the connection limits admitted) are bounded by those choices and limits instead.
+//!
+//! Memory that answers and uploads hold at once, over every stream or connection, is bounded
+//! by a [`MemoryBudget`] (the data plane's outboard answers, the node's HTTP bodies).
 use std::{
 	collections::{BTreeMap, HashMap},
 	hash::Hash,
+	sync::Arc,
+	time::Duration,
 };
+
+/// Bytes held in memory at once, over all the requests that share it, counted in KiB: a
+/// request takes its share before it allocates anything and gives it back when done (the
+/// permit is dropped). A share larger than the whole budget takes all of it (served alone,
+/// never refused for good); one that is not free within its wait is refused by the caller
+/// (`Busy`, `503`), blaming nobody.
+pub struct MemoryBudget {
+	units: Arc<tokio::sync::Semaphore>,
+	total: u32,
+}
+
+impl MemoryBudget {
+	/// A budget of `bytes` (at most 512 GiB).
+	pub fn new(bytes: u64) -> Self {
+		let total = Self::kib(bytes).min(u32::MAX >> 3);
+		MemoryBudget { units: Arc::new(tokio::sync::Semaphore::new(total as usize)), total }
+	}
+
+	/// `bytes` in the budget's KiB units (at least one).
+	fn kib(bytes: u64) -> u32 {
+		u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX)
+	}
+
+	/// A share of `bytes`, if one is free within `within`.
+	pub async fn share(
+		&self,
+		bytes: u64,
+		within: Duration,
+	) -> Option<tokio::sync::OwnedSemaphorePermit> {
+		let want = Self::kib(bytes).min(self.total);
+		tokio::time::timeout(within, self.units.clone().acquire_many_owned(want))
+			.await
+			.ok()?
+			.ok()
+	}
+}
 
 /// Entries kept in each map keyed by a peer id that a remote can grow (the one place this cap
 /// is written). A node syncs from at most `PeerManagerConfig::high_cap` (64) peers at once and

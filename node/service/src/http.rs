@@ -24,6 +24,7 @@
 //! essential task of the node.
 use crate::SyncHandle;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
+use sync_net::bounded::MemoryBudget;
 use sync_primitives::hex::hex;
 use sync_primitives::{
 	commitment::{Hash32, GROUP_LEN},
@@ -38,16 +39,14 @@ use tokio::{
 const MAX_HEAD: usize = 16 * 1024;
 /// Largest refused body read to the end before answering.
 const DRAIN_MAX: u64 = 64 << 20;
-/// The unit the body budget is counted in.
-const BUDGET_UNIT: u64 = 64 << 10;
 
 /// What the object API's clients can hold of this node, all of them together.
 #[derive(Clone, Debug)]
 pub struct HttpLimits {
 	/// Connections served at once; more wait in the listen backlog until one ends.
 	pub max_connections: usize,
-	/// Bytes of request bodies held in memory at once over all connections (raised to the
-	/// largest object if that is larger). A PUT that cannot get its share within
+	/// Bytes of request bodies held in memory at once over all connections (a body larger than
+	/// this takes all of it: it is received alone). A PUT that cannot get its share within
 	/// `head_timeout` is answered `503` (retry later).
 	pub body_budget: u64,
 	/// The whole request head must arrive within this, or the connection is closed.
@@ -78,8 +77,8 @@ struct Shared {
 	handle: Arc<SyncHandle>,
 	max_object: u64,
 	limits: HttpLimits,
-	/// Of `limits.body_budget`, in [`BUDGET_UNIT`]s.
-	bodies: Arc<tokio::sync::Semaphore>,
+	/// `limits.body_budget`.
+	bodies: MemoryBudget,
 }
 
 /// Serves the API on `addr` until the node stops, within [`HttpLimits::default`].
@@ -101,16 +100,12 @@ pub async fn serve_on(
 	max_object: u64,
 	limits: HttpLimits,
 ) {
-	let units = limits.body_budget.max(max_object).div_ceil(BUDGET_UNIT);
-	let units = usize::try_from(units)
-		.unwrap_or(usize::MAX)
-		.min(tokio::sync::Semaphore::MAX_PERMITS);
 	let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
 	let shared = Arc::new(Shared {
 		handle,
 		max_object,
+		bodies: MemoryBudget::new(limits.body_budget),
 		limits,
-		bodies: Arc::new(tokio::sync::Semaphore::new(units)),
 	});
 	let mut backoff = ACCEPT_BACKOFF_MIN;
 	loop {
@@ -359,12 +354,10 @@ async fn put(
 		return Err(r);
 	}
 	// Memory for the body, out of the budget all connections share, before it is allocated.
-	let units = u32::try_from(length.div_ceil(BUDGET_UNIT).max(1))
-		.map_err(|_| refuse(413, "object too large"))?;
-	let _budget = tokio::time::timeout(limits.head_timeout, shared.bodies.acquire_many(units))
+	let _budget = shared
+		.bodies
+		.share(length, limits.head_timeout)
 		.await
-		.ok()
-		.and_then(Result::ok)
 		.ok_or_else(|| refuse(503, "too many uploads in progress; retry later"))?;
 	let mut data = vec![0u8; length as usize];
 	within(body_deadline(limits, length), reader.read_exact(&mut data))

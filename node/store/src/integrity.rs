@@ -295,11 +295,11 @@ impl Store {
 		};
 		self.flush()?;
 		let tx = self.inner.db.begin_read()?;
-		let blobs = tx.open_table(BLOBS)?;
+		let (blobs, outboards) = (tx.open_table(BLOBS)?, tx.open_table(crate::OUTBOARDS)?);
 		let mut seen = HashSet::new();
 		let mut out = Vec::new();
 		for (cid, size) in entries {
-			if seen.insert(cid) && !self.has_object_in(&blobs, &cid, size)? {
+			if seen.insert(cid) && !self.has_object_in(&blobs, &outboards, &cid, size)? {
 				out.push((Cid(cid), size));
 			}
 		}

@@ -313,12 +313,13 @@ impl Objects {
 	/// Whether `objects/` durably holds the large object `cid` with its outboard committed: what a
 	/// head may reference. The outboard is looked up in the database itself: a file renamed
 	/// before a crash took its (still pending) outboard with it is not durable, however complete
-	/// the file (see [`Store::begin_object`], which stores the outboard again).
-	fn has_durable_file(&self, db: &Database, cid: &Hash32) -> Result<bool> {
+	/// the file (see [`Store::begin_object`], which stores the outboard again). `outboards`: the
+	/// outboard table of the caller's open transaction.
+	fn has_durable_file(&self, outboards: &impl ObjectTable, cid: &Hash32) -> Result<bool> {
 		if self.finishing(cid) || !self.object_path(cid).exists() {
 			return Ok(false);
 		}
-		outboard_committed(db, cid)
+		Ok(outboards.get(cid)?.is_some())
 	}
 
 	/// Waits for finishing objects (durable: fsynced, renamed, directories synced), then commits
@@ -414,6 +415,10 @@ pub(crate) struct Tickets {
 }
 
 /// Whether the outboard of `cid` is committed to the database.
+/// A table keyed by CID (inline objects, outboards), read in the caller's transaction.
+pub(crate) trait ObjectTable: ReadableTable<&'static [u8; 32], &'static [u8]> {}
+impl<T: ReadableTable<&'static [u8; 32], &'static [u8]>> ObjectTable for T {}
+
 fn outboard_committed(db: &Database, cid: &Hash32) -> Result<bool> {
 	Ok(db.begin_read()?.open_table(OUTBOARDS)?.get(cid)?.is_some())
 }
@@ -656,19 +661,21 @@ impl Store {
 	/// to commit may reference it: an inline object committed to the database (not one still in
 	/// the pending batch), or a file in `objects/` whose rename and directory are synced and whose
 	/// outboard is committed. Looks only where an object of that size lives (inline below one
-	/// group, a file above): no file-system call for small objects. `blobs` is the inline-object
-	/// table of the caller's open transaction. [`Store::flush`] makes everything received so far
-	/// durable.
+	/// group, a file above): no file-system call for small objects. `blobs` and `outboards` are
+	/// the inline-object and outboard tables of the caller's open transaction (one transaction
+	/// for a whole listing, not one per object). [`Store::flush`] makes everything received so
+	/// far durable.
 	pub(crate) fn has_object_in(
 		&self,
-		blobs: &impl ReadableTable<&'static [u8; 32], &'static [u8]>,
+		blobs: &impl ObjectTable,
+		outboards: &impl ObjectTable,
 		cid: &Hash32,
 		size: u64,
 	) -> Result<bool> {
 		if is_small(size) {
 			Ok(blobs.get(cid)?.is_some_and(|v| v.value().len() as u64 == size))
 		} else {
-			Ok(self.objects().has_durable_file(&self.inner.db, cid)?
+			Ok(self.objects().has_durable_file(outboards, cid)?
 				&& self.file_len(cid)? == Some(size))
 		}
 	}

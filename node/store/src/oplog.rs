@@ -125,6 +125,7 @@ struct Replaying<'s, 't> {
 	log: redb::Table<'t, (u64, u64), &'static [u8]>,
 	undo: redb::Table<'t, (u64, u64), Option<EntryRow>>,
 	blobs: redb::Table<'t, &'static [u8; 32], &'static [u8]>,
+	outboards: redb::Table<'t, &'static [u8; 32], &'static [u8]>,
 }
 
 impl Sink for Replaying<'_, '_> {
@@ -135,7 +136,7 @@ impl Sink for Replaying<'_, '_> {
 		head_op_hash(&self.log, segment, head)
 	}
 	fn object(&self, cid: &Hash32, size: u64) -> Result<()> {
-		if self.store.has_object_in(&self.blobs, cid, size)? {
+		if self.store.has_object_in(&self.blobs, &self.outboards, cid, size)? {
 			Ok(())
 		} else {
 			Err(StoreError::UnknownObject(crate::Cid(*cid)))
@@ -374,6 +375,7 @@ impl Store {
 				log: tx.open_table(OPS)?,
 				undo: tx.open_table(crate::UNDO)?,
 				blobs: tx.open_table(BLOBS)?,
+				outboards: tx.open_table(crate::OUTBOARDS)?,
 			};
 			// On an error the transaction is dropped (aborted) and the trie changes undone.
 			check_batch(segment, ops, verifier, &mut trie, start, &mut sink)?

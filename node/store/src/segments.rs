@@ -640,9 +640,10 @@ impl Store {
 			// Durably present only (committed, or renamed with its directory synced): the head
 			// committed below must never reference an object a crash could still take away.
 			let tx = self.inner.db.begin_read()?;
-			let blobs = tx.open_table(crate::BLOBS)?;
+			let (blobs, outboards) =
+				(tx.open_table(crate::BLOBS)?, tx.open_table(crate::OUTBOARDS)?);
 			for e in listing.iter() {
-				if !self.has_object_in(&blobs, &e.cid, e.size)? {
+				if !self.has_object_in(&blobs, &outboards, &e.cid, e.size)? {
 					missing += 1;
 				}
 				trie.insert(e.clone());

@@ -14,7 +14,7 @@
 //! Nothing here blames or bans a peer: a client that is slow or idle only loses its stream.
 use super::protocol::{priority, Priority};
 use crate::{
-	bounded::{LruMap, PEER_MAP_CAP},
+	bounded::{LruMap, MemoryBudget, PEER_MAP_CAP},
 	metrics::Metrics,
 	peers::PeerManager,
 	snapshot::Holder,
@@ -765,39 +765,6 @@ async fn serve_stream(net: &Arc<Server>, peer: PeerId, stream: Stream) -> Result
 /// Bytes of the outboard of an object of `size` bytes.
 fn outboard_bytes(size: u64) -> u64 {
 	sync_primitives::outboard::outboard_len(size).saturating_mul(32)
-}
-
-/// Bytes held in memory at once by answers, over all streams, counted in KiB: an answer takes
-/// its share before it loads anything, and gives it back when it is sent. A share larger than
-/// the whole budget takes all of it (served alone, never refused for good).
-struct MemoryBudget {
-	units: Arc<tokio::sync::Semaphore>,
-	total: u32,
-}
-
-impl MemoryBudget {
-	fn new(bytes: u64) -> Self {
-		let total = Self::kib(bytes).min(u32::MAX >> 3);
-		MemoryBudget { units: Arc::new(tokio::sync::Semaphore::new(total as usize)), total }
-	}
-
-	/// `bytes` in the budget's KiB units (at least one).
-	fn kib(bytes: u64) -> u32 {
-		u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX)
-	}
-
-	/// A share of `bytes`, if one is free within `within`.
-	async fn share(
-		&self,
-		bytes: u64,
-		within: Duration,
-	) -> Option<tokio::sync::OwnedSemaphorePermit> {
-		let want = Self::kib(bytes).min(self.total);
-		tokio::time::timeout(within, self.units.clone().acquire_many_owned(want))
-			.await
-			.ok()?
-			.ok()
-	}
 }
 
 /// Runs a store call on the blocking pool (store I/O never runs on the async worker threads);

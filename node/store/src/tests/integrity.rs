@@ -447,16 +447,16 @@ fn outboard_lost_with_a_crash_is_fetched_again_not_served_empty() {
 	assert_eq!(dst.object_state(&e.cid, e.size).unwrap(), ObjectState::Absent);
 	{
 		let tx = dst.inner.db.begin_read().unwrap();
-		let blobs = tx.open_table(BLOBS).unwrap();
-		assert!(!dst.has_object_in(&blobs, &e.cid, e.size).unwrap(), "not durable");
+		let (blobs, obs) = (tx.open_table(BLOBS).unwrap(), tx.open_table(OUTBOARDS).unwrap());
+		assert!(!dst.has_object_in(&blobs, &obs, &e.cid, e.size).unwrap(), "not durable");
 	}
 	dst.begin_object(&e.cid, e.size, &src.outboard(&e.cid).unwrap()).unwrap();
 	dst.flush().unwrap();
 	assert_eq!(dst.object_state(&e.cid, e.size).unwrap(), ObjectState::Complete);
 	assert_eq!(dst.outboard(&e.cid).unwrap(), src.outboard(&e.cid).unwrap());
 	let tx = dst.inner.db.begin_read().unwrap();
-	let blobs = tx.open_table(BLOBS).unwrap();
-	assert!(dst.has_object_in(&blobs, &e.cid, e.size).unwrap(), "durable again");
+	let (blobs, obs) = (tx.open_table(BLOBS).unwrap(), tx.open_table(OUTBOARDS).unwrap());
+	assert!(dst.has_object_in(&blobs, &obs, &e.cid, e.size).unwrap(), "durable again");
 }
 
 /// The defect: a second size claim for a CID discarded the partial the finisher was committing
