@@ -28,6 +28,22 @@ fn hold(store: &Store, key: &str, data: Vec<u8>) -> Entry {
 
 /// Starts object `e` in `dst` and writes every group but the last from `src`, then flushes (the
 /// outboard is committed). Returns the last group's index.
+/// A source store holding one medium object (`medium(seed)` under `m`), and a directory for
+/// the store it is copied to: `(source dir, destination dir, source, entry)`.
+fn one_object(seed: u64) -> (tempfile::TempDir, tempfile::TempDir, Store, Entry) {
+	let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+	let src = Store::open(a.path()).unwrap();
+	let e = hold(&src, "m", medium(seed));
+	(a, b, src, e)
+}
+
+/// Whether `store` holds `e` durably (what a head may reference).
+fn durable(store: &Store, e: &Entry) -> bool {
+	let tx = store.inner.db.begin_read().unwrap();
+	let (blobs, obs) = (tx.open_table(BLOBS).unwrap(), tx.open_table(OUTBOARDS).unwrap());
+	store.has_object_in(&blobs, &obs, &e.cid, e.size).unwrap()
+}
+
 fn all_but_last(src: &Store, dst: &Store, e: &Entry) -> u64 {
 	dst.begin_object(&e.cid, e.size, &src.outboard(&e.cid).unwrap()).unwrap();
 	let last = groups_of(e.size) - 1;
@@ -103,10 +119,7 @@ fn bitfield_write_cannot_follow_finish() {
 /// bits after the data): reopening ignores them, removes them, and keeps what verifies.
 #[test]
 fn legacy_bitfields_are_ignored_and_removed() {
-	let a = tempfile::tempdir().unwrap();
-	let b = tempfile::tempdir().unwrap();
-	let src = Store::open(a.path()).unwrap();
-	let e = hold(&src, "m", medium(8));
+	let (_a, b, src, e) = one_object(8);
 	let last;
 	{
 		let dst = Store::open(b.path()).unwrap();
@@ -427,10 +440,7 @@ fn pending_outboards_are_bounded() {
 /// durable, not served, and asked for again, which stores the outboard.
 #[test]
 fn outboard_lost_with_a_crash_is_fetched_again_not_served_empty() {
-	let a = tempfile::tempdir().unwrap();
-	let b = tempfile::tempdir().unwrap();
-	let src = Store::open(a.path()).unwrap();
-	let e = hold(&src, "m", medium(30));
+	let (_a, b, src, e) = one_object(30);
 	{
 		let dst = Store::open(b.path()).unwrap();
 		let last = all_but_last(&src, &dst, &e);
@@ -445,18 +455,12 @@ fn outboard_lost_with_a_crash_is_fetched_again_not_served_empty() {
 	assert_eq!(len(&object_path(b.path(), &e.cid)), e.size, "the file itself is complete");
 	assert!(matches!(dst.outboard(&e.cid), Err(StoreError::UnknownObject(_))), "never empty");
 	assert_eq!(dst.object_state(&e.cid, e.size).unwrap(), ObjectState::Absent);
-	{
-		let tx = dst.inner.db.begin_read().unwrap();
-		let (blobs, obs) = (tx.open_table(BLOBS).unwrap(), tx.open_table(OUTBOARDS).unwrap());
-		assert!(!dst.has_object_in(&blobs, &obs, &e.cid, e.size).unwrap(), "not durable");
-	}
+	assert!(!durable(&dst, &e), "not durable");
 	dst.begin_object(&e.cid, e.size, &src.outboard(&e.cid).unwrap()).unwrap();
 	dst.flush().unwrap();
 	assert_eq!(dst.object_state(&e.cid, e.size).unwrap(), ObjectState::Complete);
 	assert_eq!(dst.outboard(&e.cid).unwrap(), src.outboard(&e.cid).unwrap());
-	let tx = dst.inner.db.begin_read().unwrap();
-	let (blobs, obs) = (tx.open_table(BLOBS).unwrap(), tx.open_table(OUTBOARDS).unwrap());
-	assert!(dst.has_object_in(&blobs, &obs, &e.cid, e.size).unwrap(), "durable again");
+	assert!(durable(&dst, &e), "durable again");
 }
 
 /// The defect: a second size claim for a CID discarded the partial the finisher was committing
@@ -464,10 +468,7 @@ fn outboard_lost_with_a_crash_is_fetched_again_not_served_empty() {
 /// file or count as durable before its directory round.
 #[test]
 fn other_size_claim_does_not_discard_a_finishing_partial() {
-	let a = tempfile::tempdir().unwrap();
-	let b = tempfile::tempdir().unwrap();
-	let src = Store::open(a.path()).unwrap();
-	let e = hold(&src, "m", medium(31));
+	let (_a, b, src, e) = one_object(31);
 	let dst = Store::open(b.path()).unwrap();
 	let last = all_but_last(&src, &dst, &e);
 	// The finisher takes the object and stops right after `done` (it holds it from then on).
