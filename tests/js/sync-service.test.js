@@ -52,6 +52,25 @@ describe('sync service in the node', () => {
     const [, peer, addr] = await logLine(node, /Data plane \(Primary\) peer id (\w+) listening on (\S+)/);
     assert.equal(addr, `/ip4/127.0.0.1/tcp/${node.syncPort}`);
     await logLine(node, new RegExp(`Data plane ${peer} is not registered on chain yet`));
+    // Sync health says why, machine-readable, in the RPC and on the HTTP port, and the log
+    // named it once.
+    const base = http.replace('/v1/segments', '');
+    const waitHealth = async (what, ok) => {
+      for (let i = 0; i < 100; i++) {
+        const h = await node.rpc('sync_health', []);
+        if (ok(h)) return h;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.fail(`sync_health never showed ${what}`);
+    };
+    const codes = (h) => h.reasons.map((r) => r.code);
+    const unregistered = await waitHealth('not_registered', (h) => codes(h).includes('not_registered'));
+    assert.deepEqual([unregistered.status, codes(unregistered)], ['degraded', ['not_registered']]);
+    await logLine(node, /health: no node is registered on chain with this data plane's peer id \(not_registered\)/);
+    const live = await fetch(`${base}/health`);
+    assert.equal(live.status, 200, 'degraded is alive');
+    assert.equal((await live.json()).reasons[0].code, 'not_registered');
+    assert.equal((await fetch(`${base}/health/ready`)).status, 503, 'but not ready');
 
     // The binding comes from the node's own key (`sync-node key sign-peer-binding`); it is
     // what the chain's rule (lib/peer.js) says, and good for Alice only.
@@ -70,6 +89,12 @@ describe('sync service in the node', () => {
     segment = id;
     // The service reads the registry on finalized blocks and takes the segment on as its owner.
     await logLine(node, new RegExp(`segment ${id}: owner: serving and accepting writes \\(1 holders on chain\\)`));
+    // Registered (loopback is fine on --dev), a sync key in the keystore, owning its segment.
+    const healthy = await waitHealth('healthy', (h) => h.status === 'healthy' && h.segments.some((x) => x.segment === id));
+    assert.deepEqual(healthy.reasons, []);
+    const mine = healthy.segments.find((x) => x.segment === id);
+    assert.deepEqual([mine.commitsBehind, mine.seqsBehind], [0, 0]);
+    assert.equal((await fetch(`${base}/health/ready`)).status, 200);
 
     // The object API: put into the owned segment, read it back, see it in the status.
     const { rpc } = node;

@@ -253,6 +253,10 @@ pub fn new_full<
 				let keystore = keystore_container.keystore();
 				move |key_type| sp_keystore::Keystore::sr25519_public_keys(&*keystore, key_type)
 			}),
+			{
+				let oracle = sync_service.clone();
+				move || sp_consensus::SyncOracle::is_major_syncing(&*oracle)
+			},
 			sync,
 			sync_handle.clone(),
 		);

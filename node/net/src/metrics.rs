@@ -240,4 +240,45 @@ impl Metrics {
 	pub fn set_stage(&self, segment: SegmentId, stage: Stage) {
 		self.stage.with_label_values(&[&segment.to_string()]).set(stage as i64);
 	}
+
+	/// Removes the segment's series (stage, verified bytes, lag): the node no longer holds or
+	/// follows it, and a dropped segment must not leave a stale value behind for ever.
+	pub fn forget_segment(&self, segment: SegmentId) {
+		let label = segment.to_string();
+		for series in [&self.stage, &self.progress, &self.lag] {
+			// Absent already: nothing to remove.
+			let _ = series.remove_label_values(&[&label]);
+		}
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	/// The defect: per-segment series stayed exported after the node dropped the segment.
+	#[test]
+	fn per_segment_series_are_removed_with_the_segment() {
+		let registry = Registry::new();
+		let m = Metrics::register(&registry).unwrap();
+		for seg in [1, 2] {
+			m.set_stage(seg, Stage::Index);
+			m.progress.with_label_values(&[&seg.to_string()]).set(10);
+			m.lag.with_label_values(&[&seg.to_string()]).set(3);
+		}
+		m.forget_segment(1);
+		m.forget_segment(9);
+		let labelled: Vec<(String, String)> = registry
+			.gather()
+			.iter()
+			.filter(|f| f.get_name().starts_with("sync_net_segment_"))
+			.flat_map(|f| {
+				f.get_metric().iter().map(move |x| {
+					(f.get_name().to_string(), x.get_label()[0].get_value().to_string())
+				})
+			})
+			.collect();
+		assert_eq!(labelled.len(), 3, "{labelled:?}");
+		assert!(labelled.iter().all(|(_, seg)| seg == "2"), "{labelled:?}");
+	}
 }

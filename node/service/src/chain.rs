@@ -169,8 +169,9 @@ where
 					.collect(),
 			});
 		}
+		let addresses = data_plane_of(&account)?.map(|(_, a)| a).unwrap_or_default();
 		let challenges = api.open_challenges(at, account).map_err(e)?;
-		Ok(ChainView { registered: true, segments, challenges })
+		Ok(ChainView { registered: true, segments, challenges, addresses })
 	}
 
 	fn open_challenges(

@@ -156,6 +156,8 @@ pub struct SyncConfig {
 	pub commit_every: u32,
 	/// HTTP object API: address and largest object.
 	pub http: Option<(std::net::SocketAddr, u64)>,
+	/// `--dev`: loopback addresses are fine (see [`crate::health`]).
+	pub dev: bool,
 }
 
 impl SyncParams {
@@ -217,6 +219,7 @@ impl SyncParams {
 			register,
 			commit_every: self.sync_commit_every,
 			http,
+			dev,
 		}))
 	}
 }

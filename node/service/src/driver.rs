@@ -6,6 +6,7 @@ use crate::{
 	binding::{self, Binding},
 	chain::{OffchainDb, Registry, SyncAccounts, Wake},
 	config::{SyncConfig, SyncRole},
+	health::{Health, Level},
 	plan::{Action, DutyConfig, Planner},
 	view::{ChainView, LocalSegment, LocalState},
 	SyncHandle,
@@ -27,12 +28,16 @@ use tokio::sync::watch;
 ///
 /// `accounts` are the keystore's `sync` accounts: with `--sync-register`, the data-plane key
 /// signs a peer binding for each, so the off-chain worker can register as one of them.
+/// `major_syncing` tells whether the chain is major-syncing: meanwhile its finalized state is
+/// history, and the service does not act on it.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn<R, O, W, A>(
 	spawner: &dyn SpawnEssentialNamed,
 	registry: R,
 	offchain: O,
 	wakes: W,
 	accounts: A,
+	major_syncing: impl Fn() -> bool + Send + 'static,
 	config: SyncConfig,
 	handle: Arc<SyncHandle>,
 ) where
@@ -57,7 +62,8 @@ pub fn spawn<R, O, W, A>(
 		"sync-service",
 		Some("sync"),
 		Box::pin(async move {
-			if let Err(e) = run(registry, offchain, wakes, accounts, config, handle).await {
+			let chain = Chain { registry, syncing: Box::new(major_syncing) };
+			if let Err(e) = run(chain, offchain, wakes, accounts, config, handle).await {
 				log::error!(target: "sync", "sync service stopped: {e}");
 			}
 		}),
@@ -131,15 +137,26 @@ impl<A: SyncAccounts> Binder<A> {
 	}
 }
 
-async fn run<R: Registry, O: OffchainDb, A: SyncAccounts>(
+/// The chain as the driver reads it: the registry and whether the chain is major-syncing.
+struct Chain<R> {
 	registry: R,
+	syncing: Box<dyn Fn() -> bool + Send>,
+}
+
+async fn run<R: Registry, O: OffchainDb, A: SyncAccounts>(
+	chain: Chain<R>,
 	offchain: O,
 	mut wakes: impl Stream<Item = Wake<R::Hash>> + Unpin,
 	accounts: A,
 	config: SyncConfig,
 	handle: Arc<SyncHandle>,
 ) -> Result<(), String> {
-	let SyncConfig { role, data_dir, mut net, register, commit_every, http: _ } = config;
+	let SyncConfig { role, data_dir, mut net, register, commit_every, http: _, dev } = config;
+	let Chain { registry, syncing } = chain;
+	handle.set_node(|n| {
+		n.dev = dev;
+		n.sync_keys = accounts.accounts().len();
+	});
 	// The bindings, the ops and the announcements sign for this chain only (its genesis hash is
 	// part of what is signed), and ops and announcements are checked for it.
 	let genesis = registry.genesis()?;
@@ -184,7 +201,17 @@ async fn run<R: Registry, O: OffchainDb, A: SyncAccounts>(
 	};
 	let mut driver =
 		Driver { net, handle, offchain, verifier, tracked: HashMap::new(), registered: None };
+	let mut health = driver.handle.health();
+	// Every reason is named once at start.
+	log_health(&Health::default(), &health);
 	while let Some(wake) = wakes.next().await {
+		// During the chain's major sync its finalized state is history: nothing is acted on.
+		let major = syncing();
+		driver.handle.set_node(|n| n.major_syncing = major);
+		if major {
+			health = log_health(&health, &driver.handle.health());
+			continue;
+		}
 		match wake {
 			Wake::Best(hash) => match registry.open_challenges(hash, &me) {
 				// Not registered at this block (say, a fork without the registration): no
@@ -206,6 +233,12 @@ async fn run<R: Registry, O: OffchainDb, A: SyncAccounts>(
 				};
 				driver.note_registration(view.registered);
 				driver.handle.set_segments(&view);
+				let keys = binder.accounts.accounts().len();
+				driver.handle.set_node(|n| {
+					n.registered = Some(view.registered);
+					n.addresses = view.addresses.clone();
+					n.sync_keys = keys;
+				});
 				let mut local = local_state(driver.net.store(), &view);
 				driver.set_anchors(&view);
 				let actions = planner.on_finalized(number, &view, &local);
@@ -230,10 +263,35 @@ async fn run<R: Registry, O: OffchainDb, A: SyncAccounts>(
 					}
 					driver.offchain.set(INTENTS_KEY, &intents.encode());
 				}
+				health = log_health(&health, &driver.handle.health());
 			},
 		}
 	}
 	Ok(())
+}
+
+/// Logs what changed in the node's health: one line per reason that appeared (an error if it
+/// makes the node unhealthy: a misconfiguration is named once, at start or when it happens) and
+/// per reason that cleared. Returns `now`.
+fn log_health(before: &Health, now: &Health) -> Health {
+	let (appeared, cleared) = crate::health::changes(before, now);
+	for r in appeared {
+		let at = r.segment.map(|s| format!("segment {s}: ")).unwrap_or_default();
+		match r.level {
+			Level::Unhealthy => {
+				log::error!(target: "sync", "health: {at}{} ({})", r.detail, r.code)
+			},
+			_ => log::warn!(target: "sync", "health: {at}{} ({})", r.detail, r.code),
+		}
+	}
+	for r in cleared {
+		let at = r.segment.map(|s| format!("segment {s}: ")).unwrap_or_default();
+		log::info!(target: "sync", "health: {at}{} cleared", r.code);
+	}
+	if before.status != now.status {
+		log::info!(target: "sync", "health: {}", now.status.as_str());
+	}
+	now.clone()
 }
 
 /// The listen addresses a peer can dial (not the unspecified address).
@@ -318,6 +376,7 @@ impl<O: OffchainDb> Driver<O> {
 				Action::Forget(id) => {
 					self.net.set_holders(id, Vec::new());
 					self.tracked.remove(&id);
+					self.net.metrics().forget_segment(id);
 				},
 				Action::Prove(ch) => self.prove(planner, ch).await,
 				Action::ForgetChallenge(id) => {

@@ -10,6 +10,10 @@
 //!   announced to followers. `403` if the node does not own the segment, `411` without a
 //!   length, `413` above `--sync-http-max-object`.
 //!
+//! - `GET /health` → the node's sync health (see [`crate::health`]) as JSON: `200` while it is
+//!   `healthy` or `degraded`, `503` when `unhealthy` (for a liveness probe or an alert);
+//!   `GET /health/ready` → `200` only when `healthy` (for a load balancer: synced and proven).
+//!
 //! Keys are the rest of the path, percent-decoded (they may contain `/`). Errors are JSON
 //! `{ "error": "…" }` with the status code; nothing is written on an error. One request per
 //! connection (`connection: close`), request heads bounded to 16 KiB.
@@ -22,7 +26,7 @@
 //! concurrent uploads of the largest object could ask for 25 GiB). A failed `accept` (say, out
 //! of file descriptors) is retried with a backoff: it never ends the server, which runs as an
 //! essential task of the node.
-use crate::SyncHandle;
+use crate::{health::Level, SyncHandle};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use sync_net::bounded::MemoryBudget;
 use sync_primitives::hex::hex;
@@ -164,6 +168,16 @@ async fn serve_one(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
 		},
 	};
 	let result = match method.as_str() {
+		"GET" if path == "/health" || path == "/health/ready" => {
+			let health = shared.handle.health();
+			let ok = match path.as_str() {
+				"/health" => health.status != Level::Unhealthy,
+				_ => health.status == Level::Healthy,
+			};
+			let code = if ok { 200 } else { 503 };
+			let body = health.to_json();
+			return within(limits.write_timeout, respond_json(reader.get_mut(), code, &body)).await;
+		},
 		"GET" => get(&mut reader, &shared.handle, &path, limits.write_timeout).await,
 		"PUT" => put(&mut reader, shared, &path, length).await,
 		_ => Err(refuse(405, "only GET and PUT")),
@@ -384,7 +398,17 @@ async fn put(
 }
 
 async fn respond_error(stream: &mut TcpStream, code: u16, msg: &str) -> std::io::Result<()> {
+	respond_json(stream, code, &serde_json::json!({ "error": msg })).await
+}
+
+/// A JSON answer with its status, and the connection closed.
+async fn respond_json(
+	stream: &mut TcpStream,
+	code: u16,
+	body: &serde_json::Value,
+) -> std::io::Result<()> {
 	let reason = match code {
+		200 => "OK",
 		400 => "Bad Request",
 		403 => "Forbidden",
 		404 => "Not Found",
@@ -396,7 +420,7 @@ async fn respond_error(stream: &mut TcpStream, code: u16, msg: &str) -> std::io:
 		503 => "Service Unavailable",
 		_ => "Internal Server Error",
 	};
-	let body = serde_json::json!({ "error": msg }).to_string();
+	let body = body.to_string();
 	let resp = format!(
 		"HTTP/1.1 {code} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
 		body.len()
@@ -481,5 +505,37 @@ mod tests {
 			.unwrap();
 		// No sync service in this test: the request itself is answered 503.
 		assert!(buf[..n].starts_with(b"HTTP/1.1 503"), "{:?}", String::from_utf8_lossy(&buf[..n]));
+	}
+
+	async fn fetch(addr: SocketAddr, path: &str) -> (String, serde_json::Value) {
+		let mut c = TcpStream::connect(addr).await.unwrap();
+		c.write_all(format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes()).await.unwrap();
+		let mut buf = Vec::new();
+		tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut buf))
+			.await
+			.unwrap()
+			.unwrap();
+		let text = String::from_utf8(buf).unwrap();
+		let (head, body) = text.split_once("\r\n\r\n").unwrap();
+		(head.lines().next().unwrap().to_string(), serde_json::from_str(body).unwrap())
+	}
+
+	/// `GET /health` and `/health/ready` answer the node's verdict with its reasons; a node
+	/// whose data plane is not running is unhealthy, and neither probe passes.
+	#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+	async fn health_endpoints_answer_the_verdict() {
+		let addr = server(HttpLimits::default()).await;
+		for path in ["/health", "/health/ready"] {
+			let (status, body) = fetch(addr, path).await;
+			assert_eq!(status, "HTTP/1.1 503 Service Unavailable", "{path}");
+			assert_eq!(body["status"], "unhealthy");
+			let codes: Vec<&str> = body["reasons"]
+				.as_array()
+				.unwrap()
+				.iter()
+				.map(|r| r["code"].as_str().unwrap())
+				.collect();
+			assert!(codes.contains(&"service_down") && codes.contains(&"no_sync_key"), "{codes:?}");
+		}
 	}
 }

@@ -5,6 +5,7 @@ pub mod binding;
 pub mod chain;
 pub mod config;
 mod driver;
+pub mod health;
 mod http;
 pub mod plan;
 mod rpc;
@@ -65,6 +66,23 @@ pub struct SyncHandle {
 	segments: RwLock<BTreeMap<SegmentId, SegmentView>>,
 	/// The segments this node accepts writes for (it owns them on chain).
 	writable: RwLock<BTreeSet<SegmentId>>,
+	/// What the driver last learnt of the node itself (for [`SyncHandle::health`]).
+	node: RwLock<NodeState>,
+}
+
+/// What the driver knows of the node itself, beyond its segments.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NodeState {
+	/// `--dev`.
+	pub dev: bool,
+	/// The chain is major-syncing (the service waits).
+	pub major_syncing: bool,
+	/// A node is registered with this peer id (`None`: no finalized block read yet).
+	pub registered: Option<bool>,
+	/// `sync` keys in the keystore.
+	pub sync_keys: usize,
+	/// The data-plane addresses registered on chain.
+	pub addresses: Vec<sync_net::Multiaddr>,
 }
 
 impl SyncHandle {
@@ -125,6 +143,54 @@ impl SyncHandle {
 		Ok(newest.epoch)
 	}
 
+	/// The node's sync health now (see [`health`]): the data plane, the last finalized view
+	/// and the store.
+	pub fn health(&self) -> health::Health {
+		health::assess(&self.health_inputs())
+	}
+
+	fn health_inputs(&self) -> health::Inputs {
+		let node = self.node.read().clone();
+		let net = self.network();
+		let me = net.map(|n| n.peer_id());
+		let segments = self.segments.read();
+		let mut usable = BTreeSet::new();
+		let inputs = segments
+			.iter()
+			.map(|(id, s)| {
+				let others: Vec<&PeerId> =
+					s.holders.iter().map(|h| &h.peer).filter(|p| Some(**p) != me).collect();
+				if let Some(n) = net.filter(|_| !s.owner) {
+					usable.extend(others.iter().filter(|p| n.peer_usable(p)).map(|p| **p));
+				}
+				let input = health::SegmentInput {
+					owner: s.owner,
+					other_holders: others.len(),
+					chain_status: s.holding.map(|(st, _)| st),
+					local_seq: net.and_then(|n| n.store().head(*id)).map(|h| h.seq),
+					committed: s.roots.iter().map(|r| r.seq).collect(),
+					snapshot: net.is_some_and(|n| matches!(n.store().transfer(*id), Ok(Some(_)))),
+				};
+				(*id, input)
+			})
+			.collect();
+		health::Inputs {
+			running: net.is_some(),
+			dev: node.dev,
+			major_syncing: node.major_syncing,
+			registered: node.registered,
+			sync_keys: node.sync_keys,
+			addresses: node.addresses,
+			usable_peers: usable.len(),
+			segments: inputs,
+		}
+	}
+
+	/// Updates what the driver knows of the node.
+	pub(crate) fn set_node(&self, f: impl FnOnce(&mut NodeState)) {
+		f(&mut self.node.write());
+	}
+
 	fn set_network(&self, net: SyncNetwork) {
 		let _ = self.net.set(net);
 	}
@@ -166,7 +232,7 @@ mod tests {
 			roots: vec![],
 			epochs,
 		};
-		ChainView { registered: true, segments: vec![seg], challenges: vec![] }
+		ChainView { registered: true, segments: vec![seg], challenges: vec![], addresses: vec![] }
 	}
 
 	#[test]

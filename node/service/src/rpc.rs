@@ -9,6 +9,9 @@ pub const MAX_RPC_OBJECT: usize = 4 << 20;
 /// The object API and status as JSON-RPC methods:
 /// - `sync_status()`: peer id, addresses, and per tracked segment its head (seq, root,
 ///   entries, bytes), whether this node owns it, its lag in seqs and the pinned snapshots;
+/// - `sync_health()`: the node's sync health (see [`crate::health`]): `status` (`healthy`,
+///   `degraded`, `unhealthy`), `reasons` (`level`, `code`, `segment`, `detail`, worst first) and
+///   per segment its status on chain and how far behind the chain it is;
 /// - `sync_put(segment, key, dataHex)`: writes an object into a segment this node owns on
 ///   chain (one signed op, announced to followers); returns the new seq and root. An *unsafe*
 ///   method: refused (JSON-RPC `-32601`, as Substrate answers every unsafe method) where the
@@ -82,6 +85,7 @@ pub fn rpc_module(
 			"segments": segments,
 		}))
 	})?;
+	m.register_blocking_method("sync_health", |_, h, _| -> Reply { Ok(h.health().to_json()) })?;
 	m.register_blocking_method("sync_put", |params, h, ext| -> Reply {
 		unsafe_allowed(&ext)?;
 		let (segment, key, data): (u64, String, String) = params.parse()?;

@@ -50,6 +50,8 @@ pub struct ChainView {
 	pub segments: Vec<SegmentView>,
 	/// The node's open challenges.
 	pub challenges: Vec<ChallengeSummary<u32>>,
+	/// The data-plane addresses the node registered (those that parse).
+	pub addresses: Vec<sync_net::Multiaddr>,
 }
 
 impl ChainView {

@@ -998,36 +998,6 @@ fn count_served(net: &Server, peer: PeerId, n: u64) {
 mod tests {
 	use super::*;
 
-	/// The defect: an `Outboard` answer loaded the whole outboard (up to 256 MiB) with nothing
-	/// counting it, so the answer slots together could hold gigabytes. Answers share a budget:
-	/// what does not fit waits, then is `Busy`; one larger than the budget is served alone.
-	#[tokio::test]
-	async fn outboard_answers_share_a_memory_budget() {
-		let budget = MemoryBudget::new(10 << 10);
-		let short = Duration::from_millis(50);
-		let a = budget.share(8 << 10, short).await.expect("fits");
-		assert!(budget.share(4 << 10, short).await.is_none(), "8 + 4 KiB > 10 KiB: Busy");
-		let b = budget.share(2 << 10, short).await.expect("8 + 2 KiB fits");
-		drop(a);
-		assert!(budget.share(1 << 30, short).await.is_none(), "the whole budget is not free");
-		drop(b);
-		let all = budget
-			.share(1 << 30, short)
-			.await
-			.expect("larger than the budget: served alone");
-		assert!(budget.share(1, short).await.is_none(), "and alone");
-		drop(all);
-		// Waiting works: a share freed while another waits goes to the waiter.
-		let held = budget.share(10 << 10, short).await.unwrap();
-		let waiter = tokio::spawn({
-			let units = budget.units.clone();
-			async move { units.acquire_many_owned(5).await.is_ok() }
-		});
-		tokio::time::sleep(short).await;
-		drop(held);
-		assert!(waiter.await.unwrap());
-	}
-
 	#[tokio::test]
 	async fn freed_slots_go_to_known_peers_then_high_priority_first() {
 		let gate = Arc::new(Gate::new(1, 1));
