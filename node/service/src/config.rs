@@ -271,6 +271,46 @@ mod tests {
 		(cmd.sync.resolve(dev, dir.path(), None), dir)
 	}
 
+	/// The operator's flag table (docs/node.md) lists every `--sync-*` flag, one per row, with
+	/// the default the binary uses: a default changed in code fails here until the table says
+	/// it too (the help texts are the flags' doc comments, so `--help` is generated already).
+	#[test]
+	fn flag_table_matches_the_flags_and_their_defaults() {
+		use clap::CommandFactory;
+		let doc = include_str!("../../../docs/node.md");
+		let rows: Vec<(&str, &str)> = doc
+			.lines()
+			.filter_map(|l| l.strip_prefix("| `--sync-"))
+			.map(|l| {
+				let mut cells = l.split(" | ");
+				let flag = cells.next().unwrap_or_default();
+				let name = flag.split(['`', ' ']).next().unwrap_or_default();
+				(name, cells.next().unwrap_or_default())
+			})
+			.collect();
+		let cmd = Cmd::command();
+		let flags: Vec<_> = cmd.get_arguments().filter_map(|a| Some((a.get_long()?, a))).collect();
+		for (long, arg) in &flags {
+			let name = long.strip_prefix("sync-").expect("every flag is --sync-*");
+			let Some((_, default)) = rows.iter().find(|(n, _)| n == &name) else {
+				panic!("--{long} is missing from the flag table in docs/node.md");
+			};
+			for value in arg.get_default_values() {
+				let value = value.to_string_lossy();
+				assert!(
+					default.contains(&format!("`{value}`")),
+					"--{long}: the table's default `{default}` does not show `{value}`"
+				);
+			}
+		}
+		for (name, _) in &rows {
+			assert!(
+				flags.iter().any(|(l, _)| l.strip_prefix("sync-") == Some(*name)),
+				"docs/node.md lists --sync-{name}, which the node does not have"
+			);
+		}
+	}
+
 	#[test]
 	fn defaults_are_the_data_planes_own() {
 		let (config, _dir) = resolve(&[], false);
