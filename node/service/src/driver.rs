@@ -7,6 +7,7 @@ use crate::{
 	chain::{OffchainDb, Registry, SyncAccounts, Wake},
 	config::{SyncConfig, SyncRole},
 	health::{Health, Level},
+	metrics::DutyMetrics,
 	plan::{Action, DutyConfig, Planner},
 	view::{ChainView, LocalSegment, LocalState},
 	SyncHandle,
@@ -14,7 +15,11 @@ use crate::{
 use codec::Encode;
 use futures::{Stream, StreamExt};
 use sp_core::traits::SpawnEssentialNamed;
-use std::{collections::HashMap, sync::Arc, time::Instant};
+use std::{
+	collections::{BTreeMap, HashMap},
+	sync::Arc,
+	time::Instant,
+};
 use sync_net::{deltas::EpochKeys, Follower, Holder, Keypair, Multiaddr, SyncNetwork};
 use sync_primitives::{
 	offchain::{proof_key, sent_key, Intent, INTENTS_KEY},
@@ -99,6 +104,11 @@ struct Driver<O> {
 	net: SyncNetwork,
 	handle: Arc<SyncHandle>,
 	offchain: O,
+	metrics: DutyMetrics,
+	/// This node's challenges open at the last finalized block: id → deadline.
+	open: BTreeMap<u64, u32>,
+	/// Per owned segment: its last commit's index and the finalized block it was first seen at.
+	commits: HashMap<SegmentId, (u32, u32)>,
 	verifier: Arc<dyn sync_net::deltas::OpVerifier + Send + Sync>,
 	tracked: HashMap<SegmentId, Tracked>,
 	registered: Option<bool>,
@@ -168,6 +178,10 @@ async fn run<R: Registry, O: OffchainDb, A: SyncAccounts>(
 		signed_for: None,
 		bindings: Vec::new(),
 	};
+	let metrics = DutyMetrics::new(net.registry.as_ref()).unwrap_or_else(|e| {
+		log::warn!(target: "sync", "duty metrics not exported: {e}");
+		DutyMetrics::new(None).expect("valid metrics")
+	});
 	let store = Store::open(data_dir.join("store")).map_err(|e| format!("store: {e}"))?;
 	let net = SyncNetwork::start(net, store).await.map_err(|e| e.to_string())?;
 	handle.set_network(net.clone());
@@ -199,8 +213,17 @@ async fn run<R: Registry, O: OffchainDb, A: SyncAccounts>(
 		let h = handle.clone();
 		Arc::new(EpochKeys::new(genesis, move |seg, epoch| h.epoch_of(seg, epoch)))
 	};
-	let mut driver =
-		Driver { net, handle, offchain, verifier, tracked: HashMap::new(), registered: None };
+	let mut driver = Driver {
+		net,
+		handle,
+		offchain,
+		metrics,
+		open: BTreeMap::new(),
+		commits: HashMap::new(),
+		verifier,
+		tracked: HashMap::new(),
+		registered: None,
+	};
 	let mut health = driver.handle.health();
 	// Every reason is named once at start.
 	log_health(&Health::default(), &health);
@@ -210,6 +233,7 @@ async fn run<R: Registry, O: OffchainDb, A: SyncAccounts>(
 		driver.handle.set_node(|n| n.major_syncing = major);
 		if major {
 			health = log_health(&health, &driver.handle.health());
+			driver.metrics.set_health(&health);
 			continue;
 		}
 		match wake {
@@ -233,6 +257,7 @@ async fn run<R: Registry, O: OffchainDb, A: SyncAccounts>(
 				};
 				driver.note_registration(view.registered);
 				driver.handle.set_segments(&view);
+				driver.note_duties(&view, number);
 				let keys = binder.accounts.accounts().len();
 				driver.handle.set_node(|n| {
 					n.registered = Some(view.registered);
@@ -262,8 +287,13 @@ async fn run<R: Registry, O: OffchainDb, A: SyncAccounts>(
 						}
 					}
 					driver.offchain.set(INTENTS_KEY, &intents.encode());
+					for kind in ["register", "commit", "claim", "attest"] {
+						let n = intents.items.iter().filter(|i| intent_kind(i) == kind).count();
+						driver.metrics.intents.with_label_values(&[kind]).set(n as i64);
+					}
 				}
 				health = log_health(&health, &driver.handle.health());
+				driver.metrics.set_health(&health);
 			},
 		}
 	}
@@ -292,6 +322,16 @@ fn log_health(before: &Health, now: &Health) -> Health {
 		log::info!(target: "sync", "health: {}", now.status.as_str());
 	}
 	now.clone()
+}
+
+/// An intent's kind, as the `sync_duty_intents` gauge labels it.
+fn intent_kind(i: &Intent) -> &'static str {
+	match i {
+		Intent::Register { .. } => "register",
+		Intent::Commit { .. } => "commit",
+		Intent::Claim { .. } => "claim",
+		Intent::Attest { .. } => "attest",
+	}
 }
 
 /// The listen addresses a peer can dial (not the unspecified address).
@@ -377,6 +417,7 @@ impl<O: OffchainDb> Driver<O> {
 					self.net.set_holders(id, Vec::new());
 					self.tracked.remove(&id);
 					self.net.metrics().forget_segment(id);
+					self.metrics.forget_segment(id);
 				},
 				Action::Prove(ch) => self.prove(planner, ch).await,
 				Action::ForgetChallenge(id) => {
@@ -398,6 +439,7 @@ impl<O: OffchainDb> Driver<O> {
 			tokio::task::spawn_blocking(move || store.prove(segment, seq, &facts, &indexes)).await;
 		match built {
 			Ok(Ok(proof)) => {
+				self.metrics.proofs.with_label_values(&["built"]).inc();
 				self.offchain.set(&proof_key(ch.id), &proof.encode().encode());
 				planner.proof_stored(ch.id, seed);
 				log::info!(
@@ -409,6 +451,7 @@ impl<O: OffchainDb> Driver<O> {
 				);
 			},
 			Ok(Err(e)) => {
+				self.metrics.proofs.with_label_values(&["build_failed"]).inc();
 				if planner.proof_failed(ch.id) {
 					log::warn!(
 						target: "sync",
@@ -419,6 +462,26 @@ impl<O: OffchainDb> Driver<O> {
 			},
 			Err(e) => log::warn!(target: "sync", "proof task failed: {e}"),
 		}
+	}
+
+	/// The duty gauges of a finalized block: challenges open and settled since the last one,
+	/// the holdings' statuses, and how long ago each owned segment's last commit landed.
+	fn note_duties(&mut self, view: &ChainView, number: u32) {
+		let m = &self.metrics;
+		m.count_settled(&crate::metrics::settled(&self.open, &view.challenges, number));
+		self.open = view.challenges.iter().map(|c| (c.id, c.deadline)).collect();
+		m.set_challenges(&view.challenges, number);
+		m.set_holdings(view.segments.iter().filter_map(|s| s.holding.map(|(st, _)| st)));
+		for s in view.segments.iter().filter(|s| s.owner) {
+			let index = s.roots.last().map_or(0, |r| r.index);
+			let seen = self.commits.entry(s.id).or_insert((index, number));
+			if seen.0 != index {
+				*seen = (index, number);
+			}
+			let age = i64::from(number.saturating_sub(seen.1));
+			m.commit_age.with_label_values(&[&s.id.to_string()]).set(age);
+		}
+		self.commits.retain(|id, _| view.segment(*id).is_some_and(|s| s.owner));
 	}
 
 	fn note_registration(&mut self, registered: bool) {

@@ -7,6 +7,7 @@ pub mod config;
 mod driver;
 pub mod health;
 mod http;
+pub mod metrics;
 pub mod plan;
 mod rpc;
 pub mod view;
