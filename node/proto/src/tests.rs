@@ -287,6 +287,12 @@ fn op_hash_is_blake3_of_the_encoding() {
 fn limits_are_checked_for_every_request() {
 	assert_eq!(check_limits(&Request::Head { segment: 1 }), Ok(()));
 	assert_eq!(check_limits(&Request::Outboard { cid: CID, size: 40_000 }), Ok(()));
+	// The review's M3: an outboard claim beyond the largest object asked for the whole
+	// outboard memory budget, holding every other answer behind it.
+	let outboard = |size| Request::Outboard { cid: CID, size };
+	assert_eq!(check_limits(&outboard(MAX_OBJECT_BYTES)), Ok(()));
+	assert_eq!(check_limits(&outboard(MAX_OBJECT_BYTES + 1)), Err(ErrorCode::TooLarge));
+	assert_eq!(check_limits(&outboard(u64::MAX)), Err(ErrorCode::TooLarge));
 	let index = |count| Request::Index { segment: 1, root: ROOT, start: 0, count };
 	assert_eq!(check_limits(&index(MAX_INDEX_PAGE)), Ok(()));
 	assert_eq!(check_limits(&index(MAX_INDEX_PAGE + 1)), Err(ErrorCode::TooLarge));

@@ -244,7 +244,9 @@ pub fn check_limits(req: &Request) -> Result<(), ErrorCode> {
 	let within = match req {
 		Request::Head { .. } => true,
 		Request::Index { count, .. } => *count <= MAX_INDEX_PAGE,
-		Request::Outboard { .. } => true,
+		// Sizes the share of the outboard memory the answer waits for: never beyond the largest
+		// object's.
+		Request::Outboard { size, .. } => *size <= MAX_OBJECT_BYTES,
 		Request::Ops { max, .. } => *max <= MAX_OPS_PER_REQUEST,
 		Request::Groups { ranges } => {
 			// At most MAX_REQUEST_BYTES / 44 ranges of u32 counts: the sum cannot overflow.

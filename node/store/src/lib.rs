@@ -75,20 +75,32 @@ pub const PINNED_SNAPSHOTS: usize = 4;
 /// Pending outboards (what lets a partial object resume after a restart) are committed after at
 /// most this many newly verified groups (2 MiB), over all objects in progress.
 pub const OUTBOARD_FLUSH_GROUPS: u32 = 128;
-/// A peer's `Index` request at a head root not yet listed builds the listing (O(entries)); a
-/// Primary writing on moves its head with every write, so a peer asking at each new head could
-/// keep the store busy building. Builds a peer triggers are held to 1/`HEAD_LISTING_SHARE` of one
-/// core: after a build that took `c`, the next one a peer asks for waits `(share - 1) × c`.
-/// Honest peers ask only at committed roots, which holders pin (never rebuilt), so they rarely
-/// meet this; the store's own listings (pinning) are never refused.
+/// A peer's `Index` request at a root whose listing is not in memory (a head not listed yet,
+/// a staged index not cached) builds it, O(entries); a Primary writing on moves its head with
+/// every write, so a peer asking at each new head could keep the store busy building. Builds
+/// peers trigger are held to 1/`HEAD_LISTING_SHARE` of one core per class of peer (the ones the
+/// chain lists, everyone else: [`Peer`]), so throwaway identities cannot crowd out registered
+/// holders: after a build that took `c`, that class's next build waits `(share - 1) × c`, and a
+/// build never brings the class's next turn forward. Honest peers ask only at committed roots,
+/// which holders pin (never rebuilt), so they rarely meet this; the store's own listings
+/// (pinning, finishing a transfer) are never refused nor counted.
 pub const HEAD_LISTING_SHARE: u32 = 4;
 
-/// Whether a peer may have a head listing built `now`, given when the last build (of any
-/// segment) ended and what it cost: the rule behind [`StoreError::Throttled`].
-pub(crate) fn head_build_allowed(now: Instant, last: Option<(Instant, Duration)>) -> bool {
-	last.is_none_or(|(ended, cost)| {
-		now.saturating_duration_since(ended) >= cost.saturating_mul(HEAD_LISTING_SHARE - 1)
-	})
+/// Who asks for a listing over the network: each class has its own build budget
+/// ([`HEAD_LISTING_SHARE`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+	/// A peer the chain lists as a holder (or a trusted one).
+	Known = 0,
+	/// Anyone else.
+	Unknown = 1,
+}
+
+/// When a class of peers may next have a listing built, after a build that ended at `ended`
+/// and took `cost`, given its turn so far (`prev`): never earlier than `prev`.
+pub(crate) fn next_build(prev: Option<Instant>, ended: Instant, cost: Duration) -> Instant {
+	let next = ended.checked_add(cost.saturating_mul(HEAD_LISTING_SHARE - 1)).unwrap_or(ended);
+	prev.map_or(next, |p| p.max(next))
 }
 
 /// An index key as stored: (segment, object key).
@@ -358,9 +370,10 @@ pub(crate) struct Inner {
 	/// database snapshot), replaced by a later head's when that is asked for (never by an older).
 	pub(crate) head_listings: Mutex<HashMap<SegmentId, (u64, Listing)>>,
 	/// Held while a head listing is built (not the segment lock): requests racing for a new
-	/// head build it once, and at most one listing is being built at a time. Holds when the
-	/// last build ended and what it cost (see [`head_build_allowed`]).
-	pub(crate) head_build: Mutex<Option<(Instant, Duration)>>,
+	/// head build it once, and at most one listing is being built at a time.
+	pub(crate) head_build: Mutex<()>,
+	/// Per [`Peer`] class: when it may next have a listing built (see [`next_build`]).
+	pub(crate) peer_builds: Mutex<[Option<Instant>; 2]>,
 	pub(crate) staged: Mutex<HashMap<SegmentId, Listing>>,
 	/// Pinned snapshots per segment: each head with its index.
 	pub(crate) pinned: Mutex<HashMap<SegmentId, std::collections::VecDeque<Pin>>>,
@@ -395,7 +408,8 @@ impl Store {
 			db,
 			segments: Mutex::new(HashMap::new()),
 			head_listings: Mutex::new(HashMap::new()),
-			head_build: Mutex::new(None),
+			head_build: Mutex::new(()),
+			peer_builds: Mutex::new([None; 2]),
 			staged: Mutex::new(HashMap::new()),
 			pinned: Mutex::new(HashMap::new()),
 		};

@@ -414,11 +414,11 @@ pub(crate) struct Tickets {
 	done: u64,
 }
 
-/// Whether the outboard of `cid` is committed to the database.
 /// A table keyed by CID (inline objects, outboards), read in the caller's transaction.
 pub(crate) trait ObjectTable: ReadableTable<&'static [u8; 32], &'static [u8]> {}
 impl<T: ReadableTable<&'static [u8; 32], &'static [u8]>> ObjectTable for T {}
 
+/// Whether the outboard of `cid` is committed to the database.
 fn outboard_committed(db: &Database, cid: &Hash32) -> Result<bool> {
 	Ok(db.begin_read()?.open_table(OUTBOARDS)?.get(cid)?.is_some())
 }

@@ -2,8 +2,8 @@
 //! snapshot transfer that becomes the segment's index only once every object is present and
 //! the recomputed root equals the target.
 use crate::{
-	objects::is_small, oplog::head_op_hash, Cid, Result, SegmentState, Store, StoreError, HEADS,
-	INDEX, OPS, ROOTS, STAGED, TRANSFERS,
+	objects::is_small, oplog::head_op_hash, Cid, Peer, Result, SegmentState, Store, StoreError,
+	HEADS, INDEX, OPS, ROOTS, STAGED, TRANSFERS,
 };
 use codec::Encode;
 use redb::{Durability, ReadableDatabase, ReadableTable, WriteTransaction};
@@ -141,15 +141,15 @@ pub(crate) fn trie_op(trie: &mut TrieTxn<'_>, kind: &OpKind) -> Result<Option<cr
 	Ok(prev.map(|e| (e.cid, e.size)))
 }
 
-/// Writes one op's change to the segment's index table (its trie change is [`trie_op`]).
 /// Who a listing is for: a peer's request may be refused to bound the work peers cause
 /// ([`StoreError::Throttled`]); the store's own (pinning, finishing a transfer) never is.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Asker {
-	Peer,
+	Peer(Peer),
 	Store,
 }
 
+/// Writes one op's change to the segment's index table (its trie change is [`trie_op`]).
 pub(crate) fn index_write(
 	index: &mut redb::Table<crate::IndexKey, crate::EntryRow>,
 	segment: SegmentId,
@@ -347,7 +347,9 @@ impl Store {
 
 	/// Entries `[start, start + count)` of the segment's index in trie order, if this store
 	/// holds the segment at `root` (as its head, a pinned snapshot, or the verified index of a
-	/// transfer), plus the total number of entries. Never waits for a write (see
+	/// transfer), plus the total number of entries, for `peer`: a listing not in memory is built
+	/// only within that class of peers' budget ([`StoreError::Throttled`] otherwise, see
+	/// [`HEAD_LISTING_SHARE`](crate::HEAD_LISTING_SHARE)). Never waits for a write (see
 	/// [`Store::listing`]).
 	pub fn index_page(
 		&self,
@@ -355,8 +357,9 @@ impl Store {
 		root: &Hash32,
 		start: u64,
 		count: u64,
+		peer: Peer,
 	) -> Result<(Vec<Entry>, u64)> {
-		let listing = self.listing_for(segment, root, Asker::Peer)?;
+		let listing = self.listing_for(segment, root, Asker::Peer(peer))?;
 		let total = listing.len() as u64;
 		let s = start.min(total) as usize;
 		let e = start.saturating_add(count).min(total) as usize;
@@ -393,10 +396,43 @@ impl Store {
 		if let Some(l) = self.head_listing(segment, root, asker)? {
 			return Ok(l);
 		}
-		match self.staged_index(segment)? {
+		match self.staged_index_for(segment, asker)? {
 			Some((facts, l)) if facts.root == *root => Ok(l),
 			_ => Err(StoreError::UnknownSegment(segment)),
 		}
+	}
+
+	/// Whether `asker` may have a listing built now: always for the store itself, within its
+	/// class's budget for a peer.
+	fn may_build(&self, asker: Asker, segment: SegmentId) -> Result<()> {
+		match asker {
+			Asker::Peer(p)
+				if self.inner.peer_builds.lock()[p as usize]
+					.is_some_and(|next| Instant::now() < next) =>
+			{
+				Err(StoreError::Throttled(segment))
+			},
+			_ => Ok(()),
+		}
+	}
+
+	/// Runs a listing build for `asker` (who [`Store::may_build`]), charging a peer's class for
+	/// the time it took (failed builds cost too).
+	fn build_for<T>(
+		&self,
+		asker: Asker,
+		segment: SegmentId,
+		build: impl FnOnce() -> T,
+	) -> Result<T> {
+		self.may_build(asker, segment)?;
+		let began = Instant::now();
+		let built = build();
+		if let Asker::Peer(p) = asker {
+			let ended = Instant::now();
+			let mut budget = self.inner.peer_builds.lock();
+			budget[p as usize] = Some(crate::next_build(budget[p as usize], ended, ended - began));
+		}
+		Ok(built)
 	}
 
 	/// The listing of the segment's index at its head, if the head is at `root`, read from one
@@ -405,7 +441,7 @@ impl Store {
 	/// while the root stays the head's; otherwise built from the snapshot into a trie, which
 	/// must hash to the head ([`StoreError::Corrupt`] if not), under `head_build` only: never
 	/// the segment lock, so a write goes on while a peer's request builds a listing. A build a
-	/// peer asks for too soon after the last one is refused ([`StoreError::Throttled`], see
+	/// peer asks for beyond its class's budget is refused ([`StoreError::Throttled`], see
 	/// [`HEAD_LISTING_SHARE`](crate::HEAD_LISTING_SHARE)).
 	fn head_listing(
 		&self,
@@ -434,22 +470,20 @@ impl Store {
 		if let Some(l) = cached() {
 			return Ok(Some(l));
 		}
-		let mut last_build = self.inner.head_build.lock();
+		// Refused before waiting for another build (which may take a while).
+		self.may_build(asker, segment)?;
+		let _building = self.inner.head_build.lock();
 		// Built by a request that held `head_build` before this one.
 		if let Some(l) = cached() {
 			return Ok(Some(l));
 		}
-		let began = Instant::now();
-		if asker == Asker::Peer && !crate::head_build_allowed(began, *last_build) {
-			return Err(StoreError::Throttled(segment));
-		}
-		let built = index_trie(&tx.open_table(INDEX)?, segment).map(|trie| {
-			let listing: Arc<Vec<Entry>> = Arc::new(trie.entries().into_iter().cloned().collect());
-			(trie.facts(), listing)
-		});
-		// Failed builds cost too.
-		let ended = Instant::now();
-		*last_build = Some((ended, ended - began));
+		let built = self.build_for(asker, segment, || {
+			index_trie(&tx.open_table(INDEX)?, segment).map(|trie| {
+				let listing: Arc<Vec<Entry>> =
+					Arc::new(trie.entries().into_iter().cloned().collect());
+				(trie.facts(), listing)
+			})
+		})?;
 		let (built_facts, listing) = built?;
 		if built_facts != facts {
 			return Err(StoreError::Corrupt(format!(
@@ -587,6 +621,11 @@ impl Store {
 		if trie.facts() != t.target.facts {
 			return Err(StoreError::IndexMismatch { segment, expected: Cid(t.target.facts.root) });
 		}
+		// No write or replay makes an object this large, so no honest root holds one; asking
+		// for it would size outboards and deadlines from it.
+		if let Some(e) = entries.iter().find(|e| e.size > MAX_OBJECT_BYTES) {
+			return Err(StoreError::ObjectTooLarge(e.size));
+		}
 		let tx = durable(&self.inner.db)?;
 		{
 			let mut staged = tx.open_table(STAGED)?;
@@ -604,6 +643,16 @@ impl Store {
 
 	/// The verified index of the transfer in progress, in trie order.
 	pub fn staged_index(&self, segment: SegmentId) -> Result<Option<(RootFacts, Arc<Vec<Entry>>)>> {
+		self.staged_index_for(segment, Asker::Store)
+	}
+
+	/// [`Store::staged_index`] for `asker`: a rebuild (not cached: after a restart, or a staged
+	/// index that does not verify) counts against a peer's budget.
+	fn staged_index_for(
+		&self,
+		segment: SegmentId,
+		asker: Asker,
+	) -> Result<Option<(RootFacts, Arc<Vec<Entry>>)>> {
 		if let Some(s) = self.inner.staged.lock().get(&segment) {
 			return Ok(Some(s.clone()));
 		}
@@ -611,13 +660,16 @@ impl Store {
 		if !t.index_staged {
 			return Ok(None);
 		}
-		let tx = self.inner.db.begin_read()?;
-		let mut trie = SegmentTrie::new();
-		for row in tx.open_table(STAGED)?.range((segment, &[][..])..(segment + 1, &[][..]))? {
-			let (k, v) = row?;
-			let (cid, size) = v.value();
-			trie.insert(Entry { key: k.value().1.to_vec(), cid, size });
-		}
+		let trie = self.build_for(asker, segment, || -> Result<SegmentTrie> {
+			let tx = self.inner.db.begin_read()?;
+			let mut trie = SegmentTrie::new();
+			for row in tx.open_table(STAGED)?.range((segment, &[][..])..(segment + 1, &[][..]))? {
+				let (k, v) = row?;
+				let (cid, size) = v.value();
+				trie.insert(Entry { key: k.value().1.to_vec(), cid, size });
+			}
+			Ok(trie)
+		})??;
 		if trie.facts() != t.target.facts {
 			return Err(StoreError::Corrupt(format!(
 				"segment {segment}: staged index does not hash to its target"

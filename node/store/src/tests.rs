@@ -311,7 +311,7 @@ fn head_index_does_not_hold_the_store_lock() {
 	let reader = {
 		let (s, root) = (s.clone(), head.facts.root);
 		std::thread::spawn(move || {
-			let page = s.index_page(7, &root, 10, 20).map_err(|e| e.to_string());
+			let page = s.index_page(7, &root, 10, 20, Peer::Known).map_err(|e| e.to_string());
 			let full = s.listing(7, &root).map(|l| l.to_vec()).map_err(|e| e.to_string());
 			let _ = tx.send((page, full));
 		})
@@ -329,15 +329,18 @@ fn head_index_does_not_hold_the_store_lock() {
 	// longer is.
 	let h2 = s.apply(7, vec![SegmentWrite::Delete { key: b"k/3".to_vec() }]).unwrap();
 	// (Not throttled: see `head_listing_rebuilds_a_peer_triggers_are_throttled`.)
-	*s.inner.head_build.lock() = None;
-	let (entries, total) = s.index_page(7, &h2.facts.root, 0, 1000).unwrap();
+	*s.inner.peer_builds.lock() = [None; 2];
+	let (entries, total) = s.index_page(7, &h2.facts.root, 0, 1000, Peer::Known).unwrap();
 	assert_eq!(total, 199);
 	assert!(entries.iter().all(|e| e.key != b"k/3"));
-	assert!(matches!(s.index_page(7, &head.facts.root, 0, 1), Err(StoreError::UnknownSegment(7))));
+	assert!(matches!(
+		s.index_page(7, &head.facts.root, 0, 1, Peer::Known),
+		Err(StoreError::UnknownSegment(7))
+	));
 	// A pinned head stays listed after the head moves on.
 	s.pin_snapshot(7).unwrap();
 	s.apply(7, vec![SegmentWrite::Delete { key: b"k/4".to_vec() }]).unwrap();
-	assert_eq!(s.index_page(7, &h2.facts.root, 0, 1000).unwrap().1, 199);
+	assert_eq!(s.index_page(7, &h2.facts.root, 0, 1000, Peer::Known).unwrap().1, 199);
 }
 
 /// A peer asking for the index at every new head of a segment that keeps being written would
@@ -349,44 +352,73 @@ fn head_listing_rebuilds_a_peer_triggers_are_throttled() {
 	let s = Store::open(dir.path()).unwrap();
 	let writes: Vec<_> = (0..200).map(|i| put(&format!("k/{i}"), blob(i, 100))).collect();
 	let h1 = s.apply(7, writes).unwrap();
-	// The first build is free; it records what it cost.
-	assert_eq!(s.index_page(7, &h1.facts.root, 0, 10).unwrap().1, 200);
-	assert!(s.inner.head_build.lock().is_some(), "a build records its end and cost");
-	// A build that cost a minute ended just now: the next head's listing is refused to a peer,
+	let later = |secs| Some(Instant::now() + Duration::from_secs(secs));
+	// The first build is free; it sets its class's next turn (and only its class's).
+	assert_eq!(s.index_page(7, &h1.facts.root, 0, 10, Peer::Unknown).unwrap().1, 200);
+	let turns = *s.inner.peer_builds.lock();
+	assert!(turns[Peer::Unknown as usize].is_some() && turns[Peer::Known as usize].is_none());
+	// Unknown peers' next turn is a minute away: the next head's listing is refused to them,
 	// with a typed error that says to retry (served as `Busy`) ...
-	*s.inner.head_build.lock() = Some((Instant::now(), Duration::from_secs(60)));
+	s.inner.peer_builds.lock()[Peer::Unknown as usize] = later(60);
 	let h2 = s.apply(7, vec![SegmentWrite::Delete { key: b"k/3".to_vec() }]).unwrap();
-	assert!(matches!(s.index_page(7, &h2.facts.root, 0, 10), Err(StoreError::Throttled(7))));
-	// ... what is already listed (the cached head, pins) is still served ...
-	*s.inner.head_build.lock() = None;
-	assert_eq!(s.index_page(7, &h2.facts.root, 0, 10).unwrap().1, 199);
-	*s.inner.head_build.lock() = Some((Instant::now(), Duration::from_secs(60)));
-	assert_eq!(s.index_page(7, &h2.facts.root, 0, 10).unwrap().1, 199, "cached: no build");
-	// ... and the store's own listings (pinning what it commits) are never refused.
+	let unknown = s.index_page(7, &h2.facts.root, 0, 10, Peer::Unknown);
+	assert!(matches!(unknown, Err(StoreError::Throttled(7))));
+	// ... while the peers the chain lists have their own budget, which throwaway identities
+	// cannot spend ...
+	assert_eq!(s.index_page(7, &h2.facts.root, 0, 10, Peer::Known).unwrap().1, 199);
+	// ... what is already listed (the cached head, pins) is served to anyone ...
+	*s.inner.peer_builds.lock() = [later(60), later(60)];
+	assert_eq!(s.index_page(7, &h2.facts.root, 0, 10, Peer::Unknown).unwrap().1, 199, "cached");
+	// ... and the store's own listings (pinning what it commits) are never refused, nor do
+	// they give a peer class an earlier turn (their builds are cheap, a peer's may not be).
 	let h3 = s.apply(7, vec![SegmentWrite::Delete { key: b"k/4".to_vec() }]).unwrap();
+	let before = *s.inner.peer_builds.lock();
 	assert_eq!(s.pin_snapshot(7).unwrap(), Some(h3));
-	assert_eq!(s.index_page(7, &h3.facts.root, 0, 10).unwrap().1, 198, "pinned");
-	// Once (share - 1) × cost has passed since the last build, a peer's build is allowed again.
+	assert_eq!(*s.inner.peer_builds.lock(), before, "store builds leave peers' turns alone");
+	assert_eq!(s.index_page(7, &h3.facts.root, 0, 10, Peer::Unknown).unwrap().1, 198, "pinned");
+	// Once a class's turn has come, its peers' builds are allowed again.
 	let h4 = s.apply(7, vec![SegmentWrite::Delete { key: b"k/5".to_vec() }]).unwrap();
-	let cost = Duration::from_millis(10);
-	let wait = cost * (crate::HEAD_LISTING_SHARE - 1);
-	*s.inner.head_build.lock() = Some((Instant::now() - wait, cost));
-	assert_eq!(s.index_page(7, &h4.facts.root, 0, 10).unwrap().1, 197);
+	s.inner.peer_builds.lock()[Peer::Unknown as usize] = Some(Instant::now());
+	assert_eq!(s.index_page(7, &h4.facts.root, 0, 10, Peer::Unknown).unwrap().1, 197);
+}
+
+/// The review's siblings: a staged index that is not in memory (after a restart, or because
+/// it does not verify) is rebuilt from the database, O(entries), and peers' rebuilds of it
+/// spend the same budget.
+#[test]
+fn staged_index_rebuilds_a_peer_triggers_are_throttled() {
+	use std::time::{Duration, Instant};
+	let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+	let src = Store::open(a.path()).unwrap();
+	let writes: Vec<_> = (0..50).map(|i| put(&format!("k/{i}"), blob(i, 100))).collect();
+	let head = src.apply(7, writes).unwrap();
+	{
+		let dst = Store::open(b.path()).unwrap();
+		dst.begin_transfer(7, head).unwrap();
+		dst.stage_index(7, src.listing(7, &head.facts.root).unwrap().to_vec()).unwrap();
+	}
+	// Reopened: the staged index is on disk only.
+	let dst = Store::open(b.path()).unwrap();
+	dst.inner.peer_builds.lock()[Peer::Unknown as usize] =
+		Some(Instant::now() + Duration::from_secs(60));
+	let refused = dst.index_page(7, &head.facts.root, 0, 10, Peer::Unknown);
+	assert!(matches!(refused, Err(StoreError::Throttled(7))), "{refused:?}");
+	assert_eq!(dst.index_page(7, &head.facts.root, 0, 10, Peer::Known).unwrap().1, 50);
+	assert_eq!(dst.index_page(7, &head.facts.root, 0, 10, Peer::Unknown).unwrap().1, 50, "cached");
 }
 
 #[test]
-fn head_build_allowed_holds_builds_to_their_share() {
-	use crate::{head_build_allowed, HEAD_LISTING_SHARE};
+fn next_build_holds_builds_to_their_share_and_never_comes_earlier() {
+	use crate::{next_build, HEAD_LISTING_SHARE};
 	use std::time::{Duration, Instant};
 	let now = Instant::now();
 	let cost = Duration::from_millis(100);
-	assert!(head_build_allowed(now, None), "nothing built yet");
 	let gap = cost * (HEAD_LISTING_SHARE - 1);
-	assert!(!head_build_allowed(now, Some((now, cost))));
-	assert!(!head_build_allowed(now, Some((now - gap + Duration::from_millis(1), cost))));
-	assert!(head_build_allowed(now, Some((now - gap, cost))));
-	// A clock that went backwards (an end "after" now) refuses rather than panics.
-	assert!(!head_build_allowed(now, Some((now + cost, cost))));
+	assert_eq!(next_build(None, now, cost), now + gap);
+	// A cheap build after an expensive one does not bring the next turn forward.
+	let far = now + Duration::from_secs(10);
+	assert_eq!(next_build(Some(far), now, Duration::ZERO), far);
+	assert_eq!(next_build(Some(now), now, cost), now + gap);
 }
 
 mod oplog {

@@ -356,6 +356,11 @@ impl Engine {
 				}
 				if first {
 					stop.store(true, Ordering::SeqCst);
+					if r.is_err() {
+						// The worker retries or gives the peer's share away: the other lane's
+						// request does not hold that up until its own deadline.
+						abort.abort();
+					}
 					return r;
 				}
 				Ok(())

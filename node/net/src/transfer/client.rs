@@ -17,7 +17,7 @@ use sync_primitives::{
 use sync_proto::{
 	read_frame_into, write_frame, write_msg, Envelope, ErrorCode, GroupRange, Request, Response,
 	SignedOp, WireError, WireHead, MAX_DATA_FRAME, MAX_HEADER_BYTES, MAX_INDEX_PAGE, MAX_KEY_LEN,
-	TAG_DATA, TAG_MISSING, VERSION,
+	MAX_OBJECT_BYTES, TAG_DATA, TAG_MISSING, VERSION,
 };
 use sync_store::wire::entry_from_wire;
 use tokio::sync::Notify;
@@ -420,15 +420,28 @@ impl Session {
 	}
 
 	/// The outboard of object `(cid, size)` (unverified; the store checks it against the CID),
-	/// within `request_timeout + length / response_floor_rate`.
+	/// within `request_timeout + length / response_floor_rate`, each byte `k` by
+	/// `request_timeout + k / response_floor_rate`.
 	pub async fn outboard(&mut self, cid: Hash32, size: u64) -> Result<Vec<u8>, PeerError> {
+		if size > MAX_OBJECT_BYTES {
+			// The size comes from this node's own verified index or op, which never names one.
+			return Err(PeerError::Local(format!("an object of {size} bytes is too large")));
+		}
 		let want = outboard_len(size).saturating_mul(32);
 		// Scales with the outboard's length (`NetConfig::response_floor_rate`).
 		let floor = self.response_floor_rate.max(1) as f64;
 		let t = self.timeout.saturating_add(
 			Duration::try_from_secs_f64(want as f64 / floor).unwrap_or(Duration::MAX),
 		);
-		let abort = self.abort.clone();
+		let (abort, base) = (self.abort.clone(), self.timeout);
+		// Byte `k` is due by `base + k / floor` after the request: a holder that answers the
+		// header and then sends nothing loses the unit after `base`, not after the whole
+		// scaled deadline.
+		let started = tokio::time::Instant::now();
+		let due = move |received: usize| {
+			let k = received.saturating_add(MAX_DATA_FRAME) as f64;
+			started + base.saturating_add(Duration::try_from_secs_f64(k / floor).unwrap_or(t))
+		};
 		let f = async {
 			match self.send(Request::Outboard { cid, size }).await? {
 				Response::Outboard { len } if len == want => {},
@@ -443,7 +456,10 @@ impl Session {
 			// not with the size the op claims.
 			let mut out = Vec::with_capacity(want.min(MAX_DATA_FRAME as u64 * 64) as usize);
 			while (out.len() as u64) < want {
-				read_frame_into(&mut self.io, MAX_DATA_FRAME, &mut self.buf).await?;
+				let frame = read_frame_into(&mut self.io, MAX_DATA_FRAME, &mut self.buf);
+				tokio::time::timeout_at(due(out.len()), frame).await.map_err(|_| {
+					PeerError::Transport(format!("outboard stalled at {} bytes", out.len()))
+				})??;
 				if self.buf.first() != Some(&TAG_DATA)
 					|| out.len() + self.buf.len() - 1 > want as usize
 				{

@@ -38,7 +38,7 @@ use sync_proto::{
 	check_limits, write_data_frame, write_frame, write_msg, Envelope, ErrorCode, Request, Response,
 	WireError, WireHead, MAX_DATA_FRAME, MAX_REQUEST_BYTES, TAG_DATA, TAG_MISSING, VERSION,
 };
-use sync_store::{wire::entry_to_wire, GroupSource, Store, StoreError};
+use sync_store::{wire::entry_to_wire, GroupSource, Peer, Store, StoreError};
 use tokio::{
 	sync::{oneshot, watch},
 	task::AbortHandle,
@@ -830,10 +830,13 @@ async fn answer(
 			// for the head's index over and over stalls no write (see `Store::listing`), and
 			// builds peers ask for take a bounded share of a core (`Throttled`: `Busy`).
 			let page = store_call(io, move || {
-				store.index_page(segment, &root, start, count as u64).map(|(entries, total)| {
-					let entries = entries.into_iter().map(entry_to_wire).collect();
-					Response::Index { entries, total }.encode()
-				})
+				let class = if known { Peer::Known } else { Peer::Unknown };
+				store.index_page(segment, &root, start, count as u64, class).map(
+					|(entries, total)| {
+						let entries = entries.into_iter().map(entry_to_wire).collect();
+						Response::Index { entries, total }.encode()
+					},
+				)
 			})
 			.await?;
 			let frame = match page {
@@ -847,8 +850,17 @@ async fn answer(
 			send_frame(net, io, &frame).await
 		},
 		Request::Outboard { cid, size } => {
+			// Only for the object of that size: a claim of another size is not this object, and
+			// a claim of an object not held here waits for no memory.
+			let held = {
+				let store = store.clone();
+				store_call(io, move || store.open_groups(&cid).is_ok_and(|s| s.size() == size))
+			};
+			if !held.await? {
+				return send_frame(net, io, &Response::Error(ErrorCode::NotHeld).encode()).await;
+			}
 			// Memory for the whole outboard, out of the budget every stream shares, before it
-			// is loaded (`check_limits` bounds `size`, so the share is bounded too).
+			// is loaded (`check_limits` bounds `size`, and it is the real object's).
 			let waited = Instant::now();
 			let share =
 				net.outboard_memory.share(outboard_bytes(size), net.limits.queue_timeout).await;
@@ -858,8 +870,8 @@ async fn answer(
 				net.count_timeout("outboard_memory");
 				return send_frame(net, io, &Response::Error(ErrorCode::Busy).encode()).await;
 			};
-			// Only for the object of that size: a claim of another size is not this object.
 			let ob = store_call(io, move || {
+				// (Checked again: it may have gone meanwhile.)
 				store.open_groups(&cid).ok().filter(|s| s.size() == size)?;
 				store.outboard(&cid).ok()
 			});
