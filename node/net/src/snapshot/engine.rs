@@ -34,6 +34,9 @@ use tokio::{sync::watch, sync::Notify, task::JoinHandle};
 /// How often an idle worker asks a co-downloader how far it got.
 const PROGRESS_POLL: Duration = Duration::from_millis(100);
 
+/// The slowest a worker asks a holder that does not serve the target (yet) what it serves.
+const SOURCE_POLL_MAX: Duration = Duration::from_secs(2);
+
 /// How long a lane the scheduler has nothing for keeps its stream: past this it gives the
 /// stream back to the peer's budget (and the peer its answer slot) and opens a new one for its
 /// next unit. Long enough that the pauses of a running sync (an answer being stored, a
@@ -288,6 +291,7 @@ impl Engine {
 		let peer = session.peer();
 		let since = Instant::now();
 		let mut given_up = false;
+		let mut poll = PROGRESS_POLL;
 		loop {
 			if self.finished.load(Ordering::SeqCst) {
 				return Ok(None);
@@ -312,11 +316,16 @@ impl Engine {
 				return Ok(source);
 			}
 			// Not (yet) able to serve this target: ask again shortly. Past the fallback its share
-			// goes to the pool (a Replica starting at the same time stages its index in ms).
+			// goes to the pool (a Replica starting at the same time stages its index in ms), and
+			// it is asked less and less often (up to every `SOURCE_POLL_MAX`): a holder still on an
+			// older state may take long to get here.
 			if !given_up {
 				given_up = self.release_if_overdue(peer, since);
 			}
-			tokio::time::sleep(Duration::from_millis(100)).await;
+			tokio::time::sleep(poll).await;
+			if given_up {
+				poll = (poll * 2).min(SOURCE_POLL_MAX);
+			}
 		}
 	}
 
@@ -398,7 +407,9 @@ impl Engine {
 	///
 	/// A lane takes its unit *before* it opens a stream, and gives its stream back once the
 	/// scheduler has had nothing for it for [`LANE_IDLE`], so an idle source holds no stream of
-	/// the peer's budget (nor one of the peer's answer slots): the first lane on a bulk stream
+	/// the peer's budget (nor one of the peer's answer slots) — except the first lane of a
+	/// co-downloader, which uses its stream every [`PROGRESS_POLL`] to follow its progress (what
+	/// keeps that downloader's share away from the Primary): the first lane on a bulk stream
 	/// (waiting for one, without a unit, if this node's other sessions hold them all), the
 	/// others on a spare one that is free at once (else the unit goes back untouched and the
 	/// lane ends). A lane's transport failure or refusal ends it (the first lane's is returned,
