@@ -482,6 +482,10 @@ impl<O: OffchainDb> Driver<O> {
 			m.commit_age.with_label_values(&[&s.id.to_string()]).set(age);
 		}
 		self.commits.retain(|id, _| view.segment(*id).is_some_and(|s| s.owner));
+		match self.net.store().disk_space() {
+			Ok((avail, size)) => m.set_disk(avail, size),
+			Err(e) => log::debug!(target: "sync", "store disk space: {e}"),
+		}
 	}
 
 	fn note_registration(&mut self, registered: bool) {

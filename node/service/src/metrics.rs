@@ -61,6 +61,8 @@ pub struct DutyMetrics {
 	pub health: IntGauge,
 	/// 1 for each health reason present now, by code.
 	pub health_reasons: IntGaugeVec,
+	/// Bytes available on the store's file system, and its size.
+	pub disk: IntGaugeVec,
 }
 
 impl DutyMetrics {
@@ -104,6 +106,11 @@ impl DutyMetrics {
 				"1 for each health reason present now",
 				&["code"],
 			)?,
+			disk: gauge_vec(
+				"sync_store_disk_bytes",
+				"The store's file system: bytes available and its size",
+				&["kind"],
+			)?,
 		};
 		if let Some(r) = registry {
 			r.register(Box::new(m.intents.clone()))?;
@@ -114,6 +121,7 @@ impl DutyMetrics {
 			r.register(Box::new(m.commit_age.clone()))?;
 			r.register(Box::new(m.health.clone()))?;
 			r.register(Box::new(m.health_reasons.clone()))?;
+			r.register(Box::new(m.disk.clone()))?;
 		}
 		// Every outcome is exported from the start (an alert on a rate needs the series).
 		for outcome in ["built", "build_failed", "accepted", "expired"] {
@@ -151,6 +159,12 @@ impl DutyMetrics {
 		for s in statuses {
 			self.holdings.with_label_values(&[&format!("{s:?}")]).inc();
 		}
+	}
+
+	/// The store's file system (`sync_store::Store::disk_space`).
+	pub fn set_disk(&self, avail: u64, size: u64) {
+		self.disk.with_label_values(&["available"]).set(avail as i64);
+		self.disk.with_label_values(&["size"]).set(size as i64);
 	}
 
 	/// Counts settled challenges.

@@ -424,6 +424,25 @@ impl Store {
 		&self.inner.dir
 	}
 
+	/// Bytes available to the store and the size of the file system it lives on
+	/// (`statvfs`), for the operator's "disk filling" alert.
+	pub fn disk_space(&self) -> Result<(u64, u64)> {
+		use std::os::unix::ffi::OsStrExt;
+		let path = std::ffi::CString::new(self.inner.dir.as_os_str().as_bytes())
+			.map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+		let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+		// SAFETY: `path` is a valid C string and `st` is written by the call before it is read.
+		if unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) } != 0 {
+			return Err(StoreError::Io(std::io::Error::last_os_error()));
+		}
+		// SAFETY: `statvfs` returned 0, so it filled `st`.
+		let st = unsafe { st.assume_init() };
+		// The fields' widths differ between platforms.
+		#[allow(clippy::unnecessary_cast)]
+		let (frag, avail, blocks) = (st.f_frsize as u64, st.f_bavail as u64, st.f_blocks as u64);
+		Ok((avail.saturating_mul(frag), blocks.saturating_mul(frag)))
+	}
+
 	/// Stores a small named record durably (state of the node that is not segment data, such
 	/// as peer scores).
 	pub fn put_meta(&self, name: &str, value: &[u8]) -> Result<()> {

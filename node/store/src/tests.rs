@@ -408,6 +408,14 @@ fn staged_index_rebuilds_a_peer_triggers_are_throttled() {
 }
 
 #[test]
+fn disk_space_is_that_of_the_store_file_system() {
+	let dir = tempfile::tempdir().unwrap();
+	let s = Store::open(dir.path()).unwrap();
+	let (avail, size) = s.disk_space().unwrap();
+	assert!(size > 0 && avail <= size, "{avail} of {size}");
+}
+
+#[test]
 fn next_build_holds_builds_to_their_share_and_never_comes_earlier() {
 	use crate::{next_build, HEAD_LISTING_SHARE};
 	use std::time::{Duration, Instant};
