@@ -8,15 +8,21 @@ import { randomBytes } from 'node:crypto';
 import { Keyring } from '@polkadot/keyring';
 import { u8aToHex } from '@polkadot/util';
 import { base58Decode, cryptoWaitReady } from '@polkadot/util-crypto';
-import { eventually, sleep, startLocalNetwork, submit, waitForFinalized } from './lib/node.js';
+import { readFileSync } from 'node:fs';
+import { eventually, freePort, sleep, startLocalNetwork, submit, waitForFinalized } from './lib/node.js';
 import { nodeBinding } from './lib/peer.js';
 
 
 describe('three-node local network', () => {
   const nodes = [];
+  const metricsPorts = [];
 
   before(async () => {
-    nodes.push(...await startLocalNetwork([['--sync-role', 'primary', '--sync-commit-every', '2'], [], []]));
+    // Prometheus on for Alice (the Primary) and Bob (the Replica): the dashboard's and the
+    // alert rules' metrics are checked on them below.
+    metricsPorts.push(await freePort(), await freePort());
+    const prom = (i) => ['--prometheus-port', String(metricsPorts[i])];
+    nodes.push(...await startLocalNetwork([['--sync-role', 'primary', '--sync-commit-every', '2', ...prom(0)], prom(1), []]));
   });
   after(async () => {
     await Promise.all(nodes.map((n) => n.stop()));
@@ -123,5 +129,37 @@ describe('three-node local network', () => {
     // The node's status RPC reports what the chain says of its holding.
     await eventually(async () => (await b.rpc('sync_status')).segments.find((s) => s.segment === id)?.chainStatus === 'Active',
       { what: 'sync_status chainStatus Active' });
+    // And its sync health says so: no reason left once it is Active and caught up.
+    const health = await eventually(async () => {
+      const h = await b.rpc('sync_health');
+      return h.status === 'healthy' && h;
+    }, { what: 'Bob healthy', timeoutMs: 60_000, logs: b.logs });
+    assert.equal(health.segments.find((s) => s.segment === id).chainStatus, 'Active');
+  });
+
+  test('every metric the dashboard and the alert rules use is exported', async () => {
+    const scraped = new Set();
+    for (const port of metricsPorts) {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      for (const line of text.split('\n')) {
+        const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]/.exec(line);
+        if (m) scraped.add(m[1]);
+      }
+    }
+    const deploy = new URL('../../deploy/', import.meta.url);
+    const used = new Set();
+    for (const file of ['grafana/sync-dashboard.json', 'prometheus/alerts.yml']) {
+      const text = readFileSync(new URL(file, deploy), 'utf8');
+      for (const [name] of text.matchAll(/\bsync_[a-z0-9_]+\b/g)) used.add(name);
+    }
+    // (The dashboard's uid and title are not metric names.)
+    used.delete('sync_registry');
+    assert.ok(used.size >= 15, `the files name ${used.size} metrics`);
+    const missing = [...used].filter((n) => !scraped.has(n));
+    assert.deepEqual(missing, [], `used by deploy/ but not exported: ${missing.join(', ')}`);
+    // Some figures in the Replica's series, after its sync.
+    const bob = await (await fetch(`http://127.0.0.1:${metricsPorts[1]}/metrics`)).text();
+    assert.match(bob, /^sync_duty_holdings\{status="Active"\} 1$/m);
+    assert.match(bob, /^sync_health_status 0$/m);
   });
 });

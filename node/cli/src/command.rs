@@ -119,10 +119,18 @@ pub fn run() -> sc_cli::Result<()> {
 			let dev = cli.run.shared_params.dev;
 			runner.run_node_until_exit(|mut config| async move {
 				let chain_dir = config.base_path.config_dir(config.chain_spec.id());
-				let sync = cli
+				let mut sync = cli
 					.sync
 					.resolve(dev, &chain_dir, config.prometheus_registry().cloned())
 					.map_err(|e| sc_cli::Error::Input(format!("sync service: {e}")))?;
+				// Loopback addresses are what a local network registers.
+				if let Some(s) = sync.as_mut() {
+					use sc_service::ChainType;
+					s.local_chain |= matches!(
+						config.chain_spec.chain_type(),
+						ChainType::Development | ChainType::Local
+					);
+				}
 				if sync.is_some() {
 					// Proofs, claims and commits are submitted by the off-chain worker: a node
 					// with a data plane runs it whether or not it authors blocks.

@@ -86,6 +86,12 @@ impl Metrics {
 	/// Creates the metrics and registers them in `registry`.
 	pub fn register(registry: &Registry) -> prometheus::Result<Metrics> {
 		let m = Metrics::unregistered();
+		// Exported from the start, so alerts on their rates have a series (see deploy/).
+		for reason in
+			["first_request", "idle", "read", "queue", "write", "outboard_memory", "head_listing"]
+		{
+			m.timed_out.with_label_values(&[reason]);
+		}
 		registry.register(Box::new(m.bytes_in.clone()))?;
 		registry.register(Box::new(m.bytes_out.clone()))?;
 		registry.register(Box::new(m.requests.clone()))?;

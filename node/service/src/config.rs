@@ -156,8 +156,10 @@ pub struct SyncConfig {
 	pub commit_every: u32,
 	/// HTTP object API: address and largest object.
 	pub http: Option<(std::net::SocketAddr, u64)>,
-	/// `--dev`: loopback addresses are fine (see [`crate::health`]).
-	pub dev: bool,
+	/// `--dev`, or a chain spec of a local or development chain: registering loopback
+	/// addresses is fine there (see [`crate::health`]). [`SyncParams::resolve`] sets it from
+	/// `--dev`; the node also sets it for a local chain spec.
+	pub local_chain: bool,
 }
 
 impl SyncParams {
@@ -219,7 +221,7 @@ impl SyncParams {
 			register,
 			commit_every: self.sync_commit_every,
 			http,
-			dev,
+			local_chain: dev,
 		}))
 	}
 }

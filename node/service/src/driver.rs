@@ -161,10 +161,11 @@ async fn run<R: Registry, O: OffchainDb, A: SyncAccounts>(
 	config: SyncConfig,
 	handle: Arc<SyncHandle>,
 ) -> Result<(), String> {
-	let SyncConfig { role, data_dir, mut net, register, commit_every, http: _, dev } = config;
+	let SyncConfig { role, data_dir, mut net, register, commit_every, http: _, local_chain } =
+		config;
 	let Chain { registry, syncing } = chain;
 	handle.set_node(|n| {
-		n.dev = dev;
+		n.local_chain = local_chain;
 		n.sync_keys = accounts.accounts().len();
 	});
 	// The bindings, the ops and the announcements sign for this chain only (its genesis hash is

@@ -9,7 +9,7 @@
 //! | `waiting_for_chain` | degraded | no finalized block read yet |
 //! | `not_registered` | degraded | no node is registered on chain with this data plane's peer id |
 //! | `no_sync_key` | unhealthy | no `sync` key in the keystore: the off-chain worker can sign no duty (claims, proofs, commits) |
-//! | `unreachable_addresses` | unhealthy | every address registered on chain is loopback or unspecified (allowed with `--dev`): no peer can dial this node |
+//! | `unreachable_addresses` | unhealthy | every address registered on chain is loopback or unspecified (allowed with `--dev` or on a local chain spec): no peer can dial this node |
 //! | `no_usable_peers` | degraded | a followed segment has other holders on chain, but no peer is usable (all cooling down or banned) |
 //! | `segment_lagging` | unhealthy | the chain marks this node's holding `Lagging` (it missed its proof window) |
 //! | `segment_syncing` | degraded | the holding is `Syncing` on chain, or a snapshot is in progress |
@@ -19,6 +19,21 @@
 use std::collections::BTreeMap;
 use sync_net::Multiaddr;
 use sync_primitives::{HoldingStatus, SegmentId};
+
+/// Every reason code [`assess`] gives (the module table's), so each can be exported as a
+/// series from the start (`sync_health_reason{code}` 0 or 1).
+pub const CODES: [&str; 10] = [
+	"service_down",
+	"chain_major_syncing",
+	"waiting_for_chain",
+	"not_registered",
+	"no_sync_key",
+	"unreachable_addresses",
+	"no_usable_peers",
+	"segment_lagging",
+	"segment_syncing",
+	"segment_behind",
+];
 
 /// Commits behind the chain's newest at which a followed segment counts as behind.
 pub const BEHIND_COMMITS: u64 = 2;
@@ -103,8 +118,8 @@ impl SegmentInput {
 pub struct Inputs {
 	/// The data plane runs.
 	pub running: bool,
-	/// `--dev`: loopback addresses are fine.
-	pub dev: bool,
+	/// `--dev` or a local chain: loopback addresses are fine.
+	pub local_chain: bool,
 	/// The chain is major-syncing.
 	pub major_syncing: bool,
 	/// Whether a node is registered with this peer id (`None`: no finalized block read yet).
@@ -213,7 +228,7 @@ pub fn assess(i: &Inputs) -> Health {
 			"no node is registered on chain with this data plane's peer id".into(),
 		),
 		Some(true) => {
-			if !i.dev && i.addresses.iter().all(local_only) {
+			if !i.local_chain && i.addresses.iter().all(local_only) {
 				let listed: Vec<String> = i.addresses.iter().map(|a| a.to_string()).collect();
 				add(
 					Level::Unhealthy,
@@ -309,7 +324,7 @@ mod tests {
 		assert_eq!(h.status, Level::Unhealthy);
 		assert_eq!(codes(&h), vec!["no_sync_key", "unreachable_addresses"]);
 		// Loopback is what `--dev` registers.
-		i.dev = true;
+		i.local_chain = true;
 		assert_eq!(codes(&assess(&i)), vec!["no_sync_key"]);
 		// Not registered (yet): degraded, and addresses are not judged.
 		let mut i = good();
@@ -350,6 +365,41 @@ mod tests {
 		// An owner is the reference: never behind.
 		let owner = SegmentInput { owner: true, ..follower(None, Some(5), &[20, 40, 60]) };
 		assert_eq!((owner.commits_behind(), owner.seqs_behind()), (0, 0));
+	}
+
+	#[test]
+	fn codes_lists_every_code_assess_gives() {
+		let mut seen = std::collections::BTreeSet::new();
+		let seg = |status, local_seq, snapshot| SegmentInput {
+			owner: false,
+			other_holders: 1,
+			chain_status: status,
+			local_seq,
+			committed: vec![10, 20, 30],
+			snapshot,
+		};
+		let all_wrong = |registered| Inputs {
+			running: false,
+			local_chain: false,
+			major_syncing: true,
+			registered,
+			sync_keys: 0,
+			addresses: vec![],
+			usable_peers: 0,
+			segments: [
+				(1, seg(Some(HoldingStatus::Lagging), Some(5), false)),
+				(2, seg(Some(HoldingStatus::Syncing), None, false)),
+				(3, seg(None, Some(30), true)),
+			]
+			.into(),
+		};
+		for registered in [None, Some(false), Some(true)] {
+			let mut i = all_wrong(registered);
+			seen.extend(assess(&i).reasons.iter().map(|r| r.code));
+			i.running = true;
+			seen.extend(assess(&i).reasons.iter().map(|r| r.code));
+		}
+		assert_eq!(seen, CODES.into_iter().collect(), "CODES is exactly what assess gives");
 	}
 
 	#[test]

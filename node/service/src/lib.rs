@@ -74,8 +74,8 @@ pub struct SyncHandle {
 /// What the driver knows of the node itself, beyond its segments.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct NodeState {
-	/// `--dev`.
-	pub dev: bool,
+	/// `--dev` or a local chain spec (see [`SyncConfig::local_chain`]).
+	pub local_chain: bool,
 	/// The chain is major-syncing (the service waits).
 	pub major_syncing: bool,
 	/// A node is registered with this peer id (`None`: no finalized block read yet).
@@ -177,7 +177,7 @@ impl SyncHandle {
 			.collect();
 		health::Inputs {
 			running: net.is_some(),
-			dev: node.dev,
+			local_chain: node.local_chain,
 			major_syncing: node.major_syncing,
 			registered: node.registered,
 			sync_keys: node.sync_keys,

@@ -137,9 +137,10 @@ impl DutyMetrics {
 			Level::Degraded => 1,
 			Level::Unhealthy => 2,
 		});
-		self.health_reasons.reset();
-		for r in &h.reasons {
-			self.health_reasons.with_label_values(&[r.code]).set(1);
+		// Every code has a series, 0 or 1 (an alert on one needs it to exist).
+		for code in crate::health::CODES {
+			let present = h.reasons.iter().any(|r| r.code == code);
+			self.health_reasons.with_label_values(&[code]).set(i64::from(present));
 		}
 	}
 
@@ -223,13 +224,16 @@ mod tests {
 		inputs.registered = Some(false);
 		m.set_health(&crate::health::assess(&inputs));
 		assert_eq!(m.health.get(), 1);
-		let codes: Vec<String> = registry
+		let present: Vec<String> = registry
 			.gather()
 			.iter()
 			.filter(|f| f.get_name() == "sync_health_reason")
-			.flat_map(|f| f.get_metric().iter().map(|x| x.get_label()[0].get_value().to_string()))
+			.flat_map(|f| f.get_metric().to_vec())
+			.filter(|x| x.get_gauge().get_value() == 1.0)
+			.map(|x| x.get_label()[0].get_value().to_string())
 			.collect();
-		assert_eq!(codes, vec!["not_registered"], "a cleared reason leaves no series");
+		assert_eq!(present, vec!["not_registered"], "a cleared reason is 0");
+		assert_eq!(m.health_reasons.with_label_values(&["no_sync_key"]).get(), 0);
 		m.set_challenges(&[challenge(1, 30), challenge(2, 25)], 20);
 		assert_eq!((m.challenges_open.get(), m.proof_slack.get()), (2, 5));
 		m.set_holdings(

@@ -396,7 +396,7 @@ impl Store {
 		if let Some(l) = self.head_listing(segment, root, asker)? {
 			return Ok(l);
 		}
-		match self.staged_index_for(segment, asker)? {
+		match self.staged_index_for(segment, Some(root), asker)? {
 			Some((facts, l)) if facts.root == *root => Ok(l),
 			_ => Err(StoreError::UnknownSegment(segment)),
 		}
@@ -643,22 +643,31 @@ impl Store {
 
 	/// The verified index of the transfer in progress, in trie order.
 	pub fn staged_index(&self, segment: SegmentId) -> Result<Option<(RootFacts, Arc<Vec<Entry>>)>> {
-		self.staged_index_for(segment, Asker::Store)
+		self.staged_index_for(segment, None, Asker::Store)
 	}
 
-	/// [`Store::staged_index`] for `asker`: a rebuild (not cached: after a restart, or a staged
-	/// index that does not verify) counts against a peer's budget.
+	/// [`Store::staged_index`] for `asker`, if the transfer's target is at `root` (when given):
+	/// a rebuild (not cached: after a restart, or a staged index that does not verify) is
+	/// made only for a request at the target's root, one at a time (under `head_build`, so
+	/// requests racing for it build it once), and counts against a peer's budget.
 	fn staged_index_for(
 		&self,
 		segment: SegmentId,
+		root: Option<&Hash32>,
 		asker: Asker,
 	) -> Result<Option<(RootFacts, Arc<Vec<Entry>>)>> {
-		if let Some(s) = self.inner.staged.lock().get(&segment) {
-			return Ok(Some(s.clone()));
+		let cached = || self.inner.staged.lock().get(&segment).cloned();
+		if let Some(s) = cached() {
+			return Ok(Some(s));
 		}
 		let Some(t) = self.transfer(segment)? else { return Ok(None) };
-		if !t.index_staged {
+		if !t.index_staged || root.is_some_and(|r| *r != t.target.facts.root) {
 			return Ok(None);
+		}
+		self.may_build(asker, segment)?;
+		let _building = self.inner.head_build.lock();
+		if let Some(s) = cached() {
+			return Ok(Some(s));
 		}
 		let trie = self.build_for(asker, segment, || -> Result<SegmentTrie> {
 			let tx = self.inner.db.begin_read()?;

@@ -79,7 +79,8 @@ export async function startNode(args = ['--dev', '--tmp'], { readyTimeoutMs = 18
     '--rpc-port', String(rpcPort),
     '--port', String(p2pPort),
     '--sync-listen-addr', `/ip4/127.0.0.1/tcp/${syncPort}`,
-    '--no-prometheus',
+    // Prometheus only where a test asks for it (`--prometheus-port`).
+    ...(args.includes('--prometheus-port') ? [] : ['--no-prometheus']),
     '--no-telemetry',
     '--no-mdns',
     '--rpc-cors', 'all',

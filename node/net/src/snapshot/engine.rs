@@ -54,6 +54,8 @@ struct Engine {
 	/// The index fetched so far (another source continues where one stopped).
 	pages: Mutex<IndexPages>,
 	report: Mutex<SyncReport>,
+	/// Why the target cannot be synced at all, once that is known (ends the sync).
+	invalid: Mutex<Option<String>>,
 	finished: AtomicBool,
 	wake: Notify,
 	done: Notify,
@@ -97,6 +99,7 @@ pub(crate) async fn sync(
 		})),
 		pages: Mutex::new(IndexPages::default()),
 		report: Mutex::new(SyncReport::default()),
+		invalid: Mutex::new(None),
 		finished: AtomicBool::new(false),
 		wake: Notify::new(),
 		done: Notify::new(),
@@ -126,6 +129,10 @@ pub(crate) async fn sync(
 			if workers.0.get(&h.peer).is_none_or(|w| w.is_finished()) {
 				workers.0.insert(h.peer, tokio::spawn(engine.clone().worker(h.clone())));
 			}
+		}
+		if let Some(why) = engine.invalid.lock().clone() {
+			engine.stop();
+			return Err(SyncError::InvalidTarget(why));
 		}
 		if engine.is_done() {
 			break;
@@ -172,6 +179,10 @@ impl Engine {
 	fn build_units(&self, listing: &[Entry]) -> Result<(), StoreError> {
 		let store = self.net.store();
 		let mut objects = Vec::with_capacity(listing.len());
+		// (An index staged by an older build was not checked for this.)
+		if let Some(e) = listing.iter().find(|e| e.size > sync_proto::MAX_OBJECT_BYTES) {
+			return Err(StoreError::ObjectTooLarge(e.size));
+		}
 		for e in listing {
 			objects.push((e.cid, e.size, store.object_state(&e.cid, e.size)?));
 		}
@@ -637,6 +648,15 @@ impl Engine {
 						Ok(false)
 					},
 				};
+			},
+			Err(e @ StoreError::ObjectTooLarge(_)) => {
+				// It hashes to the committed root: nobody sent anything wrong, and no holder
+				// can serve it. The sync ends (see `SyncError::InvalidTarget`).
+				log::warn!(target: "sync-net", "segment {}: target seq {} cannot be synced: {e}", self.segment, self.target.seq);
+				*self.invalid.lock() = Some(e.to_string());
+				self.stop();
+				self.done.notify_waiters();
+				return Ok(false);
 			},
 			Err(e) => return Err(PeerError::Local(format!("store: {e}"))),
 		}

@@ -110,6 +110,10 @@ pub enum SyncError {
 	/// No holder could make progress for the stall timeout.
 	#[error("stalled: no usable holder for {0:?}")]
 	Stalled(Duration),
+	/// The target's index (which hashes to the committed root) names what no write makes, such
+	/// as an object larger than the protocol allows: no holder can serve it, so the sync ends.
+	#[error("the target is invalid: {0}")]
+	InvalidTarget(String),
 }
 
 /// Sessions a sync runs to each source at once. With one, the source idles while this node

@@ -443,7 +443,12 @@ impl Session {
 			started + base.saturating_add(Duration::try_from_secs_f64(k / floor).unwrap_or(t))
 		};
 		let f = async {
-			match self.send(Request::Outboard { cid, size }).await? {
+			// The header, too, within `base`.
+			let header =
+				tokio::time::timeout_at(started + base, self.send(Request::Outboard { cid, size }));
+			let header =
+				header.await.map_err(|_| PeerError::Transport("no outboard header".into()))?;
+			match header? {
 				Response::Outboard { len } if len == want => {},
 				Response::Outboard { len } => {
 					return Err(PeerError::Misbehaved(format!(

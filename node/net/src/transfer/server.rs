@@ -879,6 +879,9 @@ async fn answer(
 				return send_frame(net, io, &Response::Error(ErrorCode::NotHeld).encode()).await;
 			};
 			send_frame(net, io, &Response::Outboard { len: ob.len() as u64 }.encode()).await?;
+			// The header goes out now, not with the first (rate-limited) part: the client
+			// expects it within its request timeout.
+			io.flush().await?;
 			let frames = ob.len().div_ceil(MAX_DATA_FRAME - 1) as u64;
 			net.allow(io, ob.len() as u64 + 5 * frames);
 			let bucket = net.peer_bucket(peer, known);
