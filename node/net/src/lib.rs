@@ -351,6 +351,13 @@ impl SyncNetwork {
 	) -> Follower {
 		self.inner.server.known().feed(segment, holders.clone());
 		self.inner.repair.feed(segment, holders.clone());
+		// A followed segment's series exist from the start (idle, nothing of a snapshot yet),
+		// so dashboards and alerts see every followed segment, snapshot or not.
+		let label = segment.to_string();
+		let m = &self.inner.metrics;
+		m.set_stage(segment, metrics::Stage::Idle);
+		m.progress.with_label_values(&[&label]);
+		m.lag.with_label_values(&[&label]);
 		live::follow::start(self, segment, holders, anchors, verifier)
 	}
 
