@@ -35,6 +35,12 @@ fn verifier_for(primary: PeerId) -> Arc<dyn OpVerifier + Send + Sync> {
 	Arc::new(single_owner([0; 32], primary))
 }
 
+/// The index of the segment at `head` on `p`, as a rogue serves it.
+fn wire_listing(p: &Node, head: Head) -> Arc<Vec<sync_proto::WireEntry>> {
+	let listing = p.store().listing(SEG, &head.facts.root).unwrap();
+	Arc::new(listing.iter().cloned().map(sync_store::wire::entry_to_wire).collect())
+}
+
 async fn node(cfg: NetConfig) -> Node {
 	Node::start_with(Arc::new(tempfile::tempdir().unwrap()), cfg).await
 }
@@ -163,15 +169,7 @@ async fn index_resumes_at_the_page_where_a_stalled_source_stopped() {
 		data: blob(i, 100 + (i as usize % 7) * 50),
 	};
 	let head = p.store().apply(SEG, (0..3000).map(small).collect()).unwrap();
-	let entries: Vec<sync_proto::WireEntry> = p
-		.store()
-		.listing(SEG, &head.facts.root)
-		.unwrap()
-		.iter()
-		.cloned()
-		.map(sync_store::wire::entry_to_wire)
-		.collect();
-	let entries = Arc::new(entries);
+	let entries = wire_listing(&p, head);
 	let page = MAX_INDEX_PAGE as u64;
 	// A serves the first two pages honestly and never answers the third; B serves every page.
 	// Neither has any object.
@@ -235,16 +233,8 @@ async fn misbehaving_lane_is_judged_before_the_other_lanes_request_ends() {
 async fn judged_at_once(ban: bool) {
 	let chain = Chain::new();
 	let (p, head) = primary_with_many_objects(&chain, ServeLimits::default()).await;
-	let entries: Vec<sync_proto::WireEntry> = p
-		.store()
-		.listing(SEG, &head.facts.root)
-		.unwrap()
-		.iter()
-		.cloned()
-		.map(sync_store::wire::entry_to_wire)
-		.collect();
-	let (r, seen) =
-		rogue::start(head, rogue::Mode::HoldThenBreak { entries: Arc::new(entries) }).await;
+	let entries = wire_listing(&p, head);
+	let (r, seen) = rogue::start(head, rogue::Mode::HoldThenBreak { entries }).await;
 	let mut cfg = NetConfig::new(Keypair::generate_ed25519());
 	// Far longer than the verdict may take: the held request would end only at this timeout.
 	cfg.request_timeout = Duration::from_secs(60);
