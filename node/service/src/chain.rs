@@ -170,8 +170,10 @@ where
 			});
 		}
 		let addresses = data_plane_of(&account)?.map(|(_, a)| a).unwrap_or_default();
+		let encoded = Some(account.encode());
 		let challenges = api.open_challenges(at, account).map_err(e)?;
-		Ok(ChainView { registered: true, segments, challenges, addresses })
+		let account = encoded;
+		Ok(ChainView { registered: true, segments, challenges, addresses, account })
 	}
 
 	fn open_challenges(

@@ -259,11 +259,13 @@ async fn run<R: Registry, O: OffchainDb, A: SyncAccounts>(
 				driver.note_registration(view.registered);
 				driver.handle.set_segments(&view);
 				driver.note_duties(&view, number);
-				let keys = binder.accounts.accounts().len();
+				let keys = binder.accounts.accounts();
+				let account_key = view.account.as_ref().map(|a| keys.contains(a));
 				driver.handle.set_node(|n| {
 					n.registered = Some(view.registered);
 					n.addresses = view.addresses.clone();
-					n.sync_keys = keys;
+					n.sync_keys = keys.len();
+					n.account_key = account_key;
 				});
 				let mut local = local_state(driver.net.store(), &view);
 				driver.set_anchors(&view);

@@ -9,6 +9,7 @@
 //! | `waiting_for_chain` | degraded | no finalized block read yet |
 //! | `not_registered` | degraded | no node is registered on chain with this data plane's peer id |
 //! | `no_sync_key` | unhealthy | no `sync` key in the keystore: the off-chain worker can sign no duty (claims, proofs, commits) |
+//! | `no_account_key` | unhealthy | the keystore has `sync` keys, but not the one of the account the node is registered to: its duties cannot be signed |
 //! | `unreachable_addresses` | unhealthy | every address registered on chain is loopback or unspecified (allowed with `--dev` or on a local chain spec): no peer can dial this node |
 //! | `no_usable_peers` | degraded | a followed segment has other holders on chain, but no peer is usable (all cooling down or banned) |
 //! | `segment_lagging` | unhealthy | the chain marks this node's holding `Lagging` (it missed its proof window) |
@@ -22,12 +23,13 @@ use sync_primitives::{HoldingStatus, SegmentId};
 
 /// Every reason code [`assess`] gives (the module table's), so each can be exported as a
 /// series from the start (`sync_health_reason{code}` 0 or 1).
-pub const CODES: [&str; 10] = [
+pub const CODES: [&str; 11] = [
 	"service_down",
 	"chain_major_syncing",
 	"waiting_for_chain",
 	"not_registered",
 	"no_sync_key",
+	"no_account_key",
 	"unreachable_addresses",
 	"no_usable_peers",
 	"segment_lagging",
@@ -126,6 +128,9 @@ pub struct Inputs {
 	pub registered: Option<bool>,
 	/// `sync` keys in the keystore.
 	pub sync_keys: usize,
+	/// Whether the keystore holds the key of the account the node is registered to (`None`:
+	/// not registered, or not known).
+	pub account_key: Option<bool>,
 	/// The data-plane addresses registered on chain.
 	pub addresses: Vec<Multiaddr>,
 	/// Peers the peer manager lets this node ask now.
@@ -228,6 +233,16 @@ pub fn assess(i: &Inputs) -> Health {
 			"no node is registered on chain with this data plane's peer id".into(),
 		),
 		Some(true) => {
+			if i.sync_keys > 0 && i.account_key == Some(false) {
+				add(
+					Level::Unhealthy,
+					"no_account_key",
+					None,
+					"the keystore has no `sync` key for the account this node is registered to: \
+					 its duties cannot be signed (insert that account's key)"
+						.into(),
+				);
+			}
 			if !i.local_chain && i.addresses.iter().all(local_only) {
 				let listed: Vec<String> = i.addresses.iter().map(|a| a.to_string()).collect();
 				add(
@@ -323,6 +338,12 @@ mod tests {
 		let h = assess(&i);
 		assert_eq!(h.status, Level::Unhealthy);
 		assert_eq!(codes(&h), vec!["no_sync_key", "unreachable_addresses"]);
+		// Keys, but not the registered account's.
+		let mut other = good();
+		other.account_key = Some(false);
+		assert_eq!(codes(&assess(&other)), vec!["no_account_key"]);
+		other.account_key = Some(true);
+		assert!(codes(&assess(&other)).is_empty());
 		// Loopback is what `--dev` registers.
 		i.local_chain = true;
 		assert_eq!(codes(&assess(&i)), vec!["no_sync_key"]);
@@ -384,6 +405,7 @@ mod tests {
 			major_syncing: true,
 			registered,
 			sync_keys: 0,
+			account_key: Some(false),
 			addresses: vec![],
 			usable_peers: 0,
 			segments: [
@@ -397,6 +419,8 @@ mod tests {
 			let mut i = all_wrong(registered);
 			seen.extend(assess(&i).reasons.iter().map(|r| r.code));
 			i.running = true;
+			seen.extend(assess(&i).reasons.iter().map(|r| r.code));
+			i.sync_keys = 1;
 			seen.extend(assess(&i).reasons.iter().map(|r| r.code));
 		}
 		assert_eq!(seen, CODES.into_iter().collect(), "CODES is exactly what assess gives");

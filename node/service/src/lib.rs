@@ -82,6 +82,9 @@ pub(crate) struct NodeState {
 	pub registered: Option<bool>,
 	/// `sync` keys in the keystore.
 	pub sync_keys: usize,
+	/// Whether the keystore holds the `sync` key of the account the node is registered to
+	/// (`None`: not registered, or not known yet).
+	pub account_key: Option<bool>,
 	/// The data-plane addresses registered on chain.
 	pub addresses: Vec<sync_net::Multiaddr>,
 }
@@ -181,6 +184,7 @@ impl SyncHandle {
 			major_syncing: node.major_syncing,
 			registered: node.registered,
 			sync_keys: node.sync_keys,
+			account_key: node.account_key,
 			addresses: node.addresses,
 			usable_peers: usable.len(),
 			segments: inputs,
@@ -233,7 +237,13 @@ mod tests {
 			roots: vec![],
 			epochs,
 		};
-		ChainView { registered: true, segments: vec![seg], challenges: vec![], addresses: vec![] }
+		ChainView {
+			registered: true,
+			segments: vec![seg],
+			challenges: vec![],
+			addresses: vec![],
+			account: None,
+		}
 	}
 
 	#[test]

@@ -52,6 +52,9 @@ pub struct ChainView {
 	pub challenges: Vec<ChallengeSummary<u32>>,
 	/// The data-plane addresses the node registered (those that parse).
 	pub addresses: Vec<sync_net::Multiaddr>,
+	/// The account the node is registered to, SCALE-encoded (as [`crate::SyncAccounts`] lists
+	/// the keystore's).
+	pub account: Option<Vec<u8>>,
 }
 
 impl ChainView {
