@@ -416,14 +416,23 @@ impl Store {
 		}
 	}
 
-	/// Runs a listing build for `asker` (who [`Store::may_build`]), charging a peer's class for
-	/// the time it took (failed builds cost too).
-	fn build_for<T>(
+	/// One listing build for `asker`, or what a build that ran meanwhile left in `cached`: a
+	/// peer beyond its class's budget is refused before it waits for a running build (and
+	/// again after, its turn may have gone meanwhile); builds run one at a time under
+	/// `head_build`, so requests racing for one listing build it once; a peer's class is
+	/// charged for the time it took (failed builds cost too).
+	fn build_once<T>(
 		&self,
 		asker: Asker,
 		segment: SegmentId,
-		build: impl FnOnce() -> T,
+		cached: impl Fn() -> Option<T>,
+		build: impl FnOnce() -> Result<T>,
 	) -> Result<T> {
+		self.may_build(asker, segment)?;
+		let _building = self.inner.head_build.lock();
+		if let Some(t) = cached() {
+			return Ok(t);
+		}
 		self.may_build(asker, segment)?;
 		let began = Instant::now();
 		let built = build();
@@ -432,7 +441,7 @@ impl Store {
 			let mut budget = self.inner.peer_builds.lock();
 			budget[p as usize] = Some(crate::next_build(budget[p as usize], ended, ended - began));
 		}
-		Ok(built)
+		built
 	}
 
 	/// The listing of the segment's index at its head, if the head is at `root`, read from one
@@ -470,32 +479,21 @@ impl Store {
 		if let Some(l) = cached() {
 			return Ok(Some(l));
 		}
-		// Refused before waiting for another build (which may take a while).
-		self.may_build(asker, segment)?;
-		let _building = self.inner.head_build.lock();
-		// Built by a request that held `head_build` before this one.
-		if let Some(l) = cached() {
-			return Ok(Some(l));
-		}
-		let built = self.build_for(asker, segment, || {
-			index_trie(&tx.open_table(INDEX)?, segment).map(|trie| {
-				let listing: Arc<Vec<Entry>> =
-					Arc::new(trie.entries().into_iter().cloned().collect());
-				(trie.facts(), listing)
-			})
+		let listing = self.build_once(asker, segment, cached, || {
+			let trie = index_trie(&tx.open_table(INDEX)?, segment)?;
+			if trie.facts() != facts {
+				return Err(StoreError::Corrupt(format!(
+					"segment {segment}: index does not hash to its head"
+				)));
+			}
+			let listing: Arc<Vec<Entry>> = Arc::new(trie.entries().into_iter().cloned().collect());
+			// A build that waited behind a newer one never replaces the newer listing.
+			let mut cache = self.inner.head_listings.lock();
+			if cache.get(&segment).is_none_or(|(s, _)| *s <= seq) {
+				cache.insert(segment, (seq, (facts, listing.clone())));
+			}
+			Ok(listing)
 		})?;
-		let (built_facts, listing) = built?;
-		if built_facts != facts {
-			return Err(StoreError::Corrupt(format!(
-				"segment {segment}: index does not hash to its head"
-			)));
-		}
-		// A build that waited behind a newer one never replaces the newer listing.
-		let mut cache = self.inner.head_listings.lock();
-		if cache.get(&segment).is_none_or(|(s, _)| *s <= seq) {
-			cache.insert(segment, (seq, (facts, listing.clone())));
-		}
-		drop(cache);
 		Ok(Some(listing))
 	}
 
@@ -664,12 +662,7 @@ impl Store {
 		if !t.index_staged || root.is_some_and(|r| *r != t.target.facts.root) {
 			return Ok(None);
 		}
-		self.may_build(asker, segment)?;
-		let _building = self.inner.head_build.lock();
-		if let Some(s) = cached() {
-			return Ok(Some(s));
-		}
-		let trie = self.build_for(asker, segment, || -> Result<SegmentTrie> {
+		let staged = self.build_once(asker, segment, cached, || {
 			let tx = self.inner.db.begin_read()?;
 			let mut trie = SegmentTrie::new();
 			for row in tx.open_table(STAGED)?.range((segment, &[][..])..(segment + 1, &[][..]))? {
@@ -677,16 +670,16 @@ impl Store {
 				let (cid, size) = v.value();
 				trie.insert(Entry { key: k.value().1.to_vec(), cid, size });
 			}
-			Ok(trie)
-		})??;
-		if trie.facts() != t.target.facts {
-			return Err(StoreError::Corrupt(format!(
-				"segment {segment}: staged index does not hash to its target"
-			)));
-		}
-		let listing: Arc<Vec<Entry>> = Arc::new(trie.entries().into_iter().cloned().collect());
-		self.inner.staged.lock().insert(segment, (t.target.facts, listing.clone()));
-		Ok(Some((t.target.facts, listing)))
+			if trie.facts() != t.target.facts {
+				return Err(StoreError::Corrupt(format!(
+					"segment {segment}: staged index does not hash to its target"
+				)));
+			}
+			let listing: Arc<Vec<Entry>> = Arc::new(trie.entries().into_iter().cloned().collect());
+			self.inner.staged.lock().insert(segment, (t.target.facts, listing.clone()));
+			Ok((t.target.facts, listing))
+		})?;
+		Ok(Some(staged))
 	}
 
 	/// Completes the transfer: every object must be present and the staged index must hash to

@@ -428,20 +428,19 @@ impl Session {
 			return Err(PeerError::Local(format!("an object of {size} bytes is too large")));
 		}
 		let want = outboard_len(size).saturating_mul(32);
-		// Scales with the outboard's length (`NetConfig::response_floor_rate`).
-		let floor = self.response_floor_rate.max(1) as f64;
-		let t = self.timeout.saturating_add(
-			Duration::try_from_secs_f64(want as f64 / floor).unwrap_or(Duration::MAX),
-		);
+		// Byte `k` is due by `base + k / floor` after the request (`NetConfig::
+		// response_floor_rate`), the whole outboard by `base + want / floor`: a holder that
+		// answers the header and then sends nothing loses the unit after `base`, not after the
+		// whole scaled deadline. (`want` is at most 256 MiB, so `by` stays far from overflow.)
 		let (abort, base) = (self.abort.clone(), self.timeout);
-		// Byte `k` is due by `base + k / floor` after the request: a holder that answers the
-		// header and then sends nothing loses the unit after `base`, not after the whole
-		// scaled deadline.
-		let started = tokio::time::Instant::now();
-		let due = move |received: usize| {
-			let k = received.saturating_add(MAX_DATA_FRAME) as f64;
-			started + base.saturating_add(Duration::try_from_secs_f64(k / floor).unwrap_or(t))
+		let floor = self.response_floor_rate.max(1) as f64;
+		let by = move |bytes: u64| {
+			base.saturating_add(Duration::try_from_secs_f64(bytes as f64 / floor).unwrap_or(base))
 		};
+		let t = by(want);
+		let started = tokio::time::Instant::now();
+		let due =
+			move |received: usize| started + by(received.saturating_add(MAX_DATA_FRAME) as u64);
 		let f = async {
 			// The header, too, within `base`.
 			let header =
