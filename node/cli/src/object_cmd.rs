@@ -21,6 +21,10 @@ pub struct RpcTarget {
 	/// instead of going through JSON-RPC (which caps them at 4 MiB).
 	#[arg(long)]
 	pub http: Option<String>,
+	/// File with the bearer token of the node's object API (its `--sync-http-token-file`),
+	/// sent with `--http` writes.
+	#[arg(long, value_name = "PATH", requires = "http")]
+	pub http_token_file: Option<PathBuf>,
 }
 
 /// Percent-encodes a key for a URL path (unreserved characters stay).
@@ -38,16 +42,23 @@ fn encode_key(key: &str) -> String {
 /// Sends one request to the HTTP object API with `body` (`len` bytes) and returns the
 /// connection positioned after the response head, with the status and content length.
 fn http_request(
-	addr: &str,
+	target: &RpcTarget,
 	method: &str,
 	path: &str,
 	body: Option<(&mut dyn Read, u64)>,
 ) -> Result<(u16, Option<u64>, std::io::BufReader<TcpStream>), String> {
 	use std::io::BufRead;
+	let addr = target.http.as_deref().ok_or("--http is needed")?;
+	let auth = match &target.http_token_file {
+		Some(path) => {
+			format!("Authorization: Bearer {}\r\n", sync_service::http::read_token_file(path)?)
+		},
+		None => String::new(),
+	};
 	let mut s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
 	s.set_read_timeout(Some(Duration::from_secs(120))).map_err(|e| e.to_string())?;
 	let len = body.as_ref().map_or(0, |(_, l)| *l);
-	write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n")
+	write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: {len}\r\nConnection: close\r\n\r\n")
 		.map_err(|e| e.to_string())?;
 	if let Some((r, _)) = body {
 		std::io::copy(r, &mut s).map_err(|e| format!("sending the body: {e}"))?;
@@ -159,12 +170,13 @@ fn call(target: &RpcTarget, method: &str, params: Value) -> Result<Value, String
 impl PutCmd {
 	/// Runs the command.
 	pub fn run(&self) -> Result<(), String> {
-		if let Some(addr) = &self.target.http {
+		if self.target.http.is_some() {
 			let mut f = std::fs::File::open(&self.file)
 				.map_err(|e| format!("{}: {e}", self.file.display()))?;
 			let len = f.metadata().map_err(|e| e.to_string())?.len();
 			let path = format!("/v1/segments/{}/objects/{}", self.segment, encode_key(&self.key));
-			let (status, _, reader) = http_request(addr, "PUT", &path, Some((&mut f, len)))?;
+			let (status, _, reader) =
+				http_request(&self.target, "PUT", &path, Some((&mut f, len)))?;
 			println!("{}", http_json(status, reader)?);
 			return Ok(());
 		}
@@ -179,9 +191,9 @@ impl PutCmd {
 impl GetCmd {
 	/// Runs the command.
 	pub fn run(&self) -> Result<(), String> {
-		if let Some(addr) = &self.target.http {
+		if self.target.http.is_some() {
 			let path = format!("/v1/segments/{}/objects/{}", self.segment, encode_key(&self.key));
-			let (status, length, mut reader) = http_request(addr, "GET", &path, None)?;
+			let (status, length, mut reader) = http_request(&self.target, "GET", &path, None)?;
 			if status != 200 {
 				return http_json(status, reader).map(|_| ());
 			}

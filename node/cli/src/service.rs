@@ -246,6 +246,7 @@ pub fn new_full<
 		}
 		::sync_service::spawn(
 			&task_manager.spawn_essential_handle(),
+			&task_manager.spawn_handle(),
 			::sync_service::RuntimeRegistry::<Block, _, AccountId, Balance>::new(client.clone()),
 			::sync_service::BackendOffchain::new(&*backend),
 			::sync_service::chain::wakes(&*client),
@@ -259,7 +260,8 @@ pub fn new_full<
 			},
 			sync,
 			sync_handle.clone(),
-		);
+		)
+		.map_err(ServiceError::Other)?;
 	}
 
 	let role = config.role;

@@ -22,6 +22,29 @@ pub fn data_dir(sync_data_dir: Option<&Path>, chain_dir: &Path) -> PathBuf {
 	sync_data_dir.map_or_else(|| chain_dir.join("sync"), Path::to_path_buf)
 }
 
+/// Removes everything in the data directory `dir` but its data-plane key ([`KEY_FILE`], kept
+/// as Substrate keeps the network key: the node's peer id, registered on chain, stays the
+/// same). `false` if `dir` does not exist. For `purge-chain`.
+pub fn purge_data_dir(dir: &Path) -> std::io::Result<bool> {
+	let entries = match std::fs::read_dir(dir) {
+		Ok(entries) => entries,
+		Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+		Err(e) => return Err(e),
+	};
+	for entry in entries {
+		let entry = entry?;
+		if entry.file_name() == KEY_FILE {
+			continue;
+		}
+		if entry.file_type()?.is_dir() {
+			std::fs::remove_dir_all(entry.path())?;
+		} else {
+			std::fs::remove_file(entry.path())?;
+		}
+	}
+	Ok(true)
+}
+
 /// What this node's data plane does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SyncRole {
@@ -133,6 +156,12 @@ pub struct SyncParams {
 	#[arg(long, default_value_t = DEFAULT_HTTP_MAX_OBJECT, value_name = "BYTES")]
 	pub sync_http_max_object: u64,
 
+	/// File holding the bearer token every PUT to the HTTP object API must carry
+	/// (`authorization: Bearer <token>`; at least 32 visible characters, e.g. from
+	/// `openssl rand -hex 32`). Without it, only clients on loopback may PUT.
+	#[arg(long, value_name = "PATH")]
+	pub sync_http_token_file: Option<PathBuf>,
+
 	/// Blocks between root commits of an owned segment (a commit is made only if the head
 	/// moved). A holder is Lagging once its proven root is more than the runtime's `MaxLag`
 	/// commits old, and a claim-to-proof round takes about 5 blocks, so keep this above
@@ -154,8 +183,8 @@ pub struct SyncConfig {
 	pub register: Option<Vec<Multiaddr>>,
 	/// Blocks between root commits.
 	pub commit_every: u32,
-	/// HTTP object API: address and largest object.
-	pub http: Option<(std::net::SocketAddr, u64)>,
+	/// HTTP object API.
+	pub http: Option<crate::http::HttpConfig>,
 	/// `--dev`, or a chain spec of a local or development chain: registering loopback
 	/// addresses is fine there (see [`crate::health`]). [`SyncParams::resolve`] sets it from
 	/// `--dev`; the node also sets it for a local chain spec.
@@ -213,7 +242,19 @@ impl SyncParams {
 			return Err("--sync-commit-every must be at least 1".into());
 		}
 		let register = self.sync_register.then(|| self.sync_public_addr.clone());
-		let http = self.sync_http_addr.map(|a| (a, self.sync_http_max_object));
+		let token = match (&self.sync_http_token_file, self.sync_http_addr) {
+			(Some(_), None) => {
+				return Err("--sync-http-token-file needs --sync-http-addr (the object API)".into())
+			},
+			(Some(path), Some(_)) => Some(crate::http::BearerToken::from_file(path)?),
+			(None, _) => None,
+		};
+		let http = self.sync_http_addr.map(|addr| crate::http::HttpConfig {
+			addr,
+			max_object: self.sync_http_max_object,
+			token,
+			limits: Default::default(),
+		});
 		Ok(Some(SyncConfig {
 			role,
 			data_dir,
@@ -255,6 +296,24 @@ fn load_or_create_key(path: &Path) -> Result<Keypair, String> {
 #[cfg(test)]
 mod tests {
 	use super::*;
+
+	/// The defect: `purge-chain` left the sync data behind. Purging removes the store (database,
+	/// objects, uploads, anything else) and keeps only the data-plane key.
+	#[test]
+	fn purge_chain_removes_sync_data_but_the_key() {
+		let dir = tempfile::tempdir().unwrap();
+		let data = dir.path().join("sync");
+		assert!(!purge_data_dir(&data).unwrap());
+		std::fs::create_dir_all(data.join("objects/ab")).unwrap();
+		std::fs::write(data.join("objects/ab/abcd"), b"object").unwrap();
+		std::fs::write(data.join("db.redb"), b"db").unwrap();
+		std::fs::write(data.join(KEY_FILE), b"key").unwrap();
+		assert!(purge_data_dir(&data).unwrap());
+		let left: Vec<_> =
+			std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().file_name()).collect();
+		assert_eq!(left, vec![std::ffi::OsString::from(KEY_FILE)]);
+		assert_eq!(std::fs::read(data.join(KEY_FILE)).unwrap(), b"key");
+	}
 	use clap::Parser;
 
 	#[derive(Parser)]

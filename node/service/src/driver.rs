@@ -14,7 +14,7 @@ use crate::{
 };
 use codec::Encode;
 use futures::{Stream, StreamExt};
-use sp_core::traits::SpawnEssentialNamed;
+use sp_core::traits::{SpawnEssentialNamed, SpawnNamed};
 use std::{
 	collections::{BTreeMap, HashMap},
 	sync::Arc,
@@ -28,8 +28,10 @@ use sync_primitives::{
 use sync_store::{Head, Store};
 use tokio::sync::watch;
 
-/// Starts the service as essential tasks (the object API, if configured, and the sync
-/// service): if the data plane cannot start, the node stops.
+/// Starts the service: the sync service as an essential task (if the data plane cannot start,
+/// the node stops) and the object API, if configured, as an ordinary one on `tasks` (a failure
+/// of it never stops the node). The object API's address is bound here, so a bad or taken port
+/// fails the start with a clear error.
 ///
 /// `accounts` are the keystore's `sync` accounts: with `--sync-register`, the data-plane key
 /// signs a peer binding for each, so the off-chain worker can register as one of them.
@@ -38,29 +40,28 @@ use tokio::sync::watch;
 #[allow(clippy::too_many_arguments)]
 pub fn spawn<R, O, W, A>(
 	spawner: &dyn SpawnEssentialNamed,
+	tasks: &dyn SpawnNamed,
 	registry: R,
 	offchain: O,
 	wakes: W,
 	accounts: A,
 	major_syncing: impl Fn() -> bool + Send + 'static,
-	config: SyncConfig,
+	mut config: SyncConfig,
 	handle: Arc<SyncHandle>,
-) where
+) -> Result<(), String>
+where
 	R: Registry,
 	O: OffchainDb,
 	W: Stream<Item = Wake<R::Hash>> + Send + Unpin + 'static,
 	A: SyncAccounts,
 {
-	if let Some((addr, max_object)) = config.http {
+	if let Some(http) = config.http.take() {
+		let listener = crate::http::bind(http.addr)?;
 		let h = handle.clone();
-		spawner.spawn_essential(
+		tasks.spawn(
 			"sync-object-http",
 			Some("sync"),
-			Box::pin(async move {
-				if let Err(e) = crate::http::serve(addr, h, max_object).await {
-					log::error!(target: "sync", "object API on {addr} stopped: {e}");
-				}
-			}),
+			Box::pin(async move { crate::http::serve(listener, h, http).await }),
 		);
 	}
 	spawner.spawn_essential(
@@ -73,6 +74,7 @@ pub fn spawn<R, O, W, A>(
 			}
 		}),
 	);
+	Ok(())
 }
 
 /// What the driver keeps per segment: the data plane's handles and what it last logged.

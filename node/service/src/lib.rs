@@ -6,7 +6,7 @@ pub mod chain;
 pub mod config;
 mod driver;
 pub mod health;
-mod http;
+pub mod http;
 pub mod metrics;
 pub mod plan;
 mod rpc;

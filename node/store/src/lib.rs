@@ -16,6 +16,8 @@
 //!   creation on, each group written in place at its offset once it verified. Which groups are
 //!   there is kept in memory only; reopening re-verifies the file. Finishing is an fsync and a
 //!   rename of the data file into `objects/`; nothing is ever trimmed.
+//! - `uploads/`: objects a writer is uploading ([`Store::begin_upload`]), renamed into
+//!   `objects/` by the write that stores them; emptied at open.
 //! - `quarantine/<cid>`: objects the open check or the scrub found damaged, moved aside (no
 //!   longer held; kept for inspection).
 //!
@@ -46,6 +48,7 @@ mod objects;
 pub mod oplog;
 mod proofs;
 mod segments;
+mod upload;
 pub mod wire;
 
 use parking_lot::Mutex;
@@ -67,6 +70,7 @@ pub use segments::{Head, SegmentWrite, Transfer};
 pub use sync_primitives::commitment::Entry;
 /// Object file names and printed CIDs are plain lowercase hex.
 pub(crate) use sync_primitives::hex::hex_plain as hex;
+pub use upload::{StagedObject, Upload};
 
 /// Small objects are committed to the database once this many bytes are pending.
 pub const SMALL_BATCH_BYTES: usize = 2 << 20;
@@ -197,6 +201,14 @@ pub enum StoreError {
 	/// [`MAX_OBJECT_BYTES`](sync_proto::MAX_OBJECT_BYTES).
 	#[error("object of {0} bytes exceeds the limit")]
 	ObjectTooLarge(u64),
+	/// An upload ([`Store::begin_upload`]) that received more or fewer bytes than it declared.
+	#[error("upload of {declared} bytes received {received}")]
+	UploadLength {
+		/// The declared size.
+		declared: u64,
+		/// Bytes received (or that would have been, with the refused write).
+		received: u64,
+	},
 	/// An op whose seq does not follow the segment's head (`expected` is head + 1).
 	#[error("segment {segment}: op seq {got}, expected {expected}")]
 	OutOfOrder {
@@ -387,6 +399,7 @@ impl Store {
 	pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
 		let dir = dir.as_ref().to_path_buf();
 		objects::create_dirs(&dir)?;
+		upload::reset_uploads(&dir)?;
 		let db = Database::create(dir.join("db.redb"))?;
 		{
 			let tx = db.begin_write()?;

@@ -395,6 +395,30 @@ impl Objects {
 		Ok(())
 	}
 
+	/// Moves a staged large object's file into `objects/` (durably: the directory is synced)
+	/// before `tx`, the caller's segment transaction that references it, can commit; its
+	/// outboard goes into `tx`. An object already held keeps its file (the upload's is deleted
+	/// with the last reference to it).
+	pub(crate) fn put_staged_in(
+		&self,
+		tx: &WriteTransaction,
+		object: &crate::upload::StagedObject,
+		file: &crate::upload::UploadFile,
+	) -> Result<()> {
+		let path = self.object_path(&object.cid);
+		// As in `put_large_in`: a file the finisher renamed but whose directory is not synced
+		// yet is replaced (same bytes, same name) rather than referenced before it is durable.
+		if self.finishing(&object.cid) || !path.exists() {
+			fs::rename(&file.0, &path)?;
+			if let Some(dir) = path.parent() {
+				sync_dir(dir)?;
+			}
+		}
+		tx.open_table(OUTBOARDS)?
+			.insert(&object.cid, object.outboard.to_bytes().as_slice())?;
+		Ok(())
+	}
+
 	/// Outboard bytes, pending or committed.
 	fn outboard_bytes(&self, db: &Database, cid: &Hash32) -> Result<Option<Vec<u8>>> {
 		if let Some(ob) = self.pending.lock().outboards.get(cid) {

@@ -189,6 +189,14 @@ pub enum SegmentWrite {
 		/// Object bytes.
 		data: Vec<u8>,
 	},
+	/// Store an uploaded object under `key` (see [`Store::begin_upload`]): the streamed
+	/// counterpart of `Put`, whose bytes are already on disk and hashed.
+	PutStaged {
+		/// Object key.
+		key: Vec<u8>,
+		/// The upload.
+		object: crate::upload::StagedObject,
+	},
 	/// Remove `key`.
 	Delete {
 		/// Object key.
@@ -266,16 +274,16 @@ impl Store {
 		signer: Option<&dyn OpSigner>,
 	) -> Result<(Head, Vec<SignedOp>)> {
 		for w in &writes {
-			let key = match w {
-				SegmentWrite::Put { key, .. } | SegmentWrite::Delete { key } => key,
+			let (key, size) = match w {
+				SegmentWrite::Put { key, data } => (key, data.len() as u64),
+				SegmentWrite::PutStaged { key, object } => (key, object.size),
+				SegmentWrite::Delete { key } => (key, 0),
 			};
 			if key.len() > MAX_KEY_LEN as usize {
 				return Err(StoreError::KeyTooLong(key.len()));
 			}
-			if let SegmentWrite::Put { data, .. } = w {
-				if data.len() as u64 > MAX_OBJECT_BYTES {
-					return Err(StoreError::ObjectTooLarge(data.len() as u64));
-				}
+			if size > MAX_OBJECT_BYTES {
+				return Err(StoreError::ObjectTooLarge(size));
 			}
 		}
 		let mut segs = self.inner.segments.lock();
@@ -318,6 +326,18 @@ impl Store {
 							self.inner.objects.put_large_in(&tx, &cid, data, &ob)?;
 						}
 						OpKind::Put { key: key.clone(), cid, size }
+					},
+					SegmentWrite::PutStaged { key, object } => {
+						use crate::upload::StagedBody;
+						match &object.body {
+							StagedBody::Small(data) => {
+								self.inner.objects.put_small_in(&tx, &object.cid, data)?
+							},
+							StagedBody::File(file) => {
+								self.inner.objects.put_staged_in(&tx, object, file)?
+							},
+						}
+						OpKind::Put { key: key.clone(), cid: object.cid, size: object.size }
 					},
 					SegmentWrite::Delete { key } => OpKind::Delete { key: key.clone() },
 				};

@@ -916,3 +916,73 @@ mod oplog {
 		assert_eq!(f.replay(7, &ops, &ok).unwrap().seq, 3);
 	}
 }
+
+/// Uploads: streamed in odd pieces, an upload stores the same object (CID, outboard, bytes, root)
+/// as a `Put` of its bytes, small or large, and leaves nothing in `uploads/`.
+#[test]
+fn uploaded_objects_match_put_objects() {
+	let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+	let (put_store, up_store) = (Store::open(a.path()).unwrap(), Store::open(b.path()).unwrap());
+	for (i, len) in [0usize, 1, 16_384, 16_385, 100_001, 3 * 16_384].into_iter().enumerate() {
+		let data = blob(40 + i as u64, len);
+		let key = format!("k{i}");
+		let put_head = put_store.apply(1, vec![put(&key, data.clone())]).unwrap();
+		let mut up = up_store.begin_upload(len as u64).unwrap();
+		for piece in data.chunks(7_777) {
+			up.write(piece).unwrap();
+		}
+		let object = up.finish().unwrap();
+		assert_eq!(object.cid(), cid_of(&data), "len {len}");
+		let write = SegmentWrite::PutStaged { key: key.into_bytes(), object };
+		let up_head = up_store.apply(1, vec![write]).unwrap();
+		assert_eq!(up_head, put_head, "len {len}");
+		let cid = cid_of(&data);
+		for g in 0..groups_of(len as u64) {
+			let (s, e) = group_range(len as u64, g).unwrap();
+			assert_eq!(group(&up_store, &cid, g), data[s as usize..e as usize], "len {len}");
+		}
+		if groups_of(len as u64) > 1 {
+			assert_eq!(up_store.outboard(&cid).unwrap(), put_store.outboard(&cid).unwrap());
+		}
+	}
+	assert_eq!(std::fs::read_dir(b.path().join("uploads")).unwrap().count(), 0);
+	drop(up_store);
+	let reopened = Store::open(b.path()).unwrap();
+	assert_eq!(reopened.head(1), put_store.head(1));
+}
+
+/// An upload that ends short, goes past its declared size, or is dropped before a write stores
+/// it changes nothing and leaves no file; one above the object limit is refused before
+/// anything is created; stale uploads of a previous run are removed at open.
+#[test]
+fn refused_or_abandoned_uploads_leave_nothing() {
+	let dir = tempfile::tempdir().unwrap();
+	let store = Store::open(dir.path()).unwrap();
+	let uploads = || std::fs::read_dir(dir.path().join("uploads")).unwrap().count();
+	let mut short = store.begin_upload(100_000).unwrap();
+	short.write(&blob(1, 50_000)).unwrap();
+	assert_eq!(uploads(), 1);
+	assert!(matches!(
+		short.finish(),
+		Err(StoreError::UploadLength { declared: 100_000, received: 50_000 })
+	));
+	assert_eq!(uploads(), 0);
+	let mut long = store.begin_upload(20_000).unwrap();
+	long.write(&blob(2, 15_000)).unwrap();
+	assert!(matches!(long.write(&blob(3, 6_000)), Err(StoreError::UploadLength { .. })));
+	assert_eq!(long.received(), 15_000);
+	drop(long);
+	let mut kept = store.begin_upload(40_000).unwrap();
+	kept.write(&blob(4, 40_000)).unwrap();
+	drop(kept.finish().unwrap());
+	assert_eq!(uploads(), 0);
+	assert!(matches!(
+		store.begin_upload(sync_proto::MAX_OBJECT_BYTES + 1),
+		Err(StoreError::ObjectTooLarge(_))
+	));
+	assert!(store.head(1).is_none());
+	drop(store);
+	std::fs::write(dir.path().join("uploads").join("1-1"), b"left by a crash").unwrap();
+	let _store = Store::open(dir.path()).unwrap();
+	assert_eq!(uploads(), 0);
+}
