@@ -10,6 +10,9 @@ use sync_net::{Keypair, Multiaddr, NetConfig, PeerId, PeerManagerConfig, ServeLi
 pub const DEFAULT_PORT: u16 = 30433;
 /// Blocks between root commits of an owned segment, unless `--sync-commit-every` says.
 pub const DEFAULT_COMMIT_EVERY: u32 = 10;
+/// Finalized blocks a segment this node no longer holds keeps its data before it is deleted,
+/// unless `--sync-gc-grace` says (600: an hour at 6 s blocks).
+pub const DEFAULT_GC_GRACE: u32 = 600;
 /// Largest object the HTTP object API accepts, unless `--sync-http-max-object` says.
 pub const DEFAULT_HTTP_MAX_OBJECT: u64 = 256 << 20;
 /// File name of the data-plane key in the data directory.
@@ -169,6 +172,12 @@ pub struct SyncParams {
 	/// writes go on.
 	#[arg(long, default_value_t = DEFAULT_COMMIT_EVERY, value_name = "BLOCKS")]
 	pub sync_commit_every: u32,
+
+	/// Finalized blocks the data of a segment this node no longer holds (released after a
+	/// migration, left, removed) is kept before it is deleted; objects other segments share
+	/// are kept.
+	#[arg(long, default_value_t = DEFAULT_GC_GRACE, value_name = "BLOCKS")]
+	pub sync_gc_grace: u32,
 }
 
 /// Everything the service needs, resolved from the options and the node's configuration.
@@ -183,6 +192,8 @@ pub struct SyncConfig {
 	pub register: Option<Vec<Multiaddr>>,
 	/// Blocks between root commits.
 	pub commit_every: u32,
+	/// Blocks before the data of a segment no longer held is deleted.
+	pub gc_grace: u32,
 	/// HTTP object API.
 	pub http: Option<crate::http::HttpConfig>,
 	/// `--dev`, or a chain spec of a local or development chain: registering loopback
@@ -261,6 +272,7 @@ impl SyncParams {
 			net,
 			register,
 			commit_every: self.sync_commit_every,
+			gc_grace: self.sync_gc_grace,
 			http,
 			local_chain: dev,
 		}))

@@ -163,8 +163,16 @@ async fn run<R: Registry, O: OffchainDb, A: SyncAccounts>(
 	config: SyncConfig,
 	handle: Arc<SyncHandle>,
 ) -> Result<(), String> {
-	let SyncConfig { role, data_dir, mut net, register, commit_every, http: _, local_chain } =
-		config;
+	let SyncConfig {
+		role,
+		data_dir,
+		mut net,
+		register,
+		commit_every,
+		gc_grace,
+		http: _,
+		local_chain,
+	} = config;
 	let Chain { registry, syncing } = chain;
 	handle.set_node(|n| {
 		n.local_chain = local_chain;
@@ -210,7 +218,8 @@ async fn run<R: Registry, O: OffchainDb, A: SyncAccounts>(
 	});
 	let me = net.peer_id();
 	let has_register = register.is_some();
-	let mut planner = Planner::new(DutyConfig { peer_id: me.to_bytes(), register, commit_every });
+	let mut planner =
+		Planner::new(DutyConfig { peer_id: me.to_bytes(), register, commit_every, gc_grace });
 	// Ops are accepted only if signed for this chain by a Primary of the segment on chain.
 	let verifier = {
 		let h = handle.clone();
@@ -273,6 +282,13 @@ async fn run<R: Registry, O: OffchainDb, A: SyncAccounts>(
 				driver.set_anchors(&view);
 				let actions = planner.on_finalized(number, &view, &local);
 				driver.execute(&mut planner, actions).await;
+				match driver.net.store().stored_segments() {
+					Ok(stored) => {
+						let collect = planner.collect(number, &view, &stored);
+						driver.execute(&mut planner, collect).await;
+					},
+					Err(e) => log::warn!(target: "sync", "listing the store's segments: {e}"),
+				}
 				driver.log_segments(&view);
 				// Step 2 sees the pins just made.
 				for (id, l) in local.iter_mut() {
@@ -423,6 +439,22 @@ impl<O: OffchainDb> Driver<O> {
 					self.tracked.remove(&id);
 					self.net.metrics().forget_segment(id);
 					self.metrics.forget_segment(id);
+				},
+				Action::DropData(id) => {
+					let store = self.net.store().clone();
+					match tokio::task::spawn_blocking(move || store.drop_segment(id)).await {
+						Ok(Ok(d)) => log::info!(
+							target: "sync",
+							"segment {id}: no longer held; its data deleted ({} objects, {} bytes; {} shared with other segments kept)",
+							d.objects, d.bytes, d.shared
+						),
+						Ok(Err(e)) => {
+							log::warn!(target: "sync", "segment {id}: deleting its data: {e}")
+						},
+						Err(e) => {
+							log::warn!(target: "sync", "segment {id}: deleting its data: {e}")
+						},
+					}
 				},
 				Action::Prove(ch) => self.prove(planner, ch).await,
 				Action::ForgetChallenge(id) => {

@@ -48,6 +48,9 @@ pub enum Action {
 	Pin(SegmentId),
 	/// Drop what is kept for a segment the node no longer has anything to do with.
 	Forget(SegmentId),
+	/// Delete the store's data of a segment the chain has not given this node for
+	/// [`DutyConfig::gc_grace`] finalized blocks (objects other segments share are kept).
+	DropData(SegmentId),
 	/// Build and check the proof answering this challenge and store it for the off-chain
 	/// worker; report the outcome with [`Planner::proof_stored`] or [`Planner::proof_failed`].
 	Prove(ChallengeSummary<u32>),
@@ -65,6 +68,9 @@ pub struct DutyConfig {
 	pub register: Option<(NodeRole, Vec<String>)>,
 	/// Blocks between root commits of an owned segment (made only when its head moved).
 	pub commit_every: u32,
+	/// Finalized blocks a segment the store holds must stay out of the node's view before its
+	/// data is deleted (see [`Planner::collect`]).
+	pub gc_grace: u32,
 }
 
 /// What the planner keeps per segment of the view.
@@ -103,6 +109,8 @@ pub struct Planner {
 	failed: BTreeSet<u64>,
 	/// The intents last written.
 	written: Option<Intents>,
+	/// Segments the store holds and the view lacks: since which finalized block.
+	retired: BTreeMap<SegmentId, u32>,
 }
 
 impl Planner {
@@ -115,7 +123,34 @@ impl Planner {
 			proven: BTreeSet::new(),
 			failed: BTreeSet::new(),
 			written: None,
+			retired: BTreeMap::new(),
 		}
+	}
+
+	/// Garbage collection at finalized block `number`: `stored` are the segments the store
+	/// holds data of (a head or a transfer). One the view lacks (released after a migration,
+	/// left, removed) is deleted ([`Action::DropData`]) once it has been out of the view for
+	/// [`DutyConfig::gc_grace`] blocks in a row — time for an operator to notice a mistake, and
+	/// for a migration's old owner to keep serving its successor's stragglers; one that comes
+	/// back in the meantime is kept. Nothing is collected while the node is not registered:
+	/// its view is empty then, which says nothing about what it holds.
+	pub fn collect(&mut self, number: u32, view: &ChainView, stored: &[SegmentId]) -> Vec<Action> {
+		if !view.registered {
+			return Vec::new();
+		}
+		self.retired.retain(|id, _| stored.contains(id) && view.segment(*id).is_none());
+		let mut out = Vec::new();
+		for &id in stored {
+			if view.segment(id).is_some() {
+				continue;
+			}
+			let since = *self.retired.entry(id).or_insert(number);
+			if number.saturating_sub(since) >= self.config.gc_grace {
+				self.retired.remove(&id);
+				out.push(Action::DropData(id));
+			}
+		}
+		out
 	}
 
 	/// Step 1 of finalized block `number`: what to follow, accept writes for, pin and prove.

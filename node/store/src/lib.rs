@@ -43,6 +43,7 @@
 //! against the stored head), so a write rehashes only its trie path, never the whole segment.
 #![warn(missing_docs)]
 
+mod gc;
 mod integrity;
 mod objects;
 pub mod oplog;
@@ -64,6 +65,7 @@ use sync_primitives::{
 	SegmentId,
 };
 
+pub use gc::Dropped;
 pub use integrity::{OpenReport, ScrubReport, SCRUB_OBJECT_COST};
 pub use objects::{GroupRead, GroupSource, ObjectState};
 pub use segments::{Head, SegmentWrite, Transfer};

@@ -32,7 +32,7 @@ fn root(index: u32, seq: u64) -> RootSummary {
 }
 
 fn config(commit_every: u32) -> DutyConfig {
-	DutyConfig { peer_id: vec![1, 2, 3], register: None, commit_every }
+	DutyConfig { peer_id: vec![1, 2, 3], register: None, commit_every, gc_grace: 5 }
 }
 
 fn holders() -> Vec<Holder> {
@@ -553,4 +553,55 @@ fn commit_cadence_survives_the_segment_leaving_the_view() {
 	let back = p.on_finalized(102, &view(vec![owned(&[3, 9])]), &local(Some(12), &[9], &[], &[]));
 	assert!(back.contains(&Action::TakeWrites(SEG)));
 	assert!(!back.contains(&Action::Pin(SEG)), "no new pin before the cadence: {back:?}");
+}
+
+// ---- garbage collection ----
+
+fn registered(segments: Vec<SegmentView>) -> ChainView {
+	ChainView { registered: true, segments, ..Default::default() }
+}
+
+/// The defect: data of segments the node no longer held was never deleted. A segment the
+/// store holds and the view lacks is dropped after `gc_grace` blocks out of the view in a row,
+/// once; one still in the view never is.
+#[test]
+fn released_segment_data_is_deleted_after_the_grace() {
+	let mut p = Planner::new(config(10));
+	let v = registered(vec![owned(&[])]);
+	for n in 100..200 {
+		assert_eq!(p.collect(n, &v, &[SEG]), vec![], "a held segment is kept (block {n})");
+	}
+	let gone = registered(vec![]);
+	for n in 200..205 {
+		assert_eq!(p.collect(n, &gone, &[SEG, OTHER]), vec![], "within the grace (block {n})");
+	}
+	let mut dropped = p.collect(205, &gone, &[SEG, OTHER]);
+	dropped.sort_by_key(|a| format!("{a:?}"));
+	assert_eq!(dropped, vec![Action::DropData(SEG), Action::DropData(OTHER)]);
+	// Deleted: the store no longer lists them, nothing more to do.
+	assert_eq!(p.collect(206, &gone, &[]), vec![]);
+}
+
+/// A segment that comes back within the grace (a migration back, a rejoin) is kept, and its
+/// grace starts over if it leaves again.
+#[test]
+fn segment_back_in_view_within_the_grace_is_kept() {
+	let mut p = Planner::new(config(10));
+	let (gone, back) = (registered(vec![]), registered(vec![owned(&[])]));
+	assert_eq!(p.collect(10, &gone, &[SEG]), vec![]);
+	assert_eq!(p.collect(14, &gone, &[SEG]), vec![]);
+	assert_eq!(p.collect(15, &back, &[SEG]), vec![]);
+	assert_eq!(p.collect(16, &gone, &[SEG]), vec![], "the grace starts over");
+	assert_eq!(p.collect(20, &gone, &[SEG]), vec![]);
+	assert_eq!(p.collect(21, &gone, &[SEG]), vec![Action::DropData(SEG)]);
+}
+
+/// An unregistered node's view is empty whatever it holds (before its registration lands, or
+/// after a removal): nothing is collected then.
+#[test]
+fn unregistered_node_collects_nothing() {
+	let mut p = Planner::new(config(10));
+	for n in 0..100 {
+		assert_eq!(p.collect(n, &ChainView::default(), &[SEG]), vec![]);
+	}
 }
