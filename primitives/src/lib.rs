@@ -105,8 +105,23 @@ pub struct NodeSummary<AccountId, Balance, BlockNumber> {
 	pub registered_at: BlockNumber,
 }
 
+/// What an account can spend on its node's duty transactions (claims, proofs, commits,
+/// attestations), for the node's health and an operator's low-balance alert.
+#[derive(Encode, Decode, Clone, PartialEq, Eq, Debug, TypeInfo)]
+pub struct AccountFunds<Balance> {
+	/// What the account can spend and stay alive (free balance less what is held, frozen, or
+	/// needed to keep the account in existence).
+	pub spendable: Balance,
+	/// The fee of the costliest routine duty — a proof of the largest size — at this block's
+	/// fee multiplier.
+	pub duty_fee: Balance,
+}
+
 sp_api::decl_runtime_apis! {
 	/// Read access to the sync registry for the node's sync service and for RPC clients.
+	///
+	/// Version 2 added [`account_funds`](SyncRegistryApi::account_funds).
+	#[api_version(2)]
 	pub trait SyncRegistryApi<AccountId, Balance, BlockNumber>
 	where
 		AccountId: codec::Codec,
@@ -123,6 +138,9 @@ sp_api::decl_runtime_apis! {
 		fn node_segments(account: AccountId) -> alloc::vec::Vec<SegmentId>;
 		/// Open challenges of the account, with seed and chunk indexes once known.
 		fn open_challenges(account: AccountId) -> alloc::vec::Vec<ChallengeSummary<BlockNumber>>;
+		/// What the account can spend on duties, and what one costs.
+		#[api_version(2)]
+		fn account_funds(account: AccountId) -> AccountFunds<Balance>;
 	}
 }
 
@@ -336,6 +354,18 @@ pub mod offchain {
 			/// Its root.
 			root: crate::commitment::Hash32,
 		},
+	}
+
+	impl Intent {
+		/// The intent's kind, as logs and metrics name it.
+		pub fn kind(&self) -> &'static str {
+			match self {
+				Intent::Register { .. } => "register",
+				Intent::Commit { .. } => "commit",
+				Intent::Claim { .. } => "claim",
+				Intent::Attest { .. } => "attest",
+			}
+		}
 	}
 
 	/// Everything the node service currently wants from the chain, for the account whose

@@ -247,6 +247,20 @@ impl_runtime_apis! {
 		fn open_challenges(account: AccountId) -> Vec<sync_primitives::ChallengeSummary<BlockNumber>> {
 			SyncRegistry::open_challenges_of(account)
 		}
+
+		fn account_funds(account: AccountId) -> sync_primitives::AccountFunds<Balance> {
+			use frame_support::{dispatch::DispatchInfo, traits::Get};
+			use pallet_sync_registry::WeightInfo as _;
+			type Registry = <Runtime as pallet_sync_registry::Config>::WeightInfo;
+			// The costliest routine duty: a proof of the largest size, plus the signature and
+			// transaction extensions around it.
+			let info = DispatchInfo { call_weight: Registry::submit_proof(), ..Default::default() };
+			let len: u32 = <<Runtime as pallet_sync_registry::Config>::MaxProofBytes as Get<u32>>::get().saturating_add(256);
+			sync_primitives::AccountFunds {
+				spendable: SyncRegistry::spendable(&account),
+				duty_fee: TransactionPayment::compute_fee(len, &info, 0),
+			}
+		}
 	}
 
 	#[cfg(feature = "runtime-benchmarks")]

@@ -4,7 +4,7 @@
 //!
 //! The service never names the node's concrete client type, so it builds and tests without
 //! the node binary, and the node wires it with whatever client it has.
-use crate::view::{ChainView, SegmentView};
+use crate::view::{ChainView, Funds, SegmentView};
 use codec::Codec;
 use futures::{Stream, StreamExt};
 use sc_client_api::{backend::Backend, BlockchainEvents, HeaderBackend};
@@ -39,6 +39,8 @@ pub trait OffchainDb: Send + 'static {
 	fn set(&mut self, key: &[u8], value: &[u8]);
 	/// Removes `key`.
 	fn remove(&mut self, key: &[u8]);
+	/// The value at `key`, if any.
+	fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
 }
 
 /// What wakes the service up.
@@ -89,7 +91,7 @@ where
 	C: ProvideRuntimeApi<Block> + HeaderBackend<Block> + Send + Sync + 'static,
 	C::Api: SyncRegistryApi<Block, AccountId, Balance, u32>,
 	AccountId: Codec + Clone + Eq + Hash + Send + Sync + 'static,
-	Balance: Codec + Send + Sync + 'static,
+	Balance: Codec + Into<u128> + Send + Sync + 'static,
 {
 	type Hash = Block::Hash;
 
@@ -171,9 +173,21 @@ where
 		}
 		let addresses = data_plane_of(&account)?.map(|(_, a)| a).unwrap_or_default();
 		let encoded = Some(account.encode());
-		let challenges = api.open_challenges(at, account).map_err(e)?;
+		let challenges = api.open_challenges(at, account.clone()).map_err(e)?;
+		// `account_funds` came with version 2 of the API: an older runtime has none to give.
+		let version = sp_api::ApiExt::<Block>::api_version::<
+			dyn SyncRegistryApi<Block, AccountId, Balance, u32>,
+		>(&*api, at)
+		.map_err(e)?;
+		let funds = match version {
+			Some(v) if v >= 2 => {
+				let f = api.account_funds(at, account).map_err(e)?;
+				Some(Funds { spendable: f.spendable.into(), duty_fee: f.duty_fee.into() })
+			},
+			_ => None,
+		};
 		let account = encoded;
-		Ok(ChainView { registered: true, segments, challenges, addresses, account })
+		Ok(ChainView { registered: true, segments, challenges, addresses, account, funds })
 	}
 
 	fn open_challenges(
@@ -255,6 +269,11 @@ impl<Block: BlockT, B: Backend<Block> + 'static> OffchainDb for BackendOffchain<
 		if let Some(db) = &mut self.db {
 			db.remove(sp_core::offchain::STORAGE_PREFIX, key);
 		}
+	}
+
+	fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+		use sp_core::offchain::OffchainStorage;
+		self.db.as_ref()?.get(sp_core::offchain::STORAGE_PREFIX, key)
 	}
 }
 

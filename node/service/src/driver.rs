@@ -16,7 +16,7 @@ use codec::Encode;
 use futures::{Stream, StreamExt};
 use sp_core::traits::{SpawnEssentialNamed, SpawnNamed};
 use std::{
-	collections::{BTreeMap, HashMap},
+	collections::{BTreeMap, BTreeSet, HashMap},
 	sync::Arc,
 	time::Instant,
 };
@@ -109,6 +109,8 @@ struct Driver<O> {
 	metrics: DutyMetrics,
 	/// This node's challenges open at the last finalized block: id → deadline.
 	open: BTreeMap<u64, u32>,
+	/// Open challenges whose proof the off-chain worker has submitted (its sent marker seen).
+	submitted: BTreeSet<u64>,
 	/// Per owned segment: its last commit's index and the finalized block it was first seen at.
 	commits: HashMap<SegmentId, (u32, u32)>,
 	verifier: Arc<dyn sync_net::deltas::OpVerifier + Send + Sync>,
@@ -231,6 +233,7 @@ async fn run<R: Registry, O: OffchainDb, A: SyncAccounts>(
 		offchain,
 		metrics,
 		open: BTreeMap::new(),
+		submitted: BTreeSet::new(),
 		commits: HashMap::new(),
 		verifier,
 		tracked: HashMap::new(),
@@ -277,6 +280,7 @@ async fn run<R: Registry, O: OffchainDb, A: SyncAccounts>(
 					n.addresses = view.addresses.clone();
 					n.sync_keys = keys.len();
 					n.account_key = account_key;
+					n.funds = view.funds;
 				});
 				let mut local = local_state(driver.net.store(), &view);
 				driver.set_anchors(&view);
@@ -309,7 +313,7 @@ async fn run<R: Registry, O: OffchainDb, A: SyncAccounts>(
 					}
 					driver.offchain.set(INTENTS_KEY, &intents.encode());
 					for kind in ["register", "commit", "claim", "attest"] {
-						let n = intents.items.iter().filter(|i| intent_kind(i) == kind).count();
+						let n = intents.items.iter().filter(|i| i.kind() == kind).count();
 						driver.metrics.intents.with_label_values(&[kind]).set(n as i64);
 					}
 				}
@@ -343,16 +347,6 @@ fn log_health(before: &Health, now: &Health) -> Health {
 		log::info!(target: "sync", "health: {}", now.status.as_str());
 	}
 	now.clone()
-}
-
-/// An intent's kind, as the `sync_duty_intents` gauge labels it.
-fn intent_kind(i: &Intent) -> &'static str {
-	match i {
-		Intent::Register { .. } => "register",
-		Intent::Commit { .. } => "commit",
-		Intent::Claim { .. } => "claim",
-		Intent::Attest { .. } => "attest",
-	}
 }
 
 /// The listen addresses a peer can dial (not the unspecified address).
@@ -508,6 +502,16 @@ impl<O: OffchainDb> Driver<O> {
 		m.count_settled(&crate::metrics::settled(&self.open, &view.challenges, number));
 		self.open = view.challenges.iter().map(|c| (c.id, c.deadline)).collect();
 		m.set_challenges(&view.challenges, number);
+		// The worker marks what it sent (offchain storage it shares with the service): each
+		// proof counts once as submitted.
+		self.submitted.retain(|id| self.open.contains_key(id));
+		for c in &view.challenges {
+			if !self.submitted.contains(&c.id) && self.offchain.get(&sent_key(c.id)).is_some() {
+				self.submitted.insert(c.id);
+				m.proofs.with_label_values(&["submitted"]).inc();
+			}
+		}
+		m.set_funds(view.funds);
 		m.set_holdings(view.segments.iter().filter_map(|s| s.holding.map(|(st, _)| st)));
 		for s in view.segments.iter().filter(|s| s.owner) {
 			let index = s.roots.last().map_or(0, |r| r.index);

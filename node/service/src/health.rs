@@ -10,6 +10,7 @@
 //! | `not_registered` | degraded | no node is registered on chain with this data plane's peer id |
 //! | `no_sync_key` | unhealthy | no `sync` key in the keystore: the off-chain worker can sign no duty (claims, proofs, commits) |
 //! | `no_account_key` | unhealthy | the keystore has `sync` keys, but not the one of the account the node is registered to: its duties cannot be signed |
+//! | `low_balance` | degraded below [`LOW_BALANCE_DUTIES`] duties, unhealthy below one | the registered account cannot pay for many more duty transactions (proofs, claims, commits): fund it |
 //! | `unreachable_addresses` | unhealthy | every address registered on chain is loopback or unspecified (allowed with `--dev` or on a local chain spec): no peer can dial this node |
 //! | `no_usable_peers` | degraded | a followed segment has other holders on chain, but no peer is usable (all cooling down or banned) |
 //! | `segment_lagging` | unhealthy | the chain marks this node's holding `Lagging` (it missed its proof window) |
@@ -23,19 +24,24 @@ use sync_primitives::{HoldingStatus, SegmentId};
 
 /// Every reason code [`assess`] gives (the module table's), so each can be exported as a
 /// series from the start (`sync_health_reason{code}` 0 or 1).
-pub const CODES: [&str; 11] = [
+pub const CODES: [&str; 12] = [
 	"service_down",
 	"chain_major_syncing",
 	"waiting_for_chain",
 	"not_registered",
 	"no_sync_key",
 	"no_account_key",
+	"low_balance",
 	"unreachable_addresses",
 	"no_usable_peers",
 	"segment_lagging",
 	"segment_syncing",
 	"segment_behind",
 ];
+
+/// Duties (of the costliest kind, a proof) the registered account must be able to pay for
+/// before its balance counts as low: about a day of re-challenges and commits.
+pub const LOW_BALANCE_DUTIES: u128 = 100;
 
 /// Commits behind the chain's newest at which a followed segment counts as behind.
 pub const BEHIND_COMMITS: u64 = 2;
@@ -133,6 +139,8 @@ pub struct Inputs {
 	pub account_key: Option<bool>,
 	/// The data-plane addresses registered on chain.
 	pub addresses: Vec<Multiaddr>,
+	/// What the registered account can spend on duties (`None`: not known).
+	pub funds: Option<crate::view::Funds>,
 	/// Peers the peer manager lets this node ask now.
 	pub usable_peers: usize,
 	/// The node's segments.
@@ -241,6 +249,22 @@ pub fn assess(i: &Inputs) -> Health {
 					"the keystore has no `sync` key for the account this node is registered to: \
 					 its duties cannot be signed (insert that account's key)"
 						.into(),
+				);
+			}
+			if let Some(f) = i.funds.filter(|f| f.duties() < LOW_BALANCE_DUTIES) {
+				let level = if f.duties() == 0 { Level::Unhealthy } else { Level::Degraded };
+				add(
+					level,
+					"low_balance",
+					None,
+					format!(
+						"the registered account can spend {} (units of the chain's smallest \
+						 denomination), enough for {} duties at {} each; keep at least {}: fund it",
+						f.spendable,
+						f.duties(),
+						f.duty_fee,
+						f.duty_fee.saturating_mul(LOW_BALANCE_DUTIES)
+					),
 				);
 			}
 			if !i.local_chain && i.addresses.iter().all(local_only) {
@@ -388,6 +412,27 @@ mod tests {
 		assert_eq!((owner.commits_behind(), owner.seqs_behind()), (0, 0));
 	}
 
+	/// The defect: an unfunded account failed silently (its duties' transactions were refused
+	/// by the pool). Below 100 duties' worth the node is degraded; below one, unhealthy; the
+	/// detail says how much is needed.
+	#[test]
+	fn low_balance_is_reported_before_duties_fail() {
+		use crate::view::Funds;
+		let with =
+			|spendable| Inputs { funds: Some(Funds { spendable, duty_fee: 1_000 }), ..good() };
+		let h = assess(&with(100_000));
+		assert_eq!((h.status, codes(&h)), (Level::Healthy, vec![]));
+		let h = assess(&with(99_999));
+		assert_eq!((h.status, codes(&h)), (Level::Degraded, vec!["low_balance"]));
+		assert!(h.reasons[0].detail.contains("enough for 99 duties"), "{}", h.reasons[0].detail);
+		assert!(h.reasons[0].detail.contains("keep at least 100000"), "{}", h.reasons[0].detail);
+		let h = assess(&with(999));
+		assert_eq!((h.status, codes(&h)), (Level::Unhealthy, vec!["low_balance"]));
+		// Free transactions (a zero fee) never make a balance low.
+		let free = Inputs { funds: Some(Funds { spendable: 0, duty_fee: 0 }), ..good() };
+		assert_eq!(assess(&free).status, Level::Healthy);
+	}
+
 	#[test]
 	fn codes_lists_every_code_assess_gives() {
 		let mut seen = std::collections::BTreeSet::new();
@@ -407,6 +452,7 @@ mod tests {
 			sync_keys: 0,
 			account_key: Some(false),
 			addresses: vec![],
+			funds: Some(crate::view::Funds { spendable: 5, duty_fee: 10 }),
 			usable_peers: 0,
 			segments: [
 				(1, seg(Some(HoldingStatus::Lagging), Some(5), false)),

@@ -87,6 +87,8 @@ pub(crate) struct NodeState {
 	pub account_key: Option<bool>,
 	/// The data-plane addresses registered on chain.
 	pub addresses: Vec<sync_net::Multiaddr>,
+	/// What the registered account can spend on duties.
+	pub funds: Option<view::Funds>,
 }
 
 impl SyncHandle {
@@ -186,6 +188,7 @@ impl SyncHandle {
 			sync_keys: node.sync_keys,
 			account_key: node.account_key,
 			addresses: node.addresses,
+			funds: node.funds,
 			usable_peers: usable.len(),
 			segments: inputs,
 		}
@@ -237,13 +240,7 @@ mod tests {
 			roots: vec![],
 			epochs,
 		};
-		ChainView {
-			registered: true,
-			segments: vec![seg],
-			challenges: vec![],
-			addresses: vec![],
-			account: None,
-		}
+		ChainView { registered: true, segments: vec![seg], ..Default::default() }
 	}
 
 	#[test]

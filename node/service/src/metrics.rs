@@ -3,7 +3,7 @@
 //! `deploy/prometheus/alerts.yml`). The driver sets them once per finalized block; which
 //! challenges were settled, and how, is a pure function ([`settled`]).
 use crate::health::{Health, Level};
-use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use std::collections::BTreeMap;
 use sync_primitives::{ChallengeSummary, HoldingStatus, SegmentId};
 
@@ -47,7 +47,8 @@ pub struct DutyMetrics {
 	/// Intents handed to the off-chain worker at the last finalized block, by kind.
 	pub intents: IntGaugeVec,
 	/// Proofs by outcome: `built` (stored for the off-chain worker), `build_failed` (the store
-	/// could not prove), and, as the chain settles them, `accepted` / `expired`.
+	/// could not prove), `submitted` (the worker sent it to the pool), and, as the chain
+	/// settles them, `accepted` / `expired`.
 	pub proofs: IntCounterVec,
 	/// Challenges of this node open on chain.
 	pub challenges_open: IntGauge,
@@ -63,6 +64,9 @@ pub struct DutyMetrics {
 	pub health_reasons: IntGaugeVec,
 	/// Bytes available on the store's file system, and its size.
 	pub disk: IntGaugeVec,
+	/// The registered account's spendable balance and the fee of the costliest duty, in the
+	/// chain's smallest unit (floats: balances overflow an `i64`).
+	pub funds: GaugeVec,
 }
 
 impl DutyMetrics {
@@ -111,6 +115,13 @@ impl DutyMetrics {
 				"The store's file system: bytes available and its size",
 				&["kind"],
 			)?,
+			funds: GaugeVec::new(
+				Opts::new(
+					"sync_duty_account_balance",
+					"The registered account: spendable balance and the costliest duty's fee",
+				),
+				&["kind"],
+			)?,
 		};
 		if let Some(r) = registry {
 			r.register(Box::new(m.intents.clone()))?;
@@ -122,9 +133,10 @@ impl DutyMetrics {
 			r.register(Box::new(m.health.clone()))?;
 			r.register(Box::new(m.health_reasons.clone()))?;
 			r.register(Box::new(m.disk.clone()))?;
+			r.register(Box::new(m.funds.clone()))?;
 		}
 		// Every outcome is exported from the start (an alert on a rate needs the series).
-		for outcome in ["built", "build_failed", "accepted", "expired"] {
+		for outcome in ["built", "build_failed", "submitted", "accepted", "expired"] {
 			m.proofs.with_label_values(&[outcome]);
 		}
 		Ok(m)
@@ -166,6 +178,17 @@ impl DutyMetrics {
 	pub fn set_disk(&self, avail: u64, size: u64) {
 		self.disk.with_label_values(&["available"]).set(avail as i64);
 		self.disk.with_label_values(&["size"]).set(size as i64);
+	}
+
+	/// What the registered account can spend (series absent while not known).
+	pub fn set_funds(&self, funds: Option<crate::view::Funds>) {
+		match funds {
+			Some(f) => {
+				self.funds.with_label_values(&["spendable"]).set(f.spendable as f64);
+				self.funds.with_label_values(&["duty_fee"]).set(f.duty_fee as f64);
+			},
+			None => self.funds.reset(),
+		}
 	}
 
 	/// Counts settled challenges.

@@ -55,6 +55,26 @@ pub struct ChainView {
 	/// The account the node is registered to, SCALE-encoded (as [`crate::SyncAccounts`] lists
 	/// the keystore's).
 	pub account: Option<Vec<u8>>,
+	/// What that account can spend on duties (`None`: not registered, or a runtime without
+	/// the API).
+	pub funds: Option<Funds>,
+}
+
+/// What the node's account can spend on duty transactions, and what one costs (the runtime
+/// API's `AccountFunds`, in the chain's smallest unit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Funds {
+	/// Spendable balance (keeping the account alive).
+	pub spendable: u128,
+	/// Fee of the costliest routine duty.
+	pub duty_fee: u128,
+}
+
+impl Funds {
+	/// How many of the costliest duties the account can pay for.
+	pub fn duties(&self) -> u128 {
+		self.spendable.checked_div(self.duty_fee).unwrap_or(u128::MAX)
+	}
 }
 
 impl ChainView {

@@ -54,6 +54,32 @@ impl frame_system::offchain::AppCrypto<sp_core::sr25519::Public, sp_core::sr2551
 /// Blocks before a submitted proof or intent is submitted again.
 pub const RESUBMIT_AFTER: u32 = 5;
 
+/// Blocks between two warnings of the same kind (an intent refused every block would
+/// otherwise log every block).
+pub const WARN_EVERY: u32 = 100;
+
+/// Logs `msg` as a warning unless the same `key` was logged within [`WARN_EVERY`] blocks
+/// (offchain *local* storage holds the block it last was). Whether it logged.
+pub fn warn_every(key: &[u8], now: u32, msg: impl FnOnce() -> alloc::string::String) -> bool {
+	let last = StorageValueRef::local(key);
+	if last
+		.get::<u32>()
+		.ok()
+		.flatten()
+		.is_some_and(|at| now < at.saturating_add(WARN_EVERY))
+	{
+		return false;
+	}
+	last.set(&now);
+	log::warn!(target: "sync-registry", "{}", msg());
+	true
+}
+
+/// The [`warn_every`] key of an intent kind's `what` (e.g. `no-key`).
+fn intent_log_key(intent: &Intent, what: &str) -> alloc::vec::Vec<u8> {
+	alloc::format!("sync-registry::warned::{}::{what}", intent.kind()).into_bytes()
+}
+
 /// What [`send_guarded`] did.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Guarded {
@@ -173,7 +199,12 @@ pub fn answer_challenges<T: Config>(
 						Outcome::Submitted
 					},
 					Guarded::Failed => {
-						log::warn!(target: "sync-registry", "could not submit proof for challenge {id}");
+						log::warn!(
+							target: "sync-registry",
+							"proof for challenge {id}: the transaction pool refused the transaction of {:?} (spendable balance {:?}; an unfunded account cannot pay the fee; the pool's log has the reason)",
+							account.id,
+							Pallet::<T>::spendable(&account.id)
+						);
 						Outcome::Failed
 					},
 				},
@@ -183,13 +214,38 @@ pub fn answer_challenges<T: Config>(
 	done
 }
 
+/// Why no keystore account can sign an intent (logged for the operator).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum NoKey {
+	/// The keystore has no `sync` key at all.
+	NoSyncKey,
+	/// No keystore account without a node has a peer binding from this node's data-plane key.
+	NoBinding,
+	/// Keystore accounts have a binding, but none can hold the node deposit: unfunded.
+	CannotHoldDeposit,
+	/// The node is registered to an account whose `sync` key is not in the keystore.
+	NotInKeystore,
+}
+
+impl NoKey {
+	/// What an operator reads.
+	pub fn explain(self) -> &'static str {
+		match self {
+			NoKey::NoSyncKey => "the keystore has no `sync` key (insert one: `sync-node key insert --key-type sync --scheme sr25519`)",
+			NoKey::NoBinding => "no keystore `sync` account without a node has a peer binding from this node's data-plane key",
+			NoKey::CannotHoldDeposit => "no keystore account with a peer binding can hold the node deposit: fund the account",
+			NoKey::NotInKeystore => "the keystore lacks the `sync` key of the account this node is registered to",
+		}
+	}
+}
+
 /// What the worker did with one intent (returned for tests and logs).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum IntentOutcome {
 	/// The chain would refuse it now (or it is already done): not sent.
 	Stale,
-	/// No keystore key for the account it needs.
-	NoKey,
+	/// No keystore key for the account it needs, and why.
+	NoKey(NoKey),
 	/// Sent recently; waiting for inclusion.
 	Pending,
 	/// Submitted to the pool.
@@ -236,7 +292,27 @@ pub fn run_intents<T: Config>(now: BlockNumberFor<T>) -> alloc::vec::Vec<(Intent
 			},
 		};
 		let Some(account) = account else {
-			done.push((intent, IntentOutcome::NoKey));
+			let why = match (&intent, &registered) {
+				_ if accounts.is_empty() => NoKey::NoSyncKey,
+				(Intent::Register { bindings, .. }, None) => {
+					let bound = accounts.iter().any(|a| {
+						!Nodes::<T>::contains_key(&a.id) && {
+							let id = a.id.encode();
+							bindings.iter().any(|(b, _)| *b == id)
+						}
+					});
+					if bound {
+						NoKey::CannotHoldDeposit
+					} else {
+						NoKey::NoBinding
+					}
+				},
+				_ => NoKey::NotInKeystore,
+			};
+			warn_every(&intent_log_key(&intent, "no-key"), now_u32, || {
+				alloc::format!("{} intent not sent: {}", intent.kind(), why.explain())
+			});
+			done.push((intent, IntentOutcome::NoKey(why)));
 			continue;
 		};
 		let Some(call) = call_for::<T>(&intent, &account.id, &peer_id) else {
@@ -251,11 +327,19 @@ pub fn run_intents<T: Config>(now: BlockNumberFor<T>) -> alloc::vec::Vec<(Intent
 		let outcome = match outcome {
 			Guarded::Recent => IntentOutcome::Pending,
 			Guarded::Sent => {
-				log::info!(target: "sync-registry", "submitted {intent:?}");
+				log::info!(target: "sync-registry", "submitted the {} intent {intent:?}", intent.kind());
 				IntentOutcome::Submitted
 			},
 			Guarded::Failed => {
-				log::warn!(target: "sync-registry", "could not submit {intent:?}");
+				let spendable = Pallet::<T>::spendable(&account.id);
+				warn_every(&intent_log_key(&intent, "failed"), now_u32, || {
+					alloc::format!(
+						"{} intent: the transaction pool refused the transaction of {:?} (spendable balance {:?}; an unfunded account cannot pay the fee; the pool's log has the reason)",
+						intent.kind(),
+						account.id,
+						spendable
+					)
+				});
 				IntentOutcome::Failed
 			},
 		};

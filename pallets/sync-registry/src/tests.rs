@@ -2131,6 +2131,29 @@ fn offchain_worker_submits_the_stored_proof_once() {
 	});
 }
 
+/// The defect: the worker's `NoKey` was never logged and pool refusals had no reason, so a
+/// missing key or an unfunded account failed silently. Each is logged with its reason, once
+/// per `WARN_EVERY` blocks per kind (not every block).
+#[test]
+fn offchain_worker_warnings_name_the_reason_and_are_rate_limited() {
+	let (mut ext, _pool, _public) = ocw_ext();
+	ext.execute_with(|| {
+		use crate::ocw::{warn_every, NoKey, WARN_EVERY};
+		let key = b"sync-registry::warned::test";
+		assert!(warn_every(key, 10, || "first".into()));
+		assert!(!warn_every(key, 11, || unreachable!("rate-limited")));
+		assert!(!warn_every(key, 10 + WARN_EVERY - 1, || unreachable!("rate-limited")));
+		assert!(warn_every(key, 10 + WARN_EVERY, || "again".into()));
+		assert!(warn_every(b"sync-registry::warned::other", 11, || "another kind".into()));
+		for why in
+			[NoKey::NoSyncKey, NoKey::NoBinding, NoKey::CannotHoldDeposit, NoKey::NotInKeystore]
+		{
+			assert!(!why.explain().is_empty());
+		}
+		assert!(NoKey::CannotHoldDeposit.explain().contains("fund"));
+	});
+}
+
 #[test]
 fn offchain_worker_submits_only_the_intents_the_chain_would_accept() {
 	use crate::ocw::IntentOutcome::*;
@@ -2160,12 +2183,12 @@ fn offchain_worker_submits_only_the_intents_the_chain_would_accept() {
 		// data-plane key signed for.
 		let stranger = Intent::Register { role: NodeRole::Replica, multiaddrs: vec![b"/ip4/127.0.0.1/tcp/4001".to_vec()], bindings: vec![(alice().encode(), bind(alice(), 77))] };
 		set(vec![stranger.clone()]);
-		assert_eq!(crate::ocw::run_intents::<Test>(System::block_number()), vec![(stranger, NoKey)]);
+		assert_eq!(crate::ocw::run_intents::<Test>(System::block_number()), vec![(stranger, NoKey(crate::ocw::NoKey::NoBinding))]);
 		let register = Intent::Register { role: NodeRole::Replica, multiaddrs: vec![b"/ip4/127.0.0.1/tcp/4001".to_vec()], bindings: vec![(node.encode(), binding)] };
 		// Nor is an account that cannot hold the deposit (it would pay a failing fee).
 		<Balances as frame_support::traits::fungible::Mutate<_>>::set_balance(&node, DEPOSIT / 2);
 		set(vec![register.clone()]);
-		assert_eq!(crate::ocw::run_intents::<Test>(System::block_number()), vec![(register.clone(), NoKey)]);
+		assert_eq!(crate::ocw::run_intents::<Test>(System::block_number()), vec![(register.clone(), NoKey(crate::ocw::NoKey::CannotHoldDeposit))]);
 		<Balances as frame_support::traits::fungible::Mutate<_>>::set_balance(&node, 100_000);
 		let claim = Intent::Claim { segment: 0, seq: 1 };
 		set(vec![register.clone(), claim.clone()]);

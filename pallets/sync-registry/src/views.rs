@@ -25,6 +25,17 @@ impl<T: crate::Config> Pallet<T> {
 		})
 	}
 
+	/// What `who` can spend on duty transactions and stay alive (free balance less what is
+	/// held or frozen and the existential deposit): the `spendable` of the runtime API's
+	/// `account_funds`, whose `duty_fee` the runtime adds (it alone knows its fee model).
+	pub fn spendable(who: &T::AccountId) -> BalanceOf<T> {
+		use frame_support::traits::{
+			fungible::Inspect,
+			tokens::{Fortitude, Preservation},
+		};
+		T::Currency::reducible_balance(who, Preservation::Preserve, Fortitude::Polite)
+	}
+
 	/// The account a peer id is registered to.
 	pub fn account_of_peer(peer_id: Vec<u8>) -> Option<T::AccountId> {
 		let key = PeerIdBytes::try_from(peer_id).ok()?;

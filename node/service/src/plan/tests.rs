@@ -59,7 +59,7 @@ fn held(roots: &[u64], status: HoldingStatus, proven: Option<u64>) -> SegmentVie
 }
 
 fn view(segments: Vec<SegmentView>) -> ChainView {
-	ChainView { registered: true, segments, challenges: vec![], addresses: vec![], account: None }
+	ChainView { registered: true, segments, ..Default::default() }
 }
 
 /// A store whose head is at `head` with `pinned` snapshots, that can prove the roots at the
