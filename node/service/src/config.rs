@@ -25,27 +25,25 @@ pub fn data_dir(sync_data_dir: Option<&Path>, chain_dir: &Path) -> PathBuf {
 	sync_data_dir.map_or_else(|| chain_dir.join("sync"), Path::to_path_buf)
 }
 
-/// Removes everything in the data directory `dir` but its data-plane key ([`KEY_FILE`], kept
-/// as Substrate keeps the network key: the node's peer id, registered on chain, stays the
-/// same). `false` if `dir` does not exist. For `purge-chain`.
+/// The store's directory inside the data directory `dir`.
+pub fn store_dir(dir: &Path) -> PathBuf {
+	dir.join(STORE_DIR)
+}
+
+/// Name of the store's directory in the data directory.
+pub const STORE_DIR: &str = "store";
+
+/// Removes the sync store (objects, indexes, op logs, uploads) of the data directory `dir`:
+/// its `store/` directory only, so a `--sync-data-dir` pointing at a directory with anything
+/// else in it (a base path, a home directory) loses nothing else, and the data-plane key
+/// ([`KEY_FILE`]) stays, as Substrate keeps the network key: the node's peer id, registered on
+/// chain, stays the same. `false` if there was no store. For `purge-chain`.
 pub fn purge_data_dir(dir: &Path) -> std::io::Result<bool> {
-	let entries = match std::fs::read_dir(dir) {
-		Ok(entries) => entries,
-		Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-		Err(e) => return Err(e),
-	};
-	for entry in entries {
-		let entry = entry?;
-		if entry.file_name() == KEY_FILE {
-			continue;
-		}
-		if entry.file_type()?.is_dir() {
-			std::fs::remove_dir_all(entry.path())?;
-		} else {
-			std::fs::remove_file(entry.path())?;
-		}
+	match std::fs::remove_dir_all(store_dir(dir)) {
+		Ok(()) => Ok(true),
+		Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+		Err(e) => Err(e),
 	}
-	Ok(true)
 }
 
 /// What this node's data plane does.
@@ -252,6 +250,9 @@ impl SyncParams {
 		if self.sync_commit_every == 0 {
 			return Err("--sync-commit-every must be at least 1".into());
 		}
+		if self.sync_gc_grace == 0 {
+			return Err("--sync-gc-grace must be at least 1 (blocks)".into());
+		}
 		let register = self.sync_register.then(|| self.sync_public_addr.clone());
 		let token = match (&self.sync_http_token_file, self.sync_http_addr) {
 			(Some(_), None) => {
@@ -309,21 +310,25 @@ fn load_or_create_key(path: &Path) -> Result<Keypair, String> {
 mod tests {
 	use super::*;
 
-	/// The defect: `purge-chain` left the sync data behind. Purging removes the store (database,
-	/// objects, uploads, anything else) and keeps only the data-plane key.
+	/// The defect: `purge-chain` left the sync data behind. Purging removes the store (its
+	/// `store/` directory) and nothing else: the data-plane key stays, and so does anything
+	/// else in a `--sync-data-dir` that is not only the node's (here, a keystore).
 	#[test]
 	fn purge_chain_removes_sync_data_but_the_key() {
 		let dir = tempfile::tempdir().unwrap();
 		let data = dir.path().join("sync");
 		assert!(!purge_data_dir(&data).unwrap());
-		std::fs::create_dir_all(data.join("objects/ab")).unwrap();
-		std::fs::write(data.join("objects/ab/abcd"), b"object").unwrap();
-		std::fs::write(data.join("db.redb"), b"db").unwrap();
+		let store = store_dir(&data);
+		std::fs::create_dir_all(store.join("objects/ab")).unwrap();
+		std::fs::write(store.join("objects/ab/abcd"), b"object").unwrap();
+		std::fs::write(store.join("db.redb"), b"db").unwrap();
 		std::fs::write(data.join(KEY_FILE), b"key").unwrap();
+		std::fs::create_dir_all(data.join("keystore")).unwrap();
 		assert!(purge_data_dir(&data).unwrap());
-		let left: Vec<_> =
+		let mut left: Vec<_> =
 			std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().file_name()).collect();
-		assert_eq!(left, vec![std::ffi::OsString::from(KEY_FILE)]);
+		left.sort();
+		assert_eq!(left, ["keystore", KEY_FILE]);
 		assert_eq!(std::fs::read(data.join(KEY_FILE)).unwrap(), b"key");
 	}
 	use clap::Parser;

@@ -195,7 +195,8 @@ async fn run<R: Registry, O: OffchainDb, A: SyncAccounts>(
 		log::warn!(target: "sync", "duty metrics not exported: {e}");
 		DutyMetrics::new(None).expect("valid metrics")
 	});
-	let store = Store::open(data_dir.join("store")).map_err(|e| format!("store: {e}"))?;
+	let store =
+		Store::open(crate::config::store_dir(&data_dir)).map_err(|e| format!("store: {e}"))?;
 	let net = SyncNetwork::start(net, store).await.map_err(|e| e.to_string())?;
 	handle.set_network(net.clone());
 	let addrs = net.listen_addrs().await;
@@ -435,20 +436,19 @@ impl<O: OffchainDb> Driver<O> {
 					self.metrics.forget_segment(id);
 				},
 				Action::DropData(id) => {
+					// In the background: the driver goes on with the block's duties (proofs
+					// have deadlines) while a large segment is deleted.
 					let store = self.net.store().clone();
-					match tokio::task::spawn_blocking(move || store.drop_segment(id)).await {
-						Ok(Ok(d)) => log::info!(
+					tokio::task::spawn_blocking(move || match store.drop_segment(id) {
+						Ok(d) => log::info!(
 							target: "sync",
 							"segment {id}: no longer held; its data deleted ({} objects, {} bytes; {} shared with other segments kept)",
 							d.objects, d.bytes, d.shared
 						),
-						Ok(Err(e)) => {
-							log::warn!(target: "sync", "segment {id}: deleting its data: {e}")
-						},
 						Err(e) => {
 							log::warn!(target: "sync", "segment {id}: deleting its data: {e}")
 						},
-					}
+					});
 				},
 				Action::Prove(ch) => self.prove(planner, ch).await,
 				Action::ForgetChallenge(id) => {

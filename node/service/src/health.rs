@@ -10,7 +10,7 @@
 //! | `not_registered` | degraded | no node is registered on chain with this data plane's peer id |
 //! | `no_sync_key` | unhealthy | no `sync` key in the keystore: the off-chain worker can sign no duty (claims, proofs, commits) |
 //! | `no_account_key` | unhealthy | the keystore has `sync` keys, but not the one of the account the node is registered to: its duties cannot be signed |
-//! | `low_balance` | degraded below [`LOW_BALANCE_DUTIES`] duties, unhealthy below one | the registered account cannot pay for many more duty transactions (proofs, claims, commits): fund it |
+//! | `low_balance` | degraded | the registered account can pay for fewer than [`LOW_BALANCE_DUTIES`] duty transactions (proofs, claims, commits): fund it (never unhealthy: a restart cannot fix it) |
 //! | `unreachable_addresses` | unhealthy | every address registered on chain is loopback or unspecified (allowed with `--dev` or on a local chain spec): no peer can dial this node |
 //! | `no_usable_peers` | degraded | a followed segment has other holders on chain, but no peer is usable (all cooling down or banned) |
 //! | `segment_lagging` | unhealthy | the chain marks this node's holding `Lagging` (it missed its proof window) |
@@ -252,9 +252,10 @@ pub fn assess(i: &Inputs) -> Health {
 				);
 			}
 			if let Some(f) = i.funds.filter(|f| f.duties() < LOW_BALANCE_DUTIES) {
-				let level = if f.duties() == 0 { Level::Unhealthy } else { Level::Degraded };
+				// Degraded, never unhealthy: a restart (what a failing liveness probe does)
+				// cannot fund an account, and a fee spike would fail a whole fleet at once.
 				add(
-					level,
+					Level::Degraded,
 					"low_balance",
 					None,
 					format!(
@@ -413,8 +414,9 @@ mod tests {
 	}
 
 	/// The defect: an unfunded account failed silently (its duties' transactions were refused
-	/// by the pool). Below 100 duties' worth the node is degraded; below one, unhealthy; the
-	/// detail says how much is needed.
+	/// by the pool). Below 100 duties' worth the node is degraded, even with nothing left (a
+	/// liveness probe must not restart a fleet over a fee spike); the detail says how much is
+	/// needed.
 	#[test]
 	fn low_balance_is_reported_before_duties_fail() {
 		use crate::view::Funds;
@@ -427,7 +429,7 @@ mod tests {
 		assert!(h.reasons[0].detail.contains("enough for 99 duties"), "{}", h.reasons[0].detail);
 		assert!(h.reasons[0].detail.contains("keep at least 100000"), "{}", h.reasons[0].detail);
 		let h = assess(&with(999));
-		assert_eq!((h.status, codes(&h)), (Level::Unhealthy, vec!["low_balance"]));
+		assert_eq!((h.status, codes(&h)), (Level::Degraded, vec!["low_balance"]));
 		// Free transactions (a zero fee) never make a balance low.
 		let free = Inputs { funds: Some(Funds { spendable: 0, duty_fee: 0 }), ..good() };
 		assert_eq!(assess(&free).status, Level::Healthy);

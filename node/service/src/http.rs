@@ -172,6 +172,18 @@ struct Shared {
 	config: HttpConfig,
 	/// `limits.max_uploads`.
 	uploads: tokio::sync::Semaphore,
+	/// Bytes of the uploads admitted and not yet done with: the disk check counts them as
+	/// used, so uploads admitted together cannot eat the reserve between them.
+	admitted: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// An upload's share of [`Shared::admitted`], given back when the upload is done with.
+struct Admitted(Arc<std::sync::atomic::AtomicU64>, u64);
+
+impl Drop for Admitted {
+	fn drop(&mut self) {
+		self.0.fetch_sub(self.1, std::sync::atomic::Ordering::SeqCst);
+	}
 }
 
 /// Binds the API's address now, so a bad or taken port fails the node's start with a clear
@@ -210,6 +222,7 @@ pub async fn serve_on(listener: TcpListener, handle: Arc<SyncHandle>, config: Ht
 	let shared = Arc::new(Shared {
 		handle,
 		uploads: tokio::sync::Semaphore::new(limits.max_uploads.max(1)),
+		admitted: Default::default(),
 		config,
 	});
 	let mut backoff = ACCEPT_BACKOFF_MIN;
@@ -325,7 +338,14 @@ async fn respond(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> R
 	let path = req.uri().path().to_string();
 	let result = match *req.method() {
 		Method::GET if path == "/health" || path == "/health/ready" => {
-			let health = shared.handle.health();
+			// Off the async threads: it reads the store.
+			let h = shared.handle.clone();
+			let Ok(health) = tokio::task::spawn_blocking(move || h.health()).await else {
+				return json(
+					StatusCode::INTERNAL_SERVER_ERROR,
+					&serde_json::json!({ "error": "health" }),
+				);
+			};
 			let ok = match path.as_str() {
 				"/health" => health.status != Level::Unhealthy,
 				_ => health.status == Level::Healthy,
@@ -333,7 +353,7 @@ async fn respond(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> R
 			let code = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
 			return json(code, &health.to_json());
 		},
-		Method::GET => get(&shared.handle, &path),
+		Method::GET => get(shared, &path).await,
 		Method::PUT => put(shared, peer, &path, req).await,
 		_ => Err(refuse(StatusCode::METHOD_NOT_ALLOWED, "only GET and PUT")),
 	};
@@ -402,37 +422,54 @@ fn percent_decode(s: &str) -> Option<Vec<u8>> {
 	Some(out)
 }
 
-/// Streams an object, each group checked before it is sent.
-fn get(handle: &SyncHandle, path: &str) -> Result<Response<Body>, Refusal> {
+/// Streams an object, each group checked before it is sent. Everything that touches the
+/// store runs off the async threads, and the whole response must be sent within
+/// `head_timeout + size / min_body_rate` (a client that reads slowly but steadily cannot hold
+/// its connection slot for ever).
+async fn get(shared: &Shared, path: &str) -> Result<Response<Body>, Refusal> {
 	let (segment, key) = parse_path(path)?;
-	let net = handle.network().ok_or_else(unavailable)?;
+	let net = shared.handle.network().ok_or_else(unavailable)?;
 	let store = net.store().clone();
-	let entry = store
-		.lookup(segment, &key)
-		.ok_or_else(|| refuse(StatusCode::NOT_FOUND, "no such object"))?;
-	let (cid, size) = (entry.cid, entry.size);
-	let incomplete =
-		|| refuse(StatusCode::INTERNAL_SERVER_ERROR, "object not complete in this store");
-	let outboard = store
-		.outboard(&cid)
-		.ok()
-		.and_then(|b| Outboard::from_bytes(size, &b).ok())
-		.ok_or_else(incomplete)?;
-	let source = store
-		.open_groups(&cid)
-		.map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-	// The status is sent before the data: a group that fails its check ends the response
-	// early (the connection is closed, the client sees a short body), it is never sent.
-	let groups = (0..groups_of(size)).map(move |g| {
-		let mut buf = Vec::with_capacity(GROUP_LEN as usize);
-		if read_group(&source, &outboard, &cid, size, g, &mut buf) {
-			Ok(Frame::data(Bytes::from(buf)))
-		} else {
-			log::warn!(target: "sync", "object API: object {} group {g} unavailable or corrupt; response cut short", hex(&cid));
-			Err(std::io::Error::other("object group unavailable or corrupt"))
+	let internal = |e: String| refuse(StatusCode::INTERNAL_SERVER_ERROR, e);
+	let (cid, size, outboard, source) = blocking(move || {
+		let entry = store
+			.lookup(segment, &key)
+			.ok_or_else(|| refuse(StatusCode::NOT_FOUND, "no such object"))?;
+		let (cid, size) = (entry.cid, entry.size);
+		let outboard = store
+			.outboard(&cid)
+			.ok()
+			.and_then(|b| Outboard::from_bytes(size, &b).ok())
+			.ok_or_else(|| internal("object not complete in this store".into()))?;
+		let source = store.open_groups(&cid).map_err(|e| internal(e.to_string()))?;
+		Ok((cid, size, outboard, source))
+	})
+	.await?;
+	let deadline = std::time::Instant::now() + body_deadline(&shared.config.limits, size);
+	// The status is sent before the data: a group that fails its check (or comes too late)
+	// ends the response early (the connection is closed, the client sees a short body); it is
+	// never sent. The reader runs on a blocking thread, a few groups ahead of the socket.
+	let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
+	tokio::task::spawn_blocking(move || {
+		for g in 0..groups_of(size) {
+			let mut buf = Vec::with_capacity(GROUP_LEN as usize);
+			let frame = if std::time::Instant::now() > deadline {
+				Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "response too slow"))
+			} else if read_group(&source, &outboard, &cid, size, g, &mut buf) {
+				Ok(Frame::data(Bytes::from(buf)))
+			} else {
+				log::warn!(target: "sync", "object API: object {} group {g} unavailable or corrupt; response cut short", hex(&cid));
+				Err(std::io::Error::other("object group unavailable or corrupt"))
+			};
+			let last = frame.is_err();
+			// The client is gone (its connection closed): stop reading.
+			if tx.blocking_send(frame).is_err() || last {
+				return;
+			}
 		}
 	});
-	let mut resp = Response::new(BodyExt::boxed(StreamBody::new(futures::stream::iter(groups))));
+	let frames = futures::stream::unfold(rx, |mut rx| async { rx.recv().await.map(|f| (f, rx)) });
+	let mut resp = Response::new(BodyExt::boxed(StreamBody::new(frames)));
 	let headers = resp.headers_mut();
 	headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
 	headers.insert(CONTENT_LENGTH, HeaderValue::from(size));
@@ -446,8 +483,11 @@ fn unavailable() -> Refusal {
 	refuse(StatusCode::SERVICE_UNAVAILABLE, "the sync service is not running")
 }
 
+/// Headers a proxy adds to what it forwards.
+const FORWARDED_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
+
 /// Whether `peer` may write with the headers it sent: the token if one is configured, else
-/// only from loopback.
+/// only from loopback, and not through a proxy.
 fn authorize(
 	token: Option<&BearerToken>,
 	peer: SocketAddr,
@@ -455,8 +495,11 @@ fn authorize(
 ) -> Result<(), Refusal> {
 	match token {
 		Some(token) => {
-			let presented =
-				headers.get(AUTHORIZATION).and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+			// `Bearer` is case-insensitive (RFC 7235); the token is what follows the space.
+			let presented = headers.get(AUTHORIZATION).and_then(|v| {
+				let (scheme, token) = v.to_str().ok()?.split_once(' ')?;
+				scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().as_bytes())
+			});
 			match presented {
 				Some(p) if token.matches(p) => Ok(()),
 				_ => Err(refuse(
@@ -465,7 +508,13 @@ fn authorize(
 				)),
 			}
 		},
-		None if peer.ip().is_loopback() => Ok(()),
+		// A request a proxy forwarded comes from loopback but is not local: behind a proxy,
+		// writes need the token.
+		None if FORWARDED_HEADERS.iter().any(|h| headers.contains_key(*h)) => Err(refuse(
+			StatusCode::FORBIDDEN,
+			"a forwarded PUT (through a proxy) needs the node to be started with --sync-http-token-file",
+		)),
+		None if peer.ip().to_canonical().is_loopback() => Ok(()),
 		None => Err(refuse(
 			StatusCode::FORBIDDEN,
 			"writes from other hosts need the node to be started with --sync-http-token-file",
@@ -512,16 +561,7 @@ async fn put(
 			StatusCode::PAYLOAD_TOO_LARGE,
 			format!("object of {length} bytes is larger than {}", config.max_object),
 		)),
-		Ok(_) => match store.disk_space() {
-			Ok((free, _)) if free < length.saturating_add(limits.disk_reserve) => Some(refuse(
-				StatusCode::INSUFFICIENT_STORAGE,
-				format!(
-					"{free} bytes free: not enough for {length} plus the {} kept free",
-					limits.disk_reserve
-				),
-			)),
-			_ => None,
-		},
+		Ok(_) => None,
 	};
 	if let Some(r) = refused {
 		drain(req, length, limits).await;
@@ -534,6 +574,26 @@ async fn put(
 		.ok_or_else(|| {
 			refuse(StatusCode::SERVICE_UNAVAILABLE, "too many uploads in progress; retry later")
 		})?;
+	// Room on disk for this upload besides the ones admitted before it and the reserve.
+	let _admitted = {
+		use std::sync::atomic::Ordering::SeqCst;
+		let free = store.disk_space().map(|(free, _)| free).unwrap_or(u64::MAX);
+		let before = shared.admitted.fetch_add(length, SeqCst);
+		let admitted = Admitted(shared.admitted.clone(), length);
+		let needed = length.saturating_add(before).saturating_add(limits.disk_reserve);
+		if free < needed {
+			drop(admitted);
+			drain(req, length, limits).await;
+			return Err(refuse(
+				StatusCode::INSUFFICIENT_STORAGE,
+				format!(
+					"{free} bytes free: not enough for {length} plus {before} being uploaded plus the {} kept free",
+					limits.disk_reserve
+				),
+			));
+		}
+		admitted
+	};
 	let failed = |e: String| refuse(StatusCode::INTERNAL_SERVER_ERROR, e);
 	let s = store.clone();
 	let upload =
@@ -543,9 +603,20 @@ async fn put(
 	let (cid, size) = (object.cid(), object.size());
 	let write = sync_store::SegmentWrite::PutStaged { key, object };
 	let epoch = epoch.unwrap_or_default(); // Ok: refused above otherwise
-	let head =
-		blocking(move || net.write(segment, epoch, vec![write]).map_err(|e| failed(e.to_string())))
-			.await?;
+	let handle = shared.handle.clone();
+	let head = blocking(move || {
+		// The upload may have taken minutes: sign only in the epoch the chain still gives
+		// this node (an op of an epoch that ended is refused by every follower: a lost write
+		// acknowledged with 200).
+		if handle.write_epoch_of(&net, segment).ok() != Some(epoch) {
+			return Err(refuse(
+				StatusCode::CONFLICT,
+				format!("the ownership of segment {segment} changed during the upload; nothing was written (retry with the new owner)"),
+			));
+		}
+		net.write(segment, epoch, vec![write]).map_err(|e| failed(e.to_string()))
+	})
+	.await?;
 	Ok(json(
 		StatusCode::OK,
 		&serde_json::json!({ "seq": head.seq, "root": hex(&head.facts.root), "cid": hex(&cid), "size": size }),
@@ -579,14 +650,28 @@ async fn receive(
 			let (u, b) = blocking(move || {
 				let written = upload.write(&buf);
 				buf.clear();
-				written.map(|()| (upload, buf)).map_err(|e| bad(e.to_string()))
+				written.map(|()| (upload, buf)).map_err(store_failed)
 			})
 			.await?;
 			(upload, buf) = (u, b);
 		}
 		if end {
-			return blocking(move || upload.finish().map_err(|e| bad(e.to_string()))).await;
+			return blocking(move || upload.finish().map_err(store_failed)).await;
 		}
+	}
+}
+
+/// A store error while receiving a body: `507` when the disk is full, `400` for a body of
+/// another length than declared, `500` otherwise.
+fn store_failed(e: sync_store::StoreError) -> Refusal {
+	match &e {
+		sync_store::StoreError::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
+			refuse(StatusCode::INSUFFICIENT_STORAGE, format!("storing the body: {e}"))
+		},
+		sync_store::StoreError::UploadLength { .. } => {
+			refuse(StatusCode::BAD_REQUEST, format!("body: {e}"))
+		},
+		_ => refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("storing the body: {e}")),
 	}
 }
 
@@ -708,6 +793,23 @@ mod tests {
 		let mut basic = hyper::HeaderMap::new();
 		basic.insert(AUTHORIZATION, "Basic 0123456789abcdef0123456789abcdef".parse().unwrap());
 		assert_eq!(code(authorize(Some(&token), remote, &good)), None);
+		// The scheme is case-insensitive.
+		let mut lower = hyper::HeaderMap::new();
+		lower.insert(AUTHORIZATION, "bearer 0123456789abcdef0123456789abcdef".parse().unwrap());
+		assert_eq!(code(authorize(Some(&token), remote, &lower)), None);
+		// An IPv4 loopback client on a dual-stack listener is loopback too.
+		let mapped: SocketAddr = "[::ffff:127.0.0.1]:5000".parse().unwrap();
+		assert_eq!(code(authorize(None, mapped, &none)), None);
+		// The review's finding: behind a proxy on the same host every client is "loopback".
+		// A forwarded request needs the token.
+		for h in FORWARDED_HEADERS {
+			let mut fwd = hyper::HeaderMap::new();
+			fwd.insert(h, "203.0.113.9".parse().unwrap());
+			assert_eq!(code(authorize(None, local, &fwd)), Some(403), "{h}");
+			let mut both = good.clone();
+			both.insert(h, "203.0.113.9".parse().unwrap());
+			assert_eq!(code(authorize(Some(&token), local, &both)), None, "{h} with the token");
+		}
 		for (who, headers) in [(remote, &bad), (remote, &none), (local, &none), (local, &basic)] {
 			assert_eq!(code(authorize(Some(&token), who, headers)), Some(401), "{who} {headers:?}");
 		}

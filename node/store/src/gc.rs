@@ -10,10 +10,11 @@
 //! Crash safety: object files are deleted before the transaction that drops the segment's rows
 //! commits. A crash in between leaves the dropped segment's rows naming missing objects — what
 //! the open check reports and a repair would fetch, for a segment that is being dropped anyway
-//! (the node's service drops it again) — never another segment's object gone, and never an
-//! orphan file nothing would delete.
+//! (the node's service drops it again) — never another segment's object gone. Partial files
+//! (downloads) are not deleted here, since a download may be creating one before it lists it;
+//! with their outboard gone they are discarded at the next open.
 use crate::{
-	objects::{is_small, object_path, partial_path},
+	objects::{is_small, object_path},
 	segments::durable,
 	EntryRow, Result, Store, BLOBS, HEADS, INDEX, OPS, OUTBOARDS, ROOTS, STAGED, TRANSFERS, UNDO,
 };
@@ -124,18 +125,17 @@ impl Store {
 					}
 					continue;
 				}
+				// A partial file is left alone (a download may be creating it right now, before
+				// it is listed in `partials`): without its outboard it is discarded at the next
+				// open.
 				outboards.remove(cid)?;
-				let mut found = false;
-				for path in [object_path(self.dir(), cid), partial_path(self.dir(), cid)] {
-					match fs::remove_file(&path) {
-						Ok(()) => found = true,
-						Err(e) if e.kind() == ErrorKind::NotFound => {},
-						Err(e) => return Err(e.into()),
-					}
-				}
-				if found {
-					dropped.objects += 1;
-					dropped.bytes += size;
+				match fs::remove_file(object_path(self.dir(), cid)) {
+					Ok(()) => {
+						dropped.objects += 1;
+						dropped.bytes += size;
+					},
+					Err(e) if e.kind() == ErrorKind::NotFound => {},
+					Err(e) => return Err(e.into()),
 				}
 			}
 		}

@@ -401,8 +401,10 @@ impl Store {
 	pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
 		let dir = dir.as_ref().to_path_buf();
 		objects::create_dirs(&dir)?;
-		upload::reset_uploads(&dir)?;
 		let db = Database::create(dir.join("db.redb"))?;
+		// Only once the database is ours (redb locks its file): a second open of a directory in
+		// use fails above instead of deleting the running store's uploads.
+		upload::reset_uploads(&dir)?;
 		{
 			let tx = db.begin_write()?;
 			tx.open_table(BLOBS)?;

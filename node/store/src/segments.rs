@@ -521,7 +521,7 @@ impl Store {
 	/// so Replicas can snapshot-sync to a committed root while the Primary keeps writing. The
 	/// last [`PINNED_SNAPSHOTS`](crate::PINNED_SNAPSHOTS) pins are kept, in memory: a Primary
 	/// pins what it commits on chain and re-pins after a restart. Objects are never deleted
-	/// while pinned (objects are not garbage-collected at all yet).
+	/// while pinned (see [`Store::drop_segment`], the only deleter).
 	pub fn pin_snapshot(&self, segment: SegmentId) -> Result<Option<Head>> {
 		let Some(head) = self.head(segment) else { return Ok(None) };
 		let listing = self.listing(segment, &head.facts.root)?;
@@ -729,6 +729,9 @@ impl Store {
 		if trie.facts() != t.target.facts {
 			return Err(StoreError::IndexMismatch { segment, expected: Cid(t.target.facts.root) });
 		}
+		// The segment lock before the write transaction, as every other writer takes them
+		// (`apply_inner`, `replay`, `drop_segment`): the other order deadlocks with them.
+		let mut segs = self.inner.segments.lock();
 		let tx = durable(&self.inner.db)?;
 		{
 			let mut index = tx.open_table(INDEX)?;
@@ -749,7 +752,6 @@ impl Store {
 			tx.open_table(crate::ROOTS)?.retain_in(all, |_, _| false)?;
 		}
 		self.inner.pinned.lock().remove(&segment);
-		let mut segs = self.inner.segments.lock();
 		let state = segs.entry(segment).or_default();
 		commit_head(tx, &mut state.head, segment, t.target)?;
 		state.trie = trie;

@@ -1039,3 +1039,51 @@ fn dropped_segment_data_is_deleted_but_shared_objects_kept() {
 	assert_eq!(s.head(2), head2);
 	assert!(s.open_report().missing.is_empty(), "{:?}", s.open_report());
 }
+
+/// The defect: `finish_transfer` took the write transaction before the segment lock, every
+/// other writer (a Primary's write, a replay, dropping a segment) the lock first, so a
+/// transfer finishing while another segment was written could deadlock the store for good.
+/// Here transfers finish over and over while another segment takes writes and a third is
+/// dropped; all of it must end.
+#[test]
+fn finishing_a_transfer_while_other_segments_are_written_does_not_deadlock() {
+	use std::sync::{atomic::AtomicBool, atomic::Ordering::SeqCst, Arc};
+	let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+	let src = Store::open(a.path()).unwrap();
+	let mut w = Vec::new();
+	for i in 0..300 {
+		w.push(put(&format!("k{i}"), blob(i, 200)));
+	}
+	let head = src.apply(7, w).unwrap();
+	let dst = Store::open(b.path()).unwrap();
+	let done = Arc::new(AtomicBool::new(false));
+	let (tx, rx) = std::sync::mpsc::channel();
+	// Detached threads: if they deadlock, the test fails (and leaves them) instead of hanging.
+	let writer = {
+		let (dst, done) = (dst.clone(), done.clone());
+		std::thread::spawn(move || {
+			let mut i = 0u64;
+			while !done.load(SeqCst) {
+				dst.apply(1, vec![put(&format!("w{i}"), blob(i, 100))]).unwrap();
+				dst.apply(2, vec![put("x", blob(i, 50))]).unwrap();
+				dst.drop_segment(2).unwrap();
+				i += 1;
+			}
+		})
+	};
+	{
+		let (src, dst) = (src.clone(), dst.clone());
+		std::thread::spawn(move || {
+			for _ in 0..20 {
+				copy_all(&src, &dst, head);
+				dst.finish_transfer(7).unwrap();
+			}
+			let _ = tx.send(());
+		});
+	}
+	let finished = rx.recv_timeout(Duration::from_secs(60));
+	done.store(true, SeqCst);
+	assert!(finished.is_ok(), "the store deadlocked");
+	writer.join().unwrap();
+	assert_eq!(dst.head(7), Some(head));
+}

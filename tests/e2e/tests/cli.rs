@@ -21,8 +21,8 @@ fn purge_chain_also_removes_the_sync_data() {
 	let chain = base.path().join("chains/sync_dev");
 	std::fs::create_dir_all(chain.join("paritydb/full")).unwrap();
 	std::fs::write(chain.join("paritydb/full/metadata"), b"x").unwrap();
-	std::fs::create_dir_all(chain.join("sync/objects/00")).unwrap();
-	std::fs::write(chain.join("sync/db.redb"), b"store").unwrap();
+	std::fs::create_dir_all(chain.join("sync/store/objects/00")).unwrap();
+	std::fs::write(chain.join("sync/store/db.redb"), b"store").unwrap();
 	std::fs::write(chain.join("sync/network-key"), [7u8; 32]).unwrap();
 	let out = bin()
 		.args(["purge-chain", "--dev", "-y", "--base-path"])
@@ -43,7 +43,7 @@ fn purge_chain_also_removes_the_sync_data() {
 fn purge_chain_aborted_keeps_everything() {
 	use std::io::Write;
 	let base = tempfile::tempdir().unwrap();
-	let sync = base.path().join("chains/sync_dev/sync");
+	let sync = base.path().join("chains/sync_dev/sync/store");
 	std::fs::create_dir_all(&sync).unwrap();
 	std::fs::write(sync.join("db.redb"), b"store").unwrap();
 	let mut child = bin()
