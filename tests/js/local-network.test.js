@@ -1,7 +1,8 @@
 // Three `sync-node` processes with the `local` chain spec (Alice, Bob and Charlie as
 // authorities) on loopback: they connect and finalize; Alice's data plane is a Primary that
 // commits its roots, and Bob's a Replica that follows, through the chain, the segment it
-// joins, proves it through its off-chain worker and becomes Active.
+// joins, proves it through its off-chain worker and becomes Active. The calls go through the
+// typed client (clients/js): registration with a base58 peer id, segments, objects, waits.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -9,8 +10,17 @@ import { Keyring } from '@polkadot/keyring';
 import { u8aToHex } from '@polkadot/util';
 import { base58Decode, cryptoWaitReady } from '@polkadot/util-crypto';
 import { readFileSync } from 'node:fs';
-import { eventually, freePort, sleep, startLocalNetwork, submit, waitForFinalized } from './lib/node.js';
+import {
+  SyncClientError, createSegment, get, health, joinSegment, put, registerNode, status, waitForHolding,
+} from '../../clients/js/index.js';
+import { eventually, freePort, sleep, startLocalNetwork, waitForFinalized } from './lib/node.js';
 import { nodeBinding } from './lib/peer.js';
+
+/** `promise`, its failure with the node's log tail. */
+const withLogs = (promise, logs) => promise.catch((e) => {
+  e.message += `:\n${logs.join('').slice(-4000)}`;
+  throw e;
+});
 
 
 describe('three-node local network', () => {
@@ -53,54 +63,41 @@ describe('three-node local network', () => {
     const [alice, bob] = ['//Alice', '//Bob'].map((u) => keyring.addFromUri(u));
     const [a, b] = nodes;
     const { api } = a;
-    const ok = async (tx, who) => {
-      const r = await submit(api, tx, who);
-      assert.equal(r.dispatchError, null, JSON.stringify(r.dispatchError));
-      return r.events;
-    };
     // A running node's peer id is registered with the binding its own data-plane key signs
-    // for the account (`sync-node key sign-peer-binding`, reading the node's key file).
+    // for the account (`sync-node key sign-peer-binding`, reading the node's key file); the
+    // client takes the peer id in its text form (base58, as `sync_status` gives it).
     const register = async (n, who, role) => {
-      const { peerId } = await n.rpc('sync_status');
+      const { peerId } = await status(n.api);
       const binding = nodeBinding(n, who.address);
       assert.equal(binding.peerId, peerId, 'the CLI signs with the key the node runs with');
       assert.equal(binding.peerIdHex, u8aToHex(base58Decode(peerId)));
-      await ok(api.tx.syncRegistry.registerNode(role, binding.peerIdHex, [`/ip4/127.0.0.1/tcp/${n.syncPort}`], binding.signature), who);
+      const r = await registerNode(api, who, { role, peerId, addresses: [`/ip4/127.0.0.1/tcp/${n.syncPort}`], signature: binding.signature });
+      assert.equal(r.peerId, binding.peerIdHex, 'the client converts the base58 peer id');
+      assert.equal(r.event.data.peerId.toHex(), binding.peerIdHex, 'NodeRegistered names it');
     };
     await register(a, alice, 'Primary');
     await register(b, bob, 'Replica');
-    const created = await ok(api.tx.syncRegistry.createSegment(), alice);
-    const id = created.find(({ event }) => event.method === 'SegmentCreated').event.data.segment.toNumber();
+    const { segment: id } = await createSegment(api, alice);
 
     // Writes go to the owner once its service has seen the segment on a finalized block.
     const data = u8aToHex(randomBytes(40_000));
-    let put;
-    for (const deadline = Date.now() + 90_000; !put;) {
-      try {
-        put = await a.rpc('sync_put', [id, 'photo.jpg', data]);
-      } catch (e) {
-        if (!/does not own/.test(e.message) || Date.now() > deadline) throw e;
-        await sleep(1000);
-      }
-    }
-    await ok(api.tx.syncRegistry.joinSegment(id), bob);
+    const written = await put(a.api, id, 'photo.jpg', data, { retryMs: 90_000 });
+    await joinSegment(api, bob, id);
     // Bob's service follows the segment (snapshot of the Primary's pin) and serves the object.
     let got = null;
     for (const deadline = Date.now() + 120_000; !got; await sleep(1000)) {
-      got = await b.rpc('sync_get', [id, 'photo.jpg']);
+      got = await get(b.api, id, 'photo.jpg');
       if (Date.now() > deadline) assert.fail(`Replica has nothing:\n${b.logs.join('').slice(-3000)}`);
     }
     assert.equal(got.data, data);
-    const seg = (await b.rpc('sync_status')).segments.find((s) => s.segment === id);
-    assert.deepEqual([seg.owner, seg.stage, seg.seq, seg.root], [false, 'following', put.seq, put.root]);
-    await assert.rejects(b.rpc('sync_put', [id, 'x', '0x00']), /does not own/);
+    const seg = (await status(b.api)).segments.find((s) => s.segment === id);
+    assert.deepEqual([seg.owner, seg.stage, seg.seq, seg.root], [false, 'following', written.seq, written.root]);
+    await assert.rejects(put(b.api, id, 'x', '0x00'), (e) => e instanceof SyncClientError && e.code === 'Rpc'
+      && e.errorName === 'NotOwner' && /does not own/.test(e.message));
 
     // Alice's service commits its root; Bob's claims it, and his off-chain worker answers the
     // challenge with a proof built from his store: the chain marks him Active.
-    const holding = await eventually(async () => {
-      const h = (await api.query.syncRegistry.holdings(id, bob.address)).unwrap();
-      return h.status.isActive && h;
-    }, { what: 'Bob Active on chain', timeoutMs: 180_000, logs: b.logs });
+    const holding = await withLogs(waitForHolding(api, id, bob.address, 'Active', 180_000), b.logs);
     // How long a proof takes to build and land (#13): blocks from the seed block to the
     // proof's inclusion, on this three-authority network (the service proves once the seed
     // block is final; the off-chain worker submits it).
@@ -127,14 +124,14 @@ describe('three-node local network', () => {
     const node = await api.query.syncRegistry.nodes(bob.address);
     assert.equal(node.unwrap().status.toString(), 'Active');
     // The node's status RPC reports what the chain says of its holding.
-    await eventually(async () => (await b.rpc('sync_status')).segments.find((s) => s.segment === id)?.chainStatus === 'Active',
+    await eventually(async () => (await status(b.api)).segments.find((s) => s.segment === id)?.chainStatus === 'Active',
       { what: 'sync_status chainStatus Active' });
     // And its sync health says so: no reason left once it is Active and caught up.
-    const health = await eventually(async () => {
-      const h = await b.rpc('sync_health');
+    const healthy = await eventually(async () => {
+      const h = await health(b.api);
       return h.status === 'healthy' && h;
     }, { what: 'Bob healthy', timeoutMs: 60_000, logs: b.logs });
-    assert.equal(health.segments.find((s) => s.segment === id).chainStatus, 'Active');
+    assert.equal(healthy.segments.find((s) => s.segment === id).chainStatus, 'Active');
   });
 
   test('every metric the dashboard and the alert rules use is exported', async () => {

@@ -12,13 +12,18 @@
 // - Alice is released after the retention period (shortened by Root through
 //   `system.setStorage`: it is a storage parameter of the runtime);
 // - a second migration is requested and cancelled.
+// The calls and waits go through the typed client (clients/js).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Keyring } from '@polkadot/keyring';
 import { u8aToHex } from '@polkadot/util';
 import { base58Decode, cryptoWaitReady, xxhashAsHex } from '@polkadot/util-crypto';
-import { eventually, startLocalNetwork, submit } from './lib/node.js';
+import {
+  SyncClientError, acceptMigration, cancelMigration, createSegment, findEvent, get, put, requestMigration,
+  send, status, waitForNode,
+} from '../../clients/js/index.js';
+import { eventually, startLocalNetwork } from './lib/node.js';
 
 /** Blocks the old provider stays a Primary after the migration, in this suite. */
 const RETENTION = 3;
@@ -33,28 +38,18 @@ describe('provider migration from polkadot.js', () => {
   let released;
   const objects = new Map();
 
-  const ok = async (tx, who) => {
-    const r = await submit(api, tx, who);
-    assert.equal(r.dispatchError, null, JSON.stringify(r.dispatchError));
-    return r.events;
-  };
-  const event = (events, method) => events.find(({ event: e }) => e.section === 'syncRegistry' && e.method === method)?.event;
-  /** Resolves with the first `syncRegistry.<method>` event whose data satisfies `pred`. */
-  const nextEvent = (method, pred, timeoutMs = 240_000) => new Promise((resolve, reject) => {
-    let unsub;
-    const timer = setTimeout(() => { unsub?.(); reject(new Error(`timeout waiting for ${method}`)); }, timeoutMs);
-    api.query.system.events((records) => {
-      const hit = records.find(({ event: e }) => e.section === 'syncRegistry' && e.method === method && pred(e.data));
-      if (hit) {
-        clearTimeout(timer);
-        unsub?.();
-        resolve(hit.event);
-      }
-    }).then((u) => { unsub = u; }, reject);
+  /** Sends `tx` signed by `who` (a failure is the client's `Dispatch` error); its events. */
+  const ok = async (tx, who) => (await send(api, tx, who)).events;
+  const event = (events, method) => findEvent(events, method);
+  /** `promise`, its failure with the node's log tail. */
+  const withLogs = (promise, logs) => promise.catch((e) => {
+    e.message += `:\n${logs.join('').slice(-4000)}`;
+    throw e;
   });
 
   before(async () => {
-    const common = ['--sync-register', '--sync-commit-every', '2'];
+    // A short GC grace, so Alice's copy is deleted soon after her release.
+    const common = ['--sync-register', '--sync-commit-every', '2', '--sync-gc-grace', '3'];
     nodes.push(...await startLocalNetwork([
       ['--sync-role', 'primary', ...common],
       ['--sync-role', 'replica', ...common],
@@ -72,11 +67,8 @@ describe('provider migration from polkadot.js', () => {
 
   test('every node registers itself with its data-plane peer id', async () => {
     for (const [i, who, role] of [[0, alice, 'Primary'], [1, bob, 'Replica'], [2, charlie, 'Primary']]) {
-      const { peerId } = await nodes[i].rpc('sync_status');
-      const info = await eventually(async () => {
-        const n = await api.query.syncRegistry.nodes(who.address);
-        return n.isSome && n.unwrap();
-      }, { what: `${role} ${i} registered`, logs: nodes[i].logs });
+      const { peerId } = await status(nodes[i].api);
+      const info = await withLogs(waitForNode(api, who.address, 120_000), nodes[i].logs);
       assert.equal(info.role.toString(), role);
       const owner = await api.query.syncRegistry.peerIds(info.peerId);
       assert.equal(owner.unwrap().toString(), who.address, 'peer id bound to the account');
@@ -87,21 +79,16 @@ describe('provider migration from polkadot.js', () => {
   });
 
   test('Alice writes a segment and her service commits its root', async () => {
-    const created = await ok(api.tx.syncRegistry.createSegment(), alice);
-    segment = event(created, 'SegmentCreated').data.segment.toNumber();
+    const created = await createSegment(api, alice);
+    segment = created.segment;
+    assert.equal(event(created.events, 'SegmentCreated').data.owner.toString(), alice.address);
     for (const [key, len] of [['a.bin', 3000], ['b.bin', 70_000], ['c.bin', 1]]) {
       const data = u8aToHex(randomBytes(len));
       objects.set(key, data);
-      await eventually(async () => {
-        try {
-          return await nodes[0].rpc('sync_put', [segment, key, data]);
-        } catch (e) {
-          if (/does not own/.test(e.message)) return null;
-          throw e;
-        }
-      }, { what: 'Alice owns the segment' });
+      // Alice's node takes writes once it has seen the segment on a finalized block.
+      await put(nodes[0].api, segment, key, data, { retryMs: 120_000 });
     }
-    const { seq, root } = (await nodes[0].rpc('sync_status')).segments.find((s) => s.segment === segment);
+    const { seq, root } = (await status(nodes[0].api)).segments.find((s) => s.segment === segment);
     const committed = await eventually(async () => {
       const roots = await api.query.syncRegistry.roots(segment);
       return roots.find((r) => r.seq.toNumber() === seq);
@@ -114,21 +101,21 @@ describe('provider migration from polkadot.js', () => {
   test('the segment moves from Alice to Charlie: he syncs, proves, and owns it', async () => {
     const key = xxhashAsHex(':MigrationRetention:', 128);
     await ok(api.tx.sudo.sudo(api.tx.system.setStorage([[key, u8aToHex(api.createType('u32', RETENTION).toU8a())]])), alice);
-    const completed = nextEvent('MigrationCompleted', (d) => d.segment.toNumber() === segment);
-    // The release comes RETENTION blocks after completion: listen from now on.
-    released = nextEvent('ProviderReleased', (d) => d.segment.toNumber() === segment, 360_000);
-    released.catch(() => {});
     const charlieBefore = (await api.query.syncRegistry.nodeSegments(charlie.address)).toHex();
-    const requested = await ok(api.tx.syncRegistry.requestMigration(segment, charlie.address), alice);
+    // The client follows the migration from its request: `requested`, then `completed`
+    // (MigrationCompleted) and `released` (ProviderReleased, RETENTION blocks after completion).
+    const migration = requestMigration(api, alice, segment, charlie.address, { release: true, timeoutMs: 360_000 });
+    released = migration.released;
+    const requested = (await migration.requested).events;
     const req = event(requested, 'MigrationRequested');
     assert.equal(req.data.to.toString(), charlie.address);
     assert.equal(req.data.from.toString(), alice.address);
     // Requested is not accepted: the target is untouched until it says yes.
     assert.equal((await api.query.syncRegistry.nodeSegments(charlie.address)).toHex(), charlieBefore, 'Charlie untouched');
     assert.ok((await api.query.syncRegistry.holdings(segment, charlie.address)).isNone, 'Charlie holds nothing yet');
-    const accepted = await ok(api.tx.syncRegistry.acceptMigration(segment), charlie);
+    const accepted = (await acceptMigration(api, charlie, segment)).events;
     assert.ok(event(accepted, 'MigrationAccepted'), 'MigrationAccepted');
-    const done = await completed;
+    const done = await withLogs(migration.completed, nodes[2].logs);
     assert.equal(done.data.to.toString(), charlie.address);
 
     const seg = (await api.query.syncRegistry.segments(segment)).unwrap();
@@ -149,48 +136,54 @@ describe('provider migration from polkadot.js', () => {
     assert.equal(epochs[1].firstSeq.toNumber(), done.data.seq.toNumber() + 1);
 
     // Charlie's node now owns it: it serves Alice's objects and accepts writes; Alice refuses.
-    await eventually(async () => (await nodes[2].rpc('sync_status')).segments.find((s) => s.segment === segment)?.owner,
+    await eventually(async () => (await status(nodes[2].api)).segments.find((s) => s.segment === segment)?.owner,
       { what: 'Charlie owner', logs: nodes[2].logs });
     for (const [k, data] of objects) {
-      assert.equal((await nodes[2].rpc('sync_get', [segment, k])).data, data);
+      assert.equal((await get(nodes[2].api, segment, k)).data, data);
     }
-    const put = await nodes[2].rpc('sync_put', [segment, 'after.bin', '0xc0ffee']);
-    assert.ok(put.seq > 3);
+    const later = await put(nodes[2].api, segment, 'after.bin', '0xc0ffee');
+    assert.ok(later.seq > 3);
     await eventually(async () => {
       try {
-        await nodes[0].rpc('sync_put', [segment, 'late.bin', '0x00']);
+        await put(nodes[0].api, segment, 'late.bin', '0x00');
         return false;
       } catch (e) {
-        return /does not own/.test(e.message);
+        return e instanceof SyncClientError && e.errorName === 'NotOwner' && /does not own/.test(e.message);
       }
     }, { what: 'Alice refuses writes' });
     // Alice, still a Primary for the retention period, follows Charlie's writes.
-    await eventually(async () => (await nodes[0].rpc('sync_get', [segment, 'after.bin']))?.data === '0xc0ffee',
+    await eventually(async () => (await get(nodes[0].api, segment, 'after.bin'))?.data === '0xc0ffee',
       { what: 'Alice follows the new owner', logs: nodes[0].logs });
   });
 
   test('Alice is released after the retention period', async () => {
-    const release = await released;
+    const release = await withLogs(released, nodes[0].logs);
     assert.equal(release.data.who.toString(), alice.address);
     const seg = (await api.query.syncRegistry.segments(segment)).unwrap();
     assert.ok(!seg.primaries.some((p) => p.eq(alice.address)));
     assert.ok((await api.query.syncRegistry.migrations(segment)).isNone);
     const mine = await api.query.syncRegistry.nodeSegments(alice.address);
     assert.ok(!mine.some((s) => s.toNumber() === segment));
+    // Released data is deleted after the GC grace (--sync-gc-grace 3 blocks here); the new
+    // owner still has it.
+    await eventually(async () => (await get(nodes[0].api, segment, 'after.bin')) === null,
+      { what: "Alice's released copy deleted", logs: nodes[0].logs, timeoutMs: 120_000 });
+    assert.match(nodes[0].logs.join(''), new RegExp(`segment ${segment}: no longer held; its data deleted`));
+    assert.equal((await get(nodes[2].api, segment, 'after.bin'))?.data, '0xc0ffee');
   });
 
   test('a second migration can be cancelled', async () => {
-    const requested = await ok(api.tx.syncRegistry.requestMigration(segment, alice.address), charlie);
-    assert.ok(event(requested, 'MigrationRequested'));
+    const second = requestMigration(api, charlie, segment, alice.address);
+    assert.ok(event((await second.requested).events, 'MigrationRequested'));
     assert.ok((await api.query.syncRegistry.holdings(segment, alice.address)).isNone, 'not a holder before accepting');
-    assert.ok(event(await ok(api.tx.syncRegistry.acceptMigration(segment), alice), 'MigrationAccepted'));
+    assert.ok(event((await acceptMigration(api, alice, segment)).events, 'MigrationAccepted'));
     assert.ok((await api.query.syncRegistry.holdings(segment, alice.address)).isSome, 'the target became a holder');
-    await assert.rejects(
-      submit(api, api.tx.syncRegistry.cancelMigration(segment), bob).then((r) => { if (r.dispatchError) throw new Error(r.dispatchError.name); }),
-      /NotOwner|BadOrigin/,
-    );
-    const cancelled = await ok(api.tx.syncRegistry.cancelMigration(segment), charlie);
+    await assert.rejects(cancelMigration(api, bob, segment),
+      (e) => e instanceof SyncClientError && e.code === 'Dispatch' && /^(NotOwner|BadOrigin)$/.test(e.errorName));
+    const cancelled = (await cancelMigration(api, charlie, segment)).events;
     assert.ok(event(cancelled, 'MigrationCancelled'));
+    // The client's migration ends with the cancellation.
+    await assert.rejects(second, (e) => e instanceof SyncClientError && e.code === 'Cancelled' && e.errorName === 'MigrationCancelled');
     assert.ok((await api.query.syncRegistry.migrations(segment)).isNone);
     assert.ok((await api.query.syncRegistry.holdings(segment, alice.address)).isNone, 'the added target is removed');
     const seg = (await api.query.syncRegistry.segments(segment)).unwrap();
