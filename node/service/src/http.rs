@@ -933,16 +933,9 @@ mod tests {
 	}
 
 	async fn fetch(addr: SocketAddr, path: &str) -> (String, serde_json::Value) {
-		let mut c = TcpStream::connect(addr).await.unwrap();
-		c.write_all(format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes()).await.unwrap();
-		let mut buf = Vec::new();
-		tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut buf))
-			.await
-			.unwrap()
-			.unwrap();
-		let text = String::from_utf8(buf).unwrap();
-		let (head, body) = text.split_once("\r\n\r\n").unwrap();
-		(head.lines().next().unwrap().to_string(), serde_json::from_str(body).unwrap())
+		let (status, body) =
+			exchange(addr, format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes()).await;
+		(status, serde_json::from_str(&body).unwrap())
 	}
 
 	/// `GET /health` and `/health/ready` answer the node's verdict with its reasons; a node
