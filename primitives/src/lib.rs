@@ -120,7 +120,8 @@ pub struct AccountFunds<Balance> {
 sp_api::decl_runtime_apis! {
 	/// Read access to the sync registry for the node's sync service and for RPC clients.
 	///
-	/// Version 2 added [`account_funds`](SyncRegistryApi::account_funds).
+	/// Version 2 added [`account_funds`](SyncRegistryApi::account_funds), version 3
+	/// [`migration_info`](SyncRegistryApi::migration_info).
 	#[api_version(2)]
 	pub trait SyncRegistryApi<AccountId, Balance, BlockNumber>
 	where
@@ -141,6 +142,10 @@ sp_api::decl_runtime_apis! {
 		/// What the account can spend on duties, and what one costs.
 		#[api_version(2)]
 		fn account_funds(account: AccountId) -> AccountFunds<Balance>;
+		/// The accepted migration of a segment and its phase, if any (the fenced handover:
+		/// a proven migration waits for the old owner's seal).
+		#[api_version(3)]
+		fn migration_info(segment: SegmentId) -> Option<MigrationSummary<AccountId, BlockNumber>>;
 	}
 }
 
@@ -354,6 +359,17 @@ pub mod offchain {
 			/// Its root.
 			root: crate::commitment::Hash32,
 		},
+		/// Seal the owned segment's epoch at its last op `seq` for a proven migration
+		/// (`seal_segment`): the node has stopped taking writes to it.
+		#[codec(index = 4)]
+		Seal {
+			/// Segment.
+			segment: crate::SegmentId,
+			/// Seq of the last op (the head, pinned).
+			seq: u64,
+			/// Root facts at `seq`.
+			facts: crate::commitment::RootFacts,
+		},
 	}
 
 	impl Intent {
@@ -364,6 +380,7 @@ pub mod offchain {
 				Intent::Commit { .. } => "commit",
 				Intent::Claim { .. } => "claim",
 				Intent::Attest { .. } => "attest",
+				Intent::Seal { .. } => "seal",
 			}
 		}
 	}
@@ -446,6 +463,23 @@ pub struct SegmentSummary<AccountId> {
 	/// an op checkpoint is verified against the key of the owner of its epoch, not of the
 	/// current owner. The last entry is the current owner with its current peer id.
 	pub epochs: alloc::vec::Vec<EpochSummary>,
+}
+
+/// An accepted migration as the runtime API returns it.
+#[derive(Encode, Decode, TypeInfo, Clone, PartialEq, Eq, Debug)]
+pub struct MigrationSummary<AccountId, BlockNumber> {
+	/// The owner handing the segment over.
+	pub from: AccountId,
+	/// The target.
+	pub to: AccountId,
+	/// The seq of the root the target proved: from then on the old owner refuses writes and
+	/// seals its epoch. `None` while the target syncs.
+	pub proven: Option<u64>,
+	/// Ownership moved (the old owner is retained until `until`).
+	pub completed: bool,
+	/// Unproven: the timeout. Proven: when the chain seals at the latest commit itself.
+	/// Completed: the old owner's release.
+	pub until: BlockNumber,
 }
 
 /// One ownership epoch of a segment as the runtime API returns it: from `first_seq` on, the

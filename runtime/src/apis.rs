@@ -227,6 +227,7 @@ impl_runtime_apis! {
 		}
 	}
 
+	#[api_version(3)]
 	impl sync_primitives::SyncRegistryApi<Block, AccountId, Balance, BlockNumber> for Runtime {
 		fn node_info(account: AccountId) -> Option<NodeSummary<AccountId, Balance, BlockNumber>> {
 			SyncRegistry::node_summary(account)
@@ -260,6 +261,10 @@ impl_runtime_apis! {
 				spendable: SyncRegistry::spendable(&account),
 				duty_fee: TransactionPayment::compute_fee(len, &info, 0),
 			}
+		}
+
+		fn migration_info(segment: sync_primitives::SegmentId) -> Option<sync_primitives::MigrationSummary<AccountId, BlockNumber>> {
+			SyncRegistry::migration_summary(segment)
 		}
 	}
 

@@ -164,6 +164,12 @@ pub mod sync_timing {
 	pub const OFFER_TIMEOUT: BlockNumber = 24 * 60 * MINUTES;
 	/// The old provider stays a Primary for 10 minutes after a migration.
 	pub const MIGRATION_RETENTION: BlockNumber = 10 * MINUTES;
+	/// The old owner has a minute (10 blocks) to seal its epoch once the target's proof is
+	/// finalized. Its node seals at the first finalized block that shows the proof (the proof
+	/// is finalized ≈ 2 blocks after inclusion, the seal lands in the block after it is
+	/// submitted), so the rest is slack for a full block; past it the chain seals at the
+	/// latest commit, which loses the writes acknowledged after it.
+	pub const SEAL_TIMEOUT: BlockNumber = 10;
 	/// A holder that left keeps its failure count for a day if it rejoins.
 	pub const FAILURE_MEMORY: BlockNumber = 24 * 60 * MINUTES;
 	/// A holding may stay `Syncing` (unproven, or after a failure) for a day, as long as a
@@ -228,6 +234,7 @@ impl pallet_sync_registry::Config for Runtime {
 	type LeaveDelay = ConstU32<{ sync_timing::LEAVE_DELAY }>;
 	type MigrationTimeout = ConstU32<{ sync_timing::MIGRATION_TIMEOUT }>;
 	type MigrationRetention = MigrationRetention;
+	type SealTimeout = ConstU32<{ sync_timing::SEAL_TIMEOUT }>;
 	type OfferTimeout = ConstU32<{ sync_timing::OFFER_TIMEOUT }>;
 	/// 128 scheduled tasks per 6 s block (≈ 1.8 million a day): ≈ 94 ms (4.7 % of the block's
 	/// weight) if all are re-check draws, ≈ 180 ms (9 %) if all are expiries, at the

@@ -75,6 +75,16 @@ fn migrate_to<T: Config>(owner: &T::AccountId, s: SegmentId, to: &T::AccountId) 
 	SyncRegistry::<T>::accept_migration(RawOrigin::Signed(to.clone()).into(), s).expect("accepts");
 }
 
+/// [`migrate_to`], then the target's proof of seq 1 is accepted: the migration is proven and
+/// waits for the seal.
+fn proven_migration<T: Config>(owner: &T::AccountId, s: SegmentId, to: &T::AccountId) {
+	migrate_to::<T>(owner, s, to);
+	proven_holder::<T>(to, small_facts());
+	let m = Migrations::<T>::get(s).expect("pending");
+	let now = frame_system::Pallet::<T>::block_number();
+	SyncRegistry::<T>::note_proven(s, m, 1, now);
+}
+
 /// Segment data whose proofs are large: many keys (deep trie) and a multi-level object.
 struct Data {
 	objects: Vec<(Vec<u8>, Vec<u8>)>,
@@ -404,8 +414,7 @@ mod benches {
 		assert!(OpenChallenge::<T>::contains_key(&who, s));
 	}
 
-	/// The largest proof the pallet verifies, which also completes a migration (starting the
-	/// target's epoch in a full ownership history).
+	/// The largest proof the pallet verifies, which also proves a migration.
 	#[benchmark]
 	fn submit_proof() {
 		let data = Data::build();
@@ -420,10 +429,34 @@ mod benches {
 		let proof = prove_for::<T>(&data, id);
 		#[extrinsic_call]
 		_(RawOrigin::Signed(who.clone()), id, proof);
-		assert_eq!(Segments::<T>::get(s).unwrap().owner, who);
+		assert_eq!(Migrations::<T>::get(s).and_then(|m| m.proven), Some(1));
+	}
+
+	/// The old owner seals at a new commit that makes `h` Active holders Lagging, and
+	/// ownership moves with a new epoch in a full ownership history.
+	#[benchmark]
+	fn seal_segment(h: Linear<0, { T::MaxHolders::get() - 1 }>) {
+		let facts = small_facts();
+		let (owner, s) = segment::<T>(facts, h);
+		for i in 0..h {
+			proven_holder::<T>(&account("holder", i, 0), facts);
+		}
+		full_epochs::<T>(s);
+		let to = node::<T>("target", 0, NodeRole::Primary);
+		proven_migration::<T>(&owner, s, &to);
+		for seq in 2..=(T::MaxLag::get() as u64 + 1) {
+			next_block::<T>();
+			SyncRegistry::<T>::commit_root(RawOrigin::Signed(owner.clone()).into(), s, seq, facts)
+				.expect("commits");
+		}
+		next_block::<T>();
+		let seq = T::MaxLag::get() as u64 + 2;
+		#[extrinsic_call]
+		_(RawOrigin::Signed(owner), s, seq, facts);
+		assert_eq!(Segments::<T>::get(s).unwrap().owner, to);
 		assert_eq!(
 			OwnerEpochs::<T>::get(s).last().map(|e| (e.owner.clone(), e.first_seq)),
-			Some((who, 2))
+			Some((to, seq + 1))
 		);
 	}
 
@@ -504,19 +537,22 @@ mod benches {
 		assert!(OpenChallenge::<T>::contains_key(&who, s));
 	}
 
-	/// Releasing the old provider after a completed migration.
+	/// The heaviest deadline: the old owner did not seal a proven migration, so the chain
+	/// seals at the latest commit and ownership moves (a new epoch in a full history).
 	#[benchmark]
 	fn migration_deadline() {
 		let (owner, s) = segment::<T>(small_facts(), 0);
+		full_epochs::<T>(s);
 		let to = node::<T>("target", 0, NodeRole::Primary);
-		migrate_to::<T>(&owner, s, &to);
+		proven_migration::<T>(&owner, s, &to);
 		let m = Migrations::<T>::get(s).unwrap();
 		let at = m.until;
 		#[block]
 		{
 			SyncRegistry::<T>::migration_deadline(s, at);
 		}
-		assert!(!Migrations::<T>::contains_key(s));
+		assert_eq!(Segments::<T>::get(s).unwrap().owner, to);
+		assert!(Migrations::<T>::get(s).is_some_and(|m| m.completed));
 	}
 
 	/// Topping up a deposit after a penalty.

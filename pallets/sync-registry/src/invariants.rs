@@ -36,6 +36,7 @@ impl<T: crate::Config> Pallet<T> {
 		// Every segment keeps at least its current epoch.
 		assert!(T::MaxOwnerEpochs::get() > 0, "MaxOwnerEpochs must be non-zero");
 		assert!(!T::OfferTimeout::get().is_zero(), "OfferTimeout must be non-zero");
+		assert!(!T::SealTimeout::get().is_zero(), "SealTimeout must be non-zero");
 		assert!(!T::FailureMemory::get().is_zero(), "FailureMemory must be non-zero");
 		// A migration target is a Syncing holder until it proves: it must not time out first,
 		// and a claim must fit in the timeout.
@@ -64,6 +65,8 @@ impl<T: crate::Config> Pallet<T> {
 	/// - every `Active`/`Lagging` holding has a re-challenge scheduled or a challenge open; a
 	///   `Syncing` one without an open challenge has its timeout running, and only then;
 	/// - parity votes and divergences come from current Primaries;
+	/// - a migration's phases are in order (accepted, proven, completed), a pending one is of
+	///   the current owner, a completed one is not, and a proven target has a proven holding;
 	/// - every segment has ownership epochs numbered consecutively with non-decreasing
 	///   `first_seq`, the last one naming the current owner and its registered peer id; no
 	///   epochs of unknown segments;
@@ -136,7 +139,7 @@ impl<T: crate::Config> Pallet<T> {
 			let migration = Self::migration(s);
 			if let Some(m) = migration.as_ref() {
 				ensure!(
-					m.accepted || (!m.completed && !m.target_added),
+					m.accepted || (!m.completed && !m.target_added && m.proven.is_none()),
 					"unaccepted migration acted on"
 				);
 			}
@@ -213,6 +216,21 @@ impl<T: crate::Config> Pallet<T> {
 				Agenda::<T>::contains_key(m.until, Task::Migration(s)),
 				"migration unscheduled"
 			);
+			// The phases follow each other (accepted before proven: see the epochs' checks),
+			// proven before completed (the seal), and a proven target has a proven holding.
+			ensure!(!m.completed || m.proven.is_some(), "migration completed without a proof");
+			let owner = Segments::<T>::get(s).map(|seg| seg.owner);
+			if m.completed {
+				ensure!(owner.as_ref() != Some(&m.from), "completed migration left the old owner");
+			} else {
+				ensure!(owner.as_ref() == Some(&m.from), "pending migration of another owner");
+				if m.proven.is_some() {
+					ensure!(
+						Holdings::<T>::get(s, &m.to).is_some_and(|h| h.proven.is_some()),
+						"proven migration target without a proven holding"
+					);
+				}
+			}
 		}
 		for (s, who, r) in FailureRecords::<T>::iter() {
 			let at = r.until.saturating_add(1u32.into());

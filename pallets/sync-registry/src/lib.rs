@@ -12,6 +12,7 @@ mod benchmarking;
 pub mod epochs;
 pub mod invariants;
 pub mod migration;
+pub mod migrations;
 #[cfg(test)]
 mod mock;
 pub mod nodes;
@@ -42,7 +43,8 @@ pub mod pallet {
 	/// genesis (the BABE switch), so there is no migration.
 	/// 4: `OwnerEpochs`. No migration either: a chain upgraded in place would keep its
 	/// segments without epochs (`try_state` reports them); see the README's *Storage version*.
-	const STORAGE_VERSION: StorageVersion = StorageVersion::new(4);
+	/// 5: `Migration::proven` (the fenced handover), migrated by [`crate::migrations::v5`].
+	pub const STORAGE_VERSION: StorageVersion = StorageVersion::new(5);
 
 	#[pallet::pallet]
 	#[pallet::storage_version(STORAGE_VERSION)]
@@ -141,6 +143,10 @@ pub mod pallet {
 		/// Blocks the old provider remains a Primary after a migration completes.
 		#[pallet::constant]
 		type MigrationRetention: Get<BlockNumberFor<Self>>;
+		/// Blocks the old owner has, once the target's proof is accepted, to seal its epoch
+		/// ([`Pallet::seal_segment`]); then the chain seals it at the latest commit (at least 1).
+		#[pallet::constant]
+		type SealTimeout: Get<BlockNumberFor<Self>>;
 		/// Blocks an offered Primary seat ([`Pallet::add_primary`]) can be accepted.
 		#[pallet::constant]
 		type OfferTimeout: Get<BlockNumberFor<Self>>;
@@ -411,7 +417,20 @@ pub mod pallet {
 		},
 		/// The target accepted a requested migration; it now holds the segment and must prove.
 		MigrationAccepted { segment: SegmentId, to: T::AccountId },
-		/// The target proved the segment; ownership moved.
+		/// The target's proof was accepted: the old owner now seals its epoch (refusing writes)
+		/// by `seal_by`, after which the chain seals it at the latest commit.
+		MigrationProven {
+			segment: SegmentId,
+			to: T::AccountId,
+			seq: u64,
+			seal_by: BlockNumberFor<T>,
+		},
+		/// The owner's epoch ended at `seq`: its last op (sealed by the owner with
+		/// [`Pallet::seal_segment`]) or, `timed_out`, the latest commit when the owner did not
+		/// seal in time. The next epoch starts at `seq + 1`.
+		EpochSealed { segment: SegmentId, owner: T::AccountId, seq: u64, timed_out: bool },
+		/// Ownership moved to the target at the sealed `seq` (the old owner's last op); the
+		/// target's epoch starts at `seq + 1`.
 		MigrationCompleted { segment: SegmentId, from: T::AccountId, to: T::AccountId, seq: u64 },
 		/// A pending migration was cancelled.
 		MigrationCancelled { segment: SegmentId, to: T::AccountId },
@@ -535,6 +554,10 @@ pub mod pallet {
 		/// The holder has an open challenge whose indexes are known: wait until it is answered
 		/// or expires (removing it now would erase a failure it may be due).
 		ChallengeInProgress,
+		/// The migration's target has not proven the segment yet: there is nothing to seal.
+		NotProven,
+		/// The seal names the latest commit's seq with other root facts.
+		SealMismatch,
 	}
 
 	#[pallet::hooks]
@@ -950,6 +973,31 @@ pub mod pallet {
 		pub fn accept_migration(origin: OriginFor<T>, segment: SegmentId) -> DispatchResult {
 			let who = ensure_signed(origin)?;
 			Self::do_accept_migration(segment, who)
+		}
+
+		/// Seal the owner's epoch of a segment whose migration is proven: the fenced handover.
+		/// - Origin: the segment's owner (its node's off-chain worker submits it once the node
+		///   has stopped taking writes).
+		/// - `seq`, `facts`: the owner's last op and its root: the latest commit, or a new
+		///   commit under `commit_root`'s rules.
+		///
+		/// Ownership moves to the target at once, its epoch starting at `seq + 1`: every seq
+		/// belongs to exactly one key. Fails with [`Error::NotProven`] before the target's
+		/// proof, [`Error::NoMigration`] without a pending migration, [`Error::SealMismatch`]
+		/// for other facts at the latest commit's seq, [`Error::StaleSeq`] for an older seq.
+		/// Emits [`Event::RootCommitted`] (a new commit), [`Event::EpochSealed`],
+		/// [`Event::MigrationCompleted`] and [`Event::EpochStarted`].
+		#[pallet::call_index(23)]
+		#[pallet::weight(T::WeightInfo::seal_segment(T::MaxHolders::get()))]
+		pub fn seal_segment(
+			origin: OriginFor<T>,
+			segment: SegmentId,
+			seq: u64,
+			facts: RootFacts,
+		) -> DispatchResultWithPostInfo {
+			let who = ensure_signed(origin)?;
+			let holders = Self::do_seal(who, segment, seq, facts)?;
+			Ok(Some(T::WeightInfo::seal_segment(holders)).into())
 		}
 	}
 }

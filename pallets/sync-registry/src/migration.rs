@@ -1,22 +1,34 @@
-//! Provider migration: moving a segment's ownership to another Primary once it proved the data.
+//! Provider migration: moving a segment's ownership to another Primary once it proved the data,
+//! through a fenced handover.
 //!
-//! A [`Migration`] is *pending* (`completed == false`) from `do_request_migration`
-//! until the target's proof of a root at least as new as `min_index` is accepted
-//! (`complete_migration`, called from `accept_proof`), the owner or Root cancels it,
-//! the target leaves or fails out, or it times out at `until`. A *completed* migration stays
-//! recorded until `until`, while the old provider is retained as a Primary; then it is released.
+//! A [`Migration`] is *pending* (`completed == false`) from `do_request_migration` until
+//! ownership moves, the owner or Root cancels it, the target leaves or fails out, or it times
+//! out at `until`. Its phases:
+//! 1. *requested*, then *accepted* by the target (`do_accept_migration`);
+//! 2. *proven*: the target's proof of a root at least as new as `min_index` was accepted
+//!    (`note_proven`, called from `accept_proof`). The old owner still owns the segment; it
+//!    stops taking writes and seals its epoch at its last op `H` (`do_seal`, the
+//!    `seal_segment` call: a final commit of `H`, or the latest commit if that is `H`);
+//! 3. *completed* at the seal (`complete_migration`): ownership moves and the target's epoch
+//!    starts at exactly `H + 1`. If the old owner does not seal within `SealTimeout` blocks
+//!    of the proof (crashed, unreachable), the chain seals at the latest commit itself
+//!    (`migration_deadline`): the writes the old owner acknowledged after that commit are lost.
+//!
+//! A *completed* migration stays recorded until `until`, while the old provider is retained as
+//! a Primary; then it is released. Until the seal lands, cancelling leaves the old owner
+//! owning (and writing in) its epoch: nothing is forked.
 //!
 //! Every read and write of [`Migrations`] goes through the five helpers at the top of this
 //! module ([`Pallet::migration`], [`Pallet::has_migration`], [`Pallet::pending_migration_to`],
 //! `put_migration`, `remove_migration`).
 use crate::{
 	segments::Exit, Error, Event, Holdings, Migration, MigrationOf, Migrations, NodeSegments,
-	Nodes, Pallet, SegmentInfoOf, Segments, Task,
+	Nodes, Pallet, Roots, SegmentInfoOf, Segments, Task,
 };
 use frame_support::{ensure, pallet_prelude::*};
 use frame_system::pallet_prelude::BlockNumberFor;
 use sp_runtime::traits::Saturating;
-use sync_primitives::SegmentId;
+use sync_primitives::{commitment::RootFacts, SegmentId};
 
 impl<T: crate::Config> Pallet<T> {
 	// ---------------------------------------------------------------- access to `Migrations`
@@ -79,6 +91,7 @@ impl<T: crate::Config> Pallet<T> {
 				completed: false,
 				accepted: false,
 				target_added: false,
+				proven: None,
 			},
 		);
 		Self::deposit_event(Event::MigrationRequested { segment, from, to, until });
@@ -171,8 +184,93 @@ impl<T: crate::Config> Pallet<T> {
 		}
 	}
 
-	/// The target proved `seq`: ownership moves and the target's ownership epoch starts at
-	/// `seq + 1`; the old owner is retained until the release.
+	/// The target's proof of `seq` (at least as new as `min_index`) was accepted: the migration
+	/// is proven, and the old owner has [`crate::Config::SealTimeout`] blocks to seal its
+	/// epoch before the chain seals it at the latest commit.
+	pub(crate) fn note_proven(
+		segment: SegmentId,
+		mut m: MigrationOf<T>,
+		seq: u64,
+		now: BlockNumberFor<T>,
+	) {
+		Self::unschedule(m.until, &Task::Migration(segment));
+		m.until =
+			Self::schedule(now.saturating_add(T::SealTimeout::get()), Task::Migration(segment));
+		m.proven = Some(seq);
+		Self::put_migration(segment, &m);
+		Self::deposit_event(Event::MigrationProven {
+			segment,
+			to: m.to.clone(),
+			seq,
+			seal_by: m.until,
+		});
+	}
+
+	/// Chain rule of `seal_segment`: `who` owns `segment`, whose migration is proven and not
+	/// completed, and `(seq, facts)` is the owner's last op: either the latest retained commit
+	/// (the same facts, else [`Error::SealMismatch`]) or a new commit that `commit_root` would
+	/// take ([`Pallet::can_commit`]; an older seq is [`Error::StaleSeq`]). Returns the migration
+	/// and whether the seal commits a new root.
+	pub fn can_seal(
+		who: &T::AccountId,
+		segment: SegmentId,
+		seq: u64,
+		facts: &RootFacts,
+	) -> Result<(MigrationOf<T>, bool), Error<T>> {
+		let seg = Segments::<T>::get(segment).ok_or(Error::<T>::UnknownSegment)?;
+		ensure!(seg.owner == *who, Error::<T>::NotOwner);
+		let m = Self::migration(segment)
+			.filter(|m| !m.completed)
+			.ok_or(Error::<T>::NoMigration)?;
+		ensure!(m.proven.is_some(), Error::<T>::NotProven);
+		match Roots::<T>::get(segment).last() {
+			Some(r) if r.seq == seq => {
+				ensure!(r.facts == *facts, Error::<T>::SealMismatch);
+				Ok((m, false))
+			},
+			_ => {
+				Self::can_commit(who, segment, seq, facts)?;
+				Ok((m, true))
+			},
+		}
+	}
+
+	/// The old owner seals its epoch at `seq` (see [`Pallet::can_seal`]): a new root is
+	/// committed if `seq` is past the latest commit, and ownership moves with the target's
+	/// epoch starting at `seq + 1`. Returns the holders the commit went through, for the weight.
+	pub(crate) fn do_seal(
+		who: T::AccountId,
+		segment: SegmentId,
+		seq: u64,
+		facts: RootFacts,
+	) -> Result<u32, DispatchError> {
+		let (m, commits) = Self::can_seal(&who, segment, seq, &facts)?;
+		if commits {
+			Self::do_commit_root(who.clone(), segment, seq, facts).map_err(|e| e.error)?;
+		}
+		let seg = Segments::<T>::get(segment).ok_or(Error::<T>::UnknownSegment)?;
+		let holders = seg.holders.len() as u32;
+		Self::deposit_event(Event::EpochSealed { segment, owner: who, seq, timed_out: false });
+		Self::complete_migration(segment, seg, m, seq, frame_system::Pallet::<T>::block_number());
+		Ok(holders)
+	}
+
+	/// The old owner did not seal a proven migration in time: the chain seals its epoch at the
+	/// latest retained commit (the last root it has) and ownership moves from there.
+	fn seal_timed_out(segment: SegmentId, m: MigrationOf<T>, now: BlockNumberFor<T>) {
+		let Some(seg) = Segments::<T>::get(segment) else { return };
+		let seq = Self::next_epoch_seq(segment).saturating_sub(1);
+		Self::deposit_event(Event::EpochSealed {
+			segment,
+			owner: seg.owner.clone(),
+			seq,
+			timed_out: true,
+		});
+		Self::complete_migration(segment, seg, m, seq, now);
+	}
+
+	/// The old owner's epoch was sealed at `seq`: ownership moves and the target's ownership
+	/// epoch starts at exactly `seq + 1`; the old owner is retained until the release.
 	pub(crate) fn complete_migration(
 		segment: SegmentId,
 		mut seg: SegmentInfoOf<T>,
@@ -232,6 +330,8 @@ impl<T: crate::Config> Pallet<T> {
 		}
 		if m.completed {
 			Self::release_provider(segment, m);
+		} else if m.proven.is_some() {
+			Self::seal_timed_out(segment, m, now);
 		} else {
 			Self::abort_migration(segment, m, true);
 		}

@@ -91,6 +91,7 @@ pub const PROOF_WINDOW: u64 = 5;
 pub const RECHALLENGE_PERIOD: u64 = 30;
 pub const MIGRATION_TIMEOUT: u64 = 40;
 pub const MIGRATION_RETENTION: u64 = 10;
+pub const SEAL_TIMEOUT: u64 = 5;
 pub const OFFER_TIMEOUT: u64 = 15;
 pub const FAILURE_MEMORY: u64 = 50;
 pub const SYNCING_TIMEOUT: u64 = 60;
@@ -136,6 +137,7 @@ impl pallet_sync_registry::Config for Test {
 	type LeaveDelay = frame_support::traits::ConstU64<LEAVE_DELAY>;
 	type MigrationTimeout = frame_support::traits::ConstU64<MIGRATION_TIMEOUT>;
 	type MigrationRetention = frame_support::traits::ConstU64<MIGRATION_RETENTION>;
+	type SealTimeout = frame_support::traits::ConstU64<SEAL_TIMEOUT>;
 	type OfferTimeout = frame_support::traits::ConstU64<OFFER_TIMEOUT>;
 	type MaxScheduledPerBlock = frame_support::traits::ConstU32<2>;
 	type WeightInfo = ();

@@ -13,7 +13,7 @@
 //! registered with the service's peer id (for `Register`: the first keystore account without a
 //! node), but first re-checks each against the block's state, so a stale intent (a root
 //! already committed, a challenge already open) costs no fee and no failed transaction. The
-//! re-check *is* the chain rule: [`Pallet::can_register`], [`Pallet::can_commit`],
+//! re-check *is* the chain rule: [`Pallet::can_register`], [`Pallet::can_commit`], [`Pallet::can_seal`],
 //! [`Pallet::can_claim`] and [`Pallet::can_attest`], the same functions the dispatchables call.
 //!
 //! Both kinds of submission go through one guard, [`send_guarded`]: it atomically takes the
@@ -378,6 +378,10 @@ fn call_for<T: Config>(
 		Intent::Commit { segment, seq, facts } => {
 			Pallet::<T>::can_commit(who, *segment, *seq, facts).map_err(stale).ok()?;
 			Some(Call::commit_root { segment: *segment, seq: *seq, facts: *facts })
+		},
+		Intent::Seal { segment, seq, facts } => {
+			Pallet::<T>::can_seal(who, *segment, *seq, facts).map_err(stale).ok()?;
+			Some(Call::seal_segment { segment: *segment, seq: *seq, facts: *facts })
 		},
 		Intent::Claim { segment, seq } => {
 			Pallet::<T>::can_claim(who, *segment, *seq).map_err(stale).ok()?;

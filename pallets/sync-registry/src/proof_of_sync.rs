@@ -49,9 +49,9 @@ impl<T: crate::Config> Pallet<T> {
 			.ok_or(Error::<T>::UnknownRoot)?;
 		// An empty root has nothing to sample: proving it would be a free, empty transaction.
 		ensure!(root.facts.leaves > 0, Error::<T>::NothingToProve);
-		// The target may re-prove its current root only if that root completes the migration.
-		let migrating_here =
-			Self::pending_migration_to(segment, who).is_some_and(|m| root.index >= m.min_index);
+		// The target may re-prove its current root only if that root proves the migration.
+		let migrating_here = Self::pending_migration_to(segment, who)
+			.is_some_and(|m| m.proven.is_none() && root.index >= m.min_index);
 		ensure!(
 			rules::claim_is_newer(
 				root.index.into(),
@@ -210,9 +210,10 @@ impl<T: crate::Config> Pallet<T> {
 			kind: ch.kind,
 		});
 		if let Some(m) = Self::pending_migration_to(ch.segment, &ch.who) {
-			// A proof after the timeout does not complete it, even if the timeout task is late.
-			if ch.index >= m.min_index && now <= m.until {
-				Self::complete_migration(ch.segment, seg, m, ch.seq, now);
+			// A proof after the timeout does not prove it, even if the timeout task is late;
+			// a proven migration waits for the old owner's seal, not for more proofs.
+			if m.proven.is_none() && ch.index >= m.min_index && now <= m.until {
+				Self::note_proven(ch.segment, m, ch.seq, now);
 			}
 		}
 		Self::refresh_status(&ch.who);

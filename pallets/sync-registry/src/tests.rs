@@ -1636,6 +1636,7 @@ fn co_primaries_cannot_take_a_pending_targets_seat() {
 			E::TooManyPrimaries
 		);
 		claim_and_prove(dave(), 1, &data);
+		assert_ok!(SyncRegistry::seal_segment(RuntimeOrigin::signed(alice()), 0, 1, data.facts()));
 		let seg = Segments::<Test>::get(0).unwrap();
 		assert_eq!(seg.owner, dave());
 		assert!(seg.primaries.contains(&alice()), "the old provider is retained");
@@ -1759,10 +1760,21 @@ fn migration_moves_ownership_only_after_the_proof() {
 			E::InvalidProof
 		);
 		assert_ok!(SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, data.prove(id)));
+		// The proof does not move ownership: it asks the old owner to seal its epoch.
+		let seal_by = System::block_number() + SEAL_TIMEOUT;
+		assert!(has_event(Event::MigrationProven { segment: 0, to: bob(), seq: 1, seal_by }));
+		assert_eq!(Segments::<Test>::get(0).unwrap().owner, alice(), "owned until the seal");
+		assert_ok!(SyncRegistry::seal_segment(RuntimeOrigin::signed(alice()), 0, 1, data.facts()));
 		let seg = Segments::<Test>::get(0).unwrap();
 		assert_eq!(seg.owner, bob());
 		assert!(seg.primaries.contains(&alice()) && seg.primaries.contains(&bob()));
 		assert!(!seg.holders.contains(&bob()));
+		assert!(has_event(Event::EpochSealed {
+			segment: 0,
+			owner: alice(),
+			seq: 1,
+			timed_out: false
+		}));
 		assert!(has_event(Event::MigrationCompleted {
 			segment: 0,
 			from: alice(),
@@ -1867,8 +1879,11 @@ fn creating_a_segment_starts_epoch_one() {
 	});
 }
 
+/// The defect: the target's epoch started after the seq it *proved*, while the old owner may
+/// have signed further ops before the proof landed: two keys for the same seqs. The old
+/// owner's epoch now ends exactly where it sealed it, and the target's starts right after.
 #[test]
-fn a_completed_migration_starts_the_targets_epoch_after_the_proven_seq() {
+fn a_sealed_migration_starts_the_targets_epoch_right_after_the_sealed_seq() {
 	run(|| {
 		let data = Data::with(2, 31);
 		segment_with(&data);
@@ -1876,24 +1891,252 @@ fn a_completed_migration_starts_the_targets_epoch_after_the_proven_seq() {
 		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 5, data.facts()));
 		register(bob(), NodeRole::Primary);
 		migrate(RuntimeOrigin::signed(alice()), 0, bob());
-		// Nothing moves before the proof.
+		// Nothing moves before the proof, nor at it.
 		assert_eq!(epochs_of(0).len(), 1);
 		claim_and_prove(bob(), 5, &data);
+		assert_eq!(epochs_of(0).len(), 1);
+		// Alice wrote on after the seq Bob proved; she seals at her last op, 9.
+		let mut later = data.clone();
+		later.put(b"late", vec![7; 10]);
+		assert_ok!(SyncRegistry::seal_segment(RuntimeOrigin::signed(alice()), 0, 9, later.facts()));
 		assert_eq!(Segments::<Test>::get(0).unwrap().owner, bob());
-		assert_eq!(epochs_of(0), vec![(1, alice(), pid(1), 1), (2, bob(), pid(2), 6)]);
+		assert_eq!(
+			Roots::<Test>::get(0).last().map(|r| (r.seq, r.facts)),
+			Some((9, later.facts()))
+		);
+		assert_eq!(epochs_of(0), vec![(1, alice(), pid(1), 1), (2, bob(), pid(2), 10)]);
 		assert!(has_event(Event::EpochStarted {
 			segment: 0,
 			epoch: 2,
 			owner: bob(),
 			peer_id: pid(2),
-			first_seq: 6
+			first_seq: 10
+		}));
+		assert!(has_event(Event::MigrationCompleted {
+			segment: 0,
+			from: alice(),
+			to: bob(),
+			seq: 9
 		}));
 		let api = SyncRegistry::segment_summary(0).unwrap().epochs;
 		assert_eq!(
 			api.iter().map(|e| (e.epoch, e.first_seq)).collect::<Vec<_>>(),
-			[(1, 1), (2, 6)]
+			[(1, 1), (2, 10)]
 		);
 		assert_eq!(api[1].peer_id, pid(2).into_inner());
+	});
+}
+
+/// The seal rules: only the owner, only once the target proved, only at its last op (the
+/// latest commit with the same facts, or a new commit under `commit_root`'s rules); a refused
+/// seal changes nothing.
+#[test]
+fn seal_rules() {
+	run(|| {
+		let data = Data::with(2, 40);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		register(charlie(), NodeRole::Primary);
+		let seal =
+			|who, seq, facts| SyncRegistry::seal_segment(RuntimeOrigin::signed(who), 0, seq, facts);
+		assert_noop!(seal(alice(), 1, data.facts()), E::NoMigration);
+		migrate(RuntimeOrigin::signed(alice()), 0, bob());
+		assert_noop!(seal(alice(), 1, data.facts()), E::NotProven);
+		claim_and_prove(bob(), 1, &data);
+		assert_noop!(seal(bob(), 1, data.facts()), E::NotOwner);
+		assert_noop!(seal(charlie(), 1, data.facts()), E::NotOwner);
+		assert_noop!(
+			SyncRegistry::seal_segment(RuntimeOrigin::root(), 0, 1, data.facts()),
+			DispatchError::BadOrigin
+		);
+		assert_noop!(
+			SyncRegistry::seal_segment(RuntimeOrigin::signed(alice()), 7, 1, data.facts()),
+			E::UnknownSegment
+		);
+		let other = Data::with(3, 41);
+		assert_noop!(seal(alice(), 1, other.facts()), E::SealMismatch);
+		next_block();
+		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 4, other.facts()));
+		assert_noop!(seal(alice(), 3, data.facts()), E::StaleSeq);
+		// A new commit in the block of the last one, or an inconsistent one, is refused as
+		// `commit_root` refuses it.
+		assert_noop!(seal(alice(), 5, data.facts()), E::CommitTooSoon);
+		next_block();
+		let mut bad = data.facts();
+		bad.leaves = 0;
+		assert_noop!(seal(alice(), 5, bad), E::InvalidRootFacts);
+		assert_noop!(seal(alice(), 4 + MAX_SEQ_STEP + 1, data.facts()), E::SeqStepTooLarge);
+		assert_ok!(seal(alice(), 4, other.facts()));
+		assert_eq!(epochs_of(0).last().map(|e| e.3), Some(5));
+		// Once: the migration is completed.
+		assert_noop!(seal(bob(), 4, other.facts()), E::NoMigration);
+	});
+}
+
+/// The defect: a stale `Commit` of the old owner could still land after the move. After the
+/// seal it is refused, and so is a second seal.
+#[test]
+fn a_stale_commit_of_the_old_owner_is_refused_after_the_seal() {
+	run(|| {
+		let data = Data::with(2, 42);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		migrate(RuntimeOrigin::signed(alice()), 0, bob());
+		claim_and_prove(bob(), 1, &data);
+		assert_ok!(SyncRegistry::seal_segment(RuntimeOrigin::signed(alice()), 0, 1, data.facts()));
+		next_block();
+		assert_noop!(
+			SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 2, data.facts()),
+			E::NotOwner
+		);
+		assert_noop!(
+			SyncRegistry::seal_segment(RuntimeOrigin::signed(alice()), 0, 2, data.facts()),
+			E::NotOwner
+		);
+		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(bob()), 0, 2, data.facts()));
+	});
+}
+
+/// The timeout path: an old owner that does not seal within `SealTimeout` blocks of the
+/// proof (crashed) has its epoch sealed by the chain at the latest commit.
+#[test]
+fn an_unsealed_proven_migration_is_sealed_at_the_latest_commit() {
+	run(|| {
+		let data = Data::with(2, 43);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		migrate(RuntimeOrigin::signed(alice()), 0, bob());
+		claim_and_prove(bob(), 1, &data);
+		next_block();
+		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 3, data.facts()));
+		let seal_by = Migrations::<Test>::get(0).unwrap().until;
+		run_to(seal_by - 1);
+		assert_eq!(Segments::<Test>::get(0).unwrap().owner, alice(), "not before the timeout");
+		run_to(seal_by);
+		assert_eq!(Segments::<Test>::get(0).unwrap().owner, bob());
+		assert!(has_event(Event::EpochSealed {
+			segment: 0,
+			owner: alice(),
+			seq: 3,
+			timed_out: true
+		}));
+		assert!(has_event(Event::MigrationCompleted {
+			segment: 0,
+			from: alice(),
+			to: bob(),
+			seq: 3
+		}));
+		assert_eq!(epochs_of(0).last().map(|e| (e.1, e.3)), Some((bob(), 4)));
+		assert!(Migrations::<Test>::get(0).is_some_and(|m| m.completed));
+	});
+}
+
+/// Cancelling after the proof (before the seal) leaves the old owner owning and writing in
+/// its epoch: no new epoch, its next commit is taken, the target stays a proven holder.
+#[test]
+fn cancelling_a_proven_migration_leaves_the_old_owner_writing() {
+	run(|| {
+		let data = Data::with(2, 44);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		migrate(RuntimeOrigin::signed(alice()), 0, bob());
+		claim_and_prove(bob(), 1, &data);
+		assert_ok!(SyncRegistry::cancel_migration(RuntimeOrigin::signed(alice()), 0));
+		assert!(Migrations::<Test>::get(0).is_none());
+		assert_eq!(Segments::<Test>::get(0).unwrap().owner, alice());
+		assert_eq!(epochs_of(0).len(), 1);
+		assert_noop!(
+			SyncRegistry::seal_segment(RuntimeOrigin::signed(alice()), 0, 1, data.facts()),
+			E::NoMigration
+		);
+		next_block();
+		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 2, data.facts()));
+		assert!(Holdings::<Test>::get(0, bob()).is_some_and(|h| h.proven.is_some()));
+	});
+}
+
+/// The runtime API shows the phase the node acts on: accepted, proven (the old owner
+/// seals), completed.
+#[test]
+fn migration_summary_shows_the_phase() {
+	run(|| {
+		let data = Data::with(2, 45);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		assert_ok!(SyncRegistry::request_migration(RuntimeOrigin::signed(alice()), 0, bob()));
+		assert_eq!(SyncRegistry::migration_summary(0), None, "not accepted: nobody involved");
+		assert_ok!(SyncRegistry::accept_migration(RuntimeOrigin::signed(bob()), 0));
+		let m = SyncRegistry::migration_summary(0).unwrap();
+		assert_eq!((m.from, m.to, m.proven, m.completed), (alice(), bob(), None, false));
+		claim_and_prove(bob(), 1, &data);
+		let m = SyncRegistry::migration_summary(0).unwrap();
+		assert_eq!(
+			(m.proven, m.completed, m.until),
+			(Some(1), false, System::block_number() + SEAL_TIMEOUT)
+		);
+		assert_ok!(SyncRegistry::seal_segment(RuntimeOrigin::signed(alice()), 0, 1, data.facts()));
+		assert!(SyncRegistry::migration_summary(0).unwrap().completed);
+	});
+}
+
+#[test]
+fn try_state_detects_migration_phases_out_of_order() {
+	run(|| {
+		let data = Data::with(2, 46);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		migrate(RuntimeOrigin::signed(alice()), 0, bob());
+		assert_ok!(SyncRegistry::do_try_state());
+		let good = Migrations::<Test>::get(0).unwrap();
+		for (broken, m) in [
+			("migration completed without a proof", Migration { completed: true, ..good.clone() }),
+			(
+				"proven migration target without a proven holding",
+				Migration { proven: Some(1), ..good.clone() },
+			),
+			(
+				"unaccepted migration acted on",
+				Migration { proven: Some(1), accepted: false, target_added: false, ..good.clone() },
+			),
+		] {
+			Migrations::<Test>::insert(0, m);
+			assert_eq!(SyncRegistry::do_try_state(), Err(broken.into()));
+		}
+		Migrations::<Test>::insert(0, good);
+		assert_ok!(SyncRegistry::do_try_state());
+	});
+}
+
+/// Storage version 4 → 5: a pending version-4 record decodes with `proven: None`, the version
+/// is bumped, and a second run does nothing.
+#[test]
+fn storage_migration_v5_adds_proven() {
+	use frame_support::traits::{GetStorageVersion, OnRuntimeUpgrade, StorageVersion};
+	run(|| {
+		let data = Data::with(2, 47);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		migrate(RuntimeOrigin::signed(alice()), 0, bob());
+		let now = Migrations::<Test>::get(0).unwrap();
+		let old = crate::migrations::v5::MigrationV4 {
+			from: now.from,
+			to: now.to,
+			requested_at: now.requested_at,
+			min_index: now.min_index,
+			until: now.until,
+			completed: now.completed,
+			accepted: now.accepted,
+			target_added: now.target_added,
+		};
+		let key = Migrations::<Test>::hashed_key_for(0);
+		frame_support::storage::unhashed::put_raw(&key, &codec::Encode::encode(&old));
+		StorageVersion::new(4).put::<SyncRegistry>();
+		assert!(Migrations::<Test>::try_get(0).is_err(), "the old shape does not decode");
+		crate::migrations::v5::MigrateV4ToV5::<Test>::on_runtime_upgrade();
+		assert_eq!(Migrations::<Test>::get(0), Some(now.clone()));
+		assert_eq!(SyncRegistry::on_chain_storage_version(), StorageVersion::new(5));
+		crate::migrations::v5::MigrateV4ToV5::<Test>::on_runtime_upgrade();
+		assert_eq!(Migrations::<Test>::get(0), Some(now));
 	});
 }
 
@@ -2490,6 +2733,8 @@ mod sequences {
 		ForceOwner(u8, u8),
 		ResetRoots(u8),
 		ClearMigration(u8),
+		/// The owner seals at the latest commit (`true`) or at a new seq.
+		Seal(u8, bool),
 	}
 
 	fn op() -> impl Strategy<Value = Op> {
@@ -2523,6 +2768,7 @@ mod sequences {
 			(who.clone(), seg.clone()).prop_map(|(w, s)| Op::ForceOwner(w, s)),
 			seg.clone().prop_map(Op::ResetRoots),
 			seg.clone().prop_map(Op::ClearMigration),
+			(seg.clone(), any::<bool>()).prop_map(|(s, latest)| Op::Seal(s, latest)),
 		]
 	}
 
@@ -2604,6 +2850,19 @@ mod sequences {
 						Op::ForceOwner(w, s) => SyncRegistry::force_set_owner(RuntimeOrigin::root(), s as u64, account(w)),
 						Op::ResetRoots(s) => SyncRegistry::force_reset_roots(RuntimeOrigin::root(), s as u64),
 						Op::ClearMigration(s) => SyncRegistry::force_clear_migration(RuntimeOrigin::root(), s as u64),
+						Op::Seal(s, at_latest) => {
+							let latest = Roots::<Test>::get(s as u64).last().copied();
+							let (q, facts) = match latest {
+								Some(r) if at_latest => (r.seq, r.facts),
+								_ => {
+									seq += 1;
+									let d = Data::with((seq % 4) as usize + 1, seq as u8);
+									versions.insert((s as u64, seq), d.clone());
+									(seq, d.facts())
+								},
+							};
+							SyncRegistry::seal_segment(o(owner(s)), s as u64, q, facts).map(|_| ()).map_err(|e| e.error)
+						},
 					};
 					if let Err(e) = r {
 						prop_assert!(matches!(e, DispatchError::Module(_)), "untyped error {:?} from {:?}", e, op);

@@ -275,7 +275,9 @@ pub struct Migration<AccountId, BlockNumber> {
 	pub requested_at: BlockNumber,
 	/// The target must prove a root with at least this commit index (the latest at request).
 	pub min_index: u32,
-	/// Requested: the block after which it times out. Completed: when `from` is released.
+	/// Requested or accepted: the block after which it times out. Proven: the block after
+	/// which the chain seals the old owner's epoch itself ([`crate::Config::SealTimeout`]).
+	/// Completed: when `from` is released.
 	pub until: BlockNumber,
 	/// Whether ownership has moved (then `from` is retained until `until`).
 	pub completed: bool,
@@ -284,6 +286,10 @@ pub struct Migration<AccountId, BlockNumber> {
 	pub accepted: bool,
 	/// Whether `to` became a holder because of this migration (removed again on cancel).
 	pub target_added: bool,
+	/// The seq of the root `to` proved (at least as new as `min_index`): from then on the old
+	/// owner seals its epoch ([`crate::Pallet::seal_segment`]) and ownership moves at the
+	/// sealed seq. `None` until the target's proof is accepted.
+	pub proven: Option<u64>,
 }
 
 /// One ownership epoch of a segment: from `first_seq` on, its ops are signed by the data-plane

@@ -77,6 +77,22 @@ impl<T: crate::Config> Pallet<T> {
 		})
 	}
 
+	/// The accepted migration of `segment` and its phase, for the runtime API (a request its
+	/// target has not accepted involves nobody yet).
+	pub fn migration_summary(
+		segment: SegmentId,
+	) -> Option<sync_primitives::MigrationSummary<T::AccountId, BlockNumberFor<T>>> {
+		Self::migration(segment)
+			.filter(|m| m.accepted)
+			.map(|m| sync_primitives::MigrationSummary {
+				from: m.from,
+				to: m.to,
+				proven: m.proven,
+				completed: m.completed,
+				until: m.until,
+			})
+	}
+
 	/// Segments `who` owns, is a Primary of, or holds.
 	pub fn segments_of(who: T::AccountId) -> Vec<SegmentId> {
 		NodeSegments::<T>::get(who).into_inner()
