@@ -10,7 +10,7 @@ use std::{
 	time::Duration,
 };
 use sync_net::{
-	deltas::{single_owner, EpochKey, EpochKeys},
+	deltas::{epoch_keys, single_owner, EpochKeys},
 	fixtures::blob,
 	sign_announcement, Follower, Holder, Keypair, NetConfig, PeerId, SyncNetwork,
 };
@@ -451,13 +451,25 @@ async fn relayer_of_forged_gossip_is_not_banned() {
 	reach(&f, p.store().head(SEG).unwrap()).await;
 }
 
-/// The chain's ownership history of SEG: `old` owned epoch 1 from seq 1; `new` owns epoch 2
-/// from `first_seq` (the seq after the root it proved when the migration completed).
+/// The chain's ownership history of SEG: `old` owned epoch 1 from seq 1, sealed at
+/// `first_seq - 1`; `new` owns epoch 2 from `first_seq`.
 fn two_owners(old: PeerId, new: PeerId, first_seq: u64) -> Arc<dyn OpVerifier + Send + Sync> {
-	Arc::new(EpochKeys::new([0; 32], move |seg, epoch| match (seg, epoch) {
-		(SEG, 1) => Some(EpochKey { epoch: 1, peer: old, first_seq: 1 }),
-		(SEG, 2) => Some(EpochKey { epoch: 2, peer: new, first_seq }),
-		_ => None,
+	two_owners_seen(old, new, first_seq, Arc::new(AtomicBool::new(true)))
+}
+
+/// [`two_owners`] as a node's chain view sees it: epoch 2 (and so the end of epoch 1) only
+/// once `seen` is set.
+fn two_owners_seen(
+	old: PeerId,
+	new: PeerId,
+	first_seq: u64,
+	seen: Arc<AtomicBool>,
+) -> Arc<dyn OpVerifier + Send + Sync> {
+	let both = epoch_keys([(1, old, 1), (2, new, first_seq)]);
+	let before = epoch_keys([(1, old, 1)]);
+	Arc::new(EpochKeys::new([0; 32], move |seg, epoch| {
+		let keys = if seen.load(Ordering::SeqCst) { &both } else { &before };
+		keys.iter().find(|k| seg == SEG && k.epoch == epoch).copied()
 	}))
 }
 
@@ -515,17 +527,20 @@ async fn checkpoint_of_a_former_primary_still_verifies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn former_owner_writing_on_does_not_wedge_followers() {
-	// A owned SEG (epoch 1); B took over at seq 5 (epoch 2 from seq 6) but A, not yet aware,
-	// writes on in epoch 1 and F follows it past B's start. B writes its own ops 6.. and the
-	// chain commits B's root: F's ops no longer continue B's history (Forked, nobody banned),
-	// so F re-syncs to B's committed root and follows B.
+	// A owned SEG (epoch 1); its epoch was sealed at seq 5 and B owns epoch 2 from 6. A, not
+	// yet aware (a timed-out seal), writes on in epoch 1, and F, whose chain view does not show
+	// epoch 2 yet either, follows it past the seal. Then F's view catches up; B writes its own
+	// ops 6.. and the chain commits B's root: F's ops no longer continue B's history (Forked,
+	// nobody banned), so F re-syncs to B's committed root and follows B.
 	let a = node(fast()).await;
 	let b = node(fast()).await;
 	let f = node(fast()).await;
+	let seen = Arc::new(AtomicBool::new(false));
 	let history = two_owners(a.net.peer_id(), b.net.peer_id(), 6);
+	let f_view = two_owners_seen(a.net.peer_id(), b.net.peer_id(), 6, seen.clone());
 	a.net.write(SEG, 1, (0..5).map(put).collect()).unwrap();
 	let chain = Chain::new();
-	chain.commit(a.store());
+	let sealed = chain.commit(a.store());
 	let (_tb, rb) = watch::channel(vec![a.holder(true)]);
 	let fb = b.net.follow(SEG, rb, chain.anchors(), history.clone());
 	reach(&fb, a.store().head(SEG).unwrap()).await;
@@ -533,8 +548,16 @@ async fn former_owner_writing_on_does_not_wedge_followers() {
 	// A writes on (epoch 1, seqs 6..15); F follows A and B.
 	a.net.write(SEG, 1, (5..15).map(put).collect()).unwrap();
 	let (tf, rf) = watch::channel(vec![a.holder(false), b.holder(true)]);
-	let ff = f.net.follow(SEG, rf, chain.anchors(), history.clone());
+	let ff = f.net.follow(SEG, rf, chain.anchors(), f_view);
 	reach(&ff, a.store().head(SEG).unwrap()).await;
+	seen.store(true, Ordering::SeqCst);
+	// G's view shows the seal from the start: it never takes A's ops past it.
+	let g = node(fast()).await;
+	let (_tg, rg) = watch::channel(vec![a.holder(false), b.holder(true)]);
+	let fg = g.net.follow(SEG, rg, chain.anchors(), history.clone());
+	reach(&fg, sealed).await;
+	tokio::time::sleep(Duration::from_millis(500)).await;
+	assert_eq!(g.store().head(SEG).map(|h| h.seq), Some(5), "A's ops past its seal are not taken");
 	// B, the owner, writes its own 6..20 and commits 20.
 	b.net.write(SEG, 2, (100..115).map(put).collect()).unwrap();
 	let committed = chain.commit(b.store());
@@ -544,19 +567,24 @@ async fn former_owner_writing_on_does_not_wedge_followers() {
 		.expect("F re-syncs to B's committed root");
 	assert!(got.seq >= committed.seq);
 	b.net.write(SEG, 2, (115..120).map(put).collect()).unwrap();
-	reach(&ff, b.store().head(SEG).unwrap()).await;
-	assert!(!f.net.is_banned(&a.net.peer_id()) && !f.net.is_banned(&b.net.peer_id()));
-	// A's word no longer sets F's goal: its announcements are a former owner's.
+	let b_head = b.store().head(SEG).unwrap();
+	reach(&ff, b_head).await;
+	reach(&fg, b_head).await;
+	for n in [&f, &g] {
+		assert!(!n.net.is_banned(&a.net.peer_id()) && !n.net.is_banned(&b.net.peer_id()));
+	}
+	// A's word no longer sets F's goal: an announcement past its seal is ignored, and so is
+	// one of its epoch from before the seal (a former owner's).
 	let mut next = a.store().ops(SEG, 15, 1).unwrap().remove(0);
 	next.op.seq = 40;
 	a.net.announce(&sign_announcement(&next, &a.cfg.keypair, &a.cfg.genesis));
-	let stale = || f.net.metrics().gossip.with_label_values(&["stale_epoch"]).get();
+	let ended = || f.net.metrics().gossip.with_label_values(&["past_epoch_end"]).get();
 	for _ in 0..100 {
-		if stale() > 0 {
+		if ended() > 0 {
 			break;
 		}
 		tokio::time::sleep(Duration::from_millis(50)).await;
 	}
-	assert!(stale() > 0, "A's announcement is ignored as a former owner's");
+	assert!(ended() > 0, "A's announcement past its seal is ignored");
 	drop(tf);
 }

@@ -156,6 +156,13 @@ pub trait OpVerifier {
 		let _ = at;
 		true
 	}
+	/// `true` if the chain ended the epoch `at` names before `at.seq`: a later epoch starts at
+	/// or before it (the epoch was sealed). Such an op is not part of the segment, whoever
+	/// signed it. No epoch ends by default.
+	fn ended(&self, at: SignedAt) -> bool {
+		let _ = at;
+		false
+	}
 	/// `true` if `signed` carries a valid checkpoint signature (over
 	/// [`op_signing_payload`]`(genesis, op)`) by the owner of its epoch.
 	fn verify_op(&self, signed: &SignedOp) -> bool {

@@ -280,6 +280,32 @@ pub enum StoreError {
 		/// Seq of the rejected op.
 		seq: u64,
 	},
+	/// A checkpoint of an ownership epoch past that epoch's end: the chain records a later
+	/// epoch starting at or before its seq (the old owner's epoch was sealed before it). Not
+	/// a forgery (the old owner's node may have written it before it learnt of the seal, and
+	/// honest holders may have followed it), but not part of the segment either.
+	#[error(
+		"segment {segment}: op {seq} is signed in epoch {epoch}, which the chain ended before it"
+	)]
+	PastEpochEnd {
+		/// The segment.
+		segment: SegmentId,
+		/// Seq of the op.
+		seq: u64,
+		/// The epoch it names.
+		epoch: u32,
+	},
+	/// Local writes to the segment are fenced ([`Store::fence`]): its owner is sealing its
+	/// epoch at `seq` for a handover, and takes no more.
+	#[error(
+		"segment {segment}: writes are fenced at seq {seq} (the segment is being handed over)"
+	)]
+	Fenced {
+		/// The segment.
+		segment: SegmentId,
+		/// The head the writes stopped at.
+		seq: u64,
+	},
 	/// A seq already applied with a different op (a conflicting replay).
 	#[error("segment {segment}: op {seq} conflicts with the applied one")]
 	Conflict {
@@ -365,6 +391,8 @@ impl std::fmt::Debug for Cid {
 pub(crate) struct SegmentState {
 	pub(crate) trie: SegmentTrie,
 	pub(crate) head: Option<Head>,
+	/// Local writes are refused ([`Store::fence`]): the owner is handing the segment over.
+	pub(crate) fenced: bool,
 }
 
 /// The store. Cheap to clone; all clones share one database and one set of files.

@@ -235,6 +235,9 @@ fn check_batch(
 		if signed.is_checkpoint() && !verifier.knows(at) {
 			return Err(StoreError::UnknownEpoch { segment, seq, epoch: op.epoch });
 		}
+		if signed.is_checkpoint() && verifier.ended(at) {
+			return Err(StoreError::PastEpochEnd { segment, seq, epoch: op.epoch });
+		}
 		// Bounded on every op, checkpoint or not: padded fields would be logged and served on.
 		if signed.signer.len() > MAX_SIGNER_BYTES
 			|| signed.signature.len() > MAX_SIGNATURE_BYTES
@@ -364,7 +367,7 @@ impl Store {
 		verifier: &dyn OpVerifier,
 	) -> Result<Head> {
 		let mut segs = self.inner.segments.lock();
-		let SegmentState { trie, head: head_slot } = segs.entry(segment).or_default();
+		let SegmentState { trie, head: head_slot, .. } = segs.entry(segment).or_default();
 		let mut trie = TrieTxn::new(trie);
 		let start = head_slot.unwrap_or(Head { seq: 0, facts: trie.facts() });
 		let tx = durable(&self.inner.db)?;

@@ -221,7 +221,8 @@ impl Store {
 					"segment {seg}: index does not hash to its head"
 				)));
 			}
-			segments.insert(seg, SegmentState { trie, head: Some(Head { seq, facts }) });
+			segments
+				.insert(seg, SegmentState { trie, head: Some(Head { seq, facts }), fenced: false });
 		}
 		Ok(())
 	}
@@ -287,7 +288,10 @@ impl Store {
 			}
 		}
 		let mut segs = self.inner.segments.lock();
-		let SegmentState { trie, head: head_slot } = segs.entry(segment).or_default();
+		let SegmentState { trie, head: head_slot, fenced } = segs.entry(segment).or_default();
+		if *fenced {
+			return Err(StoreError::Fenced { segment, seq: head_slot.map_or(0, |h| h.seq) });
+		}
 		let mut trie = TrieTxn::new(trie);
 		let start = head_slot.unwrap_or(Head { seq: 0, facts: trie.facts() });
 		let mut seq = start.seq;
@@ -515,6 +519,77 @@ impl Store {
 			Ok(listing)
 		})?;
 		Ok(Some(listing))
+	}
+
+	/// Stops local writes to `segment` ([`Store::apply`], [`Store::apply_signed`] answer
+	/// [`StoreError::Fenced`]) and returns the head they stop at: the owner's last op, which it
+	/// seals on chain for a handover. Under the segment lock, so a write either lands before
+	/// the fence (and is in the returned head) or is refused. Replays (a follower's path) are
+	/// not fenced. In memory: a restart lifts the fence, and the node fences again while the
+	/// chain still shows the handover.
+	pub fn fence(&self, segment: SegmentId) -> Option<Head> {
+		let mut segs = self.inner.segments.lock();
+		let state = segs.entry(segment).or_default();
+		state.fenced = true;
+		state.head
+	}
+
+	/// Takes local writes to `segment` again (a cancelled handover, or the node owns the
+	/// segment again in a later epoch).
+	pub fn unfence(&self, segment: SegmentId) {
+		if let Some(state) = self.inner.segments.lock().get_mut(&segment) {
+			state.fenced = false;
+		}
+	}
+
+	/// Whether local writes to `segment` are fenced, and at which head.
+	pub fn fenced(&self, segment: SegmentId) -> Option<Option<Head>> {
+		self.inner.segments.lock().get(&segment).filter(|s| s.fenced).map(|s| s.head)
+	}
+
+	/// Takes `segment` back to its state at `seq`, which must hash to `expected` (else
+	/// [`StoreError::RootMismatch`]): the logged ops after `seq` are undone and dropped, with
+	/// their roots and pins. For an owner whose ownership epoch starts at `seq + 1` while its
+	/// log runs on in an older epoch (the chain sealed that epoch at its latest commit): those
+	/// ops are not part of the segment. [`StoreError::Pruned`] if the log no longer reaches
+	/// back to `seq`. Objects stay (the collector deletes unreferenced ones with the segment).
+	pub fn rewind(&self, segment: SegmentId, seq: u64, expected: &RootFacts) -> Result<Head> {
+		let before = self.head(segment);
+		let trie = self.trie_at(segment, seq)?;
+		if trie.facts() != *expected {
+			return Err(StoreError::RootMismatch { segment, seq });
+		}
+		let target = Head { seq, facts: *expected };
+		let mut segs = self.inner.segments.lock();
+		let state = segs.get_mut(&segment).ok_or(StoreError::UnknownSegment(segment))?;
+		let Some(head) = state.head else { return Err(StoreError::UnknownSegment(segment)) };
+		if head.seq == seq {
+			return Ok(head);
+		}
+		if state.head != before {
+			// Written or replayed meanwhile: the undone trie is of an older head. The caller
+			// (the planner, every finalized block) asks again.
+			return Err(StoreError::NotReached { segment, seq: head.seq, head: head.seq });
+		}
+		let tx = durable(&self.inner.db)?;
+		{
+			let mut index = tx.open_table(INDEX)?;
+			index.retain_in((segment, &[][..])..(segment + 1, &[][..]), |_, _| false)?;
+			for e in trie.entries() {
+				index.insert((segment, e.key.as_slice()), (e.cid, e.size))?;
+			}
+			let after = (segment, seq + 1)..=(segment, u64::MAX);
+			tx.open_table(crate::OPS)?.retain_in(after.clone(), |_, _| false)?;
+			tx.open_table(crate::UNDO)?.retain_in(after.clone(), |_, _| false)?;
+			tx.open_table(crate::ROOTS)?.retain_in(after, |_, _| false)?;
+		}
+		if let Some(q) = self.inner.pinned.lock().get_mut(&segment) {
+			q.retain(|(h, _)| h.seq <= seq);
+		}
+		self.inner.head_listings.lock().remove(&segment);
+		commit_head(tx, &mut state.head, segment, target)?;
+		state.trie = trie;
+		Ok(target)
 	}
 
 	/// Keeps the segment's current state servable (index pages at its root) after later writes,

@@ -507,6 +507,119 @@ mod oplog {
 	}
 	struct TempDirs(tempfile::TempDir, tempfile::TempDir);
 
+	/// The defect (#15): the old owner kept taking writes after it had decided where its epoch
+	/// ends, so writes it acknowledged were past its seal and lost. A fence stops local writes
+	/// at the head it returns — a write racing it lands before it or is refused — and leaves
+	/// replays alone.
+	#[test]
+	fn writes_after_the_fence_are_refused_and_none_lands_past_it() {
+		let (p, f, ops, _d) = setup(4);
+		let head = p.head(7).unwrap();
+		assert_eq!(p.fence(7), Some(head));
+		assert_eq!(p.fenced(7), Some(Some(head)));
+		let refused = p.apply_signed(7, vec![put("late", vec![1])], &Key(1));
+		assert!(matches!(refused, Err(StoreError::Fenced { segment: 7, seq }) if seq == head.seq));
+		assert!(matches!(p.apply(7, vec![put("late", vec![1])]), Err(StoreError::Fenced { .. })));
+		assert_eq!(p.head(7), Some(head), "nothing written");
+		assert!(p.lookup(7, b"late").is_none());
+		// A follower's replay is not a local write.
+		f.fence(7);
+		assert_eq!(f.replay(7, &ops, &Primaries(vec![1])).unwrap(), head);
+		p.unfence(7);
+		assert_eq!(p.fenced(7), None);
+		assert_eq!(
+			p.apply_signed(7, vec![put("late", vec![1])], &Key(1)).unwrap().0.seq,
+			head.seq + 1
+		);
+
+		// Racing writers: every acknowledged write is at or below the fenced head.
+		let acked = std::sync::Mutex::new(Vec::new());
+		let fenced = std::thread::scope(|scope| {
+			for t in 0..3u64 {
+				let (p, acked) = (&p, &acked);
+				scope.spawn(move || {
+					for i in 0..200u64 {
+						match p.apply_signed(
+							7,
+							vec![put(&format!("r{t}/{i}"), vec![i as u8])],
+							&Key(1),
+						) {
+							Ok((h, _)) => acked.lock().unwrap().push(h.seq),
+							Err(StoreError::Fenced { .. }) => break,
+							Err(e) => panic!("{e}"),
+						}
+					}
+				});
+			}
+			std::thread::sleep(std::time::Duration::from_millis(20));
+			p.fence(7).unwrap()
+		});
+		assert_eq!(p.head(7), Some(fenced), "no write landed after the fence");
+		assert!(acked.lock().unwrap().iter().all(|seq| *seq <= fenced.seq));
+	}
+
+	/// An owner whose epoch starts after the chain's latest commit while its log runs on in
+	/// the older epoch takes the segment back to that commit: the later ops, their roots and
+	/// pins are gone, the state is the commit's exactly (also after a reopen), and it writes on
+	/// from there.
+	#[test]
+	fn rewind_takes_the_segment_back_to_a_committed_seq() {
+		let (p, _f, _ops, d) = setup(6);
+		let head = p.head(7).unwrap();
+		let at3 = p.root_at(7, 3).unwrap().unwrap_or_else(|| {
+			let t = p.trie_at(7, 3).unwrap();
+			t.facts()
+		});
+		let wrong = p.trie_at(7, 4).unwrap().facts();
+		assert!(matches!(p.rewind(7, 3, &wrong), Err(StoreError::RootMismatch { .. })));
+		assert_eq!(p.head(7), Some(head), "a refused rewind changes nothing");
+		p.pin_snapshot(7).unwrap();
+		let back = p.rewind(7, 3, &at3).unwrap();
+		assert_eq!(back, Head { seq: 3, facts: at3 });
+		assert_eq!(p.head(7), Some(back));
+		assert!(p.lookup(7, b"k3").is_none(), "an undone put");
+		assert!(p.lookup(7, b"k2").is_some());
+		assert_eq!(p.ops(7, 4, 10).unwrap(), vec![], "the later ops are dropped");
+		assert!(p.pinned(7).iter().all(|h| h.seq <= 3), "pins past it dropped");
+		assert_eq!(p.provable_root(7, 3), Some(at3.root));
+		let next = p.apply_signed(7, vec![put("new", vec![9])], &Key(1)).unwrap().0;
+		assert_eq!(next.seq, 4);
+		drop(p);
+		let p = Store::open(d.0.path()).unwrap();
+		assert_eq!(p.head(7), Some(next));
+		let mut trie = SegmentTrie::new();
+		for e in p.listing(7, &next.facts.root).unwrap().iter() {
+			trie.insert(e.clone());
+		}
+		assert_eq!(trie.facts(), next.facts, "the index is the rewound state plus the new op");
+		assert!(matches!(p.rewind(7, 9, &at3), Err(StoreError::NotReached { .. })));
+	}
+
+	/// A follower refuses an old epoch's checkpoints past the end the chain recorded for it
+	/// with a typed error that blames nobody (the old owner may have written it before it
+	/// learnt of the seal), and applies nothing of the batch.
+	#[test]
+	fn checkpoints_past_their_epochs_end_are_refused_without_blame() {
+		struct Sealed(u64);
+		impl OpVerifier for Sealed {
+			fn genesis(&self) -> Hash32 {
+				GENESIS
+			}
+			fn verify(&self, at: sync_proto::SignedAt, s: &[u8], p: &[u8], sig: &[u8]) -> bool {
+				Primaries(vec![1]).verify(at, s, p, sig)
+			}
+			fn ended(&self, at: sync_proto::SignedAt) -> bool {
+				at.seq > self.0
+			}
+		}
+		let (_p, f, ops, _d) = setup(6);
+		let h = f.replay(7, &ops[..3], &Sealed(3)).unwrap();
+		assert_eq!(h.seq, 3);
+		let err = f.replay(7, &ops[3..5], &Sealed(3)).unwrap_err();
+		assert!(matches!(err, StoreError::PastEpochEnd { segment: 7, seq: 4, epoch: 1 }), "{err}");
+		assert_eq!(f.head(7), Some(h));
+	}
+
 	#[test]
 	fn replay_reaches_the_primary_root_exactly_once() {
 		let (p, f, ops, _d) = setup(12);

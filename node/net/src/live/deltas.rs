@@ -58,8 +58,8 @@ impl OpSigner for KeypairSigner {
 	}
 }
 
-/// The chain's record of one ownership epoch of a segment: whose data-plane key signs it and
-/// the first seq its owner may write.
+/// The chain's record of one ownership epoch of a segment: whose data-plane key signs it, the
+/// first seq its owner may write, and — once the chain records a later epoch — its last.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct EpochKey {
 	/// The epoch number.
@@ -68,16 +68,39 @@ pub struct EpochKey {
 	pub peer: PeerId,
 	/// The first seq of the epoch: its owner's ops start at or after it.
 	pub first_seq: u64,
+	/// The last seq of the epoch (the next epoch's first seq − 1: where it was sealed), if the
+	/// chain records a later epoch; `None` for the current one.
+	pub end: Option<u64>,
 }
 
 impl EpochKey {
 	/// The one rule of op authority: a signature by `peer` at `at` is the owner's if `peer` is
-	/// this epoch's key and `at.seq` is not before the epoch's first seq. (No upper bound: the
-	/// owner of an older epoch may have written past the next one's first seq before it learnt
-	/// of the change; which history wins at a seq is the committed roots' to say.)
+	/// this epoch's key and `at.seq` is not before the epoch's first seq. An op past the
+	/// epoch's [`end`](EpochKey::end) is refused before its signature is looked at
+	/// ([`EpochKey::ended`]): a sealed epoch's owner may have written on before it learnt of
+	/// the seal, so such an op is not part of the segment, but no forgery either.
 	pub fn authorises(&self, at: &SignedAt, peer: &PeerId) -> bool {
 		at.epoch == self.epoch && *peer == self.peer && at.seq >= self.first_seq
 	}
+
+	/// Whether `at` is past this epoch's end (see [`EpochKey::end`]).
+	pub fn ended(&self, at: &SignedAt) -> bool {
+		at.epoch == self.epoch && self.end.is_some_and(|end| at.seq > end)
+	}
+}
+
+/// The [`EpochKey`]s of a segment's ownership history, oldest first, from the chain's
+/// `(epoch, peer, first_seq)` records: each epoch but the last ends where the next begins.
+pub fn epoch_keys(records: impl IntoIterator<Item = (Epoch, PeerId, u64)>) -> Vec<EpochKey> {
+	let mut keys: Vec<EpochKey> = records
+		.into_iter()
+		.map(|(epoch, peer, first_seq)| EpochKey { epoch, peer, first_seq, end: None })
+		.collect();
+	for i in 1..keys.len() {
+		let next = keys[i].first_seq;
+		keys[i - 1].end = Some(next.saturating_sub(1));
+	}
+	keys
 }
 
 /// Accepts ops and announcements signed for the chain whose genesis hash is `genesis` by the
@@ -105,7 +128,7 @@ pub fn single_owner(
 	owner: PeerId,
 ) -> EpochKeys<impl Fn(SegmentId, Epoch) -> Option<EpochKey> + Send + Sync> {
 	EpochKeys::new(genesis, move |_, epoch| {
-		(epoch == 1).then_some(EpochKey { epoch: 1, peer: owner, first_seq: 1 })
+		(epoch == 1).then_some(EpochKey { epoch: 1, peer: owner, first_seq: 1, end: None })
 	})
 }
 
@@ -120,6 +143,9 @@ impl<F: Fn(SegmentId, Epoch) -> Option<EpochKey>> OpVerifier for EpochKeys<F> {
 	}
 	fn knows(&self, at: SignedAt) -> bool {
 		(self.epoch_of)(at.segment, at.epoch).is_some()
+	}
+	fn ended(&self, at: SignedAt) -> bool {
+		(self.epoch_of)(at.segment, at.epoch).is_some_and(|e| e.ended(&at))
 	}
 }
 
@@ -391,13 +417,11 @@ mod tests {
 		assert!(!nobody.verify_op(&signed) && !nobody.verify_announcement(&a), "not the owner");
 	}
 
-	/// The chain's history of a segment: `old` owned epoch 1, `new` owns epoch 2 from seq 10.
+	/// The chain's history of a segment: `old` owned epoch 1, sealed at 9; `new` owns epoch 2
+	/// from seq 10.
 	fn history(old: PeerId, new: PeerId) -> impl Fn(SegmentId, Epoch) -> Option<EpochKey> {
-		move |_, epoch| match epoch {
-			1 => Some(EpochKey { epoch: 1, peer: old, first_seq: 1 }),
-			2 => Some(EpochKey { epoch: 2, peer: new, first_seq: 10 }),
-			_ => None,
-		}
+		let keys = epoch_keys([(1, old, 1), (2, new, 10)]);
+		move |_, epoch| keys.iter().find(|k| k.epoch == epoch).copied()
 	}
 
 	fn signed_by(key: &Keypair, epoch: Epoch, seq: u64) -> SignedOp {
@@ -419,10 +443,13 @@ mod tests {
 		let (old, new) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
 		let v =
 			EpochKeys::new([7; 32], history(old.public().to_peer_id(), new.public().to_peer_id()));
-		// The former owner's history still verifies after the change of owner, including ops
-		// it wrote past the new owner's first seq before it learnt of the change.
+		// The former owner's history still verifies after the change of owner, up to the seal;
+		// past it, its ops are not part of the segment (refused as ended, before any signature).
 		assert!(v.verify_op(&signed_by(&old, 1, 5)));
-		assert!(v.verify_op(&signed_by(&old, 1, 12)));
+		assert!(v.verify_op(&signed_by(&old, 1, 9)));
+		let at = |seq| SignedAt { segment: 1, epoch: 1, seq };
+		assert!(!v.ended(at(9)) && v.ended(at(10)) && v.ended(at(12)));
+		assert!(!v.ended(SignedAt { epoch: 2, ..at(500) }), "the current epoch has no end");
 		// The new owner signs its own epoch, from its first seq.
 		assert!(v.verify_op(&signed_by(&new, 2, 10)));
 		assert!(!v.verify_op(&signed_by(&new, 2, 9)), "before its epoch began");

@@ -96,6 +96,11 @@ fn validate(net: &SyncNetwork, msg: &gossipsub::Message) -> (Verdict, Option<Ann
 		// Perhaps a newer owner than this node's view of the chain knows: not a forgery yet.
 		return (Verdict::Ignore("unknown_epoch"), None);
 	}
+	if verifier.ended(at) {
+		// Past the seal of its epoch: not part of the segment, and no proof of a forgery (the
+		// sealed owner may have written on before it learnt of the seal).
+		return (Verdict::Ignore("past_epoch_end"), None);
+	}
 	if !verifier.verify_announcement(&a) {
 		return (Verdict::Reject("forged"), None);
 	}
