@@ -9,4 +9,4 @@ export {
   acceptMigration, cancelMigration, createSegment, joinSegment, leaveSegment, registerNode,
   requestMigration, waitForHolding, waitForNode,
 } from './src/chain.js';
-export { call, get, health, put, status } from './src/objects.js';
+export { call, get, health, put, putFollowing, status } from './src/objects.js';

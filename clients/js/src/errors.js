@@ -6,7 +6,8 @@
  *   e.g. `NotOwner`, or a dispatch error such as `BadOrigin`);
  * - `Rejected`: the pool refused or dropped the transaction (never in a block);
  * - `Timeout`: what was waited for did not happen in time;
- * - `Rpc`: a `sync_*` JSON-RPC call failed (`rpcCode`, `errorName` from {@link RPC_ERRORS});
+ * - `Rpc`: a `sync_*` JSON-RPC call failed (`rpcCode`, `errorName` from {@link RPC_ERRORS}, the
+ *   error's `data`);
  * - `Cancelled`: a migration waited for was cancelled or timed out on chain;
  * - `Input`: an argument the client cannot use (a malformed peer id, data that is not hex).
  */
@@ -20,6 +21,10 @@ export const RPC_ERRORS = Object.freeze({
   9004: 'Store', // the store failed
   9005: 'CidMismatch', // a stored object does not match its CID
   9006: 'Behind', // the node owns the segment but has not caught up with the chain yet
+  // The segment is being handed to a new owner and this node has stopped writing it (fenced);
+  // `data.owner` names the migration target (base58 peer id), `data.addresses` its data-plane
+  // addresses: retry there (it answers NotOwner / Behind until it owns the segment).
+  9007: 'Handover',
   [-32601]: 'MethodNotFound', // unknown method, or an unsafe one (sync_put) on a safe-only RPC
 });
 
@@ -28,7 +33,9 @@ export class SyncClientError extends Error {
    * @param {SyncClientErrorCode} code
    * @param {string} message
    * @param {{ section?: string | null, errorName?: string | null, docs?: string, rpcCode?: number | null,
-   *   events?: unknown[] | null, blockHash?: string | null, cause?: unknown }} [details]
+   *   data?: any, events?: unknown[] | null, blockHash?: string | null, cause?: unknown }} [details]
+   *   `data`: the JSON-RPC error's `data` (`Rpc`), e.g. `{ owner, addresses }` of `NotOwner` and
+   *   `Handover`, `{ head, firstSeq }` of `Behind`
    */
   constructor(code, message, details = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
@@ -43,6 +50,11 @@ export class SyncClientError extends Error {
     this.docs = details.docs ?? '';
     /** The JSON-RPC error code (`Rpc`, and `Rejected` when the pool answered with one). */
     this.rpcCode = details.rpcCode ?? null;
+    /**
+     * The JSON-RPC error's `data` (`Rpc`), parsed if the node sent it as JSON text, or null:
+     * `{ owner, addresses }` (`NotOwner`, `Handover`), `{ head, firstSeq }` (`Behind`).
+     */
+    this.data = details.data ?? null;
     /** The block's events of a failed transaction (`Dispatch`). */
     this.events = details.events ?? null;
     /** The block a failed transaction is in (`Dispatch`). */
@@ -85,12 +97,29 @@ export function dispatchFailure(registry, dispatchError, { events, blockHash, wh
 }
 
 /**
- * The `Rpc` error of a failed `sync_*` call (polkadot.js's RpcError carries the numeric `code`).
+ * The JSON-RPC error's `data` as polkadot.js's RpcError carries it (any JSON value; a string
+ * that is JSON is parsed, other text kept as it is), or null.
+ * @param {unknown} data
+ */
+function rpcData(data) {
+  if (data === undefined || data === null) return null;
+  if (typeof data !== 'string') return data;
+  try {
+    return JSON.parse(data);
+  } catch {
+    return data;
+  }
+}
+
+/**
+ * The `Rpc` error of a failed `sync_*` call (polkadot.js's RpcError carries the numeric `code`
+ * and the error's `data`).
  * @param {any} e
  * @param {string} method
  */
 export function rpcFailure(e, method) {
   const rpcCode = typeof e?.code === 'number' ? e.code : null;
   const errorName = rpcCode === null ? null : (RPC_ERRORS[rpcCode] ?? null);
-  return new SyncClientError('Rpc', `${method}: ${e?.message ?? e}`, { section: 'rpc', rpcCode, errorName, cause: e });
+  return new SyncClientError('Rpc', `${method}: ${e?.message ?? e}`,
+    { section: 'rpc', rpcCode, errorName, data: rpcData(e?.data), cause: e });
 }

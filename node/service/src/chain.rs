@@ -4,14 +4,14 @@
 //!
 //! The service never names the node's concrete client type, so it builds and tests without
 //! the node binary, and the node wires it with whatever client it has.
-use crate::view::{ChainView, Funds, SegmentView};
+use crate::view::{ChainView, Funds, Handover, Peer, SegmentView};
 use codec::Codec;
 use futures::{Stream, StreamExt};
 use sc_client_api::{backend::Backend, BlockchainEvents, HeaderBackend};
 use sp_api::ProvideRuntimeApi;
 use sp_runtime::traits::{Block as BlockT, Header as _};
 use std::{collections::HashMap, hash::Hash, marker::PhantomData, sync::Arc};
-use sync_net::{deltas::EpochKey, Holder, Multiaddr, PeerId};
+use sync_net::{deltas::epoch_keys, Holder, Multiaddr, PeerId};
 use sync_primitives::{ChallengeSummary, SyncRegistryApi};
 
 /// Read access to the registry at a block.
@@ -127,9 +127,29 @@ where
 				peers.insert(who.clone(), found.clone());
 				Ok(found)
 			};
+		// `account_funds` came with version 2 of the API, `migration_info` with 3: an older
+		// runtime has none to give.
+		let version = sp_api::ApiExt::<Block>::api_version::<
+			dyn SyncRegistryApi<Block, AccountId, Balance, u32>,
+		>(&*api, at)
+		.map_err(e)?
+		.unwrap_or(1);
 		let mut segments = Vec::new();
 		for id in api.node_segments(at, account.clone()).map_err(e)? {
 			let Some(info) = api.segment_info(at, id).map_err(e)? else { continue };
+			let migration = match &info.migration {
+				Some(_) if version >= 3 => api.migration_info(at, id).map_err(e)?,
+				_ => None,
+			};
+			let handover = match migration {
+				Some(m) => Some(Handover {
+					to: data_plane_of(&m.to)?.map(|(peer, addrs)| Peer { peer, addrs }),
+					to_me: m.to == account,
+					proven: m.proven.is_some(),
+					completed: m.completed,
+				}),
+				None => None,
+			};
 			let mut holders = Vec::new();
 			for who in &info.primaries {
 				if let Some((peer, addrs)) = data_plane_of(who)? {
@@ -154,34 +174,29 @@ where
 				owner: info.owner == account,
 				primary: info.primaries.contains(&account),
 				holding,
-				migrating_here: info
-					.migration
-					.as_ref()
-					.is_some_and(|(to, done)| *to == account && !done),
+				// Without the phase (an older runtime), as before: until it completed.
+				migrating_here: match &handover {
+					Some(h) => h.to_me && !h.proven && !h.completed,
+					None => {
+						info.migration.as_ref().is_some_and(|(to, done)| *to == account && !done)
+					},
+				},
+				handover,
 				roots: info.roots.clone(),
 				// A record whose peer id does not parse names no key: its epoch's ops do
-				// not verify (the chain checks peer ids at registration).
-				epochs: info
-					.epochs
-					.iter()
-					.filter_map(|e| {
-						let peer = PeerId::from_bytes(&e.peer_id).ok()?;
-						Some(EpochKey { epoch: e.epoch, peer, first_seq: e.first_seq })
-					})
-					.collect(),
+				// not verify (the chain checks peer ids at registration). Each epoch ends
+				// where the next one starts.
+				epochs: epoch_keys(info.epochs.iter().filter_map(|e| {
+					Some((e.epoch, PeerId::from_bytes(&e.peer_id).ok()?, e.first_seq))
+				})),
 			});
 		}
 		let addresses = data_plane_of(&account)?.map(|(_, a)| a).unwrap_or_default();
 		let encoded = Some(account.encode());
 		let challenges = api.open_challenges(at, account.clone()).map_err(e)?;
-		// `account_funds` came with version 2 of the API: an older runtime has none to give.
-		let version = sp_api::ApiExt::<Block>::api_version::<
-			dyn SyncRegistryApi<Block, AccountId, Balance, u32>,
-		>(&*api, at)
-		.map_err(e)?;
 		let funds = match version {
 			// A failed read costs the balance figure, not the block's duties.
-			Some(v) if v >= 2 => api
+			v if v >= 2 => api
 				.account_funds(at, account)
 				.ok()
 				.map(|f| Funds { spendable: f.spendable.into(), duty_fee: f.duty_fee.into() }),

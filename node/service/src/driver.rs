@@ -372,7 +372,24 @@ fn local_state(store: &Store, view: &ChainView) -> LocalState {
 			} else {
 				s.roots.iter().map(|r| (r.seq, store.provable_root(s.id, r.seq))).collect()
 			};
-			let l = LocalSegment { head: store.head(s.id), pinned: store.pinned(s.id), provable };
+			let head = store.head(s.id);
+			// An owner's log running past its epoch's start in an older epoch (read only
+			// then: one op).
+			let stale_tail = match (s.owner, s.epochs.last(), head) {
+				(true, Some(e), Some(h)) if h.seq >= e.first_seq => store
+					.ops(s.id, e.first_seq, 1)
+					.ok()
+					.and_then(|o| o.first().map(|o| o.op.epoch < e.epoch))
+					.unwrap_or(false),
+				_ => false,
+			};
+			let l = LocalSegment {
+				head,
+				pinned: store.pinned(s.id),
+				provable,
+				fenced: store.fenced(s.id),
+				stale_tail,
+			};
 			(s.id, l)
 		})
 		.collect()
@@ -409,7 +426,27 @@ impl<O: OffchainDb> Driver<O> {
 				},
 				Action::TakeWrites(id) => {
 					self.log_role(id, "owner: serving and accepting writes");
+					self.net.store().unfence(id);
 					self.handle.set_writable(id, true);
+				},
+				Action::Fence(id) => {
+					let at = self.net.store().fence(id).map_or(0, |h| h.seq);
+					log::info!(target: "sync", "segment {id}: handover: writes stopped at seq {at}; sealing the epoch there");
+				},
+				Action::Unfence(id) => {
+					self.net.store().unfence(id);
+					log::info!(target: "sync", "segment {id}: handover cancelled: accepting writes again");
+				},
+				Action::Rewind { segment, seq, facts } => {
+					match self.net.store().rewind(segment, seq, &facts) {
+						Ok(_) => log::warn!(
+							target: "sync",
+							"segment {segment}: the chain sealed the previous epoch at seq {seq}; the local ops after it were dropped"
+						),
+						Err(e) => {
+							log::warn!(target: "sync", "segment {segment}: rewinding to the sealed seq {seq}: {e}")
+						},
+					}
 				},
 				Action::RefuseWrites(id) => self.handle.set_writable(id, false),
 				Action::SetHolders(id, holders) => {

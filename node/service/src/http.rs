@@ -327,10 +327,21 @@ impl AsyncWrite for WriteDeadline {
 type Body = BoxBody<Bytes, std::io::Error>;
 
 /// A refused request: status and message.
-struct Refusal(StatusCode, String);
+struct Refusal(StatusCode, String, Option<Box<crate::NotWritable>>);
 
 fn refuse(code: StatusCode, msg: impl Into<String>) -> Refusal {
-	Refusal(code, msg.into())
+	Refusal(code, msg.into(), None)
+}
+
+/// A write this node does not take: `403` if it does not own the segment, `503` (with
+/// `retry-after`) while it catches up, rewinds or hands the segment over; the body carries
+/// [`crate::NotWritable::data`] and `x-sync-owner` names where to write when known.
+fn not_writable(segment: sync_primitives::SegmentId, e: crate::NotWritable) -> Refusal {
+	let code = match e {
+		crate::NotWritable::NotOwner { .. } => StatusCode::FORBIDDEN,
+		_ => StatusCode::SERVICE_UNAVAILABLE,
+	};
+	Refusal(code, e.message(segment), Some(Box::new(e)))
 }
 
 /// Answers one request; every error is a JSON refusal.
@@ -357,8 +368,14 @@ async fn respond(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> R
 		Method::PUT => put(shared, peer, &path, req).await,
 		_ => Err(refuse(StatusCode::METHOD_NOT_ALLOWED, "only GET and PUT")),
 	};
-	result.unwrap_or_else(|Refusal(code, msg)| {
-		let mut resp = json(code, &serde_json::json!({ "error": msg }));
+	result.unwrap_or_else(|Refusal(code, msg, why)| {
+		let mut body = why.as_ref().map_or_else(|| serde_json::json!({}), |w| w.data());
+		body["error"] = serde_json::json!(msg);
+		let mut resp = json(code, &body);
+		let owner = why.as_ref().and_then(|w| w.redirect()).map(|p| p.peer.to_string());
+		if let Some(v) = owner.and_then(|o| HeaderValue::from_str(&o).ok()) {
+			resp.headers_mut().insert("x-sync-owner", v);
+		}
 		if code == StatusCode::SERVICE_UNAVAILABLE {
 			resp.headers_mut()
 				.insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -550,13 +567,7 @@ async fn put(
 	let epoch = shared.handle.write_epoch_of(&net, segment);
 	let store = net.store().clone();
 	let refused = match &epoch {
-		Err(e) => Some(refuse(
-			match e {
-				crate::NotWritable::NotOwner => StatusCode::FORBIDDEN,
-				crate::NotWritable::Behind { .. } => StatusCode::SERVICE_UNAVAILABLE,
-			},
-			e.message(segment),
-		)),
+		Err(e) => Some(not_writable(segment, e.clone())),
 		Ok(_) if length > config.max_object => Some(refuse(
 			StatusCode::PAYLOAD_TOO_LARGE,
 			format!("object of {length} bytes is larger than {}", config.max_object),
@@ -608,13 +619,21 @@ async fn put(
 		// The upload may have taken minutes: sign only in the epoch the chain still gives
 		// this node (an op of an epoch that ended is refused by every follower: a lost write
 		// acknowledged with 200).
-		if handle.write_epoch_of(&net, segment).ok() != Some(epoch) {
-			return Err(refuse(
-				StatusCode::CONFLICT,
-				format!("the ownership of segment {segment} changed during the upload; nothing was written (retry with the new owner)"),
-			));
+		match handle.write_epoch_of(&net, segment) {
+			Ok(e) if e == epoch => {},
+			// A handover began during the upload: the owner is sealing its epoch.
+			Err(e @ crate::NotWritable::Handover { .. }) => return Err(not_writable(segment, e)),
+			_ => {
+				return Err(refuse(
+					StatusCode::CONFLICT,
+					format!("the ownership of segment {segment} changed during the upload; nothing was written (retry with the new owner)"),
+				))
+			},
 		}
-		net.write(segment, epoch, vec![write]).map_err(|e| failed(e.to_string()))
+		net.write(segment, epoch, vec![write]).map_err(|e| match e {
+			sync_store::StoreError::Fenced { .. } => not_writable(segment, handle.fenced(segment)),
+			e => failed(e.to_string()),
+		})
 	})
 	.await?;
 	Ok(json(
@@ -781,7 +800,7 @@ mod tests {
 		let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
 		let local6: SocketAddr = "[::1]:5000".parse().unwrap();
 		let none = hyper::HeaderMap::new();
-		let code = |r: Result<(), Refusal>| r.err().map(|Refusal(c, _)| c.as_u16());
+		let code = |r: Result<(), Refusal>| r.err().map(|Refusal(c, _, _)| c.as_u16());
 		assert_eq!(code(authorize(None, local, &none)), None);
 		assert_eq!(code(authorize(None, local6, &none)), None);
 		assert_eq!(code(authorize(None, remote, &none)), Some(403));

@@ -26,7 +26,7 @@ use crate::{
 use std::collections::{BTreeMap, BTreeSet};
 use sync_net::Holder;
 use sync_primitives::{
-	commitment::Hash32,
+	commitment::{Hash32, RootFacts},
 	offchain::{Intent, Intents},
 	rules, ChallengeSummary, NodeRole, SegmentId,
 };
@@ -42,6 +42,23 @@ pub enum Action {
 	TakeWrites(SegmentId),
 	/// Refuse writes to the segment: this node no longer owns it.
 	RefuseWrites(SegmentId),
+	/// Stop local writes to the owned segment at its head (the store's fence): the migration's
+	/// target proved it, and this node seals its epoch there (`Intent::Seal`). Followed by a
+	/// [`Action::Pin`] of that head, which the seal names.
+	Fence(SegmentId),
+	/// Take local writes again: the handover this node fenced for was cancelled.
+	Unfence(SegmentId),
+	/// Take the owned segment back to the chain's commit at `seq` (its epoch starts at
+	/// `seq + 1`, but the local log runs on in an older epoch: the chain sealed that one
+	/// there).
+	Rewind {
+		/// Segment.
+		segment: SegmentId,
+		/// The sealed seq.
+		seq: u64,
+		/// The chain's root facts at `seq`.
+		facts: RootFacts,
+	},
 	/// Hand the segment's holders (from the chain) to the data plane.
 	SetHolders(SegmentId, Vec<Holder>),
 	/// Pin the segment's head as a servable snapshot (what a commit names).
@@ -82,6 +99,8 @@ struct Tracked {
 	following: bool,
 	/// The holder list last handed to the data plane.
 	holders: Option<Vec<Holder>>,
+	/// Whether local writes are fenced for a seal ([`Action::Fence`]).
+	fenced: bool,
 }
 
 /// What the planner keeps per owned segment for the life of the process (also while the
@@ -193,10 +212,43 @@ impl Planner {
 					out.push(Action::StopFollowing(s.id));
 				}
 				if t.owner != Some(true) {
+					// (The driver lifts a fence left from an earlier epoch of this node.)
+					t.fenced = false;
 					out.push(Action::TakeWrites(s.id));
 				}
 				let c = self.commits.entry(s.id).or_default();
-				let head = local.get(&s.id).and_then(|l| l.head);
+				let l = local.get(&s.id);
+				let head = l.and_then(|l| l.head);
+				// The fenced handover: once the target's proof is in, stop writes and pin the
+				// last op, which the seal names (see `intents`); no more commits before it.
+				if s.sealing() {
+					if !t.fenced {
+						t.fenced = true;
+						c.pinned_once = true;
+						out.push(Action::Fence(s.id));
+						out.push(Action::Pin(s.id));
+					}
+					t.owner = Some(true);
+					continue;
+				}
+				if t.fenced {
+					t.fenced = false;
+					out.push(Action::Unfence(s.id));
+				}
+				if l.is_some_and(|l| l.stale_tail) {
+					let first = s.epochs.last().map_or(1, |e| e.first_seq);
+					match s.roots.iter().find(|r| r.seq.saturating_add(1) == first) {
+						Some(r) => {
+							out.push(Action::Rewind { segment: s.id, seq: r.seq, facts: r.facts })
+						},
+						None => log::warn!(
+							target: "sync",
+							"segment {}: the local log runs past seq {} in a sealed epoch, and the chain keeps no root there to go back to",
+							s.id,
+							first.saturating_sub(1)
+						),
+					}
+				}
 				if commit_due(c, number, commit_every, head.map(|h| h.seq), latest_seq(s)) {
 					c.before = c.last.replace(number);
 					c.pinned_once = true;
@@ -249,7 +301,9 @@ impl Planner {
 		let empty = LocalSegment::default();
 		for s in &view.segments {
 			let l = local.get(&s.id).unwrap_or(&empty);
-			if s.owner {
+			if s.sealing() {
+				items.extend(seal(s, l));
+			} else if s.owner {
 				items.extend(commit(s, l));
 			} else {
 				items.extend(claim(s, l));
@@ -344,6 +398,17 @@ fn commit(s: &SegmentView, l: &LocalSegment) -> Option<Intent> {
 	let committed = latest_seq(s);
 	let pin = l.pinned.iter().rev().find(|p| rules::commit_is_newer(p.seq, committed))?;
 	Some(Intent::Commit { segment: s.id, seq: pin.seq, facts: pin.facts })
+}
+
+/// The seal to ask for while handing the segment over: the head the writes were fenced at,
+/// once it is pinned (so the root the chain records is servable).
+fn seal(s: &SegmentView, l: &LocalSegment) -> Option<Intent> {
+	let head = l.fenced.flatten()?;
+	l.pinned.contains(&head).then_some(Intent::Seal {
+		segment: s.id,
+		seq: head.seq,
+		facts: head.facts,
+	})
 }
 
 /// A holder claims the newest retained root it can prove that the chain lets it claim.

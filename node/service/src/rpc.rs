@@ -90,20 +90,25 @@ pub fn rpc_module(
 		unsafe_allowed(&ext)?;
 		let (segment, key, data): (u64, String, String) = params.parse()?;
 		let net = net(&h)?;
-		let epoch = h.write_epoch_of(net, segment).map_err(|e| {
+		let refused = |e: crate::NotWritable| {
 			let code = match e {
-				crate::NotWritable::NotOwner => 9001,
-				crate::NotWritable::Behind { .. } => 9006,
+				crate::NotWritable::NotOwner { .. } => 9001,
+				crate::NotWritable::Behind { .. } | crate::NotWritable::Rewinding { .. } => 9006,
+				crate::NotWritable::Handover { .. } => 9007,
 			};
-			err(code, e.message(segment))
-		})?;
+			ErrorObjectOwned::owned(code, e.message(segment), Some(e.data()))
+		};
+		let epoch = h.write_epoch_of(net, segment).map_err(refused)?;
 		let digits = data.strip_prefix("0x").unwrap_or(&data);
 		if digits.len() / 2 > MAX_RPC_OBJECT {
 			return Err(err(9002, format!("object larger than {MAX_RPC_OBJECT} bytes")));
 		}
 		let bytes = unhex(digits).map_err(|_| err(9003, "data is not hex"))?;
 		let write = sync_store::SegmentWrite::Put { key: key.into_bytes(), data: bytes };
-		let head = net.write(segment, epoch, vec![write]).map_err(|e| err(9004, e.to_string()))?;
+		let head = net.write(segment, epoch, vec![write]).map_err(|e| match e {
+			sync_store::StoreError::Fenced { .. } => refused(h.fenced(segment)),
+			e => err(9004, e.to_string()),
+		})?;
 		Ok(json!({ "seq": head.seq, "root": hex(&head.facts.root), "entries": head.facts.entries, "bytes": head.facts.bytes }))
 	})?;
 	m.register_blocking_method("sync_get", |params, h, _| -> Reply {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use sync_net::{
 	deltas::{Epoch, EpochKey},
-	Holder,
+	Holder, PeerId,
 };
 use sync_primitives::{
 	commitment::Hash32, ChallengeSummary, HoldingStatus, RootSummary, SegmentId,
@@ -24,8 +24,11 @@ pub struct SegmentView {
 	pub primary: bool,
 	/// This node's holding, if it is a holder: status and last proven seq.
 	pub holding: Option<(HoldingStatus, Option<u64>)>,
-	/// A pending migration targets this node.
+	/// A pending migration targets this node and its proof is not accepted yet (so the chain
+	/// lets it re-prove its current root).
 	pub migrating_here: bool,
+	/// The segment's accepted migration, if any (the fenced handover).
+	pub handover: Option<Handover>,
 	/// Retained committed roots, oldest first.
 	pub roots: Vec<RootSummary>,
 	/// The chain's ownership history of the segment, oldest first: whose key signs which
@@ -38,6 +41,42 @@ impl SegmentView {
 	pub fn epoch(&self, epoch: Epoch) -> Option<&EpochKey> {
 		self.epochs.iter().find(|e| e.epoch == epoch)
 	}
+
+	/// The current owner's data plane: the key of the newest epoch, with its addresses if it
+	/// is among the holders (it is, as a Primary, while registered).
+	pub fn current_owner(&self) -> Option<Peer> {
+		let peer = self.epochs.last()?.peer;
+		let addrs = self.holders.iter().find(|h| h.peer == peer).map(|h| h.addrs.clone());
+		Some(Peer { peer, addrs: addrs.unwrap_or_default() })
+	}
+
+	/// Whether this node, owning the segment, must stop taking writes and seal its epoch: the
+	/// migration's target proved the segment and ownership has not moved yet.
+	pub fn sealing(&self) -> bool {
+		self.owner && self.handover.as_ref().is_some_and(|h| h.proven && !h.completed && !h.to_me)
+	}
+}
+
+/// A node's data plane as the chain registers it: whom a writer is sent to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+	/// Its libp2p peer id.
+	pub peer: PeerId,
+	/// Its registered data-plane addresses (those that parse).
+	pub addrs: Vec<sync_net::Multiaddr>,
+}
+
+/// A segment's accepted migration, as the chain says (the runtime API's `MigrationSummary`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handover {
+	/// The target's data plane, if it is registered.
+	pub to: Option<Peer>,
+	/// This node is the target.
+	pub to_me: bool,
+	/// The target's proof is accepted: the owner refuses writes and seals its epoch.
+	pub proven: bool,
+	/// Ownership moved (the old owner is retained for a while).
+	pub completed: bool,
 }
 
 /// The chain as this node sees it at a block (finalized, unless said otherwise).
@@ -94,6 +133,12 @@ pub struct LocalSegment {
 	/// For each retained committed root's seq: the root the store has at that seq, if it can
 	/// still prove it (`None`: not reached, or older than the log).
 	pub provable: BTreeMap<u64, Option<Hash32>>,
+	/// Local writes are fenced ([`sync_store::Store::fence`]) at this head (`Some(None)`: at no
+	/// head yet).
+	pub fenced: Option<Option<Head>>,
+	/// An owned segment whose log runs past the start of the newest epoch in an older epoch
+	/// (the chain sealed that epoch before the node's last ops): it must rewind first.
+	pub stale_tail: bool,
 }
 
 impl LocalSegment {

@@ -48,6 +48,7 @@ fn owned(roots: &[u64]) -> SegmentView {
 		primary: true,
 		holding: None,
 		migrating_here: false,
+		handover: None,
 		roots: roots.iter().enumerate().map(|(i, s)| root(i as u32 + 1, *s)).collect(),
 		epochs: vec![],
 	}
@@ -79,6 +80,7 @@ fn local(head_seq: Option<u64>, pinned: &[u64], provable: &[u64], wrong: &[u64])
 		head: head_seq.map(head),
 		pinned: pinned.iter().map(|s| head(*s)).collect(),
 		provable,
+		..Default::default()
 	};
 	[(SEG, seg)].into_iter().collect()
 }
@@ -604,4 +606,89 @@ fn unregistered_node_collects_nothing() {
 	for n in 0..100 {
 		assert_eq!(p.collect(n, &ChainView::default(), &[SEG]), vec![]);
 	}
+}
+
+// ---- the fenced handover ----
+
+/// An owned segment whose migration to `peer(2)` is accepted, proven or not.
+fn handing_over(roots: &[u64], proven: bool) -> SegmentView {
+	let to = crate::view::Peer { peer: peer(2), addrs: vec![] };
+	SegmentView {
+		handover: Some(crate::view::Handover {
+			to: Some(to),
+			to_me: false,
+			proven,
+			completed: false,
+		}),
+		..owned(roots)
+	}
+}
+
+/// The defect (#15): the old owner kept writing (and committing) after the target took over.
+/// Once the target's proof is in, the owner fences its writes, pins that head, asks for the
+/// seal of exactly that head (not a commit), and lifts the fence if the migration is cancelled.
+#[test]
+fn the_owner_fences_pins_and_seals_once_the_target_proved() {
+	let mut p = Planner::new(config(1));
+	let l = local(Some(9), &[5], &[], &[]);
+	let syncing = view(vec![handing_over(&[5], false)]);
+	let a = p.on_finalized(1, &syncing, &l);
+	assert!(
+		a.contains(&Action::TakeWrites(SEG)) && !a.contains(&Action::Fence(SEG)),
+		"writes go on while the target syncs"
+	);
+	let proven = view(vec![handing_over(&[5], true)]);
+	let a = p.on_finalized(2, &proven, &l);
+	let fence = a.iter().position(|x| *x == Action::Fence(SEG)).expect("fenced");
+	assert_eq!(a.get(fence + 1), Some(&Action::Pin(SEG)), "the fenced head is pinned right after");
+	assert!(!a.contains(&Action::TakeWrites(SEG)) && !a.contains(&Action::RefuseWrites(SEG)));
+	// Not pinned yet: nothing to seal, and no commit either.
+	let mut fenced = l.clone();
+	fenced.get_mut(&SEG).unwrap().fenced = Some(Some(head(9)));
+	assert_eq!(items(&mut p, &proven, &fenced), vec![]);
+	fenced.get_mut(&SEG).unwrap().pinned.push(head(9));
+	assert_eq!(
+		items(&mut p, &proven, &fenced),
+		vec![Intent::Seal { segment: SEG, seq: 9, facts: facts(9) }]
+	);
+	assert_eq!(p.on_finalized(3, &proven, &fenced), vec![], "fenced once");
+	// Cancelled: writes again, commits again.
+	let a = p.on_finalized(4, &syncing, &fenced);
+	assert!(a.contains(&Action::Unfence(SEG)), "{a:?}");
+	assert_eq!(
+		items(&mut p, &syncing, &fenced),
+		vec![Intent::Commit { segment: SEG, seq: 9, facts: facts(9) }]
+	);
+}
+
+/// The target does not fence: it is not the owner while the old one seals, and once it owns
+/// the segment the migration is completed.
+#[test]
+fn only_the_owner_fences() {
+	let mut p = Planner::new(config(1));
+	let l = local(Some(9), &[], &[9], &[]);
+	let mut target = held(&[5], HoldingStatus::Active, Some(5));
+	target.handover =
+		Some(crate::view::Handover { to: None, to_me: true, proven: true, completed: false });
+	let a = p.on_finalized(1, &view(vec![target]), &l);
+	assert!(!a.iter().any(|x| matches!(x, Action::Fence(_))), "{a:?}");
+	let mut done = handing_over(&[9], true);
+	done.handover.as_mut().unwrap().completed = true;
+	let a = p.on_finalized(2, &view(vec![done]), &l);
+	assert!(
+		a.contains(&Action::TakeWrites(SEG)) && !a.iter().any(|x| matches!(x, Action::Fence(_)))
+	);
+}
+
+/// An owner whose epoch starts after the chain's seal while its log ran on in the older epoch
+/// (a timed-out seal) takes its copy back to the sealed commit.
+#[test]
+fn an_owner_with_a_stale_tail_rewinds_to_the_sealed_commit() {
+	let mut p = Planner::new(config(100));
+	let mut s = owned(&[5, 8]);
+	s.epochs = sync_net::deltas::epoch_keys([(1, peer(1), 1), (2, peer(2), 9)]);
+	let mut l = local(Some(12), &[], &[], &[]);
+	l.get_mut(&SEG).unwrap().stale_tail = true;
+	let a = p.on_finalized(1, &view(vec![s]), &l);
+	assert!(a.contains(&Action::Rewind { segment: SEG, seq: 8, facts: facts(8) }), "{a:?}");
 }
