@@ -21,7 +21,7 @@ export declare const RPC_ERRORS: Readonly<Record<number, string>>;
 export declare class SyncClientError extends Error {
   constructor(code: SyncClientErrorCode, message: string, details?: {
     section?: string | null; errorName?: string | null; docs?: string; rpcCode?: number | null;
-    events?: unknown[] | null; blockHash?: string | null; cause?: unknown;
+    data?: WriteRefusal | null; events?: unknown[] | null; blockHash?: string | null; cause?: unknown;
   });
   readonly name: 'SyncClientError';
   code: SyncClientErrorCode;
@@ -31,8 +31,21 @@ export declare class SyncClientError extends Error {
   errorName: string | null;
   docs: string;
   rpcCode: number | null;
+  /** A refused write's details (RPC error `data`): where the segment went, or why to wait. */
+  data: WriteRefusal | null;
   events: any[] | null;
   blockHash: string | null;
+}
+/** The `data` of a refused `sync_put` (9001 NotOwner, 9006 Behind / Rewinding, 9007 Handover). */
+export interface WriteRefusal {
+  reason: 'NotOwner' | 'Behind' | 'Rewinding' | 'Handover';
+  /** The owner's (or the handover target's) base58 data-plane peer id, when the chain names one. */
+  owner?: string;
+  /** Its registered data-plane multiaddrs. */
+  addresses?: string[];
+  /** `Behind`: this node's head and the first seq of its epoch. */
+  head?: number;
+  firstSeq?: number;
 }
 export declare function decodeDispatchError(
   registry: { findMetaError(e: unknown): { section: string; name: string; docs: string[] } },
@@ -112,6 +125,14 @@ export interface Health {
 export declare function call(node: NodeConnection, method: string, params?: unknown[]): Promise<any>;
 export declare function put(node: NodeConnection, segment: number, key: string, data: Uint8Array | string,
   options?: { retryMs?: number; everyMs?: number }): Promise<Head>;
+/**
+ * Writes through whichever of `endpoints` owns the segment, following typed refusals
+ * (`Handover`, `NotOwner`, `Behind`) until `timeoutMs`; pass the same array for every write.
+ */
+export declare function putFollowing(endpoints: NodeConnection[], segment: number, key: string,
+  data: Uint8Array | string, options?: { timeoutMs?: number; everyMs?: number;
+    onRefusal?: (error: SyncClientError, endpoint: number) => void }): Promise<Head & {
+      endpoint: number; peerId: string | null; attempts: number }>;
 export declare function get(node: NodeConnection, segment: number, key: string): Promise<StoredObject | null>;
 export declare function status(node: NodeConnection): Promise<{ peerId: string; bytesServed: number; bytesReceived: number; peers: Record<string, number>; segments: any[] }>;
 export declare function health(node: NodeConnection): Promise<Health>;

@@ -487,8 +487,8 @@ pub struct MigrationSummary<AccountId, BlockNumber> {
 ///
 /// A new epoch starts when the segment is created (epoch 1, `first_seq` 1), when ownership
 /// moves (a completed migration, Root's `force_set_owner`) and when the owner registers a new
-/// peer id. `first_seq` is a lower bound on the new key's ops: the handover is not fenced at an
-/// exact seq yet, so ops of the previous epoch's key may still follow it.
+/// peer id. The epoch ends where the next one starts: every seq belongs to exactly one epoch, so
+/// to one key (a migration starts the target's epoch right after the seq the old owner sealed).
 ///
 /// (No serde, like the other summaries of the runtime API: they travel SCALE-encoded.)
 #[derive(Encode, Decode, TypeInfo, Clone, PartialEq, Eq, Debug)]

@@ -164,12 +164,14 @@ pub mod sync_timing {
 	pub const OFFER_TIMEOUT: BlockNumber = 24 * 60 * MINUTES;
 	/// The old provider stays a Primary for 10 minutes after a migration.
 	pub const MIGRATION_RETENTION: BlockNumber = 10 * MINUTES;
-	/// The old owner has a minute (10 blocks) to seal its epoch once the target's proof is
-	/// finalized. Its node seals at the first finalized block that shows the proof (the proof
-	/// is finalized ≈ 2 blocks after inclusion, the seal lands in the block after it is
-	/// submitted), so the rest is slack for a full block; past it the chain seals at the
-	/// latest commit, which loses the writes acknowledged after it.
-	pub const SEAL_TIMEOUT: BlockNumber = 10;
+	/// The old owner has 3 minutes (30 blocks) from the target's proof to seal its epoch. Its
+	/// node seals at the first finalized block that shows the proof (the proof is finalized
+	/// ≈ 2 blocks after inclusion, the seal lands in the block after it is submitted); the rest
+	/// covers a seal that failed and is sent again (the off-chain worker resends after 5
+	/// blocks), full blocks and a finality stall. Past it the chain seals at the latest
+	/// commit, which loses the writes acknowledged after it: so it is generous, and it is only
+	/// waited for when the old owner is gone (then writes are unavailable that long).
+	pub const SEAL_TIMEOUT: BlockNumber = 30;
 	/// A holder that left keeps its failure count for a day if it rejoins.
 	pub const FAILURE_MEMORY: BlockNumber = 24 * 60 * MINUTES;
 	/// A holding may stay `Syncing` (unproven, or after a failure) for a day, as long as a

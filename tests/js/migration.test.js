@@ -28,6 +28,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { Keyring } from '@polkadot/keyring';
 import { u8aToHex } from '@polkadot/util';
 import { base58Decode, cryptoWaitReady, xxhashAsHex } from '@polkadot/util-crypto';
@@ -35,7 +40,7 @@ import {
   SyncClientError, acceptMigration, cancelMigration, createSegment, findEvent, get, joinSegment, put,
   requestMigration, send, status, waitForHolding, waitForNode,
 } from '../../clients/js/index.js';
-import { eventually, startLocalNetwork } from './lib/node.js';
+import { eventually, nodeBinary, startLocalNetwork } from './lib/node.js';
 import { startWriter } from './lib/writer.js';
 
 /**
@@ -297,6 +302,18 @@ describe('provider migration from polkadot.js', () => {
     assert.equal(refusal.data?.owner, peerIds[2], `NotOwner names Charlie: ${JSON.stringify(refusal.data)}`);
     assert.ok((refusal.data.addresses ?? []).some((a) => a.startsWith(`/ip4/127.0.0.1/tcp/${nodes[2].syncPort}`)),
       `and his data-plane address from the chain: ${JSON.stringify(refusal.data)}`);
+    // The CLI follows the segment too: `sync-node put` at Alice, told of Charlie's node, is
+    // refused with NotOwner naming Charlie's peer id and writes there.
+    const dir = mkdtempSync(join(tmpdir(), 'sync-migration-'));
+    const bytes = randomBytes(777);
+    writeFileSync(join(dir, 'cli.bin'), bytes);
+    const cli = await promisify(execFile)(nodeBinary(), ['put', '--segment', String(segment), '--key', 'cli.bin',
+      join(dir, 'cli.bin'), '--rpc', `127.0.0.1:${nodes[0].rpcPort}`, '--node', `127.0.0.1:${nodes[2].rpcPort}`,
+      '--retry-for', '30']);
+    assert.match(cli.stderr, new RegExp(`following the segment to 127\\.0\\.0\\.1:${nodes[2].rpcPort}`), cli.stderr);
+    const viaCli = JSON.parse(cli.stdout);
+    assert.ok(viaCli.seq > later.seq, JSON.stringify(viaCli));
+    acknowledged.push({ key: 'cli.bin', data: u8aToHex(bytes), seq: viaCli.seq });
     // Alice, still a Primary for the retention period, follows Charlie's writes.
     await eventually(async () => (await get(nodes[0].api, segment, 'after.bin'))?.data === '0xc0ffee',
       { what: 'Alice follows the new owner', logs: nodes[0].logs });

@@ -373,10 +373,10 @@ fn local_state(store: &Store, view: &ChainView) -> LocalState {
 				s.roots.iter().map(|r| (r.seq, store.provable_root(s.id, r.seq))).collect()
 			};
 			let head = store.head(s.id);
-			// An owner's log running past its epoch's start in an older epoch (read only
-			// then: one op).
-			let stale_tail = match (s.owner, s.epochs.last(), head) {
-				(true, Some(e), Some(h)) if h.seq >= e.first_seq => store
+			// A log running past the newest epoch's start in an older epoch (an old owner's
+			// ops after the chain sealed its epoch; read only then: one op).
+			let stale_tail = match (s.epochs.last(), head) {
+				(Some(e), Some(h)) if h.seq >= e.first_seq => store
 					.ops(s.id, e.first_seq, 1)
 					.ok()
 					.and_then(|o| o.first().map(|o| o.op.epoch < e.epoch))
@@ -415,9 +415,7 @@ impl<O: OffchainDb> Driver<O> {
 			match action {
 				Action::Follow(id) => {
 					self.log_role(id, "following");
-					let t = self.tracked.entry(id).or_default();
-					let (holders, anchors) = (t.holders.subscribe(), t.anchors.subscribe());
-					t.follower = Some(self.net.follow(id, holders, anchors, self.verifier.clone()));
+					self.follow(id);
 				},
 				Action::StopFollowing(id) => {
 					if let Some(t) = self.tracked.get_mut(&id) {
@@ -438,7 +436,15 @@ impl<O: OffchainDb> Driver<O> {
 					log::info!(target: "sync", "segment {id}: handover cancelled: accepting writes again");
 				},
 				Action::Rewind { segment, seq, facts } => {
-					match self.net.store().rewind(segment, seq, &facts) {
+					// A follower's state is of the head it started from: restart it from the
+					// rewound one.
+					let follower = self.tracked.get_mut(&segment).and_then(|t| t.follower.take());
+					let rewound = self.net.store().rewind(segment, seq, &facts);
+					if follower.is_some() {
+						drop(follower);
+						self.follow(segment);
+					}
+					match rewound {
 						Ok(_) => log::warn!(
 							target: "sync",
 							"segment {segment}: the chain sealed the previous epoch at seq {seq}; the local ops after it were dropped"
@@ -581,6 +587,13 @@ impl<O: OffchainDb> Driver<O> {
 				self.net.peer_id()
 			);
 		}
+	}
+
+	/// Starts (or restarts) following `id` from the store's head.
+	fn follow(&mut self, id: SegmentId) {
+		let t = self.tracked.entry(id).or_default();
+		let (holders, anchors) = (t.holders.subscribe(), t.anchors.subscribe());
+		t.follower = Some(self.net.follow(id, holders, anchors, self.verifier.clone()));
 	}
 
 	fn log_role(&self, id: SegmentId, what: &str) {

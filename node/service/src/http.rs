@@ -621,9 +621,10 @@ async fn put(
 		// acknowledged with 200).
 		match handle.write_epoch_of(&net, segment) {
 			Ok(e) if e == epoch => {},
-			// A handover began during the upload: the owner is sealing its epoch.
-			Err(e @ crate::NotWritable::Handover { .. }) => return Err(not_writable(segment, e)),
-			_ => {
+			// A handover began, or ownership moved, during the upload: the typed refusal
+			// (with the owner to follow), as before an upload.
+			Err(e) => return Err(not_writable(segment, e)),
+			Ok(_) => {
 				return Err(refuse(
 					StatusCode::CONFLICT,
 					format!("the ownership of segment {segment} changed during the upload; nothing was written (retry with the new owner)"),

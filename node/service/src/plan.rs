@@ -48,9 +48,10 @@ pub enum Action {
 	Fence(SegmentId),
 	/// Take local writes again: the handover this node fenced for was cancelled.
 	Unfence(SegmentId),
-	/// Take the owned segment back to the chain's commit at `seq` (its epoch starts at
+	/// Take the segment back to the chain's commit at `seq` (the newest epoch starts at
 	/// `seq + 1`, but the local log runs on in an older epoch: the chain sealed that one
-	/// there).
+	/// there, and this node, its old owner, wrote on). Any role: an owner before it writes,
+	/// a follower before it follows on.
 	Rewind {
 		/// Segment.
 		segment: SegmentId,
@@ -204,9 +205,27 @@ impl Planner {
 				t.holders = Some(s.holders.clone());
 				out.push(Action::SetHolders(s.id, s.holders.clone()));
 			}
+			let l = local.get(&s.id);
+			// A log running on in a sealed epoch (an old owner that missed its seal) goes back
+			// to the sealed commit first, whatever the node's role now.
+			if l.is_some_and(|l| l.stale_tail) {
+				out.extend(rewind(s));
+			}
 			// An owner writes; everyone else follows (a migration target until it owns the
 			// segment, an old owner after it).
 			if s.owner {
+				let head = l.and_then(|l| l.head);
+				// Ownership moved at the sealed seq, past what this node has fetched: it keeps
+				// following (the old owner serves until its release, the Replicas too) and
+				// takes writes once its log reaches the seq before its epoch.
+				let first = s.epochs.last().map_or(1, |e| e.first_seq);
+				if head.map_or(0, |h| h.seq).saturating_add(1) < first {
+					if !t.following {
+						t.following = true;
+						out.push(Action::Follow(s.id));
+					}
+					continue;
+				}
 				if t.following {
 					t.following = false;
 					out.push(Action::StopFollowing(s.id));
@@ -217,8 +236,6 @@ impl Planner {
 					out.push(Action::TakeWrites(s.id));
 				}
 				let c = self.commits.entry(s.id).or_default();
-				let l = local.get(&s.id);
-				let head = l.and_then(|l| l.head);
 				// The fenced handover: once the target's proof is in, stop writes and pin the
 				// last op, which the seal names (see `intents`); no more commits before it.
 				if s.sealing() {
@@ -234,20 +251,6 @@ impl Planner {
 				if t.fenced {
 					t.fenced = false;
 					out.push(Action::Unfence(s.id));
-				}
-				if l.is_some_and(|l| l.stale_tail) {
-					let first = s.epochs.last().map_or(1, |e| e.first_seq);
-					match s.roots.iter().find(|r| r.seq.saturating_add(1) == first) {
-						Some(r) => {
-							out.push(Action::Rewind { segment: s.id, seq: r.seq, facts: r.facts })
-						},
-						None => log::warn!(
-							target: "sync",
-							"segment {}: the local log runs past seq {} in a sealed epoch, and the chain keeps no root there to go back to",
-							s.id,
-							first.saturating_sub(1)
-						),
-					}
 				}
 				if commit_due(c, number, commit_every, head.map(|h| h.seq), latest_seq(s)) {
 					c.before = c.last.replace(number);
@@ -373,6 +376,22 @@ impl Planner {
 			.map(|ch| Action::Prove(ch.clone()))
 			.collect()
 	}
+}
+
+/// Back to the root the chain sealed the previous epoch at (the newest epoch's first seq less
+/// one), if the chain keeps it.
+fn rewind(s: &SegmentView) -> Option<Action> {
+	let first = s.epochs.last().map_or(1, |e| e.first_seq);
+	let Some(r) = s.roots.iter().find(|r| r.seq.saturating_add(1) == first) else {
+		log::warn!(
+			target: "sync",
+			"segment {}: the local log runs past seq {} in a sealed epoch, and the chain keeps no root there to go back to",
+			s.id,
+			first.saturating_sub(1)
+		);
+		return None;
+	};
+	Some(Action::Rewind { segment: s.id, seq: r.seq, facts: r.facts })
 }
 
 fn latest_seq(s: &SegmentView) -> Option<u64> {

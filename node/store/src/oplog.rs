@@ -235,15 +235,17 @@ fn check_batch(
 		if signed.is_checkpoint() && !verifier.knows(at) {
 			return Err(StoreError::UnknownEpoch { segment, seq, epoch: op.epoch });
 		}
-		if signed.is_checkpoint() && verifier.ended(at) {
-			return Err(StoreError::PastEpochEnd { segment, seq, epoch: op.epoch });
-		}
 		// Bounded on every op, checkpoint or not: padded fields would be logged and served on.
 		if signed.signer.len() > MAX_SIGNER_BYTES
 			|| signed.signature.len() > MAX_SIGNATURE_BYTES
 			|| (signed.is_checkpoint() && !verifier.verify_op(signed))
 		{
 			return Err(StoreError::BadSignature { segment, seq });
+		}
+		// After the signature: only the sealed owner's own late op is "past the end" (and
+		// blames no one); a forgery there is a forgery.
+		if signed.is_checkpoint() && verifier.ended(at) {
+			return Err(StoreError::PastEpochEnd { segment, seq, epoch: op.epoch });
 		}
 		if op.prev_root != head.facts.root {
 			// The first op starts from another state than this store's head: another history

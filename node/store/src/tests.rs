@@ -618,6 +618,16 @@ mod oplog {
 		let err = f.replay(7, &ops[3..5], &Sealed(3)).unwrap_err();
 		assert!(matches!(err, StoreError::PastEpochEnd { segment: 7, seq: 4, epoch: 1 }), "{err}");
 		assert_eq!(f.head(7), Some(h));
+		// The defect (review of #15): `ended` was asked before the signature, so a forgery
+		// past an epoch's end was taken for the sealed owner's late op and blamed no one. A
+		// forged one is a forgery.
+		let mut forged = ops[3..5].to_vec();
+		let other = Key(9);
+		forged[0].signer = other.public();
+		forged[0].signature = other.sign_op(&forged[0].op);
+		let err = f.replay(7, &forged, &Sealed(3)).unwrap_err();
+		assert!(matches!(err, StoreError::BadSignature { segment: 7, seq: 4 }), "{err}");
+		assert_eq!(f.head(7), Some(h));
 	}
 
 	#[test]

@@ -9,15 +9,15 @@
 //! Every epoch starts in [`Pallet::start_epoch`]:
 //! - `create_segment`: epoch 1, the owner's peer id, `first_seq` 1;
 //! - a completed migration (`complete_migration`): the target's peer id, `first_seq` = the
-//!   proven seq + 1;
+//!   seq the old owner sealed + 1 (`seal_segment`, or the latest commit on the seal timeout);
 //! - `force_set_owner`: the new owner's peer id, `first_seq` = the latest retained commit's
 //!   seq + 1 (1 if none, [`Pallet::next_epoch_seq`]);
 //! - `update_node` with a new peer id: the same owner with its new peer id, for each segment
 //!   it owns, `first_seq` as for `force_set_owner`.
 //!
-//! `first_seq` is a lower bound on the new epoch's ops: the handover is not fenced at an exact
-//! seq yet, so the previous key may still sign ops after it (the node accepts those from the
-//! previous epoch's key). Epochs are numbered 1, 2, 3, … and their `first_seq`s never
+//! An epoch ends where the next begins (`first_seq - 1`): every seq belongs to exactly one
+//! epoch, and a follower refuses a checkpoint past its epoch's end without blaming anyone (an
+//! old owner that wrote on after the chain sealed its epoch). Epochs are numbered 1, 2, 3, … and their `first_seq`s never
 //! decrease (after `force_reset_roots` the next commit may restart the seq lower; the new
 //! epoch's `first_seq` is then raised to the previous one's). At most
 //! [`crate::Config::MaxOwnerEpochs`] are kept: a new epoch drops the oldest, and a follower

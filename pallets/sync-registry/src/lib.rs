@@ -826,10 +826,10 @@ pub mod pallet {
 		///
 		/// On success the holding becomes `Active` (or stays `Lagging` if the root is already too
 		/// old), failures reset, a re-challenge is scheduled, and a pending migration to the caller
-		/// completes (a new ownership epoch starts after the proven seq). A wrong proof fails
-		/// with [`Error::InvalidProof`] and changes nothing.
-		/// Emits [`Event::SyncProven`] (and [`Event::MigrationCompleted`],
-		/// [`Event::EpochStarted`]).
+		/// becomes proven: the old owner has [`Config::SealTimeout`] blocks to seal its epoch
+		/// ([`Pallet::seal_segment`]). A wrong proof fails with [`Error::InvalidProof`] and
+		/// changes nothing.
+		/// Emits [`Event::SyncProven`] (and [`Event::MigrationProven`]).
 		#[pallet::call_index(13)]
 		#[pallet::weight((T::WeightInfo::submit_proof(), DispatchClass::Operational))]
 		pub fn submit_proof(

@@ -123,10 +123,11 @@ impl<T: crate::Config> Pallet<T> {
 	pub(crate) fn do_cancel_migration(segment: SegmentId) -> DispatchResult {
 		let m = Self::migration(segment).ok_or(Error::<T>::NoMigration)?;
 		ensure!(!m.completed, Error::<T>::NoMigration);
-		// Cancelling withdraws a target added for the migration without a failure: not while
-		// it has a challenge in progress (so cancelling cannot erase a failure it is due).
+		// Cancelling withdraws an unproven target added for the migration without a failure:
+		// not while it has a challenge in progress (so cancelling cannot erase a failure it is
+		// due). A proven target stays a holder, so a proven migration can always be cancelled.
 		ensure!(
-			!m.target_added || !Self::challenge_in_progress(segment, &m.to),
+			!m.target_added || m.proven.is_some() || !Self::challenge_in_progress(segment, &m.to),
 			Error::<T>::ChallengeInProgress
 		);
 		Self::abort_migration(segment, m, false);
@@ -166,8 +167,8 @@ impl<T: crate::Config> Pallet<T> {
 		}
 		Segments::<T>::insert(segment, seg);
 		Self::deposit_event(Event::OwnerForced { segment, from: from.clone(), to: who.clone() });
-		// Nothing says where the old owner's ops end: the new owner's start after the latest
-		// commit (see `crate::epochs`).
+		// No seal: the old owner's epoch ends at the latest commit, and the new owner's starts
+		// after it (see `crate::epochs`).
 		Self::start_epoch(segment, &who, Self::next_epoch_seq(segment));
 		Self::refresh_status(&from);
 		Self::refresh_status(&who);
@@ -229,7 +230,9 @@ impl<T: crate::Config> Pallet<T> {
 				Ok((m, false))
 			},
 			_ => {
-				Self::can_commit(who, segment, seq, facts)?;
+				// Once per migration, so it may land in the block of the owner's last commit
+				// (a commit sent before the fence): not `CommitTooSoon`.
+				Self::check_commit(who, segment, seq, facts, false)?;
 				Ok((m, true))
 			},
 		}
@@ -246,7 +249,7 @@ impl<T: crate::Config> Pallet<T> {
 	) -> Result<u32, DispatchError> {
 		let (m, commits) = Self::can_seal(&who, segment, seq, &facts)?;
 		if commits {
-			Self::do_commit_root(who.clone(), segment, seq, facts).map_err(|e| e.error)?;
+			Self::commit_sealed_root(who.clone(), segment, seq, facts);
 		}
 		let seg = Segments::<T>::get(segment).ok_or(Error::<T>::UnknownSegment)?;
 		let holders = seg.holders.len() as u32;
@@ -303,6 +306,8 @@ impl<T: crate::Config> Pallet<T> {
 		});
 		Self::start_epoch(segment, &m.to, seq.saturating_add(1));
 		Self::refresh_status(&m.from);
+		// No longer a holder of the segment: its cached status may change with it.
+		Self::refresh_status(&m.to);
 	}
 
 	/// Cancels (by call or timeout) a pending migration.

@@ -2,13 +2,16 @@
 //!
 //! [`v5::MigrateV4ToV5`]: a [`Migration`](crate::Migration) record gained `proven` (the fenced
 //! handover). A record written by version 4 is pending and unproven, or completed: it decodes
-//! as the old shape and is rewritten with `proven: None`. A version-4 migration that was
+//! as the old shape and is rewritten with `proven: None` if pending, and, if completed, with
+//! the seq it completed at (version 4 moved ownership at the proven seq: the start of the
+//! target's epoch less one), so that `try_state`'s "completed without a proof" holds. A
+//! version-4 migration that was
 //! pending at the upgrade therefore needs its target's proof again (a version-4 proof moved
 //! ownership at once, so a pending one has none), then the old owner's seal.
 
 /// Version 4 → 5: `Migration::proven`.
 pub mod v5 {
-	use crate::{Config, Migration, Migrations, Pallet};
+	use crate::{Config, Migration, Migrations, OwnerEpochs, Pallet};
 	use codec::{Decode, Encode};
 	use frame_support::{
 		migrations::VersionedMigration,
@@ -38,16 +41,22 @@ pub mod v5 {
 		pub target_added: bool,
 	}
 
-	/// Rewrites every [`Migrations`] record with `proven: None` (no scheduled task changes:
-	/// the deadlines stay where they were).
+	/// Rewrites every [`Migrations`] record with `proven` (`None` for a pending one, the seq a
+	/// completed one moved ownership at), with no scheduled task changes: the deadlines stay
+	/// where they were.
 	pub struct InnerV4ToV5<T>(core::marker::PhantomData<T>);
 
 	impl<T: Config> UncheckedOnRuntimeUpgrade for InnerV4ToV5<T> {
 		fn on_runtime_upgrade() -> Weight {
 			let mut n = 0u64;
 			Migrations::<T>::translate::<MigrationV4<T::AccountId, BlockNumberFor<T>>, _>(
-				|_, old| {
+				|segment, old| {
 					n += 1;
+					let proven = old.completed.then(|| {
+						OwnerEpochs::<T>::get(segment)
+							.last()
+							.map_or(0, |e| e.first_seq.saturating_sub(1))
+					});
 					Some(Migration {
 						from: old.from,
 						to: old.to,
@@ -57,11 +66,12 @@ pub mod v5 {
 						completed: old.completed,
 						accepted: old.accepted,
 						target_added: old.target_added,
-						proven: None,
+						proven,
 					})
 				},
 			);
-			T::DbWeight::get().reads_writes(n, n)
+			// Each record: itself and its segment's epochs read, itself written.
+			T::DbWeight::get().reads_writes(2 * n, n)
 		}
 	}
 

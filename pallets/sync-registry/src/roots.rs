@@ -31,6 +31,18 @@ impl<T: crate::Config> Pallet<T> {
 		seq: u64,
 		facts: &RootFacts,
 	) -> Result<(SegmentInfoOf<T>, RootWindowOf<T>), Error<T>> {
+		Self::check_commit(who, segment, seq, facts, true)
+	}
+
+	/// [`Pallet::can_commit`], with the one-commit-per-block rule only if `once_per_block`
+	/// (a seal may follow the owner's last commit in the same block).
+	pub(crate) fn check_commit(
+		who: &T::AccountId,
+		segment: SegmentId,
+		seq: u64,
+		facts: &RootFacts,
+		once_per_block: bool,
+	) -> Result<(SegmentInfoOf<T>, RootWindowOf<T>), Error<T>> {
 		let seg = Segments::<T>::get(segment).ok_or(Error::<T>::UnknownSegment)?;
 		ensure!(seg.owner == *who, Error::<T>::NotOwner);
 		ensure!(rules::root_facts_consistent(facts), Error::<T>::InvalidRootFacts);
@@ -40,7 +52,7 @@ impl<T: crate::Config> Pallet<T> {
 		let step = seq.saturating_sub(latest.map_or(0, |r| r.seq));
 		ensure!(step <= T::MaxSeqStep::get(), Error::<T>::SeqStepTooLarge);
 		let now = frame_system::Pallet::<T>::block_number();
-		ensure!(latest.is_none_or(|r| r.at < now), Error::<T>::CommitTooSoon);
+		ensure!(!once_per_block || latest.is_none_or(|r| r.at < now), Error::<T>::CommitTooSoon);
 		Ok((seg, roots))
 	}
 
@@ -50,16 +62,43 @@ impl<T: crate::Config> Pallet<T> {
 		seq: u64,
 		facts: RootFacts,
 	) -> DispatchResultWithPostInfo {
-		let (mut seg, mut roots) = Self::can_commit(&who, segment, seq, &facts)?;
+		let (seg, roots) = Self::can_commit(&who, segment, seq, &facts)?;
+		let holders = Self::apply_commit(who, segment, seg, roots, seq, facts);
+		Ok(Some(T::WeightInfo::commit_root(holders)).into())
+	}
+
+	/// A seal's new commit, checked by [`Pallet::can_seal`] (all of `commit_root`'s rules but
+	/// one commit per block). Returns the holders it went through.
+	pub(crate) fn commit_sealed_root(
+		who: T::AccountId,
+		segment: SegmentId,
+		seq: u64,
+		facts: RootFacts,
+	) -> u32 {
+		match Self::check_commit(&who, segment, seq, &facts, false) {
+			Ok((seg, roots)) => Self::apply_commit(who, segment, seg, roots, seq, facts),
+			Err(_) => 0,
+		}
+	}
+
+	/// Records a checked commit; the number of holders it went through.
+	fn apply_commit(
+		who: T::AccountId,
+		segment: SegmentId,
+		mut seg: SegmentInfoOf<T>,
+		mut roots: RootWindowOf<T>,
+		seq: u64,
+		facts: RootFacts,
+	) -> u32 {
 		seg.commits = seg.commits.saturating_add(1);
 		let index = seg.commits;
 		if roots.is_full() {
 			roots.remove(0);
 		}
 		let now = frame_system::Pallet::<T>::block_number();
-		roots
-			.try_push(CommittedRoot { seq, facts, index, committer: who.clone(), at: now })
-			.map_err(|_| Error::<T>::UnknownRoot)?;
+		// Room was made above: a full window dropped its oldest root.
+		let _ =
+			roots.try_push(CommittedRoot { seq, facts, index, committer: who.clone(), at: now });
 		Roots::<T>::insert(segment, roots);
 		let votes = BoundedVec::try_from(alloc::vec![who.clone()]).unwrap_or_default();
 		ParityVotes::<T>::insert(segment, (seq, facts.root, votes));
@@ -98,7 +137,7 @@ impl<T: crate::Config> Pallet<T> {
 			}
 		}
 		Segments::<T>::insert(segment, seg);
-		Ok(Some(T::WeightInfo::commit_root(holders)).into())
+		holders
 	}
 
 	/// Chain rule of `attest_root`: `who` is a co-Primary of `segment` (the owner's commit is

@@ -1958,9 +1958,8 @@ fn seal_rules() {
 		next_block();
 		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 4, other.facts()));
 		assert_noop!(seal(alice(), 3, data.facts()), E::StaleSeq);
-		// A new commit in the block of the last one, or an inconsistent one, is refused as
-		// `commit_root` refuses it.
-		assert_noop!(seal(alice(), 5, data.facts()), E::CommitTooSoon);
+		// An inconsistent new commit, or one too far ahead, is refused as `commit_root`
+		// refuses it.
 		next_block();
 		let mut bad = data.facts();
 		bad.leaves = 0;
@@ -1970,6 +1969,58 @@ fn seal_rules() {
 		assert_eq!(epochs_of(0).last().map(|e| e.3), Some(5));
 		// Once: the migration is completed.
 		assert_noop!(seal(bob(), 4, other.facts()), E::NoMigration);
+	});
+}
+
+/// The defect (review of #15): a `Commit` the owner sent before it fenced lands in the block
+/// its seal lands in; the seal's own new commit was refused as `CommitTooSoon`, and the chain
+/// sealed at the older commit on the timeout, dropping the writes in between. A seal's commit
+/// may follow the owner's last commit in the same block.
+#[test]
+fn a_seal_may_follow_the_owners_last_commit_in_the_same_block() {
+	run(|| {
+		let data = Data::with(2, 43);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		migrate(RuntimeOrigin::signed(alice()), 0, bob());
+		claim_and_prove(bob(), 1, &data);
+		next_block();
+		let later = Data::with(3, 44);
+		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 4, data.facts()));
+		assert_noop!(
+			SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 5, later.facts()),
+			E::CommitTooSoon
+		);
+		assert_ok!(SyncRegistry::seal_segment(RuntimeOrigin::signed(alice()), 0, 5, later.facts()));
+		assert_eq!(Roots::<Test>::get(0).last().map(|r| r.seq), Some(5));
+		assert_eq!(epochs_of(0).last().map(|e| (e.1, e.3)), Some((bob(), 6)));
+		assert_eq!(Segments::<Test>::get(0).map(|s| s.owner), Some(bob()));
+	});
+}
+
+/// The defect (review of #15): the target's holding went `Lagging` on the old owner's commits
+/// after its proof; ownership moved and it stopped being a holder, but its cached node status
+/// stayed `Lagging` (`try_state`: "cached node status is stale").
+#[test]
+fn a_lagging_targets_status_is_refreshed_when_it_takes_the_segment_over() {
+	run(|| {
+		let data = Data::with(2, 45);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		migrate(RuntimeOrigin::signed(alice()), 0, bob());
+		claim_and_prove(bob(), 1, &data);
+		for seq in 2..=4 {
+			next_block();
+			assert_ok!(SyncRegistry::commit_root(
+				RuntimeOrigin::signed(alice()),
+				0,
+				seq,
+				data.facts()
+			));
+		}
+		assert_eq!(Holdings::<Test>::get(0, bob()).map(|h| h.status), Some(HoldingStatus::Lagging));
+		assert_ok!(SyncRegistry::seal_segment(RuntimeOrigin::signed(alice()), 0, 4, data.facts()));
+		assert_eq!(Holdings::<Test>::get(0, bob()), None);
 	});
 }
 
@@ -2135,6 +2186,38 @@ fn storage_migration_v5_adds_proven() {
 		crate::migrations::v5::MigrateV4ToV5::<Test>::on_runtime_upgrade();
 		assert_eq!(Migrations::<Test>::get(0), Some(now.clone()));
 		assert_eq!(SyncRegistry::on_chain_storage_version(), StorageVersion::new(5));
+		crate::migrations::v5::MigrateV4ToV5::<Test>::on_runtime_upgrade();
+		assert_eq!(Migrations::<Test>::get(0), Some(now));
+	});
+}
+
+/// The defect (review of #15): a migration version 4 had completed was rewritten with
+/// `proven: None`, and `try_state` failed ("completed without a proof") until its release.
+#[test]
+fn storage_migration_v5_keeps_a_completed_migration_proven() {
+	use frame_support::traits::{OnRuntimeUpgrade, StorageVersion};
+	run(|| {
+		let data = Data::with(2, 48);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		migrate(RuntimeOrigin::signed(alice()), 0, bob());
+		claim_and_prove(bob(), 1, &data);
+		assert_ok!(SyncRegistry::seal_segment(RuntimeOrigin::signed(alice()), 0, 1, data.facts()));
+		let now = Migrations::<Test>::get(0).unwrap();
+		assert!(now.completed && now.proven == Some(1));
+		let old = crate::migrations::v5::MigrationV4 {
+			from: now.from,
+			to: now.to,
+			requested_at: now.requested_at,
+			min_index: now.min_index,
+			until: now.until,
+			completed: now.completed,
+			accepted: now.accepted,
+			target_added: now.target_added,
+		};
+		let key = Migrations::<Test>::hashed_key_for(0);
+		frame_support::storage::unhashed::put_raw(&key, &codec::Encode::encode(&old));
+		StorageVersion::new(4).put::<SyncRegistry>();
 		crate::migrations::v5::MigrateV4ToV5::<Test>::on_runtime_upgrade();
 		assert_eq!(Migrations::<Test>::get(0), Some(now));
 	});

@@ -306,7 +306,7 @@ pub struct OwnerEpoch<AccountId> {
 	/// The owner's registered data-plane peer id during the epoch (its Ed25519 key signs the
 	/// epoch's op checkpoints).
 	pub peer_id: PeerIdBytes,
-	/// The first seq that may belong to the epoch: a lower bound on the ops signed by this
-	/// epoch's key (the handover is not fenced at an exact seq yet).
+	/// The epoch's first seq; it ends where the next epoch starts, so every seq belongs to
+	/// exactly one epoch and is signed by its key.
 	pub first_seq: u64,
 }

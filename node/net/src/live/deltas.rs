@@ -76,9 +76,9 @@ pub struct EpochKey {
 impl EpochKey {
 	/// The one rule of op authority: a signature by `peer` at `at` is the owner's if `peer` is
 	/// this epoch's key and `at.seq` is not before the epoch's first seq. An op past the
-	/// epoch's [`end`](EpochKey::end) is refused before its signature is looked at
-	/// ([`EpochKey::ended`]): a sealed epoch's owner may have written on before it learnt of
-	/// the seal, so such an op is not part of the segment, but no forgery either.
+	/// epoch's [`end`](EpochKey::end) whose signature verifies is refused as
+	/// [`EpochKey::ended`]: a sealed epoch's owner may have written on before it learnt of the
+	/// seal, so such an op is not part of the segment, but no forgery either (a forged one is).
 	pub fn authorises(&self, at: &SignedAt, peer: &PeerId) -> bool {
 		at.epoch == self.epoch && *peer == self.peer && at.seq >= self.first_seq
 	}

@@ -96,13 +96,13 @@ fn validate(net: &SyncNetwork, msg: &gossipsub::Message) -> (Verdict, Option<Ann
 		// Perhaps a newer owner than this node's view of the chain knows: not a forgery yet.
 		return (Verdict::Ignore("unknown_epoch"), None);
 	}
-	if verifier.ended(at) {
-		// Past the seal of its epoch: not part of the segment, and no proof of a forgery (the
-		// sealed owner may have written on before it learnt of the seal).
-		return (Verdict::Ignore("past_epoch_end"), None);
-	}
 	if !verifier.verify_announcement(&a) {
 		return (Verdict::Reject("forged"), None);
+	}
+	if verifier.ended(at) {
+		// Past the seal of its epoch, signed by its owner: not part of the segment, and no
+		// forgery (the sealed owner may have written on before it learnt of the seal).
+		return (Verdict::Ignore("past_epoch_end"), None);
 	}
 	if verifier.knows(SignedAt { epoch: a.epoch.saturating_add(1), ..at }) {
 		// A former owner's: the segment has moved on, its word no longer sets the goal.

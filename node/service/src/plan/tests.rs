@@ -692,3 +692,50 @@ fn an_owner_with_a_stale_tail_rewinds_to_the_sealed_commit() {
 	let a = p.on_finalized(1, &view(vec![s]), &l);
 	assert!(a.contains(&Action::Rewind { segment: SEG, seq: 8, facts: facts(8) }), "{a:?}");
 }
+
+/// An old owner that missed its seal (the chain sealed at its latest commit while it was
+/// down) and is now a follower rewinds too, before it follows on.
+#[test]
+fn a_former_owner_with_a_stale_tail_rewinds_before_following() {
+	let mut p = Planner::new(config(100));
+	let mut s = held(&[5, 8], HoldingStatus::Lagging, Some(5));
+	s.epochs = sync_net::deltas::epoch_keys([(1, peer(1), 1), (2, peer(2), 9)]);
+	let mut l = local(Some(12), &[], &[5, 8], &[]);
+	l.get_mut(&SEG).unwrap().stale_tail = true;
+	let a = p.on_finalized(1, &view(vec![s]), &l);
+	let rewind = a
+		.iter()
+		.position(|x| *x == Action::Rewind { segment: SEG, seq: 8, facts: facts(8) });
+	let follow = a.iter().position(|x| *x == Action::Follow(SEG));
+	assert!(rewind.is_some() && rewind < follow, "{a:?}");
+}
+
+/// The old owner sealed past the seq the target proved, and ownership moved before the target
+/// fetched the rest: the new owner keeps following, takes no writes and commits nothing until
+/// its log reaches the sealed seq, then stops following and takes writes.
+#[test]
+fn a_new_owner_behind_the_sealed_seq_keeps_following_until_it_reaches_it() {
+	let mut p = Planner::new(config(1));
+	let mut target = held(&[5], HoldingStatus::Active, Some(5));
+	target.handover =
+		Some(crate::view::Handover { to: None, to_me: true, proven: true, completed: false });
+	let a = p.on_finalized(1, &view(vec![target]), &local(Some(7), &[], &[5], &[]));
+	assert!(a.contains(&Action::Follow(SEG)), "{a:?}");
+	let mut owns = owned(&[5, 9]);
+	owns.epochs = sync_net::deltas::epoch_keys([(1, peer(2), 1), (2, peer(1), 10)]);
+	let behind = local(Some(7), &[], &[5], &[]);
+	let a = p.on_finalized(2, &view(vec![owns.clone()]), &behind);
+	assert!(
+		!a.iter().any(|x| matches!(
+			x,
+			Action::StopFollowing(_) | Action::TakeWrites(_) | Action::Pin(_)
+		)),
+		"{a:?}"
+	);
+	assert_eq!(items(&mut p, &view(vec![owns.clone()]), &behind), vec![], "no commit");
+	let a = p.on_finalized(3, &view(vec![owns]), &local(Some(9), &[], &[5, 9], &[]));
+	assert!(
+		a.contains(&Action::StopFollowing(SEG)) && a.contains(&Action::TakeWrites(SEG)),
+		"{a:?}"
+	);
+}
