@@ -436,12 +436,14 @@ impl<O: OffchainDb> Driver<O> {
 					log::info!(target: "sync", "segment {id}: handover cancelled: accepting writes again");
 				},
 				Action::Rewind { segment, seq, facts } => {
-					// A follower's state is of the head it started from: restart it from the
-					// rewound one.
+					// A follower's state is of the head it started from: stopped before the
+					// rewind (a replay it has in flight makes the rewind `NotReached`, and the
+					// planner asks again later), restarted from the rewound head.
 					let follower = self.tracked.get_mut(&segment).and_then(|t| t.follower.take());
+					let following = follower.is_some();
+					drop(follower);
 					let rewound = self.net.store().rewind(segment, seq, &facts);
-					if follower.is_some() {
-						drop(follower);
+					if following {
 						self.follow(segment);
 					}
 					match rewound {

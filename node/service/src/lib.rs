@@ -221,7 +221,9 @@ impl SyncHandle {
 		let segments = self.segments.read();
 		let view = segments.get(&segment);
 		let not_owner = || NotWritable::NotOwner { owner: view.and_then(|s| s.current_owner()) };
-		if !self.owns(segment) {
+		// The chain's word first: an owner that is not writable yet says why below (`Behind`
+		// while it follows up to its epoch), not "not the owner" naming itself.
+		if !view.is_some_and(|s| s.owner) {
 			return Err(not_owner());
 		}
 		let newest = view
@@ -240,6 +242,10 @@ impl SyncHandle {
 			&& epoch_at(newest.first_seq).is_some_and(|e| e < newest.epoch)
 		{
 			return Err(NotWritable::Rewinding { first_seq: newest.first_seq });
+		}
+		if !self.owns(segment) {
+			// The driver has not taken the writes yet (the block's actions are under way).
+			return Err(NotWritable::Behind { head: head_seq, first_seq: newest.first_seq });
 		}
 		Ok(newest.epoch)
 	}
@@ -344,7 +350,18 @@ mod tests {
 		let mine = |_| Some(2);
 		let not_owner =
 			Err(NotWritable::NotOwner { owner: Some(view::Peer { peer: me, addrs: vec![] }) });
-		assert_eq!(h.write_epoch(7, &me, 30, mine), not_owner, "writes not taken yet");
+		// The defect (review of #15): an owner following up to its epoch answered `NotOwner`
+		// naming itself. It is `Behind`, and so until the driver takes the writes.
+		assert_eq!(
+			h.write_epoch(7, &me, 12, mine),
+			Err(NotWritable::Behind { head: 12, first_seq: 21 }),
+			"behind, writes not taken"
+		);
+		assert_eq!(
+			h.write_epoch(7, &me, 30, mine),
+			Err(NotWritable::Behind { head: 30, first_seq: 21 }),
+			"writes not taken yet"
+		);
 		h.set_writable(7, true);
 		assert_eq!(
 			h.write_epoch(7, &me, 20, mine),

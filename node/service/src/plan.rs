@@ -102,7 +102,14 @@ struct Tracked {
 	holders: Option<Vec<Holder>>,
 	/// Whether local writes are fenced for a seal ([`Action::Fence`]).
 	fenced: bool,
+	/// The last [`Action::Rewind`]: the epoch start it went back to and the block it was
+	/// asked at (asked again for a new epoch, or [`REWIND_RETRY`] blocks later).
+	rewound: Option<(u64, u32)>,
 }
+
+/// Blocks before a rewind that did not clear a stale tail is asked again: each one restarts
+/// the segment's follower, whose own re-sync to a committed root is the other way out.
+const REWIND_RETRY: u32 = 10;
 
 /// What the planner keeps per owned segment for the life of the process (also while the
 /// segment is out of the view: its cadence and pins do not restart when it comes back).
@@ -208,8 +215,16 @@ impl Planner {
 			let l = local.get(&s.id);
 			// A log running on in a sealed epoch (an old owner that missed its seal) goes back
 			// to the sealed commit first, whatever the node's role now.
-			if l.is_some_and(|l| l.stale_tail) {
-				out.extend(rewind(s));
+			let stale = l.is_some_and(|l| l.stale_tail);
+			if stale {
+				let first = s.epochs.last().map_or(1, |e| e.first_seq);
+				let due = t.rewound.is_none_or(|(at, block)| {
+					at != first || number >= block.saturating_add(REWIND_RETRY)
+				});
+				if due {
+					t.rewound = Some((first, number));
+					out.extend(rewind(s));
+				}
 			}
 			// An owner writes; everyone else follows (a migration target until it owns the
 			// segment, an old owner after it).
@@ -218,12 +233,15 @@ impl Planner {
 				// Ownership moved at the sealed seq, past what this node has fetched: it keeps
 				// following (the old owner serves until its release, the Replicas too) and
 				// takes writes once its log reaches the seq before its epoch.
-				let first = s.epochs.last().map_or(1, |e| e.first_seq);
-				if head.map_or(0, |h| h.seq).saturating_add(1) < first {
+				if behind_of(s, head.map_or(0, |h| h.seq)) {
 					if !t.following {
 						t.following = true;
 						out.push(Action::Follow(s.id));
 					}
+					continue;
+				}
+				if stale {
+					// Rewinding (above): no writes, pins or commits of ops past the seal.
 					continue;
 				}
 				if t.following {
@@ -307,7 +325,10 @@ impl Planner {
 			if s.sealing() {
 				items.extend(seal(s, l));
 			} else if s.owner {
-				items.extend(commit(s, l));
+				// Not of a log that does not continue its epoch exactly.
+				if !l.stale_tail && !behind(s, l) {
+					items.extend(commit(s, l));
+				}
 			} else {
 				items.extend(claim(s, l));
 				if s.primary {
@@ -376,6 +397,16 @@ impl Planner {
 			.map(|ch| Action::Prove(ch.clone()))
 			.collect()
 	}
+}
+
+/// Whether an owner's copy ends before its epoch begins (the seq before the newest epoch's
+/// first): it must follow up to there before it writes or commits.
+fn behind(s: &SegmentView, l: &LocalSegment) -> bool {
+	behind_of(s, l.head.map_or(0, |h| h.seq))
+}
+
+fn behind_of(s: &SegmentView, head_seq: u64) -> bool {
+	head_seq.saturating_add(1) < s.epochs.last().map_or(1, |e| e.first_seq)
 }
 
 /// Back to the root the chain sealed the previous epoch at (the newest epoch's first seq less

@@ -52,8 +52,13 @@ pub mod v5 {
 			Migrations::<T>::translate::<MigrationV4<T::AccountId, BlockNumberFor<T>>, _>(
 				|segment, old| {
 					n += 1;
+					// The start of the target's first epoch of its ownership now (it may have
+					// re-keyed since: an epoch of the same owner), less one.
 					let proven = old.completed.then(|| {
 						OwnerEpochs::<T>::get(segment)
+							.iter()
+							.rev()
+							.take_while(|e| e.owner == old.to)
 							.last()
 							.map_or(0, |e| e.first_seq.saturating_sub(1))
 					});

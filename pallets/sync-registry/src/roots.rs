@@ -3,8 +3,9 @@
 //! recorded as diverging ([`crate::Divergences`], [`Event::RootDiverged`]).
 //!
 //! Only the owner commits: its op log defines the segment. A commit advances the seq by at most
-//! [`crate::Config::MaxSeqStep`] and lands at most once per block per segment, so no commit can
-//! exhaust the seq space or push every holder past `MaxLag` at once; Root can clear a
+//! [`crate::Config::MaxSeqStep`] and lands at most once per block per segment (a migration's
+//! seal may add one more, once), so no commit can exhaust the seq space or push every holder
+//! past `MaxLag` at once; Root can clear a
 //! segment's roots ([`Pallet::force_reset_roots`]) if an owner committed garbage.
 //!
 //! [`Pallet::can_commit`] and [`Pallet::can_attest`] are the chain rules of the two calls; the

@@ -689,8 +689,15 @@ fn an_owner_with_a_stale_tail_rewinds_to_the_sealed_commit() {
 	s.epochs = sync_net::deltas::epoch_keys([(1, peer(1), 1), (2, peer(2), 9)]);
 	let mut l = local(Some(12), &[], &[], &[]);
 	l.get_mut(&SEG).unwrap().stale_tail = true;
-	let a = p.on_finalized(1, &view(vec![s]), &l);
-	assert!(a.contains(&Action::Rewind { segment: SEG, seq: 8, facts: facts(8) }), "{a:?}");
+	let a = p.on_finalized(1, &view(vec![s.clone()]), &l);
+	let rewind = Action::Rewind { segment: SEG, seq: 8, facts: facts(8) };
+	assert!(a.contains(&rewind), "{a:?}");
+	// The defect (review of #15): the owner went on to pin and commit the stale head.
+	assert!(!a.iter().any(|x| matches!(x, Action::Pin(_) | Action::TakeWrites(_))), "{a:?}");
+	assert_eq!(items(&mut p, &view(vec![s.clone()]), &l), vec![], "no commit of the tail");
+	// Not asked every block (each restarts a follower): again after REWIND_RETRY blocks.
+	assert!(!p.on_finalized(2, &view(vec![s.clone()]), &l).contains(&rewind));
+	assert!(p.on_finalized(1 + super::REWIND_RETRY, &view(vec![s]), &l).contains(&rewind));
 }
 
 /// An old owner that missed its seal (the chain sealed at its latest commit while it was
