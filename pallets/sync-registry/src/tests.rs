@@ -2158,6 +2158,24 @@ fn try_state_detects_migration_phases_out_of_order() {
 	});
 }
 
+/// Stores `m` as version 4 stored a migration record (no `proven`), at storage version 4.
+fn store_as_v4(segment: SegmentId, m: &MigrationOf<Test>) {
+	use frame_support::traits::StorageVersion;
+	let old = crate::migrations::v5::MigrationV4 {
+		from: m.from,
+		to: m.to,
+		requested_at: m.requested_at,
+		min_index: m.min_index,
+		until: m.until,
+		completed: m.completed,
+		accepted: m.accepted,
+		target_added: m.target_added,
+	};
+	let key = Migrations::<Test>::hashed_key_for(segment);
+	frame_support::storage::unhashed::put_raw(&key, &codec::Encode::encode(&old));
+	StorageVersion::new(4).put::<SyncRegistry>();
+}
+
 /// Storage version 4 → 5: a pending version-4 record decodes with `proven: None`, the version
 /// is bumped, and a second run does nothing.
 #[test]
@@ -2169,19 +2187,7 @@ fn storage_migration_v5_adds_proven() {
 		register(bob(), NodeRole::Primary);
 		migrate(RuntimeOrigin::signed(alice()), 0, bob());
 		let now = Migrations::<Test>::get(0).unwrap();
-		let old = crate::migrations::v5::MigrationV4 {
-			from: now.from,
-			to: now.to,
-			requested_at: now.requested_at,
-			min_index: now.min_index,
-			until: now.until,
-			completed: now.completed,
-			accepted: now.accepted,
-			target_added: now.target_added,
-		};
-		let key = Migrations::<Test>::hashed_key_for(0);
-		frame_support::storage::unhashed::put_raw(&key, &codec::Encode::encode(&old));
-		StorageVersion::new(4).put::<SyncRegistry>();
+		store_as_v4(0, &now);
 		assert!(Migrations::<Test>::try_get(0).is_err(), "the old shape does not decode");
 		crate::migrations::v5::MigrateV4ToV5::<Test>::on_runtime_upgrade();
 		assert_eq!(Migrations::<Test>::get(0), Some(now.clone()));
@@ -2195,7 +2201,7 @@ fn storage_migration_v5_adds_proven() {
 /// `proven: None`, and `try_state` failed ("completed without a proof") until its release.
 #[test]
 fn storage_migration_v5_keeps_a_completed_migration_proven() {
-	use frame_support::traits::{OnRuntimeUpgrade, StorageVersion};
+	use frame_support::traits::OnRuntimeUpgrade;
 	run(|| {
 		let data = Data::with(2, 48);
 		segment_with(&data);
@@ -2205,19 +2211,7 @@ fn storage_migration_v5_keeps_a_completed_migration_proven() {
 		assert_ok!(SyncRegistry::seal_segment(RuntimeOrigin::signed(alice()), 0, 1, data.facts()));
 		let now = Migrations::<Test>::get(0).unwrap();
 		assert!(now.completed && now.proven == Some(1));
-		let old = crate::migrations::v5::MigrationV4 {
-			from: now.from,
-			to: now.to,
-			requested_at: now.requested_at,
-			min_index: now.min_index,
-			until: now.until,
-			completed: now.completed,
-			accepted: now.accepted,
-			target_added: now.target_added,
-		};
-		let key = Migrations::<Test>::hashed_key_for(0);
-		frame_support::storage::unhashed::put_raw(&key, &codec::Encode::encode(&old));
-		StorageVersion::new(4).put::<SyncRegistry>();
+		store_as_v4(0, &now);
 		crate::migrations::v5::MigrateV4ToV5::<Test>::on_runtime_upgrade();
 		assert_eq!(Migrations::<Test>::get(0), Some(now));
 	});
