@@ -23,7 +23,7 @@
 //! `put_migration`, `remove_migration`).
 use crate::{
 	segments::Exit, Error, Event, Holdings, Migration, MigrationOf, Migrations, NodeSegments,
-	Nodes, Pallet, Roots, SegmentInfoOf, Segments, Task,
+	Nodes, Pallet, RootWindowOf, Roots, SegmentInfoOf, Segments, Task,
 };
 use frame_support::{ensure, pallet_prelude::*};
 use frame_system::pallet_prelude::BlockNumberFor;
@@ -211,13 +211,15 @@ impl<T: crate::Config> Pallet<T> {
 	/// completed, and `(seq, facts)` is the owner's last op: either the latest retained commit
 	/// (the same facts, else [`Error::SealMismatch`]) or a new commit that `commit_root` would
 	/// take ([`Pallet::can_commit`]; an older seq is [`Error::StaleSeq`]). Returns the migration
-	/// and whether the seal commits a new root.
+	/// and, if the seal commits a new root, the segment and root window that commit is checked
+	/// against.
+	#[allow(clippy::type_complexity)]
 	pub fn can_seal(
 		who: &T::AccountId,
 		segment: SegmentId,
 		seq: u64,
 		facts: &RootFacts,
-	) -> Result<(MigrationOf<T>, bool), Error<T>> {
+	) -> Result<(MigrationOf<T>, Option<(SegmentInfoOf<T>, RootWindowOf<T>)>), Error<T>> {
 		let seg = Segments::<T>::get(segment).ok_or(Error::<T>::UnknownSegment)?;
 		ensure!(seg.owner == *who, Error::<T>::NotOwner);
 		let m = Self::migration(segment)
@@ -227,14 +229,11 @@ impl<T: crate::Config> Pallet<T> {
 		match Roots::<T>::get(segment).last() {
 			Some(r) if r.seq == seq => {
 				ensure!(r.facts == *facts, Error::<T>::SealMismatch);
-				Ok((m, false))
+				Ok((m, None))
 			},
-			_ => {
-				// Once per migration, so it may land in the block of the owner's last commit
-				// (a commit sent before the fence): not `CommitTooSoon`.
-				Self::check_commit(who, segment, seq, facts, false)?;
-				Ok((m, true))
-			},
+			// Once per migration, so it may land in the block of the owner's last commit (a
+			// commit sent before the fence): not `CommitTooSoon`.
+			_ => Ok((m, Some(Self::check_commit(who, segment, seq, facts, false)?))),
 		}
 	}
 
@@ -247,9 +246,9 @@ impl<T: crate::Config> Pallet<T> {
 		seq: u64,
 		facts: RootFacts,
 	) -> Result<u32, DispatchError> {
-		let (m, commits) = Self::can_seal(&who, segment, seq, &facts)?;
-		if commits {
-			Self::commit_sealed_root(who.clone(), segment, seq, facts);
+		let (m, commit) = Self::can_seal(&who, segment, seq, &facts)?;
+		if let Some((seg, roots)) = commit {
+			Self::apply_commit(who.clone(), segment, seg, roots, seq, facts);
 		}
 		let seg = Segments::<T>::get(segment).ok_or(Error::<T>::UnknownSegment)?;
 		let holders = seg.holders.len() as u32;

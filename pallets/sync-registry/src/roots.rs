@@ -68,22 +68,9 @@ impl<T: crate::Config> Pallet<T> {
 		Ok(Some(T::WeightInfo::commit_root(holders)).into())
 	}
 
-	/// A seal's new commit, checked by [`Pallet::can_seal`] (all of `commit_root`'s rules but
-	/// one commit per block). Returns the holders it went through.
-	pub(crate) fn commit_sealed_root(
-		who: T::AccountId,
-		segment: SegmentId,
-		seq: u64,
-		facts: RootFacts,
-	) -> u32 {
-		match Self::check_commit(&who, segment, seq, &facts, false) {
-			Ok((seg, roots)) => Self::apply_commit(who, segment, seg, roots, seq, facts),
-			Err(_) => 0,
-		}
-	}
-
-	/// Records a checked commit; the number of holders it went through.
-	fn apply_commit(
+	/// Records a commit checked by [`Pallet::check_commit`] (`commit_root`'s, or a seal's by
+	/// [`Pallet::can_seal`]); the number of holders it went through.
+	pub(crate) fn apply_commit(
 		who: T::AccountId,
 		segment: SegmentId,
 		mut seg: SegmentInfoOf<T>,

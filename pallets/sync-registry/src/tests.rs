@@ -158,6 +158,12 @@ fn next_block() {
 	run_to(System::block_number() + 1);
 }
 
+/// The next block, in which Alice (the owner of segment 0) commits `seq` with `facts`.
+fn commit_next(seq: u64, facts: sync_primitives::commitment::RootFacts) {
+	next_block();
+	assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, seq, facts));
+}
+
 /// Runs a test body and then checks the pallet's invariants.
 fn run(test: impl FnOnce()) {
 	new_test_ext().execute_with(|| {
@@ -439,13 +445,7 @@ fn commit_root_checks_owner_seq_and_facts_and_prunes_window() {
 			E::InvalidRootFacts
 		);
 		for seq in 2..=6 {
-			next_block();
-			assert_ok!(SyncRegistry::commit_root(
-				RuntimeOrigin::signed(alice()),
-				0,
-				seq * 10,
-				data.facts()
-			));
+			commit_next(seq * 10, data.facts());
 		}
 		let roots = Roots::<Test>::get(0);
 		assert_eq!(roots.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![30, 40, 50, 60]);
@@ -558,8 +558,7 @@ fn root_can_reset_roots_and_clear_a_stuck_migration() {
 		assert!(has_event(Event::RootsReset { segment: 0 }));
 		assert!(Roots::<Test>::get(0).is_empty());
 		// Commit indexes keep counting; seqs may start again.
-		next_block();
-		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 1, data.facts()));
+		commit_next(1, data.facts());
 		assert_eq!(Roots::<Test>::get(0).last().unwrap().index, 2);
 		// A pending migration: Root clears it, target and schedule included.
 		migrate(RuntimeOrigin::signed(alice()), 0, bob());
@@ -781,8 +780,7 @@ fn primaries_attest_until_parity() {
 		assert!(has_event(Event::RootAttested { segment: 0, seq: 1, who: bob() }));
 		assert!(has_event(Event::ParityReached { segment: 0, seq: 1, root: f.root }));
 		// a new commit resets the votes
-		next_block();
-		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 2, f));
+		commit_next(2, f);
 		assert_eq!(ParityVotes::<Test>::get(0).unwrap().2.into_inner(), vec![alice()]);
 		// removal
 		assert_noop!(
@@ -1098,13 +1096,7 @@ fn lagging_holders_must_catch_up_instead_of_being_rechallenged() {
 		register(bob(), NodeRole::Replica);
 		join_and_prove(bob(), 1, &data);
 		for seq in 2..=4 {
-			next_block();
-			assert_ok!(SyncRegistry::commit_root(
-				RuntimeOrigin::signed(alice()),
-				0,
-				seq,
-				data.facts()
-			));
+			commit_next(seq, data.facts());
 		}
 		assert_eq!(Holdings::<Test>::get(0, bob()).unwrap().status, HoldingStatus::Lagging);
 		// At its next re-check it is not challenged on the old root but must catch up: it is
@@ -1224,19 +1216,12 @@ fn holder_lags_after_max_lag_commits_and_recovers_by_proving() {
 		join_and_prove(bob(), 1, &data);
 		// two more commits: still within MaxLag = 2
 		for seq in 2..=3 {
-			next_block();
 			data.put(format!("new/{seq}").as_bytes(), vec![seq as u8; 3000]);
-			assert_ok!(SyncRegistry::commit_root(
-				RuntimeOrigin::signed(alice()),
-				0,
-				seq,
-				data.facts()
-			));
+			commit_next(seq, data.facts());
 		}
 		assert_eq!(Holdings::<Test>::get(0, bob()).unwrap().status, HoldingStatus::Active);
 		data.put(b"new/4", vec![4; 10]);
-		next_block();
-		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 4, data.facts()));
+		commit_next(4, data.facts());
 		assert!(has_event(Event::HolderLagging {
 			segment: 0,
 			who: bob(),
@@ -1263,14 +1248,8 @@ fn proving_a_root_that_went_stale_meanwhile_leaves_the_holder_lagging() {
 		let id = OpenChallenge::<Test>::get(bob(), 0).unwrap();
 		// three commits while the challenge is open: seq 1 is now beyond MaxLag = 2
 		for seq in 2..=4 {
-			next_block();
 			data.put(format!("late/{seq}").as_bytes(), vec![seq as u8; 100]);
-			assert_ok!(SyncRegistry::commit_root(
-				RuntimeOrigin::signed(alice()),
-				0,
-				seq,
-				data.facts()
-			));
+			commit_next(seq, data.facts());
 		}
 		run_to(Challenges::<Test>::get(id).unwrap().seed_block + 1);
 		assert_ok!(SyncRegistry::submit_proof(RuntimeOrigin::signed(bob()), id, old.prove(id)));
@@ -1887,8 +1866,7 @@ fn a_sealed_migration_starts_the_targets_epoch_right_after_the_sealed_seq() {
 	run(|| {
 		let data = Data::with(2, 31);
 		segment_with(&data);
-		next_block();
-		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 5, data.facts()));
+		commit_next(5, data.facts());
 		register(bob(), NodeRole::Primary);
 		migrate(RuntimeOrigin::signed(alice()), 0, bob());
 		// Nothing moves before the proof, nor at it.
@@ -1955,8 +1933,7 @@ fn seal_rules() {
 		);
 		let other = Data::with(3, 41);
 		assert_noop!(seal(alice(), 1, other.facts()), E::SealMismatch);
-		next_block();
-		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 4, other.facts()));
+		commit_next(4, other.facts());
 		assert_noop!(seal(alice(), 3, data.facts()), E::StaleSeq);
 		// An inconsistent new commit, or one too far ahead, is refused as `commit_root`
 		// refuses it.
@@ -2010,13 +1987,7 @@ fn a_lagging_targets_status_is_refreshed_when_it_takes_the_segment_over() {
 		migrate(RuntimeOrigin::signed(alice()), 0, bob());
 		claim_and_prove(bob(), 1, &data);
 		for seq in 2..=4 {
-			next_block();
-			assert_ok!(SyncRegistry::commit_root(
-				RuntimeOrigin::signed(alice()),
-				0,
-				seq,
-				data.facts()
-			));
+			commit_next(seq, data.facts());
 		}
 		assert_eq!(Holdings::<Test>::get(0, bob()).map(|h| h.status), Some(HoldingStatus::Lagging));
 		assert_ok!(SyncRegistry::seal_segment(RuntimeOrigin::signed(alice()), 0, 4, data.facts()));
@@ -2058,8 +2029,7 @@ fn an_unsealed_proven_migration_is_sealed_at_the_latest_commit() {
 		register(bob(), NodeRole::Primary);
 		migrate(RuntimeOrigin::signed(alice()), 0, bob());
 		claim_and_prove(bob(), 1, &data);
-		next_block();
-		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 3, data.facts()));
+		commit_next(3, data.facts());
 		let seal_by = Migrations::<Test>::get(0).unwrap().until;
 		run_to(seal_by - 1);
 		assert_eq!(Segments::<Test>::get(0).unwrap().owner, alice(), "not before the timeout");
@@ -2100,8 +2070,7 @@ fn cancelling_a_proven_migration_leaves_the_old_owner_writing() {
 			SyncRegistry::seal_segment(RuntimeOrigin::signed(alice()), 0, 1, data.facts()),
 			E::NoMigration
 		);
-		next_block();
-		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 2, data.facts()));
+		commit_next(2, data.facts());
 		assert!(Holdings::<Test>::get(0, bob()).is_some_and(|h| h.proven.is_some()));
 	});
 }
@@ -2222,8 +2191,7 @@ fn force_set_owner_starts_an_epoch_after_the_latest_commit() {
 	run(|| {
 		let data = Data::with(1, 32);
 		segment_with(&data);
-		next_block();
-		assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 3, data.facts()));
+		commit_next(3, data.facts());
 		register(bob(), NodeRole::Primary);
 		assert_ok!(SyncRegistry::force_set_owner(RuntimeOrigin::root(), 0, bob()));
 		assert_eq!(epochs_of(0), vec![(1, alice(), pid(1), 1), (2, bob(), pid(2), 4)]);
