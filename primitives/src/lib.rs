@@ -121,7 +121,8 @@ sp_api::decl_runtime_apis! {
 	/// Read access to the sync registry for the node's sync service and for RPC clients.
 	///
 	/// Version 2 added [`account_funds`](SyncRegistryApi::account_funds), version 3
-	/// [`migration_info`](SyncRegistryApi::migration_info).
+	/// [`migration_info`](SyncRegistryApi::migration_info), version 4 its
+	/// [`MigrationSummary::sealed`] (a version-3 summary does not decode as version 4's).
 	#[api_version(2)]
 	pub trait SyncRegistryApi<AccountId, Balance, BlockNumber>
 	where
@@ -143,8 +144,9 @@ sp_api::decl_runtime_apis! {
 		#[api_version(2)]
 		fn account_funds(account: AccountId) -> AccountFunds<Balance>;
 		/// The accepted migration of a segment and its phase, if any (the fenced handover:
-		/// a proven migration waits for the old owner's seal).
-		#[api_version(3)]
+		/// a proven migration waits for the old owner's seal, a sealed one for the target's
+		/// confirmation).
+		#[api_version(4)]
 		fn migration_info(segment: SegmentId) -> Option<MigrationSummary<AccountId, BlockNumber>>;
 	}
 }
@@ -370,6 +372,17 @@ pub mod offchain {
 			/// Root facts at `seq`.
 			facts: crate::commitment::RootFacts,
 		},
+		/// Confirm, as a migration's target, that the store holds the sealed `root` at `seq`
+		/// (`confirm_seal`): ownership moves to this node.
+		#[codec(index = 5)]
+		ConfirmSeal {
+			/// Segment.
+			segment: crate::SegmentId,
+			/// The sealed seq.
+			seq: u64,
+			/// The root the store has at `seq` (the sealed one).
+			root: crate::commitment::Hash32,
+		},
 	}
 
 	impl Intent {
@@ -381,6 +394,7 @@ pub mod offchain {
 				Intent::Claim { .. } => "claim",
 				Intent::Attest { .. } => "attest",
 				Intent::Seal { .. } => "seal",
+				Intent::ConfirmSeal { .. } => "confirm_seal",
 			}
 		}
 	}
@@ -475,10 +489,14 @@ pub struct MigrationSummary<AccountId, BlockNumber> {
 	/// The seq of the root the target proved: from then on the old owner refuses writes and
 	/// seals its epoch. `None` while the target syncs.
 	pub proven: Option<u64>,
+	/// The seq the old owner's epoch was sealed at: the target confirms it holds the root
+	/// there (`confirm_seal`), and ownership moves. `None` before the seal.
+	pub sealed: Option<u64>,
 	/// Ownership moved (the old owner is retained until `until`).
 	pub completed: bool,
 	/// Unproven: the timeout. Proven: when the chain seals at the latest commit itself.
-	/// Completed: the old owner's release.
+	/// Sealed: when an unconfirmed seal aborts the migration. Completed: the old owner's
+	/// release.
 	pub until: BlockNumber,
 }
 

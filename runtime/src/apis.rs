@@ -227,7 +227,7 @@ impl_runtime_apis! {
 		}
 	}
 
-	#[api_version(3)]
+	#[api_version(4)]
 	impl sync_primitives::SyncRegistryApi<Block, AccountId, Balance, BlockNumber> for Runtime {
 		fn node_info(account: AccountId) -> Option<NodeSummary<AccountId, Balance, BlockNumber>> {
 			SyncRegistry::node_summary(account)

@@ -55,7 +55,7 @@ pub const VERSION: RuntimeVersion = RuntimeVersion {
 	spec_name: alloc::borrow::Cow::Borrowed("sync-registry"),
 	impl_name: alloc::borrow::Cow::Borrowed("sync-registry"),
 	authoring_version: 1,
-	spec_version: 105,
+	spec_version: 106,
 	impl_version: 1,
 	apis: apis::RUNTIME_API_VERSIONS,
 	transaction_version: 1,
@@ -130,7 +130,10 @@ pub type UncheckedExtrinsic =
 pub type SignedPayload = generic::SignedPayload<RuntimeCall, TxExtension>;
 
 /// Migrations to apply on runtime upgrade.
-type Migrations = (pallet_sync_registry::migrations::v5::MigrateV4ToV5<Runtime>,);
+type Migrations = (
+	pallet_sync_registry::migrations::v5::MigrateV4ToV5<Runtime>,
+	pallet_sync_registry::migrations::v6::MigrateV5ToV6<Runtime>,
+);
 
 pub type Executive = frame_executive::Executive<
 	Runtime,

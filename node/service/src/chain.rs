@@ -127,8 +127,8 @@ where
 				peers.insert(who.clone(), found.clone());
 				Ok(found)
 			};
-		// `account_funds` came with version 2 of the API, `migration_info` with 3: an older
-		// runtime has none to give.
+		// `account_funds` came with version 2 of the API, `migration_info` with 3 and its
+		// `sealed` with 4 (the shape read here): an older runtime has none to give.
 		let version = sp_api::ApiExt::<Block>::api_version::<
 			dyn SyncRegistryApi<Block, AccountId, Balance, u32>,
 		>(&*api, at)
@@ -138,7 +138,7 @@ where
 		for id in api.node_segments(at, account.clone()).map_err(e)? {
 			let Some(info) = api.segment_info(at, id).map_err(e)? else { continue };
 			let migration = match &info.migration {
-				Some(_) if version >= 3 => api.migration_info(at, id).map_err(e)?,
+				Some(_) if version >= 4 => api.migration_info(at, id).map_err(e)?,
 				_ => None,
 			};
 			let handover = match migration {
@@ -146,6 +146,7 @@ where
 					to: data_plane_of(&m.to)?.map(|(peer, addrs)| Peer { peer, addrs }),
 					to_me: m.to == account,
 					proven: m.proven.is_some(),
+					sealed: m.sealed,
 					completed: m.completed,
 				}),
 				None => None,

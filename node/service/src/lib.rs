@@ -400,6 +400,7 @@ mod tests {
 			to: Some(target.clone()),
 			to_me: false,
 			proven: true,
+			sealed: None,
 			completed: false,
 		});
 		h.set_segments(&sealing);

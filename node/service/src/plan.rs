@@ -323,7 +323,12 @@ impl Planner {
 		for s in &view.segments {
 			let l = local.get(&s.id).unwrap_or(&empty);
 			if s.sealing() {
-				items.extend(seal(s, l));
+				// Once: a sealed epoch waits for the target's confirmation.
+				if s.handover.as_ref().is_some_and(|h| h.sealed.is_none()) {
+					items.extend(seal(s, l));
+				}
+			} else if let Some(seq) = s.seal_to_confirm() {
+				items.extend(confirm_seal(s, l, seq));
 			} else if s.owner {
 				// Not of a log that does not continue its epoch exactly.
 				if !l.stale_tail && !behind(s, l) {
@@ -459,6 +464,23 @@ fn seal(s: &SegmentView, l: &LocalSegment) -> Option<Intent> {
 		seq: head.seq,
 		facts: head.facts,
 	})
+}
+
+/// A migration's target confirms the old owner's seal at `seq` once its store has the
+/// committed root there; until then it follows (and the chain aborts the migration if it
+/// never gets there, so a target never owns a segment it cannot serve).
+fn confirm_seal(s: &SegmentView, l: &LocalSegment, seq: u64) -> Option<Intent> {
+	let committed = s.roots.iter().find(|r| r.seq == seq)?;
+	let root = l.provable_root(seq)?;
+	if root != committed.facts.root {
+		log::warn!(
+			target: "sync",
+			"segment {}: local root at the sealed seq {seq} differs from the committed one: not confirming",
+			s.id
+		);
+		return None;
+	}
+	Some(Intent::ConfirmSeal { segment: s.id, seq, root })
 }
 
 /// A holder claims the newest retained root it can prove that the chain lets it claim.

@@ -50,10 +50,19 @@ impl SegmentView {
 		Some(Peer { peer, addrs: addrs.unwrap_or_default() })
 	}
 
-	/// Whether this node, owning the segment, must stop taking writes and seal its epoch: the
-	/// migration's target proved the segment and ownership has not moved yet.
+	/// Whether this node, owning the segment, must stop taking writes and seal its epoch (or
+	/// keep it sealed): the migration's target proved the segment and ownership has not moved
+	/// yet.
 	pub fn sealing(&self) -> bool {
 		self.owner && self.handover.as_ref().is_some_and(|h| h.proven && !h.completed && !h.to_me)
+	}
+
+	/// The seq this node, the migration's target, is to confirm the old owner's seal at.
+	pub fn seal_to_confirm(&self) -> Option<u64> {
+		self.handover
+			.as_ref()
+			.filter(|h| h.to_me && !h.completed)
+			.and_then(|h| h.sealed)
 	}
 }
 
@@ -75,6 +84,9 @@ pub struct Handover {
 	pub to_me: bool,
 	/// The target's proof is accepted: the owner refuses writes and seals its epoch.
 	pub proven: bool,
+	/// The seq the owner's epoch is sealed at: the target confirms it once its copy has the
+	/// sealed root there, and ownership moves.
+	pub sealed: Option<u64>,
 	/// Ownership moved (the old owner is retained for a while).
 	pub completed: bool,
 }

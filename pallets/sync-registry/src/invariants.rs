@@ -217,8 +217,17 @@ impl<T: crate::Config> Pallet<T> {
 				"migration unscheduled"
 			);
 			// The phases follow each other (accepted before proven: see the epochs' checks),
-			// proven before completed (the seal), and a proven target has a proven holding.
+			// proven before sealed before completed (the target's confirmation), a sealed epoch
+			// has no commit past its seal, and a proven target has a proven holding.
 			ensure!(!m.completed || m.proven.is_some(), "migration completed without a proof");
+			ensure!(m.sealed.is_none() || m.proven.is_some(), "migration sealed without a proof");
+			ensure!(!m.completed || m.sealed.is_some(), "migration completed without a seal");
+			if let (Some(seq), false) = (m.sealed, m.completed) {
+				ensure!(
+					Roots::<T>::get(s).last().is_none_or(|r| r.seq <= seq),
+					"sealed migration with a commit past its seal"
+				);
+			}
 			let owner = Segments::<T>::get(s).map(|seg| seg.owner);
 			if m.completed {
 				ensure!(owner.as_ref() != Some(&m.from), "completed migration left the old owner");

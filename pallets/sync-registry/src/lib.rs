@@ -44,7 +44,9 @@ pub mod pallet {
 	/// 4: `OwnerEpochs`. No migration either: a chain upgraded in place would keep its
 	/// segments without epochs (`try_state` reports them); see the README's *Storage version*.
 	/// 5: `Migration::proven` (the fenced handover), migrated by [`crate::migrations::v5`].
-	pub const STORAGE_VERSION: StorageVersion = StorageVersion::new(5);
+	/// 6: `Migration::sealed` (the target confirms the seal), migrated by
+	/// [`crate::migrations::v6`].
+	pub const STORAGE_VERSION: StorageVersion = StorageVersion::new(6);
 
 	#[pallet::pallet]
 	#[pallet::storage_version(STORAGE_VERSION)]
@@ -144,7 +146,9 @@ pub mod pallet {
 		#[pallet::constant]
 		type MigrationRetention: Get<BlockNumberFor<Self>>;
 		/// Blocks the old owner has, once the target's proof is accepted, to seal its epoch
-		/// ([`Pallet::seal_segment`]); then the chain seals it at the latest commit (at least 1).
+		/// ([`Pallet::seal_segment`]), after which the chain seals it at the latest commit; and
+		/// then blocks the target has to confirm the seal ([`Pallet::confirm_seal`]), after
+		/// which the migration times out (at least 1).
 		#[pallet::constant]
 		type SealTimeout: Get<BlockNumberFor<Self>>;
 		/// Blocks an offered Primary seat ([`Pallet::add_primary`]) can be accepted.
@@ -427,14 +431,17 @@ pub mod pallet {
 		},
 		/// The owner's epoch ended at `seq`: its last op (sealed by the owner with
 		/// [`Pallet::seal_segment`]) or, `timed_out`, the latest commit when the owner did not
-		/// seal in time. The next epoch starts at `seq + 1`.
+		/// seal in time. Once the target confirms it holds the root there
+		/// ([`Pallet::confirm_seal`]), ownership moves and the next epoch starts at `seq + 1`.
 		EpochSealed { segment: SegmentId, owner: T::AccountId, seq: u64, timed_out: bool },
 		/// Ownership moved to the target at the sealed `seq` (the old owner's last op); the
 		/// target's epoch starts at `seq + 1`.
 		MigrationCompleted { segment: SegmentId, from: T::AccountId, to: T::AccountId, seq: u64 },
 		/// A pending migration was cancelled.
 		MigrationCancelled { segment: SegmentId, to: T::AccountId },
-		/// A pending migration timed out.
+		/// A pending migration timed out: unproven by `until`, or sealed and not confirmed by
+		/// the target within [`Config::SealTimeout`] blocks (the old owner keeps the segment
+		/// and writes on from its seal).
 		MigrationTimedOut { segment: SegmentId, to: T::AccountId },
 		/// The old provider's retention after a migration ended.
 		ProviderReleased { segment: SegmentId, who: T::AccountId },
@@ -556,8 +563,14 @@ pub mod pallet {
 		ChallengeInProgress,
 		/// The migration's target has not proven the segment yet: there is nothing to seal.
 		NotProven,
-		/// The seal names the latest commit's seq with other root facts.
+		/// The seal names the latest commit's seq with other root facts; or a confirmation
+		/// names another seq or root than the seal.
 		SealMismatch,
+		/// The migration is sealed already: the old owner takes no more seals or commits,
+		/// and ownership moves when the target confirms the seal.
+		AlreadySealed,
+		/// The migration is not sealed yet: there is nothing to confirm.
+		NotSealed,
 	}
 
 	#[pallet::hooks]
@@ -981,12 +994,15 @@ pub mod pallet {
 		/// - `seq`, `facts`: the owner's last op and its root: the latest commit, or a new
 		///   commit under `commit_root`'s rules.
 		///
-		/// Ownership moves to the target at once, its epoch starting at `seq + 1`: every seq
-		/// belongs to exactly one key. Fails with [`Error::NotProven`] before the target's
-		/// proof, [`Error::NoMigration`] without a pending migration, [`Error::SealMismatch`]
-		/// for other facts at the latest commit's seq, [`Error::StaleSeq`] for an older seq.
-		/// Emits [`Event::RootCommitted`] (a new commit), [`Event::EpochSealed`],
-		/// [`Event::MigrationCompleted`] and [`Event::EpochStarted`].
+		/// Ownership moves to the target when it confirms it holds the sealed root
+		/// ([`Pallet::confirm_seal`]) within [`Config::SealTimeout`] blocks, its epoch then
+		/// starting at `seq + 1`: every seq belongs to exactly one key. Without the
+		/// confirmation the migration times out and the old owner keeps the segment. Fails
+		/// with [`Error::NotProven`] before the target's proof, [`Error::NoMigration`] without
+		/// a pending migration, [`Error::AlreadySealed`] for a second seal,
+		/// [`Error::SealMismatch`] for other facts at the latest commit's seq,
+		/// [`Error::StaleSeq`] for an older seq.
+		/// Emits [`Event::RootCommitted`] (a new commit) and [`Event::EpochSealed`].
 		#[pallet::call_index(23)]
 		#[pallet::weight(T::WeightInfo::seal_segment(T::MaxHolders::get()))]
 		pub fn seal_segment(
@@ -998,6 +1014,30 @@ pub mod pallet {
 			let who = ensure_signed(origin)?;
 			let holders = Self::do_seal(who, segment, seq, facts)?;
 			Ok(Some(T::WeightInfo::seal_segment(holders)).into())
+		}
+
+		/// Confirm, as a migration's target, that the caller holds the root its old owner
+		/// sealed the segment at: ownership moves.
+		/// - Origin: the migration's target.
+		/// - `seq`, `root`: the sealed seq and the root the caller's store has there (its node
+		///   sends this once its copy reaches the seal and the roots match).
+		///
+		/// The target's epoch starts at `seq + 1`. A target that cannot reach the seal (an old
+		/// owner sealed at a root it does not serve) does not confirm: the migration times
+		/// out and the old owner keeps the segment. Fails with [`Error::NoMigration`] unless
+		/// the caller is the target of a pending migration, [`Error::NotSealed`] before the
+		/// seal, [`Error::SealMismatch`] for another seq or root.
+		/// Emits [`Event::MigrationCompleted`] and [`Event::EpochStarted`].
+		#[pallet::call_index(24)]
+		#[pallet::weight(T::WeightInfo::confirm_seal())]
+		pub fn confirm_seal(
+			origin: OriginFor<T>,
+			segment: SegmentId,
+			seq: u64,
+			root: sync_primitives::commitment::Hash32,
+		) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			Self::do_confirm_seal(who, segment, seq, root)
 		}
 	}
 }

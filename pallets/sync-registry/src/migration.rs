@@ -9,13 +9,18 @@
 //!    (`note_proven`, called from `accept_proof`). The old owner still owns the segment; it
 //!    stops taking writes and seals its epoch at its last op `H` (`do_seal`, the
 //!    `seal_segment` call: a final commit of `H`, or the latest commit if that is `H`);
-//! 3. *completed* at the seal (`complete_migration`): ownership moves and the target's epoch
-//!    starts at exactly `H + 1`. If the old owner does not seal within `SealTimeout` blocks
+//! 3. *sealed* at `H` (`sealed`): if the old owner does not seal within `SealTimeout` blocks
 //!    of the proof (crashed, unreachable), the chain seals at the latest commit itself
 //!    (`migration_deadline`): the writes the old owner acknowledged after that commit are lost.
+//!    The old owner takes no more commits;
+//! 4. *completed* when the target confirms it holds the sealed root (`do_confirm_seal`, within
+//!    `SealTimeout` blocks of the seal): ownership moves and the target's epoch starts at
+//!    exactly `H + 1`. Without the confirmation (the target cannot reach `H`: an old owner
+//!    sealed at a root nobody serves) the migration times out and the old owner keeps the
+//!    segment, so a target never owns what it does not hold.
 //!
 //! A *completed* migration stays recorded until `until`, while the old provider is retained as
-//! a Primary; then it is released. Until the seal lands, cancelling leaves the old owner
+//! a Primary; then it is released. Until ownership moves, cancelling leaves the old owner
 //! owning (and writing in) its epoch: nothing is forked.
 //!
 //! Every read and write of [`Migrations`] goes through the five helpers at the top of this
@@ -92,6 +97,7 @@ impl<T: crate::Config> Pallet<T> {
 				accepted: false,
 				target_added: false,
 				proven: None,
+				sealed: None,
 			},
 		);
 		Self::deposit_event(Event::MigrationRequested { segment, from, to, until });
@@ -208,7 +214,7 @@ impl<T: crate::Config> Pallet<T> {
 	}
 
 	/// Chain rule of `seal_segment`: `who` owns `segment`, whose migration is proven and not
-	/// completed, and `(seq, facts)` is the owner's last op: either the latest retained commit
+	/// sealed, and `(seq, facts)` is the owner's last op: either the latest retained commit
 	/// (the same facts, else [`Error::SealMismatch`]) or a new commit that `commit_root` would
 	/// take ([`Pallet::can_commit`]; an older seq is [`Error::StaleSeq`]). Returns the migration
 	/// and, if the seal commits a new root, the segment and root window that commit is checked
@@ -226,6 +232,7 @@ impl<T: crate::Config> Pallet<T> {
 			.filter(|m| !m.completed)
 			.ok_or(Error::<T>::NoMigration)?;
 		ensure!(m.proven.is_some(), Error::<T>::NotProven);
+		ensure!(m.sealed.is_none(), Error::<T>::AlreadySealed);
 		match Roots::<T>::get(segment).last() {
 			Some(r) if r.seq == seq => {
 				ensure!(r.facts == *facts, Error::<T>::SealMismatch);
@@ -238,8 +245,9 @@ impl<T: crate::Config> Pallet<T> {
 	}
 
 	/// The old owner seals its epoch at `seq` (see [`Pallet::can_seal`]): a new root is
-	/// committed if `seq` is past the latest commit, and ownership moves with the target's
-	/// epoch starting at `seq + 1`. Returns the holders the commit went through, for the weight.
+	/// committed if `seq` is past the latest commit, and the target has
+	/// [`crate::Config::SealTimeout`] blocks to confirm it (`do_confirm_seal`). Returns the
+	/// holders the commit went through (0 without a commit), for the weight.
 	pub(crate) fn do_seal(
 		who: T::AccountId,
 		segment: SegmentId,
@@ -247,32 +255,72 @@ impl<T: crate::Config> Pallet<T> {
 		facts: RootFacts,
 	) -> Result<u32, DispatchError> {
 		let (m, commit) = Self::can_seal(&who, segment, seq, &facts)?;
-		if let Some((seg, roots)) = commit {
-			Self::apply_commit(who.clone(), segment, seg, roots, seq, facts);
-		}
-		let seg = Segments::<T>::get(segment).ok_or(Error::<T>::UnknownSegment)?;
-		let holders = seg.holders.len() as u32;
-		Self::deposit_event(Event::EpochSealed { segment, owner: who, seq, timed_out: false });
-		Self::complete_migration(segment, seg, m, seq, frame_system::Pallet::<T>::block_number());
+		let holders = match commit {
+			Some((seg, roots)) => Self::apply_commit(who.clone(), segment, seg, roots, seq, facts),
+			None => 0,
+		};
+		Self::note_sealed(segment, m, who, seq, false, frame_system::Pallet::<T>::block_number());
 		Ok(holders)
 	}
 
+	/// The epoch of `owner` is sealed at `seq`: the target has [`crate::Config::SealTimeout`]
+	/// blocks to confirm it holds the root there.
+	fn note_sealed(
+		segment: SegmentId,
+		mut m: MigrationOf<T>,
+		owner: T::AccountId,
+		seq: u64,
+		timed_out: bool,
+		now: BlockNumberFor<T>,
+	) {
+		Self::unschedule(m.until, &Task::Migration(segment));
+		m.until =
+			Self::schedule(now.saturating_add(T::SealTimeout::get()), Task::Migration(segment));
+		m.sealed = Some(seq);
+		Self::put_migration(segment, &m);
+		Self::deposit_event(Event::EpochSealed { segment, owner, seq, timed_out });
+	}
+
 	/// The old owner did not seal a proven migration in time: the chain seals its epoch at the
-	/// latest retained commit (the last root it has) and ownership moves from there.
+	/// latest retained commit (the last root it has), for the target to confirm.
 	fn seal_timed_out(segment: SegmentId, m: MigrationOf<T>, now: BlockNumberFor<T>) {
 		let Some(seg) = Segments::<T>::get(segment) else { return };
 		let seq = Self::next_epoch_seq(segment).saturating_sub(1);
-		Self::deposit_event(Event::EpochSealed {
-			segment,
-			owner: seg.owner.clone(),
-			seq,
-			timed_out: true,
-		});
-		Self::complete_migration(segment, seg, m, seq, now);
+		Self::note_sealed(segment, m, seg.owner, seq, true, now);
 	}
 
-	/// The old owner's epoch was sealed at `seq`: ownership moves and the target's ownership
-	/// epoch starts at exactly `seq + 1`; the old owner is retained until the release.
+	/// Chain rule of `confirm_seal`: `who` is the target of `segment`'s pending migration,
+	/// which is sealed at `seq`, and `root` is the retained commit's root there.
+	pub fn can_confirm_seal(
+		who: &T::AccountId,
+		segment: SegmentId,
+		seq: u64,
+		root: &sync_primitives::commitment::Hash32,
+	) -> Result<(MigrationOf<T>, SegmentInfoOf<T>), Error<T>> {
+		let m = Self::pending_migration_to(segment, who).ok_or(Error::<T>::NoMigration)?;
+		let sealed = m.sealed.ok_or(Error::<T>::NotSealed)?;
+		ensure!(sealed == seq, Error::<T>::SealMismatch);
+		let at = Roots::<T>::get(segment).into_iter().find(|r| r.seq == seq);
+		ensure!(at.is_some_and(|r| r.facts.root == *root), Error::<T>::SealMismatch);
+		let seg = Segments::<T>::get(segment).ok_or(Error::<T>::UnknownSegment)?;
+		Ok((m, seg))
+	}
+
+	/// The target confirms the seal (see [`Pallet::can_confirm_seal`]): ownership moves.
+	pub(crate) fn do_confirm_seal(
+		who: T::AccountId,
+		segment: SegmentId,
+		seq: u64,
+		root: sync_primitives::commitment::Hash32,
+	) -> DispatchResult {
+		let (m, seg) = Self::can_confirm_seal(&who, segment, seq, &root)?;
+		Self::complete_migration(segment, seg, m, seq, frame_system::Pallet::<T>::block_number());
+		Ok(())
+	}
+
+	/// The old owner's epoch was sealed at `seq` and the target confirmed it: ownership moves
+	/// and the target's ownership epoch starts at exactly `seq + 1`; the old owner is retained
+	/// until the release.
 	pub(crate) fn complete_migration(
 		segment: SegmentId,
 		mut seg: SegmentInfoOf<T>,
@@ -334,6 +382,9 @@ impl<T: crate::Config> Pallet<T> {
 		}
 		if m.completed {
 			Self::release_provider(segment, m);
+		} else if m.sealed.is_some() {
+			// The target did not confirm the seal: it cannot reach it, so it must not own.
+			Self::abort_migration(segment, m, true);
 		} else if m.proven.is_some() {
 			Self::seal_timed_out(segment, m, now);
 		} else {

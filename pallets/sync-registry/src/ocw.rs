@@ -9,12 +9,13 @@
 //! again for [`RESUBMIT_AFTER`] blocks (the pool or a block may still include it).
 //!
 //! The service also writes its [`Intents`] — register, commit a root, claim a root, attest
-//! parity — under [`offchain::INTENTS_KEY`]. The worker signs them with the key of the account
+//! parity, seal a handed-over epoch and confirm a seal — under [`offchain::INTENTS_KEY`]. The worker signs them with the key of the account
 //! registered with the service's peer id (for `Register`: the first keystore account without a
 //! node), but first re-checks each against the block's state, so a stale intent (a root
 //! already committed, a challenge already open) costs no fee and no failed transaction. The
-//! re-check *is* the chain rule: [`Pallet::can_register`], [`Pallet::can_commit`], [`Pallet::can_seal`],
-//! [`Pallet::can_claim`] and [`Pallet::can_attest`], the same functions the dispatchables call.
+//! re-check *is* the chain rule: [`Pallet::can_register`], [`Pallet::can_commit`],
+//! [`Pallet::can_seal`], [`Pallet::can_confirm_seal`], [`Pallet::can_claim`] and
+//! [`Pallet::can_attest`], the same functions the dispatchables call.
 //!
 //! Both kinds of submission go through one guard, [`send_guarded`]: it atomically takes the
 //! "sent recently" marker of the proof or intent (a compare-and-set on offchain storage, so two
@@ -382,6 +383,10 @@ fn call_for<T: Config>(
 		Intent::Seal { segment, seq, facts } => {
 			Pallet::<T>::can_seal(who, *segment, *seq, facts).map_err(stale).ok()?;
 			Some(Call::seal_segment { segment: *segment, seq: *seq, facts: *facts })
+		},
+		Intent::ConfirmSeal { segment, seq, root } => {
+			Pallet::<T>::can_confirm_seal(who, *segment, *seq, root).map_err(stale).ok()?;
+			Some(Call::confirm_seal { segment: *segment, seq: *seq, root: *root })
 		},
 		Intent::Claim { segment, seq } => {
 			Pallet::<T>::can_claim(who, *segment, *seq).map_err(stale).ok()?;

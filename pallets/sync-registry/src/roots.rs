@@ -25,7 +25,8 @@ impl<T: crate::Config> Pallet<T> {
 	/// Chain rule of `commit_root`: `who` is the owner of `segment`, `facts` are consistent
 	/// ([`rules::root_facts_consistent`]: an empty segment has the empty root), `seq` is above
 	/// the latest retained root ([`rules::commit_is_newer`]) by at most `MaxSeqStep`, and the
-	/// segment has no commit in this block yet. Returns the segment and its root window.
+	/// segment has no commit in this block yet, nor a sealed migration ([`Error::AlreadySealed`]).
+	/// Returns the segment and its root window.
 	pub fn can_commit(
 		who: &T::AccountId,
 		segment: SegmentId,
@@ -46,6 +47,11 @@ impl<T: crate::Config> Pallet<T> {
 	) -> Result<(SegmentInfoOf<T>, RootWindowOf<T>), Error<T>> {
 		let seg = Segments::<T>::get(segment).ok_or(Error::<T>::UnknownSegment)?;
 		ensure!(seg.owner == *who, Error::<T>::NotOwner);
+		// A sealed epoch ends at the seal: the target confirms that root, and nothing after.
+		ensure!(
+			Self::migration(segment).is_none_or(|m| m.completed || m.sealed.is_none()),
+			Error::<T>::AlreadySealed
+		);
 		ensure!(rules::root_facts_consistent(facts), Error::<T>::InvalidRootFacts);
 		let roots = Roots::<T>::get(segment);
 		let latest = roots.last();

@@ -164,6 +164,11 @@ fn commit_next(seq: u64, facts: sync_primitives::commitment::RootFacts) {
 	assert_ok!(SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, seq, facts));
 }
 
+/// `to`, the target of segment 0's migration, confirms the seal at `seq` with `facts`' root.
+fn confirm(to: AccountId, seq: u64, facts: sync_primitives::commitment::RootFacts) {
+	assert_ok!(SyncRegistry::confirm_seal(RuntimeOrigin::signed(to), 0, seq, facts.root));
+}
+
 /// Runs a test body and then checks the pallet's invariants.
 fn run(test: impl FnOnce()) {
 	new_test_ext().execute_with(|| {
@@ -1616,6 +1621,7 @@ fn co_primaries_cannot_take_a_pending_targets_seat() {
 		);
 		claim_and_prove(dave(), 1, &data);
 		assert_ok!(SyncRegistry::seal_segment(RuntimeOrigin::signed(alice()), 0, 1, data.facts()));
+		confirm(dave(), 1, data.facts());
 		let seg = Segments::<Test>::get(0).unwrap();
 		assert_eq!(seg.owner, dave());
 		assert!(seg.primaries.contains(&alice()), "the old provider is retained");
@@ -1744,6 +1750,9 @@ fn migration_moves_ownership_only_after_the_proof() {
 		assert!(has_event(Event::MigrationProven { segment: 0, to: bob(), seq: 1, seal_by }));
 		assert_eq!(Segments::<Test>::get(0).unwrap().owner, alice(), "owned until the seal");
 		assert_ok!(SyncRegistry::seal_segment(RuntimeOrigin::signed(alice()), 0, 1, data.facts()));
+		// Sealed, ownership waits for the target's confirmation of the sealed root.
+		assert_eq!(Segments::<Test>::get(0).unwrap().owner, alice(), "owned until confirmed");
+		confirm(bob(), 1, data.facts());
 		let seg = Segments::<Test>::get(0).unwrap();
 		assert_eq!(seg.owner, bob());
 		assert!(seg.primaries.contains(&alice()) && seg.primaries.contains(&bob()));
@@ -1877,6 +1886,7 @@ fn a_sealed_migration_starts_the_targets_epoch_right_after_the_sealed_seq() {
 		let mut later = data.clone();
 		later.put(b"late", vec![7; 10]);
 		assert_ok!(SyncRegistry::seal_segment(RuntimeOrigin::signed(alice()), 0, 9, later.facts()));
+		confirm(bob(), 9, later.facts());
 		assert_eq!(Segments::<Test>::get(0).unwrap().owner, bob());
 		assert_eq!(
 			Roots::<Test>::get(0).last().map(|r| (r.seq, r.facts)),
@@ -1943,8 +1953,16 @@ fn seal_rules() {
 		assert_noop!(seal(alice(), 5, bad), E::InvalidRootFacts);
 		assert_noop!(seal(alice(), 4 + MAX_SEQ_STEP + 1, data.facts()), E::SeqStepTooLarge);
 		assert_ok!(seal(alice(), 4, other.facts()));
+		// Once: the migration is sealed; the owner commits nothing past the seal.
+		assert_noop!(seal(alice(), 4, other.facts()), E::AlreadySealed);
+		assert_noop!(seal(alice(), 5, other.facts()), E::AlreadySealed);
+		next_block();
+		assert_noop!(
+			SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 5, other.facts()),
+			E::AlreadySealed
+		);
+		confirm(bob(), 4, other.facts());
 		assert_eq!(epochs_of(0).last().map(|e| e.3), Some(5));
-		// Once: the migration is completed.
 		assert_noop!(seal(bob(), 4, other.facts()), E::NoMigration);
 	});
 }
@@ -1969,6 +1987,7 @@ fn a_seal_may_follow_the_owners_last_commit_in_the_same_block() {
 			E::CommitTooSoon
 		);
 		assert_ok!(SyncRegistry::seal_segment(RuntimeOrigin::signed(alice()), 0, 5, later.facts()));
+		confirm(bob(), 5, later.facts());
 		assert_eq!(Roots::<Test>::get(0).last().map(|r| r.seq), Some(5));
 		assert_eq!(epochs_of(0).last().map(|e| (e.1, e.3)), Some((bob(), 6)));
 		assert_eq!(Segments::<Test>::get(0).map(|s| s.owner), Some(bob()));
@@ -1991,6 +2010,7 @@ fn a_lagging_targets_status_is_refreshed_when_it_takes_the_segment_over() {
 		}
 		assert_eq!(Holdings::<Test>::get(0, bob()).map(|h| h.status), Some(HoldingStatus::Lagging));
 		assert_ok!(SyncRegistry::seal_segment(RuntimeOrigin::signed(alice()), 0, 4, data.facts()));
+		confirm(bob(), 4, data.facts());
 		assert_eq!(Holdings::<Test>::get(0, bob()), None);
 	});
 }
@@ -2006,6 +2026,7 @@ fn a_stale_commit_of_the_old_owner_is_refused_after_the_seal() {
 		migrate(RuntimeOrigin::signed(alice()), 0, bob());
 		claim_and_prove(bob(), 1, &data);
 		assert_ok!(SyncRegistry::seal_segment(RuntimeOrigin::signed(alice()), 0, 1, data.facts()));
+		confirm(bob(), 1, data.facts());
 		next_block();
 		assert_noop!(
 			SyncRegistry::commit_root(RuntimeOrigin::signed(alice()), 0, 2, data.facts()),
@@ -2034,13 +2055,16 @@ fn an_unsealed_proven_migration_is_sealed_at_the_latest_commit() {
 		run_to(seal_by - 1);
 		assert_eq!(Segments::<Test>::get(0).unwrap().owner, alice(), "not before the timeout");
 		run_to(seal_by);
-		assert_eq!(Segments::<Test>::get(0).unwrap().owner, bob());
 		assert!(has_event(Event::EpochSealed {
 			segment: 0,
 			owner: alice(),
 			seq: 3,
 			timed_out: true
 		}));
+		// The target confirms it reached the chain's seal, and ownership moves.
+		assert_eq!(Segments::<Test>::get(0).unwrap().owner, alice(), "not before confirmed");
+		confirm(bob(), 3, data.facts());
+		assert_eq!(Segments::<Test>::get(0).unwrap().owner, bob());
 		assert!(has_event(Event::MigrationCompleted {
 			segment: 0,
 			from: alice(),
@@ -2095,7 +2119,83 @@ fn migration_summary_shows_the_phase() {
 			(Some(1), false, System::block_number() + SEAL_TIMEOUT)
 		);
 		assert_ok!(SyncRegistry::seal_segment(RuntimeOrigin::signed(alice()), 0, 1, data.facts()));
+		let m = SyncRegistry::migration_summary(0).unwrap();
+		assert_eq!((m.sealed, m.completed), (Some(1), false));
+		confirm(bob(), 1, data.facts());
 		assert!(SyncRegistry::migration_summary(0).unwrap().completed);
+	});
+}
+
+/// The defect (review of #15): ownership moved at the old owner's seal, so an owner could
+/// seal at a root nobody serves and leave the target owning a segment it cannot catch up to.
+/// Ownership now moves only when the target confirms the sealed root; an unconfirmed seal
+/// times out and the old owner keeps the segment, writing on from its seal.
+#[test]
+fn an_unconfirmed_seal_leaves_the_segment_with_its_old_owner() {
+	run(|| {
+		let data = Data::with(2, 49);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		register(charlie(), NodeRole::Primary);
+		migrate(RuntimeOrigin::signed(alice()), 0, bob());
+		claim_and_prove(bob(), 1, &data);
+		let bogus = Data::with(3, 50);
+		assert_ok!(SyncRegistry::seal_segment(RuntimeOrigin::signed(alice()), 0, 2, bogus.facts()));
+		let confirm_by = System::block_number() + SEAL_TIMEOUT;
+		assert_eq!(
+			Migrations::<Test>::get(0).map(|m| (m.sealed, m.until)),
+			Some((Some(2), confirm_by))
+		);
+		// Only the target, only the sealed seq and root.
+		let c =
+			|who, seq, root| SyncRegistry::confirm_seal(RuntimeOrigin::signed(who), 0, seq, root);
+		assert_noop!(c(charlie(), 2, bogus.facts().root), E::NoMigration);
+		assert_noop!(c(alice(), 2, bogus.facts().root), E::NoMigration);
+		assert_noop!(c(bob(), 1, data.facts().root), E::SealMismatch);
+		assert_noop!(c(bob(), 2, data.facts().root), E::SealMismatch);
+		assert_noop!(
+			SyncRegistry::confirm_seal(RuntimeOrigin::root(), 0, 2, bogus.facts().root),
+			DispatchError::BadOrigin
+		);
+		run_to(confirm_by - 1);
+		assert!(Migrations::<Test>::get(0).is_some());
+		run_to(confirm_by);
+		assert!(has_event(Event::MigrationTimedOut { segment: 0, to: bob() }));
+		assert!(Migrations::<Test>::get(0).is_none());
+		assert_eq!(Segments::<Test>::get(0).unwrap().owner, alice());
+		assert_eq!(epochs_of(0).len(), 1, "no epoch started");
+		// The seal's commit stays an ordinary commit of the old owner, who writes on.
+		commit_next(3, bogus.facts());
+		assert!(Holdings::<Test>::get(0, bob()).is_some_and(|h| h.proven.is_some()));
+	});
+}
+
+/// Confirming before the seal is refused; cancelling a sealed, unconfirmed migration leaves
+/// the old owner owning (nothing moved, nothing forked).
+#[test]
+fn a_seal_is_confirmed_only_once_sealed_and_a_sealed_migration_can_be_cancelled() {
+	run(|| {
+		let data = Data::with(2, 51);
+		segment_with(&data);
+		register(bob(), NodeRole::Primary);
+		migrate(RuntimeOrigin::signed(alice()), 0, bob());
+		assert_noop!(
+			SyncRegistry::confirm_seal(RuntimeOrigin::signed(bob()), 0, 1, data.facts().root),
+			E::NotSealed
+		);
+		claim_and_prove(bob(), 1, &data);
+		assert_noop!(
+			SyncRegistry::confirm_seal(RuntimeOrigin::signed(bob()), 0, 1, data.facts().root),
+			E::NotSealed
+		);
+		assert_ok!(SyncRegistry::seal_segment(RuntimeOrigin::signed(alice()), 0, 1, data.facts()));
+		assert_ok!(SyncRegistry::cancel_migration(RuntimeOrigin::signed(alice()), 0));
+		assert_eq!(Segments::<Test>::get(0).unwrap().owner, alice());
+		assert_noop!(
+			SyncRegistry::confirm_seal(RuntimeOrigin::signed(bob()), 0, 1, data.facts().root),
+			E::NoMigration
+		);
+		commit_next(2, data.facts());
 	});
 }
 
@@ -2117,6 +2217,11 @@ fn try_state_detects_migration_phases_out_of_order() {
 			(
 				"unaccepted migration acted on",
 				Migration { proven: Some(1), accepted: false, target_added: false, ..good.clone() },
+			),
+			("migration sealed without a proof", Migration { sealed: Some(1), ..good.clone() }),
+			(
+				"migration completed without a seal",
+				Migration { completed: true, proven: Some(1), ..good.clone() },
 			),
 		] {
 			Migrations::<Test>::insert(0, m);
@@ -2159,9 +2264,13 @@ fn storage_migration_v5_adds_proven() {
 		store_as_v4(0, &now);
 		assert!(Migrations::<Test>::try_get(0).is_err(), "the old shape does not decode");
 		crate::migrations::v5::MigrateV4ToV5::<Test>::on_runtime_upgrade();
-		assert_eq!(Migrations::<Test>::get(0), Some(now.clone()));
 		assert_eq!(SyncRegistry::on_chain_storage_version(), StorageVersion::new(5));
 		crate::migrations::v5::MigrateV4ToV5::<Test>::on_runtime_upgrade();
+		assert_eq!(SyncRegistry::on_chain_storage_version(), StorageVersion::new(5));
+		crate::migrations::v6::MigrateV5ToV6::<Test>::on_runtime_upgrade();
+		assert_eq!(Migrations::<Test>::get(0), Some(now.clone()));
+		assert_eq!(SyncRegistry::on_chain_storage_version(), StorageVersion::new(6));
+		crate::migrations::v6::MigrateV5ToV6::<Test>::on_runtime_upgrade();
 		assert_eq!(Migrations::<Test>::get(0), Some(now));
 	});
 }
@@ -2178,11 +2287,14 @@ fn storage_migration_v5_keeps_a_completed_migration_proven() {
 		migrate(RuntimeOrigin::signed(alice()), 0, bob());
 		claim_and_prove(bob(), 1, &data);
 		assert_ok!(SyncRegistry::seal_segment(RuntimeOrigin::signed(alice()), 0, 1, data.facts()));
+		confirm(bob(), 1, data.facts());
 		let now = Migrations::<Test>::get(0).unwrap();
-		assert!(now.completed && now.proven == Some(1));
+		assert!(now.completed && now.proven == Some(1) && now.sealed == Some(1));
 		store_as_v4(0, &now);
 		crate::migrations::v5::MigrateV4ToV5::<Test>::on_runtime_upgrade();
+		crate::migrations::v6::MigrateV5ToV6::<Test>::on_runtime_upgrade();
 		assert_eq!(Migrations::<Test>::get(0), Some(now));
+		assert_ok!(SyncRegistry::do_try_state());
 	});
 }
 
@@ -2780,6 +2892,9 @@ mod sequences {
 		ClearMigration(u8),
 		/// The owner seals at the latest commit (`true`) or at a new seq.
 		Seal(u8, bool),
+		/// `who` confirms the segment's seal with the root the chain has there (`true`) or
+		/// another one.
+		ConfirmSeal(u8, u8, bool),
 	}
 
 	fn op() -> impl Strategy<Value = Op> {
@@ -2814,6 +2929,10 @@ mod sequences {
 			seg.clone().prop_map(Op::ResetRoots),
 			seg.clone().prop_map(Op::ClearMigration),
 			(seg.clone(), any::<bool>()).prop_map(|(s, latest)| Op::Seal(s, latest)),
+			(who.clone(), seg.clone(), any::<bool>())
+				.prop_map(|(w, s, good)| Op::ConfirmSeal(w, s, good)),
+			(who.clone(), seg.clone(), any::<bool>())
+				.prop_map(|(w, s, good)| Op::ConfirmSeal(w, s, good)),
 		]
 	}
 
@@ -2907,6 +3026,14 @@ mod sequences {
 								},
 							};
 							SyncRegistry::seal_segment(o(owner(s)), s as u64, q, facts).map(|_| ()).map_err(|e| e.error)
+						},
+						Op::ConfirmSeal(w, s, good) => {
+							let q = Migrations::<Test>::get(s as u64).and_then(|m| m.sealed).unwrap_or(1);
+							let mut root = Roots::<Test>::get(s as u64).iter().find(|r| r.seq == q).map_or([0; 32], |r| r.facts.root);
+							if !good {
+								root[0] ^= 1;
+							}
+							SyncRegistry::confirm_seal(o(w), s as u64, q, root)
 						},
 					};
 					if let Err(e) = r {

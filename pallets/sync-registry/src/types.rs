@@ -277,7 +277,8 @@ pub struct Migration<AccountId, BlockNumber> {
 	pub min_index: u32,
 	/// Requested or accepted: the block after which it times out. Proven: the block after
 	/// which the chain seals the old owner's epoch itself ([`crate::Config::SealTimeout`]).
-	/// Completed: when `from` is released.
+	/// Sealed: the block after which an unconfirmed seal aborts the migration (also
+	/// `SealTimeout`). Completed: when `from` is released.
 	pub until: BlockNumber,
 	/// Whether ownership has moved (then `from` is retained until `until`).
 	pub completed: bool,
@@ -290,6 +291,10 @@ pub struct Migration<AccountId, BlockNumber> {
 	/// owner seals its epoch ([`crate::Pallet::seal_segment`]) and ownership moves at the
 	/// sealed seq. `None` until the target's proof is accepted.
 	pub proven: Option<u64>,
+	/// The seq the old owner's epoch was sealed at ([`crate::Pallet::seal_segment`], or the
+	/// latest commit when the seal timed out): ownership moves there once the target confirms
+	/// it holds the sealed root ([`crate::Pallet::confirm_seal`]). `None` until the seal.
+	pub sealed: Option<u64>,
 }
 
 /// One ownership epoch of a segment: from `first_seq` on, its ops are signed by the data-plane

@@ -88,6 +88,7 @@ impl<T: crate::Config> Pallet<T> {
 				from: m.from,
 				to: m.to,
 				proven: m.proven,
+				sealed: m.sealed,
 				completed: m.completed,
 				until: m.until,
 			})

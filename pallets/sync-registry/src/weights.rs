@@ -78,6 +78,7 @@ pub trait WeightInfo {
 	fn forget_failures() -> Weight;
 	fn agenda_scan(n: u32, ) -> Weight;
 	fn seal_segment(h: u32, ) -> Weight;
+	fn confirm_seal() -> Weight;
 }
 
 /// Weights for `pallet_sync_registry` using the runtime's database weights.
@@ -742,9 +743,14 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// the ownership move of a completed migration, which writes what `force_set_owner` writes
 	/// (segment, holdings, offers, epochs, node statuses) and the migration record.
 	fn seal_segment(h: u32, ) -> Weight {
-		// Hand estimate: its commit, then the move (`migration_deadline` covers the chain's
-		// seal, which moves ownership the same way).
+		// Hand estimate: its commit, then the seal's record and reschedule (bounded by
+		// `migration_deadline`, whose heaviest branch moves ownership).
 		Self::commit_root(h).saturating_add(Self::migration_deadline())
+	}
+	fn confirm_seal() -> Weight {
+		// Hand estimate: the move of ownership, as `migration_deadline`'s heaviest branch
+		// (`force_set_owner`'s work), plus the root window's read.
+		Self::migration_deadline().saturating_add(T::DbWeight::get().reads(1))
 	}
 }
 
@@ -1409,8 +1415,13 @@ impl WeightInfo for () {
 	/// the ownership move of a completed migration, which writes what `force_set_owner` writes
 	/// (segment, holdings, offers, epochs, node statuses) and the migration record.
 	fn seal_segment(h: u32, ) -> Weight {
-		// Hand estimate: its commit, then the move (`migration_deadline` covers the chain's
-		// seal, which moves ownership the same way).
+		// Hand estimate: its commit, then the seal's record and reschedule (bounded by
+		// `migration_deadline`, whose heaviest branch moves ownership).
 		Self::commit_root(h).saturating_add(Self::migration_deadline())
+	}
+	fn confirm_seal() -> Weight {
+		// Hand estimate: the move of ownership, as `migration_deadline`'s heaviest branch
+		// (`force_set_owner`'s work), plus the root window's read.
+		Self::migration_deadline().saturating_add(RocksDbWeight::get().reads(1))
 	}
 }

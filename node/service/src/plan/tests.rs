@@ -618,6 +618,7 @@ fn handing_over(roots: &[u64], proven: bool) -> SegmentView {
 			to: Some(to),
 			to_me: false,
 			proven,
+			sealed: None,
 			completed: false,
 		}),
 		..owned(roots)
@@ -661,6 +662,55 @@ fn the_owner_fences_pins_and_seals_once_the_target_proved() {
 	);
 }
 
+/// Sealed, the old owner stays fenced and asks for nothing more (not the seal again, no
+/// commit) while the target confirms; an unconfirmed seal (the migration timed out) lifts the
+/// fence and commits go on.
+#[test]
+fn a_sealed_owner_stays_fenced_and_asks_nothing_while_the_target_confirms() {
+	let mut p = Planner::new(config(1));
+	let mut l = local(Some(9), &[9], &[], &[]);
+	l.get_mut(&SEG).unwrap().fenced = Some(Some(head(9)));
+	let proven = view(vec![handing_over(&[5], true)]);
+	p.on_finalized(1, &proven, &l);
+	assert_eq!(
+		items(&mut p, &proven, &l),
+		vec![Intent::Seal { segment: SEG, seq: 9, facts: facts(9) }]
+	);
+	let mut sealed = handing_over(&[5, 9], true);
+	sealed.handover.as_mut().unwrap().sealed = Some(9);
+	let sealed = view(vec![sealed]);
+	let a = p.on_finalized(2, &sealed, &l);
+	assert!(!a.iter().any(|x| matches!(x, Action::Unfence(_) | Action::Pin(_))), "{a:?}");
+	assert_eq!(items(&mut p, &sealed, &l), vec![]);
+	let a = p.on_finalized(3, &view(vec![owned(&[5, 9])]), &l);
+	assert!(a.contains(&Action::Unfence(SEG)), "{a:?}");
+}
+
+/// The defect (review of #15): ownership moved at the old owner's seal, so a seal at a root
+/// nobody serves left the target owning a segment it could not catch up to. The target now
+/// confirms the seal, and only once its store has the sealed root at the sealed seq.
+#[test]
+fn a_target_confirms_the_seal_only_once_its_copy_has_the_sealed_root() {
+	let mut p = Planner::new(config(1));
+	let mut target = held(&[5, 9], HoldingStatus::Active, Some(5));
+	target.handover = Some(crate::view::Handover {
+		to: None,
+		to_me: true,
+		proven: true,
+		sealed: Some(9),
+		completed: false,
+	});
+	let v = view(vec![target]);
+	let a = p.on_finalized(1, &v, &local(Some(7), &[], &[5], &[]));
+	assert!(a.contains(&Action::Follow(SEG)), "{a:?}");
+	assert_eq!(items(&mut p, &v, &local(Some(7), &[], &[5], &[])), vec![], "not there yet");
+	assert_eq!(items(&mut p, &v, &local(Some(9), &[], &[5, 9], &[9])), vec![], "another root");
+	assert_eq!(
+		items(&mut p, &v, &local(Some(9), &[], &[5, 9], &[])),
+		vec![Intent::ConfirmSeal { segment: SEG, seq: 9, root: facts(9).root }]
+	);
+}
+
 /// The target does not fence: it is not the owner while the old one seals, and once it owns
 /// the segment the migration is completed.
 #[test]
@@ -668,8 +718,13 @@ fn only_the_owner_fences() {
 	let mut p = Planner::new(config(1));
 	let l = local(Some(9), &[], &[9], &[]);
 	let mut target = held(&[5], HoldingStatus::Active, Some(5));
-	target.handover =
-		Some(crate::view::Handover { to: None, to_me: true, proven: true, completed: false });
+	target.handover = Some(crate::view::Handover {
+		to: None,
+		to_me: true,
+		proven: true,
+		sealed: None,
+		completed: false,
+	});
 	let a = p.on_finalized(1, &view(vec![target]), &l);
 	assert!(!a.iter().any(|x| matches!(x, Action::Fence(_))), "{a:?}");
 	let mut done = handing_over(&[9], true);
@@ -724,8 +779,13 @@ fn a_former_owner_with_a_stale_tail_rewinds_before_following() {
 fn a_new_owner_behind_the_sealed_seq_keeps_following_until_it_reaches_it() {
 	let mut p = Planner::new(config(1));
 	let mut target = held(&[5], HoldingStatus::Active, Some(5));
-	target.handover =
-		Some(crate::view::Handover { to: None, to_me: true, proven: true, completed: false });
+	target.handover = Some(crate::view::Handover {
+		to: None,
+		to_me: true,
+		proven: true,
+		sealed: None,
+		completed: false,
+	});
 	let a = p.on_finalized(1, &view(vec![target]), &local(Some(7), &[], &[5], &[]));
 	assert!(a.contains(&Action::Follow(SEG)), "{a:?}");
 	let mut owns = owned(&[5, 9]);
